@@ -1,0 +1,80 @@
+"""Checks on manifest.yml: the parts of Slack's manifest schema that can break, plus our ids."""
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+MANIFEST = Path(__file__).resolve().parent.parent / "manifest.yml"
+SCOPES = {"commands", "chat:write", "reactions:read", "channels:history", "groups:history"}
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+
+
+def test_display_information_lengths(manifest):
+    info = manifest["display_information"]
+    assert 1 <= len(info["name"]) <= 35
+    assert 1 <= len(info["description"]) <= 140
+    assert 175 <= len(info["long_description"]) <= 4000
+
+
+def test_slash_command(manifest):
+    (cmd,) = manifest["features"]["slash_commands"]
+    assert cmd["command"] == "/platform-feedback"
+    assert re.match(r"^/", cmd["command"]) and 2 <= len(cmd["command"]) <= 32
+    assert cmd["description"] and cmd["should_escape"] is True
+
+
+def test_message_shortcut(manifest):
+    (shortcut,) = manifest["features"]["shortcuts"]
+    assert shortcut["type"] == "message"
+    assert shortcut["callback_id"] == "report_friction"
+    assert 1 <= len(shortcut["name"]) <= 24 and shortcut["description"]
+
+
+def test_bot_events(manifest):
+    events = manifest["settings"]["event_subscriptions"]["bot_events"]
+    assert sorted(events) == ["app_home_opened", "reaction_added"]
+
+
+def test_bot_scopes_exact(manifest):
+    bot = manifest["oauth_config"]["scopes"]["bot"]
+    assert len(bot) == len(set(bot)) and set(bot) == SCOPES
+    assert "user" not in manifest["oauth_config"]["scopes"]
+
+
+def test_request_urls_present_and_equal(manifest):
+    settings = manifest["settings"]
+    assert settings["interactivity"]["is_enabled"] is True
+    urls = {
+        settings["event_subscriptions"]["request_url"],
+        settings["interactivity"]["request_url"],
+        manifest["features"]["slash_commands"][0]["url"],
+    }
+    assert len(urls) == 1 and re.match(r"^https?://", urls.pop())
+    assert settings["socket_mode_enabled"] is False
+
+
+def test_validates_against_slack_schema(manifest):
+    """Needs SLACK_MANIFEST_SCHEMA = a local checkout of slackapi/manifest-schema (or its schemas/ dir)."""
+    root = os.environ.get("SLACK_MANIFEST_SCHEMA")
+    if not root:
+        pytest.skip("SLACK_MANIFEST_SCHEMA not set (local copy of slackapi/manifest-schema)")
+    jsonschema = pytest.importorskip("jsonschema")
+    from referencing import Registry, Resource
+
+    root = Path(root)
+    schemas = root / "schemas" if (root / "schemas").is_dir() else root
+    load = lambda p: json.loads(p.read_text(encoding="utf-8"))  # noqa: E731
+    # The dispatcher $refs raw.githubusercontent.com URLs; serve them from disk (no network).
+    registry = Registry(retrieve=lambda uri: Resource.from_contents(load(schemas / uri.rsplit("/", 1)[-1])))
+    top = root / "manifest.schema.json"
+    schema = load(top if top.is_file() else schemas / "manifest.schema.1.0.0.json")
+    validator = jsonschema.Draft7Validator(schema, registry=registry)
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(manifest)]
+    assert not errors, errors
