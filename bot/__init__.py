@@ -1,0 +1,1 @@
+"""platform-feedback: a Slack bot that turns developer friction into data points."""

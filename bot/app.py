@@ -1,0 +1,84 @@
+"""Builds the Bolt app and the HTTP server around it. Nothing runs at import time."""
+
+import contextlib
+import logging
+
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+import handlers.home
+import handlers.intake
+from bot.config import Policy, Settings
+from bot.context import Deps
+from bot.sender import OutboxSender
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1_000_000  # Slack's payloads are far smaller; anything bigger is not from Slack
+
+
+def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient | None = None) -> tuple[AsyncApp, Deps]:
+    client = client or AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    app = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret or None,
+        # Bolt checks the v0 signature (constant-time, 5-minute window) and answers 401 itself.
+        request_verification_enabled=not settings.socket_mode,
+    )
+    deps = Deps(settings=settings, policy=policy, db=db, sender=OutboxSender(db, client))
+
+    @app.error
+    async def on_error(error: Exception, body: dict):
+        # Logged with the payload type only: bodies can carry user text and response URLs.
+        log.error("listener failed for %s: %r", body.get("type"), error, exc_info=error)
+
+    handlers.intake.register(app, deps)
+    handlers.home.register(app, deps)
+    return app, deps
+
+
+def create_web_app(app: AsyncApp, deps: Deps, *, run_sender: bool = True) -> Starlette:
+    slack = AsyncSlackRequestHandler(app)
+
+    async def slack_events(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return PlainTextResponse("payload too large", status_code=413)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return PlainTextResponse("body is not UTF-8", status_code=400)
+        return await slack.handle(request)
+
+    async def healthz(_request: Request) -> Response:
+        try:
+            await _ping(deps.db)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+            return JSONResponse({"ok": False, "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"ok": True})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        if run_sender:
+            deps.sender.start()
+        try:
+            yield
+        finally:
+            await deps.sender.stop()
+
+    return Starlette(
+        routes=[Route("/slack/events", slack_events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])],
+        lifespan=lifespan,
+    )
+
+
+async def _ping(db: Database) -> None:
+    import anyio.to_thread
+
+    await anyio.to_thread.run_sync(db.ping)

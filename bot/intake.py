@@ -1,0 +1,116 @@
+"""Intake logic with no Slack in it: what a command means, what a modal's answers mean,
+and which categories a text suggests."""
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.config import Taxonomy
+from bot.ids import Block
+from storage.models import FrictionKind, Severity
+
+MAX_TEXT = 3000
+
+# Words the command reserves for itself; a single word that is none of these is a typo, not a report.
+SUBCOMMANDS = {"help", "mine"}
+
+
+class CommandKind(StrEnum):
+    modal = "modal"
+    help = "help"
+    mine = "mine"
+    report = "report"
+    unknown = "unknown"
+
+
+@dataclass(frozen=True)
+class ParsedCommand:
+    kind: CommandKind
+    text: str = ""
+
+
+def parse_command(text: str) -> ParsedCommand:
+    """``/platform-feedback [text]``: no text opens the modal; one line of two or more words
+    files a report; ``help``/``mine`` are subcommands; any other single word gets the usage."""
+    text = (text or "").strip()
+    if not text:
+        return ParsedCommand(CommandKind.modal)
+    first, _, rest = text.partition(" ")
+    word = first.lower()
+    if word in SUBCOMMANDS:
+        return ParsedCommand(CommandKind(word), rest.strip())
+    if not rest.strip():
+        return ParsedCommand(CommandKind.unknown, text)
+    return ParsedCommand(CommandKind.report, text)
+
+
+def flatten_state(values: dict) -> dict[str, object]:
+    """A view's ``state.values`` as {block_id: value}, whatever the element type."""
+    flat: dict[str, object] = {}
+    for block_id, actions in (values or {}).items():
+        for element in actions.values():
+            kind = element.get("type")
+            if kind in ("static_select", "radio_buttons"):
+                option = element.get("selected_option")
+                flat[block_id] = option["value"] if option else None
+            elif kind == "multi_static_select":
+                flat[block_id] = [o["value"] for o in element.get("selected_options") or []]
+            else:
+                flat[block_id] = element.get("value")
+    return flat
+
+
+@dataclass(frozen=True)
+class ModalAnswers:
+    text: str
+    categories: tuple[str, ...]
+    severity: Severity
+    minutes_lost: int | None
+    kind: FrictionKind
+    link_url: str | None
+
+
+def read_modal(values: dict, taxonomy: Taxonomy) -> tuple[ModalAnswers | None, dict[str, str]]:
+    """The modal's answers, or errors keyed by block id (shown under each field in the modal)."""
+    state = flatten_state(values)
+    errors: dict[str, str] = {}
+    text = str(state.get(Block.text) or "").strip()
+    if not text:
+        errors[Block.text] = "Tell us what got in your way."
+    elif len(text) > MAX_TEXT:
+        errors[Block.text] = f"Please keep it under {MAX_TEXT:,} characters (this is {len(text):,})."
+    categories = tuple(state.get(Block.categories) or ())
+    unknown = [c for c in categories if not taxonomy.has(c)]
+    if unknown:
+        errors[Block.categories] = f"Unknown area: {', '.join(unknown)[:100]}. Please pick from the list."
+    try:
+        severity = Severity(state.get(Block.severity) or Severity.medium)
+    except ValueError:
+        errors[Block.severity] = "Please pick an impact from the list."
+        severity = Severity.medium
+    minutes_raw = state.get(Block.time_lost)
+    minutes = int(minutes_raw) if isinstance(minutes_raw, str) and minutes_raw.isdigit() else None
+    if minutes_raw is not None and minutes is None:
+        errors[Block.time_lost] = "Please pick a time from the list."
+    try:
+        kind = FrictionKind(state.get(Block.kind) or FrictionKind.feedback)
+    except ValueError:
+        errors[Block.kind] = "Please pick a kind from the list."
+        kind = FrictionKind.feedback
+    link = (str(state.get(Block.link) or "")).strip() or None
+    if link and (not re.match(r"^https?://\S+$", link) or len(link) > 3000):
+        errors[Block.link] = "That doesn't look like a web link (https://…)."
+    if errors:
+        return None, errors
+    return ModalAnswers(text, categories, severity, minutes, kind, link), {}
+
+
+def suggest_categories(text: str, taxonomy: Taxonomy) -> tuple[str, ...]:
+    """Categories whose keywords occur in ``text`` as whole words."""
+    lowered = text.lower()
+    found = []
+    for category in taxonomy.categories:
+        if any(re.search(rf"(?<!\w){re.escape(k.lower())}(?!\w)", lowered) for k in category.keywords):
+            found.append(category.id)
+    return tuple(found)
+

@@ -1,0 +1,252 @@
+"""Intake: the slash command, the message shortcut, the report modal and the :ticket: reaction."""
+
+import logging
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlmodel import Session
+
+from bot.blocks.intake import (
+    ReportMetadata,
+    build_filed_message,
+    build_report_modal,
+    build_reports_list,
+    build_thread_reply,
+    build_try_again,
+    build_usage,
+)
+from bot.context import Deps
+from bot.ids import Action, Block, Callback
+from bot.intake import CommandKind, parse_command, read_modal, suggest_categories
+from bot.text import from_slack
+from storage import friction, outbox
+from storage.database import DatabaseUnavailable
+from storage.friction import Filed, FrictionDraft
+from storage.models import Source
+
+log = logging.getLogger(__name__)
+
+
+def file_with_confirmation(*, session: Session, draft: FrictionDraft, ref_prefix: str, dm: bool) -> Filed:
+    """File the data point and, in the same transaction, queue its DM confirmation."""
+    filed = friction.file_friction(session=session, draft=draft)
+    if filed.created and dm:
+        ref = f"{ref_prefix}-{filed.point.id}"
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"filed-dm:{filed.point.id}",
+            method="chat.postMessage",
+            payload={"channel": draft.reporter_id, **build_filed_message(ref, filed.point, with_details_button=False)},
+            friction_point_id=filed.point.id,
+        )
+    return filed
+
+
+def file_reaction(*, session: Session, event_id: str, draft: FrictionDraft, ref_prefix: str, thread_ts: str) -> Filed | None:
+    """A reaction files its message once, however often Slack delivers the event, and the bot
+    answers in the message's thread once."""
+    if not friction.first_delivery(session=session, event_id=event_id):
+        return None
+    filed = friction.file_friction(session=session, draft=draft)
+    if filed.created:
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"thread-reply:{filed.point.id}",
+            method="chat.postMessage",
+            payload={
+                "channel": draft.channel_id,
+                "thread_ts": thread_ts,
+                **build_thread_reply(f"{ref_prefix}-{filed.point.id}", draft.filed_by),
+            },
+            friction_point_id=filed.point.id,
+        )
+    return filed
+
+
+async def _fetch_message(client: AsyncWebClient, channel: str, ts: str) -> dict | None:
+    history = await client.conversations_history(channel=channel, latest=ts, inclusive=True, limit=1)
+    for message in history.get("messages") or []:
+        if message.get("ts") == ts:
+            return message
+    # Not top-level: a reply in a thread.
+    replies = await client.conversations_replies(channel=channel, ts=ts, latest=ts, inclusive=True, limit=200)
+    return next((m for m in replies.get("messages") or [] if m.get("ts") == ts), None)
+
+
+async def _remember_permalink(deps: Deps, client: AsyncWebClient, point_id: int, channel: str, ts: str) -> None:
+    try:
+        link = await client.chat_getPermalink(channel=channel, message_ts=ts)
+        await deps.db.run(friction.set_permalink, point_id=point_id, permalink=link["permalink"])
+    except (SlackApiError, DatabaseUnavailable) as exc:  # the report stands without it
+        log.warning("no permalink for data point %s: %s", point_id, exc)
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    policy = deps.policy
+    prefix = policy.reference_prefix
+
+    @app.command("/platform-feedback")
+    async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient, respond: AsyncRespond):
+        parsed = parse_command(command.get("text", ""))
+        if parsed.kind in (CommandKind.help, CommandKind.unknown):
+            unknown = parsed.text if parsed.kind == CommandKind.unknown else None
+            await ack(response_type="ephemeral", **build_usage(policy.intake.reaction, unknown=unknown))
+            return
+        await ack()
+        user, team = command["user_id"], command["team_id"]
+        if parsed.kind == CommandKind.modal:
+            metadata = ReportMetadata(source=Source.modal, channel_id=command.get("channel_id"))
+            await client.views_open(trigger_id=command["trigger_id"], view=build_report_modal(policy.taxonomy, metadata))
+            return
+        if parsed.kind == CommandKind.mine:
+            try:
+                points = await deps.db.run(friction.reports_of, user_id=user)
+            except DatabaseUnavailable:
+                await respond(response_type="ephemeral", **build_try_again("your request"))
+                return
+            await respond(response_type="ephemeral", text="Your reports", blocks=build_reports_list(prefix, points, heading="Your reports"))
+            return
+        text = from_slack(parsed.text)
+        draft = FrictionDraft(
+            team_id=team,
+            filed_by=user,
+            reporter_id=user,
+            text=text[:3000],
+            source=Source.command,
+            intake_key=f"command:{command['trigger_id']}",
+            auto_categories=suggest_categories(text, policy.taxonomy),
+            channel_id=command.get("channel_id"),
+        )
+        try:
+            filed = await deps.db.run(friction.file_friction, draft=draft)
+        except DatabaseUnavailable:
+            await respond(response_type="ephemeral", **build_try_again("your report", text))
+            return
+        await respond(
+            response_type="ephemeral",
+            **build_filed_message(deps.ref(filed.point.id), filed.point, with_details_button=True),
+        )
+
+    @app.shortcut(Callback.report_shortcut)
+    async def on_message_shortcut(ack: AsyncAck, shortcut: dict, client: AsyncWebClient):
+        await ack()
+        message = shortcut.get("message") or {}
+        metadata = ReportMetadata(
+            source=Source.shortcut, channel_id=shortcut.get("channel", {}).get("id"), message_ts=message.get("ts")
+        )
+        text = from_slack(message.get("text") or "")
+        view = build_report_modal(policy.taxonomy, metadata, text=text, categories=list(suggest_categories(text, policy.taxonomy)))
+        await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+
+    @app.action(Action.add_details)
+    async def on_add_details(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
+        await ack()
+        try:
+            point = await deps.db.run(friction.get_point, point_id=int(action["value"]))
+        except DatabaseUnavailable:
+            await respond(response_type="ephemeral", replace_original=False, **build_try_again("your details"))
+            return
+        if point is None or body["user"]["id"] not in {r.user_id for r in point.reporters} | {point.filed_by}:
+            await respond(response_type="ephemeral", replace_original=False, text="That report is no longer yours to edit.")
+            return
+        view = build_report_modal(
+            policy.taxonomy,
+            ReportMetadata(source=point.source, point_id=point.id),
+            text=point.text,
+            categories=[t.category for t in point.tags if not t.automatic],
+            severity=point.severity,
+            minutes_lost=point.minutes_lost,
+            kind=point.kind,
+            link_url=point.link_url,
+        )
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.view(Callback.report_modal)
+    async def on_report_submitted(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClient):
+        answers, errors = read_modal(view["state"]["values"], policy.taxonomy)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        try:
+            metadata = ReportMetadata.load(view.get("private_metadata"))
+        except ValueError:
+            await ack(response_action="errors", errors={Block.text: "This form is out of date. Please open it again."})
+            return
+        user, team = body["user"]["id"], body["user"].get("team_id") or body["team"]["id"]
+        draft = FrictionDraft(
+            team_id=team,
+            filed_by=user,
+            reporter_id=user,
+            text=answers.text,
+            source=metadata.source,
+            intake_key=f"view:{view['id']}",
+            categories=answers.categories,
+            auto_categories=suggest_categories(answers.text, policy.taxonomy),
+            severity=answers.severity,
+            minutes_lost=answers.minutes_lost,
+            kind=answers.kind,
+            link_url=answers.link_url,
+            channel_id=metadata.channel_id,
+            message_ts=metadata.message_ts,
+        )
+        try:
+            if metadata.point_id is not None:
+                point = await deps.db.run(friction.update_details, point_id=metadata.point_id, draft=draft)
+                if point is None:
+                    await ack(response_action="errors", errors={Block.text: "That report no longer exists."})
+                    return
+                await ack()
+                return
+            filed = await deps.db.run(file_with_confirmation, draft=draft, ref_prefix=prefix, dm=True)
+        except DatabaseUnavailable:
+            # The modal stays open with everything typed in it: nothing is lost.
+            await ack(
+                response_action="errors",
+                errors={Block.text: "We couldn't save this just now (our database did not answer). Please press Send again in a minute."},
+            )
+            return
+        await ack()
+        deps.sender.wake()
+        if filed.created and metadata.channel_id and metadata.message_ts:
+            await _remember_permalink(deps, client, filed.point.id, metadata.channel_id, metadata.message_ts)
+
+    @app.event("reaction_added")
+    async def on_reaction(body: dict, event: dict, client: AsyncWebClient):
+        item = event.get("item") or {}
+        if event.get("reaction") != policy.intake.reaction or item.get("type") != "message":
+            return
+        channel, ts = item["channel"], item["ts"]
+        try:
+            message = await _fetch_message(client, channel, ts)
+        except SlackApiError as exc:  # e.g. not_in_channel: the bot cannot read it
+            log.warning("cannot read reacted message in %s: %s", channel, exc.response.get("error"))
+            return
+        if message is None:
+            return
+        reactor = event["user"]
+        text = from_slack(message.get("text") or "") or "(a message with no text)"
+        draft = FrictionDraft(
+            team_id=body.get("team_id") or "",
+            filed_by=reactor,
+            # The person who wrote the message hit the friction; bots' messages count for the reactor.
+            reporter_id=message.get("user") or reactor,
+            text=text[:3000],
+            source=Source.reaction,
+            intake_key=f"message:{channel}:{ts}",
+            auto_categories=suggest_categories(text, policy.taxonomy),
+            channel_id=channel,
+            message_ts=ts,
+        )
+        try:
+            filed = await deps.db.run(
+                file_reaction, event_id=body["event_id"], draft=draft, ref_prefix=prefix, thread_ts=message.get("thread_ts") or ts
+            )
+        except DatabaseUnavailable as exc:
+            # Events are acked before this runs, so Slack will not retry; the reaction can be re-added.
+            log.warning("reaction in %s not filed, database unavailable: %s", channel, exc)
+            return
+        if filed is None or not filed.created:
+            return
+        deps.sender.wake()
+        await _remember_permalink(deps, client, filed.point.id, channel, ts)

@@ -1,0 +1,75 @@
+"""The database handle: one engine, sessions per unit of work, run off the event loop."""
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import anyio.to_thread
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, text
+
+T = TypeVar("T")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached; the caller tells the user to try again."""
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        return engine
+    # A short connect timeout: a user waiting in Slack gets "try again" rather than silence.
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 3})
+
+
+class Database:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def transact(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
+        """Run ``fn(session=..., ...)`` in one transaction: all of it is written, or none."""
+        try:
+            with self.session() as session, session.begin():
+                return fn(*args, session=session, **kwargs)
+        except OperationalError as exc:
+            raise DatabaseUnavailable(str(exc.orig)[:200]) from exc
+
+    async def run(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
+        """``transact`` in a worker thread, so the event loop never blocks on the database."""
+        return await anyio.to_thread.run_sync(partial(self.transact, fn, *args, **kwargs))
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def migrate(self) -> None:
+        command.upgrade(alembic_config(self.engine), "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg

@@ -1,0 +1,149 @@
+"""Queries on friction data points."""
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from storage.models import (
+    FrictionKind,
+    FrictionPoint,
+    FrictionTag,
+    ProcessedEvent,
+    Reporter,
+    Severity,
+    Source,
+    StatusChange,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class FrictionDraft:
+    """Everything an intake surface collected, before it becomes a data point."""
+
+    team_id: str
+    filed_by: str
+    reporter_id: str
+    text: str
+    source: Source
+    intake_key: str
+    categories: tuple[str, ...] = ()
+    auto_categories: tuple[str, ...] = ()
+    severity: Severity = Severity.medium
+    minutes_lost: int | None = None
+    kind: FrictionKind = FrictionKind.feedback
+    link_url: str | None = None
+    channel_id: str | None = None
+    message_ts: str | None = None
+    permalink: str | None = None
+
+
+@dataclass
+class Filed:
+    point: FrictionPoint
+    created: bool  # False: the same intake arrived again (retry, double submit)
+    new_reporter: bool = field(default=True)
+
+
+def file_friction(*, session: Session, draft: FrictionDraft) -> Filed:
+    """Create the data point for ``draft``, or return the one its ``intake_key`` already made."""
+    existing = session.exec(select(FrictionPoint).where(FrictionPoint.intake_key == draft.intake_key)).first()
+    if existing is not None:
+        added = add_reporter(session=session, point=existing, user_id=draft.reporter_id, team_id=draft.team_id)
+        return Filed(existing, created=False, new_reporter=added)
+    point = FrictionPoint(
+        team_id=draft.team_id,
+        filed_by=draft.filed_by,
+        text=draft.text,
+        kind=draft.kind,
+        severity=draft.severity,
+        minutes_lost=draft.minutes_lost,
+        source=draft.source,
+        channel_id=draft.channel_id,
+        message_ts=draft.message_ts,
+        permalink=draft.permalink,
+        link_url=draft.link_url,
+        intake_key=draft.intake_key,
+    )
+    point.tags = _tags(draft)
+    point.reporters = [Reporter(user_id=draft.reporter_id, team_id=draft.team_id)]
+    try:
+        with session.begin_nested():
+            session.add(point)
+            session.flush()
+    except IntegrityError:
+        # Another request with the same intake key won the race: theirs is the data point.
+        session.expunge(point)
+        return file_friction(session=session, draft=draft)
+    session.add(StatusChange(friction_point_id=point.id, actor=draft.filed_by, to_status=point.status))
+    return Filed(point, created=True)
+
+
+def _tags(draft: FrictionDraft) -> list[FrictionTag]:
+    chosen = [FrictionTag(category=c, automatic=False) for c in dict.fromkeys(draft.categories)]
+    if chosen:
+        return chosen
+    return [FrictionTag(category=c, automatic=True) for c in dict.fromkeys(draft.auto_categories)]
+
+
+def add_reporter(*, session: Session, point: FrictionPoint, user_id: str, team_id: str) -> bool:
+    if any(r.user_id == user_id for r in point.reporters):
+        return False
+    point.reporters.append(Reporter(user_id=user_id, team_id=team_id))
+    session.flush()
+    return True
+
+
+def update_details(*, session: Session, point_id: int, draft: FrictionDraft) -> FrictionPoint | None:
+    """The "add details" modal on a one-line report: the person's own answers replace the guesses."""
+    point = session.get(FrictionPoint, point_id)
+    if point is None:
+        return None
+    point.text = draft.text
+    point.severity = draft.severity
+    point.minutes_lost = draft.minutes_lost
+    point.kind = draft.kind
+    point.link_url = draft.link_url
+    if draft.categories:
+        point.tags.clear()
+        session.flush()
+        point.tags.extend(FrictionTag(category=c, automatic=False) for c in dict.fromkeys(draft.categories))
+    point.updated_at = utcnow()
+    session.add(point)
+    session.flush()
+    return point
+
+
+def set_permalink(*, session: Session, point_id: int, permalink: str) -> None:
+    point = session.get(FrictionPoint, point_id)
+    if point is not None and not point.permalink:
+        point.permalink = permalink
+        session.add(point)
+
+
+def get_point(*, session: Session, point_id: int) -> FrictionPoint | None:
+    return session.get(FrictionPoint, point_id)
+
+
+def reports_of(*, session: Session, user_id: str, limit: int = 20) -> list[FrictionPoint]:
+    """The data points ``user_id`` reported, newest first."""
+    stmt = (
+        select(FrictionPoint)
+        .join(Reporter, col(Reporter.friction_point_id) == FrictionPoint.id)
+        .where(Reporter.user_id == user_id)
+        .order_by(col(FrictionPoint.created_at).desc(), col(FrictionPoint.id).desc())
+        .limit(limit)
+    )
+    return list(session.exec(stmt).all())
+
+
+def first_delivery(*, session: Session, event_id: str) -> bool:
+    """True the first time ``event_id`` is seen; False for Slack's retries of it."""
+    try:
+        with session.begin_nested():
+            session.add(ProcessedEvent(event_id=event_id))
+            session.flush()
+    except IntegrityError:
+        return False
+    return True

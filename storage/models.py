@@ -1,0 +1,157 @@
+"""Tables. One friction data point can have several reporters, tags, a status history and
+(later) links to tracker issues, so those live in their own tables."""
+
+from datetime import datetime, timezone
+from enum import StrEnum
+
+from sqlalchemy import Column, DateTime, String, Text, UniqueConstraint
+from sqlmodel import Field, Relationship, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _ts(**kw):
+    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+
+
+class FrictionKind(StrEnum):
+    question = "question"  # a question for office hours
+    support = "support"
+    feedback = "feedback"  # feedback or an idea
+
+
+class Severity(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    blocker = "blocker"
+
+
+class Source(StrEnum):
+    command = "command"  # one line of text after the slash command
+    modal = "modal"  # the slash command's modal
+    shortcut = "shortcut"  # the "Report platform friction" message shortcut
+    reaction = "reaction"  # the configured emoji on a message
+
+
+class Status(StrEnum):
+    new = "new"
+    acknowledged = "acknowledged"
+    linked = "linked"
+    resolved = "resolved"
+    wont_fix = "wont_fix"
+    duplicate = "duplicate"
+
+
+class FrictionPoint(SQLModel, table=True):
+    __tablename__ = "friction_point"
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    filed_by: str = Field(max_length=32, description="Slack user who filed it (may differ from the reporter)")
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    kind: FrictionKind = Field(default=FrictionKind.feedback, sa_type=String(16))
+    severity: Severity = Field(default=Severity.medium, sa_type=String(16))
+    minutes_lost: int | None = None
+    source: Source = Field(sa_type=String(16))
+    status: Status = Field(default=Status.new, sa_type=String(16), index=True)
+    channel_id: str | None = Field(default=None, max_length=32)
+    message_ts: str | None = Field(default=None, max_length=32)
+    permalink: str | None = Field(default=None, max_length=3000)
+    link_url: str | None = Field(default=None, max_length=3000)
+    # What makes a retried or double-clicked intake land on the same row (a view id, a message).
+    intake_key: str = Field(max_length=255, unique=True)
+    duplicate_of_id: int | None = Field(default=None, foreign_key="friction_point.id")
+    created_at: datetime = _ts(index=True)
+    updated_at: datetime = _ts()
+
+    tags: list["FrictionTag"] = Relationship(
+        sa_relationship_kwargs={"lazy": "selectin", "cascade": "all, delete-orphan", "order_by": "FrictionTag.id"}
+    )
+    reporters: list["Reporter"] = Relationship(
+        sa_relationship_kwargs={"lazy": "selectin", "cascade": "all, delete-orphan", "order_by": "Reporter.id"}
+    )
+
+    @property
+    def categories(self) -> list[str]:
+        return [t.category for t in self.tags]
+
+
+class FrictionTag(SQLModel, table=True):
+    __tablename__ = "friction_tag"
+    __table_args__ = (UniqueConstraint("friction_point_id", "category"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
+    category: str = Field(max_length=64, index=True)
+    automatic: bool = False
+
+
+class Reporter(SQLModel, table=True):
+    """A person who hit this friction. Duplicates merge by moving reporters, never by losing them."""
+
+    __tablename__ = "reporter"
+    __table_args__ = (UniqueConstraint("friction_point_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
+    user_id: str = Field(max_length=32, index=True)
+    team_id: str = Field(max_length=32)
+    reported_at: datetime = _ts()
+
+
+class StatusChange(SQLModel, table=True):
+    """History: who changed what, when."""
+
+    __tablename__ = "status_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
+    actor: str = Field(max_length=32)
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str = Field(max_length=16)
+    note: str | None = Field(default=None, sa_column=Column(Text))
+    at: datetime = _ts()
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """Slack retries events with the same event_id; one row here means "already handled"."""
+
+    __tablename__ = "processed_event"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    received_at: datetime = _ts()
+
+
+class OutboxStatus(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A Slack Web API call to make exactly once. Written in the same transaction as the change
+    that calls for it, so a crash can neither lose it nor send it twice (dedupe_key)."""
+
+    __tablename__ = "outbox_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=255, unique=True)
+    method: str = Field(max_length=64)
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+    status: OutboxStatus = Field(default=OutboxStatus.pending, sa_type=String(16), index=True)
+    attempts: int = 0
+    not_before: datetime = _ts(index=True)
+    # A sender holds a claim until this time; a crashed sender's claim simply runs out.
+    claimed_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    last_error: str | None = Field(default=None, max_length=255)
+    friction_point_id: int | None = Field(default=None, foreign_key="friction_point.id", index=True)
+    created_at: datetime = _ts()
+    sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

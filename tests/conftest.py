@@ -1,0 +1,144 @@
+"""Fixtures: a real database (SQLite, and PostgreSQL when reachable), a fake Slack Web API on
+127.0.0.1, and the real Bolt app behind its real Starlette server."""
+
+import asyncio
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.app import create_app, create_web_app
+from bot.config import Policy, Settings
+from bot.context import Deps
+from storage.database import Database
+from tests.fake_slack import TOKEN, FakeSlack, FakeSlackServer
+from tests.slack_requests import SIGNING_SECRET
+
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# In CI PostgreSQL must be there: a skip would hide a broken store.
+REQUIRE_PG = bool(os.environ.get("CI") or os.environ.get("REQUIRE_POSTGRES"))
+
+
+def _pg_reachable() -> str | None:
+    try:
+        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 2})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except OperationalError as exc:
+        return str(exc.orig).splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("db") / "template.db"
+    db = Database(f"sqlite:///{path}")
+    db.migrate()
+    db.dispose()
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    problem = _pg_reachable()
+    if problem:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required here (CI) but unreachable at {PG_ADMIN_URL}: {problem}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({problem}); set up a server to run these")
+    name = f"pf_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    db = Database(url)
+    db.migrate()
+    db.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+TABLES = ["outbox_message", "status_change", "friction_tag", "reporter", "processed_event", "friction_point"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path, sqlite_template) -> Database:
+    if request.param == "sqlite":
+        path = tmp_path / "test.db"
+        shutil.copy(sqlite_template, path)
+        database = Database(f"sqlite:///{path}")
+    else:
+        database = Database(request.getfixturevalue("pg_url"))
+        with database.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def fake_slack():
+    with FakeSlackServer() as fake:
+        yield fake
+    assert not fake.block_kit_errors, f"the bot sent Block Kit that Slack would reject: {fake.block_kit_errors}"
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return Policy()
+
+
+def make_settings(fake: FakeSlack, db: Database, **overrides) -> Settings:
+    return Settings(
+        slack_bot_token=TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=fake.url + "/api/",
+        database_url=db.url,
+        **overrides,
+    )
+
+
+@dataclass
+class Bot:
+    """The running app as a test talks to it."""
+
+    deps: Deps
+    http: httpx.AsyncClient
+    fake: FakeSlack
+    db: Database
+
+    async def post(self, body: str, headers: dict) -> httpx.Response:
+        return await self.http.post("/slack/events", content=body.encode("utf-8"), headers=headers)
+
+    async def settle(self) -> None:
+        """Wait for the work Bolt does after the ack (listeners run on as tasks)."""
+        for _ in range(50):
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+            if not others:
+                return
+            await asyncio.wait(others, timeout=10)
+
+    async def drain(self) -> None:
+        """Settle, then send everything the outbox holds."""
+        await self.settle()
+        while await self.deps.sender.drain_once():
+            pass
+
+
+@pytest.fixture
+async def bot(fake_slack, db, policy):
+    settings = make_settings(fake_slack, db)
+    client = AsyncWebClient(token=TOKEN, base_url=settings.slack_api_url)
+    app, deps = create_app(settings, policy, db, client=client)
+    web = create_web_app(app, deps, run_sender=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver") as http:
+        b = Bot(deps=deps, http=http, fake=fake_slack, db=db)
+        yield b
+        await b.settle()

@@ -1,0 +1,175 @@
+"""A fake Slack Web API on 127.0.0.1: a free port per test, realistic bodies per method, every
+request kept, every Block Kit payload checked. Failures can be scripted per method (429, 5xx)."""
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlparse
+
+from tests.blockkit import BlockKitError, check_message, check_view
+
+TOKEN = "xoxb-test-token-0000"
+BOT_USER = "UBOT00001"
+TEAM = "T0TEAM001"
+
+MESSAGE_METHODS = {"chat.postMessage", "chat.postEphemeral", "chat.update"}
+VIEW_METHODS = {"views.open", "views.push", "views.update", "views.publish"}
+
+
+@dataclass
+class Call:
+    method: str  # "chat.postMessage", or "response_url" for posts to a response URL
+    body: dict
+    headers: dict
+
+
+@dataclass
+class FakeSlack:
+    calls: list[Call] = field(default_factory=list)
+    # (channel, ts) -> message, for conversations.history / replies
+    messages: dict = field(default_factory=dict)
+    # method -> list of (status, body, headers) to answer with before answering normally
+    scripted: dict = field(default_factory=dict)
+    block_kit_errors: list[str] = field(default_factory=list)
+    _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    def script(self, method: str, *responses: tuple[int, dict, dict]) -> None:
+        self.scripted.setdefault(method, []).extend(responses)
+
+    def add_message(self, channel: str, ts: str, text: str, user: str | None = "UAUTHOR01", thread_ts: str | None = None):
+        message = {"type": "message", "ts": ts, "text": text}
+        if user:
+            message["user"] = user
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        self.messages[(channel, ts)] = message
+
+    # ------------------------------------------------------------------ answers
+
+    def answer(self, method: str, body: dict) -> tuple[int, dict, dict]:
+        scripted = self.scripted.get(method)
+        if scripted:
+            return scripted.pop(0)
+        try:
+            if method in MESSAGE_METHODS:
+                check_message(body)
+            if method in VIEW_METHODS:
+                check_view(body["view"])
+        except (BlockKitError, Exception) as exc:  # any model error is a bad payload
+            self.block_kit_errors.append(f"{method}: {exc}")
+            return 200, {"ok": False, "error": "invalid_blocks"}, {}
+        return 200, self._ok(method, body), {}
+
+    def _next_ts(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def _ok(self, method: str, body: dict) -> dict:
+        if method == "auth.test":
+            return {"ok": True, "url": "https://example.slack.com/", "team": "Example", "user": "platform-feedback",
+                    "team_id": TEAM, "user_id": BOT_USER, "bot_id": "B0BOT0001", "is_enterprise_install": False}
+        if method == "chat.postMessage":
+            channel = body["channel"]
+            if channel.startswith("U"):  # a DM: Slack answers with the IM channel
+                channel = "D" + channel[1:]
+            ts = self._next_ts()
+            return {"ok": True, "channel": channel, "ts": ts,
+                    "message": {"type": "message", "text": body.get("text", ""), "user": BOT_USER, "ts": ts}}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": self._next_ts()}
+        if method == "chat.update":
+            return {"ok": True, "channel": body["channel"], "ts": body["ts"], "text": body.get("text", "")}
+        if method == "chat.getPermalink":
+            ts = body["message_ts"].replace(".", "")
+            return {"ok": True, "channel": body["channel"],
+                    "permalink": f"https://example.slack.com/archives/{body['channel']}/p{ts}"}
+        if method in VIEW_METHODS:
+            view = body["view"] if isinstance(body["view"], dict) else json.loads(body["view"])
+            return {"ok": True, "view": {**view, "id": f"V{next(self._ts):08d}", "hash": "1700000000.abc"}}
+        if method == "conversations.history":
+            channel, latest = body.get("channel"), body.get("latest")
+            found = self.messages.get((channel, latest))
+            if found is None and not any(c == channel for c, _ in self.messages):
+                return {"ok": False, "error": "channel_not_found"}
+            is_top_level = found is not None and found.get("thread_ts", found["ts"]) == found["ts"]
+            top = [found] if is_top_level else []
+            return {"ok": True, "messages": top, "has_more": False}
+        if method == "conversations.replies":
+            channel, ts = body.get("channel"), body.get("ts")
+            msg = self.messages.get((channel, ts))
+            if msg is None:
+                return {"ok": False, "error": "thread_not_found"}
+            parent = msg.get("thread_ts") or ts
+            thread = [m for (c, _), m in sorted(self.messages.items()) if c == channel and (m.get("thread_ts") or m["ts"]) == parent]
+            return {"ok": True, "messages": thread, "has_more": False}
+        return {"ok": True}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeSlack
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def _handle(self):
+        parsed = urlparse(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode("utf-8") if length else ""
+        ctype = self.headers.get("Content-Type", "")
+        if "json" in ctype and raw:
+            body = json.loads(raw)
+        else:
+            body = dict(parse_qsl(raw)) | dict(parse_qsl(parsed.query))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if parsed.path.startswith("/response_url/"):
+            method = "response_url"
+            status, answer, extra = 200, {"ok": True}, {}
+            try:
+                check_message(body)
+            except Exception as exc:  # noqa: BLE001
+                self.fake.block_kit_errors.append(f"response_url: {exc}")
+        else:
+            method = parsed.path.rsplit("/", 1)[-1]
+            if headers.get("authorization") != f"Bearer {TOKEN}":
+                status, answer, extra = 200, {"ok": False, "error": "invalid_auth"}, {}
+            else:
+                status, answer, extra = self.fake.answer(method, body)
+        with self.fake._lock:
+            self.fake.calls.append(Call(method, body, headers))
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in extra.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = _handle
+    do_POST = _handle
+
+
+class FakeSlackServer:
+    def __init__(self):
+        self.fake = FakeSlack()
+        handler = type("Handler", (_Handler,), {"fake": self.fake})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.fake.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeSlack:
+        self.thread.start()
+        return self.fake
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
