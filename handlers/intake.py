@@ -203,7 +203,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             # The modal stays open with everything typed in it: nothing is lost.
             await ack(
                 response_action="errors",
-                errors={Block.text: "We couldn't save this just now (our database did not answer). Please press Send again in a minute."},
+                errors={Block.text: "We couldn't save this just now (our database did not answer). Please press Send to try again in a minute."},
             )
             return
         await ack()
