@@ -43,7 +43,7 @@ def _migrate_db(db: Database) -> None:
     try:
         db.migrate()
     except OperationalError as exc:
-        raise DatabaseUnavailable(str(exc.orig)[:200]) from None
+        raise DatabaseUnavailable(" ".join(str(exc.orig).split())[:200]) from None
 
 
 def _serve(*, no_migrate: bool) -> int:

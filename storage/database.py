@@ -27,10 +27,18 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
+            # We issue BEGIN ourselves (below), so pysqlite must not.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn):
+            # Take the write lock up front: two read-then-write transactions then queue up
+            # (busy timeout) instead of one failing or losing the other's update.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     # A short connect timeout: a user waiting in Slack gets "try again" rather than silence.
@@ -51,7 +59,7 @@ class Database:
             with self.session() as session, session.begin():
                 return fn(*args, session=session, **kwargs)
         except OperationalError as exc:
-            raise DatabaseUnavailable(str(exc.orig)[:200]) from exc
+            raise DatabaseUnavailable(" ".join(str(exc.orig).split())[:200]) from exc
 
     async def run(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``transact`` in a worker thread, so the event loop never blocks on the database."""

@@ -1,0 +1,148 @@
+"""`platform-feedback serve` as a real process on a real port, against the fake Slack over TCP."""
+
+import hashlib
+import hmac
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from storage.database import Database
+from storage.models import FrictionPoint
+from tests.fake_slack import TOKEN, FakeSlack, FakeSlackServer
+from tests.slack_requests import SIGNING_SECRET, signed, slash_command
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sign_bytes(body: bytes, content_type: str) -> dict:
+    """Slack's v0 signature over raw bytes (the helpers in slack_requests take text)."""
+    ts = str(int(time.time()))
+    digest = hmac.new(SIGNING_SECRET.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return {"content-type": content_type, "x-slack-request-timestamp": ts, "x-slack-signature": f"v0={digest}"}
+
+
+def wait_until(check, *, timeout: float, what: str, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    pytest.fail(f"gave up after {timeout}s waiting for {what}; server log:\n{log.read_text(errors='replace')}")
+
+
+@contextmanager
+def serving(tmp_path: Path, fake: FakeSlack, database_url: str):
+    """Run `python -m bot.cli serve` until /healthz is up; yield its base URL; always stop it."""
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {
+        "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO),
+        "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake.url + "/api/", "DATABASE_URL": database_url,
+        "PORT": str(port), "HOST": "127.0.0.1",
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=tmp_path, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        assert proc.poll() is None, f"serve exited with {proc.returncode}:\n{log.read_text(errors='replace')}"
+        try:
+            r = httpx.get(base + "/healthz", timeout=2)
+        except httpx.TransportError:
+            return False
+        return r.status_code == 200 and r.json() == {"ok": True}
+
+    try:
+        wait_until(healthy, timeout=20, what="GET /healthz to answer 200", log=log)
+        yield base
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"serve did not exit within 15 s of SIGTERM:\n{log.read_text(errors='replace')}")
+        output = log.read_text(errors="replace")
+        # uvicorn shuts down gracefully (lifespan, outbox sender), then re-raises the signal.
+        assert proc.returncode in (0, -signal.SIGTERM), output
+        assert "Application shutdown complete" in output and "Traceback" not in output, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def exercise(base: str, fake: FakeSlack, log_dir: Path, text: str) -> str:
+    """Drive the running server over TCP; returns the reference the bot answered with."""
+    log = log_dir / "serve.log"
+    with httpx.Client(base_url=base, timeout=10) as http:
+        def post(body, headers) -> httpx.Response:
+            return http.post("/slack/events", content=body if isinstance(body, bytes) else body.encode(), headers=headers)
+
+        assert post(*slash_command(text, fake_url=fake.url)).status_code == 200
+
+        def answered():
+            return next((c for c in fake.calls_to("response_url") if "FB-" in c.body.get("text", "")), None)
+
+        answer = wait_until(answered, timeout=10, what="the response_url answer with a reference", log=log)
+
+        body, headers = slash_command("this must never be stored anywhere", fake_url=fake.url)
+        assert post(body, {**headers, "x-slack-signature": "v0=" + "0" * 64}).status_code == 401
+        assert post(body, signed(body, secret="the-wrong-secret-0000", content_type=headers["content-type"])).status_code == 401
+
+        latin1 = "text=caf\xe9 ist kaputt&command=/platform-feedback".encode("latin-1")
+        assert post(latin1, sign_bytes(latin1, "application/x-www-form-urlencoded")).status_code == 400
+
+        for content_type, broken in [("application/json", b'{"type": "event_callback", "event": {'),
+                                     ("application/x-www-form-urlencoded", b"payload=%7Bnot+json")]:
+            status = post(broken, sign_bytes(broken, content_type)).status_code
+            assert 400 <= status < 500, f"signed {content_type} body that does not parse answered {status}"
+    return re.search(r"FB-\d+", answer.body["text"]).group(0)
+
+
+def stored_reference(database_url: str, text: str) -> str:
+    """The reference of the one data point with ``text``; and nothing from the rejected requests."""
+    db = Database(database_url)
+    try:
+        with db.session() as s:
+            texts = [p.text for p in s.exec(select(FrictionPoint)).all()]
+            [point] = s.exec(select(FrictionPoint).where(FrictionPoint.text == text)).all()
+        assert not [t for t in texts if "never be stored" in t or "kaputt" in t]
+        return f"FB-{point.id}"
+    finally:
+        db.dispose()
+
+
+def run_serve_test(tmp_path: Path, database_url: str) -> str:
+    text = f"the staging deploy pipeline is flaky again {uuid.uuid4().hex[:8]}"
+    with FakeSlackServer() as fake, serving(tmp_path, fake, database_url) as base:
+        reference = exercise(base, fake, tmp_path, text)
+    assert not fake.block_kit_errors, fake.block_kit_errors
+    assert reference == stored_reference(database_url, text)
+    return reference
+
+
+def test_serve_over_http_on_sqlite(tmp_path):
+    # A fresh file: serve migrates it on start, so the first report is FB-1.
+    assert run_serve_test(tmp_path, f"sqlite:///{tmp_path}/bot.db") == "FB-1"
+
+
+def test_serve_over_http_on_postgresql(tmp_path, pg_url):
+    run_serve_test(tmp_path, pg_url)
