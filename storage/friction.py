@@ -74,7 +74,6 @@ def file_friction(*, session: Session, draft: FrictionDraft) -> Filed:
             session.flush()
     except IntegrityError:
         # Another request with the same intake key won the race: theirs is the data point.
-        session.expunge(point)
         return file_friction(session=session, draft=draft)
     session.add(StatusChange(friction_point_id=point.id, actor=draft.filed_by, to_status=point.status))
     return Filed(point, created=True)
@@ -90,8 +89,14 @@ def _tags(draft: FrictionDraft) -> list[FrictionTag]:
 def add_reporter(*, session: Session, point: FrictionPoint, user_id: str, team_id: str) -> bool:
     if any(r.user_id == user_id for r in point.reporters):
         return False
-    point.reporters.append(Reporter(user_id=user_id, team_id=team_id))
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(Reporter(friction_point_id=point.id, user_id=user_id, team_id=team_id))
+            session.flush()
+    except IntegrityError:  # the same person, added by a concurrent retry
+        return False
+    finally:
+        session.refresh(point, ["reporters"])
     return True
 
 
