@@ -16,8 +16,10 @@ from starlette.routing import Route
 
 import handlers.home
 import handlers.intake
+import handlers.triage
 from bot.config import Policy, Settings
 from bot.context import Deps
+from bot.hosts import HostDirectory
 from bot.sender import OutboxSender
 from storage.database import Database
 
@@ -34,7 +36,13 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         # Bolt checks the v0 signature (constant-time, 5-minute window) and answers 401 itself.
         request_verification_enabled=not settings.socket_mode,
     )
-    deps = Deps(settings=settings, policy=policy, db=db, sender=OutboxSender(db, client))
+    deps = Deps(
+        settings=settings,
+        policy=policy,
+        db=db,
+        sender=OutboxSender(db, client),
+        hosts=HostDirectory(policy.hosts, client, refresh_seconds=policy.hosts.refresh_minutes * 60),
+    )
 
     @app.error
     async def on_error(error: Exception, body: dict):
@@ -42,6 +50,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         log.error("listener failed for %s: %r", body.get("type"), error, exc_info=error)
 
     handlers.intake.register(app, deps)
+    handlers.triage.register(app, deps)
     handlers.home.register(app, deps)
     return app, deps
 

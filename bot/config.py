@@ -152,9 +152,17 @@ class Intake(_Strict):
     reaction: Annotated[str, Field(pattern=r"^[a-z0-9_+'-]+$")] = "ticket"
 
 
+ChannelId = Annotated[str, Field(pattern=r"^[CG][A-Z0-9]+$")]
+
+
 class Hosts(_Strict):
     users: list[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]+$")]] = []
     usergroup: Annotated[str, Field(pattern=r"^S[A-Z0-9]+$")] | None = None
+    refresh_minutes: Annotated[int, Field(ge=1, le=1440)] = 10
+
+
+class Triage(_Strict):
+    channel: ChannelId | None = None  # where each new report's card is posted
 
 
 class Policy(_Strict):
@@ -162,6 +170,7 @@ class Policy(_Strict):
     intake: Intake = Intake()
     taxonomy: Taxonomy = Taxonomy()
     hosts: Hosts = Hosts()
+    triage: Triage = Triage()
 
 
 def load_policy(path: Path | None) -> Policy:

@@ -1,8 +1,10 @@
 """What every handler needs, built once per app."""
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from bot.config import Policy, Settings
+from bot.hosts import HostDirectory
 from bot.references import format_ref
 from bot.sender import OutboxSender
 from storage.database import Database
@@ -14,6 +16,9 @@ class Deps:
     policy: Policy
     db: Database
     sender: OutboxSender
+    hosts: HostDirectory
+    # Slash-command subcommands other surfaces add: name -> fn(user, args, respond, client)
+    commands: dict[str, Callable[..., Awaitable[None]]] = field(default_factory=dict)
 
     def ref(self, point_id: int) -> str:
         return format_ref(self.policy.reference_prefix, point_id)

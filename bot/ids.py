@@ -6,6 +6,10 @@ from enum import StrEnum
 class Callback(StrEnum):
     report_modal = "friction_report"
     report_shortcut = "report_friction"  # the message shortcut; manifest.yml names it too
+    triage_link = "triage_link"
+    triage_merge = "triage_merge"
+    triage_resolve = "triage_resolve"
+    triage_decline = "triage_decline"
 
 
 class Block(StrEnum):
@@ -25,4 +29,15 @@ class Action(StrEnum):
     kind = "kind_radio"
     link = "link_input"
     add_details = "add_details"
-    open_report = "open_report_modal"
+    triage_assign_me = "triage_assign_me"
+    triage_assign = "triage_assign"
+    triage_severity = "triage_severity"
+    triage_tags = "triage_tags"
+    triage_link = "triage_link"
+    triage_merge = "triage_merge"
+    triage_resolve = "triage_resolve"
+    triage_decline = "triage_decline"
+    triage_reopen = "triage_reopen"
+    triage_input = "triage_input"
+    home_filter_category = "home_filter_category"
+    home_filter_status = "home_filter_status"

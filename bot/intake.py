@@ -12,7 +12,8 @@ from storage.models import FrictionKind, Severity
 MAX_TEXT = 3000
 
 # Words the command reserves for itself; a single word that is none of these is a typo, not a report.
-SUBCOMMANDS = {"help", "mine"}
+OWN_SUBCOMMANDS = {"help", "mine"}
+OTHER_SUBCOMMANDS = {"queue", "link", "resolve"}  # handled by the triage surface
 
 
 class CommandKind(StrEnum):
@@ -20,6 +21,7 @@ class CommandKind(StrEnum):
     help = "help"
     mine = "mine"
     report = "report"
+    sub = "sub"  # a subcommand another surface handles; ``name`` says which
     unknown = "unknown"
 
 
@@ -27,6 +29,7 @@ class CommandKind(StrEnum):
 class ParsedCommand:
     kind: CommandKind
     text: str = ""
+    name: str = ""
 
 
 def parse_command(text: str) -> ParsedCommand:
@@ -37,8 +40,10 @@ def parse_command(text: str) -> ParsedCommand:
         return ParsedCommand(CommandKind.modal)
     first, _, rest = text.partition(" ")
     word = first.lower()
-    if word in SUBCOMMANDS:
+    if word in OWN_SUBCOMMANDS:
         return ParsedCommand(CommandKind(word), rest.strip())
+    if word in OTHER_SUBCOMMANDS:
+        return ParsedCommand(CommandKind.sub, rest.strip(), name=word)
     if not rest.strip():
         return ParsedCommand(CommandKind.unknown, text)
     return ParsedCommand(CommandKind.report, text)

@@ -8,6 +8,10 @@ import random
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from typing import Protocol
+
+from sqlmodel import Session
+
 from storage import outbox
 from storage.database import Database, DatabaseUnavailable
 from storage.models import OutboxMessage
@@ -36,11 +40,22 @@ PERMANENT = {
 }
 
 
+class OutboxHook(Protocol):
+    """For messages whose payload is rendered when sent (``OutboxMessage.purpose``)."""
+
+    def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
+        """The (method, payload) to send now, or None to drop the message."""
+
+    def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
+        """Record what Slack answered (e.g. where a card was posted)."""
+
+
 class OutboxSender:
     def __init__(self, db: Database, client: AsyncWebClient, *, idle_seconds: float = 2.0):
         self.db = db
         self.client = client
         self.idle_seconds = idle_seconds
+        self.hooks: dict[str, OutboxHook] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -55,9 +70,25 @@ class OutboxSender:
             await self._send(message)
         return len(batch)
 
+    def _render(self, *, session: Session, message: OutboxMessage) -> tuple[str, dict] | None:
+        payload = json.loads(message.payload)
+        hook = self.hooks.get(message.purpose or "")
+        return hook.prepare(session, message, payload) if hook else (message.method, payload)
+
+    def _sent(self, *, session: Session, message: OutboxMessage, response: dict) -> None:
+        outbox.mark_sent(session=session, message_id=message.id)
+        hook = self.hooks.get(message.purpose or "")
+        if hook:
+            hook.sent(session, message, response)
+
     async def _send(self, message: OutboxMessage) -> None:
         try:
-            await self.client.api_call(message.method, json=json.loads(message.payload))
+            rendered = await self.db.run(self._render, message=message)
+            if rendered is None:
+                await self.db.run(outbox.mark_failed, message_id=message.id, error="nothing to send")
+                return
+            method, payload = rendered
+            response = await self.client.api_call(method, json=payload)
         except SlackApiError as exc:
             status = exc.response.status_code
             error = str(exc.response.get("error") or f"http_{status}")
@@ -75,7 +106,7 @@ class OutboxSender:
                 outbox.mark_retry, message_id=message.id, delay_seconds=_backoff(message.attempts), error=type(exc).__name__
             )
             return
-        await self.db.run(outbox.mark_sent, message_id=message.id)
+        await self.db.run(self._sent, message=message, response=response.data)
 
     async def run_forever(self) -> None:
         while True:

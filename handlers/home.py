@@ -1,27 +1,65 @@
-"""The App Home tab: your own reports and how to file one."""
+"""The App Home tab: hosts see the triage queue and its numbers; everyone else their own reports."""
 
 import logging
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import triage
 from bot.blocks.home import build_home
+from bot.blocks.triage import build_host_home
 from bot.context import Deps
+from bot.ids import Action
 from storage import friction
 from storage.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 
+def _host_view(session, *, category: str | None, status: str | None):
+    return triage.headline(session=session), triage.open_queue(session=session, category=category, status=status, limit=40)
+
+
 def register(app: AsyncApp, deps: Deps) -> None:
-    @app.event("app_home_opened")
-    async def on_home_opened(event: dict, client: AsyncWebClient):
-        if event.get("tab") != "home":
-            return
-        user = event["user"]
+    policy = deps.policy
+
+    async def publish(client: AsyncWebClient, user: str, *, category: str | None = None, status: str | None = None):
         try:
-            points = await deps.db.run(friction.reports_of, user_id=user)
+            if await deps.hosts.is_host(user):
+                headline, points = await deps.db.run(_host_view, category=category, status=status)
+                view = build_host_home(policy.reference_prefix, policy.taxonomy, headline, points, category=category, status=status)
+            else:
+                points = await deps.db.run(friction.reports_of, user_id=user)
+                view = build_home(policy.reference_prefix, policy.intake.reaction, points)
         except DatabaseUnavailable as exc:
             log.warning("home tab not refreshed: %s", exc)
             return
-        await client.views_publish(user_id=user, view=build_home(deps.policy.reference_prefix, deps.policy.intake.reaction, points))
+        await client.views_publish(user_id=user, view=view)
+
+    @app.event("app_home_opened")
+    async def on_home_opened(event: dict, client: AsyncWebClient):
+        if event.get("tab") == "home":
+            await publish(client, event["user"])
+
+    def filters(body: dict) -> dict:
+        """Both filters as they stand in the published view (the other one keeps its choice)."""
+        chosen = {}
+        for block in (body.get("view") or {}).get("state", {}).get("values", {}).values():
+            for action_id, element in block.items():
+                value = (element.get("selected_option") or {}).get("value")
+                chosen[action_id] = None if value in (None, "all") else value
+        for action in body.get("actions", []):
+            value = (action.get("selected_option") or {}).get("value")
+            chosen[action["action_id"]] = None if value in (None, "all") else value
+        category = chosen.get(Action.home_filter_category)
+        status = chosen.get(Action.home_filter_status)
+        return {
+            "category": category if category and policy.taxonomy.has(category) else None,
+            "status": status if status in triage.OPEN_STATUSES else None,
+        }
+
+    @app.action(Action.home_filter_category)
+    @app.action(Action.home_filter_status)
+    async def on_filter(ack: AsyncAck, body: dict, client: AsyncWebClient):
+        await ack()
+        await publish(client, body["user"]["id"], **filters(body))

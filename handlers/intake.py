@@ -22,44 +22,48 @@ from bot.intake import CommandKind, parse_command, read_modal, suggest_categorie
 from bot.text import from_slack
 from storage import friction, outbox
 from storage.database import DatabaseUnavailable
+from handlers.triage import enqueue_card
 from storage.friction import Filed, FrictionDraft
 from storage.models import Source
 
 log = logging.getLogger(__name__)
 
 
-def file_with_confirmation(*, session: Session, draft: FrictionDraft, ref_prefix: str, dm: bool) -> Filed:
-    """File the data point and, in the same transaction, queue its DM confirmation."""
-    filed = friction.file_friction(session=session, draft=draft)
-    if filed.created and dm:
-        ref = f"{ref_prefix}-{filed.point.id}"
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"filed-dm:{filed.point.id}",
-            method="chat.postMessage",
-            payload={"channel": draft.reporter_id, **build_filed_message(ref, filed.point, with_details_button=False)},
-            friction_point_id=filed.point.id,
-        )
-    return filed
-
-
-def file_reaction(*, session: Session, event_id: str, draft: FrictionDraft, ref_prefix: str, thread_ts: str) -> Filed | None:
-    """A reaction files its message once, however often Slack delivers the event, and the bot
-    answers in the message's thread once."""
-    if not friction.first_delivery(session=session, event_id=event_id):
+def file_report(
+    *,
+    session: Session,
+    draft: FrictionDraft,
+    prefix: str,
+    triage_channel: str | None,
+    confirm_by_dm: bool = False,
+    event_id: str | None = None,
+    thread_ts: str | None = None,
+) -> Filed | None:
+    """File the data point and, in the same transaction, queue what it calls for: its triage card,
+    the reporter's DM confirmation, the reply in the message's thread. A repeated intake (same key,
+    same event id) queues nothing again. None: this event id was handled before."""
+    if event_id is not None and not friction.first_delivery(session=session, event_id=event_id):
         return None
     filed = friction.file_friction(session=session, draft=draft)
-    if filed.created:
+    if not filed.created:
+        return filed
+    point, ref = filed.point, f"{prefix}-{filed.point.id}"
+    enqueue_card(session=session, point_id=point.id, channel=triage_channel)
+    if confirm_by_dm:
         outbox.enqueue(
             session=session,
-            dedupe_key=f"thread-reply:{filed.point.id}",
+            dedupe_key=f"filed-dm:{point.id}",
             method="chat.postMessage",
-            payload={
-                "channel": draft.channel_id,
-                "thread_ts": thread_ts,
-                **build_thread_reply(f"{ref_prefix}-{filed.point.id}", draft.filed_by),
-            },
-            friction_point_id=filed.point.id,
+            payload={"channel": draft.reporter_id, **build_filed_message(ref, point, with_details_button=False)},
+            friction_point_id=point.id,
+        )
+    if thread_ts is not None:
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"thread-reply:{point.id}",
+            method="chat.postMessage",
+            payload={"channel": draft.channel_id, "thread_ts": thread_ts, **build_thread_reply(ref, draft.filed_by)},
+            friction_point_id=point.id,
         )
     return filed
 
@@ -84,7 +88,7 @@ async def _remember_permalink(deps: Deps, client: AsyncWebClient, point_id: int,
 
 def register(app: AsyncApp, deps: Deps) -> None:
     policy = deps.policy
-    prefix = policy.reference_prefix
+    filing = {"prefix": policy.reference_prefix, "triage_channel": policy.triage.channel}
 
     @app.command("/platform-feedback")
     async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient, respond: AsyncRespond):
@@ -105,7 +109,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
             except DatabaseUnavailable:
                 await respond(response_type="ephemeral", **build_try_again("your request"))
                 return
-            await respond(response_type="ephemeral", text="Your reports", blocks=build_reports_list(prefix, points, heading="Your reports"))
+            await respond(
+                response_type="ephemeral",
+                text="Your reports",
+                blocks=build_reports_list(policy.reference_prefix, points, heading="Your reports"),
+            )
+            return
+        if parsed.kind == CommandKind.sub:
+            await deps.commands[parsed.name](user, parsed.text, respond, client)
             return
         text = from_slack(parsed.text)
         draft = FrictionDraft(
@@ -119,10 +130,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
             channel_id=command.get("channel_id"),
         )
         try:
-            filed = await deps.db.run(friction.file_friction, draft=draft)
+            filed = await deps.db.run(file_report, draft=draft, **filing)
         except DatabaseUnavailable:
             await respond(response_type="ephemeral", **build_try_again("your report", text))
             return
+        deps.sender.wake()
         await respond(
             response_type="ephemeral",
             **build_filed_message(deps.ref(filed.point.id), filed.point, with_details_button=True),
@@ -198,7 +210,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                     return
                 await ack()
                 return
-            filed = await deps.db.run(file_with_confirmation, draft=draft, ref_prefix=prefix, dm=True)
+            filed = await deps.db.run(file_report, draft=draft, confirm_by_dm=True, **filing)
         except DatabaseUnavailable:
             # The modal stays open with everything typed in it: nothing is lost.
             await ack(
@@ -240,7 +252,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         )
         try:
             filed = await deps.db.run(
-                file_reaction, event_id=body["event_id"], draft=draft, ref_prefix=prefix, thread_ts=message.get("thread_ts") or ts
+                file_report, draft=draft, event_id=body["event_id"], thread_ts=message.get("thread_ts") or ts, **filing
             )
         except DatabaseUnavailable as exc:
             # Events are acked before this runs, so Slack will not retry; the reaction can be re-added.

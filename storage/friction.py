@@ -13,7 +13,7 @@ from storage.models import (
     Reporter,
     Severity,
     Source,
-    StatusChange,
+    FrictionChange,
     utcnow,
 )
 
@@ -75,7 +75,7 @@ def file_friction(*, session: Session, draft: FrictionDraft) -> Filed:
     except IntegrityError:
         # Another request with the same intake key won the race: theirs is the data point.
         return file_friction(session=session, draft=draft)
-    session.add(StatusChange(friction_point_id=point.id, actor=draft.filed_by, to_status=point.status))
+    session.add(FrictionChange(friction_point_id=point.id, actor=draft.filed_by, action="filed", new=point.status))
     return Filed(point, created=True)
 
 
@@ -124,6 +124,13 @@ def set_permalink(*, session: Session, point_id: int, permalink: str) -> None:
     point = session.get(FrictionPoint, point_id)
     if point is not None and not point.permalink:
         point.permalink = permalink
+        session.add(point)
+
+
+def set_card(*, session: Session, point_id: int, channel: str, ts: str) -> None:
+    point = session.get(FrictionPoint, point_id)
+    if point is not None:
+        point.card_channel, point.card_ts = channel, ts
         session.add(point)
 
 

@@ -68,15 +68,25 @@ class FrictionPoint(SQLModel, table=True):
     link_url: str | None = Field(default=None, max_length=3000)
     # What makes a retried or double-clicked intake land on the same row (a view id, a message).
     intake_key: str = Field(max_length=255, unique=True)
-    duplicate_of_id: int | None = Field(default=None, foreign_key="friction_point.id")
+    duplicate_of_id: int | None = Field(default=None, foreign_key="friction_point.id", index=True)
+    assignee: str | None = Field(default=None, max_length=32)
+    resolution_note: str | None = Field(default=None, sa_column=Column(Text))
+    # Where its triage card was posted, once it was.
+    card_channel: str | None = Field(default=None, max_length=32)
+    card_ts: str | None = Field(default=None, max_length=32)
     created_at: datetime = _ts(index=True)
     updated_at: datetime = _ts()
+    first_response_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    resolved_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
 
     tags: list["FrictionTag"] = Relationship(
         sa_relationship_kwargs={"lazy": "selectin", "cascade": "all, delete-orphan", "order_by": "FrictionTag.id"}
     )
     reporters: list["Reporter"] = Relationship(
         sa_relationship_kwargs={"lazy": "selectin", "cascade": "all, delete-orphan", "order_by": "Reporter.id"}
+    )
+    links: list["TrackerLink"] = Relationship(
+        sa_relationship_kwargs={"lazy": "selectin", "cascade": "all, delete-orphan", "order_by": "TrackerLink.id"}
     )
 
     @property
@@ -107,18 +117,33 @@ class Reporter(SQLModel, table=True):
     reported_at: datetime = _ts()
 
 
-class StatusChange(SQLModel, table=True):
-    """History: who changed what, when."""
+class FrictionChange(SQLModel, table=True):
+    """History: who changed what, when (filed, assigned, tagged, linked, merged, resolved...)."""
 
-    __tablename__ = "status_change"
+    __tablename__ = "friction_change"
 
     id: int | None = Field(default=None, primary_key=True)
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
     actor: str = Field(max_length=32)
-    from_status: str | None = Field(default=None, max_length=16)
-    to_status: str = Field(max_length=16)
+    action: str = Field(max_length=16)
+    old: str | None = Field(default=None, max_length=255)
+    new: str | None = Field(default=None, max_length=255)
     note: str | None = Field(default=None, sa_column=Column(Text))
     at: datetime = _ts()
+
+
+class TrackerLink(SQLModel, table=True):
+    """A tracker issue a data point is linked to, by canonical key (owner/repo#12, PROJ-123)."""
+
+    __tablename__ = "tracker_link"
+    __table_args__ = (UniqueConstraint("friction_point_id", "tracker", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
+    tracker: str = Field(max_length=16)
+    key: str = Field(max_length=255, index=True)
+    url: str = Field(max_length=3000)
+    created_at: datetime = _ts()
 
 
 class ProcessedEvent(SQLModel, table=True):
@@ -153,5 +178,7 @@ class OutboxMessage(SQLModel, table=True):
     claimed_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     last_error: str | None = Field(default=None, max_length=255)
     friction_point_id: int | None = Field(default=None, foreign_key="friction_point.id", index=True)
+    # Set when the payload is rendered at send time by a hook (e.g. "triage_card").
+    purpose: str | None = Field(default=None, max_length=32)
     created_at: datetime = _ts()
     sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -12,7 +12,13 @@ CLAIM_SECONDS = 60  # a sender that crashed mid-send loses its claim after this
 
 
 def enqueue(
-    *, session: Session, dedupe_key: str, method: str, payload: dict, friction_point_id: int | None = None
+    *,
+    session: Session,
+    dedupe_key: str,
+    method: str,
+    payload: dict,
+    friction_point_id: int | None = None,
+    purpose: str | None = None,
 ) -> bool:
     """Queue one call. The same ``dedupe_key`` twice queues it once; returns False the second time."""
     try:
@@ -23,6 +29,7 @@ def enqueue(
                     method=method,
                     payload=json.dumps(payload, ensure_ascii=False),
                     friction_point_id=friction_point_id,
+                    purpose=purpose,
                 )
             )
             session.flush()

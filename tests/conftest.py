@@ -66,7 +66,7 @@ def pg_url():
     admin.dispose()
 
 
-TABLES = ["outbox_message", "status_change", "friction_tag", "reporter", "processed_event", "friction_point"]
+TABLES = ["outbox_message", "friction_change", "tracker_link", "friction_tag", "reporter", "processed_event", "friction_point"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -23,7 +23,7 @@ from storage.models import (
     Reporter,
     Severity,
     Source,
-    StatusChange,
+    FrictionChange,
     as_utc,
     utcnow,
 )
@@ -74,8 +74,8 @@ def test_file_friction_creates_point_reporter_tags_and_history(db):
     assert point.text == "the deploy is slow" and point.severity == "high" and point.status == "new"
     assert tags_of(point) == [("ci", False), ("deploys", False)]  # chosen, deduplicated; guesses dropped
     assert [(r.user_id, r.team_id) for r in point.reporters] == [("U1", "T1")]
-    [change] = rows(db, StatusChange)
-    assert (change.friction_point_id, change.from_status, change.to_status, change.actor) == (point.id, None, "new", "U1")
+    [change] = rows(db, FrictionChange)
+    assert (change.friction_point_id, change.action, change.new, change.actor) == (point.id, "filed", "new", "U1")
     [reporter] = rows(db, Reporter)
     for stamp in (point.created_at, point.updated_at, change.at, reporter.reported_at):
         assert before <= as_utc(stamp) <= after  # stored as UTC, read back as UTC
@@ -91,7 +91,7 @@ def test_same_intake_key_twice_files_once(db):
     again = file(db, draft(text="double click"))
     assert (again.created, again.new_reporter, again.point.id) == (False, False, first.point.id)
     assert len(rows(db, FrictionPoint)) == 1 and len(rows(db, Reporter)) == 1
-    assert len(rows(db, StatusChange)) == 1
+    assert len(rows(db, FrictionChange)) == 1
 
 
 def test_another_user_with_same_key_becomes_a_second_reporter_once(db):
@@ -111,7 +111,7 @@ def test_concurrent_filing_of_one_intake_key_makes_one_point(db):
     assert len(rows(db, FrictionPoint)) == 1
     assert sum(r.created for r in results) == 1
     assert {r.point.id for r in results} == {rows(db, FrictionPoint)[0].id}
-    assert len(rows(db, Reporter)) == 1 and len(rows(db, StatusChange)) == 1
+    assert len(rows(db, Reporter)) == 1 and len(rows(db, FrictionChange)) == 1
 
 
 def test_concurrent_second_reporter_is_added_once(db):

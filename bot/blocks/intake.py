@@ -234,6 +234,7 @@ USAGE = "\n".join(
         "• `/platform-feedback mine` lists your reports and their status.",
         "• `/platform-feedback help` shows this.",
         "• The *Report platform friction* message shortcut, or a :{reaction}: reaction, files any message.",
+        "Hosts: `queue` (the open queue), `link FB-12 <issue URL>`, `resolve FB-12 [what was done]`.",
     ]
 )
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 00:36:40.944761
+Create Date: 2026-11-24 00:47:24.478383
 """
 from alembic import op
 import sqlalchemy as sa
@@ -32,14 +32,22 @@ def upgrade() -> None:
     sa.Column('link_url', sqlmodel.sql.sqltypes.AutoString(length=3000), nullable=True),
     sa.Column('intake_key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('duplicate_of_id', sa.Integer(), nullable=True),
+    sa.Column('assignee', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('resolution_note', sa.Text(), nullable=True),
+    sa.Column('card_channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('card_ts', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('first_response_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['duplicate_of_id'], ['friction_point.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('intake_key')
     )
     with op.batch_alter_table('friction_point', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_friction_point_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_friction_point_duplicate_of_id'), ['duplicate_of_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_friction_point_resolved_at'), ['resolved_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_friction_point_status'), ['status'], unique=False)
 
     op.create_table('processed_event',
@@ -47,6 +55,21 @@ def upgrade() -> None:
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id')
     )
+    op.create_table('friction_change',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('friction_point_id', sa.Integer(), nullable=False),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('old', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+    sa.Column('new', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['friction_point_id'], ['friction_point.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('friction_change', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_friction_change_friction_point_id'), ['friction_point_id'], unique=False)
+
     op.create_table('friction_tag',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('friction_point_id', sa.Integer(), nullable=False),
@@ -71,6 +94,7 @@ def upgrade() -> None:
     sa.Column('claimed_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('friction_point_id', sa.Integer(), nullable=True),
+    sa.Column('purpose', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['friction_point_id'], ['friction_point.id'], ),
@@ -96,27 +120,29 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_reporter_friction_point_id'), ['friction_point_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_reporter_user_id'), ['user_id'], unique=False)
 
-    op.create_table('status_change',
+    op.create_table('tracker_link',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('friction_point_id', sa.Integer(), nullable=False),
-    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-    sa.Column('from_status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
-    sa.Column('to_status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-    sa.Column('note', sa.Text(), nullable=True),
-    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('tracker', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=3000), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['friction_point_id'], ['friction_point.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('friction_point_id', 'tracker', 'key')
     )
-    with op.batch_alter_table('status_change', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_status_change_friction_point_id'), ['friction_point_id'], unique=False)
+    with op.batch_alter_table('tracker_link', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tracker_link_friction_point_id'), ['friction_point_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tracker_link_key'), ['key'], unique=False)
 
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('status_change', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_status_change_friction_point_id'))
+    with op.batch_alter_table('tracker_link', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tracker_link_key'))
+        batch_op.drop_index(batch_op.f('ix_tracker_link_friction_point_id'))
 
-    op.drop_table('status_change')
+    op.drop_table('tracker_link')
     with op.batch_alter_table('reporter', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_reporter_user_id'))
         batch_op.drop_index(batch_op.f('ix_reporter_friction_point_id'))
@@ -133,9 +159,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_friction_tag_category'))
 
     op.drop_table('friction_tag')
+    with op.batch_alter_table('friction_change', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_friction_change_friction_point_id'))
+
+    op.drop_table('friction_change')
     op.drop_table('processed_event')
     with op.batch_alter_table('friction_point', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_friction_point_status'))
+        batch_op.drop_index(batch_op.f('ix_friction_point_resolved_at'))
+        batch_op.drop_index(batch_op.f('ix_friction_point_duplicate_of_id'))
         batch_op.drop_index(batch_op.f('ix_friction_point_created_at'))
 
     op.drop_table('friction_point')

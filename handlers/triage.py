@@ -1,0 +1,272 @@
+"""Triage in Slack: the card in the triage channel and its actions, the triage modals, and the
+host-only commands. Only hosts may triage; anyone else gets an ephemeral refusal and nothing changes."""
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlmodel import Session
+
+from bot import triage
+from bot.blocks.intake import build_try_again
+from bot.blocks.triage import (
+    TRIAGE_INPUT_BLOCK,
+    TriageMetadata,
+    build_card,
+    build_queue_list,
+    build_reporter_notice,
+    build_triage_modal,
+    point_id_from_block,
+)
+from bot.context import Deps
+from bot.ids import Action, Callback
+from bot.intake import flatten_state
+from bot.references import parse_ref
+from bot.trackers import parse_issue_url
+from storage import friction, outbox
+from storage.database import DatabaseUnavailable
+from storage.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+NOT_A_HOST = "Only office-hours hosts can triage reports. Nothing was changed."
+CARD_PURPOSE = "triage_card"
+
+
+# ------------------------------------------------------------------ transactions
+
+
+def enqueue_card(*, session: Session, point_id: int, channel: str | None) -> None:
+    """Queue the new point's card. It is rendered when sent, so it shows the latest state."""
+    if channel:
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"card:{point_id}",
+            method="chat.postMessage",
+            payload={"channel": channel},
+            friction_point_id=point_id,
+            purpose=CARD_PURPOSE,
+        )
+
+
+def apply_and_notify(*, session: Session, action: Callable, prefix: str, **kwargs) -> triage.Applied:
+    """Apply one triage change and, in the same transaction, queue the reporters' DMs."""
+    result = action(session=session, prefix=prefix, **kwargs)
+    applied = result[0] if isinstance(result, tuple) else result
+    point, ref = applied.point, f"{prefix}-{applied.point.id}"
+    notice = build_reporter_notice(ref, point, applied.change, applied.entry.actor, picked_up=applied.picked_up)
+    if notice is None:
+        return applied
+    # One DM per change that matters: "picked up" once ever, a link once per issue, a closure once per closure.
+    once = {
+        triage.Change.linked: f"linked:{point.id}:{applied.entry.new}",
+        triage.Change.resolved: f"closed:{applied.entry.id}",
+        triage.Change.declined: f"closed:{applied.entry.id}",
+    }.get(applied.change, f"picked-up:{point.id}")
+    for reporter in point.reporters:
+        if reporter.user_id == applied.entry.actor:
+            continue
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"notice:{once}:{reporter.user_id}",
+            method="chat.postMessage",
+            payload={"channel": reporter.user_id, **notice},
+            friction_point_id=point.id,
+        )
+    return applied
+
+
+class CardHook:
+    """Outbox hook: renders a card at send time and remembers where it was posted."""
+
+    def __init__(self, deps: Deps):
+        self.deps = deps
+
+    def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
+        point = friction.get_point(session=session, point_id=message.friction_point_id)
+        if point is None:
+            return None
+        card = build_card(self.deps.ref(point.id), point, self.deps.policy.taxonomy, self.deps.policy.reference_prefix)
+        if point.card_ts:
+            return "chat.update", {"channel": point.card_channel, "ts": point.card_ts, **card}
+        return "chat.postMessage", {"channel": payload["channel"], **card}
+
+    def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
+        friction.set_card(session=session, point_id=message.friction_point_id, channel=response["channel"], ts=response["ts"])
+
+
+# ------------------------------------------------------------------ Slack
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    prefix = deps.policy.reference_prefix
+    card_locks: dict[int, asyncio.Lock] = {}
+    deps.sender.hooks[CARD_PURPOSE] = CardHook(deps)
+
+    async def refresh_card(client: AsyncWebClient, point_id: int) -> None:
+        """Update the card in place. One refresh at a time per card, each reading the latest
+        state, so the last update Slack gets is never an older state."""
+        lock = card_locks.setdefault(point_id, asyncio.Lock())
+        async with lock:
+            point = await deps.db.run(friction.get_point, point_id=point_id)
+            if point is None or not point.card_ts:
+                return  # not posted yet: the queued post renders the latest state
+            card = build_card(deps.ref(point.id), point, deps.policy.taxonomy, prefix)
+            try:
+                await client.chat_update(channel=point.card_channel, ts=point.card_ts, **card)
+            except SlackApiError as exc:
+                log.warning("card %s not updated: %s", deps.ref(point_id), exc.response.get("error"))
+
+    async def apply(user: str, action: Callable, client: AsyncWebClient, **kwargs) -> str | None:
+        """Apply a change as ``user``; returns what to tell them if it did not apply."""
+        if not await deps.hosts.is_host(user):
+            return NOT_A_HOST
+        try:
+            applied = await deps.db.run(apply_and_notify, action=action, prefix=prefix, actor=user, **kwargs)
+        except triage.TriageError as exc:
+            return str(exc)
+        except DatabaseUnavailable:
+            return build_try_again("that change")["text"]
+        deps.sender.wake()
+        await refresh_card(client, applied.point.id)
+        if applied.change == triage.Change.merged and applied.point.duplicate_of_id:
+            await refresh_card(client, applied.point.duplicate_of_id)
+        return None
+
+    async def tell(respond: AsyncRespond, text: str | None) -> None:
+        if text:
+            await respond(response_type="ephemeral", replace_original=False, text=text)
+
+    def card_point(body: dict, action: dict) -> int | None:
+        value = action.get("value")
+        return int(value) if value and value.isdigit() else point_id_from_block(action.get("block_id", ""))
+
+    @app.action(Action.triage_assign_me)
+    async def on_assign_me(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
+        await ack()
+        user = body["user"]["id"]
+        await tell(respond, await apply(user, triage.assign, client, point_id=card_point(body, action), assignee=user))
+
+    @app.action(Action.triage_assign)
+    async def on_assign(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
+        await ack()
+        user, assignee = body["user"]["id"], action.get("selected_user")
+        if assignee and not await deps.hosts.is_host(assignee) and await deps.hosts.is_host(user):
+            await tell(respond, f"<@{assignee}> is not an office-hours host; pick a host.")
+            await refresh_card(client, card_point(body, action))
+            return
+        await tell(respond, await apply(user, triage.assign, client, point_id=card_point(body, action), assignee=assignee))
+
+    @app.action(Action.triage_severity)
+    async def on_severity(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
+        await ack()
+        severity = (action.get("selected_option") or {}).get("value")
+        await tell(respond, await apply(body["user"]["id"], triage.set_severity, client, point_id=card_point(body, action), severity=severity))
+
+    @app.action(Action.triage_tags)
+    async def on_tags(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
+        await ack()
+        chosen = [o["value"] for o in action.get("selected_options") or [] if deps.policy.taxonomy.has(o["value"])]
+        await tell(respond, await apply(body["user"]["id"], triage.set_tags, client, point_id=card_point(body, action), categories=chosen))
+
+    @app.action(Action.triage_reopen)
+    async def on_reopen(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
+        await ack()
+        await tell(respond, await apply(body["user"]["id"], triage.reopen, client, point_id=card_point(body, action)))
+
+    modal_for = {
+        Action.triage_link: Callback.triage_link,
+        Action.triage_merge: Callback.triage_merge,
+        Action.triage_resolve: Callback.triage_resolve,
+        Action.triage_decline: Callback.triage_decline,
+    }
+
+    @app.action(Action.triage_link)
+    @app.action(Action.triage_merge)
+    @app.action(Action.triage_resolve)
+    @app.action(Action.triage_decline)
+    async def on_modal_button(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
+        await ack()
+        if not await deps.hosts.is_host(body["user"]["id"]):
+            await tell(respond, NOT_A_HOST)
+            return
+        point_id = card_point(body, action)
+        view = build_triage_modal(modal_for[Action(action["action_id"])], deps.ref(point_id), point_id)
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    async def submit(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClient, action: Callable, **kwargs):
+        error = await apply(body["user"]["id"], action, client, point_id=TriageMetadata.load(view["private_metadata"]).point_id, **kwargs)
+        if error:
+            await ack(response_action="errors", errors={TRIAGE_INPUT_BLOCK: error[:300]})
+        else:
+            await ack()
+
+    def modal_input(view: dict) -> str:
+        return str(flatten_state(view["state"]["values"]).get(TRIAGE_INPUT_BLOCK) or "").strip()
+
+    @app.view(Callback.triage_link)
+    async def on_link_submitted(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClient):
+        issue = parse_issue_url(modal_input(view))
+        if issue is None:
+            await ack(response_action="errors", errors={TRIAGE_INPUT_BLOCK: "Paste the URL of a GitHub, GitLab, Jira or Linear issue (or a GitHub PR)."})
+            return
+        await submit(ack, body, view, client, triage.link, issue=issue)
+
+    @app.view(Callback.triage_merge)
+    async def on_merge_submitted(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClient):
+        into = parse_ref(prefix, modal_input(view))
+        if into is None:
+            await ack(response_action="errors", errors={TRIAGE_INPUT_BLOCK: f"Give a reference like {prefix}-12."})
+            return
+        await submit(ack, body, view, client, triage.merge, into_id=into)
+
+    @app.view(Callback.triage_resolve)
+    async def on_resolve_submitted(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClient):
+        await submit(ack, body, view, client, triage.resolve, note=modal_input(view) or None)
+
+    @app.view(Callback.triage_decline)
+    async def on_decline_submitted(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClient):
+        reason = modal_input(view)
+        if not reason:
+            await ack(response_action="errors", errors={TRIAGE_INPUT_BLOCK: "Say why: the reporter will read it."})
+            return
+        await submit(ack, body, view, client, triage.decline, reason=reason)
+
+    # ---------------------------------------------------------- commands (routed from the slash command)
+
+    async def queue_command(user: str, respond: AsyncRespond) -> None:
+        if not await deps.hosts.is_host(user):
+            await respond(response_type="ephemeral", text=NOT_A_HOST)
+            return
+        try:
+            points = await deps.db.run(triage.open_queue, limit=20)
+        except DatabaseUnavailable:
+            await respond(response_type="ephemeral", **build_try_again("the queue"))
+            return
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Open queue*, by priority"}}, *build_queue_list(prefix, points)]
+        await respond(response_type="ephemeral", text="Open queue", blocks=blocks)
+
+    async def link_command(user: str, args: str, respond: AsyncRespond, client: AsyncWebClient) -> None:
+        ref, _, url = args.strip().partition(" ")
+        point_id, issue = parse_ref(prefix, ref), parse_issue_url(url.strip())
+        if point_id is None or issue is None:
+            await respond(response_type="ephemeral", text=f"Usage: `/platform-feedback link {prefix}-12 <issue or PR URL>` (GitHub, GitLab, Jira, Linear).")
+            return
+        error = await apply(user, triage.link, client, point_id=point_id, issue=issue)
+        await respond(response_type="ephemeral", text=error or f"Linked {prefix}-{point_id} to {issue.key}.")
+
+    async def resolve_command(user: str, args: str, respond: AsyncRespond, client: AsyncWebClient) -> None:
+        ref, _, note = args.strip().partition(" ")
+        point_id = parse_ref(prefix, ref)
+        if point_id is None:
+            await respond(response_type="ephemeral", text=f"Usage: `/platform-feedback resolve {prefix}-12 [what was done]`.")
+            return
+        error = await apply(user, triage.resolve, client, point_id=point_id, note=note.strip() or None)
+        await respond(response_type="ephemeral", text=error or f"Resolved {prefix}-{point_id}.")
+
+    deps.commands["queue"] = lambda user, args, respond, client: queue_command(user, respond)
+    deps.commands["link"] = link_command
+    deps.commands["resolve"] = resolve_command
