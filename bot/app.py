@@ -14,8 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+import handlers.help_channel
 import handlers.home
 import handlers.intake
+import handlers.office_hours
 import handlers.triage
 from bot.config import Policy, Settings
 from bot.context import Deps
@@ -51,11 +53,13 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
 
     handlers.intake.register(app, deps)
     handlers.triage.register(app, deps)
+    handlers.help_channel.register(app, deps)
+    handlers.office_hours.register(app, deps)
     handlers.home.register(app, deps)
     return app, deps
 
 
-def create_web_app(app: AsyncApp, deps: Deps, *, run_sender: bool = True) -> Starlette:
+def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) -> Starlette:
     secret = deps.settings.slack_signing_secret.encode()
 
     async def slack_events(request: Request) -> Response:
@@ -80,11 +84,13 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_sender: bool = True) -> Sta
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        if run_sender:
+        if run_background:
             deps.sender.start()
+            deps.scheduler.start()
         try:
             yield
         finally:
+            deps.scheduler.stop()
             await deps.sender.stop()
 
     return Starlette(

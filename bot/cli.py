@@ -68,9 +68,11 @@ async def _socket_mode(app, deps, app_token: str) -> int:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     deps.sender.start()
+    deps.scheduler.start()
     try:
         await AsyncSocketModeHandler(app, app_token).start_async()
     finally:
+        deps.scheduler.stop()
         await deps.sender.stop()
     return 0
 

@@ -4,7 +4,8 @@ A bad value stops start-up with ``ConfigError``: one line that names the setting
 """
 
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -165,12 +166,47 @@ class Triage(_Strict):
     channel: ChannelId | None = None  # where each new report's card is posted
 
 
+UserId = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]+$")]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class OfficeHoursSession(_Strict):
+    weekday: Weekday
+    time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]  # local time, HH:MM
+    timezone: str = "UTC"
+    minutes: Annotated[int, Field(ge=5, le=480)] = 60
+    channel: ChannelId
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Berlin)") from None
+        return v
+
+
+class OfficeHours(_Strict):
+    sessions: list[OfficeHoursSession] = []
+    rotation: list[UserId] = []  # hosts on duty, one per session in turn
+    agenda_before_minutes: Annotated[int, Field(ge=0, le=1440)] = 60
+
+
+class HelpChannel(_Strict):
+    channel: ChannelId | None = None  # every new top-level message here becomes a data point
+    join_minutes: Annotated[int, Field(ge=0, le=120)] = 5  # a follow-up within this joins the same one
+    resolve_reaction: Annotated[str, Field(pattern=r"^[a-z0-9_+'-]+$")] = "white_check_mark"
+
+
 class Policy(_Strict):
     reference_prefix: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]{0,9}$")] = "FB"
     intake: Intake = Intake()
     taxonomy: Taxonomy = Taxonomy()
     hosts: Hosts = Hosts()
     triage: Triage = Triage()
+    office_hours: OfficeHours = OfficeHours()
+    help_channel: HelpChannel = HelpChannel()
 
 
 def load_policy(path: Path | None) -> Policy:

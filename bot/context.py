@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from bot.config import Policy, Settings
 from bot.hosts import HostDirectory
+from bot.scheduler import Scheduler
 from bot.references import format_ref
 from bot.sender import OutboxSender
 from storage.database import Database
@@ -17,6 +18,7 @@ class Deps:
     db: Database
     sender: OutboxSender
     hosts: HostDirectory
+    scheduler: Scheduler = field(default_factory=Scheduler)
     # Slash-command subcommands other surfaces add: name -> fn(user, args, respond, client)
     commands: dict[str, Callable[..., Awaitable[None]]] = field(default_factory=dict)
 

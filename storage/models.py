@@ -182,3 +182,17 @@ class OutboxMessage(SQLModel, table=True):
     purpose: str | None = Field(default=None, max_length=32)
     created_at: datetime = _ts()
     sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class ScheduledRun(SQLModel, table=True):
+    """One occurrence of a scheduled job (an agenda, a summary, a survey run...). The unique key
+    makes it run once, however many bot instances' schedulers fire for it."""
+
+    __tablename__ = "scheduled_run"
+    __table_args__ = (UniqueConstraint("job", "occurrence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=64)
+    occurrence: datetime = Field(sa_type=DateTime(timezone=True))
+    started_at: datetime = _ts()
+    finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -66,7 +66,7 @@ def pg_url():
     admin.dispose()
 
 
-TABLES = ["outbox_message", "friction_change", "tracker_link", "friction_tag", "reporter", "processed_event", "friction_point"]
+TABLES = ["scheduled_run", "outbox_message", "friction_change", "tracker_link", "friction_tag", "reporter", "processed_event", "friction_point"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -137,7 +137,7 @@ async def bot(fake_slack, db, policy):
     settings = make_settings(fake_slack, db)
     client = AsyncWebClient(token=TOKEN, base_url=settings.slack_api_url)
     app, deps = create_app(settings, policy, db, client=client)
-    web = create_web_app(app, deps, run_sender=False)
+    web = create_web_app(app, deps, run_background=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver") as http:
         b = Bot(deps=deps, http=http, fake=fake_slack, db=db)
         yield b

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 00:47:24.478383
+Create Date: 2026-11-24 00:48:53.669884
 """
 from alembic import op
 import sqlalchemy as sa
@@ -54,6 +54,15 @@ def upgrade() -> None:
     sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id')
+    )
+    op.create_table('scheduled_run',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('job', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('occurrence', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('job', 'occurrence')
     )
     op.create_table('friction_change',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -163,6 +172,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_friction_change_friction_point_id'))
 
     op.drop_table('friction_change')
+    op.drop_table('scheduled_run')
     op.drop_table('processed_event')
     with op.batch_alter_table('friction_point', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_friction_point_status'))
