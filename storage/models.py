@@ -39,6 +39,7 @@ class Source(StrEnum):
     modal = "modal"  # the slash command's modal
     shortcut = "shortcut"  # the "Report platform friction" message shortcut
     reaction = "reaction"  # the configured emoji on a message
+    help_channel = "help_channel"  # a top-level message in the team's help channel
 
 
 class Status(StrEnum):
