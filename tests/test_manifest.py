@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 MANIFEST = Path(__file__).resolve().parent.parent / "manifest.yml"
-SCOPES = {"commands", "chat:write", "reactions:read", "channels:history", "groups:history"}
+SCOPES = {"commands", "chat:write", "reactions:read", "channels:history", "groups:history", "usergroups:read"}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_message_shortcut(manifest):
 
 def test_bot_events(manifest):
     events = manifest["settings"]["event_subscriptions"]["bot_events"]
-    assert sorted(events) == ["app_home_opened", "reaction_added"]
+    assert sorted(events) == ["app_home_opened", "message.channels", "message.groups", "reaction_added"]
 
 
 def test_bot_scopes_exact(manifest):
