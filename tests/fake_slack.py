@@ -34,6 +34,7 @@ class FakeSlack:
     # method -> list of (status, body, headers) to answer with before answering normally
     scripted: dict = field(default_factory=dict)
     block_kit_errors: list[str] = field(default_factory=list)
+    usergroups: dict = field(default_factory=dict)  # usergroup id -> [user ids]
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -94,6 +95,11 @@ class FakeSlack:
         if method in VIEW_METHODS:
             view = body["view"] if isinstance(body["view"], dict) else json.loads(body["view"])
             return {"ok": True, "view": {**view, "id": f"V{next(self._ts):08d}", "hash": "1700000000.abc"}}
+        if method == "usergroups.users.list":
+            group = body.get("usergroup")
+            if group not in self.usergroups:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": list(self.usergroups[group])}
         if method == "conversations.history":
             channel, latest = body.get("channel"), body.get("latest")
             found = self.messages.get((channel, latest))

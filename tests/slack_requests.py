@@ -197,3 +197,38 @@ def reaction_added(*, channel: str, ts: str, user: str = USER, reaction: str = "
 
 def app_home_opened(*, user: str = USER) -> dict:
     return {"type": "app_home_opened", "user": user, "channel": "D0HOME0001", "tab": "home", "event_ts": f"{time.time():.6f}"}
+
+
+def element_action(element: dict, **chosen) -> dict:
+    """One entry of ``actions`` as Slack sends it for ``element`` (a dict the bot rendered),
+    with the user's choice: ``value`` for buttons, ``selected_user``, ``selected_option``,
+    ``selected_options``."""
+    action = {"type": element["type"], "action_id": element["action_id"], "action_ts": f"{time.time():.6f}"}
+    if element["type"] == "button":
+        action |= {"text": element["text"], "value": element.get("value", "")}
+    return action | chosen
+
+
+def block_actions(actions: list[dict], *, block_id: str, user: str = USER, response_url: str, channel: str = CHANNEL,
+                  message_ts: str = "1700000000.000100", view: dict | None = None) -> dict:
+    """A ``block_actions`` payload from a message (default) or from a Home tab ``view``."""
+    payload = {
+        "type": "block_actions",
+        "user": _user(user),
+        "api_app_id": APP_ID,
+        "token": "legacy-verification-token",
+        "trigger_id": f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:32]}",
+        "team": {"id": TEAM, "domain": "example"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "actions": [a | {"block_id": block_id} for a in actions],
+    }
+    if view is not None:
+        return payload | {"container": {"type": "view", "view_id": view.get("id", "V0HOME0001")}, "view": view}
+    return payload | {
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+        "channel": {"id": channel, "name": "triage"},
+        "message": {"type": "message", "ts": message_ts, "text": "card"},
+        "state": {"values": {}},
+        "response_url": response_url,
+    }
