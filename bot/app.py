@@ -14,7 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+import handlers.closing
 import handlers.help_channel
+import handlers.webhooks
 import handlers.home
 import handlers.intake
 import handlers.office_hours
@@ -53,6 +55,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
 
     handlers.intake.register(app, deps)
     handlers.triage.register(app, deps)
+    handlers.closing.register(app, deps)
     handlers.help_channel.register(app, deps)
     handlers.office_hours.register(app, deps)
     handlers.home.register(app, deps)
@@ -94,7 +97,11 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             await deps.sender.stop()
 
     return Starlette(
-        routes=[Route("/slack/events", slack_events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])],
+        routes=[
+            Route("/slack/events", slack_events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            *handlers.webhooks.routes(deps),
+        ],
         lifespan=lifespan,
     )
 

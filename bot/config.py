@@ -50,6 +50,11 @@ class Settings(DatabaseSettings):
     port: int = Field(default=3000, ge=1, le=65535, description="a TCP port number (1-65535)")
     host: str = Field(default="0.0.0.0", description="the address to listen on")
     config_file: Path | None = Field(default=None, description="the path of the team-policy YAML file")
+    # Tracker webhooks: a route answers only when its secret is set.
+    github_webhook_secret: str | None = Field(default=None, description="the secret of the GitHub webhook")
+    jira_webhook_secret: str | None = Field(default=None, description="the secret of the Jira admin webhook")
+    linear_webhook_secret: str | None = Field(default=None, description="the signing secret of the Linear webhook")
+    gitlab_webhook_token: str | None = Field(default=None, description="the secret token of the GitLab webhook")
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -193,6 +198,18 @@ class OfficeHours(_Strict):
     agenda_before_minutes: Annotated[int, Field(ge=0, le=1440)] = 60
 
 
+class Closing(_Strict):
+    # Where "you said, we did" goes: per closure, as a weekly digest, or not at all.
+    announce_channel: ChannelId | None = None
+    announce: Literal["per_closure", "weekly", "off"] = "per_closure"
+    not_planned_message: Annotated[str, Field(min_length=1, max_length=1000)] = (
+        "The platform team closed the issue behind your report without a fix for now. "
+        "We know that is not what you hoped for; if it still gets in your way, tell us."
+    )
+    # Jira resolutions that mean "not planned" (compared case-insensitively); any other is a fix.
+    jira_not_planned: list[str] = ["won't do", "won't fix", "declined", "cannot reproduce", "duplicate"]
+
+
 class HelpChannel(_Strict):
     channel: ChannelId | None = None  # every new top-level message here becomes a data point
     join_minutes: Annotated[int, Field(ge=0, le=120)] = 5  # a follow-up within this joins the same one
@@ -207,6 +224,7 @@ class Policy(_Strict):
     triage: Triage = Triage()
     office_hours: OfficeHours = OfficeHours()
     help_channel: HelpChannel = HelpChannel()
+    closing: Closing = Closing()
 
 
 def load_policy(path: Path | None) -> Policy:

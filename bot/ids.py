@@ -10,6 +10,7 @@ class Callback(StrEnum):
     triage_merge = "triage_merge"
     triage_resolve = "triage_resolve"
     triage_decline = "triage_decline"
+    still_broken = "closure_still_broken"
 
 
 class Block(StrEnum):
@@ -41,3 +42,6 @@ class Action(StrEnum):
     triage_input = "triage_input"
     home_filter_category = "home_filter_category"
     home_filter_status = "home_filter_status"
+    closure_works = "closure_works"
+    closure_broken = "closure_broken"
+    closure_comment = "closure_comment"

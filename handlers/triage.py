@@ -92,9 +92,13 @@ class CardHook:
         card = build_card(self.deps.ref(point.id), point, self.deps.policy.taxonomy, self.deps.policy.reference_prefix)
         if point.card_ts:
             return "chat.update", {"channel": point.card_channel, "ts": point.card_ts, **card}
+        if "channel" not in payload:
+            return None  # an update for a card that was never posted
         return "chat.postMessage", {"channel": payload["channel"], **card}
 
     def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
+        if "ts" not in response or "channel" not in response:
+            return
         friction.set_card(session=session, point_id=message.friction_point_id, channel=response["channel"], ts=response["ts"])
 
 

@@ -145,6 +145,32 @@ class TrackerLink(SQLModel, table=True):
     key: str = Field(max_length=255, index=True)
     url: str = Field(max_length=3000)
     created_at: datetime = _ts()
+    # The issue's state as last heard from the tracker; each closure counts, so a reopened and
+    # closed-again issue notifies again, once.
+    closed: bool = False
+    closures: int = 0
+    closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    etag: str | None = Field(default=None, max_length=255)  # for conditional polling
+    checked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class ClosureNotice(SQLModel, table=True):
+    """ "You reported this, it's fixed": one per reporter per closure of an issue, and what they said back."""
+
+    __tablename__ = "closure_notice"
+    __table_args__ = (UniqueConstraint("user_id", "tracker", "key", "closure"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
+    user_id: str = Field(max_length=32)
+    tracker: str = Field(max_length=16)
+    key: str = Field(max_length=255)
+    closure: int
+    outcome: str = Field(max_length=16)  # fixed | not_planned
+    created_at: datetime = _ts()
+    feedback: str | None = Field(default=None, max_length=16)  # works | broken
+    feedback_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    comment: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class ProcessedEvent(SQLModel, table=True):

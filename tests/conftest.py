@@ -66,7 +66,7 @@ def pg_url():
     admin.dispose()
 
 
-TABLES = ["scheduled_run", "outbox_message", "friction_change", "tracker_link", "friction_tag", "reporter", "processed_event", "friction_point"]
+TABLES = ["closure_notice", "scheduled_run", "outbox_message", "friction_change", "tracker_link", "friction_tag", "reporter", "processed_event", "friction_point"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -133,8 +133,14 @@ class Bot:
 
 
 @pytest.fixture
-async def bot(fake_slack, db, policy):
-    settings = make_settings(fake_slack, db)
+def settings_overrides() -> dict:
+    """Extra settings for the bot under test; a test module can override this fixture."""
+    return {}
+
+
+@pytest.fixture
+async def bot(fake_slack, db, policy, settings_overrides):
+    settings = make_settings(fake_slack, db, **settings_overrides)
     client = AsyncWebClient(token=TOKEN, base_url=settings.slack_api_url)
     app, deps = create_app(settings, policy, db, client=client)
     web = create_web_app(app, deps, run_background=False)

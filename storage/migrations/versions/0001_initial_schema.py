@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 00:48:53.669884
+Create Date: 2026-11-24 00:52:39.790954
 """
 from alembic import op
 import sqlalchemy as sa
@@ -64,6 +64,25 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('job', 'occurrence')
     )
+    op.create_table('closure_notice',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('friction_point_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('tracker', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('closure', sa.Integer(), nullable=False),
+    sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('feedback', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+    sa.Column('feedback_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('comment', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['friction_point_id'], ['friction_point.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('user_id', 'tracker', 'key', 'closure')
+    )
+    with op.batch_alter_table('closure_notice', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_closure_notice_friction_point_id'), ['friction_point_id'], unique=False)
+
     op.create_table('friction_change',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('friction_point_id', sa.Integer(), nullable=False),
@@ -136,6 +155,11 @@ def upgrade() -> None:
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=3000), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('closed', sa.Boolean(), nullable=False),
+    sa.Column('closures', sa.Integer(), nullable=False),
+    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('etag', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+    sa.Column('checked_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['friction_point_id'], ['friction_point.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('friction_point_id', 'tracker', 'key')
@@ -172,6 +196,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_friction_change_friction_point_id'))
 
     op.drop_table('friction_change')
+    with op.batch_alter_table('closure_notice', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_closure_notice_friction_point_id'))
+
+    op.drop_table('closure_notice')
     op.drop_table('scheduled_run')
     op.drop_table('processed_event')
     with op.batch_alter_table('friction_point', schema=None) as batch_op:
