@@ -15,12 +15,20 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the bot (HTTP, or Socket Mode when SLACK_APP_TOKEN is set)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply database migrations on start")
     sub.add_parser("migrate", help="apply database migrations (Alembic upgrade head)")
+    sub.add_parser("jobs", help="list the scheduled jobs the team policy defines")
+    run_job = sub.add_parser("run-job", help="run one scheduled job now (once per occurrence, as the scheduler would)")
+    run_job.add_argument("name", help="a job name from `platform-feedback jobs`")
+    run_job.add_argument("--at", help="the occurrence, ISO 8601 with offset (default: the one due now)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "migrate":
             return _migrate()
+        if args.command == "jobs":
+            return _jobs()
+        if args.command == "run-job":
+            return asyncio.run(_run_job(args.name, args.at))
         return _serve(no_migrate=args.no_migrate)
     except ConfigError as exc:
         print(f"platform-feedback: {exc}", file=sys.stderr)
@@ -44,6 +52,46 @@ def _migrate_db(db: Database) -> None:
         db.migrate()
     except OperationalError as exc:
         raise DatabaseUnavailable(" ".join(str(exc.orig).split())[:200]) from None
+
+
+def _build():
+    from bot.app import create_app
+
+    settings = load_settings()
+    policy = load_policy(settings.config_file)
+    db = Database(settings.database_url)
+    app, deps = create_app(settings, policy, db)
+    return db, app, deps
+
+
+def _jobs() -> int:
+    _db, _app, deps = _build()
+    for name in sorted(deps.scheduler.jobs):
+        print(name)
+    return 0
+
+
+async def _run_job(name: str, at: str | None) -> int:
+    from datetime import datetime
+
+    db, _app, deps = _build()
+    if name not in deps.scheduler.jobs:
+        print(f"platform-feedback: no job named {name!r}; `platform-feedback jobs` lists them.", file=sys.stderr)
+        return 2
+    try:
+        occurrence = datetime.fromisoformat(at) if at else None
+    except ValueError:
+        print("platform-feedback: --at must be an ISO 8601 time such as 2026-11-24T14:00:00+01:00.", file=sys.stderr)
+        return 2
+    if occurrence is not None and occurrence.tzinfo is None:
+        print("platform-feedback: --at needs a UTC offset (e.g. +00:00).", file=sys.stderr)
+        return 2
+    _migrate_db(db)
+    ran = await deps.scheduler.run(name, occurrence)
+    while await deps.sender.drain_once():  # send what the job queued before exiting
+        pass
+    print(f"platform-feedback: {name} {'ran' if ran else 'had already run for that occurrence'}")
+    return 0
 
 
 def _serve(*, no_migrate: bool) -> int:

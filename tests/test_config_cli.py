@@ -171,3 +171,18 @@ def test_migrations_match_the_models(db):
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == [], f"models and migrations differ ({db.engine.dialect.name}): {diff}"
+
+
+def test_jobs_and_run_job_from_the_cli(tmp_path):
+    (tmp_path / "policy.yml").write_text(
+        "office_hours:\n  sessions: [{weekday: tue, time: '14:00', timezone: Europe/Berlin, channel: C0OFFICE01}]\n"
+    )
+    env = {"SLACK_BOT_TOKEN": "xoxb-1234567890", "SLACK_SIGNING_SECRET": "signing-secret-1",
+           "CONFIG_FILE": "policy.yml", "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db"}
+    listed = run_cli(tmp_path, "jobs", **env)
+    assert listed.returncode == 0
+    assert listed.stdout.split() == ["office_hours.agenda:C0OFFICE01:tue-14:00", "office_hours.summary:C0OFFICE01:tue-14:00"]
+    unknown = run_cli(tmp_path, "run-job", "office_hours.nope", **env)
+    assert unknown.returncode == 2 and "platform-feedback jobs" in unknown.stderr and "Traceback" not in unknown.stderr
+    bad_time = run_cli(tmp_path, "run-job", "office_hours.agenda:C0OFFICE01:tue-14:00", "--at", "tuesday", **env)
+    assert bad_time.returncode == 2 and "--at" in bad_time.stderr
