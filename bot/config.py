@@ -226,6 +226,12 @@ class Policy(_Strict):
     help_channel: HelpChannel = HelpChannel()
     closing: Closing = Closing()
 
+    @model_validator(mode="after")
+    def _distinct_reactions(self) -> "Policy":
+        if self.help_channel.channel and self.help_channel.resolve_reaction == self.intake.reaction:
+            raise ValueError("help_channel.resolve_reaction must differ from intake.reaction (one files, the other resolves)")
+        return self
+
 
 def load_policy(path: Path | None) -> Policy:
     """Read the team policy. No file named and none in the working directory: the defaults."""

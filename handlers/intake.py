@@ -78,7 +78,7 @@ async def _fetch_message(client: AsyncWebClient, channel: str, ts: str) -> dict 
     return next((m for m in replies.get("messages") or [] if m.get("ts") == ts), None)
 
 
-async def _remember_permalink(deps: Deps, client: AsyncWebClient, point_id: int, channel: str, ts: str) -> None:
+async def remember_permalink(deps: Deps, client: AsyncWebClient, point_id: int, channel: str, ts: str) -> None:
     try:
         link = await client.chat_getPermalink(channel=channel, message_ts=ts)
         await deps.db.run(friction.set_permalink, point_id=point_id, permalink=link["permalink"])
@@ -221,12 +221,16 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         deps.sender.wake()
         if filed.created and metadata.channel_id and metadata.message_ts:
-            await _remember_permalink(deps, client, filed.point.id, metadata.channel_id, metadata.message_ts)
+            await remember_permalink(deps, client, filed.point.id, metadata.channel_id, metadata.message_ts)
 
-    @app.event("reaction_added")
+    async def is_filing_reaction(event: dict) -> bool:
+        return event.get("reaction") == policy.intake.reaction
+
+    # Only the filing emoji: other reactions go on to the listeners registered after this one.
+    @app.event("reaction_added", matchers=[is_filing_reaction])
     async def on_reaction(body: dict, event: dict, client: AsyncWebClient):
         item = event.get("item") or {}
-        if event.get("reaction") != policy.intake.reaction or item.get("type") != "message":
+        if item.get("type") != "message":
             return
         channel, ts = item["channel"], item["ts"]
         try:
@@ -261,4 +265,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if filed is None or not filed.created:
             return
         deps.sender.wake()
-        await _remember_permalink(deps, client, filed.point.id, channel, ts)
+        await remember_permalink(deps, client, filed.point.id, channel, ts)
