@@ -35,6 +35,7 @@ class FakeSlack:
     scripted: dict = field(default_factory=dict)
     block_kit_errors: list[str] = field(default_factory=list)
     usergroups: dict = field(default_factory=dict)  # usergroup id -> [user ids]
+    uploads: dict = field(default_factory=dict)  # file id -> bytes posted to its upload URL
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -95,6 +96,18 @@ class FakeSlack:
         if method in VIEW_METHODS:
             view = body["view"] if isinstance(body["view"], dict) else json.loads(body["view"])
             return {"ok": True, "view": {**view, "id": f"V{next(self._ts):08d}", "hash": "1700000000.abc"}}
+        if method == "files.getUploadURLExternal":
+            if not body.get("filename") or not str(body.get("length", "")).isdigit():
+                return {"ok": False, "error": "invalid_arguments"}
+            file_id = f"F{next(self._ts):09d}"
+            self.uploads[file_id] = None
+            return {"ok": True, "upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+        if method == "files.completeUploadExternal":
+            files = body.get("files")
+            files = json.loads(files) if isinstance(files, str) else files
+            if not files or any(self.uploads.get(f["id"]) is None for f in files):
+                return {"ok": False, "error": "file_not_found"}
+            return {"ok": True, "files": [{"id": f["id"], "title": f.get("title", "")} for f in files]}
         if method == "usergroups.users.list":
             group = body.get("usergroup")
             if group not in self.usergroups:
@@ -128,7 +141,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self):
         parsed = urlparse(self.path)
         length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length).decode("utf-8") if length else ""
+        data = self.rfile.read(length) if length else b""
+        if parsed.path.startswith("/upload/"):  # step 2 of files_upload_v2: the file's bytes
+            file_id = parsed.path.rsplit("/", 1)[-1]
+            ok = file_id in self.fake.uploads
+            if ok:
+                self.fake.uploads[file_id] = data
+            with self.fake._lock:
+                self.fake.calls.append(Call("upload", {"file_id": file_id, "size": len(data)}, dict(self.headers)))
+            answer = f"OK - {len(data)}".encode() if ok else b"not found"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
+        raw = data.decode("utf-8")
         ctype = self.headers.get("Content-Type", "")
         if "json" in ctype and raw:
             body = json.loads(raw)
