@@ -7,6 +7,7 @@ import logging
 import time
 
 from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
+from slack_bolt import BoltResponse
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
@@ -49,9 +50,15 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     )
 
     @app.error
-    async def on_error(error: Exception, body: dict):
+    async def on_error(error: Exception, body: dict, response: BoltResponse | None):
         # Logged with the payload type only: bodies can carry user text and response URLs.
-        log.error("listener failed for %s: %r", body.get("type"), error, exc_info=error)
+        kind = body.get("type") if isinstance(body, dict) else None
+        if isinstance(error, (LookupError, TypeError, AttributeError, ValueError)):
+            # A payload without the fields Slack always sends: the request is at fault, not us.
+            log.warning("malformed %s payload: %r", kind, error)
+            return BoltResponse(status=400, body="malformed payload")
+        log.error("listener failed for %s: %r", kind, error, exc_info=error)
+        return None
 
     handlers.intake.register(app, deps)
     handlers.triage.register(app, deps)
@@ -69,14 +76,21 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         body = await request.body()
         if len(body) > MAX_BODY:
             return PlainTextResponse("payload too large", status_code=413)
+        # Bolt verifies every request again itself; this gate also turns away what would make its
+        # verifier raise (a missing or non-numeric timestamp) and bodies it cannot parse.
+        if not deps.settings.socket_mode and not _signed_by_slack(secret, body, request.headers):
+            return PlainTextResponse("invalid signature", status_code=401)
         try:
             bolt_request = to_async_bolt_request(request, body)
-        except ValueError:  # not UTF-8, or not JSON where JSON was promised
-            # Bolt checks signatures only on requests it could parse: say 401 to strangers, 400 to Slack.
-            if not _signed_by_slack(secret, body, request.headers):
-                return PlainTextResponse("invalid signature", status_code=401)
+        except (ValueError, AttributeError, TypeError, LookupError):
+            # Not UTF-8, not JSON where JSON was promised, or JSON that is not an object.
             return PlainTextResponse("malformed body", status_code=400)
-        return to_starlette_response(await app.async_dispatch(bolt_request))
+        try:
+            return to_starlette_response(await app.async_dispatch(bolt_request))
+        except (LookupError, TypeError, AttributeError, ValueError) as exc:
+            # Bolt's own payload helpers assume Slack's shapes; a signed body without them lands here.
+            log.warning("malformed Slack payload: %r", exc)
+            return PlainTextResponse("malformed payload", status_code=400)
 
     async def healthz(_request: Request) -> Response:
         try:
@@ -113,8 +127,8 @@ async def _ping(db: Database) -> None:
 
 
 def _signed_by_slack(secret: bytes, body: bytes, headers) -> bool:
-    """Slack's v0 check over raw bytes. Only for bodies Bolt cannot parse (slack_sdk's verifier
-    decodes the body as UTF-8 first); everything else is verified by Bolt itself."""
+    """Slack's v0 check over raw bytes, constant-time, 5-minute window (slack_sdk's verifier
+    decodes the body as UTF-8 first and raises on a malformed timestamp)."""
     ts, signature = headers.get("x-slack-request-timestamp", ""), headers.get("x-slack-signature", "")
     if not secret or not ts.isdigit() or abs(time.time() - int(ts)) > 300:
         return False

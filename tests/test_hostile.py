@@ -1,0 +1,110 @@
+"""A hostile network: malformed, oversized, wrongly encoded and unsigned bodies to every route.
+Never a 500, never a write, always a clear 4xx. Property-based (hypothesis)."""
+
+import json
+from urllib.parse import urlencode
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import func
+from sqlmodel import select
+from starlette.testclient import TestClient
+
+from bot.app import create_app, create_web_app
+from bot.config import Policy
+from storage.models import FrictionPoint, OutboxMessage, ProcessedEvent
+from tests import tracker_requests as tr
+from tests.conftest import make_settings
+from tests.fake_slack import TOKEN
+from tests.slack_requests import signed
+
+ROUTES = ["/slack/events", "/webhooks/github", "/webhooks/jira", "/webhooks/linear", "/webhooks/gitlab"]
+HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture
+def client(fake_slack, db):
+    config = make_settings(fake_slack, db, **tr.SETTINGS)
+    app, deps = create_app(config, Policy(), db, client=AsyncWebClient(token=TOKEN, base_url=config.slack_api_url))
+    with TestClient(create_web_app(app, deps, run_background=False), raise_server_exceptions=False) as http:
+        yield http
+
+
+def counts(db) -> tuple[int, ...]:
+    with db.session() as s:
+        return tuple(s.exec(select(func.count()).select_from(t)).one() for t in (FrictionPoint, OutboxMessage, ProcessedEvent))
+
+
+content_types = st.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/plain", "", "application/json; charset=latin-1"])
+junk_headers = st.dictionaries(
+    st.sampled_from(["x-slack-signature", "x-slack-request-timestamp", "x-hub-signature-256", "x-hub-signature",
+                     "linear-signature", "x-gitlab-token", "x-github-event", "x-slack-retry-num"]),
+    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=80),
+)
+
+
+@HYPOTHESIS
+@given(route=st.sampled_from(ROUTES), body=st.binary(max_size=2048), ctype=content_types, headers=junk_headers)
+def test_unsigned_or_garbage_bodies_get_a_4xx_and_write_nothing(client, db, route, body, ctype, headers):
+    before = counts(db)
+    resp = client.post(route, content=body, headers={"content-type": ctype, **headers})
+    assert 400 <= resp.status_code < 500, (route, resp.status_code, resp.text[:200])
+    assert counts(db) == before
+
+
+@HYPOTHESIS
+@given(text=st.text(max_size=400), as_json=st.booleans())
+def test_signed_but_malformed_slack_bodies_never_500(client, db, text, as_json):
+    body = text if as_json else urlencode({"payload": text})
+    resp = client.post("/slack/events", content=body.encode(),
+                       headers=signed(body, content_type="application/json" if as_json else "application/x-www-form-urlencoded"))
+    assert resp.status_code < 500, resp.text[:200]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@HYPOTHESIS
+@given(kind=st.sampled_from(["block_actions", "view_submission", "message_action", "shortcut", "event_callback"]),
+       action_id=st.sampled_from(["triage_assign_me", "triage_tags", "add_details", "closure_works", "closure_broken",
+                                  "home_filter_status", "help_channel_resolve", "anything"]),
+       junk=st.dictionaries(st.sampled_from(["user", "view", "actions", "team", "event", "trigger_id", "callback_id"]), json_values, max_size=4))
+def test_signed_slack_payloads_with_missing_or_wrong_fields_never_500(client, db, kind, action_id, junk):
+    payload = {"type": kind, "actions": [{"action_id": action_id, "value": "1", "type": "button"}], "callback_id": "friction_report"} | junk
+    if kind == "event_callback":
+        body = json.dumps({"type": kind, "event_id": "Ev1", "team_id": "T1", "event": junk.get("event", {"type": "reaction_added"})})
+        headers = signed(body, content_type="application/json")
+    else:
+        body = urlencode({"payload": json.dumps(payload)})
+        headers = signed(body, content_type="application/x-www-form-urlencoded")
+    resp = client.post("/slack/events", content=body.encode(), headers=headers)
+    assert resp.status_code < 500, (payload, resp.status_code)
+
+
+@HYPOTHESIS
+@given(route=st.sampled_from(["github", "jira", "gitlab"]), payload=json_values)
+def test_correctly_signed_tracker_payloads_of_any_shape_never_500(client, db, route, payload):
+    body = json.dumps(payload).encode()
+    if route == "github":
+        headers = {"content-type": "application/json", "x-github-event": "issues", "x-github-delivery": "d1",
+                   "x-hub-signature-256": "sha256=" + tr._hex(tr.GITHUB_SECRET, body)}
+    elif route == "jira":
+        headers = {"content-type": "application/json", "x-hub-signature": "sha256=" + tr._hex(tr.JIRA_SECRET, body)}
+    else:
+        headers = {"content-type": "application/json", "x-gitlab-token": tr.GITLAB_TOKEN}
+    before = counts(db)
+    resp = client.post(f"/webhooks/{route}", content=body, headers=headers)
+    assert resp.status_code in (200, 400), resp.text[:200]
+    assert counts(db) == before  # nothing linked, so nothing to change
+
+
+def test_oversized_bodies_are_refused(client, db):
+    for route in ROUTES:
+        resp = client.post(route, content=b"x" * 6_000_001, headers={"content-type": "application/json"})
+        assert resp.status_code == 413, route
