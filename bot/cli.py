@@ -5,6 +5,7 @@ import asyncio
 import logging
 import sys
 
+from bot import logs
 from bot.config import ConfigError, DatabaseSettings, load_policy, load_settings
 from storage.database import Database, DatabaseUnavailable
 
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     run_job.add_argument("--at", help="the occurrence, ISO 8601 with offset (default: the one due now)")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     try:
         if args.command == "migrate":
             return _migrate()
@@ -58,6 +59,7 @@ def _build():
     from bot.app import create_app
 
     settings = load_settings()
+    logs.configure(secrets=settings.secrets())
     policy = load_policy(settings.config_file)
     db = Database(settings.database_url)
     app, deps = create_app(settings, policy, db)
@@ -96,6 +98,7 @@ async def _run_job(name: str, at: str | None) -> int:
 
 def _serve(*, no_migrate: bool) -> int:
     settings = load_settings()
+    logs.configure(secrets=settings.secrets())
     policy = load_policy(settings.config_file)
     db = Database(settings.database_url)
     if not no_migrate:
@@ -108,7 +111,7 @@ def _serve(*, no_migrate: bool) -> int:
         return asyncio.run(_socket_mode(app, deps, settings.slack_app_token))
     import uvicorn
 
-    uvicorn.run(create_web_app(app, deps), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(create_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None)
     return 0
 
 

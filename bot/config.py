@@ -83,6 +83,11 @@ class Settings(DatabaseSettings):
             raise ValueError("SLACK_SIGNING_SECRET is required unless SLACK_APP_TOKEN (Socket Mode) is set")
         return self
 
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log filter that keeps them out of the logs."""
+        names = [n for n in type(self).model_fields if n.endswith(("_token", "_secret", "_key"))]
+        return [v for v in (getattr(self, n) for n in names) if isinstance(v, str) and v]
+
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None

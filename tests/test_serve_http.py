@@ -1,6 +1,7 @@
 """`platform-feedback serve` as a real process on a real port, against the fake Slack over TCP."""
 
 import hashlib
+import json
 import hmac
 import os
 import re
@@ -83,6 +84,10 @@ def serving(tmp_path: Path, fake: FakeSlack, database_url: str):
         # uvicorn shuts down gracefully (lifespan, outbox sender), then re-raises the signal.
         assert proc.returncode in (0, -signal.SIGTERM), output
         assert "Application shutdown complete" in output and "Traceback" not in output, output
+        # Not a terminal: one JSON object per line, and never a secret.
+        records = [json.loads(line) for line in output.splitlines() if line.strip()]
+        assert all({"time", "level", "name", "message"} <= r.keys() for r in records)
+        assert TOKEN not in output and SIGNING_SECRET not in output
     finally:
         if proc.poll() is None:
             proc.kill()
