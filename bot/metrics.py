@@ -1,0 +1,60 @@
+"""Prometheus metrics for /metrics: one registry per app (so tests and several apps in one process
+do not collide). Outbox depth and age are read from the database at scrape time."""
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+
+class Metrics:
+    def __init__(self, outbox_stats: Callable[[], tuple[int, float]] | None = None):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("pf_slack_requests", "Slack requests by listener and HTTP status",
+                                ["listener", "status"], registry=self.registry)
+        self.ack_seconds = Histogram("pf_slack_ack_seconds", "Time from request to Slack's answer (the ack), by listener",
+                                     ["listener"], registry=self.registry,
+                                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5))
+        self.send_errors = Counter("pf_outbox_send_errors", "Outbox sends Slack refused, by error code",
+                                   ["method", "error"], registry=self.registry)
+        self.sent = Counter("pf_outbox_sent", "Outbox messages sent, by method", ["method"], registry=self.registry)
+        self.scheduler_runs = Counter("pf_scheduler_runs", "Scheduled job runs by job and outcome (ran, skipped, failed)",
+                                      ["job", "outcome"], registry=self.registry)
+        self.webhooks = Counter("pf_webhooks", "Tracker webhook deliveries by tracker and status",
+                                ["tracker", "status"], registry=self.registry)
+        if outbox_stats is not None:
+            self.registry.register(_OutboxCollector(outbox_stats))
+
+    def render(self) -> bytes:
+        """The exposition text. Blocking (it may query the database): call it in a worker thread."""
+        return generate_latest(self.registry)
+
+
+class _OutboxCollector:
+    def __init__(self, stats: Callable[[], tuple[int, float]]):
+        self.stats = stats
+
+    def collect(self):
+        depth, age = self.stats()
+        yield GaugeMetricFamily("pf_outbox_depth", "Outbox messages waiting to be sent", value=depth)
+        yield GaugeMetricFamily("pf_outbox_oldest_age_seconds", "Age of the oldest message waiting", value=age)
+
+    def describe(self):
+        return []
+
+
+def listener_name(body: dict) -> str:
+    """A low-cardinality label for what a Slack request asked for."""
+    kind = body.get("type") or ("command" if "command" in body else "unknown")
+    if kind == "event_callback":
+        return f"event:{(body.get('event') or {}).get('type', '?')}"
+    if "command" in body:
+        return f"command:{body['command']}"
+    if kind == "block_actions":
+        actions = body.get("actions") or [{}]
+        return f"action:{actions[0].get('action_id', '?')}"
+    if kind in ("view_submission", "view_closed"):
+        return f"view:{(body.get('view') or {}).get('callback_id', '?')}"
+    if kind in ("shortcut", "message_action"):
+        return f"shortcut:{body.get('callback_id', '?')}"
+    return str(kind)[:40]
