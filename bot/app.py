@@ -19,9 +19,13 @@ import handlers.closing
 import handlers.help_channel
 import handlers.webhooks
 import handlers.home
+import handlers.insight
 import handlers.intake
 import handlers.office_hours
+import handlers.polling
+import handlers.surveys
 import handlers.triage
+import bot.dashboard
 from bot.config import Policy, Settings
 from bot.context import Deps
 from bot.hosts import HostDirectory
@@ -61,11 +65,14 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         return None
 
     handlers.intake.register(app, deps)
-    handlers.triage.register(app, deps)
+    handlers.triage.register(app, deps, on_resolved=handlers.surveys.csat_followup_hook(policy))
     handlers.closing.register(app, deps)
+    handlers.polling.register(app, deps)
     handlers.help_channel.register(app, deps)
     handlers.office_hours.register(app, deps)
+    handlers.surveys.register(app, deps)
     handlers.home.register(app, deps)
+    handlers.insight.register(app, deps)
     return app, deps
 
 
@@ -115,6 +122,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             *handlers.webhooks.routes(deps),
+            *bot.dashboard.routes(deps),
         ],
         lifespan=lifespan,
     )

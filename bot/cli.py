@@ -20,6 +20,21 @@ def main(argv: list[str] | None = None) -> int:
     run_job = sub.add_parser("run-job", help="run one scheduled job now (once per occurrence, as the scheduler would)")
     run_job.add_argument("name", help="a job name from `platform-feedback jobs`")
     run_job.add_argument("--at", help="the occurrence, ISO 8601 with offset (default: the one due now)")
+    report = sub.add_parser("report", help="top friction and loop numbers (needs only DATABASE_URL)")
+    report.add_argument("--days", type=int, help="the window in days, 1-365 (default: insight.window_days)")
+    report_format = report.add_mutually_exclusive_group()
+    report_format.add_argument("--json", action="store_const", const="json", dest="format", help="as JSON")
+    report_format.add_argument("--csv", action="store_const", const="csv", dest="format", help="as CSV (section,name,label,value,previous)")
+    export = sub.add_parser("export", help="every data point as one CSV row (needs only DATABASE_URL)")
+    export.add_argument("--csv", required=True, metavar="FILE", dest="csv_file", help="the CSV file to write ('-': standard output)")
+    survey = sub.add_parser("survey", help="pulse surveys")
+    survey_sub = survey.add_subparsers(dest="survey_command", required=True)
+    survey_send = survey_sub.add_parser("send", help="start a run of a survey now (its DMs go at each person's delivery hour)")
+    survey_send.add_argument("name", help="a survey name from the team policy")
+    survey_send.add_argument("--now", action="store_true", help="send the DMs at once instead of at each person's delivery hour")
+    demo = sub.add_parser("demo", help="fill a local SQLite file with a six-month sample and serve the dashboard on 127.0.0.1 (no Slack needed)")
+    demo.add_argument("--port", type=int, default=8050, help="the port on 127.0.0.1 (default 8050)")
+    demo.add_argument("--db", default="platform-feedback-demo.db", metavar="FILE", help="the SQLite file (filled only if it has no data points yet)")
     args = parser.parse_args(argv)
 
     logs.configure()
@@ -30,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
             return _jobs()
         if args.command == "run-job":
             return asyncio.run(_run_job(args.name, args.at))
+        if args.command == "survey":
+            return asyncio.run(_survey_send(args.name, now=args.now))
+        if args.command == "report":
+            return _report(args.days, args.format)
+        if args.command == "export":
+            return _export(args.csv_file)
+        if args.command == "demo":
+            from bot.demo import run_demo
+
+            return run_demo(port=args.port, db_file=args.db)
         return _serve(no_migrate=args.no_migrate)
     except ConfigError as exc:
         print(f"platform-feedback: {exc}", file=sys.stderr)
@@ -96,6 +121,30 @@ async def _run_job(name: str, at: str | None) -> int:
     return 0
 
 
+async def _survey_send(name: str, *, now: bool) -> int:
+    from handlers.surveys import SurveyError, SurveyRunner
+    from storage import surveys as store
+
+    db, app, deps = _build()
+    survey = next((s for s in deps.policy.surveys if s.name == name), None)
+    if survey is None:
+        known = ", ".join(s.name for s in deps.policy.surveys) or "none"
+        print(f"platform-feedback: no survey named {name!r} in the team policy (surveys: {known}).", file=sys.stderr)
+        return 2
+    _migrate_db(db)
+    runner = SurveyRunner(deps, app.client)
+    try:
+        run = await runner.start(survey, started_by=None, deliver_now=now)
+    except SurveyError as exc:
+        print(f"platform-feedback: {exc}", file=sys.stderr)
+        return 1
+    await runner.resolve(run.id)  # if this stops half-way, the running bot carries on (the run stays "resolving")
+    count = await db.run(store.recipient_count, run_id=run.id)
+    when = "now" if now else f"at {survey.delivery_hour:02d}:00 in each person's own time zone"
+    print(f"platform-feedback: {name} run {run.id} started for {count} people; the running bot sends the DMs {when}.")
+    return 0
+
+
 def _serve(*, no_migrate: bool) -> int:
     settings = load_settings()
     logs.configure(secrets=settings.secrets())
@@ -125,6 +174,162 @@ async def _socket_mode(app, deps, app_token: str) -> int:
     finally:
         deps.scheduler.stop()
         await deps.sender.stop()
+    return 0
+
+
+# ------------------------------------------------------------------ report, export (database only)
+
+
+def _offline():
+    from bot.config import ReportSettings
+
+    settings = load_settings(ReportSettings)
+    return Database(settings.database_url), load_policy(settings.config_file)
+
+
+def _report(days: int | None, fmt: str | None) -> int:
+    import csv
+    import json
+
+    from bot import insight
+
+    db, policy = _offline()
+    days = days if days is not None else policy.insight.window_days
+    if not 1 <= days <= 365:
+        print("platform-feedback: --days must be between 1 and 365.", file=sys.stderr)
+        return 2
+    scores, health = db.transact(lambda session: (
+        insight.friction_scores(session=session, days=days, limit=20), insight.loop_health(session=session, days=days)))
+    data = _report_data(policy, scores, health)
+    if fmt == "json":
+        json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["section", "name", "label", "value", "previous"])
+        writer.writerows(_report_rows(data))
+    else:
+        print(_report_table(data))
+    return 0
+
+
+def _hours(value) -> float | None:
+    return None if value is None else round(value.total_seconds() / 3600, 2)
+
+
+def _report_data(policy, scores, health) -> dict:
+    """The report as plain data: what --json prints, and what the table and CSV are made from."""
+    from bot.blocks.insight import FORMULA, category_label
+
+    def loop(n) -> dict:
+        return {
+            "reports": n.reports, "reports_per_week": round(n.reports_per_week, 2), "active_reporters": n.active_reporters,
+            "median_first_response_hours": _hours(n.median_first_response), "median_resolution_hours": _hours(n.median_resolution),
+            "resolved": n.resolved, "closed_loop": n.closed_loop,
+            "closed_loop_rate": None if n.closed_loop_rate is None else round(n.closed_loop_rate, 4),
+        }
+
+    window = scores.window
+    return {
+        "window": {"days": round(window.days), "start": window.start.isoformat(), "end": window.end.isoformat()},
+        "formula": FORMULA,
+        "categories": [
+            {"id": c.category, "label": category_label(policy.taxonomy, c.category), "score": round(c.score, 2),
+             "previous": round(c.previous, 2), "change": round(c.change, 2), "points": c.points,
+             "reporters": c.reporters, "hours_lost": round(c.hours_lost, 2)}
+            for c in scores.categories
+        ],
+        "open_points": [
+            {"ref": f"{policy.reference_prefix}-{p.point_id}", "score": round(p.score, 2), "previous": round(p.previous, 2),
+             "reporters": p.reporters, "severity": p.severity, "status": p.status, "categories": list(p.categories), "text": p.text}
+            for p in scores.open_points
+        ],
+        "loop": {
+            "current": loop(health.current),
+            "previous": loop(health.previous),
+            "weeks": [{"start": w.start.isoformat(), "reports": w.reports, "active_reporters": w.active_reporters} for w in health.weeks],
+            "nps": [{"at": n.at.isoformat(), "score": n.score, "responses": n.responses} for n in health.nps],
+        },
+    }
+
+
+def _report_rows(data: dict) -> list[list]:
+    rows = [["category", c["id"], c["label"], c["score"], c["previous"]] for c in data["categories"]]
+    rows += [["open_point", p["ref"], p["text"], p["score"], p["previous"]] for p in data["open_points"]]
+    now, before = data["loop"]["current"], data["loop"]["previous"]
+    rows += [["loop", key, "", now[key], before[key]] for key in now]
+    for week in data["loop"]["weeks"]:
+        rows += [["week", week["start"], "reports", week["reports"], ""], ["week", week["start"], "active_reporters", week["active_reporters"], ""]]
+    rows += [["nps", n["at"], "", n["score"], ""] for n in data["loop"]["nps"]]
+    return rows
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    """Aligned columns: the first and a "text" column to the left, numbers to the right."""
+    cells = [[str("–" if v is None else v) for v in row] for row in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    left = {0} | {i for i, h in enumerate(header) if h == "text"}
+    return ["  " + "  ".join(v.ljust(w) if i in left else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+            for r in cells]
+
+
+def _report_table(data: dict) -> str:
+    from bot.blocks.insight import trend
+
+    w = data["window"]
+    lines = [f"Top friction, last {w['days']} days (to {w['end'][:16]} UTC); trend vs the {w['days']} days before", ""]
+    categories = [c for c in data["categories"] if c["score"] or c["previous"]]
+    lines += _table(["area", "score", "trend", "reports", "reporters", "hours lost"],
+                    [[c["label"], f"{c['score']:.1f}", trend(c["score"], c["previous"]), c["points"], c["reporters"], f"{c['hours_lost']:.1f}"]
+                     for c in categories]) if categories else ["  no friction reported in this window"]
+    if data["open_points"]:
+        lines += ["", "Top open reports", *_table(["ref", "score", "trend", "reporters", "text"], [
+            [p["ref"], f"{p['score']:.1f}", trend(p["score"], p["previous"]), p["reporters"], " ".join(p["text"].split())[:60]]
+            for p in data["open_points"]])]
+    now, before = data["loop"]["current"], data["loop"]["previous"]
+    rate = lambda n: "–" if n["closed_loop_rate"] is None else f"{n['closed_loop_rate']:.0%} of {n['resolved']}"  # noqa: E731
+    loop = [["reports per week", now["reports_per_week"], before["reports_per_week"]],
+            ["active reporters", now["active_reporters"], before["active_reporters"]],
+            ["median first response (h)", now["median_first_response_hours"], before["median_first_response_hours"]],
+            ["median time to resolve (h)", now["median_resolution_hours"], before["median_resolution_hours"]],
+            ["closed-loop rate", rate(now), rate(before)]]
+    lines += ["", "Closing the loop", *_table(["", "now", "before"], loop)]
+    weeks = data["loop"]["weeks"]
+    lines += ["", "Weekly (oldest first)", *_table(["week from", "reports", "active reporters"],
+                                                  [[x["start"][:10], x["reports"], x["active_reporters"]] for x in weeks])]
+    lines += ["", data["formula"]]
+    return "\n".join(lines)
+
+
+def _export(path: str) -> int:
+    import csv
+    from contextlib import nullcontext
+
+    from bot import insight
+
+    db, policy = _offline()
+
+    def write(session, out) -> int:
+        writer = csv.writer(out)
+        writer.writerow(insight.EXPORT_COLUMNS)
+        count = 0
+        for row in insight.export_rows(session=session, prefix=policy.reference_prefix):
+            writer.writerow([
+                row.ref, row.created.isoformat(), row.status, row.severity, "" if row.minutes_lost is None else row.minutes_lost,
+                row.kind, row.source, ";".join(row.categories), row.reporters, " ".join(row.links),
+                row.first_response.isoformat() if row.first_response else "", row.resolved.isoformat() if row.resolved else "",
+            ])
+            count += 1
+        return count
+
+    try:
+        target = nullcontext(sys.stdout) if path == "-" else open(path, "w", newline="", encoding="utf-8")
+    except OSError as exc:
+        print(f"platform-feedback: cannot write {path}: {exc.strerror}.", file=sys.stderr)
+        return 2
+    with target as out:
+        count = db.transact(write, out=out)
+    print(f"platform-feedback: exported {count} data points to {path}", file=sys.stderr)
     return 0
 
 

@@ -3,12 +3,13 @@
 A bad value stops start-up with ``ConfigError``: one line that names the setting and what to do.
 """
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_POLICY_FILE = "platform-feedback.yml"
@@ -40,6 +41,12 @@ class DatabaseSettings(BaseSettings):
         return v
 
 
+class ReportSettings(DatabaseSettings):
+    """The database and the team policy: what ``report`` and ``export`` need, without Slack."""
+
+    config_file: Path | None = Field(default=None, description="the path of the team-policy YAML file")
+
+
 class Settings(DatabaseSettings):
     slack_bot_token: str = Field(description="the bot token (xoxb-...) from OAuth & Permissions")
     slack_signing_secret: str = Field(
@@ -55,6 +62,21 @@ class Settings(DatabaseSettings):
     jira_webhook_secret: str | None = Field(default=None, description="the secret of the Jira admin webhook")
     linear_webhook_secret: str | None = Field(default=None, description="the signing secret of the Linear webhook")
     gitlab_webhook_token: str | None = Field(default=None, description="the secret token of the GitLab webhook")
+    # Tracker APIs, for polling (policy closing.poll_minutes): a tracker is polled only when set.
+    github_token: str | None = Field(default=None, description="a GitHub token that can read the linked repositories' issues")
+    github_api_url: str | None = Field(default="https://api.github.com", description="the GitHub REST API base URL (GitHub Enterprise: https://HOST/api/v3)")
+    gitlab_token: str | None = Field(default=None, description="a GitLab access token with read_api")
+    gitlab_api_url: str | None = Field(default="https://gitlab.com/api/v4", description="the GitLab REST API base URL (https://HOST/api/v4)")
+    jira_base_url: str | None = Field(default=None, description="the Jira site URL, e.g. https://acme.atlassian.net")
+    jira_email: str | None = Field(default=None, description="the Jira Cloud account email for JIRA_API_TOKEN (unset: the token is a Data Center PAT)")
+    jira_api_token: str | None = Field(default=None, description="a Jira Cloud API token, or a Data Center personal access token")
+    linear_api_key: str | None = Field(default=None, description="a Linear personal API key that can read the linked issues")
+    linear_api_url: str | None = Field(default="https://api.linear.app/graphql", description="the Linear GraphQL API URL")
+    # The read-only dashboard at /dashboard: off (404) unless one of these is set.
+    dashboard_token: str | None = Field(default=None, description="a random secret of at least 16 characters for /dashboard (Bearer or ?token=)")
+    dashboard_trusted_header: str | None = Field(
+        default=None, description="a header name your SSO proxy sets on authenticated requests, e.g. X-Forwarded-Email"
+    )
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -62,6 +84,20 @@ class Settings(DatabaseSettings):
         if not v.startswith("xoxb-") or v.strip() != v or len(v) < 10:
             raise ValueError("must be a bot token starting with xoxb-")
         return v
+
+    @field_validator("dashboard_token")
+    @classmethod
+    def _dashboard_token(cls, v: str | None) -> str | None:
+        if v and (len(v) < 16 or v.strip() != v):
+            raise ValueError("must be at least 16 characters without surrounding spaces")
+        return v or None
+
+    @field_validator("dashboard_trusted_header")
+    @classmethod
+    def _trusted_header(cls, v: str | None) -> str | None:
+        if v and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}", v):
+            raise ValueError("must be an HTTP header name such as X-Forwarded-Email")
+        return v or None
 
     @field_validator("slack_app_token")
     @classmethod
@@ -213,12 +249,157 @@ class Closing(_Strict):
     )
     # Jira resolutions that mean "not planned" (compared case-insensitively); any other is a fix.
     jira_not_planned: list[str] = ["won't do", "won't fix", "declined", "cannot reproduce", "duplicate"]
+    # Poll the trackers every this many minutes for teams without webhooks (0: off; needs API credentials).
+    poll_minutes: Annotated[int, Field(ge=0, le=1440)] = 0
 
 
 class HelpChannel(_Strict):
     channel: ChannelId | None = None  # every new top-level message here becomes a data point
     join_minutes: Annotated[int, Field(ge=0, le=120)] = 5  # a follow-up within this joins the same one
     resolve_reaction: Annotated[str, Field(pattern=r"^[a-z0-9_+'-]+$")] = "white_check_mark"
+
+
+class Insight(_Strict):
+    window_days: Annotated[int, Field(ge=1, le=365)] = 30  # scores and loop numbers; trends compare with the window before
+    duplicate_threshold: Annotated[int, Field(ge=0, le=100)] = 70  # text similarity for "possible duplicate" (0: off)
+    digest_channel: ChannelId | None = None  # the weekly digest is posted here; unset: no digest
+    digest_weekday: Weekday = "mon"
+    digest_time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "09:00"  # local time, HH:MM
+    timezone: str = "UTC"
+    chart_weeks: Annotated[int, Field(ge=2, le=52)] = 8  # weeks in the digest's chart
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Berlin)") from None
+        return v
+
+
+# ---------------------------------------------------------------- pulse surveys
+
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+UserGroupId = Annotated[str, Field(pattern=r"^S[A-Z0-9]+$")]
+MAX_QUESTIONS = 10  # a DM holds each question's buttons; 10 keeps it under Slack's 50 blocks
+
+
+class SurveyQuestion(_Strict):
+    id: Slug
+    kind: Literal["nps", "csat", "choice", "text"]  # NPS 0-10, CSAT 1-5, one of `options`, free text
+    text: Annotated[str, Field(min_length=1, max_length=300)]
+    options: list[Annotated[str, Field(min_length=1, max_length=75)]] = []  # choice only: 2-10 button labels
+
+    @model_validator(mode="after")
+    def _options(self) -> "SurveyQuestion":
+        if self.kind == "choice":
+            if not 2 <= len(self.options) <= 10:
+                raise ValueError(f"question {self.id!r}: a choice question needs 2 to 10 options")
+            if len({o.casefold() for o in self.options}) != len(self.options):
+                raise ValueError(f"question {self.id!r}: options must be different")
+        elif self.options:
+            raise ValueError(f"question {self.id!r}: only a choice question has options")
+        return self
+
+
+class SurveyAudience(_Strict):
+    """Who is asked: the union of these (bots, deleted accounts and people who opted out are left out)."""
+
+    channels: list[ChannelId] = []  # members of these channels (conversations.members)
+    usergroups: list[UserGroupId] = []  # members of these user groups (usergroups.users.list)
+    active_days: Annotated[int, Field(ge=1, le=365)] | None = None  # everyone who filed or reported in the last N days
+
+    @model_validator(mode="after")
+    def _someone(self) -> "SurveyAudience":
+        if not (self.channels or self.usergroups or self.active_days):
+            raise ValueError("name at least one of channels, usergroups or active_days")
+        return self
+
+
+def _zone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Berlin)") from None
+    return v
+
+
+class Survey(_Strict):
+    name: Slug
+    title: Annotated[str, Field(min_length=1, max_length=140)] | None = None  # shown in the DM; default: the name
+    questions: Annotated[list[SurveyQuestion], Field(min_length=1, max_length=MAX_QUESTIONS)]
+    audience: SurveyAudience
+    # Segments for results: the first of these user groups (or of the audience's) a person is in,
+    # else the audience channel they were found in.
+    segment_usergroups: list[UserGroupId] = []
+    schedule: str | None = None  # a 5-field cron expression, e.g. "0 0 1 1,4,7,10 *" (quarterly); none: only by hand
+    timezone: str = "UTC"  # the schedule's clock (and the delivery clock of people without one)
+    delivery_hour: Annotated[int, Field(ge=0, le=23)] = 10  # the DM arrives at this hour in the recipient's own time zone
+    anonymous: bool = True
+    remind_after_days: Annotated[int, Field(ge=0, le=30)] = 1  # 0: no reminder after the DM
+    remind_before_close: bool = True  # a last reminder the day before it closes (never more than two in all)
+    close_after_days: Annotated[int, Field(ge=2, le=90)] = 7
+    min_group: Annotated[int, Field(ge=3, le=1000)] = 5  # results per segment only where at least this many answered
+    results_channel: ChannelId | None = None  # default: triage.channel
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(v)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"invalid cron expression {v!r} ({exc}); use 5 fields: minute hour day month weekday") from None
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        return _zone(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Survey":
+        ids = [q.id for q in self.questions]
+        if len(ids) != len(set(ids)):
+            raise ValueError("question ids must be unique")
+        if self.schedule:
+            from datetime import datetime, timedelta, timezone
+
+            from apscheduler.triggers.cron import CronTrigger
+
+            trigger = CronTrigger.from_crontab(self.schedule, timezone=self.timezone)
+            fire = trigger.get_next_fire_time(None, datetime(2025, 1, 1, tzinfo=timezone.utc))
+            for _ in range(20):  # a run closes before the next one starts
+                after = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1)) if fire else None
+                if fire is None or after is None:
+                    break
+                if after - fire < timedelta(days=self.close_after_days):
+                    raise ValueError(f"schedule fires more often than the survey stays open (close_after_days: {self.close_after_days})")
+                fire = after
+        return self
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name
+
+
+class CsatFollowup(_Strict):
+    """After a host resolves a report, ask its reporters whether that solved their problem (1-5)."""
+
+    enabled: bool = False
+    question: Annotated[str, Field(min_length=1, max_length=200)] = "Did this solve your problem?"
+    delay_minutes: Annotated[int, Field(ge=0, le=10080)] = 60  # asked this long after the resolve, if still resolved
+
+
+def _unique_survey_names(surveys: list[Survey]) -> list[Survey]:
+    names = [s.name for s in surveys]
+    if len(names) != len(set(names)):
+        raise ValueError("survey names must be unique")
+    return surveys
 
 
 class Policy(_Strict):
@@ -230,6 +411,9 @@ class Policy(_Strict):
     office_hours: OfficeHours = OfficeHours()
     help_channel: HelpChannel = HelpChannel()
     closing: Closing = Closing()
+    insight: Insight = Insight()
+    surveys: Annotated[list[Survey], AfterValidator(_unique_survey_names)] = []
+    csat_followup: CsatFollowup = CsatFollowup()
 
     @model_validator(mode="after")
     def _distinct_reactions(self) -> "Policy":
@@ -257,6 +441,18 @@ def load_policy(path: Path | None) -> Policy:
         return Policy.model_validate(raw or {})
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        where = _where(err["loc"], raw) or "(top level)"
         msg = str(err["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"CONFIG_FILE {path}: {where}: {msg}.") from None
+
+
+def _where(loc: tuple, raw) -> str:
+    """The error's key path; a survey is named by its name (``surveys[pulse].schedule``), not its index."""
+    parts = [str(p) for p in loc]
+    if len(loc) >= 2 and loc[0] == "surveys" and isinstance(loc[1], int) and isinstance(raw, dict):
+        surveys = raw.get("surveys")
+        item = surveys[loc[1]] if isinstance(surveys, list) and loc[1] < len(surveys) else None
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str) and name:
+            parts[:2] = [f"surveys[{name}]"]
+    return ".".join(parts)

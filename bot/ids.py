@@ -39,6 +39,7 @@ class Action(StrEnum):
     triage_resolve = "triage_resolve"
     triage_decline = "triage_decline"
     triage_reopen = "triage_reopen"
+    triage_merge_suggested = "triage_merge_suggested"
     triage_input = "triage_input"
     home_filter_category = "home_filter_category"
     home_filter_status = "home_filter_status"

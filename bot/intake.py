@@ -14,6 +14,8 @@ MAX_TEXT = 3000
 # Words the command reserves for itself; a single word that is none of these is a typo, not a report.
 OWN_SUBCOMMANDS = {"help", "mine"}
 OTHER_SUBCOMMANDS = {"queue", "link", "resolve"}  # handled by the triage surface
+OTHER_SUBCOMMANDS.add("top")  # handled by the insight surface
+OTHER_SUBCOMMANDS.update({"surveys", "survey"})  # handled by the surveys surface
 
 
 class CommandKind(StrEnum):

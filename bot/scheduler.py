@@ -8,7 +8,7 @@ job now from code (tests, a CLI) for a given occurrence.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -16,7 +16,7 @@ from functools import partial
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from storage.database import Database, DatabaseUnavailable
 from storage.models import ScheduledRun, utcnow
@@ -40,14 +40,22 @@ def claim(*, session: Session, job: str, occurrence: datetime) -> ScheduledRun |
     return run
 
 
-def _claim_and_work(*, session: Session, job: str, occurrence: datetime, work: Work) -> bool:
+def _claim_and_work(*, session: Session, job: str, occurrence: datetime, work: Work, finish: bool = True) -> bool:
     run = claim(session=session, job=job, occurrence=occurrence)
     if run is None:
         return False
     work(session=session, occurrence=occurrence)
-    run.finished_at = utcnow()
-    session.add(run)
+    if finish:
+        run.finished_at = utcnow()
+        session.add(run)
     return True
+
+
+def _finish(*, session: Session, job: str, occurrence: datetime) -> None:
+    run = session.exec(select(ScheduledRun).where(ScheduledRun.job == job, ScheduledRun.occurrence == occurrence)).first()
+    if run is not None:
+        run.finished_at = utcnow()
+        session.add(run)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,10 @@ class Job:
     work: Work
     occurrence_at: Callable[[datetime], datetime]  # which occurrence a firing at this time stands for
     after: Callable[[], None] | None = None  # called when a run did the work (e.g. wake the sender)
+    # Async work that cannot sit in one transaction (HTTP calls): awaited with the occurrence once
+    # the claim has committed, so it still runs once per occurrence. If it fails, the occurrence
+    # stays claimed but unfinished (finished_at null) and is not run again.
+    then: Callable[[datetime], Awaitable[object]] | None = None
 
 
 class Scheduler:
@@ -78,7 +90,10 @@ class Scheduler:
         the work, False if the occurrence had already been run. Errors propagate."""
         job = self.jobs[name]
         occurrence = occurrence or job.occurrence_at(utcnow())
-        ran = await job.db.run(_claim_and_work, job=name, occurrence=occurrence, work=job.work)
+        ran = await job.db.run(_claim_and_work, job=name, occurrence=occurrence, work=job.work, finish=job.then is None)
+        if ran and job.then:
+            await job.then(occurrence)
+            await job.db.run(_finish, job=name, occurrence=occurrence)
         if ran and job.after:
             job.after()
         return ran

@@ -1,20 +1,34 @@
-"""Works through the outbox: one Slack call per message, honouring 429 Retry-After."""
+"""Works through the outbox: a batch at a time, each Slack method paced to its rate limit and
+paused as a whole when Slack answers 429 Retry-After.
+
+Guarantees, as before: a message is marked sent only after Slack said ok. What the sender learnt is
+written in one transaction per batch (every ``flush_seconds`` while the batch runs, and at its end),
+so a crash loses nothing: unsent messages' claims run out (``outbox.CLAIM_SECONDS``) and they go
+again; what may go twice is what was in flight, or sent but not yet written (at most
+``flush_seconds`` of sending). A stop (``stop()``) writes what it knows and gives back what it did
+not start, so only requests cut off mid-flight are left to their claim.
+"""
 
 import asyncio
+import base64
 import json
 import logging
+import math
 import random
-
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
 from storage import outbox
 from storage.database import Database, DatabaseUnavailable
-from storage.models import OutboxMessage
+from storage.models import OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +53,44 @@ PERMANENT = {
     "message_not_found",
 }
 
+# Not a Web API method: slack_sdk's files_upload_v2 (getUploadURLExternal, the upload, then
+# completeUploadExternal). Its outbox payload carries the file as ``content_b64``.
+UPLOAD = "files.uploadV2"
+
+# Pacing. Slack limits calls "per API method per app per workspace" in per-minute windows
+# (api.slack.com/apis/rate-limits; SLACK_FACTS.md §5 for each method's tier):
+#   Tier 2 "20+ per minute", "occasional bursts"; Tier 3 "50+ per minute", "sporadic bursts are
+#   welcome"; Tier 4 "100+ per minute", "generous burst behavior".
+#   chat.postMessage (Special): "It will generally allow an app to post 1 message per second to a
+#   specific channel. There are limits governing your app's relationship with the entire workspace
+#   above that, limiting posting to several hundred messages per minute. Generous burst behavior is
+#   also granted." (docs.slack.dev/reference/methods/chat.postMessage, quoted in slackapi/java-slack-sdk
+#   MethodsRateLimitTier). And: "Posting messages: 1 per second. Short bursts >1 allowed. If you
+#   attempt bursts, there is no guarantee that messages will be stored or displayed".
+# So each method is paced workspace-wide at the floor of its tier, with a burst that keeps any minute
+# under the floor plus a little; chat.postMessage at 2/s (120 a minute, well under "several hundred")
+# and, per channel, at 1/s with bursts of 3. Override per workspace: OutboxSender(rates=..., bursts=...).
+DEFAULT_RATES: dict[str, float] = {  # calls per second, workspace-wide
+    "chat.postMessage": 2.0,  # Special: "several hundred messages per minute"
+    "chat.update": 50 / 60,  # Tier 3
+    "chat.postEphemeral": 100 / 60,  # Tier 4
+    "conversations.open": 50 / 60,  # Tier 3
+    "views.publish": 100 / 60,  # Tier 4
+    "views.update": 100 / 60,  # Tier 4
+    UPLOAD: 100 / 60,  # files.getUploadURLExternal + files.completeUploadExternal, Tier 4 each
+}
+DEFAULT_BURSTS: dict[str, int] = {  # calls back to back after a quiet spell
+    "chat.postMessage": 20,  # "generous burst behavior": a minute never sees more than 140
+    "chat.update": 10,  # "sporadic bursts are welcome"
+    "chat.postEphemeral": 20,
+    "views.publish": 20,
+    "views.update": 20,
+}
+DEFAULT_RATE, DEFAULT_BURST = 20 / 60, 3  # any other method: Tier 2, the lowest the bot could meet
+CHANNEL_RATES: dict[str, float] = {"chat.postMessage": 1.0}  # per channel, on top of the above
+CHANNEL_BURST = 3  # "short bursts >1 allowed", kept short: a burst may not be displayed
+RATELIMITED_PAUSE = 1.0  # a 429 without Retry-After: what slack_sdk's own retry handler waits
+
 
 class OutboxHook(Protocol):
     """For messages whose payload is rendered when sent (``OutboxMessage.purpose``)."""
@@ -50,12 +102,123 @@ class OutboxHook(Protocol):
         """Record what Slack answered (e.g. where a card was posted)."""
 
 
+class MethodLimiter:
+    """Paces one method: ``rate`` calls a second, ``burst`` of them back to back after a quiet
+    spell, and none at all until a pause (429 Retry-After) is over. Turns are handed out in the
+    order asked for (a virtual schedule, GCRA), so waiting callers never crowd one instant."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]):
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.interval = 1.0 / rate
+        self.burst = burst
+        self.clock = clock
+        self.paused_until = -math.inf
+        self._tat = -math.inf  # when the schedule is next free, were there no burst allowance
+
+    def next_start(self) -> float:
+        """The earliest time the next turn could start."""
+        now = self.clock()
+        return max(now, self._tat - (self.burst - 1) * self.interval, self.paused_until)
+
+    def reserve(self, latest: float = math.inf) -> float | None:
+        """Take the next turn and return when it starts, or None (nothing taken) if after ``latest``."""
+        start = self.next_start()
+        if start > latest:
+            return None
+        self._tat = max(self._tat, self.clock(), start) + self.interval
+        return start
+
+    def pause(self, seconds: float) -> None:
+        """Slack said wait: nothing starts before ``seconds`` from now, then at the plain rate."""
+        until = self.clock() + seconds
+        self.paused_until = max(self.paused_until, until)
+        self._tat = max(self._tat, self.paused_until + (self.burst - 1) * self.interval)
+
+    def paused(self) -> bool:
+        return self.clock() < self.paused_until
+
+    def idle(self) -> bool:
+        """Nothing reserved ahead and no pause: forgetting it changes nothing."""
+        return self._tat <= self.clock() and not self.paused()
+
+
+@dataclass
+class _Results:
+    """What the sender learnt and has not written yet; written in one transaction."""
+
+    sent: list[int] = field(default_factory=list)
+    sent_hooked: list[tuple[OutboxMessage, dict]] = field(default_factory=list)
+    retry: list[tuple[int, float, str]] = field(default_factory=list)  # id, delay, error
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    released: list[tuple[int, float, str | None]] = field(default_factory=list)  # id, delay, error
+    deferred: dict[str, datetime] = field(default_factory=dict)  # method -> paused until (wall clock)
+
+    def __bool__(self) -> bool:
+        return any((self.sent, self.sent_hooked, self.retry, self.failed, self.released, self.deferred))
+
+    def merge(self, other: "_Results") -> None:
+        self.sent[:0] = other.sent
+        self.sent_hooked[:0] = other.sent_hooked
+        self.retry[:0] = other.retry
+        self.failed[:0] = other.failed
+        self.released[:0] = other.released
+        for method, until in other.deferred.items():
+            self.deferred[method] = max(until, self.deferred.get(method, until))
+
+
+# Where a claimed message is, for a stop in the middle of a batch.
+_CLAIMED, _IN_FLIGHT, _DONE = "claimed", "in_flight", "done"
+
+
+@dataclass
+class _Batch:
+    latest: float  # no turn may start after this (clock time): the claim must outlast the sending
+    semaphore: asyncio.Semaphore
+    state: dict[int, str]
+    attempted: int = 0
+
+
 class OutboxSender:
-    def __init__(self, db: Database, client: AsyncWebClient, *, idle_seconds: float = 2.0):
+    def __init__(
+        self,
+        db: Database,
+        client: AsyncWebClient,
+        *,
+        idle_seconds: float = 2.0,
+        rates: dict[str, float] | None = None,
+        bursts: dict[str, int] | None = None,
+        channel_rates: dict[str, float] | None = None,
+        channel_burst: int = CHANNEL_BURST,
+        max_in_flight: int = 8,
+        batch_seconds: float = 5.0,
+        flush_seconds: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
+        """``rates`` (calls per second) and ``bursts`` per method, workspace-wide, over DEFAULT_RATES
+        and DEFAULT_BURSTS (DEFAULT_RATE and DEFAULT_BURST for any other method); ``channel_rates``
+        per method and channel (default CHANNEL_RATES; ``{}`` for none). A batch claims about ``batch_seconds`` of sending per method; a message whose turn
+        would come later than twice that after the claim goes back to the outbox unattempted, so
+        a claim (CLAIM_SECONDS) always outlasts the sending. ``clock``/``sleep`` are for tests."""
         self.db = db
         self.client = client
         self.idle_seconds = idle_seconds
+        self.rates = DEFAULT_RATES | (rates or {})
+        self.bursts = DEFAULT_BURSTS | (bursts or {})
+        self.channel_rates = CHANNEL_RATES if channel_rates is None else channel_rates
+        self.channel_burst = channel_burst
+        self.max_in_flight = max_in_flight
+        self.batch_seconds = batch_seconds
+        self.hold_seconds = min(2 * batch_seconds, outbox.CLAIM_SECONDS / 2)
+        self.flush_seconds = flush_seconds
         self.hooks: dict[str, OutboxHook] = {}
+        self._clock = clock
+        self._sleep = sleep
+        self._limiters: dict[str, MethodLimiter] = {}
+        self._channel_limiters: dict[tuple[str, str], MethodLimiter] = {}
+        self._results = _Results()
+        self._flush_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -63,14 +226,70 @@ class OutboxSender:
         """Something was queued: send it now rather than at the next poll."""
         self._wake.set()
 
-    async def drain_once(self) -> int:
-        """Send what is due now. Returns how many messages were attempted."""
-        batch = await self.db.run(outbox.claim_due)
-        for message in batch:
-            await self._send(message)
-        return len(batch)
+    def limiter(self, method: str) -> MethodLimiter:
+        """The method's workspace-wide pace (and pause)."""
+        if method not in self._limiters:
+            rate, burst = self.rates.get(method, DEFAULT_RATE), self.bursts.get(method, DEFAULT_BURST)
+            self._limiters[method] = MethodLimiter(rate, burst, self._clock)
+        return self._limiters[method]
 
-    def _render(self, *, session: Session, message: OutboxMessage) -> tuple[str, dict] | None:
+    def _channel_limiter(self, method: str, channel: str | None) -> MethodLimiter | None:
+        if not channel or method not in self.channel_rates:
+            return None
+        key = (method, channel)
+        if key not in self._channel_limiters:
+            if len(self._channel_limiters) > 10_000:  # forget channels that have been quiet
+                self._channel_limiters = {k: v for k, v in self._channel_limiters.items() if not v.idle()}
+            self._channel_limiters[key] = MethodLimiter(self.channel_rates[method], self.channel_burst, self._clock)
+        return self._channel_limiters[key]
+
+    def _claim_limit(self, method: str) -> int:
+        rate, burst = self.rates.get(method, DEFAULT_RATE), self.bursts.get(method, DEFAULT_BURST)
+        return min(500, burst + int(rate * self.batch_seconds))
+
+    # ------------------------------------------------------------------ a batch
+
+    async def drain_once(self) -> int:
+        """Claim a batch of due messages and send it, paced. Returns how many were attempted
+        (a Slack call made, or dropped as nothing to send); messages of a method Slack has paused
+        are left in the outbox until the pause is over."""
+        await self._flush()  # what an earlier batch could not write (database down)
+        paused = {method for method, limiter in self._limiters.items() if limiter.paused()}
+        batch = await self.db.run(outbox.claim_batch, limit_for=self._claim_limit, skip_methods=paused)
+        if not batch:
+            return 0
+        run = _Batch(
+            latest=self._clock() + self.hold_seconds,
+            semaphore=asyncio.Semaphore(self.max_in_flight),
+            state={m.id: _CLAIMED for m in batch},
+        )
+        stop = asyncio.Event()
+        flusher = asyncio.create_task(self._flush_every(stop))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for chain in _chains(batch, self.hooks):
+                    group.create_task(self._send_chain(chain, run))
+        finally:
+            stop.set()
+            await flusher
+            # Stopped (cancelled) before their turn: give them back now rather than at claim expiry.
+            # Requests cut off in flight keep their claim: Slack may have them.
+            not_started = [i for i, s in run.state.items() if s == _CLAIMED]
+            self._results.released.extend((i, 0.0, None) for i in not_started)
+            await self._flush()
+        return run.attempted
+
+    async def _send_chain(self, chain: list[OutboxMessage], run: _Batch) -> None:
+        """Messages for one channel (or one hook), in order: one goes back, the rest follow it."""
+        for n, message in enumerate(chain):
+            back_in = await self._send(message, run)
+            if back_in is not None:
+                for later in chain[n + 1 :]:
+                    self._results.released.append((later.id, back_in, None))
+                    run.state[later.id] = _DONE
+                return
+
+    def _render(self, *, session: Session | None, message: OutboxMessage) -> tuple[str, dict] | None:
         payload = json.loads(message.payload)
         hook = self.hooks.get(message.purpose or "")
         return hook.prepare(session, message, payload) if hook else (message.method, payload)
@@ -81,32 +300,170 @@ class OutboxSender:
         if hook:
             hook.sent(session, message, response)
 
-    async def _send(self, message: OutboxMessage) -> None:
+    async def _send(self, message: OutboxMessage, run: _Batch) -> float | None:
+        """Send one message and note the outcome. Returns None, or the delay after which it went
+        back to the outbox unattempted (its method is paused, or its turn is too far off)."""
+        hooked = (message.purpose or "") in self.hooks
         try:
-            rendered = await self.db.run(self._render, message=message)
-            if rendered is None:
-                await self.db.run(outbox.mark_failed, message_id=message.id, error="nothing to send")
-                return
-            method, payload = rendered
-            response = await self.client.api_call(method, json=payload)
-        except SlackApiError as exc:
-            status = exc.response.status_code
-            error = str(exc.response.get("error") or f"http_{status}")
-            if status == 429:
-                retry_after = float(exc.response.headers.get("Retry-After", exc.response.headers.get("retry-after", 1)))
-                await self.db.run(outbox.mark_retry, message_id=message.id, delay_seconds=retry_after, error=error)
-            elif error in PERMANENT or message.attempts >= MAX_ATTEMPTS:
-                log.warning("outbox message %s failed for good: %s", message.id, error)
-                await self.db.run(outbox.mark_failed, message_id=message.id, error=error)
+            if hooked:  # rendered now, from the latest state
+                rendered = await self.db.run(self._render, message=message)
             else:
-                await self.db.run(outbox.mark_retry, message_id=message.id, delay_seconds=_backoff(message.attempts), error=error)
-            return
-        except (OSError, asyncio.TimeoutError) as exc:  # connection trouble: transient
-            await self.db.run(
-                outbox.mark_retry, message_id=message.id, delay_seconds=_backoff(message.attempts), error=type(exc).__name__
-            )
-            return
-        await self.db.run(self._sent, message=message, response=response.data)
+                rendered = self._render(session=None, message=message)
+        except DatabaseUnavailable:
+            self._results.released.append((message.id, 1.0, None))
+            run.state[message.id] = _DONE
+            return 1.0
+        except Exception as exc:  # a message that cannot be rendered must not stop the others
+            log.exception("outbox message %s could not be rendered", message.id)
+            self._broken(message, exc, run)
+            return None
+        if rendered is None:
+            self._results.failed.append((message.id, "nothing to send"))
+            run.state[message.id] = _DONE
+            run.attempted += 1
+            return None
+        method, payload = rendered
+        # The channel's turn first (its chain waits, not the others), then a place among the
+        # requests in flight, then the method's turn.
+        channel_limiter = self._channel_limiter(method, payload.get("channel"))
+        if channel_limiter is not None and not await self._turn(channel_limiter, run.latest):
+            return self._give_back(message, channel_limiter, run)
+        async with run.semaphore:
+            limiter = self.limiter(method)
+            if not await self._turn(limiter, run.latest):
+                return self._give_back(message, limiter, run)
+            run.state[message.id] = _IN_FLIGHT
+            run.attempted += 1
+            try:
+                response = await self._call(method, payload)
+            except SlackApiError as exc:
+                run.state[message.id] = _DONE
+                return self._failed(message, method, exc)
+            except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as exc:  # connection trouble: transient
+                run.state[message.id] = _DONE
+                self._results.retry.append((message.id, _backoff(message.attempts), type(exc).__name__))
+                return None
+            except Exception as exc:  # e.g. arguments slack_sdk refuses: this message only
+                log.exception("outbox message %s: %s failed", message.id, method)
+                self._broken(message, exc, run)
+                return None
+        run.state[message.id] = _DONE
+        if hooked:
+            # Written at once: the hook's next message (a card's update) renders from what this recorded.
+            self._results.sent_hooked.append((message, response.data))
+            try:
+                await self._flush()
+            except DatabaseUnavailable as exc:  # kept, and written with the next flush
+                log.warning("outbox: could not record a send yet: %s", exc)
+        else:
+            self._results.sent.append(message.id)
+        return None
+
+    async def _call(self, method: str, payload: dict):
+        if method == UPLOAD:
+            args = dict(payload)
+            content = base64.b64decode(args.pop("content_b64"))
+            return await self.client.files_upload_v2(content=content, **args)
+        return await self.client.api_call(method, json=payload)
+
+    def _broken(self, message: OutboxMessage, exc: Exception, run: _Batch) -> None:
+        """Retried later like a transient error, and failed for good after MAX_ATTEMPTS."""
+        error = f"{type(exc).__name__}: {exc}"
+        if message.attempts >= MAX_ATTEMPTS:
+            self._results.failed.append((message.id, error))
+        else:
+            self._results.retry.append((message.id, _backoff(message.attempts), error))
+        run.state[message.id] = _DONE
+        run.attempted += 1
+
+    def _give_back(self, message: OutboxMessage, limiter: MethodLimiter, run: _Batch) -> float:
+        """Its turn is too far off to keep it claimed: back to the outbox until then, unattempted."""
+        back_in = max(0.0, limiter.next_start() - self._clock())
+        self._results.released.append((message.id, back_in, None))
+        run.state[message.id] = _DONE
+        return back_in
+
+    async def _turn(self, limiter: MethodLimiter, latest: float) -> bool:
+        """Wait for the method's next turn. False (nothing taken) if it would start after ``latest``."""
+        while True:
+            start = limiter.reserve(latest)
+            if start is None:
+                return False
+            delay = start - self._clock()
+            if delay > 0:
+                await self._sleep(delay)
+            if not limiter.paused():
+                return True
+            # A 429 paused the method while we waited: take a turn after the pause.
+
+    def _failed(self, message: OutboxMessage, method: str, exc: SlackApiError) -> float | None:
+        status = exc.response.status_code
+        error = str(exc.response.get("error") or f"http_{status}")
+        if status == 429:
+            # Per method per workspace: pause the method, here and (through not_before) for every
+            # sender sharing the outbox, and send this one again after the pause, not counted.
+            retry_after = _retry_after(exc.response.headers)
+            self.limiter(method).pause(retry_after)
+            until = utcnow() + timedelta(seconds=retry_after)
+            self._results.deferred[method] = max(until, self._results.deferred.get(method, until))
+            self._results.released.append((message.id, retry_after, error))
+            log.info("outbox: %s rate-limited, paused for %.0f s", method, retry_after)
+            return retry_after
+        if error in PERMANENT or message.attempts >= MAX_ATTEMPTS:
+            log.warning("outbox message %s failed for good: %s", message.id, error)
+            self._results.failed.append((message.id, error))
+            return None
+        delay = _backoff(message.attempts)
+        if error == "rate_limited":  # "Application has posted too many messages": back off the method too
+            self.limiter(method).pause(delay)
+        self._results.retry.append((message.id, delay, error))
+        return None
+
+    # ------------------------------------------------------------------ writing what happened
+
+    def _record(self, *, session: Session, results: _Results) -> None:
+        outbox.mark_sent_many(session=session, message_ids=results.sent)
+        for message, response in results.sent_hooked:
+            self._sent(session=session, message=message, response=response)
+        for message_id, delay, error in results.retry:
+            outbox.mark_retry(session=session, message_id=message_id, delay_seconds=delay, error=error)
+        for message_id, error in results.failed:
+            outbox.mark_failed(session=session, message_id=message_id, error=error)
+        groups: dict[tuple[float, str | None], list[int]] = {}
+        for message_id, delay, error in results.released:
+            groups.setdefault((round(delay, 1), error), []).append(message_id)
+        for (delay, error), ids in groups.items():
+            outbox.release(session=session, message_ids=ids, delay_seconds=delay, error=error)
+        for method, until in results.deferred.items():
+            outbox.defer_method(session=session, method=method, until=until)
+
+    async def _flush(self) -> None:
+        """Write what has been learnt, in one transaction. If the database is down it is kept
+        for the next try (DatabaseUnavailable is raised)."""
+        async with self._flush_lock:
+            results, self._results = self._results, _Results()
+            if not results:
+                return
+            try:
+                await self.db.run(self._record, results=results)
+            except BaseException:
+                self._results.merge(results)
+                raise
+
+    async def _flush_every(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.flush_seconds)
+            except asyncio.TimeoutError:
+                pass
+            if stop.is_set():
+                return
+            try:
+                await self._flush()
+            except DatabaseUnavailable as exc:
+                log.warning("outbox: could not record sends yet: %s", exc)
+
+    # ------------------------------------------------------------------ running
 
     async def run_forever(self) -> None:
         while True:
@@ -135,6 +492,28 @@ class OutboxSender:
             except asyncio.CancelledError:
                 pass
             self._task = None
+
+
+def _chains(batch: list[OutboxMessage], hooks: dict[str, OutboxHook]) -> list[list[OutboxMessage]]:
+    """Split a batch (oldest first) into what must go in order: one channel's messages, or one
+    hook's (a card's post before its updates). Different chains go concurrently."""
+    chains: dict[str, list[OutboxMessage]] = {}
+    for message in batch:
+        if (message.purpose or "") in hooks:
+            key = f"hook:{message.purpose}"
+        else:
+            channel = json.loads(message.payload).get("channel")
+            key = f"channel:{channel}" if channel else f"message:{message.id}"
+        chains.setdefault(key, []).append(message)
+    return list(chains.values())
+
+
+def _retry_after(headers) -> float:
+    value = headers.get("Retry-After", headers.get("retry-after"))
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return RATELIMITED_PAUSE
 
 
 def _backoff(attempt: int) -> float:

@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
-from bot import triage
+from bot import insight, triage
 from bot.blocks.intake import build_try_again
 from bot.blocks.triage import (
     TRIAGE_INPUT_BLOCK,
@@ -28,7 +28,7 @@ from bot.references import parse_ref
 from bot.trackers import parse_issue_url
 from storage import friction, outbox
 from storage.database import DatabaseUnavailable
-from storage.models import OutboxMessage
+from storage.models import FrictionPoint, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,13 @@ def enqueue_card(*, session: Session, point_id: int, channel: str | None) -> Non
         )
 
 
-def apply_and_notify(*, session: Session, action: Callable, prefix: str, **kwargs) -> triage.Applied:
-    """Apply one triage change and, in the same transaction, queue the reporters' DMs."""
+def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_resolved: Callable | None = None, **kwargs) -> triage.Applied:
+    """Apply one triage change and, in the same transaction, queue the reporters' DMs.
+    ``on_resolved(session=, applied=)`` runs in that transaction after a resolve (the CSAT follow-up)."""
     result = action(session=session, prefix=prefix, **kwargs)
     applied = result[0] if isinstance(result, tuple) else result
+    if on_resolved is not None and applied.change == triage.Change.resolved:
+        on_resolved(session=session, applied=applied)
     point, ref = applied.point, f"{prefix}-{applied.point.id}"
     notice = build_reporter_notice(ref, point, applied.change, applied.entry.actor, picked_up=applied.picked_up)
     if notice is None:
@@ -79,6 +82,17 @@ def apply_and_notify(*, session: Session, action: Callable, prefix: str, **kwarg
     return applied
 
 
+def render_card(*, session: Session, deps: Deps, point: FrictionPoint) -> dict:
+    """The card as it stands, with an older open report it resembles offered as a one-click merge."""
+    duplicate = insight.possible_duplicate(session=session, point=point, threshold=deps.policy.insight.duplicate_threshold)
+    return build_card(deps.ref(point.id), point, deps.policy.taxonomy, deps.policy.reference_prefix, duplicate=duplicate)
+
+
+def _load_card(*, session: Session, deps: Deps, point_id: int) -> tuple[FrictionPoint | None, dict | None]:
+    point = friction.get_point(session=session, point_id=point_id)
+    return point, (render_card(session=session, deps=deps, point=point) if point is not None and point.card_ts else None)
+
+
 class CardHook:
     """Outbox hook: renders a card at send time and remembers where it was posted."""
 
@@ -89,7 +103,7 @@ class CardHook:
         point = friction.get_point(session=session, point_id=message.friction_point_id)
         if point is None:
             return None
-        card = build_card(self.deps.ref(point.id), point, self.deps.policy.taxonomy, self.deps.policy.reference_prefix)
+        card = render_card(session=session, deps=self.deps, point=point)
         if point.card_ts:
             return "chat.update", {"channel": point.card_channel, "ts": point.card_ts, **card}
         if "channel" not in payload:
@@ -105,7 +119,7 @@ class CardHook:
 # ------------------------------------------------------------------ Slack
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
+def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) -> None:
     prefix = deps.policy.reference_prefix
     card_locks: dict[int, asyncio.Lock] = {}
     deps.sender.hooks[CARD_PURPOSE] = CardHook(deps)
@@ -115,10 +129,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
         state, so the last update Slack gets is never an older state."""
         lock = card_locks.setdefault(point_id, asyncio.Lock())
         async with lock:
-            point = await deps.db.run(friction.get_point, point_id=point_id)
-            if point is None or not point.card_ts:
-                return  # not posted yet: the queued post renders the latest state
-            card = build_card(deps.ref(point.id), point, deps.policy.taxonomy, prefix)
+            point, card = await deps.db.run(_load_card, deps=deps, point_id=point_id)
+            if card is None:
+                return  # gone, or not posted yet: the queued post renders the latest state
             try:
                 await client.chat_update(channel=point.card_channel, ts=point.card_ts, **card)
             except SlackApiError as exc:
@@ -129,7 +142,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if not await deps.hosts.is_host(user):
             return NOT_A_HOST
         try:
-            applied = await deps.db.run(apply_and_notify, action=action, prefix=prefix, actor=user, **kwargs)
+            applied = await deps.db.run(apply_and_notify, action=action, prefix=prefix, actor=user, on_resolved=on_resolved, **kwargs)
         except triage.TriageError as exc:
             return str(exc)
         except DatabaseUnavailable:
@@ -175,6 +188,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         chosen = [o["value"] for o in action.get("selected_options") or [] if deps.policy.taxonomy.has(o["value"])]
         await tell(respond, await apply(body["user"]["id"], triage.set_tags, client, point_id=card_point(body, action), categories=chosen))
+
+    @app.action(Action.triage_merge_suggested)
+    async def on_merge_suggested(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
+        await ack()
+        point_id, into = point_id_from_block(action.get("block_id", "")), action.get("value", "")
+        if point_id is None or not into.isdigit():
+            return
+        await tell(respond, await apply(body["user"]["id"], triage.merge, client, point_id=point_id, into_id=int(into)))
 
     @app.action(Action.triage_reopen)
     async def on_reopen(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):

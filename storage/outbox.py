@@ -1,9 +1,12 @@
 """The outbox: Slack calls to make exactly once, persisted with the change that calls for them."""
 
 import json
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
 
+from sqlalchemy import case, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, or_, select
 
 from storage.models import OutboxMessage, OutboxStatus, utcnow
@@ -38,25 +41,72 @@ def enqueue(
     return True
 
 
+def _due(now: datetime) -> tuple:
+    """Pending, due, and not held by a live claim."""
+    return (
+        OutboxMessage.status == OutboxStatus.pending,
+        OutboxMessage.not_before <= now,
+        or_(col(OutboxMessage.claimed_until).is_(None), col(OutboxMessage.claimed_until) < now),
+    )
+
+
+def _claim(session: Session, rows: list[OutboxMessage], now: datetime) -> list[OutboxMessage]:
+    """Hold ``rows`` for CLAIM_SECONDS and count the attempt, in one UPDATE."""
+    if not rows:
+        return rows
+    until = now + timedelta(seconds=CLAIM_SECONDS)
+    session.exec(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id).in_([r.id for r in rows]))
+        .values(claimed_until=until, attempts=OutboxMessage.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    for row in rows:  # the same values on the objects, without a second UPDATE at flush
+        set_committed_value(row, "claimed_until", until)
+        set_committed_value(row, "attempts", row.attempts + 1)
+    return rows
+
+
 def claim_due(*, session: Session, limit: int = 20, now: datetime | None = None) -> list[OutboxMessage]:
     """Claim pending messages that are due. On PostgreSQL ``SKIP LOCKED`` lets several senders
     share the table without taking the same row; SQLite has one writer at a time anyway."""
     now = now or utcnow()
     stmt = (
         select(OutboxMessage)
-        .where(OutboxMessage.status == OutboxStatus.pending)
-        .where(OutboxMessage.not_before <= now)
-        .where(or_(col(OutboxMessage.claimed_until).is_(None), col(OutboxMessage.claimed_until) < now))
+        .where(*_due(now))
         .order_by(col(OutboxMessage.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    rows = list(session.exec(stmt).all())
-    for row in rows:
-        row.claimed_until = now + timedelta(seconds=CLAIM_SECONDS)
-        row.attempts += 1
-        session.add(row)
-    return rows
+    return _claim(session, list(session.exec(stmt).all()), now)
+
+
+def claim_batch(
+    *,
+    session: Session,
+    limit_for: Callable[[str], int],
+    skip_methods: Collection[str] = (),
+    now: datetime | None = None,
+) -> list[OutboxMessage]:
+    """Like ``claim_due``, with a limit per method (``limit_for(method)``: what the sender can send
+    of it before the claim runs out) and none of ``skip_methods`` (paused after a 429). Oldest first."""
+    now = now or utcnow()
+    methods = set(session.exec(select(OutboxMessage.method).where(*_due(now)).distinct()).all())
+    rows: list[OutboxMessage] = []
+    for method in sorted(methods - set(skip_methods)):
+        limit = limit_for(method)
+        if limit < 1:
+            continue
+        stmt = (
+            select(OutboxMessage)
+            .where(*_due(now), OutboxMessage.method == method)
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows.extend(session.exec(stmt).all())
+    rows.sort(key=lambda r: r.id)
+    return _claim(session, rows, now)
 
 
 def mark_sent(*, session: Session, message_id: int) -> None:
@@ -82,6 +132,57 @@ def mark_failed(*, session: Session, message_id: int, error: str) -> None:
     row.claimed_until = None
     row.last_error = error[:255]
     session.add(row)
+
+
+def mark_sent_many(*, session: Session, message_ids: Iterable[int]) -> None:
+    """``mark_sent`` for many messages, in one UPDATE."""
+    ids = list(message_ids)
+    if ids:
+        session.exec(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id).in_(ids))
+            .values(status=OutboxStatus.sent, sent_at=utcnow(), claimed_until=None, last_error=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def release(*, session: Session, message_ids: Iterable[int], delay_seconds: float, error: str | None = None) -> None:
+    """Give claimed messages back unsent, due again after ``delay_seconds``, without counting the
+    claim as an attempt: Slack asked us to wait (429), or the sender ran out of time for them."""
+    ids = list(message_ids)
+    if not ids:
+        return
+    values = {
+        "not_before": utcnow() + timedelta(seconds=delay_seconds),
+        "claimed_until": None,
+        "attempts": case((OutboxMessage.attempts > 0, OutboxMessage.attempts - 1), else_=0),
+    }
+    if error is not None:
+        values["last_error"] = error[:255]
+    session.exec(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id).in_(ids), OutboxMessage.status == OutboxStatus.pending)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def defer_method(*, session: Session, method: str, until: datetime) -> int:
+    """Slack paused ``method`` until ``until`` (429 Retry-After, per method per workspace): keep
+    every unclaimed pending message of it back until then, so other senders wait too."""
+    now = utcnow()
+    result = session.exec(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.method == method,
+            OutboxMessage.status == OutboxStatus.pending,
+            OutboxMessage.not_before < until,
+            or_(col(OutboxMessage.claimed_until).is_(None), col(OutboxMessage.claimed_until) < now),
+        )
+        .values(not_before=until)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
 
 
 def pending_count(*, session: Session) -> int:

@@ -36,6 +36,9 @@ class FakeSlack:
     block_kit_errors: list[str] = field(default_factory=list)
     usergroups: dict = field(default_factory=dict)  # usergroup id -> [user ids]
     uploads: dict = field(default_factory=dict)  # file id -> bytes posted to its upload URL
+    # users.info / users.list: user id -> profile fields (tz, is_bot, deleted...); unknown ids are user_not_found
+    users: dict = field(default_factory=dict)
+    channel_members: dict = field(default_factory=dict)  # channel id -> [user ids], for conversations.members
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -113,6 +116,8 @@ class FakeSlack:
             if group not in self.usergroups:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": list(self.usergroups[group])}
+        if method in ("users.info", "users.list", "conversations.members"):
+            return self._directory(method, body)
         if method == "conversations.history":
             channel, latest = body.get("channel"), body.get("latest")
             found = self.messages.get((channel, latest))
@@ -130,6 +135,32 @@ class FakeSlack:
             thread = [m for (c, _), m in sorted(self.messages.items()) if c == channel and (m.get("thread_ts") or m["ts"]) == parent]
             return {"ok": True, "messages": thread, "has_more": False}
         return {"ok": True}
+
+    def _directory(self, method: str, body: dict) -> dict:
+        if method == "users.info":
+            user = body.get("user")
+            if user not in self.users:
+                return {"ok": False, "error": "user_not_found"}
+            return {"ok": True, "user": {"id": user, "team_id": TEAM, "name": user.lower(), "deleted": False, "is_bot": False,
+                                         "tz": "UTC", **self.users[user]}}
+        if method == "users.list":
+            members = [{"id": u, "team_id": TEAM, "name": u.lower(), "deleted": False, "is_bot": False, "tz": "UTC", **fields}
+                       for u, fields in self.users.items()]
+            page, cursor = _page(members, body, 100)
+            return {"ok": True, "members": page, "response_metadata": {"next_cursor": cursor}}
+        channel = body.get("channel")
+        if channel not in self.channel_members:
+            return {"ok": False, "error": "channel_not_found"}
+        page, cursor = _page(list(self.channel_members[channel]), body, 100)
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": cursor}}
+
+
+def _page(items: list, body: dict, default: int) -> tuple[list, str]:
+    """Cursor paging as Slack does it: ``limit`` items from ``cursor`` on, and the next cursor ("" at the end)."""
+    start = int(body.get("cursor") or 0)
+    limit = int(body.get("limit") or default)
+    end = start + limit
+    return items[start:end], (str(end) if end < len(items) else "")
 
 
 class _Handler(BaseHTTPRequestHandler):

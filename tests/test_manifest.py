@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 MANIFEST = Path(__file__).resolve().parent.parent / "manifest.yml"
-SCOPES = {"commands", "chat:write", "reactions:read", "channels:history", "groups:history", "usergroups:read"}
+SCOPES = {"commands", "chat:write", "reactions:read", "channels:history", "groups:history", "usergroups:read", "files:write",
+          "users:read", "channels:read", "groups:read"}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The outbox (storage.outbox) and its sender (bot.sender.OutboxSender) against the fake Slack."""
 
 import asyncio
+import base64
 import json
 from datetime import timedelta
 
@@ -8,9 +9,9 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import select, text
 
-from bot.sender import OutboxSender
+from bot.sender import MAX_ATTEMPTS, MethodLimiter, OutboxSender
 from storage import outbox
-from storage.database import Database
+from storage.database import Database, DatabaseUnavailable
 from storage.models import OutboxMessage, OutboxStatus, as_utc, utcnow
 from tests.fake_slack import TOKEN
 
@@ -41,8 +42,46 @@ def make_due(db: Database) -> None:
             s.add(row)
 
 
-def sender(db: Database, fake) -> OutboxSender:
-    return OutboxSender(db, AsyncWebClient(token=TOKEN, base_url=fake.url + "/api/"))
+FAST = {"chat.postMessage": 1000.0, "chat.update": 1000.0}  # pacing out of the way
+
+
+class FakeClock:
+    """Monotonic time that moves only when the sender sleeps (or a test moves it)."""
+
+    def __init__(self, real_seconds_per_sleep: float = 0.0):
+        self.now = 1000.0
+        self.slept: list[float] = []
+        self.real = real_seconds_per_sleep  # lets Slack's answers to calls in flight arrive meanwhile
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now = max(self.now, self.now + seconds)
+        await asyncio.sleep(self.real)
+
+
+def sender(db: Database, fake, clock: FakeClock | None = None, **options) -> OutboxSender:
+    options.setdefault("rates", FAST)
+    options.setdefault("channel_rates", {})
+    options.setdefault("max_in_flight", 4)  # the fake's listen backlog is 5: more would wait on SYN retries
+    if clock is not None:
+        options |= {"clock": clock, "sleep": clock.sleep}
+    return OutboxSender(db, AsyncWebClient(token=TOKEN, base_url=fake.url + "/api/"), **options)
+
+
+def record_call_times(s: OutboxSender, clock: FakeClock) -> list[tuple[float, str, str]]:
+    """(clock time, method, channel) of every Slack call the sender starts."""
+    times: list[tuple[float, str, str]] = []
+    real = s.client.api_call
+
+    async def api_call(method, **kwargs):
+        times.append((clock(), method, kwargs["json"].get("channel")))
+        return await real(method, **kwargs)
+
+    s.client.api_call = api_call
+    return times
 
 
 async def drain(s: OutboxSender) -> int:
@@ -73,7 +112,7 @@ async def test_sender_sends_each_pending_message_once(db, fake_slack):
     payloads = queue(db, 3)
     s = sender(db, fake_slack)
     assert await s.drain_once() == 3
-    assert posted(fake_slack) == payloads
+    assert sorted(posted(fake_slack), key=lambda p: p["channel"]) == payloads  # different channels go concurrently
     rows = messages(db)
     assert [r.status for r in rows] == ["sent"] * 3
     assert all(r.sent_at is not None and r.claimed_until is None for r in rows)
@@ -84,14 +123,17 @@ async def test_sender_sends_each_pending_message_once(db, fake_slack):
 async def test_429_waits_for_retry_after_then_sends_once(db, fake_slack):
     [p] = queue(db, 1)
     fake_slack.script("chat.postMessage", RATELIMITED)
-    s = sender(db, fake_slack)
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock)
     before = utcnow()
     assert await s.drain_once() == 1
     [row] = messages(db)
-    assert (row.status, row.last_error, row.sent_at) == ("pending", "ratelimited", None)
+    assert (row.status, row.last_error, row.sent_at, row.attempts) == ("pending", "ratelimited", None, 0)
     assert as_utc(row.not_before) >= before + timedelta(seconds=25)
     assert await s.drain_once() == 0  # not due yet: Slack said 30 s
     make_due(db)
+    assert await s.drain_once() == 0  # due in the table, but this sender knows the method is paused
+    clock.now += 30
     assert await s.drain_once() == 1
     assert posted(fake_slack) == [p, p]  # the rate-limited try, then the one that went through
     [row] = messages(db)
@@ -168,3 +210,284 @@ async def test_two_senders_send_each_message_exactly_once(db, fake_slack):
     assert sorted(texts) == sorted(p["text"] for p in payloads)
     assert len(set(texts)) == 40
     assert [m.status for m in messages(db)] == ["sent"] * 40
+
+
+# ------------------------------------------------------------------ rate limits
+
+
+async def test_429_pauses_the_whole_method_and_other_methods_go_on(db, fake_slack):
+    posts = queue(db, 3)
+    db.transact(outbox.enqueue, dedupe_key="edit", method="chat.update", payload={"channel": "C1", "ts": "1.2", "text": "edited"})
+    fake_slack.script("chat.postMessage", RATELIMITED)
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock, max_in_flight=1)  # one at a time: the 429 is back before the next turn
+    before = utcnow()
+    assert await s.drain_once() == 2  # the first post (429), then the update; posts 2 and 3 not tried
+    assert [c.method for c in fake_slack.calls] == ["chat.postMessage", "chat.update"]
+    assert posted(fake_slack) == [posts[0]]
+    rows = messages(db)
+    assert [r.status for r in rows] == ["pending", "pending", "pending", "sent"]
+    for row in rows[:3]:  # back in the outbox until the pause is over, and no attempt counted
+        assert as_utc(row.not_before) >= before + timedelta(seconds=25)
+        assert (row.attempts, row.claimed_until) == (0, None)
+    assert [r.last_error for r in rows[:3]] == ["ratelimited", None, None]
+
+    db.transact(outbox.enqueue, dedupe_key="late", method="chat.postMessage", payload={"channel": "U9", "text": "late"})
+    make_due(db)
+    clock.now += 29
+    assert await s.drain_once() == 0  # due in the table, but Slack said 30 s
+    assert len(fake_slack.calls) == 2
+    clock.now += 1.5
+    assert await s.drain_once() == 4
+    assert sorted(p["channel"] for p in posted(fake_slack)) == ["U00000000", "U00000000", "U00000001", "U00000002", "U9"]
+    assert [r.status for r in messages(db)] == ["sent"] * 5
+
+
+async def test_429_pause_holds_back_other_senders_through_the_outbox(db, fake_slack):
+    queue(db, 3)
+    fake_slack.script("chat.postMessage", RATELIMITED)
+    first = sender(db, fake_slack, FakeClock(), rates={"chat.postMessage": 0.01}, bursts={"chat.postMessage": 1})  # claims one at a time
+    before = utcnow()
+    assert await first.drain_once() == 1
+    assert all(as_utc(r.not_before) >= before + timedelta(seconds=25) for r in messages(db))
+    other = sender(db, fake_slack, FakeClock())  # another instance: knows nothing of the 429 itself
+    assert await other.drain_once() == 0
+    assert len(posted(fake_slack)) == 1
+
+
+async def test_429_is_not_counted_toward_max_attempts(db, fake_slack):
+    [p] = queue(db, 1)
+    rounds = MAX_ATTEMPTS + 2
+    fake_slack.script("chat.postMessage", *[(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"})] * rounds)
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock)
+    for _ in range(rounds):
+        assert await s.drain_once() == 1
+        [row] = messages(db)
+        assert (row.status, row.attempts) == ("pending", 0)
+        clock.now += 1
+        make_due(db)
+    assert await s.drain_once() == 1
+    [row] = messages(db)
+    assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
+    assert posted(fake_slack) == [p] * (rounds + 1)
+
+
+async def test_a_429_stops_a_send_already_waiting_for_its_turn(db, fake_slack):
+    queue(db, 2)
+    fake_slack.script("chat.postMessage", (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "3"}))
+    clock = FakeClock(real_seconds_per_sleep=0.2)
+    s = sender(db, fake_slack, clock, rates={"chat.postMessage": 2.0}, bursts={"chat.postMessage": 1}, max_in_flight=2)
+    start = clock()
+    times = record_call_times(s, clock)
+    assert await s.drain_once() == 2
+    # The second was waiting for its turn (0.5 s) when the first's 429 came back: it waits out the
+    # pause (3 s from when the 429 was seen, on this clock already 0.5 s in) instead of going at 0.5.
+    assert [t - start for t, _, _ in times] == [0, 3.5]
+
+
+async def test_429_without_retry_after_pauses_one_second(db, fake_slack):
+    queue(db, 2)
+    fake_slack.script("chat.postMessage", (429, {"ok": False, "error": "ratelimited"}, {}))
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock, max_in_flight=1)
+    start = clock()
+    times = record_call_times(s, clock)
+    assert await s.drain_once() == 2  # a 1 s pause fits the batch: the second waits for it in memory
+    assert [t - start for t, _, _ in times] == [0, 1.0]
+    assert [r.status for r in messages(db)] == ["pending", "sent"]
+
+
+async def test_a_burst_is_paced_to_the_configured_rate(db, fake_slack):
+    queue(db, 6)
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock, rates={"chat.postMessage": 2.0}, bursts={"chat.postMessage": 2}, max_in_flight=1)
+    start = clock()
+    times = record_call_times(s, clock)
+    assert await s.drain_once() == 6
+    assert [t - start for t, _, _ in times] == [0, 0, 0.5, 1.0, 1.5, 2.0]  # a burst of 2, then 2 a second
+    assert [r.status for r in messages(db)] == ["sent"] * 6
+
+
+async def test_each_method_has_its_own_pace(db, fake_slack):
+    queue(db, 3)
+    for i in range(3):
+        db.transact(outbox.enqueue, dedupe_key=f"edit-{i}", method="chat.update", payload={"channel": f"C{i}", "ts": "1.2", "text": "x"})
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock, rates={"chat.postMessage": 1.0, "chat.update": 10.0},
+               bursts={"chat.postMessage": 1, "chat.update": 1}, max_in_flight=1)
+    start = clock()
+    times = record_call_times(s, clock)
+    assert await s.drain_once() == 6
+    updates = [t - start for t, m, _ in times if m == "chat.update"]
+    assert updates[1] - updates[0] == pytest.approx(0.1) and updates[2] - updates[1] == pytest.approx(0.1)
+    assert len([m for t, m, _ in times if m == "chat.postMessage" and t - start < 2]) == 2  # 1/s: 0 and 1
+
+
+async def test_posts_to_one_channel_are_paced_per_channel_too(db, fake_slack):
+    for i in range(6):
+        channel = "C-ONE" if i % 2 == 0 else f"U{i}"
+        db.transact(outbox.enqueue, dedupe_key=f"m{i}", method="chat.postMessage", payload={"channel": channel, "text": f"#{i}"})
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock, channel_rates={"chat.postMessage": 1.0}, channel_burst=1)
+    start = clock()
+    times = record_call_times(s, clock)
+    assert await s.drain_once() == 6
+    assert [t - start for t, _, c in times if c == "C-ONE"] == [0, 1.0, 2.0]  # 1 a second in that channel
+    assert [t - start for t, _, c in times if c != "C-ONE"] == [0, 0, 0]  # the DMs did not wait for it
+
+
+def test_default_limits_stay_under_slacks_documented_floors():
+    s = OutboxSender(None, None)
+    for method, per_minute in {"chat.postMessage": 200, "chat.update": 50, "chat.postEphemeral": 100, "views.publish": 100}.items():
+        worst_minute = s.rates[method] * 60 + s.bursts[method]  # steady pace plus one full burst
+        assert worst_minute <= per_minute * 1.2 + 1, method
+    assert s.channel_rates["chat.postMessage"] <= 1.0  # "1 message per second to a specific channel"
+
+
+def test_limiter_hands_out_turns_in_order_and_honours_a_pause():
+    clock = FakeClock()
+    limiter = MethodLimiter(rate=2.0, burst=2, clock=clock)
+    t0 = clock()
+    assert [limiter.reserve() - t0 for _ in range(5)] == [0, 0, 0.5, 1.0, 1.5]  # asked at the same instant
+    assert limiter.reserve(latest=t0 + 1.9) is None  # too late: nothing taken
+    assert limiter.reserve() - t0 == 2.0
+    clock.now += 10  # quiet: the burst allowance is back
+    assert limiter.reserve() == clock.now and limiter.reserve() == clock.now
+    limiter.pause(3)
+    assert limiter.paused()
+    assert [limiter.reserve() - clock.now for _ in range(3)] == [3, 3.5, 4.0]  # no burst right after a pause
+
+
+# ------------------------------------------------------------------ batches, order, hooks, stopping
+
+
+async def test_a_batch_is_claimed_and_recorded_in_few_transactions(db, fake_slack):
+    queue(db, 30)
+    s = sender(db, fake_slack, flush_seconds=60)
+    transactions = []
+    real = db.run
+
+    async def counting(fn, /, *args, **kwargs):
+        transactions.append(getattr(fn, "__name__", repr(fn)))
+        return await real(fn, *args, **kwargs)
+
+    s.db = type("CountingDatabase", (), {"run": staticmethod(counting)})()
+    assert await s.drain_once() == 30
+    assert transactions == ["claim_batch", "_record"]  # not one per message
+    assert [r.status for r in messages(db)] == ["sent"] * 30
+    assert len(posted(fake_slack)) == 30
+
+
+async def test_messages_to_one_channel_keep_their_order(db, fake_slack):
+    for i in range(8):
+        channel = "C-ONE" if i % 2 == 0 else f"U{i}"
+        db.transact(outbox.enqueue, dedupe_key=f"m{i}", method="chat.postMessage", payload={"channel": channel, "text": f"#{i}"})
+    assert await sender(db, fake_slack).drain_once() == 8
+    assert [p["text"] for p in posted(fake_slack) if p["channel"] == "C-ONE"] == ["#0", "#2", "#4", "#6"]
+
+
+class PostThenUpdate:
+    """A hook like the triage card's: posts once, then updates what it posted."""
+
+    def __init__(self):
+        self.where: dict | None = None
+
+    def prepare(self, session, message, payload):
+        if self.where:
+            return "chat.update", {**self.where, "text": payload["text"]}
+        return "chat.postMessage", {"channel": "CTRIAGE", "text": payload["text"]}
+
+    def sent(self, session, message, response):
+        self.where = {"channel": response["channel"], "ts": response["ts"]}
+
+
+async def test_hooks_render_when_sent_and_see_what_the_previous_send_recorded(db, fake_slack):
+    for i in range(3):
+        db.transact(outbox.enqueue, dedupe_key=f"card-{i}", method="chat.postMessage", payload={"text": f"v{i}"}, purpose="card")
+    s = sender(db, fake_slack)
+    s.hooks["card"] = hook = PostThenUpdate()
+    assert await s.drain_once() == 3
+    assert [(c.method, c.body["text"]) for c in fake_slack.calls] == [("chat.postMessage", "v0"), ("chat.update", "v1"), ("chat.update", "v2")]
+    assert all(c.body.get("ts") == hook.where["ts"] for c in fake_slack.calls[1:])
+    assert [r.status for r in messages(db)] == ["sent"] * 3
+
+
+async def test_stopping_mid_batch_records_what_went_and_gives_back_the_rest(db, fake_slack):
+    payloads = queue(db, 20)
+    s = sender(db, fake_slack, rates={"chat.postMessage": 20.0}, bursts={"chat.postMessage": 1}, max_in_flight=1)
+    s.start()
+    for _ in range(200):
+        if len(posted(fake_slack)) >= 5:
+            break
+        await asyncio.sleep(0.01)
+    await s.stop()
+    went = {p["text"] for p in posted(fake_slack)}
+    assert 5 <= len(went) < 20
+    rows = messages(db)
+    in_flight = [r for r in rows if r.status == "pending" and r.claimed_until is not None]
+    assert len(in_flight) <= 1  # a request cut off mid-flight keeps its claim: Slack may have it
+    for row, p in zip(rows, payloads):
+        if row in in_flight:
+            continue
+        if p["text"] in went:
+            assert row.status == "sent"
+        else:
+            assert (row.status, row.claimed_until, row.attempts) == ("pending", None, 0)
+    await drain(sender(db, fake_slack))  # another sender (or a restart) picks up the rest at once
+    texts = [p["text"] for p in posted(fake_slack)]
+    assert len(texts) == len(set(texts)) and len(texts) + len([r for r in in_flight if r.status == "pending"]) >= 20
+    assert len([r for r in messages(db) if r.status == "sent"]) == 20 - len(in_flight)
+
+
+async def test_a_message_that_cannot_be_rendered_is_retried_and_the_rest_go(db, fake_slack):
+    class Broken:
+        def prepare(self, session, message, payload):
+            raise ValueError("no such card")
+
+        def sent(self, session, message, response):
+            raise AssertionError("never sent")
+
+    db.transact(outbox.enqueue, dedupe_key="bad", method="chat.postMessage", payload={}, purpose="broken")
+    payloads = queue(db, 2)
+    s = sender(db, fake_slack)
+    s.hooks["broken"] = Broken()
+    assert await s.drain_once() == 3
+    assert sorted(posted(fake_slack), key=lambda p: p["channel"]) == payloads
+    bad, *good = messages(db)
+    assert (bad.status, bad.attempts, bad.last_error) == ("pending", 1, "ValueError: no such card")
+    assert as_utc(bad.not_before) > utcnow() and bad.claimed_until is None
+    assert [r.status for r in good] == ["sent", "sent"]
+
+
+async def test_a_file_upload_goes_through_slack_sdks_three_steps(db, fake_slack):
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+    db.transact(outbox.enqueue, dedupe_key="chart", method="files.uploadV2", payload={
+        "channel": "C0DIGEST01", "filename": "chart.png", "title": "Chart", "initial_comment": "Top areas",
+        "content_b64": base64.b64encode(png).decode("ascii")})
+    assert await sender(db, fake_slack).drain_once() == 1
+    assert [c.method for c in fake_slack.calls] == ["files.getUploadURLExternal", "upload", "files.completeUploadExternal"]
+    [upload] = fake_slack.calls_to("upload")
+    assert fake_slack.uploads[upload.body["file_id"]] == png
+    assert fake_slack.calls[-1].body["channel_id"] == "C0DIGEST01"
+    assert [r.status for r in messages(db)] == ["sent"]
+
+
+async def test_sends_the_database_could_not_record_are_written_by_the_next_batch(db, fake_slack):
+    queue(db, 2)
+    s = sender(db, fake_slack, flush_seconds=60)
+    real, down = db.run, {"now": True}
+
+    async def flaky(fn, /, *args, **kwargs):
+        if down["now"] and getattr(fn, "__name__", "") == "_record":
+            raise DatabaseUnavailable("connection refused")
+        return await real(fn, *args, **kwargs)
+
+    s.db = type("FlakyDatabase", (), {"run": staticmethod(flaky)})()
+    with pytest.raises(DatabaseUnavailable):
+        await s.drain_once()
+    assert len(posted(fake_slack)) == 2
+    assert all(r.status == "pending" and r.claimed_until is not None for r in messages(db))  # still claimed: not sent again
+    down["now"] = False
+    assert await s.drain_once() == 0
+    assert [r.status for r in messages(db)] == ["sent", "sent"] and len(posted(fake_slack)) == 2

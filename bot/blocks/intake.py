@@ -232,6 +232,7 @@ USAGE = "\n".join(
         "• `/platform-feedback` opens a form to report what got in your way.",
         "• `/platform-feedback <one line>` files it straight away (you can add details after).",
         "• `/platform-feedback mine` lists your reports and their status.",
+        "• `/platform-feedback top [days]` shows the top friction points and how the loop is doing.",
         "• `/platform-feedback help` shows this.",
         "• The *Report platform friction* message shortcut, or a :{reaction}: reaction, files any message.",
         "Hosts: `queue` (the open queue), `link FB-12 <issue URL>`, `resolve FB-12 [what was done]`.",

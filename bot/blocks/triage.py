@@ -7,12 +7,14 @@ from pydantic import BaseModel
 from bot.blocks.intake import SEVERITY_LABELS, STATUS_LABELS, _option, _text
 from bot.config import Taxonomy
 from bot.ids import Action, Callback
+from bot.insight import DuplicateSuggestion
 from bot.text import shorten, to_mrkdwn
 from bot.triage import Change, Headline
 from storage.models import FrictionPoint, Severity, Status
 
 SEVERITY_ICON = {"low": ":large_blue_circle:", "medium": ":large_yellow_circle:", "high": ":large_orange_circle:", "blocker": ":red_circle:"}
 CARD_BLOCK = "triage_card"
+# The card's one-click "Merge into FB-12" (belongs in bot.ids.Action; kept here until it moves there).
 
 
 def card_block_id(point_id: int, part: str) -> str:
@@ -49,8 +51,9 @@ def _facts(point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> list[str]:
     return facts
 
 
-def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> dict:
-    """The triage channel's card for one data point; updated in place as the point changes."""
+def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, duplicate: DuplicateSuggestion | None = None) -> dict:
+    """The triage channel's card for one data point; updated in place as the point changes.
+    ``duplicate``: an older open report it resembles, offered as a one-click merge."""
     blocks: list[dict] = [
         {"type": "section", "text": _text(f"{_title(ref, point)}\n>{to_mrkdwn(shorten(point.text, 600))}", "mrkdwn")},
         {"type": "context", "elements": [_text(f, "mrkdwn") for f in _facts(point, taxonomy, prefix)[:10]]},
@@ -67,6 +70,8 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str) 
             }
         )
         return {"text": f"{ref}: {STATUS_LABELS[point.status]}", "blocks": blocks}
+    if duplicate is not None:
+        blocks.append(_duplicate_section(point.id, duplicate, prefix))
     tag_options = [_option(c.label, c.id) for c in taxonomy.categories]
     tags = {
         "type": "multi_static_select",
@@ -111,6 +116,20 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str) 
         }
     )
     return {"text": f"{ref}: {shorten(point.text, 150)}", "blocks": blocks}
+
+
+def _duplicate_section(point_id: int, duplicate: DuplicateSuggestion, prefix: str) -> dict:
+    other = f"{prefix}-{duplicate.point_id}"
+    return {
+        "type": "section",
+        "block_id": card_block_id(point_id, "duplicate"),
+        "text": _text(
+            f":twisted_rightwards_arrows: Possible duplicate of *{other}* ({duplicate.similarity}% similar)\n"
+            f">{to_mrkdwn(shorten(duplicate.text, 200))}",
+            "mrkdwn",
+        ),
+        "accessory": {"type": "button", "action_id": Action.triage_merge_suggested, "text": _text(f"Merge into {other}"), "value": str(duplicate.point_id)},
+    }
 
 
 class TriageMetadata(BaseModel):

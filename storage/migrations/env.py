@@ -2,6 +2,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import storage.surveys  # noqa: F401
 
 target_metadata = SQLModel.metadata
 

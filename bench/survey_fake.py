@@ -1,0 +1,86 @@
+"""The benchmarks' rate-limited fake Slack (``bench.rate_limited_slack``), plus what a survey run
+reads before it sends: ``conversations.members`` and ``users.list`` (cursor paging, GET as slack_sdk
+sends them) and ``users.info``. Every method keeps the same per-second limit and 429 answers;
+``rates`` sets a different limit per method (e.g. a slower directory)."""
+
+import json
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlparse
+
+from bench.rate_limited_slack import TOKEN, RateLimitedSlack, RateLimitedSlackServer, _Handler
+
+DIRECTORY = {"conversations.members", "users.list", "users.info"}
+
+
+@dataclass
+class SurveySlack(RateLimitedSlack):
+    users: dict[str, dict] = field(default_factory=dict)  # user id -> profile fields (tz, is_bot...)
+    channel_members: dict[str, list[str]] = field(default_factory=dict)
+    rates: dict[str, int] = field(default_factory=dict)  # method -> calls per second, over ``rate``
+    calls: dict[str, int] = field(default_factory=dict)  # method -> calls answered (429s included)
+    _swap: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, method: str, body: dict) -> tuple[int, dict, dict]:
+        with self._swap:  # the base class reads ``rate``: one method's limit at a time
+            self.calls[method] = self.calls.get(method, 0) + 1
+            saved, self.rate = self.rate, self.rates.get(method, self.rate)
+            try:
+                status, answer, headers = super().answer(method, body)
+            finally:
+                self.rate = saved
+        if status != 200 or method not in DIRECTORY:
+            return status, answer, headers
+        return 200, self._directory(method, body), {}
+
+    def _directory(self, method: str, body: dict) -> dict:
+        if method == "users.info":
+            user = body.get("user")
+            if user not in self.users:
+                return {"ok": False, "error": "user_not_found"}
+            return {"ok": True, "user": self._member(user)}
+        if method == "users.list":
+            page, cursor = _page(list(self.users), body, 100)
+            return {"ok": True, "members": [self._member(u) for u in page], "response_metadata": {"next_cursor": cursor}}
+        channel = body.get("channel")
+        if channel not in self.channel_members:
+            return {"ok": False, "error": "channel_not_found"}
+        page, cursor = _page(self.channel_members[channel], body, 100)
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": cursor}}
+
+    def _member(self, user: str) -> dict:
+        return {"id": user, "team_id": "T0BENCH01", "name": user.lower(), "deleted": False, "is_bot": False, "tz": "UTC", **self.users[user]}
+
+
+def _page(items: list, body: dict, default: int) -> tuple[list, str]:
+    start = int(body.get("cursor") or 0)
+    end = start + int(body.get("limit") or default)
+    return items[start:end], (str(end) if end < len(items) else "")
+
+
+class _SurveyHandler(_Handler):
+    def do_GET(self):
+        """slack_sdk sends the directory reads as GET with the arguments in the query string."""
+        parsed = urlparse(self.path)
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            status, answer, extra = 200, {"ok": False, "error": "invalid_auth"}, {}
+        else:
+            status, answer, extra = self.fake.answer(parsed.path.rsplit("/", 1)[-1], dict(parse_qsl(parsed.query)))
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in extra.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class SurveySlackServer(RateLimitedSlackServer):
+    """``with SurveySlackServer(rate=100) as fake:`` on a free port of 127.0.0.1."""
+
+    def __init__(self, rate: int):
+        super().__init__(rate)
+        self.httpd.RequestHandlerClass = type("Handler", (_SurveyHandler,), {"fake": None})
+        self.fake = SurveySlack(rate=rate, url=self.fake.url)
+        self.httpd.RequestHandlerClass.fake = self.fake

@@ -1,0 +1,264 @@
+"""The read-only dashboard at ``/dashboard``: top friction areas and open reports with their trend,
+the loop numbers, and charts. Rendered on the server (Jinja2, autoescaped; charts as inline SVG from
+matplotlib), so the page runs no JavaScript and loads nothing from anywhere (its CSP forbids both).
+
+Access (``DASHBOARD_TOKEN`` and/or ``DASHBOARD_TRUSTED_HEADER``; neither set: 404, the page is off):
+
+- ``Authorization: Bearer <token>``;
+- ``?token=<token>``: answered with a redirect to the same page without the token, setting an
+  HttpOnly cookie (an HMAC of the token, not the token) so the page's own links work;
+- the trusted header, non-empty, as set by an SSO proxy in front of the bot (which must strip it
+  from what clients send).
+
+Anything else: 401 with a short page. The numbers come from ``bot.insight``, computed in a worker
+thread (``Database.run``), and the page is rendered in one too: the event loop never waits on them.
+"""
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlencode
+
+import anyio
+import anyio.to_thread
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from bot import charts, insight
+from bot.blocks.insight import FORMULA, category_label, rate, trend
+from bot.blocks.triage import _duration as duration
+from bot.config import Policy
+from bot.text import shorten
+from storage.database import Database
+from storage.models import utcnow
+
+PATH = "/dashboard"
+COOKIE = "pf_dashboard"
+COOKIE_MAX_AGE = 7 * 24 * 3600
+WEEKS = 12  # weeks in the weekly charts
+TOP_AREAS = 8
+TOP_POINTS = 10
+WINDOWS = (7, 30, 90, 180)  # the window links on the page (plus the policy's own)
+
+HEADERS = {
+    # Nothing but inline styles (the SVG charts carry style attributes) and same-origin links.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+_templates = Environment(
+    loader=PackageLoader("bot", "templates"), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True
+)
+
+
+@dataclass(frozen=True)
+class Access:
+    token: str | None = None
+    trusted_header: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token or self.trusted_header)
+
+    def cookie_value(self) -> str:
+        assert self.token
+        return hmac.new(self.token.encode(), b"platform-feedback dashboard cookie v1", hashlib.sha256).hexdigest()
+
+    def _token_ok(self, given: str | None) -> bool:
+        return bool(self.token and given) and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def allows(self, request: Request) -> bool:
+        if self.trusted_header and request.headers.get(self.trusted_header, "").strip():
+            return True
+        if not self.token:
+            return False
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and self._token_ok(credentials.strip()):
+            return True
+        cookie = request.cookies.get(COOKIE)
+        return bool(cookie) and hmac.compare_digest(cookie.encode(), self.cookie_value().encode())
+
+
+def routes(deps) -> list[Route]:
+    """The dashboard's routes on the serve app (``deps``: ``bot.context.Deps``)."""
+    return dashboard_routes(
+        db=deps.db, policy=deps.policy,
+        access=Access(deps.settings.dashboard_token, deps.settings.dashboard_trusted_header),
+    )
+
+
+def dashboard_routes(*, db: Database, policy: Policy, access: Access) -> list[Route]:
+    """The same routes from just what they need (``platform-feedback demo`` has no Slack settings)."""
+    busy = _OneAtATime()
+
+    async def dashboard(request: Request) -> Response:
+        if not access.enabled:
+            return PlainTextResponse("Not Found", status_code=404)
+        given = request.query_params.get("token")
+        if given is not None:
+            if not access._token_ok(given):
+                return _unauthorized()
+            # Take the token out of the address bar and history; the cookie carries the session.
+            rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
+            response = RedirectResponse(PATH + (f"?{rest}" if rest else ""), status_code=303, headers=HEADERS)
+            response.set_cookie(
+                COOKIE, access.cookie_value(), max_age=COOKIE_MAX_AGE, path=PATH, httponly=True,
+                samesite="lax", secure=request.url.scheme == "https",
+            )
+            return response
+        if not access.allows(request):
+            return _unauthorized()
+        days = _days(request.query_params.get("days"), policy.insight.window_days)
+        if days is None:
+            return HTMLResponse(_page("message.html", title="Bad request", message="days must be a whole number from 1 to 365."),
+                                status_code=400, headers=HEADERS)
+        async with busy:  # one computation at a time: a burst of reloads cannot pile up work
+            data = await db.run(gather, days=days)
+            page = await anyio.to_thread.run_sync(lambda: render(policy, data))
+        return HTMLResponse(page, headers=HEADERS)
+
+    return [Route(PATH, dashboard, methods=["GET"])]
+
+
+class _OneAtATime:
+    """An anyio lock made on first use (inside the server's event loop)."""
+
+    def __init__(self):
+        self._lock: anyio.Lock | None = None
+
+    async def __aenter__(self):
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        await self._lock.acquire()
+
+    async def __aexit__(self, *exc):
+        self._lock.release()
+
+
+def _days(raw: str | None, default: int) -> int | None:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 365:
+        return None
+    return int(raw)
+
+
+def _unauthorized() -> Response:
+    page = _page(
+        "message.html", title="Sign-in needed",
+        message="This dashboard needs the dashboard token (or a sign-in through your single sign-on proxy).",
+    )
+    return HTMLResponse(page, status_code=401, headers={**HEADERS, "WWW-Authenticate": 'Bearer realm="platform-feedback dashboard"'})
+
+
+def _page(template: str, **context) -> str:
+    return _templates.get_template(template).render(**context)
+
+
+# ------------------------------------------------------------------ data and page
+
+
+@dataclass(frozen=True)
+class DashboardData:
+    days: int
+    now: datetime
+    scores: insight.FrictionScores
+    health: insight.LoopHealth
+    weekly: insight.WeeklyScores
+
+
+def gather(*, session, days: int, now: datetime | None = None) -> DashboardData:
+    """Everything on the page, from ``bot.insight``, in one transaction."""
+    now = now or utcnow()
+    return DashboardData(
+        days=days,
+        now=now,
+        scores=insight.friction_scores(session=session, days=days, now=now, limit=TOP_POINTS),
+        health=insight.loop_health(session=session, days=days, now=now, weeks=WEEKS),
+        weekly=insight.weekly_category_scores(session=session, weeks=WEEKS, now=now, top=5),
+    )
+
+
+def _week(at: datetime) -> str:
+    return at.strftime("%d %b")
+
+
+def _change_class(current: float, previous: float) -> str:
+    words = trend(current, previous)
+    return "new" if words == "new" else "flat" if words == "=" else "up" if current > previous else "down"
+
+
+def render(policy: Policy, data: DashboardData) -> str:
+    """The page's HTML (CPU work: run it in a worker thread)."""
+    taxonomy, prefix = policy.taxonomy, policy.reference_prefix
+    scores, health, weekly = data.scores, data.health, data.weekly
+    areas = [c for c in scores.categories if c.score > 0 or c.previous > 0][:TOP_AREAS]
+    area_rows = [
+        {"label": category_label(taxonomy, c.category), "score": f"{c.score:.1f}", "trend": trend(c.score, c.previous),
+         "trend_class": _change_class(c.score, c.previous), "points": c.points, "reporters": c.reporters,
+         "hours": f"{c.hours_lost:.1f}"}
+        for c in areas
+    ]
+    point_rows = [
+        {"ref": f"{prefix}-{p.point_id}", "score": f"{p.score:.1f}", "trend": trend(p.score, p.previous),
+         "trend_class": _change_class(p.score, p.previous), "reporters": p.reporters, "severity": p.severity,
+         "status": p.status.replace("_", " "), "areas": ", ".join(category_label(taxonomy, c) for c in p.categories) or "Untagged",
+         "text": shorten(p.text, 280)}
+        for p in scores.open_points
+    ]
+    now, before = health.current, health.previous
+    this_week = health.weeks[-1].active_reporters if health.weeks else 0
+    last_week = health.weeks[-2].active_reporters if len(health.weeks) > 1 else 0
+    loop = [
+        {"name": "Reports per week", "value": f"{now.reports_per_week:.1f}", "was": f"{before.reports_per_week:.1f}"},
+        {"name": f"Active reporters ({data.days} days)", "value": str(now.active_reporters), "was": str(before.active_reporters)},
+        {"name": "Active reporters this week", "value": str(this_week), "was": str(last_week)},
+        {"name": "Median first response", "value": duration(now.median_first_response), "was": duration(before.median_first_response)},
+        {"name": "Median time to resolve", "value": duration(now.median_resolution), "was": duration(before.median_resolution)},
+        {"name": "Closed-loop rate", "value": rate(now.closed_loop_rate), "detail": f"of {now.resolved} resolved",
+         "was": rate(before.closed_loop_rate)},
+    ]
+    svg: dict[str, object] = {}
+    if areas:
+        svg["areas"] = charts.svg_bar_chart(
+            f"Friction score by area, last {data.days} days", [r["label"] for r in area_rows],
+            {f"last {data.days} days": [c.score for c in areas], f"the {data.days} days before": [c.previous for c in areas]},
+            x_label="friction score", id_prefix="areas",
+        )
+    if weekly.categories:
+        svg["weekly"] = charts.svg_line_chart(
+            "Weekly friction score, top areas", [_week(w) for w in weekly.weeks],
+            {category_label(taxonomy, c): v for c, v in weekly.categories.items()}, y_label="friction score", id_prefix="weekly",
+        )
+    if any(w.reports or w.active_reporters for w in health.weeks):
+        svg["activity"] = charts.svg_line_chart(
+            "Reports and active reporters per week", [_week(w.start) for w in health.weeks],
+            {"reports": [w.reports for w in health.weeks], "active reporters": [w.active_reporters for w in health.weeks]},
+            id_prefix="activity",
+        )
+    if health.nps:
+        svg["nps"] = charts.svg_line_chart(
+            "NPS per pulse survey", [n.at.strftime("%d %b %Y") for n in health.nps], {"NPS": [n.score for n in health.nps]},
+            y_label="NPS (-100 to 100)", id_prefix="nps",
+        )
+    windows = sorted({*WINDOWS, policy.insight.window_days})
+    return _page(
+        "dashboard.html",
+        days=data.days, end=data.now.strftime("%Y-%m-%d %H:%M UTC"), windows=windows, path=PATH,
+        areas=area_rows, points=point_rows, kpis=loop, charts={k: _markup(v) for k, v in svg.items()}, formula=FORMULA,
+        reports=now.reports,
+    )
+
+
+def _markup(svg: str):
+    """matplotlib wrote the SVG and escaped every text in it; mark it safe for the template."""
+    from markupsafe import Markup
+
+    return Markup(svg)

@@ -1,0 +1,113 @@
+"""Friction insight in Slack: ``/platform-feedback top [days]`` and the weekly digest.
+
+The digest is a scheduled job (``insight.digest``, weekly at ``insight.digest_weekday`` and
+``digest_time`` in ``insight.timezone``). A run claims its occurrence and, in the same transaction,
+queues the digest post and its chart (``files.uploadV2`` through the outbox, a base64 PNG), both
+with dedupe keys derived from the occurrence: one digest per week, however many instances run.
+"""
+
+import base64
+from datetime import datetime, timedelta, timezone
+from functools import partial
+
+from apscheduler.triggers.cron import CronTrigger
+from slack_bolt.async_app import AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlmodel import Session
+
+from bot import charts, insight
+from bot.blocks.insight import build_digest, build_top, category_label
+from bot.config import Insight, Policy
+from bot.context import Deps
+from bot.scheduler import Job
+from storage import outbox
+from storage.database import DatabaseUnavailable
+
+JOB = "insight.digest"
+EARLY_TOLERANCE = timedelta(seconds=60)  # a firing this early still counts for the coming occurrence
+
+
+def _top(*, session: Session, days: int) -> tuple[insight.FrictionScores, insight.LoopHealth]:
+    return insight.friction_scores(session=session, days=days), insight.loop_health(session=session, days=days)
+
+
+# ------------------------------------------------------------------ the digest (runs in a claimed job)
+
+
+def queue_digest(*, session: Session, occurrence: datetime, policy: Policy) -> None:
+    config = policy.insight
+    days = config.window_days
+    scores = insight.friction_scores(session=session, days=days, now=occurrence)
+    health = insight.loop_health(session=session, days=days, now=occurrence, weeks=config.chart_weeks)
+    key = f"{JOB}:{occurrence.astimezone(timezone.utc).isoformat()}"
+    outbox.enqueue(
+        session=session, dedupe_key=f"{key}:post", method="chat.postMessage",
+        payload={"channel": config.digest_channel, **build_digest(policy.taxonomy, scores, health)},
+    )
+    weekly = insight.weekly_category_scores(session=session, weeks=config.chart_weeks, now=occurrence)
+    if not weekly.categories:
+        return
+    labels = [f"{w:%b %d}" for w in weekly.weeks]
+    series = {category_label(policy.taxonomy, c): values for c, values in weekly.categories.items()}
+    png = charts.line_chart("Friction score by area, per week", labels, series, y_label="score")
+    day = f"{occurrence:%Y-%m-%d}"
+    outbox.enqueue(
+        session=session, dedupe_key=f"{key}:chart", method="files.uploadV2",
+        payload={
+            "channel": config.digest_channel,
+            "filename": f"friction-{day}.png",
+            "title": f"Friction by area, {len(weekly.weeks)} weeks to {day}",
+            "initial_comment": f"Top areas over the last {len(weekly.weeks)} weeks (score per week).",
+            "content_b64": base64.b64encode(png).decode("ascii"),
+        },
+    )
+
+
+def digest_trigger(config: Insight) -> CronTrigger:
+    hour, minute = (int(x) for x in config.digest_time.split(":"))
+    return CronTrigger(day_of_week=config.digest_weekday, hour=hour, minute=minute, timezone=config.timezone)
+
+
+def latest_occurrence(trigger: CronTrigger, now: datetime) -> datetime:
+    """The latest time ``trigger`` fires at or before ``now`` (plus a little tolerance), in UTC:
+    the occurrence a firing at ``now`` stands for. Asks the trigger itself, so daylight-saving
+    changes fall where APScheduler puts them."""
+    now = now + EARLY_TOLERANCE
+    at = trigger.get_next_fire_time(None, now - timedelta(days=8))
+    latest = at
+    while at is not None and at <= now:
+        latest, at = at, trigger.get_next_fire_time(at, at + timedelta(seconds=1))
+    return latest.astimezone(timezone.utc)
+
+
+# ------------------------------------------------------------------ Slack
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    policy = deps.policy
+
+    async def top_command(user: str, args: str, respond: AsyncRespond, client: AsyncWebClient) -> None:
+        arg = args.strip().removeprefix("--days").strip()
+        if arg and not (arg.isdigit() and 1 <= int(arg) <= 365):
+            await respond(response_type="ephemeral", text="Usage: `/platform-feedback top [days]` (1 to 365; default "
+                          f"{policy.insight.window_days}).")
+            return
+        days = int(arg) if arg else policy.insight.window_days
+        try:
+            scores, health = await deps.db.run(_top, days=days)
+        except DatabaseUnavailable:
+            await respond(response_type="ephemeral", text=":warning: I couldn't read the numbers just now (our database did not answer). Please try again in a minute.")
+            return
+        show_points = await deps.hosts.is_host(user)  # others' words only for the people who triage them
+        await respond(response_type="ephemeral", **build_top(policy.reference_prefix, policy.taxonomy, scores, health, show_points=show_points))
+
+    deps.commands["top"] = top_command
+
+    config = policy.insight
+    if config.digest_channel:
+        trigger = digest_trigger(config)
+        job = Job(
+            name=JOB, db=deps.db, work=partial(queue_digest, policy=policy),
+            occurrence_at=partial(latest_occurrence, trigger), after=deps.sender.wake,
+        )
+        deps.scheduler.add(job, trigger)
