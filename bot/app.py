@@ -6,8 +6,10 @@ import hmac
 import logging
 import time
 
-from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
+import anyio.to_thread
+from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import BoltResponse
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
@@ -17,7 +19,6 @@ from starlette.routing import Route
 
 import handlers.closing
 import handlers.help_channel
-import handlers.webhooks
 import handlers.home
 import handlers.insight
 import handlers.intake
@@ -25,11 +26,14 @@ import handlers.office_hours
 import handlers.polling
 import handlers.surveys
 import handlers.triage
+import handlers.webhooks
 import bot.dashboard
 from bot.config import Policy, Settings
 from bot.context import Deps
 from bot.hosts import HostDirectory
+from bot.metrics import Metrics, listener_name
 from bot.sender import OutboxSender
+from storage import outbox
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -51,7 +55,9 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         db=db,
         sender=OutboxSender(db, client),
         hosts=HostDirectory(policy.hosts, client, refresh_seconds=policy.hosts.refresh_minutes * 60),
+        metrics=Metrics(outbox_stats=lambda: db.transact(outbox.backlog)),
     )
+    deps.scheduler.observer = lambda job, outcome: deps.metrics.scheduler_runs.labels(job, outcome).inc()
 
     @app.error
     async def on_error(error: Exception, body: dict, response: BoltResponse | None):
@@ -60,7 +66,8 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         if isinstance(error, (LookupError, TypeError, AttributeError, ValueError)):
             # A payload without the fields Slack always sends: the request is at fault, not us.
             log.warning("malformed %s payload: %r", kind, error)
-            return BoltResponse(status=400, body="malformed payload")
+            # No response here means Slack's answer was already given (the listener had acked).
+            return BoltResponse(status=400, body="malformed payload") if response is not None else None
         log.error("listener failed for %s: %r", kind, error, exc_info=error)
         return None
 
@@ -92,12 +99,22 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         except (ValueError, AttributeError, TypeError, LookupError):
             # Not UTF-8, not JSON where JSON was promised, or JSON that is not an object.
             return PlainTextResponse("malformed body", status_code=400)
+        listener = listener_name(bolt_request.body) if isinstance(bolt_request.body, dict) else "unknown"
+        started = time.perf_counter()
         try:
-            return to_starlette_response(await app.async_dispatch(bolt_request))
+            response = to_starlette_response(await app.async_dispatch(bolt_request))
         except (LookupError, TypeError, AttributeError, ValueError) as exc:
             # Bolt's own payload helpers assume Slack's shapes; a signed body without them lands here.
             log.warning("malformed Slack payload: %r", exc)
-            return PlainTextResponse("malformed payload", status_code=400)
+            response = PlainTextResponse("malformed payload", status_code=400)
+        # Bolt answers once the listener acks, so this is the ack latency Slack sees.
+        deps.metrics.ack_seconds.labels(listener).observe(time.perf_counter() - started)
+        deps.metrics.requests.labels(listener, str(response.status_code)).inc()
+        return response
+
+    async def metrics(_request: Request) -> Response:
+        body = await anyio.to_thread.run_sync(deps.metrics.render)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(_request: Request) -> Response:
         try:
@@ -121,6 +138,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             *handlers.webhooks.routes(deps),
             *bot.dashboard.routes(deps),
         ],
@@ -129,8 +147,6 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
 
 
 async def _ping(db: Database) -> None:
-    import anyio.to_thread
-
     await anyio.to_thread.run_sync(db.ping)
 
 

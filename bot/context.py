@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from bot.config import Policy, Settings
 from bot.hosts import HostDirectory
+from bot.metrics import Metrics
 from bot.scheduler import Scheduler
 from bot.references import format_ref
 from bot.sender import OutboxSender
@@ -19,6 +20,7 @@ class Deps:
     sender: OutboxSender
     hosts: HostDirectory
     scheduler: Scheduler = field(default_factory=Scheduler)
+    metrics: Metrics = field(default_factory=Metrics)
     # Slash-command subcommands other surfaces add: name -> fn(user, args, respond, client)
     commands: dict[str, Callable[..., Awaitable[None]]] = field(default_factory=dict)
 

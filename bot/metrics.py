@@ -44,17 +44,24 @@ class _OutboxCollector:
 
 
 def listener_name(body: dict) -> str:
-    """A low-cardinality label for what a Slack request asked for."""
+    """A low-cardinality label for what a Slack request asked for ("unknown" for odd shapes)."""
+    try:
+        return _listener_name(body)
+    except (LookupError, TypeError, AttributeError):
+        return "unknown"
+
+
+def _listener_name(body: dict) -> str:
     kind = body.get("type") or ("command" if "command" in body else "unknown")
     if kind == "event_callback":
-        return f"event:{(body.get('event') or {}).get('type', '?')}"
+        return f"event:{str((body.get('event') or {}).get('type', '?'))[:40]}"
     if "command" in body:
-        return f"command:{body['command']}"
+        return f"command:{str(body['command'])[:40]}"
     if kind == "block_actions":
         actions = body.get("actions") or [{}]
-        return f"action:{actions[0].get('action_id', '?')}"
+        return f"action:{str(actions[0].get('action_id', '?'))[:60]}"
     if kind in ("view_submission", "view_closed"):
-        return f"view:{(body.get('view') or {}).get('callback_id', '?')}"
+        return f"view:{str((body.get('view') or {}).get('callback_id', '?'))[:60]}"
     if kind in ("shortcut", "message_action"):
-        return f"shortcut:{body.get('callback_id', '?')}"
+        return f"shortcut:{str(body.get('callback_id', '?'))[:60]}"
     return str(kind)[:40]

@@ -72,6 +72,9 @@ class Job:
 
 
 class Scheduler:
+    # Told of every scheduled firing: (job name, "ran" | "skipped" | "failed"); /metrics counts them.
+    observer: Callable[[str, str], None] | None = None
+
     def __init__(self):
         self.aps = AsyncIOScheduler(timezone="UTC")
         self.jobs: dict[str, Job] = {}
@@ -100,14 +103,18 @@ class Scheduler:
 
     async def _fire(self, name: str) -> None:
         """What APScheduler calls: the job owns its errors, and the next occurrence runs regardless."""
+        outcome = "failed"
         try:
             ran = await self.run(name)
+            outcome = "ran" if ran else "skipped"
         except DatabaseUnavailable as exc:
             log.warning("scheduled job %s skipped: database unavailable: %s", name, exc)
         except Exception:
             log.exception("scheduled job %s failed", name)
         else:
             log.info("scheduled job %s %s", name, "ran" if ran else "already ran elsewhere")
+        if self.observer:
+            self.observer(name, outcome)
 
     def start(self) -> None:
         if not self.aps.running:

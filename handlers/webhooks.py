@@ -66,7 +66,12 @@ def routes(deps: Deps) -> list[Route]:
     settings = deps.settings
     not_planned = frozenset(r.lower() for r in deps.policy.closing.jira_not_planned)
 
-    async def receive(request: Request, tracker: str, secret: str | None, verify, parse, delivery_header: str | None):
+    async def receive(request: Request, tracker: str, *args) -> JSONResponse:
+        response = await _receive(request, tracker, *args)
+        deps.metrics.webhooks.labels(tracker, str(response.status_code)).inc()
+        return response
+
+    async def _receive(request: Request, tracker: str, secret: str | None, verify, parse, delivery_header: str | None):
         if not secret:
             return _answer(404, f"{tracker} webhooks are not configured")
         body = await request.body()

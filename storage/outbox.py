@@ -4,12 +4,12 @@ import json
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, update
+from sqlalchemy import case, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, or_, select
 
-from storage.models import OutboxMessage, OutboxStatus, utcnow
+from storage.models import OutboxMessage, OutboxStatus, as_utc, utcnow
 
 CLAIM_SECONDS = 60  # a sender that crashed mid-send loses its claim after this
 
@@ -187,3 +187,11 @@ def defer_method(*, session: Session, method: str, until: datetime) -> int:
 
 def pending_count(*, session: Session) -> int:
     return len(session.exec(select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.pending)).all())
+
+
+def backlog(*, session: Session) -> tuple[int, float]:
+    """How many messages wait to be sent, and how old the oldest is (seconds), for /metrics."""
+    count, oldest = session.exec(
+        select(func.count(), func.min(OutboxMessage.created_at)).where(OutboxMessage.status == OutboxStatus.pending)
+    ).one()
+    return count, (utcnow() - as_utc(oldest)).total_seconds() if oldest else 0.0

@@ -21,7 +21,7 @@ from tests.fake_slack import TOKEN
 from tests.slack_requests import signed
 
 ROUTES = ["/slack/events", "/webhooks/github", "/webhooks/jira", "/webhooks/linear", "/webhooks/gitlab"]
-HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+HYPOTHESIS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture
@@ -108,3 +108,21 @@ def test_oversized_bodies_are_refused(client, db):
     for route in ROUTES:
         resp = client.post(route, content=b"x" * 6_000_001, headers={"content-type": "application/json"})
         assert resp.status_code == 413, route
+
+
+def test_metrics_count_requests_acks_and_the_outbox(client, db):
+    from storage import outbox
+
+    db.transact(outbox.enqueue, dedupe_key="m1", method="chat.postMessage", payload={"channel": "U1", "text": "x"})
+    client.post("/slack/events", content=b"garbage", headers={"content-type": "application/json"})
+    body = urlencode({"command": "/platform-feedback", "text": "help", "user_id": "U1", "team_id": "T1",
+                      "channel_id": "C1", "trigger_id": "1.2.3", "response_url": "http://127.0.0.1:1/x"})
+    assert client.post("/slack/events", content=body.encode(),
+                       headers=signed(body, content_type="application/x-www-form-urlencoded")).status_code == 200
+    client.post("/webhooks/github", content=b"{}", headers={"x-hub-signature-256": "sha256=00"})
+    text = client.get("/metrics").text
+    assert 'pf_slack_requests_total{listener="command:/platform-feedback",status="200"} 1.0' in text
+    assert 'pf_slack_ack_seconds_count{listener="command:/platform-feedback"} 1.0' in text
+    assert 'pf_webhooks_total{status="401",tracker="github"} 1.0' in text
+    assert "pf_outbox_depth 1.0" in text
+    assert TOKEN not in text
