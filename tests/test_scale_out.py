@@ -1,0 +1,72 @@
+"""Several bot processes on one PostgreSQL: each message sent once, each scheduled occurrence run once."""
+
+import os
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import func, select
+
+from storage import outbox
+from storage.database import Database
+from storage.models import OutboxMessage, OutboxStatus
+from tests.conftest import TABLES
+from tests.fake_slack import TOKEN, FakeSlackServer
+from tests.slack_requests import SIGNING_SECRET
+from tests.test_serve_http import free_port, serving
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def pg(pg_url):
+    database = Database(pg_url)
+    with database.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    yield database
+    database.dispose()
+
+
+def pending(db) -> int:
+    with db.session() as s:
+        return s.exec(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status != OutboxStatus.sent)).one()
+
+
+def test_two_serve_processes_send_each_message_once(tmp_path, pg):
+    for i in range(60):
+        pg.transact(outbox.enqueue, dedupe_key=f"dm-{i}", method="chat.postMessage",
+                    payload={"channel": f"U{i:08d}", "text": f"message {i}"})
+    with FakeSlackServer() as fake, ExitStack() as stack:
+        for n in range(2):
+            (tmp_path / f"p{n}").mkdir()
+            stack.enter_context(serving(tmp_path / f"p{n}", fake, pg.url))
+        deadline = time.monotonic() + 60
+        while pending(pg) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pending(pg) == 0
+    texts = [c.body["text"] for c in fake.calls_to("chat.postMessage")]
+    assert sorted(texts) == sorted(f"message {i}" for i in range(60))  # every one, none twice
+
+
+def test_a_scheduled_occurrence_runs_once_across_processes(tmp_path, pg):
+    (tmp_path / "policy.yml").write_text(
+        "office_hours:\n  sessions: [{weekday: tue, time: '14:00', timezone: Europe/Berlin, channel: C0OFFICE01}]\n"
+        "  rotation: [U0HOST0001]\n"
+    )
+    with FakeSlackServer() as fake:
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "SLACK_BOT_TOKEN": TOKEN,
+               "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake.url + "/api/",
+               "DATABASE_URL": pg.url, "CONFIG_FILE": "policy.yml", "PORT": str(free_port())}
+        job = "office_hours.agenda:C0OFFICE01:tue-14:00"
+        procs = [subprocess.Popen([sys.executable, "-m", "bot.cli", "run-job", job, "--at", "2026-11-24T14:00:00+01:00"],
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(3)]
+        outputs = [p.communicate(timeout=60)[0] for p in procs]
+        assert all(p.returncode == 0 for p in procs), outputs
+        assert sum("had already run" in o for o in outputs) == 2, outputs
+        posts = [c for c in fake.calls_to("chat.postMessage") if c.body["channel"] == "C0OFFICE01"]
+        assert len(posts) == 1
