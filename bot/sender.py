@@ -198,9 +198,11 @@ class OutboxSender:
     ):
         """``rates`` (calls per second) and ``bursts`` per method, workspace-wide, over DEFAULT_RATES
         and DEFAULT_BURSTS (DEFAULT_RATE and DEFAULT_BURST for any other method); ``channel_rates``
-        per method and channel (default CHANNEL_RATES; ``{}`` for none). A batch claims about ``batch_seconds`` of sending per method; a message whose turn
-        would come later than twice that after the claim goes back to the outbox unattempted, so
-        a claim (CLAIM_SECONDS) always outlasts the sending. ``clock``/``sleep`` are for tests."""
+        per method and channel (default CHANNEL_RATES; ``{}`` for none). At most ``max_in_flight``
+        requests at once. A batch claims about ``batch_seconds`` of sending per method; a message
+        whose turn would come later than twice that after the claim goes back to the outbox
+        unattempted, so a claim (CLAIM_SECONDS) always outlasts the sending. ``clock`` and
+        ``sleep`` are for tests."""
         self.db = db
         self.client = client
         self.idle_seconds = idle_seconds
@@ -392,6 +394,10 @@ class OutboxSender:
             delay = start - self._clock()
             if delay > 0:
                 await self._sleep(delay)
+                if self._clock() - start > limiter.interval:
+                    # Woken a whole turn late (the loop was busy): this turn has passed. Going now
+                    # would bunch with the turns after it, a burst the limit never allowed.
+                    continue
             if not limiter.paused():
                 return True
             # A 429 paused the method while we waited: take a turn after the pause.
