@@ -58,6 +58,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         metrics=Metrics(outbox_stats=lambda: db.transact(outbox.backlog)),
     )
     deps.scheduler.observer = lambda job, outcome: deps.metrics.scheduler_runs.labels(job, outcome).inc()
+    deps.sender.observer = deps.metrics.observe_send
 
     @app.error
     async def on_error(error: Exception, body: dict, response: BoltResponse | None):

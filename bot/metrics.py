@@ -25,6 +25,12 @@ class Metrics:
         if outbox_stats is not None:
             self.registry.register(_OutboxCollector(outbox_stats))
 
+    def observe_send(self, method: str, error: str | None) -> None:
+        if error is None:
+            self.sent.labels(method).inc()
+        else:
+            self.send_errors.labels(method, error[:40]).inc()
+
     def render(self) -> bytes:
         """The exposition text. Blocking (it may query the database): call it in a worker thread."""
         return generate_latest(self.registry)

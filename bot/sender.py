@@ -206,6 +206,8 @@ class OutboxSender:
         self.db = db
         self.client = client
         self.idle_seconds = idle_seconds
+        # Told of every send: (method, Slack's error code or None when sent); /metrics counts them.
+        self.observer: Callable[[str, str | None], None] | None = None
         self.rates = DEFAULT_RATES | (rates or {})
         self.bursts = DEFAULT_BURSTS | (bursts or {})
         self.channel_rates = CHANNEL_RATES if channel_rates is None else channel_rates
@@ -340,6 +342,7 @@ class OutboxSender:
                 response = await self._call(method, payload)
             except SlackApiError as exc:
                 run.state[message.id] = _DONE
+                self._observe(method, str(exc.response.get("error") or f"http_{exc.response.status_code}"))
                 return self._failed(message, method, exc)
             except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as exc:  # connection trouble: transient
                 run.state[message.id] = _DONE
@@ -350,6 +353,7 @@ class OutboxSender:
                 self._broken(message, exc, run)
                 return None
         run.state[message.id] = _DONE
+        self._observe(method, None)
         if hooked:
             # Written at once: the hook's next message (a card's update) renders from what this recorded.
             self._results.sent_hooked.append((message, response.data))
@@ -360,6 +364,10 @@ class OutboxSender:
         else:
             self._results.sent.append(message.id)
         return None
+
+    def _observe(self, method: str, error: str | None) -> None:
+        if self.observer is not None:
+            self.observer(method, error)
 
     async def _call(self, method: str, payload: dict):
         if method == UPLOAD:

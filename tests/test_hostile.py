@@ -125,4 +125,16 @@ def test_metrics_count_requests_acks_and_the_outbox(client, db):
     assert 'pf_slack_ack_seconds_count{listener="command:/platform-feedback"} 1.0' in text
     assert 'pf_webhooks_total{status="401",tracker="github"} 1.0' in text
     assert "pf_outbox_depth 1.0" in text
+
+
+async def test_metrics_count_sends_and_slack_errors_by_code(bot):
+    from storage import outbox
+
+    bot.fake.script("chat.postMessage", (200, {"ok": False, "error": "user_not_found"}, {}))
+    for i in range(2):
+        bot.db.transact(outbox.enqueue, dedupe_key=f"m{i}", method="chat.postMessage", payload={"channel": "U1", "text": "x"})
+    await bot.drain()
+    text = (await bot.http.get("/metrics")).text
+    assert 'pf_outbox_send_errors_total{error="user_not_found",method="chat.postMessage"} 1.0' in text
+    assert 'pf_outbox_sent_total{method="chat.postMessage"} 1.0' in text
     assert TOKEN not in text
