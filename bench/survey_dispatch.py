@@ -73,7 +73,7 @@ async def run(args) -> dict:
         recipients = set(db.transact(store.recipient_ids, run_id=survey_run.id))
 
         def sender() -> OutboxSender:
-            per = args.rate / args.instances
+            per = (args.sender_rate or args.rate) / args.instances
             s = OutboxSender(db, client, rates={"chat.postMessage": per}, bursts={"chat.postMessage": 1},
                              channel_rates={}, idle_seconds=0.2)
             s.hooks.update(deps.sender.hooks)
@@ -110,6 +110,7 @@ async def run(args) -> dict:
         "directory calls": {m: n for m, n in sorted(fake.calls.items()) if m != "chat.postMessage"},
         "resolve s (audience + queue)": round(resolved, 1),
         "allowed rate /s": args.rate,
+        "sender rate /s": args.sender_rate or args.rate,
         "achieved rate /s": round(achieved, 1),
         "ratio": round(achieved / args.rate, 3),
         "429s": fake.rejected,
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.survey_dispatch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--rate", type=int, default=100, help="chat.postMessage calls per second the fake Slack allows")
+    parser.add_argument("--sender-rate", type=float, default=None, help="the senders' pace in all (default: --rate)")
     parser.add_argument("--directory-rate", type=int, default=20, help="users.list / conversations.members calls per second")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--restart-after", type=int, default=0, help="stop the sender after this many DMs and start a new one")

@@ -24,6 +24,7 @@ import handlers.insight
 import handlers.intake
 import handlers.office_hours
 import handlers.polling
+import handlers.retention
 import handlers.surveys
 import handlers.triage
 import handlers.webhooks
@@ -79,6 +80,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     handlers.help_channel.register(app, deps)
     handlers.office_hours.register(app, deps)
     handlers.surveys.register(app, deps)
+    handlers.retention.register(app, deps)
     handlers.home.register(app, deps)
     handlers.insight.register(app, deps)
     return app, deps

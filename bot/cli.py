@@ -25,8 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     report_format = report.add_mutually_exclusive_group()
     report_format.add_argument("--json", action="store_const", const="json", dest="format", help="as JSON")
     report_format.add_argument("--csv", action="store_const", const="csv", dest="format", help="as CSV (section,name,label,value,previous)")
-    export = sub.add_parser("export", help="every data point as one CSV row (needs only DATABASE_URL)")
-    export.add_argument("--csv", required=True, metavar="FILE", dest="csv_file", help="the CSV file to write ('-': standard output)")
+    export = sub.add_parser("export", help="every data point as one CSV row, or all data as JSON (needs only DATABASE_URL)")
+    export_format = export.add_mutually_exclusive_group(required=True)
+    export_format.add_argument("--csv", metavar="FILE", dest="csv_file", help="data points as CSV ('-': standard output)")
+    export_format.add_argument("--json", metavar="FILE", dest="json_file", help="every table as JSON, for a backup or a move ('-': standard output)")
+    forget = sub.add_parser("forget", help="remove or anonymise everything about one person (needs only DATABASE_URL)")
+    forget.add_argument("user_id", help="the person's Slack user id, e.g. U012ABCDEF")
+    purge = sub.add_parser("purge", help="delete closed reports older than retention.friction_days now")
     survey = sub.add_parser("survey", help="pulse surveys")
     survey_sub = survey.add_subparsers(dest="survey_command", required=True)
     survey_send = survey_sub.add_parser("send", help="start a run of a survey now (its DMs go at each person's delivery hour)")
@@ -50,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report(args.days, args.format)
         if args.command == "export":
-            return _export(args.csv_file)
+            return _export(args.csv_file) if args.csv_file else _export_json(args.json_file)
+        if args.command == "forget":
+            return _forget(args.user_id)
+        if args.command == "purge":
+            return _purge()
         if args.command == "demo":
             from bot.demo import run_demo
 
@@ -330,6 +339,56 @@ def _export(path: str) -> int:
     with target as out:
         count = db.transact(write, out=out)
     print(f"platform-feedback: exported {count} data points to {path}", file=sys.stderr)
+    return 0
+
+
+def _export_json(path: str) -> int:
+    from contextlib import nullcontext
+
+    from storage.privacy import export_json
+
+    db, _policy = _offline()
+    try:
+        target = nullcontext(sys.stdout) if path == "-" else open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        print(f"platform-feedback: cannot write {path}: {exc.strerror}.", file=sys.stderr)
+        return 2
+    with target as out:
+        counts = db.transact(export_json, out=out)
+    summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing"
+    print(f"platform-feedback: exported {summary}", file=sys.stderr)
+    return 0
+
+
+def _forget(user_id: str) -> int:
+    import re
+
+    from storage.privacy import forget_user
+
+    if not re.fullmatch(r"[UW][A-Z0-9]{2,}", user_id):
+        print(f"platform-feedback: {user_id!r} is not a Slack user id (like U012ABCDEF).", file=sys.stderr)
+        return 2
+    db, _policy = _offline()
+    done = db.transact(forget_user, user_id=user_id)
+    print(f"platform-feedback: forgot {user_id}:")
+    for what, count in done.items():
+        print(f"  {what.replace('_', ' ')}: {count}")
+    return 0
+
+
+def _purge() -> int:
+    from datetime import timedelta
+
+    from storage.models import utcnow
+    from storage.privacy import purge_older_than
+
+    db, policy = _offline()
+    days = policy.retention.friction_days
+    if not days:
+        print("platform-feedback: retention.friction_days is not set in the team policy: nothing to purge.", file=sys.stderr)
+        return 2
+    count = db.transact(purge_older_than, cutoff=utcnow() - timedelta(days=days))
+    print(f"platform-feedback: purged {count} closed reports older than {days} days")
     return 0
 
 

@@ -253,6 +253,11 @@ class Closing(_Strict):
     poll_minutes: Annotated[int, Field(ge=0, le=1440)] = 0
 
 
+class Retention(_Strict):
+    # Closed reports (resolved, won't fix, merged) older than this are deleted daily; unset: kept.
+    friction_days: Annotated[int, Field(ge=30, le=3650)] | None = None
+
+
 class HelpChannel(_Strict):
     channel: ChannelId | None = None  # every new top-level message here becomes a data point
     join_minutes: Annotated[int, Field(ge=0, le=120)] = 5  # a follow-up within this joins the same one
@@ -411,6 +416,7 @@ class Policy(_Strict):
     office_hours: OfficeHours = OfficeHours()
     help_channel: HelpChannel = HelpChannel()
     closing: Closing = Closing()
+    retention: Retention = Retention()
     insight: Insight = Insight()
     surveys: Annotated[list[Survey], AfterValidator(_unique_survey_names)] = []
     csat_followup: CsatFollowup = CsatFollowup()

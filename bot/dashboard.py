@@ -12,10 +12,12 @@ Access (``DASHBOARD_TOKEN`` and/or ``DASHBOARD_TRUSTED_HEADER``; neither set: 40
 
 Anything else: 401 with a short page. The numbers come from ``bot.insight``, computed in a worker
 thread (``Database.run``), and the page is rendered in one too: the event loop never waits on them.
+One computation runs at a time, and a page is reused for ``CACHE_SECONDS``.
 """
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
@@ -42,6 +44,7 @@ WEEKS = 12  # weeks in the weekly charts
 TOP_AREAS = 8
 TOP_POINTS = 10
 WINDOWS = (7, 30, 90, 180)  # the window links on the page (plus the policy's own)
+CACHE_SECONDS = 60  # a page is recomputed at most this often (per window): big databases take seconds
 
 HEADERS = {
     # Nothing but inline styles (the SVG charts carry style attributes) and same-origin links.
@@ -97,6 +100,7 @@ def routes(deps) -> list[Route]:
 def dashboard_routes(*, db: Database, policy: Policy, access: Access) -> list[Route]:
     """The same routes from just what they need (``platform-feedback demo`` has no Slack settings)."""
     busy = _OneAtATime()
+    cache: dict[int, tuple[float | None, str]] = {}  # days -> (monotonic time made, page), oldest first
 
     async def dashboard(request: Request) -> Response:
         if not access.enabled:
@@ -119,9 +123,15 @@ def dashboard_routes(*, db: Database, policy: Policy, access: Access) -> list[Ro
         if days is None:
             return HTMLResponse(_page("message.html", title="Bad request", message="days must be a whole number from 1 to 365."),
                                 status_code=400, headers=HEADERS)
-        async with busy:  # one computation at a time: a burst of reloads cannot pile up work
-            data = await db.run(gather, days=days)
-            page = await anyio.to_thread.run_sync(lambda: render(policy, data))
+        async with busy:  # one computation at a time: a burst of reloads waits for it and shares it
+            made, page = cache.get(days, (None, ""))
+            if made is None or time.monotonic() - made >= CACHE_SECONDS:
+                data = await db.run(gather, days=days)
+                page = await anyio.to_thread.run_sync(lambda: render(policy, data))
+                cache.pop(days, None)
+                cache[days] = (time.monotonic(), page)
+                while len(cache) > 8:  # a few windows' pages, not one per possible ?days=
+                    cache.pop(next(iter(cache)))
         return HTMLResponse(page, headers=HEADERS)
 
     return [Route(PATH, dashboard, methods=["GET"])]

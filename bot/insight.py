@@ -17,6 +17,7 @@ A category's score is the sum over its data points (a point with two areas count
 with none go to ``untagged``). The trend compares with the window of the same length just before.
 """
 
+import heapq
 import re
 import statistics
 from collections import defaultdict
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import case, func, literal
+from sqlalchemy import Integer, any_, bindparam, case, func, literal
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from bot.triage import OPEN_STATUSES, SEVERITY_WEIGHT
@@ -66,8 +68,11 @@ def _weeks_until(now: datetime | None, weeks: int) -> list[datetime]:
     return [end - timedelta(weeks=weeks - i) for i in range(weeks + 1)]
 
 
+_WEIGHT = {str(s): w for s, w in SEVERITY_WEIGHT.items()}  # by plain string: called once per point and bucket
+
+
 def point_score(reporters: int, severity: str, minutes_lost: int) -> float:
-    return reporters * SEVERITY_WEIGHT.get(Severity(severity), 2) + minutes_lost / 60 / HOURS_PER_REPORTER
+    return reporters * _WEIGHT.get(severity, 2) + minutes_lost / 60 / HOURS_PER_REPORTER
 
 
 # ------------------------------------------------------------------ activity per point and bucket
@@ -99,10 +104,22 @@ def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
         yield list(ids[i : i + CHUNK])
 
 
+def _among(column, ids: list[int], dialect: str):
+    """``column IN ids``; on PostgreSQL as ``= ANY(array)``, one parameter instead of one per id
+    (psycopg's conversion of thousands of parameters cost more than the query)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam("ids", ids, type_=ARRAY(Integer)))
+    return column.in_(ids)
+
+
 def _activity(session: Session, edges: Sequence[datetime]) -> dict[int, _Activity]:
-    """Reporters and minutes lost per canonical point per bucket, in a few grouped queries."""
+    """Reporters and minutes lost per canonical point per bucket, in a few grouped queries. Rows
+    are read through Core (``session.connection()``), 10,000 at a time: with a busy window there
+    are hundreds of thousands of them, and the ORM's per-row work dominated the time."""
     n = len(edges) - 1
     found: dict[int, _Activity] = defaultdict(lambda: _Activity(reporters=[0] * n, minutes=[0] * n))
+    conn = session.connection()
+    dialect = conn.dialect.name
     # Grouped in an outer query: PostgreSQL cannot match a CASE with bound parameters in GROUP BY.
     inner = (
         select(col(Reporter.friction_point_id).label("pid"), _bucket(Reporter.reported_at, edges).label("b"))
@@ -110,7 +127,7 @@ def _activity(session: Session, edges: Sequence[datetime]) -> dict[int, _Activit
         .where(col(FrictionPoint.duplicate_of_id).is_(None), Reporter.reported_at >= edges[0], Reporter.reported_at < edges[-1])
         .subquery()
     )
-    for pid, b, count in session.exec(select(inner.c.pid, inner.c.b, func.count()).group_by(inner.c.pid, inner.c.b)):
+    for pid, b, count in conn.execute(select(inner.c.pid, inner.c.b, func.count()).group_by(inner.c.pid, inner.c.b)).yield_per(10_000):
         found[pid].reporters[b] = count
     canonical = func.coalesce(FrictionPoint.duplicate_of_id, FrictionPoint.id)
     inner = (
@@ -118,16 +135,17 @@ def _activity(session: Session, edges: Sequence[datetime]) -> dict[int, _Activit
         .where(col(FrictionPoint.minutes_lost).is_not(None), FrictionPoint.created_at >= edges[0], FrictionPoint.created_at < edges[-1])
         .subquery()
     )
-    for pid, b, minutes in session.exec(select(inner.c.pid, inner.c.b, func.sum(inner.c.m)).group_by(inner.c.pid, inner.c.b)):
+    for pid, b, minutes in conn.execute(select(inner.c.pid, inner.c.b, func.sum(inner.c.m)).group_by(inner.c.pid, inner.c.b)).yield_per(10_000):
         found[pid].minutes[b] = int(minutes or 0)
     for ids in _chunks(sorted(found)):
-        for pid, severity, status in session.exec(
-            select(FrictionPoint.id, FrictionPoint.severity, FrictionPoint.status).where(col(FrictionPoint.id).in_(ids))
-        ):
+        for pid, severity, status in conn.execute(
+            select(FrictionPoint.id, FrictionPoint.severity, FrictionPoint.status).where(_among(col(FrictionPoint.id), ids, dialect))
+        ).yield_per(10_000):
             found[pid].severity, found[pid].status = severity, status
-        for pid, category in session.exec(
-            select(FrictionTag.friction_point_id, FrictionTag.category).where(col(FrictionTag.friction_point_id).in_(ids)).order_by(col(FrictionTag.id))
-        ):
+        for pid, category in conn.execute(
+            select(FrictionTag.friction_point_id, FrictionTag.category)
+            .where(_among(col(FrictionTag.friction_point_id), ids, dialect)).order_by(col(FrictionTag.id))
+        ).yield_per(10_000):
             found[pid].categories.append(category)
     return dict(found)
 
@@ -176,24 +194,30 @@ def friction_scores(*, session: Session, days: int = WINDOW_DAYS, now: datetime 
     window = Window.last(days, now)
     before = window.before()
     activity = _activity(session, [before.start, window.start, window.end])
-    totals: dict[str, CategoryScore] = {}
+    totals: dict[str, list] = {}  # category -> [score, previous, points, reporters, hours lost], summed as plain numbers
     for a in activity.values():
         active = bool(a.reporters[1] or a.minutes[1])
+        score, previous, hours = a.score(1), a.score(0), a.minutes[1] / 60
         for category in a.categories or [UNTAGGED]:
-            t = totals.get(category) or CategoryScore(category, 0.0, 0.0, 0, 0, 0.0)
-            totals[category] = CategoryScore(
-                category, t.score + a.score(1), t.previous + a.score(0), t.points + active,
-                t.reporters + a.reporters[1], t.hours_lost + a.minutes[1] / 60,
-            )
-    categories = list(totals.values())
+            t = totals.get(category)
+            if t is None:
+                t = totals[category] = [0.0, 0.0, 0, 0, 0.0]
+            t[0] += score
+            t[1] += previous
+            t[2] += active
+            t[3] += a.reporters[1]
+            t[4] += hours
+    categories = [CategoryScore(category, *t) for category, t in totals.items()]
     categories.sort(key=lambda c: (-c.score, -c.previous, c.category))
+    # The top ``limit`` by (score desc, id), without building a PointScore for every open point.
+    ranked = heapq.nsmallest(limit, (
+        (-a.score(1), pid) for pid, a in activity.items() if a.status in OPEN_STATUSES and (a.reporters[1] or a.minutes[1])
+    ))
     open_points = [
-        PointScore(pid, a.score(1), a.score(0), a.reporters[1], a.severity, a.status, tuple(a.categories))
-        for pid, a in activity.items()
-        if a.status in OPEN_STATUSES and (a.reporters[1] or a.minutes[1])
+        PointScore(pid, -negative, a.score(0), a.reporters[1], a.severity, a.status, tuple(a.categories))
+        for negative, pid in ranked
+        for a in [activity[pid]]
     ]
-    open_points.sort(key=lambda p: (-p.score, p.point_id))
-    open_points = open_points[:limit]
     shown = [p.point_id for p in open_points]
     texts = dict(session.exec(select(FrictionPoint.id, FrictionPoint.text).where(col(FrictionPoint.id).in_(shown))).all()) if shown else {}
     open_points = [replace(p, text=texts.get(p.point_id, "")) for p in open_points]

@@ -3,8 +3,6 @@ key, which segments may be shown, and the results (NPS, CSAT, choices, response 
 the previous run). ``survey_results_for_report`` is the plain entry point for ``platform-feedback report``.
 """
 
-import hashlib
-import hmac
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -103,10 +101,7 @@ def next_fire(survey: Survey, now: datetime) -> datetime | None:
 # ------------------------------------------------------------------ answers
 
 
-def respondent_key(secret: str, user_id: str) -> str:
-    """HMAC-SHA256(run secret, user id). Finds a person's response again while the run is open;
-    once the secret is erased at close, it cannot be recomputed from a user id."""
-    return hmac.new(bytes.fromhex(secret), user_id.encode("utf-8"), hashlib.sha256).hexdigest()
+respondent_key = store.respondent_key  # HMAC-SHA256(run secret, user id); see storage.surveys
 
 
 def read_button(question: SurveyQuestion, raw: str) -> dict | None:

@@ -58,13 +58,12 @@ from storage import outbox
 from storage import surveys as store
 from storage.database import DatabaseUnavailable
 from storage.friction import FrictionDraft
-from storage.models import FrictionPoint, OutboxMessage, OutboxStatus, Status, as_utc, utcnow
+from storage.models import FrictionPoint, OutboxMessage, OutboxStatus, Source, Status, as_utc, utcnow
 from storage.surveys import NewRecipient, RunStatus, SurveyRun
 
 log = logging.getLogger(__name__)
 
 CSAT_PURPOSE = "csat_followup"  # outbox purpose: the CSAT follow-up DM, rendered when sent
-SURVEY_SOURCE = "survey"  # FrictionPoint.source of a comment filed by a host (storage.models.Source has no member yet)
 LEASE_SECONDS = 300
 TICK_MINUTES = 5
 CHUNK = 500  # recipients added (and DMs queued) per transaction
@@ -348,7 +347,7 @@ def file_comment(*, session: Session, response_id: str, question_id: str | None,
         raise SurveyError("That comment is empty now (it was changed).")
     reporter = response.user_id if (not run.anonymous and response.user_id) else host
     draft = FrictionDraft(
-        team_id=team_id, filed_by=host, reporter_id=reporter, text=text[:3000], source=SURVEY_SOURCE,
+        team_id=team_id, filed_by=host, reporter_id=reporter, text=text[:3000], source=Source.survey,
         intake_key=f"survey:{response_id}:{question_id or 'comment'}",
         auto_categories=suggest_categories(text, policy.taxonomy),
     )

@@ -40,6 +40,7 @@ class Source(StrEnum):
     shortcut = "shortcut"  # the "Report platform friction" message shortcut
     reaction = "reaction"  # the configured emoji on a message
     help_channel = "help_channel"  # a top-level message in the team's help channel
+    survey = "survey"  # a survey comment a host filed as friction
 
 
 class Status(StrEnum):

@@ -12,6 +12,7 @@ from decimal import Decimal
 from sqlalchemy import delete, or_, select as sa_select
 from sqlmodel import Session, SQLModel, col, select
 
+from storage import surveys
 from storage.models import (
     ClosureNotice,
     FrictionChange,
@@ -61,6 +62,8 @@ def forget_user(*, session: Session, user_id: str) -> dict[str, int]:
         delete(OutboxMessage).where(col(OutboxMessage.payload).contains(user_id))
     ).rowcount
     done["reports_touched"] = len(reported_ids | {p.id for p in own})
+    for kind, count in surveys.forget_user(session=session, user_id=user_id).items():
+        done[f"survey_{kind}"] = count
     session.flush()
     return done
 

@@ -17,6 +17,8 @@ Anonymity is a property of the tables, not of the screens that read them:
   answer to a person.
 """
 
+import hashlib
+import hmac
 import secrets
 import uuid
 import zlib
@@ -127,12 +129,19 @@ class CsatFollowup(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("friction_change_id", "user_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
-    friction_change_id: int = Field(foreign_key="friction_change.id")
+    # Purging a report (storage.privacy) takes its follow-ups with it.
+    friction_point_id: int = Field(foreign_key="friction_point.id", index=True, ondelete="CASCADE")
+    friction_change_id: int = Field(foreign_key="friction_change.id", ondelete="CASCADE")
     user_id: str = Field(max_length=32)
     asked_at: datetime = _ts(index=True)
     score: int | None = None
     answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+def respondent_key(secret: str, user_id: str) -> str:
+    """HMAC-SHA256(run secret, user id): finds a person's response again while the run is open;
+    once the secret is erased at close, it cannot be recomputed from a user id."""
+    return hmac.new(bytes.fromhex(secret), user_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 # ------------------------------------------------------------------ runs
@@ -273,10 +282,20 @@ def recipient_count(*, session: Session, run_id: int) -> int:
 
 
 def add_recipients(*, session: Session, run_id: int, people: list[NewRecipient]) -> list[SurveyRecipient]:
-    """Add the people not yet in the run; returns the rows added (a repeat adds none)."""
+    """Add the people not yet in the run; returns the rows added (a repeat adds none). All at once,
+    or one by one if another instance added some of them meanwhile."""
     known = recipient_ids(session=session, run_id=run_id)
+    fresh = [p for p in dict((p.user_id, p) for p in people).values() if p.user_id not in known]
+    rows = [SurveyRecipient(run_id=run_id, user_id=p.user_id, tz=p.tz, segment=p.segment, deliver_at=p.deliver_at) for p in fresh]
+    try:
+        with session.begin_nested():
+            session.add_all(rows)
+            session.flush()
+        return rows
+    except IntegrityError:
+        known = recipient_ids(session=session, run_id=run_id)
     added = []
-    for person in people:
+    for person in fresh:
         if person.user_id in known:
             continue
         row = SurveyRecipient(run_id=run_id, user_id=person.user_id, tz=person.tz, segment=person.segment, deliver_at=person.deliver_at)
@@ -565,3 +584,30 @@ def followup_scores(*, session: Session, since: datetime) -> tuple[int, list[int
     """(how many were asked since ``since``, the scores given)."""
     rows = session.exec(select(CsatFollowup.score).where(CsatFollowup.asked_at >= since)).all()
     return len(rows), [s for s in rows if s is not None]
+
+
+# ------------------------------------------------------------------ privacy
+
+
+def forget_user(*, session: Session, user_id: str) -> dict[str, int]:
+    """A person's survey data, for ``storage.privacy.forget_user``: their answers in runs still
+    open (found through their respondent key), their name on answers to surveys that were not
+    anonymous, their recipient entries and their CSAT follow-ups. Their opt-out is kept: someone
+    who asked to be forgotten is not surveyed again."""
+    removed = 0
+    for run in live_runs(session=session):
+        if run.secret is None:
+            continue
+        response = find_response(session=session, run_id=run.id, respondent_key=respondent_key(run.secret, user_id))
+        if response is not None:
+            session.execute(delete(SurveyAnswer).where(col(SurveyAnswer.response_id) == response.id))
+            session.execute(delete(SurveyResponse).where(col(SurveyResponse.id) == response.id))
+            removed += 1
+    return {
+        "survey_responses_removed": removed,
+        "survey_names_removed": session.execute(
+            update(SurveyResponse).where(col(SurveyResponse.user_id) == user_id).values(user_id=None)
+            .execution_options(synchronize_session=False)).rowcount,
+        "survey_recipient_entries_removed": session.execute(delete(SurveyRecipient).where(col(SurveyRecipient.user_id) == user_id)).rowcount,
+        "csat_followups_removed": session.execute(delete(CsatFollowup).where(col(CsatFollowup.user_id) == user_id)).rowcount,
+    }

@@ -6,7 +6,10 @@ from datetime import timedelta
 
 from sqlmodel import select
 
+import pytest
+
 from bot import triage
+from bot.config import Policy, Retention
 from storage import outbox
 from storage.friction import FrictionDraft, file_friction
 from storage.models import ClosureNotice, FrictionChange, FrictionPoint, OutboxMessage, Reporter, Source, utcnow
@@ -74,3 +77,53 @@ def test_purge_deletes_old_closed_reports_only(db):
         assert {p.id for p in s.exec(select(FrictionPoint)).all()} == {old_open, new_closed}
         assert {r.friction_point_id for r in s.exec(select(Reporter)).all()} == {old_open, new_closed}
         assert all(m.friction_point_id in (None, old_open, new_closed) for m in s.exec(select(OutboxMessage)).all())
+
+
+def test_cli_forget_export_and_purge(tmp_path, db):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not db.url.startswith("sqlite"):
+        return  # the CLI reads DATABASE_URL; one database is enough here
+    file(db, "cli report by alice", "U0ALICE01")
+    repo = Path(__file__).resolve().parent.parent
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "DATABASE_URL": db.url}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    assert cli("forget", "not-a-user").returncode == 2
+    forgot = cli("forget", "U0ALICE01")
+    assert forgot.returncode == 0 and "reports redacted: 1" in forgot.stdout
+    exported = cli("export", "--json", "-")
+    assert exported.returncode == 0 and "U0ALICE01" not in exported.stdout
+    assert json.loads(exported.stdout)["tables"]["friction_point"][0]["filed_by"] == FORGOTTEN
+    assert cli("purge").returncode == 2  # no retention configured: says so
+    (tmp_path / "policy.yml").write_text("retention: {friction_days: 30}\n")
+    env["CONFIG_FILE"] = "policy.yml"
+    purged = cli("purge")
+    assert purged.returncode == 0 and "purged 0" in purged.stdout  # the report is open and new
+
+
+@pytest.fixture
+def policy():
+    return Policy(retention=Retention(friction_days=30))
+
+
+async def test_retention_job_purges_once_a_day(bot):
+    from handlers.retention import JOB
+
+    old = file(bot.db, "old and closed", "U1")
+    bot.db.transact(triage.resolve, point_id=old, actor="H", note=None)
+
+    def age(*, session):
+        point = session.get(FrictionPoint, old)
+        point.created_at = utcnow() - timedelta(days=40)
+        session.add(point)
+    bot.db.transact(age)
+    today = utcnow().replace(hour=3, minute=0, second=0, microsecond=0)
+    assert await bot.deps.scheduler.run(JOB, today) is True
+    assert await bot.deps.scheduler.run(JOB, today) is False  # once per day, however many instances
+    with bot.db.session() as s:
+        assert s.get(FrictionPoint, old) is None

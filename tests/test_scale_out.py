@@ -70,3 +70,33 @@ def test_a_scheduled_occurrence_runs_once_across_processes(tmp_path, pg):
         assert sum("had already run" in o for o in outputs) == 2, outputs
         posts = [c for c in fake.calls_to("chat.postMessage") if c.body["channel"] == "C0OFFICE01"]
         assert len(posts) == 1
+
+
+def test_kill_9_mid_fan_out_loses_nothing(tmp_path, pg):
+    """A sender killed mid-batch: its claims run out (storage.outbox.CLAIM_SECONDS) and another
+    process sends the rest. Only what was in flight at the kill may go twice."""
+    from bot.sender import OutboxSender
+    import signal
+
+    for i in range(60):
+        pg.transact(outbox.enqueue, dedupe_key=f"dm-{i}", method="chat.postMessage",
+                    payload={"channel": f"U{i:08d}", "text": f"message {i}"})
+    with FakeSlackServer() as fake:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        with serving(tmp_path / "a", fake, pg.url, stop=False) as (_, proc):
+            deadline = time.monotonic() + 30
+            while len(fake.calls_to("chat.postMessage")) < 25 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        sent_before = len(fake.calls_to("chat.postMessage"))
+        assert 25 <= sent_before < 60, "the kill came too late to test anything"
+        with serving(tmp_path / "b", fake, pg.url):
+            deadline = time.monotonic() + 150
+            while pending(pg) and time.monotonic() < deadline:
+                time.sleep(0.5)
+        assert pending(pg) == 0
+    texts = [c.body["text"] for c in fake.calls_to("chat.postMessage")]
+    assert set(texts) == {f"message {i}" for i in range(60)}  # nothing lost
+    assert len(texts) - 60 <= 8  # at most the requests in flight at the kill (OutboxSender's max_in_flight)

@@ -50,8 +50,9 @@ def wait_until(check, *, timeout: float, what: str, log: Path):
 
 
 @contextmanager
-def serving(tmp_path: Path, fake: FakeSlack, database_url: str):
-    """Run `python -m bot.cli serve` until /healthz is up; yield its base URL; always stop it."""
+def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = True):
+    """Run `python -m bot.cli serve` until /healthz is up; yield its base URL; always stop it.
+    ``stop=False``: yield (base URL, process) for a test that ends the process itself."""
     port, log = free_port(), tmp_path / "serve.log"
     env = {
         "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO),
@@ -74,6 +75,9 @@ def serving(tmp_path: Path, fake: FakeSlack, database_url: str):
 
     try:
         wait_until(healthy, timeout=20, what="GET /healthz to answer 200", log=log)
+        if not stop:
+            yield base, proc
+            return
         yield base
         proc.send_signal(signal.SIGTERM)
         try:

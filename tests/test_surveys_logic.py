@@ -2,7 +2,7 @@
 and DST, scores, which segments may be shown, and the Block Kit the surveys send."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 

@@ -4,7 +4,7 @@ Generated with alembic autogenerate against a database at 0001, then reviewed.
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-24 01:42:19.391490
+Create Date: 2026-11-24 02:10:07.236538
 """
 from alembic import op
 import sqlalchemy as sa
@@ -87,8 +87,8 @@ def upgrade() -> None:
     sa.Column('asked_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('score', sa.Integer(), nullable=True),
     sa.Column('answered_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['friction_change_id'], ['friction_change.id'], ),
-    sa.ForeignKeyConstraint(['friction_point_id'], ['friction_point.id'], ),
+    sa.ForeignKeyConstraint(['friction_change_id'], ['friction_change.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['friction_point_id'], ['friction_point.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('friction_change_id', 'user_id')
     )
