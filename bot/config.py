@@ -202,6 +202,17 @@ class Intake(_Strict):
 ChannelId = Annotated[str, Field(pattern=r"^[CG][A-Z0-9]+$")]
 
 
+def _zone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Berlin)") from None
+    return v
+
+
+TimeZone = Annotated[str, AfterValidator(_zone)]  # an IANA name, e.g. Europe/Berlin
+
+
 class Hosts(_Strict):
     users: list[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]+$")]] = []
     usergroup: Annotated[str, Field(pattern=r"^S[A-Z0-9]+$")] | None = None
@@ -219,18 +230,9 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 class OfficeHoursSession(_Strict):
     weekday: Weekday
     time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]  # local time, HH:MM
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     minutes: Annotated[int, Field(ge=5, le=480)] = 60
     channel: ChannelId
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Berlin)") from None
-        return v
 
 
 class OfficeHours(_Strict):
@@ -270,17 +272,8 @@ class Insight(_Strict):
     digest_channel: ChannelId | None = None  # the weekly digest is posted here; unset: no digest
     digest_weekday: Weekday = "mon"
     digest_time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "09:00"  # local time, HH:MM
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     chart_weeks: Annotated[int, Field(ge=2, le=52)] = 8  # weeks in the digest's chart
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Berlin)") from None
-        return v
 
 
 # ---------------------------------------------------------------- pulse surveys
@@ -322,14 +315,6 @@ class SurveyAudience(_Strict):
         return self
 
 
-def _zone(v: str) -> str:
-    try:
-        ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Berlin)") from None
-    return v
-
-
 class Survey(_Strict):
     name: Slug
     title: Annotated[str, Field(min_length=1, max_length=140)] | None = None  # shown in the DM; default: the name
@@ -339,7 +324,7 @@ class Survey(_Strict):
     # else the audience channel they were found in.
     segment_usergroups: list[UserGroupId] = []
     schedule: str | None = None  # a 5-field cron expression, e.g. "0 0 1 1,4,7,10 *" (quarterly); none: only by hand
-    timezone: str = "UTC"  # the schedule's clock (and the delivery clock of people without one)
+    timezone: TimeZone = "UTC"  # the schedule's clock (and the delivery clock of people without one)
     delivery_hour: Annotated[int, Field(ge=0, le=23)] = 10  # the DM arrives at this hour in the recipient's own time zone
     anonymous: bool = True
     remind_after_days: Annotated[int, Field(ge=0, le=30)] = 1  # 0: no reminder after the DM
@@ -360,11 +345,6 @@ class Survey(_Strict):
         except (ValueError, TypeError) as exc:
             raise ValueError(f"invalid cron expression {v!r} ({exc}); use 5 fields: minute hour day month weekday") from None
         return v
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        return _zone(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Survey":
