@@ -30,6 +30,7 @@ from sqlalchemy import Integer, any_, bindparam, case, func, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
+from bot.surveys import nps_by_run
 from bot.triage import OPEN_STATUSES, SEVERITY_WEIGHT
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, Reporter, Severity, Status, TrackerLink, as_utc, utcnow
 
@@ -276,13 +277,13 @@ class LoopHealth:
     current: LoopNumbers
     previous: LoopNumbers
     weeks: list[WeekActivity]  # oldest first, the last ending now
-    nps: list[NpsPoint]  # empty until surveys exist (see ``nps_series``)
+    nps: list[NpsPoint]  # pulse-survey runs (see ``nps_series``)
 
 
 def nps_series(*, session: Session, window: Window) -> list[NpsPoint]:
-    """HOOK for pulse surveys (being added separately): their NPS per survey run in ``window``,
-    oldest first. There is no survey model yet, so this is empty; surveys fill it in."""
-    return []
+    """NPS per pulse-survey run that closed in ``window``, oldest first (runs whose results are
+    withheld for too few answers are left out)."""
+    return [NpsPoint(at, score, n) for at, score, n in nps_by_run(session=session, start=window.start, end=window.end)]
 
 
 def _median(values: list[timedelta]) -> timedelta | None:

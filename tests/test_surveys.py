@@ -426,6 +426,9 @@ async def test_closing_posts_results_with_segments_change_and_a_chart(bot):
     assert pulse["responses"] == 8 and pulse["comments"] == 1 and "Please fix" not in json.dumps(summary)
     points = bot.db.transact(logic.nps_by_run, start=utcnow() - timedelta(days=1), end=second.closes_at + timedelta(days=1))
     assert [(score, n) for _, score, n in points] == [(-100.0, 4), (50.0, 8)]
+    from bot import insight  # the loop numbers carry the NPS trend
+    window = insight.Window(start=utcnow() - timedelta(days=1), end=second.closes_at + timedelta(days=1))
+    assert [(p.score, p.responses) for p in bot.db.transact(insight.nps_series, window=window)] == [(-100.0, 4), (50.0, 8)]
 
 
 async def test_the_chart_goes_out_through_the_outbox_as_a_file_upload(bot):
