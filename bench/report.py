@@ -5,7 +5,7 @@ needs, written by hand below; and the bot's memory while serving the dashboard o
     python -m bench.report [--size 1000000] [--database sqlite|postgresql|both] [--span-days 365]
                            [--runs 5] [--index] [--keep] [--url DATABASE_URL]
 
-1. Bulk-loads ``--size`` data points (with reporters, about 1.4 per point, tags, 1.15 per point,
+1. Bulk-loads ``--size`` data points (with reporters, about 1.4 per point, tags, 1.06 per point,
    5% merged duplicates, 60% with time lost) spread over ``--span-days`` up to now: executemany on
    SQLite, COPY on PostgreSQL, into a fresh, migrated database (or uses ``--url`` as it is).
 2. Times ``friction_scores(days=30, limit=10)`` and the hand-written SQL (areas, then the top open

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import anyio
 import anyio.to_thread
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -34,16 +35,16 @@ from bot.blocks.insight import FORMULA, category_label, rate, trend
 from bot.blocks.triage import _duration as duration
 from bot.config import Policy
 from bot.text import shorten
-from storage.database import Database
+from storage.database import Database, DatabaseUnavailable
 from storage.models import utcnow
 
 PATH = "/dashboard"
 COOKIE = "pf_dashboard"
 COOKIE_MAX_AGE = 7 * 24 * 3600
-WEEKS = 12  # weeks in the weekly charts
 TOP_AREAS = 8
 TOP_POINTS = 10
 WINDOWS = (7, 30, 90, 180)  # the window links on the page (plus the policy's own)
+NPS_DAYS = 365  # the NPS chart's span: survey runs are months apart
 CACHE_SECONDS = 60  # a page is recomputed at most this often (per window): big databases take seconds
 
 HEADERS = {
@@ -74,7 +75,7 @@ class Access:
         assert self.token
         return hmac.new(self.token.encode(), b"platform-feedback dashboard cookie v1", hashlib.sha256).hexdigest()
 
-    def _token_ok(self, given: str | None) -> bool:
+    def token_matches(self, given: str | None) -> bool:
         return bool(self.token and given) and hmac.compare_digest(given.encode(), self.token.encode())
 
     def allows(self, request: Request) -> bool:
@@ -83,7 +84,7 @@ class Access:
         if not self.token:
             return False
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and self._token_ok(credentials.strip()):
+        if scheme.lower() == "bearer" and self.token_matches(credentials.strip()):
             return True
         cookie = request.cookies.get(COOKIE)
         return bool(cookie) and hmac.compare_digest(cookie.encode(), self.cookie_value().encode())
@@ -107,7 +108,7 @@ def dashboard_routes(*, db: Database, policy: Policy, access: Access) -> list[Ro
             return PlainTextResponse("Not Found", status_code=404)
         given = request.query_params.get("token")
         if given is not None:
-            if not access._token_ok(given):
+            if not access.token_matches(given):
                 return _unauthorized()
             # Take the token out of the address bar and history; the cookie carries the session.
             rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
@@ -126,7 +127,12 @@ def dashboard_routes(*, db: Database, policy: Policy, access: Access) -> list[Ro
         async with busy:  # one computation at a time: a burst of reloads waits for it and shares it
             made, page = cache.get(days, (None, ""))
             if made is None or time.monotonic() - made >= CACHE_SECONDS:
-                data = await db.run(gather, days=days)
+                try:
+                    data = await db.run(gather, days=days, weeks=policy.insight.chart_weeks)
+                except DatabaseUnavailable:
+                    return HTMLResponse(_page("message.html", title="Database unavailable",
+                                              message="The bot cannot reach its database right now; try again in a minute."),
+                                        status_code=503, headers=HEADERS)
                 page = await anyio.to_thread.run_sync(lambda: render(policy, data))
                 cache.pop(days, None)
                 cache[days] = (time.monotonic(), page)
@@ -155,7 +161,7 @@ class _OneAtATime:
 def _days(raw: str | None, default: int) -> int | None:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 365:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 365:
         return None
     return int(raw)
 
@@ -182,17 +188,20 @@ class DashboardData:
     scores: insight.FrictionScores
     health: insight.LoopHealth
     weekly: insight.WeeklyScores
+    nps: list[insight.NpsPoint]  # per pulse-survey run closed in the last NPS_DAYS, oldest first
 
 
-def gather(*, session, days: int, now: datetime | None = None) -> DashboardData:
-    """Everything on the page, from ``bot.insight``, in one transaction."""
+def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None) -> DashboardData:
+    """Everything on the page, from ``bot.insight``, in one transaction (``weeks``: the weekly
+    charts' span, the policy's ``insight.chart_weeks`` like the digest's chart)."""
     now = now or utcnow()
     return DashboardData(
         days=days,
         now=now,
         scores=insight.friction_scores(session=session, days=days, now=now, limit=TOP_POINTS),
-        health=insight.loop_health(session=session, days=days, now=now, weeks=WEEKS),
-        weekly=insight.weekly_category_scores(session=session, weeks=WEEKS, now=now, top=5),
+        health=insight.loop_health(session=session, days=days, now=now, weeks=weeks),
+        weekly=insight.weekly_category_scores(session=session, weeks=weeks, now=now, top=5),
+        nps=insight.nps_series(session=session, window=insight.Window.last(NPS_DAYS, now)),
     )
 
 
@@ -244,7 +253,7 @@ def render(policy: Policy, data: DashboardData) -> str:
         )
     if weekly.categories:
         svg["weekly"] = charts.svg_line_chart(
-            "Weekly friction score, top areas", [_week(w) for w in weekly.weeks],
+            f"Weekly friction score, top areas, last {len(weekly.weeks)} weeks", [_week(w) for w in weekly.weeks],
             {category_label(taxonomy, c): v for c, v in weekly.categories.items()}, y_label="friction score", id_prefix="weekly",
         )
     if any(w.reports or w.active_reporters for w in health.weeks):
@@ -253,11 +262,15 @@ def render(policy: Policy, data: DashboardData) -> str:
             {"reports": [w.reports for w in health.weeks], "active reporters": [w.active_reporters for w in health.weeks]},
             id_prefix="activity",
         )
-    if health.nps:
+    if data.nps:
         svg["nps"] = charts.svg_line_chart(
-            "NPS per pulse survey", [n.at.strftime("%d %b %Y") for n in health.nps], {"NPS": [n.score for n in health.nps]},
-            y_label="NPS (-100 to 100)", id_prefix="nps",
+            "NPS per pulse-survey run, last 12 months", [n.at.strftime("%d %b %Y") for n in data.nps],
+            {"NPS": [n.score for n in data.nps]}, y_label="NPS (-100 to 100)", id_prefix="nps",
         )
+        latest, earlier = data.nps[-1], (data.nps[-2] if len(data.nps) > 1 else None)
+        loop.append({"name": "NPS, latest pulse survey", "value": f"{latest.score:+.0f}",
+                     "detail": f"{latest.responses} answers, {latest.at.strftime('%d %b')}",
+                     "was": f"{earlier.score:+.0f}" if earlier else "–"})
     windows = sorted({*WINDOWS, policy.insight.window_days})
     return _page(
         "dashboard.html",
@@ -267,8 +280,6 @@ def render(policy: Policy, data: DashboardData) -> str:
     )
 
 
-def _markup(svg: str):
+def _markup(svg: str) -> Markup:
     """matplotlib wrote the SVG and escaped every text in it; mark it safe for the template."""
-    from markupsafe import Markup
-
     return Markup(svg)

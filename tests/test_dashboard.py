@@ -25,9 +25,9 @@ from bot import dashboard, triage
 from bot.app import create_app, create_web_app
 from bot.config import ConfigError, Policy, Settings, load_settings
 from bot.trackers import parse_issue_url
-from storage.database import Database
+from storage.database import Database, DatabaseUnavailable
 from storage.friction import FrictionDraft, add_reporter, file_friction
-from storage.models import ClosureNotice, FrictionPoint, Severity, Source, TrackerLink, utcnow
+from storage.models import ClosureNotice, FrictionPoint, Severity, Source, TrackerLink
 from tests.conftest import make_settings
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET, slash_command
@@ -204,6 +204,20 @@ async def test_numbers_are_computed_in_a_worker_thread_and_reused(fake_slack, db
     assert seen == [False, False, False]
 
 
+async def test_bad_window_and_unreachable_database_get_clear_answers(fake_slack, db, monkeypatch):
+    auth = {"authorization": f"Bearer {DASHBOARD_TOKEN}"}
+
+    def down(**_kw):
+        raise DatabaseUnavailable("connection refused")
+
+    async with dashboard_client(fake_slack, db, dashboard_token=DASHBOARD_TOKEN) as http:
+        for days in ("0", "366", "x", "²", "-1", "7.5"):
+            assert (await http.get("/dashboard", params={"days": days}, headers=auth)).status_code == 400, days
+        monkeypatch.setattr(dashboard, "gather", down)
+        page = await http.get("/dashboard", headers=auth)
+    assert page.status_code == 503 and "Database unavailable" in page.text
+
+
 # ------------------------------------------------------------------ the demo
 
 
@@ -226,6 +240,7 @@ def test_demo_sample_is_six_months_of_everything(db):
     assert data.scores.open_points and str(escape(data.scores.open_points[0].text)) in page
     if Path(REPO / "storage" / "surveys.py").exists():
         assert summary.survey_runs >= 3, summary.survey_note
+        assert len(data.nps) >= 3 and "NPS, latest pulse survey" in page and 'aria-label="NPS per pulse-survey run' in page
 
 
 def test_demo_command_fills_and_serves_the_dashboard_without_slack(tmp_path):
