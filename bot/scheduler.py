@@ -15,10 +15,9 @@ from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from storage.database import Database, DatabaseUnavailable
+from storage.database import Database, DatabaseUnavailable, insert_unique
 from storage.models import ScheduledRun, utcnow
 
 log = logging.getLogger(__name__)
@@ -31,13 +30,7 @@ def claim(*, session: Session, job: str, occurrence: datetime) -> ScheduledRun |
     """Record that this occurrence runs here; None if another run (or instance) already has it.
     On PostgreSQL a concurrent claim waits on the unique index until the first one commits."""
     run = ScheduledRun(job=job, occurrence=occurrence)
-    try:
-        with session.begin_nested():
-            session.add(run)
-            session.flush()
-    except IntegrityError:
-        return None
-    return run
+    return run if insert_unique(session, run) else None
 
 
 def _claim_and_work(*, session: Session, job: str, occurrence: datetime, work: Work, finish: bool = True) -> bool:

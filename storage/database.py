@@ -9,12 +9,25 @@ import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, text
 
 T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def insert_unique(session: Session, *rows) -> bool:
+    """Add ``rows`` in a savepoint. False, and nothing added, if a unique constraint says they (or
+    their twins from a retry, a double click or another instance) are already there: the one way
+    this code base makes "exactly once" out of the database."""
+    try:
+        with session.begin_nested():
+            session.add_all(rows)
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 class DatabaseUnavailable(Exception):

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import IntegrityError
+from storage.database import insert_unique
 from sqlmodel import Session, col, select
 
 from storage.models import (
@@ -68,11 +68,7 @@ def file_friction(*, session: Session, draft: FrictionDraft) -> Filed:
     )
     point.tags = _tags(draft)
     point.reporters = [Reporter(user_id=draft.reporter_id, team_id=draft.team_id)]
-    try:
-        with session.begin_nested():
-            session.add(point)
-            session.flush()
-    except IntegrityError:
+    if not insert_unique(session, point):
         # Another request with the same intake key won the race: theirs is the data point.
         return file_friction(session=session, draft=draft)
     session.add(FrictionChange(friction_point_id=point.id, actor=draft.filed_by, action="filed", new=point.status))
@@ -89,15 +85,10 @@ def _tags(draft: FrictionDraft) -> list[FrictionTag]:
 def add_reporter(*, session: Session, point: FrictionPoint, user_id: str, team_id: str) -> bool:
     if any(r.user_id == user_id for r in point.reporters):
         return False
-    try:
-        with session.begin_nested():
-            session.add(Reporter(friction_point_id=point.id, user_id=user_id, team_id=team_id))
-            session.flush()
-    except IntegrityError:  # the same person, added by a concurrent retry
-        return False
-    finally:
-        session.refresh(point, ["reporters"])
-    return True
+    # False: the same person, added by a concurrent retry.
+    added = insert_unique(session, Reporter(friction_point_id=point.id, user_id=user_id, team_id=team_id))
+    session.refresh(point, ["reporters"])
+    return added
 
 
 def update_details(*, session: Session, point_id: int, draft: FrictionDraft) -> FrictionPoint | None:
@@ -152,10 +143,4 @@ def reports_of(*, session: Session, user_id: str, limit: int = 20) -> list[Frict
 
 def first_delivery(*, session: Session, event_id: str) -> bool:
     """True the first time ``event_id`` is seen; False for Slack's retries of it."""
-    try:
-        with session.begin_nested():
-            session.add(ProcessedEvent(event_id=event_id))
-            session.flush()
-    except IntegrityError:
-        return False
-    return True
+    return insert_unique(session, ProcessedEvent(event_id=event_id))

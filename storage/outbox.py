@@ -5,7 +5,7 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, update
-from sqlalchemy.exc import IntegrityError
+from storage.database import insert_unique
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, or_, select
 
@@ -24,21 +24,14 @@ def enqueue(
     purpose: str | None = None,
 ) -> bool:
     """Queue one call. The same ``dedupe_key`` twice queues it once; returns False the second time."""
-    try:
-        with session.begin_nested():
-            session.add(
-                OutboxMessage(
-                    dedupe_key=dedupe_key,
-                    method=method,
-                    payload=json.dumps(payload, ensure_ascii=False),
-                    friction_point_id=friction_point_id,
-                    purpose=purpose,
-                )
-            )
-            session.flush()
-    except IntegrityError:
-        return False
-    return True
+    message = OutboxMessage(
+        dedupe_key=dedupe_key,
+        method=method,
+        payload=json.dumps(payload, ensure_ascii=False),
+        friction_point_id=friction_point_id,
+        purpose=purpose,
+    )
+    return insert_unique(session, message)
 
 
 def _due(now: datetime) -> tuple:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Column, DateTime, String, Text, UniqueConstraint, delete, func, literal, text, update
-from sqlalchemy.exc import IntegrityError
+from storage.database import insert_unique
 from sqlmodel import Field, Session, SQLModel, col, or_, select
 
 from storage.models import FrictionPoint, OutboxMessage, OutboxStatus, Reporter, utcnow
@@ -171,13 +171,7 @@ def create_run(
         survey=survey, definition=definition, anonymous=anonymous, occurrence=occurrence, closes_at=closes_at,
         manual=manual, started_by=started_by, deliver_now=deliver_now, secret=secrets.token_hex(32),
     )
-    try:
-        with session.begin_nested():
-            session.add(run)
-            session.flush()
-    except IntegrityError:
-        return None
-    return run
+    return run if insert_unique(session, run) else None
 
 
 def get_run(*, session: Session, run_id: int) -> SurveyRun | None:
@@ -287,23 +281,15 @@ def add_recipients(*, session: Session, run_id: int, people: list[NewRecipient])
     known = recipient_ids(session=session, run_id=run_id)
     fresh = [p for p in dict((p.user_id, p) for p in people).values() if p.user_id not in known]
     rows = [SurveyRecipient(run_id=run_id, user_id=p.user_id, tz=p.tz, segment=p.segment, deliver_at=p.deliver_at) for p in fresh]
-    try:
-        with session.begin_nested():
-            session.add_all(rows)
-            session.flush()
+    if insert_unique(session, *rows):
         return rows
-    except IntegrityError:
-        known = recipient_ids(session=session, run_id=run_id)
+    known = recipient_ids(session=session, run_id=run_id)
     added = []
     for person in fresh:
         if person.user_id in known:
             continue
         row = SurveyRecipient(run_id=run_id, user_id=person.user_id, tz=person.tz, segment=person.segment, deliver_at=person.deliver_at)
-        try:
-            with session.begin_nested():
-                session.add(row)
-                session.flush()
-        except IntegrityError:  # another instance added them meanwhile
+        if not insert_unique(session, row):  # another instance added them meanwhile
             continue
         known.add(person.user_id)
         added.append(row)
@@ -396,13 +382,7 @@ def set_opt_out(*, session: Session, user_id: str, out: bool) -> bool:
     """Opt ``user_id`` out (``out``) or back in. Returns whether anything changed."""
     row = session.get(SurveyOptOut, user_id)
     if out and row is None:
-        try:
-            with session.begin_nested():
-                session.add(SurveyOptOut(user_id=user_id))
-                session.flush()
-        except IntegrityError:
-            return False
-        return True
+        return insert_unique(session, SurveyOptOut(user_id=user_id))
     if not out and row is not None:
         session.delete(row)
         session.flush()
@@ -557,13 +537,7 @@ def recipient_segments(*, session: Session, run_id: int) -> dict[str | None, tup
 
 def add_followup(*, session: Session, point_id: int, change_id: int, user_id: str) -> CsatFollowup | None:
     row = CsatFollowup(friction_point_id=point_id, friction_change_id=change_id, user_id=user_id)
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return None
-    return row
+    return row if insert_unique(session, row) else None
 
 
 def get_followup(*, session: Session, followup_id: int) -> CsatFollowup | None:
