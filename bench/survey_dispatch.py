@@ -64,7 +64,7 @@ async def run(args) -> dict:
                             slack_api_url=fake.url + "/api/", database_url=db.url)
         client = AsyncWebClient(token=TOKEN, base_url=settings.slack_api_url)
         _app, deps = create_app(settings, Policy(surveys=[SURVEY]), db, client=client)
-        runner = SurveyRunner(deps, client)
+        runner = SurveyRunner(deps)
 
         began = time.time()
         survey_run = await runner.start(SURVEY, started_by=None, deliver_now=True)

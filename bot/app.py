@@ -9,8 +9,14 @@ import time
 import anyio.to_thread
 from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import BoltResponse
-from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.adapter.starlette.async_handler import (
+    AsyncSlackRequestHandler,
+    to_async_bolt_request,
+    to_starlette_response,
+)
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,28 +40,38 @@ from bot.context import Deps
 from bot.hosts import HostDirectory
 from bot.metrics import Metrics, listener_name
 from bot.sender import OutboxSender
+from bot.workspaces import BOT_SCOPES, Workspaces, installation_store, state_store
 from storage import outbox
 from storage.database import Database
 
 log = logging.getLogger(__name__)
 
+NOT_INSTALLED = (
+    ":wave: Platform Feedback is not installed in this workspace yet. A Slack admin can install it "
+    "from the bot's /slack/install page."
+)
 MAX_BODY = 1_000_000  # Slack's payloads are far smaller; anything bigger is not from Slack
 
 
 def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient | None = None) -> tuple[AsyncApp, Deps]:
     client = client or AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
-    app = AsyncApp(
-        client=client,
-        signing_secret=settings.slack_signing_secret or None,
-        # Bolt checks the v0 signature (constant-time, 5-minute window) and answers 401 itself.
-        request_verification_enabled=not settings.socket_mode,
-    )
+    if settings.oauth:
+        app, workspaces = _oauth_app(settings, policy, db, client)
+    else:
+        app = AsyncApp(
+            client=client,
+            signing_secret=settings.slack_signing_secret or None,
+            # Bolt checks the v0 signature (constant-time, 5-minute window) and answers 401 itself.
+            request_verification_enabled=not settings.socket_mode,
+        )
+        workspaces = Workspaces(client=client)
     deps = Deps(
         settings=settings,
         policy=policy,
         db=db,
-        sender=OutboxSender(db, client),
-        hosts=HostDirectory(policy.hosts, client, refresh_seconds=policy.hosts.refresh_minutes * 60),
+        sender=OutboxSender(db, workspaces, claim_seconds=settings.outbox_claim_seconds),
+        hosts=HostDirectory(policy.hosts, workspaces, refresh_seconds=policy.hosts.refresh_minutes * 60),
+        workspaces=workspaces,
         metrics=Metrics(outbox_stats=lambda: db.transact(outbox.backlog)),
     )
     deps.scheduler.observer = lambda job, outcome: deps.metrics.scheduler_runs.labels(job, outcome).inc()
@@ -84,6 +100,48 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     handlers.home.register(app, deps)
     handlers.insight.register(app, deps)
     return app, deps
+
+
+def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient) -> tuple[AsyncApp, Workspaces]:
+    """Installed into several workspaces: Bolt's OAuth flow (/slack/install, /slack/oauth_redirect)
+    saves each installation in slack-sdk's SQLAlchemy store, which also answers which token a
+    request or an outbox message is sent with."""
+    store = installation_store(db, settings.slack_client_id)
+    credentials = {"client_id": settings.slack_client_id, "client_secret": settings.slack_client_secret}
+    app = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret,
+        oauth_settings=AsyncOAuthSettings(
+            **credentials,
+            scopes=BOT_SCOPES,
+            redirect_uri=settings.slack_redirect_uri,
+            installation_store=store,
+            installation_store_bot_only=True,
+            state_store=state_store(db),
+        ),
+        # Bolt's own, with its cache on: without it every request waits for an auth.test before its ack.
+        authorize=AsyncInstallationStoreAuthorize(
+            **credentials, installation_store=store, bot_only=True, cache_enabled=True, client=client, logger=log
+        ),
+        installation_store_bot_only=True,
+        user_facing_authorize_error_message=NOT_INSTALLED,
+    )
+    workspaces = Workspaces(store=store, home=policy.workspace, api_url=settings.slack_api_url)
+    # Bolt's own listeners delete the installation; then no cached token may outlive it.
+    revoked, uninstalled = app.default_tokens_revoked_event_listener(), app.default_app_uninstalled_event_listener()
+
+    @app.event("tokens_revoked")
+    async def on_tokens_revoked(event: dict, context: AsyncBoltContext):
+        await revoked(event=event, context=context)
+        workspaces.forget()
+
+    @app.event("app_uninstalled")
+    async def on_app_uninstalled(context: AsyncBoltContext):
+        await uninstalled(context=context)
+        workspaces.forget()
+        log.info("uninstalled from %s", context.team_id or context.enterprise_id)
+
+    return app, workspaces
 
 
 def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) -> Starlette:
@@ -136,17 +194,30 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         finally:
             deps.scheduler.stop()
             await deps.sender.stop()
+            await deps.db.dispose_async()
 
     return Starlette(
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            *_oauth_routes(app, deps),
             *handlers.webhooks.routes(deps),
             *bot.dashboard.routes(deps),
         ],
         lifespan=lifespan,
     )
+
+
+def _oauth_routes(app: AsyncApp, deps: Deps) -> list[Route]:
+    if not deps.settings.oauth:
+        return []
+    handler = AsyncSlackRequestHandler(app)
+
+    async def oauth(request: Request) -> Response:
+        return await handler.handle(request)
+
+    return [Route(app.oauth_flow.install_path, oauth, methods=["GET"]), Route(app.oauth_flow.redirect_uri_path, oauth, methods=["GET"])]
 
 
 async def _ping(db: Database) -> None:

@@ -141,7 +141,7 @@ async def _survey_send(name: str, *, now: bool) -> int:
         print(f"platform-feedback: no survey named {name!r} in the team policy (surveys: {known}).", file=sys.stderr)
         return 2
     _migrate_db(db)
-    runner = SurveyRunner(deps, app.client)
+    runner = SurveyRunner(deps)
     try:
         run = await runner.start(survey, started_by=None, deliver_now=now)
     except SurveyError as exc:

@@ -48,7 +48,18 @@ class ReportSettings(DatabaseSettings):
 
 
 class Settings(DatabaseSettings):
-    slack_bot_token: str = Field(description="the bot token (xoxb-...) from OAuth & Permissions")
+    # One workspace: its bot token. Several workspaces or an Enterprise Grid org: the app's OAuth
+    # credentials instead, and each installation's token is kept in the database.
+    slack_bot_token: str | None = Field(
+        default=None, description="the bot token (xoxb-...) from OAuth & Permissions (one workspace)"
+    )
+    slack_client_id: str | None = Field(
+        default=None, description="the Client ID from Basic Information, to install into several workspaces"
+    )
+    slack_client_secret: str | None = Field(default=None, description="the Client Secret from Basic Information")
+    slack_redirect_uri: str | None = Field(
+        default=None, description="the https URL of /slack/oauth_redirect, as listed under OAuth & Permissions > Redirect URLs"
+    )
     slack_signing_secret: str = Field(
         default="", description="the signing secret from Basic Information (not needed in Socket Mode)"
     )
@@ -56,6 +67,13 @@ class Settings(DatabaseSettings):
     slack_api_url: str = Field(default="https://slack.com/api/", description="the Slack Web API base URL")
     port: int = Field(default=3000, ge=1, le=65535, description="a TCP port number (1-65535)")
     host: str = Field(default="0.0.0.0", description="the address to listen on")
+    # How long a sender holds the outbox messages it claimed: after a kill -9 the rest go after this.
+    # A batch starts its requests within 10 s (half the claim if less) and slack_sdk waits up to 30 s for
+    # an answer: with several instances, below about 45 s a slow request's message could be claimed and
+    # sent again by another instance.
+    outbox_claim_seconds: int = Field(
+        default=60, ge=5, le=3600, description="seconds (5-3600) a sender holds the outbox messages it claimed"
+    )
     config_file: Path | None = Field(default=None, description="the path of the team-policy YAML file")
     # Tracker webhooks: a route answers only when its secret is set.
     github_webhook_secret: str | None = Field(default=None, description="the secret of the GitHub webhook")
@@ -80,10 +98,10 @@ class Settings(DatabaseSettings):
 
     @field_validator("slack_bot_token")
     @classmethod
-    def _bot_token(cls, v: str) -> str:
-        if not v.startswith("xoxb-") or v.strip() != v or len(v) < 10:
+    def _bot_token(cls, v: str | None) -> str | None:
+        if v and (not v.startswith("xoxb-") or v.strip() != v or len(v) < 10):
             raise ValueError("must be a bot token starting with xoxb-")
-        return v
+        return v or None
 
     @field_validator("dashboard_token")
     @classmethod
@@ -113,6 +131,32 @@ class Settings(DatabaseSettings):
             raise ValueError("must be an http(s) URL")
         return v if v.endswith("/") else v + "/"
 
+    @field_validator("slack_redirect_uri")
+    @classmethod
+    def _redirect_uri(cls, v: str | None) -> str | None:
+        if v and not re.fullmatch(r"https?://[^\s]+/slack/oauth_redirect", v):
+            raise ValueError("must be the bot's public URL ending in /slack/oauth_redirect")
+        return v or None
+
+    @model_validator(mode="after")
+    def _one_way_to_get_a_token(self) -> "Settings":
+        oauth = [bool(self.slack_client_id), bool(self.slack_client_secret)]
+        if any(oauth) and not all(oauth):
+            raise ValueError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together: set both to install through OAuth")
+        if self.slack_bot_token and all(oauth):
+            raise ValueError(
+                "set SLACK_BOT_TOKEN for one workspace, or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install "
+                "into several, not both"
+            )
+        if not self.slack_bot_token and not all(oauth):
+            raise ValueError(
+                "SLACK_BOT_TOKEN is not set: set it to the bot token (xoxb-...) from OAuth & Permissions, or set "
+                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install into several workspaces"
+            )
+        if self.oauth and self.slack_app_token:
+            raise ValueError("installing through OAuth needs HTTP: unset SLACK_APP_TOKEN (Socket Mode) or the OAuth settings")
+        return self
+
     @model_validator(mode="after")
     def _signing_secret_unless_socket_mode(self) -> "Settings":
         if not self.slack_app_token and len(self.slack_signing_secret) < 8:
@@ -127,6 +171,11 @@ class Settings(DatabaseSettings):
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+    @property
+    def oauth(self) -> bool:
+        """Installed into workspaces through OAuth, each with its own token (not one SLACK_BOT_TOKEN)."""
+        return self.slack_client_id is not None
 
 
 S = TypeVar("S", bound=BaseSettings)
@@ -388,6 +437,9 @@ def _unique_survey_names(surveys: list[Survey]) -> list[Survey]:
 
 
 class Policy(_Strict):
+    # Installed into several workspaces (OAuth): the workspace (T...) or Enterprise Grid org (E...)
+    # whose channels and people this file names. Unset: the only installation.
+    workspace: Annotated[str | None, Field(pattern=r"^[TE][A-Z0-9]{2,31}$")] = None
     reference_prefix: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]{0,9}$")] = "FB"
     intake: Intake = Intake()
     taxonomy: Taxonomy = Taxonomy()

@@ -9,6 +9,7 @@ from bot.metrics import Metrics
 from bot.scheduler import Scheduler
 from bot.references import format_ref
 from bot.sender import OutboxSender
+from bot.workspaces import Workspaces
 from storage.database import Database
 
 
@@ -19,6 +20,7 @@ class Deps:
     db: Database
     sender: OutboxSender
     hosts: HostDirectory
+    workspaces: Workspaces
     scheduler: Scheduler = field(default_factory=Scheduler)
     metrics: Metrics = field(default_factory=Metrics)
     # Slash-command subcommands other surfaces add: name -> fn(user, args, respond, client)

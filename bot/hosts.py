@@ -6,17 +6,18 @@ import logging
 import time
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Hosts
+from bot.workspaces import NotInstalled, Workspaces
 
 log = logging.getLogger(__name__)
 
 
 class HostDirectory:
-    def __init__(self, hosts: Hosts, client: AsyncWebClient, *, refresh_seconds: float = 600):
+    def __init__(self, hosts: Hosts, workspaces: Workspaces, *, refresh_seconds: float = 600):
+        """The user group is the team policy's workspace's."""
         self.hosts = hosts
-        self.client = client
+        self.workspaces = workspaces
         self.refresh_seconds = refresh_seconds
         self._group: frozenset[str] = frozenset()
         self._fetched_at: float | None = None
@@ -37,9 +38,12 @@ class HostDirectory:
         async with self._lock:
             if self._fetched_at is None or time.monotonic() - self._fetched_at >= self.refresh_seconds:
                 try:
-                    resp = await self.client.usergroups_users_list(usergroup=self.hosts.usergroup)
+                    client = await self.workspaces.client()
+                    resp = await client.usergroups_users_list(usergroup=self.hosts.usergroup)
                     self._group = frozenset(resp.get("users") or [])
                 except SlackApiError as exc:  # keep the last known members rather than lock everyone out
                     log.warning("could not refresh host group %s: %s", self.hosts.usergroup, exc.response.get("error"))
+                except NotInstalled as exc:
+                    log.warning("could not refresh host group %s: %s", self.hosts.usergroup, exc)
                 self._fetched_at = time.monotonic()
         return self._group

@@ -3,10 +3,28 @@ paused as a whole when Slack answers 429 Retry-After.
 
 Guarantees, as before: a message is marked sent only after Slack said ok. What the sender learnt is
 written in one transaction per batch (every ``flush_seconds`` while the batch runs, and at its end),
-so a crash loses nothing: unsent messages' claims run out (``outbox.CLAIM_SECONDS``) and they go
-again; what may go twice is what was in flight, or sent but not yet written (at most
-``flush_seconds`` of sending). A stop (``stop()``) writes what it knows and gives back what it did
-not start, so only requests cut off mid-flight are left to their claim.
+so a crash loses nothing: unsent messages' claims run out (``claim_seconds``, the deployment's
+OUTBOX_CLAIM_SECONDS, default ``outbox.CLAIM_SECONDS``) and they go again; what may go twice is
+what was in flight, or sent but not yet written (at most ``flush_seconds`` of sending). A stop
+(``stop()``) writes what it knows and gives back what it did not start, so only requests cut off
+mid-flight are left to their claim.
+
+What a failure does to a message, by whose fault it is:
+
+- **Slack asks us to wait** (HTTP 429): the method is paused for ``Retry-After`` and the message
+  goes back without the attempt counting.
+- **Slack, or the way to it, is failing** (HTTP 5xx or 408, a refused or broken connection, a
+  timeout, or one of Slack's own TRANSIENT error codes such as ``internal_error``): an outage, not
+  the message's fault, so it never fails a message for good, however long it lasts. The method is
+  paused, for ``_backoff(n)`` after the n-th failure in a row (1-2 s, doubling, at most 5 minutes),
+  for every sender sharing the outbox (``not_before``); while it is, one request at a time finds
+  out whether Slack is back, and what the batch had not started goes back unattempted. The first
+  success ends it. The message that failed comes back after the pause or its own backoff
+  (``_backoff(attempts)``), whichever is longer, so one message Slack keeps failing is tried every
+  few minutes without holding the others back; ``pf_outbox_oldest_age_seconds`` shows it.
+- **The message's own fault**: an error code in PERMANENT fails it at once; any other (an unknown
+  error code, an exception while rendering it or from slack_sdk) is retried with backoff and fails
+  it once it has been attempted MAX_ATTEMPTS times (outage attempts included).
 """
 
 import asyncio
@@ -15,24 +33,40 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
+from bot.workspaces import NotInstalled, Workspaces
 from storage import outbox
 from storage.database import Database, DatabaseUnavailable
 from storage.models import OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 8  # for errors that are the message's own; an outage never fails a message
+# Slack's words for "not you, us" (every method's common errors): an outage, retried however long it
+# lasts. "ratelimited" with a 429 is handled by Retry-After; "rate_limited" is chat.postMessage's
+# "posted too many messages"; "team_added_to_org": a workspace "intermittently unavailable" while it
+# moves into an Enterprise Grid org.
+TRANSIENT = {
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+    "ratelimited",
+    "rate_limited",
+    "team_added_to_org",
+}
 # Errors that will not get better by retrying: record them and move on.
 PERMANENT = {
     "channel_not_found",
@@ -183,7 +217,7 @@ class OutboxSender:
     def __init__(
         self,
         db: Database,
-        client: AsyncWebClient,
+        client: AsyncWebClient | Workspaces,
         *,
         idle_seconds: float = 2.0,
         rates: dict[str, float] | None = None,
@@ -195,16 +229,19 @@ class OutboxSender:
         flush_seconds: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        claim_seconds: float = outbox.CLAIM_SECONDS,
     ):
         """``rates`` (calls per second) and ``bursts`` per method, workspace-wide, over DEFAULT_RATES
         and DEFAULT_BURSTS (DEFAULT_RATE and DEFAULT_BURST for any other method); ``channel_rates``
         per method and channel (default CHANNEL_RATES; ``{}`` for none). At most ``max_in_flight``
         requests at once. A batch claims about ``batch_seconds`` of sending per method; a message
         whose turn would come later than twice that after the claim goes back to the outbox
-        unattempted, so a claim (CLAIM_SECONDS) always outlasts the sending. ``clock`` and
-        ``sleep`` are for tests."""
+        unattempted, so a claim (``claim_seconds``, of which the sending takes at most half)
+        always outlasts the sending. ``clock`` and ``sleep`` are for tests."""
         self.db = db
-        self.client = client
+        # Each message goes out with its workspace's token (several workspaces), or the one client's.
+        self.client = None if isinstance(client, Workspaces) else client
+        self.workspaces = client if isinstance(client, Workspaces) else Workspaces(client=client)
         self.idle_seconds = idle_seconds
         # Told of every send: (method, Slack's error code or None when sent); /metrics counts them.
         self.observer: Callable[[str, str | None], None] | None = None
@@ -214,13 +251,16 @@ class OutboxSender:
         self.channel_burst = channel_burst
         self.max_in_flight = max_in_flight
         self.batch_seconds = batch_seconds
-        self.hold_seconds = min(2 * batch_seconds, outbox.CLAIM_SECONDS / 2)
+        self.claim_seconds = claim_seconds
+        self.hold_seconds = min(2 * batch_seconds, claim_seconds / 2)
         self.flush_seconds = flush_seconds
         self.hooks: dict[str, OutboxHook] = {}
         self._clock = clock
         self._sleep = sleep
         self._limiters: dict[str, MethodLimiter] = {}
         self._channel_limiters: dict[tuple[str, str], MethodLimiter] = {}
+        self._outages: dict[str, int] = {}  # method -> failures in a row while Slack is failing it
+        self._outage_gates: dict[str, asyncio.Lock] = {}
         self._results = _Results()
         self._flush_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -259,7 +299,9 @@ class OutboxSender:
         are left in the outbox until the pause is over."""
         await self._flush()  # what an earlier batch could not write (database down)
         paused = {method for method, limiter in self._limiters.items() if limiter.paused()}
-        batch = await self.db.run(outbox.claim_batch, limit_for=self._claim_limit, skip_methods=paused)
+        batch = await self.db.run(
+            outbox.claim_batch, limit_for=self._claim_limit, skip_methods=paused, claim_seconds=self.claim_seconds
+        )
         if not batch:
             return 0
         run = _Batch(
@@ -332,27 +374,41 @@ class OutboxSender:
         channel_limiter = self._channel_limiter(method, payload.get("channel"))
         if channel_limiter is not None and not await self._turn(channel_limiter, run.latest):
             return self._give_back(message, channel_limiter, run)
-        async with run.semaphore:
+        async with self._outage_gate(method), run.semaphore:
             limiter = self.limiter(method)
             if not await self._turn(limiter, run.latest):
                 return self._give_back(message, limiter, run)
             run.state[message.id] = _IN_FLIGHT
             run.attempted += 1
             try:
-                response = await self._call(method, payload)
+                response = await self._call(message, method, payload)
+            except NotInstalled as exc:  # uninstalled, or never installed: no token will ever come
+                run.state[message.id] = _DONE
+                log.warning("outbox message %s failed for good: %s", message.id, exc)
+                self._results.failed.append((message.id, "not_installed"))
+                self._observe(method, "not_installed")
+                return None
             except SlackApiError as exc:
                 run.state[message.id] = _DONE
-                self._observe(method, str(exc.response.get("error") or f"http_{exc.response.status_code}"))
-                return self._failed(message, method, exc)
-            except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as exc:  # connection trouble: transient
+                status, error = _status_and_error(exc)
+                self._observe(method, error)
+                return self._failed(message, method, status, error, exc)
+            except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as exc:  # connection trouble: an outage
                 run.state[message.id] = _DONE
-                self._results.retry.append((message.id, _backoff(message.attempts), type(exc).__name__))
-                return None
+                self._observe(method, type(exc).__name__)
+                return self._outage(message, method, type(exc).__name__)
             except Exception as exc:  # e.g. arguments slack_sdk refuses: this message only
+                run.state[message.id] = _DONE
+                status = _upload_status(exc)
+                if status is not None and _transient(status, ""):  # files_upload_v2's upload step got a 5xx
+                    self._observe(method, f"http_{status}")
+                    return self._outage(message, method, f"upload: http_{status}")
                 log.exception("outbox message %s: %s failed", message.id, method)
                 self._broken(message, exc, run)
+                run.attempted -= 1  # counted above, when it went in flight
                 return None
         run.state[message.id] = _DONE
+        self._outages.pop(method, None)  # Slack answered: whatever outage there was is over
         self._observe(method, None)
         if hooked:
             # Written at once: the hook's next message (a card's update) renders from what this recorded.
@@ -369,12 +425,13 @@ class OutboxSender:
         if self.observer is not None:
             self.observer(method, error)
 
-    async def _call(self, method: str, payload: dict):
+    async def _call(self, message: OutboxMessage, method: str, payload: dict):
+        client = await self.workspaces.client(message.workspace)
         if method == UPLOAD:
             args = dict(payload)
             content = base64.b64decode(args.pop("content_b64"))
-            return await self.client.files_upload_v2(content=content, **args)
-        return await self.client.api_call(method, json=payload)
+            return await client.files_upload_v2(content=content, **args)
+        return await client.api_call(method, json=payload)
 
     def _broken(self, message: OutboxMessage, exc: Exception, run: _Batch) -> None:
         """Retried later like a transient error, and failed for good after MAX_ATTEMPTS."""
@@ -410,9 +467,35 @@ class OutboxSender:
                 return True
             # A 429 paused the method while we waited: take a turn after the pause.
 
-    def _failed(self, message: OutboxMessage, method: str, exc: SlackApiError) -> float | None:
-        status = exc.response.status_code
-        error = str(exc.response.get("error") or f"http_{status}")
+    @asynccontextmanager
+    async def _outage_gate(self, method: str):
+        """While Slack is failing ``method``, one request of it at a time: each waits for the one
+        before it to find out whether Slack is back (and, if not, for the longer pause it brought)."""
+        if method not in self._outages:
+            yield
+            return
+        async with self._outage_gates.setdefault(method, asyncio.Lock()):
+            yield
+
+    def _outage(self, message: OutboxMessage, method: str, error: str) -> float:
+        """Slack, or the way to it, is failing: pause the method (longer after each failure in a row)
+        for every sender, and send this one again after the pause or its own backoff. Never failed
+        for good for this. Returns the delay (the rest of its channel's chain follows it)."""
+        limiter = self.limiter(method)
+        if not limiter.paused():  # a failure arriving during a pause was in flight before it: no escalation
+            failures = self._outages[method] = self._outages.get(method, 0) + 1
+            pause = _backoff(failures)
+            limiter.pause(pause)
+            until = utcnow() + timedelta(seconds=pause)
+            self._results.deferred[method] = max(until, self._results.deferred.get(method, until))
+            log.warning("outbox: %s failing (%s), %d in a row: paused for %.0f s", method, error, failures, pause)
+        delay = max(limiter.paused_until - self._clock(), _backoff(message.attempts))
+        self._results.retry.append((message.id, delay, error))
+        return delay
+
+    def _failed(
+        self, message: OutboxMessage, method: str, status: int | None, error: str, exc: SlackApiError
+    ) -> float | None:
         if status == 429:
             # Per method per workspace: pause the method, here and (through not_before) for every
             # sender sharing the outbox, and send this one again after the pause, not counted.
@@ -423,14 +506,13 @@ class OutboxSender:
             self._results.released.append((message.id, retry_after, error))
             log.info("outbox: %s rate-limited, paused for %.0f s", method, retry_after)
             return retry_after
+        if _transient(status, error):
+            return self._outage(message, method, error)
         if error in PERMANENT or message.attempts >= MAX_ATTEMPTS:
             log.warning("outbox message %s failed for good: %s", message.id, error)
             self._results.failed.append((message.id, error))
             return None
-        delay = _backoff(message.attempts)
-        if error == "rate_limited":  # "Application has posted too many messages": back off the method too
-            self.limiter(method).pause(delay)
-        self._results.retry.append((message.id, delay, error))
+        self._results.retry.append((message.id, _backoff(message.attempts), error))
         return None
 
     # ------------------------------------------------------------------ writing what happened
@@ -486,6 +568,9 @@ class OutboxSender:
             except DatabaseUnavailable as exc:
                 log.warning("outbox: database unavailable: %s", exc)
                 sent = 0
+            except Exception:  # a bug in one batch must not stop the sending for good
+                log.exception("outbox: a batch failed")
+                sent = 0
             if sent:
                 continue
             self._wake.clear()
@@ -520,6 +605,31 @@ def _chains(batch: list[OutboxMessage], hooks: dict[str, OutboxHook]) -> list[li
             key = f"channel:{channel}" if channel else f"message:{message.id}"
         chains.setdefault(key, []).append(message)
     return list(chains.values())
+
+
+def _status_and_error(exc: SlackApiError) -> tuple[int | None, str]:
+    """The HTTP status and Slack's error code of a failed call. slack_sdk's response holds a dict
+    for JSON, a str for a text/plain body (a proxy's "upstream connect error"), {} for HTML; for a
+    body that says JSON and is not, it is aiohttp's own response (``status``, no ``data``)."""
+    response = exc.response
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    data = getattr(response, "data", None)
+    error = data.get("error") if isinstance(data, dict) else None
+    return status, str(error or (f"http_{status}" if status and status != 200 else "unreadable_response"))
+
+
+def _transient(status: int | None, error: str) -> bool:
+    """Slack, or the way to it, failing rather than the message: an outage."""
+    return error in TRANSIENT or (status is not None and (status >= 500 or status == 408))
+
+
+_UPLOAD_FAILED = re.compile(r"^Failed to upload a file \(status: (\d{3}),")  # slack_sdk's files_upload_v2
+
+
+def _upload_status(exc: Exception) -> int | None:
+    """The HTTP status when files_upload_v2's upload step (not a Web API call) got an error answer."""
+    match = _UPLOAD_FAILED.match(str(exc)) if isinstance(exc, SlackRequestError) else None
+    return int(match.group(1)) if match else None
 
 
 def _retry_after(headers) -> float:

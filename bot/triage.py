@@ -179,7 +179,8 @@ def merge(*, session: Session, point_id: int, into_id: int, actor: str, prefix: 
             raise TriageError(f"{prefix}-{p.id} was already merged into {prefix}-{p.duplicate_of_id}.")
     for reporter in list(newer.reporters):
         if not any(r.user_id == reporter.user_id for r in older.reporters):
-            older.reporters.append(Reporter(user_id=reporter.user_id, team_id=reporter.team_id, reported_at=reporter.reported_at))
+            older.reporters.append(Reporter(user_id=reporter.user_id, team_id=reporter.team_id,
+                                            enterprise_id=reporter.enterprise_id, reported_at=reporter.reported_at))
     for point in session.exec(select(FrictionPoint).where(FrictionPoint.duplicate_of_id == newer.id)).all():
         point.duplicate_of_id = older.id  # keep chains one hop long
         session.add(point)

@@ -48,7 +48,8 @@ def apply_and_queue(*, session: Session, event: IssueEvent, policy: Policy) -> c
         message = build_closure_notice(f"{prefix}-{point.id}", point, notice, event.url, event.title,
                                        not_planned_message=policy.closing.not_planned_message)
         outbox.enqueue(session=session, dedupe_key=f"closure-notice:{notice.id}", method="chat.postMessage",
-                       payload={"channel": notice.user_id, **message}, friction_point_id=point.id)
+                       payload={"channel": notice.user_id, **message}, friction_point_id=point.id,
+                       workspace=point.reporter_workspace(notice.user_id))
     for point in closure.points:
         sync_card(session=session, point=point, why=f"closure:{event.tracker}:{event.key}:{closure.closure}")
     channel = policy.closing.announce_channel

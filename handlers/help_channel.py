@@ -159,6 +159,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             kind=FrictionKind.support,
             channel_id=channel,
             message_ts=ts,
+            enterprise_id=body.get("enterprise_id"),
         )
         try:
             async with asker_locks.setdefault(user, asyncio.Lock()):

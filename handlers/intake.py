@@ -56,6 +56,7 @@ def file_report(
             method="chat.postMessage",
             payload={"channel": draft.reporter_id, **build_filed_message(ref, point, with_details_button=False)},
             friction_point_id=point.id,
+            workspace=draft.workspace,
         )
     if thread_ts is not None:
         outbox.enqueue(
@@ -64,6 +65,7 @@ def file_report(
             method="chat.postMessage",
             payload={"channel": draft.channel_id, "thread_ts": thread_ts, **build_thread_reply(ref, draft.filed_by)},
             friction_point_id=point.id,
+            workspace=draft.workspace,
         )
     return filed
 
@@ -128,6 +130,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             intake_key=f"command:{command['trigger_id']}",
             auto_categories=suggest_categories(text, policy.taxonomy),
             channel_id=command.get("channel_id"),
+            enterprise_id=command.get("enterprise_id"),
         )
         try:
             filed = await deps.db.run(file_report, draft=draft, **filing)
@@ -201,6 +204,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             link_url=answers.link_url,
             channel_id=metadata.channel_id,
             message_ts=metadata.message_ts,
+            enterprise_id=(body.get("enterprise") or {}).get("id"),
         )
         try:
             if metadata.point_id is not None:
@@ -253,6 +257,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             auto_categories=suggest_categories(text, policy.taxonomy),
             channel_id=channel,
             message_ts=ts,
+            enterprise_id=body.get("enterprise_id"),
         )
         try:
             filed = await deps.db.run(

@@ -53,6 +53,7 @@ from bot.context import Deps
 from bot.intake import flatten_state, suggest_categories
 from bot.scheduler import Job
 from bot.text import from_slack
+from bot.workspaces import NotInstalled
 from handlers.intake import file_report
 from storage import outbox
 from storage import surveys as store
@@ -375,7 +376,8 @@ def ask_csat(*, session: Session, applied, policy: Policy) -> None:
             continue
         key = f"csat:{followup.id}"
         if outbox.enqueue(session=session, dedupe_key=key, method="chat.postMessage", purpose=CSAT_PURPOSE,
-                          payload={"channel": reporter.user_id, "followup": followup.id}, friction_point_id=point.id):
+                          payload={"channel": reporter.user_id, "followup": followup.id}, friction_point_id=point.id,
+                          workspace=reporter.workspace):
             hold[key] = utcnow() + timedelta(minutes=config.delay_minutes)
     _hold_until(session, hold)
 
@@ -427,9 +429,8 @@ class SurveyRunner:
     """Finds a run's audience in Slack and queues its DMs; every few minutes (``tick``) resumes
     runs left resolving, queues due reminders and closes runs whose time is up."""
 
-    def __init__(self, deps: Deps, client: AsyncWebClient):
+    def __init__(self, deps: Deps):
         self.deps = deps
-        self.client = client
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
 
@@ -494,11 +495,16 @@ class SurveyRunner:
         log.info("survey %s run %s: %s new recipients%s", run.survey, run_id, len(rows), f" ({'; '.join(errors)})" if errors else "")
         return True
 
-    async def _call(self, method, **kwargs) -> dict:
-        """A Web API read, waiting out 429s (Retry-After) rather than failing the run."""
+    async def _call(self, method: str, **kwargs) -> dict:
+        """A Web API read in the team policy's workspace (``method``: the client's method name),
+        waiting out 429s (Retry-After) rather than failing the run."""
+        try:
+            client = await self.deps.workspaces.client()
+        except NotInstalled as exc:
+            raise SurveyError(str(exc)) from None
         for _ in range(8):
             try:
-                return (await method(**kwargs)).data
+                return (await getattr(client, method)(**kwargs)).data
             except SlackApiError as exc:
                 if exc.response.status_code != 429:
                     raise
@@ -517,7 +523,7 @@ class SurveyRunner:
         groups: dict[str, set[str]] = {}
         for group in dict.fromkeys([*audience.usergroups, *survey.segment_usergroups]):
             try:
-                groups[group] = set((await self._call(self.client.usergroups_users_list, usergroup=group)).get("users") or [])
+                groups[group] = set((await self._call("usergroups_users_list", usergroup=group)).get("users") or [])
             except SlackApiError as exc:
                 errors.append(f"user group {group}: {exc.response.get('error')}")
         channels: dict[str, set[str]] = {}
@@ -549,7 +555,7 @@ class SurveyRunner:
         members: set[str] = set()
         cursor = None
         while True:
-            page = await self._call(self.client.conversations_members, channel=channel, limit=1000, **({"cursor": cursor} if cursor else {}))
+            page = await self._call("conversations_members", channel=channel, limit=1000, **({"cursor": cursor} if cursor else {}))
             members.update(page.get("members") or [])
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
@@ -571,7 +577,7 @@ class SurveyRunner:
         async def info(user: str) -> None:
             async with semaphore:
                 try:
-                    found[user] = (await self._call(self.client.users_info, user=user)).get("user") or {}
+                    found[user] = (await self._call("users_info", user=user)).get("user") or {}
                 except SlackApiError as exc:
                     log.info("survey: %s left out (%s)", user, exc.response.get("error"))
 
@@ -590,7 +596,7 @@ class SurveyRunner:
         found: dict[str, dict] = {}
         cursor = None
         while True:
-            page = await self._call(self.client.users_list, limit=200, **({"cursor": cursor} if cursor else {}))
+            page = await self._call("users_list", limit=200, **({"cursor": cursor} if cursor else {}))
             for member in page.get("members") or []:
                 if isinstance(member, dict) and member.get("id") in wanted:
                     found[member["id"]] = member
@@ -609,7 +615,7 @@ def _parts(value: object, n: int) -> list[str] | None:
 
 def register(app: AsyncApp, deps: Deps) -> None:
     policy = deps.policy
-    runner = SurveyRunner(deps, app.client)
+    runner = SurveyRunner(deps)
     deps.sender.hooks[CSAT_PURPOSE] = CsatHook(policy)
     by_name = {s.name: s for s in policy.surveys}
 

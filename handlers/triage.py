@@ -78,6 +78,7 @@ def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_reso
             method="chat.postMessage",
             payload={"channel": reporter.user_id, **notice},
             friction_point_id=point.id,
+            workspace=reporter.workspace,
         )
     return applied
 

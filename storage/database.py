@@ -8,7 +8,8 @@ from typing import TypeVar
 import anyio.to_thread
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, text
 
@@ -58,10 +59,27 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 3})
 
 
+def make_async_engine(url: str) -> AsyncEngine:
+    """The same database for libraries that want asyncio (slack-sdk's installation store):
+    aiosqlite for SQLite, psycopg 3's async mode for PostgreSQL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return create_async_engine(parsed.set(drivername="sqlite+aiosqlite"), connect_args={"timeout": 5})
+    return create_async_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 3})
+
+
 class Database:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
+        self._async_engine: AsyncEngine | None = None
+
+    @property
+    def async_engine(self) -> AsyncEngine:
+        """Made on first use: a one-workspace bot never needs it."""
+        if self._async_engine is None:
+            self._async_engine = make_async_engine(self.url)
+        return self._async_engine
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -87,6 +105,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    async def dispose_async(self) -> None:
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
+            self._async_engine = None
 
 
 def alembic_config(engine: Engine) -> Config:

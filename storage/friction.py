@@ -14,6 +14,7 @@ from storage.models import (
     Severity,
     Source,
     FrictionChange,
+    Workspace,
     utcnow,
 )
 
@@ -37,6 +38,12 @@ class FrictionDraft:
     channel_id: str | None = None
     message_ts: str | None = None
     permalink: str | None = None
+    enterprise_id: str | None = None  # the reporter's Enterprise Grid org
+
+    @property
+    def workspace(self) -> Workspace:
+        """The reporter's workspace, whose installation answers them."""
+        return Workspace(team_id=self.team_id, enterprise_id=self.enterprise_id)
 
 
 @dataclass
@@ -50,7 +57,7 @@ def file_friction(*, session: Session, draft: FrictionDraft) -> Filed:
     """Create the data point for ``draft``, or return the one its ``intake_key`` already made."""
     existing = session.exec(select(FrictionPoint).where(FrictionPoint.intake_key == draft.intake_key)).first()
     if existing is not None:
-        added = add_reporter(session=session, point=existing, user_id=draft.reporter_id, team_id=draft.team_id)
+        added = add_reporter(session=session, point=existing, user_id=draft.reporter_id, workspace=draft.workspace)
         return Filed(existing, created=False, new_reporter=added)
     point = FrictionPoint(
         team_id=draft.team_id,
@@ -67,7 +74,7 @@ def file_friction(*, session: Session, draft: FrictionDraft) -> Filed:
         intake_key=draft.intake_key,
     )
     point.tags = _tags(draft)
-    point.reporters = [Reporter(user_id=draft.reporter_id, team_id=draft.team_id)]
+    point.reporters = [Reporter(user_id=draft.reporter_id, team_id=draft.team_id, enterprise_id=draft.enterprise_id)]
     if not insert_unique(session, point):
         # Another request with the same intake key won the race: theirs is the data point.
         return file_friction(session=session, draft=draft)
@@ -82,11 +89,12 @@ def _tags(draft: FrictionDraft) -> list[FrictionTag]:
     return [FrictionTag(category=c, automatic=True) for c in dict.fromkeys(draft.auto_categories)]
 
 
-def add_reporter(*, session: Session, point: FrictionPoint, user_id: str, team_id: str) -> bool:
+def add_reporter(*, session: Session, point: FrictionPoint, user_id: str, workspace: Workspace) -> bool:
     if any(r.user_id == user_id for r in point.reporters):
         return False
+    reporter = Reporter(friction_point_id=point.id, user_id=user_id, team_id=workspace.team_id or "", enterprise_id=workspace.enterprise_id)
     # False: the same person, added by a concurrent retry.
-    added = insert_unique(session, Reporter(friction_point_id=point.id, user_id=user_id, team_id=team_id))
+    added = insert_unique(session, reporter)
     session.refresh(point, ["reporters"])
     return added
 

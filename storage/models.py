@@ -1,6 +1,7 @@
 """Tables. One friction data point can have several reporters, tags, a status history and
 (later) links to tracker issues, so those live in their own tables."""
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
 
@@ -19,6 +20,15 @@ def as_utc(value: datetime) -> datetime:
 
 def _ts(**kw):
     return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a person is in Slack: their workspace and, on an Enterprise Grid, its org. The bot
+    speaks to them through that workspace's installation, or the org's."""
+
+    team_id: str | None = None
+    enterprise_id: str | None = None
 
 
 class FrictionKind(StrEnum):
@@ -95,6 +105,10 @@ class FrictionPoint(SQLModel, table=True):
     def categories(self) -> list[str]:
         return [t.category for t in self.tags]
 
+    def reporter_workspace(self, user_id: str) -> Workspace | None:
+        """Where the bot reaches this reporter (None: not one of its reporters)."""
+        return next((r.workspace for r in self.reporters if r.user_id == user_id), None)
+
 
 class FrictionTag(SQLModel, table=True):
     __tablename__ = "friction_tag"
@@ -116,7 +130,12 @@ class Reporter(SQLModel, table=True):
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
     user_id: str = Field(max_length=32, index=True)
     team_id: str = Field(max_length=32)
+    enterprise_id: str | None = Field(default=None, max_length=32)
     reported_at: datetime = _ts()
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(team_id=self.team_id, enterprise_id=self.enterprise_id)
 
 
 class FrictionChange(SQLModel, table=True):
@@ -208,8 +227,18 @@ class OutboxMessage(SQLModel, table=True):
     friction_point_id: int | None = Field(default=None, foreign_key="friction_point.id", index=True)
     # Set when the payload is rendered at send time by a hook (e.g. "triage_card").
     purpose: str | None = Field(default=None, max_length=32)
+    # The workspace whose installation sends it (several workspaces, OAuth); both None: the
+    # workspace the team policy names.
+    team_id: str | None = Field(default=None, max_length=32)
+    enterprise_id: str | None = Field(default=None, max_length=32)
     created_at: datetime = _ts()
     sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+    @property
+    def workspace(self) -> Workspace | None:
+        if self.team_id is None and self.enterprise_id is None:
+            return None
+        return Workspace(team_id=self.team_id, enterprise_id=self.enterprise_id)
 
 
 class ScheduledRun(SQLModel, table=True):

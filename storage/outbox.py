@@ -9,9 +9,11 @@ from storage.database import insert_unique
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, or_, select
 
-from storage.models import OutboxMessage, OutboxStatus, as_utc, utcnow
+from storage.models import OutboxMessage, OutboxStatus, Workspace, as_utc, utcnow
 
-CLAIM_SECONDS = 60  # a sender that crashed mid-send loses its claim after this
+# A sender that crashed mid-send loses its claim after this; the default for OUTBOX_CLAIM_SECONDS
+# (Settings.outbox_claim_seconds), which the sender passes to the claims below.
+CLAIM_SECONDS = 60
 
 
 def enqueue(
@@ -22,14 +24,18 @@ def enqueue(
     payload: dict,
     friction_point_id: int | None = None,
     purpose: str | None = None,
+    workspace: Workspace | None = None,
 ) -> bool:
-    """Queue one call. The same ``dedupe_key`` twice queues it once; returns False the second time."""
+    """Queue one call, sent through ``workspace``'s installation (None: the team policy's).
+    The same ``dedupe_key`` twice queues it once; returns False the second time."""
     message = OutboxMessage(
         dedupe_key=dedupe_key,
         method=method,
         payload=json.dumps(payload, ensure_ascii=False),
         friction_point_id=friction_point_id,
         purpose=purpose,
+        team_id=workspace.team_id if workspace else None,
+        enterprise_id=workspace.enterprise_id if workspace else None,
     )
     return insert_unique(session, message)
 
@@ -43,11 +49,11 @@ def _due(now: datetime) -> tuple:
     )
 
 
-def _claim(session: Session, rows: list[OutboxMessage], now: datetime) -> list[OutboxMessage]:
-    """Hold ``rows`` for CLAIM_SECONDS and count the attempt, in one UPDATE."""
+def _claim(session: Session, rows: list[OutboxMessage], now: datetime, claim_seconds: float) -> list[OutboxMessage]:
+    """Hold ``rows`` for ``claim_seconds`` and count the attempt, in one UPDATE."""
     if not rows:
         return rows
-    until = now + timedelta(seconds=CLAIM_SECONDS)
+    until = now + timedelta(seconds=claim_seconds)
     session.exec(
         update(OutboxMessage)
         .where(col(OutboxMessage.id).in_([r.id for r in rows]))
@@ -60,9 +66,12 @@ def _claim(session: Session, rows: list[OutboxMessage], now: datetime) -> list[O
     return rows
 
 
-def claim_due(*, session: Session, limit: int = 20, now: datetime | None = None) -> list[OutboxMessage]:
-    """Claim pending messages that are due. On PostgreSQL ``SKIP LOCKED`` lets several senders
-    share the table without taking the same row; SQLite has one writer at a time anyway."""
+def claim_due(
+    *, session: Session, limit: int = 20, now: datetime | None = None, claim_seconds: float = CLAIM_SECONDS
+) -> list[OutboxMessage]:
+    """Claim pending messages that are due, each held for ``claim_seconds``. On PostgreSQL
+    ``SKIP LOCKED`` lets several senders share the table without taking the same row; SQLite has
+    one writer at a time anyway."""
     now = now or utcnow()
     stmt = (
         select(OutboxMessage)
@@ -71,7 +80,7 @@ def claim_due(*, session: Session, limit: int = 20, now: datetime | None = None)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return _claim(session, list(session.exec(stmt).all()), now)
+    return _claim(session, list(session.exec(stmt).all()), now, claim_seconds)
 
 
 def claim_batch(
@@ -80,9 +89,11 @@ def claim_batch(
     limit_for: Callable[[str], int],
     skip_methods: Collection[str] = (),
     now: datetime | None = None,
+    claim_seconds: float = CLAIM_SECONDS,
 ) -> list[OutboxMessage]:
     """Like ``claim_due``, with a limit per method (``limit_for(method)``: what the sender can send
-    of it before the claim runs out) and none of ``skip_methods`` (paused after a 429). Oldest first."""
+    of it before the claim runs out) and none of ``skip_methods`` (paused: a 429, or Slack failing
+    them). Each is held for ``claim_seconds``. Oldest first."""
     now = now or utcnow()
     methods = set(session.exec(select(OutboxMessage.method).where(*_due(now)).distinct()).all())
     rows: list[OutboxMessage] = []
@@ -99,7 +110,7 @@ def claim_batch(
         )
         rows.extend(session.exec(stmt).all())
     rows.sort(key=lambda r: r.id)
-    return _claim(session, rows, now)
+    return _claim(session, rows, now, claim_seconds)
 
 
 def mark_sent(*, session: Session, message_id: int) -> None:

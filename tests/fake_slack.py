@@ -1,10 +1,12 @@
 """A fake Slack Web API on 127.0.0.1: a free port per test, realistic bodies per method, every
 request kept, every Block Kit payload checked. Failures can be scripted per method (429, 5xx)."""
 
+import base64
 import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlparse
@@ -39,6 +41,17 @@ class FakeSlack:
     # users.info / users.list: user id -> profile fields (tz, is_bot, deleted...); unknown ids are user_not_found
     users: dict = field(default_factory=dict)
     channel_members: dict = field(default_factory=dict)  # channel id -> [user ids], for conversations.members
+    # (method, body) -> a (status, body, headers) to answer with instead, or None to answer normally:
+    # Slack down for a while (5xx, 429), or failing one message. A str body is sent as is, not as JSON
+    # (a proxy's error page), with the Content-Type from the headers (default text/plain).
+    fail_when: Callable[[str, dict], tuple | None] | None = None
+    # Bot tokens Slack knows -> what auth.test says of them; other tokens are invalid_auth.
+    tokens: dict = field(default_factory=lambda: {TOKEN: {"team_id": TEAM, "enterprise_id": None, "user_id": BOT_USER,
+                                                          "bot_id": "B0BOT0001", "is_enterprise_install": False}})
+    # OAuth: the app's credentials, and code -> the oauth.v2.access answer that installing gives
+    client_id: str = "1111111111.2222222222"
+    client_secret: str = "fake-client-secret-0000"
+    oauth_grants: dict = field(default_factory=dict)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -60,7 +73,10 @@ class FakeSlack:
 
     # ------------------------------------------------------------------ answers
 
-    def answer(self, method: str, body: dict) -> tuple[int, dict, dict]:
+    def answer(self, method: str, body: dict, token: str = TOKEN) -> tuple[int, dict, dict]:
+        trouble = self.fail_when(method, body) if self.fail_when else None
+        if trouble is not None:
+            return trouble
         scripted = self.scripted.get(method)
         if scripted:
             return scripted.pop(0)
@@ -72,15 +88,44 @@ class FakeSlack:
         except (BlockKitError, Exception) as exc:  # any model error is a bad payload
             self.block_kit_errors.append(f"{method}: {exc}")
             return 200, {"ok": False, "error": "invalid_blocks"}, {}
-        return 200, self._ok(method, body), {}
+        return 200, self._ok(method, body, token), {}
 
     def _next_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
 
-    def _ok(self, method: str, body: dict) -> dict:
+    def grant(self, code: str, *, team: str | None, enterprise: str | None = None, org_install: bool = False) -> str:
+        """What installing the app in ``team`` (or org-wide in ``enterprise``) gives: an OAuth code
+        for oauth.v2.access (Slack's documented answer shape); returns the bot token it grants."""
+        token = f"xoxb-{enterprise or 'none'}-{team or 'org'}-{len(self.tokens):04d}"
+        bot_user = f"UBOT{len(self.tokens):05d}"
+        self.oauth_grants[code] = {
+            "ok": True, "access_token": token, "token_type": "bot",
+            "scope": "commands,chat:write,reactions:read,channels:history,groups:history,usergroups:read,files:write,users:read,channels:read,groups:read",
+            "bot_user_id": bot_user, "app_id": "A0APP00001",
+            "team": {"id": team, "name": f"Team {team}"} if team else None,
+            "enterprise": {"id": enterprise, "name": f"Org {enterprise}"} if enterprise else None,
+            "is_enterprise_install": org_install,
+            "authed_user": {"id": "U0INSTALL1"},
+        }
+        self.tokens[token] = {"team_id": team, "enterprise_id": enterprise, "user_id": bot_user,
+                              "bot_id": f"B{bot_user[1:]}", "is_enterprise_install": org_install}
+        return token
+
+    def authorized(self, method: str, headers: dict, body: dict) -> bool:
+        if method == "oauth.v2.access":  # the app's credentials, as HTTP Basic auth or in the body
+            basic = "Basic " + base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+            return headers.get("authorization") == basic or (
+                body.get("client_id") == self.client_id and body.get("client_secret") == self.client_secret)
+        return headers.get("authorization", "").removeprefix("Bearer ") in self.tokens
+
+    def _ok(self, method: str, body: dict, token: str = TOKEN) -> dict:
         if method == "auth.test":
+            bot = self.tokens[token]
             return {"ok": True, "url": "https://example.slack.com/", "team": "Example", "user": "platform-feedback",
-                    "team_id": TEAM, "user_id": BOT_USER, "bot_id": "B0BOT0001", "is_enterprise_install": False}
+                    "team_id": bot["team_id"], "enterprise_id": bot["enterprise_id"], "user_id": bot["user_id"],
+                    "bot_id": bot["bot_id"], "is_enterprise_install": bot["is_enterprise_install"]}
+        if method == "oauth.v2.access":
+            return self.oauth_grants.pop(body.get("code"), None) or {"ok": False, "error": "invalid_code"}
         if method == "chat.postMessage":
             channel = body["channel"]
             if channel.startswith("U"):  # a DM: Slack answers with the IM channel
@@ -175,6 +220,16 @@ class _Handler(BaseHTTPRequestHandler):
         data = self.rfile.read(length) if length else b""
         if parsed.path.startswith("/upload/"):  # step 2 of files_upload_v2: the file's bytes
             file_id = parsed.path.rsplit("/", 1)[-1]
+            trouble = self.fake.fail_when("upload", {"file_id": file_id}) if self.fake.fail_when else None
+            if trouble is not None:  # its status, with its (text) body
+                with self.fake._lock:
+                    self.fake.calls.append(Call("upload", {"file_id": file_id, "size": len(data)}, dict(self.headers)))
+                answer = str(trouble[1]).encode()
+                self.send_response(trouble[0])
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+                return
             ok = file_id in self.fake.uploads
             if ok:
                 self.fake.uploads[file_id] = data
@@ -202,15 +257,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self.fake.block_kit_errors.append(f"response_url: {exc}")
         else:
             method = parsed.path.rsplit("/", 1)[-1]
-            if headers.get("authorization") != f"Bearer {TOKEN}":
+            if not self.fake.authorized(method, headers, body):
                 status, answer, extra = 200, {"ok": False, "error": "invalid_auth"}, {}
             else:
-                status, answer, extra = self.fake.answer(method, body)
+                token = headers.get("authorization", "").removeprefix("Bearer ")
+                status, answer, extra = self.fake.answer(method, body, token)
         with self.fake._lock:
             self.fake.calls.append(Call(method, body, headers))
-        data = json.dumps(answer).encode()
+        content_type = "application/json; charset=utf-8"
+        if isinstance(answer, str):  # not Slack's JSON: e.g. a load balancer's error page
+            content_type = extra.get("Content-Type", "text/plain; charset=utf-8")
+            extra = {k: v for k, v in extra.items() if k != "Content-Type"}
+            data = answer.encode()
+        else:
+            data = json.dumps(answer).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for k, v in extra.items():
             self.send_header(k, v)

@@ -29,11 +29,14 @@ def form(body: str, **kw) -> tuple[str, dict]:
     return body, signed(body, content_type="application/x-www-form-urlencoded", **kw)
 
 
-def slash_command(text: str, *, fake_url: str, user: str = USER, channel: str = CHANNEL, **kw) -> tuple[str, dict]:
+def slash_command(text: str, *, fake_url: str, user: str = USER, channel: str = CHANNEL, team: str = TEAM,
+                  enterprise: str | None = None, org_install: bool = False, **kw) -> tuple[str, dict]:
+    grid = {"enterprise_id": enterprise, "enterprise_name": f"Org {enterprise}"} if enterprise else {}
     body = urlencode(
         {
             "token": "legacy-verification-token",
-            "team_id": TEAM,
+            **grid,
+            "team_id": team,
             "team_domain": "example",
             "channel_id": channel,
             "channel_name": "general",
@@ -42,7 +45,7 @@ def slash_command(text: str, *, fake_url: str, user: str = USER, channel: str = 
             "command": "/platform-feedback",
             "text": text,
             "api_app_id": APP_ID,
-            "is_enterprise_install": "false",
+            "is_enterprise_install": "true" if org_install else "false",
             "response_url": f"{fake_url}/response_url/{uuid.uuid4().hex}",
             "trigger_id": f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:32]}",
         }
@@ -163,17 +166,18 @@ def block_action(action_id: str, value: str, *, user: str = USER, response_url: 
     }
 
 
-def event_callback(event: dict, *, event_id: str | None = None, retry_num: int | None = None, **kw) -> tuple[str, dict]:
+def event_callback(event: dict, *, event_id: str | None = None, retry_num: int | None = None, team: str = TEAM,
+                   **kw) -> tuple[str, dict]:
     body = json.dumps(
         {
             "token": "legacy-verification-token",
-            "team_id": TEAM,
+            "team_id": team,
             "api_app_id": APP_ID,
             "event": event,
             "type": "event_callback",
             "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}",
             "event_time": int(time.time()),
-            "authorizations": [{"enterprise_id": None, "team_id": TEAM, "user_id": "UBOT00001", "is_bot": True, "is_enterprise_install": False}],
+            "authorizations": [{"enterprise_id": None, "team_id": team, "user_id": "UBOT00001", "is_bot": True, "is_enterprise_install": False}],
             "is_ext_shared_channel": False,
             "event_context": "4-eyJldCI6InJlYWN0aW9uX2FkZGVkIn0",
         }
@@ -210,17 +214,19 @@ def element_action(element: dict, **chosen) -> dict:
 
 
 def block_actions(actions: list[dict], *, block_id: str, user: str = USER, response_url: str, channel: str = CHANNEL,
-                  message_ts: str = "1700000000.000100", view: dict | None = None) -> dict:
-    """A ``block_actions`` payload from a message (default) or from a Home tab ``view``."""
+                  message_ts: str = "1700000000.000100", view: dict | None = None, team: str = TEAM,
+                  enterprise: str | None = None, org_install: bool = False) -> dict:
+    """A ``block_actions`` payload from a message (default) or from a Home tab ``view``; ``team``,
+    ``enterprise`` and ``org_install`` say where it came from (Enterprise Grid: an org-wide install)."""
     payload = {
         "type": "block_actions",
-        "user": _user(user),
+        "user": {**_user(user), "team_id": team},
         "api_app_id": APP_ID,
         "token": "legacy-verification-token",
         "trigger_id": f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:32]}",
-        "team": {"id": TEAM, "domain": "example"},
-        "enterprise": None,
-        "is_enterprise_install": False,
+        "team": {"id": team, "domain": "example"},
+        "enterprise": {"id": enterprise, "name": f"Org {enterprise}"} if enterprise else None,
+        "is_enterprise_install": org_install,
         "actions": [a | {"block_id": block_id} for a in actions],
     }
     if view is not None:

@@ -27,7 +27,7 @@ from bot.config import ConfigError, Policy, Settings, load_settings
 from bot.trackers import parse_issue_url
 from storage.database import Database, DatabaseUnavailable
 from storage.friction import FrictionDraft, add_reporter, file_friction
-from storage.models import ClosureNotice, FrictionPoint, Severity, Source, TrackerLink
+from storage.models import ClosureNotice, FrictionPoint, Severity, Source, TrackerLink, Workspace
 from tests.conftest import make_settings
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET, slash_command
@@ -62,7 +62,7 @@ def file_sample(db: Database) -> dict[str, int]:
 
         top = filed(TOP_TEXT, 1, categories=("deploys",), severity=Severity.blocker, minutes_lost=240)
         for n in (2, 3):
-            add_reporter(session=session, point=top, user_id=f"U0DEV0000{n}", team_id="T0TEAM001")
+            add_reporter(session=session, point=top, user_id=f"U0DEV0000{n}", workspace=Workspace(team_id="T0TEAM001"))
         triage.assign(session=session, point_id=top.id, actor="U0HOST0001", assignee="U0HOST0001")
         ci = filed("CI runners are flaky on the integration suite", 4, categories=("ci",), severity=Severity.high, minutes_lost=60)
         issue = parse_issue_url("https://github.com/acme/platform/issues/7")

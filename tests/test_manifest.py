@@ -40,7 +40,8 @@ def test_message_shortcut(manifest):
 
 def test_bot_events(manifest):
     events = manifest["settings"]["event_subscriptions"]["bot_events"]
-    assert sorted(events) == ["app_home_opened", "message.channels", "message.groups", "reaction_added"]
+    assert sorted(events) == ["app_home_opened", "app_uninstalled", "message.channels", "message.groups", "reaction_added",
+                              "tokens_revoked"]
 
 
 def test_bot_scopes_exact(manifest):

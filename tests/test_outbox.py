@@ -161,12 +161,15 @@ async def test_transient_error_is_retried_later(db, fake_slack, response):
     queue(db, 1)
     [queued] = messages(db)
     fake_slack.script("chat.postMessage", response)
-    s = sender(db, fake_slack)
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock)
     assert await s.drain_once() == 1
     [row] = messages(db)
     assert (row.status, row.attempts, row.last_error) == ("pending", 1, "internal_error")
     assert as_utc(row.not_before) > as_utc(queued.not_before) and row.claimed_until is None
     make_due(db)
+    assert await s.drain_once() == 0  # Slack is failing the method: it is paused (1-2 s) for everyone
+    clock.now += 2
     assert await s.drain_once() == 1  # the fake answers normally now
     [row] = messages(db)
     assert (row.status, row.attempts) == ("sent", 2)
@@ -210,6 +213,142 @@ async def test_two_senders_send_each_message_exactly_once(db, fake_slack):
     assert sorted(texts) == sorted(p["text"] for p in payloads)
     assert len(set(texts)) == 40
     assert [m.status for m in messages(db)] == ["sent"] * 40
+
+
+# ------------------------------------------------------------------ Slack failing (test_slack_outage.py: for minutes)
+
+UNAVAILABLE = (503, {"ok": False, "error": "service_unavailable"}, {})
+
+
+async def test_failures_of_requests_already_in_flight_pause_the_method_once(db, fake_slack):
+    queue(db, 4)
+    fake_slack.fail_when = lambda method, body: UNAVAILABLE
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock)  # 4 in flight at once: all four fail
+    before = utcnow()
+    assert await s.drain_once() == 4
+    rows = messages(db)
+    assert [(r.status, r.attempts, r.last_error) for r in rows] == [("pending", 1, "service_unavailable")] * 4
+    # One failure in a row (a pause of 1-2 s), not four (8-16 s): they were sent before the first came back.
+    assert all(as_utc(r.not_before) <= before + timedelta(seconds=2.5) for r in rows)
+    assert 1 <= s.limiter("chat.postMessage").paused_until - clock() <= 2
+
+
+async def test_a_message_slack_fails_takes_its_channels_later_messages_back_with_it(db, fake_slack):
+    for i in range(3):
+        db.transact(outbox.enqueue, dedupe_key=f"m{i}", method="chat.postMessage", payload={"channel": "C-ONE", "text": f"#{i}"})
+    fake_slack.script("chat.postMessage", UNAVAILABLE)
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock, batch_seconds=0.1)  # the pause outlasts the batch
+    assert await s.drain_once() == 1
+    assert [p["text"] for p in posted(fake_slack)] == ["#0"]
+    rows = messages(db)
+    assert [(r.status, r.attempts) for r in rows] == [("pending", 1), ("pending", 0), ("pending", 0)]
+    assert as_utc(rows[1].not_before) >= as_utc(rows[0].not_before) - timedelta(seconds=0.5)  # not before #0
+    clock.now += 2
+    make_due(db)
+    assert await s.drain_once() == 3
+    assert [p["text"] for p in posted(fake_slack)] == ["#0", "#0", "#1", "#2"]  # in order, once each
+
+
+async def test_an_outage_never_fails_a_message_but_its_own_errors_still_do(db, fake_slack):
+    queue(db, 1)
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock)
+    fake_slack.fail_when = lambda method, body: UNAVAILABLE
+    for _ in range(MAX_ATTEMPTS + 4):
+        assert await s.drain_once() == 1
+        clock.now += 301
+        make_due(db)
+    [row] = messages(db)
+    assert (row.status, row.attempts, row.last_error) == ("pending", MAX_ATTEMPTS + 4, "service_unavailable")
+    fake_slack.fail_when = lambda method, body: (200, {"ok": False, "error": "some_new_error"}, {})
+    assert await s.drain_once() == 1
+    [row] = messages(db)
+    assert (row.status, row.last_error) == ("failed", "some_new_error")  # attempted more than MAX_ATTEMPTS times
+
+
+async def test_a_failed_file_upload_step_is_an_outage_too(db, fake_slack):
+    db.transact(outbox.enqueue, dedupe_key="chart", method="files.uploadV2", payload={
+        "channel": "C0DIGEST01", "filename": "chart.png", "title": "Chart",
+        "content_b64": base64.b64encode(b"\x89PNG" + b"0" * 10).decode("ascii")})
+    fake_slack.fail_when = lambda method, body: (503, "upstream connect error", {}) if method == "upload" else None
+    clock = FakeClock()
+    s = sender(db, fake_slack, clock)
+    for _ in range(MAX_ATTEMPTS + 1):
+        assert await s.drain_once() == 1
+        clock.now += 301
+        make_due(db)
+    [row] = messages(db)
+    assert (row.status, row.last_error) == ("pending", "upload: http_503")
+    fake_slack.fail_when = None
+    assert await s.drain_once() == 1
+    assert [r.status for r in messages(db)] == ["sent"]
+
+
+async def test_the_sender_outlives_a_batch_that_raises(db, fake_slack):
+    queue(db, 1)
+    s = sender(db, fake_slack, idle_seconds=0.05)
+    real, raised = s.drain_once, []
+
+    async def once_broken():
+        if not raised:
+            raised.append(True)
+            raise RuntimeError("a bug")
+        return await real()
+
+    s.drain_once = once_broken
+    s.start()
+    for _ in range(100):
+        if posted(fake_slack):
+            break
+        await asyncio.sleep(0.02)
+    await s.stop()
+    assert raised and len(posted(fake_slack)) == 1
+
+
+# ------------------------------------------------------------------ claims
+
+
+def test_a_claim_lasts_the_configured_seconds(db):
+    queue(db, 2)
+    now = utcnow()
+    [first] = db.transact(outbox.claim_due, limit=1, now=now, claim_seconds=10)
+    assert as_utc(first.claimed_until) == now + timedelta(seconds=10)
+    [second] = db.transact(outbox.claim_batch, limit_for=lambda method: 5, now=now, claim_seconds=7)
+    assert as_utc(second.claimed_until) == now + timedelta(seconds=7)
+    later = [db.transact(outbox.claim_due, now=now + timedelta(seconds=t)) for t in (8, 11)]
+    assert [[r.dedupe_key for r in rows] for rows in later] == [["dm-1"], ["dm-0"]]  # 7 s ran out, then 10 s
+
+
+async def test_the_sender_claims_for_its_claim_seconds_and_sends_within_half(db, fake_slack):
+    queue(db, 1)
+    s = sender(db, fake_slack, claim_seconds=8)
+    assert s.hold_seconds == 4
+    seen = []
+    real = outbox.claim_batch
+
+    def claim_batch(**kwargs):
+        seen.append(kwargs["claim_seconds"])
+        return real(**kwargs)
+
+    s.db = type("Spy", (), {"run": staticmethod(lambda fn, /, **kw: db.run(claim_batch if fn is real else fn, **kw))})()
+    assert await s.drain_once() == 1
+    assert seen == [8]
+    assert OutboxSender(None, None).hold_seconds == 10  # the default 60 s claim: the batch's 2 x 5 s
+
+
+def test_claim_seconds_is_a_deployment_setting(db, fake_slack, policy):
+    from bot.app import create_app
+    from bot.config import ConfigError, load_settings
+    from tests.conftest import make_settings
+
+    _, deps = create_app(make_settings(fake_slack, db, outbox_claim_seconds=20), policy, db)
+    assert (deps.sender.claim_seconds, deps.sender.hold_seconds) == (20, 10)
+    _, deps = create_app(make_settings(fake_slack, db), policy, db)
+    assert deps.sender.claim_seconds == outbox.CLAIM_SECONDS == 60
+    with pytest.raises(ConfigError, match="OUTBOX_CLAIM_SECONDS"):
+        load_settings(slack_bot_token=TOKEN, slack_signing_secret="x" * 32, outbox_claim_seconds=2)
 
 
 # ------------------------------------------------------------------ rate limits

@@ -13,7 +13,7 @@ from sqlmodel import func, select
 
 from storage import outbox
 from storage.database import Database
-from storage.models import OutboxMessage, OutboxStatus
+from storage.models import OutboxMessage, OutboxStatus, utcnow
 from tests.conftest import TABLES
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET
@@ -72,31 +72,47 @@ def test_a_scheduled_occurrence_runs_once_across_processes(tmp_path, pg):
         assert len(posts) == 1
 
 
+def held(db) -> int:
+    """Messages claimed by a sender and not sent: what a killed sender leaves to its claims."""
+    with db.session() as s:
+        return s.exec(select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.status == OutboxStatus.pending, OutboxMessage.claimed_until > utcnow())).one()
+
+
+CLAIM_SECONDS = 10  # OUTBOX_CLAIM_SECONDS for the processes below: the default 60 s would make the wait long
+
+
 def test_kill_9_mid_fan_out_loses_nothing(tmp_path, pg):
-    """A sender killed mid-batch: its claims run out (storage.outbox.CLAIM_SECONDS) and another
-    process sends the rest. Only what was in flight at the kill may go twice."""
-    from bot.sender import OutboxSender
+    """A sender killed mid-batch: its claims run out (OUTBOX_CLAIM_SECONDS) and another process
+    sends the rest. Only what was in flight at the kill may go twice."""
     import signal
 
     for i in range(60):
         pg.transact(outbox.enqueue, dedupe_key=f"dm-{i}", method="chat.postMessage",
                     payload={"channel": f"U{i:08d}", "text": f"message {i}"})
     with FakeSlackServer() as fake:
-        (tmp_path / "a").mkdir()
-        (tmp_path / "b").mkdir()
+        for name in ("a", "b"):  # each process reads the setting from the .env in its working directory
+            (tmp_path / name).mkdir()
+            (tmp_path / name / ".env").write_text(f"OUTBOX_CLAIM_SECONDS={CLAIM_SECONDS}\n")
         with serving(tmp_path / "a", fake, pg.url, stop=False) as (_, proc):
             deadline = time.monotonic() + 30
             while len(fake.calls_to("chat.postMessage")) < 25 and time.monotonic() < deadline:
                 time.sleep(0.05)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
+        killed = time.monotonic()
         sent_before = len(fake.calls_to("chat.postMessage"))
         assert 25 <= sent_before < 60, "the kill came too late to test anything"
+        left_claimed = held(pg)
+        assert 0 < left_claimed <= 60 - sent_before, "the kill left no claims to run out"
         with serving(tmp_path / "b", fake, pg.url):
-            deadline = time.monotonic() + 150
+            deadline = time.monotonic() + 60
             while pending(pg) and time.monotonic() < deadline:
                 time.sleep(0.5)
         assert pending(pg) == 0
+        # The claims ran out after CLAIM_SECONDS, not the default 60 s (paced at 2 a second, the rest
+        # take under 20 s to send once free).
+        assert time.monotonic() - killed < CLAIM_SECONDS + 30
     texts = [c.body["text"] for c in fake.calls_to("chat.postMessage")]
     assert set(texts) == {f"message {i}" for i in range(60)}  # nothing lost
     assert len(texts) - 60 <= 8  # at most the requests in flight at the kill (OutboxSender's max_in_flight)

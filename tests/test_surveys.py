@@ -83,7 +83,7 @@ EVERYONE = set(ENGINEERS + GROUP_ONLY + [ACTIVE])
 
 
 def runner_of(bot) -> SurveyRunner:
-    return SurveyRunner(bot.deps, AsyncWebClient(token=TOKEN, base_url=bot.fake.url + "/api/"))
+    return SurveyRunner(bot.deps)
 
 
 def file_report(db, user: str, text: str = "the build cache is cold") -> int:
@@ -227,7 +227,7 @@ async def test_two_instances_on_one_database_run_it_once(bot, fake_slack, db, po
     results = await asyncio.gather(bot.deps.scheduler.run(job_name(PULSE), occurrence), other.scheduler.run(job_name(PULSE), occurrence))
     assert sorted(results) == [False, True]
     await bot.settle()
-    mine, theirs = runner_of(bot), SurveyRunner(other, AsyncWebClient(token=TOKEN, base_url=other_settings.slack_api_url))
+    mine, theirs = runner_of(bot), SurveyRunner(other)
     await asyncio.gather(mine.tick(), theirs.tick(), mine.tick())
     release_dms(db)
     await bot.settle()

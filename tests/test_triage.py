@@ -280,10 +280,12 @@ async def test_hosts_from_a_user_group_are_looked_up_once_and_cached(fake_slack,
     from slack_sdk.web.async_client import AsyncWebClient
 
     from bot.hosts import HostDirectory
+    from bot.workspaces import Workspaces
     from tests.fake_slack import TOKEN
 
     fake_slack.usergroups["S0PLATFORM"] = ["U0GROUP001"]
-    hosts = HostDirectory(Hosts(users=[HOST], usergroup="S0PLATFORM"), AsyncWebClient(token=TOKEN, base_url=fake_slack.url + "/api/"))
+    client = AsyncWebClient(token=TOKEN, base_url=fake_slack.url + "/api/")
+    hosts = HostDirectory(Hosts(users=[HOST], usergroup="S0PLATFORM"), Workspaces(client=client))
     assert await hosts.is_host("U0GROUP001") and await hosts.is_host(HOST)
     assert not await hosts.is_host(STRANGER)
     assert len(fake_slack.calls_to("usergroups.users.list")) == 1

@@ -1,0 +1,144 @@
+"""Which bot token speaks for which workspace.
+
+One workspace: ``SLACK_BOT_TOKEN`` for everything. Several workspaces or an Enterprise Grid org
+(``SLACK_CLIENT_ID`` / ``SLACK_CLIENT_SECRET``): each installs the app through Slack's OAuth flow
+and slack-sdk's SQLAlchemy installation store keeps its token, in the bot's own database.
+
+The platform team lives in one of them: the team policy's ``workspace`` names it, and its channels,
+hosts, office hours and surveys are that workspace's. Every report lands in its triage queue,
+wherever it was filed; the people who filed it are answered through their own workspace's
+installation (an outbox message carries the reporter's ``Workspace``; none means the policy's).
+"""
+
+import logging
+import time
+
+from slack_sdk.oauth.installation_store.models.bot import Bot
+from slack_sdk.oauth.installation_store.sqlalchemy import (
+    AsyncSQLAlchemyInstallationStore,
+    SQLAlchemyInstallationStore,
+)
+from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import and_, desc, func, select
+
+from storage.database import Database
+from storage.models import Workspace
+
+log = logging.getLogger(__name__)
+
+# The bot scopes the OAuth flow asks for: manifest.yml's oauth_config.scopes.bot (a test keeps them equal).
+BOT_SCOPES = [
+    "commands",
+    "chat:write",
+    "reactions:read",
+    "channels:history",
+    "groups:history",
+    "usergroups:read",
+    "files:write",
+    "users:read",
+    "channels:read",
+    "groups:read",
+]
+OAUTH_STATE_SECONDS = 600  # an install link works for ten minutes
+TOKEN_CACHE_SECONDS = 60  # how long a looked-up token is reused before asking the store again
+
+
+class NotInstalled(Exception):
+    """No installation can speak for this workspace (never installed, or uninstalled)."""
+
+
+def installation_store(db: Database, client_id: str) -> AsyncSQLAlchemyInstallationStore:
+    return AsyncSQLAlchemyInstallationStore(client_id=client_id, engine=db.async_engine)
+
+
+def state_store(db: Database) -> AsyncSQLAlchemyOAuthStateStore:
+    return AsyncSQLAlchemyOAuthStateStore(expiration_seconds=OAUTH_STATE_SECONDS, engine=db.async_engine)
+
+
+class Workspaces:
+    """Hands out a Web API client for a workspace (None: the one the team policy names)."""
+
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient | None = None,
+        store: AsyncSQLAlchemyInstallationStore | None = None,
+        home: str | None = None,
+        api_url: str = "https://slack.com/api/",
+        clock=time.monotonic,
+    ):
+        """``client``: the one workspace's client (SLACK_BOT_TOKEN). Or ``store``: installations,
+        with ``home`` the policy's workspace (T...) or org (E...)."""
+        self._single = client
+        self.store = store
+        self.home = home
+        self.api_url = api_url
+        self._clock = clock
+        self._tokens: dict[Workspace | None, tuple[str, float]] = {}
+        self._clients: dict[str, AsyncWebClient] = {}
+
+    async def client(self, workspace: Workspace | None = None) -> AsyncWebClient:
+        """A client whose token speaks for ``workspace``. Raises NotInstalled."""
+        if self.store is None:
+            return self._single
+        token = await self.token(workspace)
+        if token not in self._clients:
+            if len(self._clients) > 1000:  # tokens of uninstalled workspaces, rotated tokens
+                self._clients.clear()
+            self._clients[token] = AsyncWebClient(token=token, base_url=self.api_url)
+        return self._clients[token]
+
+    async def token(self, workspace: Workspace | None) -> str:
+        cached = self._tokens.get(workspace)
+        if cached is not None and cached[1] > self._clock():
+            return cached[0]
+        bot = await (self._home_bot() if workspace is None else self._bot(workspace))
+        if bot is None or not bot.bot_token:
+            self._tokens.pop(workspace, None)
+            raise NotInstalled(self._describe(workspace))
+        self._tokens[workspace] = (bot.bot_token, self._clock() + TOKEN_CACHE_SECONDS)
+        return bot.bot_token
+
+    def forget(self) -> None:
+        """Drop cached tokens (after an uninstall)."""
+        self._tokens.clear()
+
+    async def _bot(self, workspace: Workspace) -> Bot | None:
+        """The workspace's own installation or, on a Grid, its org's."""
+        bot = None
+        if workspace.team_id:
+            bot = await self.store.async_find_bot(enterprise_id=workspace.enterprise_id, team_id=workspace.team_id)
+        if bot is None and workspace.enterprise_id:
+            bot = await self.store.async_find_bot(
+                enterprise_id=workspace.enterprise_id, team_id=None, is_enterprise_install=True
+            )
+        return bot
+
+    async def _home_bot(self) -> Bot | None:
+        c = self.store.bots.c
+        mine = and_(c.client_id == self.store.client_id, c.bot_token.is_not(None))
+        if self.home is None:
+            # The only installation, if there is only one.
+            installed = select(func.count()).select_from(
+                select(c.enterprise_id, c.team_id).where(mine).distinct().subquery()
+            )
+            async with self.store.engine.connect() as conn:
+                if (await conn.execute(installed)).scalar_one() != 1:
+                    return None
+            where = mine
+        elif self.home.startswith("E"):  # an org-wide installation
+            where = and_(mine, c.enterprise_id == self.home, c.team_id.is_(None))
+        else:  # a workspace, on a Grid or not
+            where = and_(mine, c.team_id == self.home)
+        query = select(self.store.bots).where(where).order_by(desc(c.installed_at)).limit(1)
+        async with self.store.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return SQLAlchemyInstallationStore.build_bot_entity(row) if row is not None else None
+
+    def _describe(self, workspace: Workspace | None) -> str:
+        if workspace is not None:
+            return f"the app is not installed in workspace {workspace.team_id or workspace.enterprise_id}"
+        if self.home is None:
+            return "no single installation to speak for the team policy: install the app, or set workspace in the team policy"
+        return f"the app is not installed in the team policy's workspace {self.home}"
