@@ -2,6 +2,7 @@
 SQLAlchemy installation store (on SQLite and PostgreSQL), and each message sent with the token of
 the workspace it is meant for."""
 
+import contextlib
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -16,6 +17,7 @@ from sqlmodel import select, text
 from bot.app import create_app, create_web_app
 from bot.config import ConfigError, Hosts, Policy, Settings, Triage, load_settings
 from bot.workspaces import BOT_SCOPES, NotInstalled
+from storage.database import Database
 from storage.models import FrictionPoint, OutboxMessage, OutboxStatus, Workspace
 from tests.conftest import Bot
 from tests.slack_requests import (
@@ -39,8 +41,9 @@ def policy() -> Policy:
     return Policy(workspace=HOME, hosts=Hosts(users=[HOST]), triage=Triage(channel=TRIAGE_CHANNEL))
 
 
-@pytest.fixture
-async def oauth_bot(fake_slack, db, policy):
+@contextlib.asynccontextmanager
+async def oauth_instance(fake_slack, db, policy):
+    """One instance of the bot, installing through OAuth, on ``db``."""
     settings = Settings(
         slack_client_id=fake_slack.client_id,
         slack_client_secret=fake_slack.client_secret,
@@ -56,6 +59,12 @@ async def oauth_bot(fake_slack, db, policy):
         yield bot
         await bot.settle()
     await db.dispose_async()
+
+
+@pytest.fixture
+async def oauth_bot(fake_slack, db, policy):
+    async with oauth_instance(fake_slack, db, policy) as bot:
+        yield bot
 
 
 async def install(bot: Bot, *, team: str | None, enterprise: str | None = None, org_install: bool = False) -> str:
@@ -122,6 +131,22 @@ async def test_each_workspace_installs_and_each_message_goes_with_its_workspaces
     assert all(bearer(c) == home_token for c in oauth_bot.fake.calls_to("chat.update"))
     with oauth_bot.db.session() as s:
         assert s.exec(select(OutboxMessage.team_id).where(OutboxMessage.status == OutboxStatus.sent)).all().count(OTHER) == 1
+
+
+async def test_an_installation_made_through_one_instance_serves_the_others(oauth_bot, fake_slack, db, policy):
+    other_token = await install(oauth_bot, team=OTHER)
+    await install(oauth_bot, team=HOME)
+    second_db = Database(db.url)  # another process's own engine on the same database
+    try:
+        async with oauth_instance(fake_slack, second_db, policy) as second:
+            resp = await second.post(*slash_command("the VPN drops every hour", fake_url=fake_slack.url, user=DEV, team=OTHER))
+            assert resp.status_code == 200
+            await second.drain()
+            await click_assign_me(second, team=HOME)
+            [dm] = dms_to(second, DEV)
+            assert bearer(dm) == other_token
+    finally:
+        second_db.dispose()
 
 
 async def test_an_enterprise_grid_org_wide_install_speaks_for_every_workspace_of_the_org(oauth_bot, db, fake_slack):
