@@ -6,6 +6,7 @@ import hmac
 import logging
 import time
 
+import aiohttp
 import anyio.to_thread
 from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import BoltResponse
@@ -186,6 +187,10 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        # One connection pool for every Web API call (Bolt's per-request clients copy the app
+        # client's session): keep-alive, rather than a new connection and TLS handshake per call.
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=app.client.timeout))
+        app.client.session = deps.workspaces.session = session
         if run_background:
             deps.sender.start()
             deps.scheduler.start()
@@ -195,6 +200,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             deps.scheduler.stop()
             await deps.sender.stop()
             await deps.db.dispose_async()
+            await session.close()
 
     return Starlette(
         routes=[

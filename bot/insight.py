@@ -17,6 +17,7 @@ A category's score is the sum over its data points (a point with two areas count
 with none go to ``untagged``). The trend compares with the window of the same length just before.
 """
 
+import functools
 import heapq
 import re
 import statistics
@@ -365,6 +366,7 @@ STOP_WORDS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # a card's redraw compares with the same few hundred open reports each time
 def similarity_text(text: str) -> str:
     """What similarity is computed on: lower-case words, without the most common ones."""
     return " ".join(w for w in re.findall(r"\w+", text.lower()) if w not in STOP_WORDS)
@@ -392,13 +394,14 @@ def possible_duplicate(*, session: Session, point: FrictionPoint, threshold: int
         .limit(candidates)
     ).all()
     # Older as triage.merge decides it: earlier creation, then lower id.
-    choices = {pid: text for pid, text, at in rows if (as_utc(at), pid) < (created, point.id)}
+    originals = {pid: text for pid, text, at in rows if (as_utc(at), pid) < (created, point.id)}
+    choices = {pid: similarity_text(text) for pid, text in originals.items()}
     query = similarity_text(point.text)
-    matches = process.extract(query, choices, scorer=fuzz.token_set_ratio, processor=similarity_text, score_cutoff=threshold, limit=None)
+    matches = process.extract(query, choices, scorer=fuzz.token_set_ratio, score_cutoff=threshold, limit=None)
     if not matches:
         return None
-    text, score, pid = max(matches, key=lambda m: (m[1], fuzz.token_sort_ratio(query, similarity_text(m[0]))))
-    return DuplicateSuggestion(point_id=pid, similarity=int(round(score)), text=text)
+    _words, score, pid = max(matches, key=lambda m: (m[1], fuzz.token_sort_ratio(query, m[0])))
+    return DuplicateSuggestion(point_id=pid, similarity=int(round(score)), text=originals[pid])
 
 
 # ------------------------------------------------------------------ export

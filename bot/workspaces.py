@@ -13,6 +13,8 @@ installation (an outbox message carries the reporter's ``Workspace``; none means
 import logging
 import time
 
+import aiohttp
+
 from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.sqlalchemy import (
     AsyncSQLAlchemyInstallationStore,
@@ -75,6 +77,7 @@ class Workspaces:
         self.home = home
         self.api_url = api_url
         self._clock = clock
+        self.session: aiohttp.ClientSession | None = None  # shared by the clients made here, once serving
         self._tokens: dict[Workspace | None, tuple[str, float]] = {}
         self._clients: dict[str, AsyncWebClient] = {}
 
@@ -86,7 +89,7 @@ class Workspaces:
         if token not in self._clients:
             if len(self._clients) > 1000:  # tokens of uninstalled workspaces, rotated tokens
                 self._clients.clear()
-            self._clients[token] = AsyncWebClient(token=token, base_url=self.api_url)
+            self._clients[token] = AsyncWebClient(token=token, base_url=self.api_url, session=self.session)
         return self._clients[token]
 
     async def token(self, workspace: Workspace | None) -> str:
