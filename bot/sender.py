@@ -240,7 +240,6 @@ class OutboxSender:
         always outlasts the sending. ``clock`` and ``sleep`` are for tests."""
         self.db = db
         # Each message goes out with its workspace's token (several workspaces), or the one client's.
-        self.client = None if isinstance(client, Workspaces) else client
         self.workspaces = client if isinstance(client, Workspaces) else Workspaces(client=client)
         self.idle_seconds = idle_seconds
         # Told of every send: (method, Slack's error code or None when sent); /metrics counts them.
@@ -548,10 +547,7 @@ class OutboxSender:
 
     async def _flush_every(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.flush_seconds)
-            except asyncio.TimeoutError:
-                pass
+            await _wait(stop, self.flush_seconds)
             if stop.is_set():
                 return
             try:
@@ -574,10 +570,7 @@ class OutboxSender:
             if sent:
                 continue
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_seconds)
-            except asyncio.TimeoutError:
-                pass
+            await _wait(self._wake, self.idle_seconds)
 
     def start(self) -> None:
         if self._task is None:
@@ -591,6 +584,16 @@ class OutboxSender:
             except asyncio.CancelledError:
                 pass
             self._task = None
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` pass. Not ``asyncio.wait_for``: on Python 3.11 it can
+    swallow a cancel that lands as its timeout fires, and ``stop()`` then waits for ever."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass
 
 
 def _chains(batch: list[OutboxMessage], hooks: dict[str, OutboxHook]) -> list[list[OutboxMessage]]:
