@@ -33,7 +33,6 @@ import itertools
 import multiprocessing
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,7 @@ from bot.ids import Action
 from storage.database import Database
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET, block_actions, element_action, interactive, slash_command
-from tests.test_serve_http import free_port, serving, wait_until
+from tests.test_serve_http import free_port, serving, stop_process, wait_until
 
 DB_NAME = "bench_ack"
 HOST = "U0BENCHHOST"
@@ -150,15 +149,6 @@ def fake_slack_process():
         process.join(timeout=10)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 @contextmanager
 def bot(tmp: Path, fake_url: str, database_url: str):
     """``platform-feedback serve`` (the tests' ``serving``), the bench policy in its working directory."""
@@ -168,7 +158,7 @@ def bot(tmp: Path, fake_url: str, database_url: str):
         try:
             yield base, proc
         finally:
-            stop(proc)
+            stop_process(proc, timeout=20)
 
 
 @contextmanager
@@ -192,7 +182,7 @@ def minimal_app(tmp: Path, fake_url: str):
         yield base, proc
     finally:
         if proc.poll() is None:
-            stop(proc)
+            stop_process(proc, timeout=20)
 
 
 def cpu_seconds(pid: int) -> float:

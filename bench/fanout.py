@@ -12,53 +12,19 @@ PostgreSQL: a fresh database is created and dropped on the server at BENCH_POSTG
 import argparse
 import asyncio
 import logging
-import os
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
-from contextlib import contextmanager
-from pathlib import Path
 
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import create_engine, text
 from sqlmodel import func, select
 
 from bench.rate_limited_slack import TOKEN, RateLimitedSlackProcess
+from bench.report import fresh_database
 from bot.sender import OutboxSender
 from storage import outbox
 from storage.database import Database
 from storage.models import OutboxMessage
-
-PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-@contextmanager
-def fresh_database(kind: str):
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp:
-            db = Database(f"sqlite:///{Path(tmp) / 'bench.db'}")
-            db.migrate()
-            try:
-                yield db
-            finally:
-                db.dispose()
-        return
-    name = f"pf_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db = Database(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        db.migrate()
-        yield db
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
 
 def notice(i: int) -> dict:
     return {"channel": f"U{i:08d}", "text": f"notice {i}: FB-{i} was fixed, thanks for reporting it"}

@@ -66,14 +66,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b"{}"
-        method = self.path.rsplit("/", 1)[-1]
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        self._reply(self.path.rsplit("/", 1)[-1], body)
+
+    def _reply(self, method: str, body: dict) -> None:
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             status, answer, extra = 200, {"ok": False, "error": "invalid_auth"}, {}
         else:
-            try:
-                body = json.loads(raw or b"{}")
-            except ValueError:
-                body = {}
             status, answer, extra = self.fake.answer(method, body)
         data = json.dumps(answer).encode()
         self.send_response(status)

@@ -25,8 +25,6 @@ import argparse
 import os
 import random
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -43,6 +41,7 @@ from sqlalchemy import DateTime, bindparam, create_engine, text
 
 from bot import insight
 from storage.database import Database
+from tests.test_serve_http import free_port, stop_process
 
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REPO = Path(__file__).resolve().parent.parent
@@ -291,12 +290,6 @@ def timed(db: Database, runs: int, now: datetime):
 # ------------------------------------------------------------------ serving the dashboard
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _status(pid: int) -> dict[str, int]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -307,7 +300,7 @@ def _status(pid: int) -> dict[str, int]:
 
 
 def serve_memory(url: str) -> dict:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1",
            "SLACK_BOT_TOKEN": "xoxb-bench-0000", "SLACK_SIGNING_SECRET": "bench-signing-secret",
            "SLACK_API_URL": "http://127.0.0.1:9/api/",  # nothing listens: no call leaves the machine
@@ -342,11 +335,7 @@ def serve_memory(url: str) -> dict:
         after = _status(proc.pid)
         return {"idle_rss": idle["VmRSS"], "rss": after["VmRSS"], "peak": after["VmHWM"], "latencies": latencies}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, timeout=20)
         log.close()
 
 

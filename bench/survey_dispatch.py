@@ -23,7 +23,7 @@ from collections import Counter
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import col, func, select
 
-from bench.fanout import fresh_database
+from bench.report import fresh_database
 from bench.rate_limited_slack import TOKEN
 from bench.survey_fake import SurveySlackServer
 from bot.app import create_app

@@ -3,12 +3,11 @@ reads before it sends: ``conversations.members`` and ``users.list`` (cursor pagi
 sends them) and ``users.info``. Every method keeps the same per-second limit and 429 answers;
 ``rates`` sets a different limit per method (e.g. a slower directory)."""
 
-import json
 import threading
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlparse
 
-from bench.rate_limited_slack import TOKEN, RateLimitedSlack, RateLimitedSlackServer, _Handler
+from bench.rate_limited_slack import RateLimitedSlack, RateLimitedSlackServer, _Handler
 
 DIRECTORY = {"conversations.members", "users.list", "users.info"}
 
@@ -62,18 +61,7 @@ class _SurveyHandler(_Handler):
     def do_GET(self):
         """slack_sdk sends the directory reads as GET with the arguments in the query string."""
         parsed = urlparse(self.path)
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            status, answer, extra = 200, {"ok": False, "error": "invalid_auth"}, {}
-        else:
-            status, answer, extra = self.fake.answer(parsed.path.rsplit("/", 1)[-1], dict(parse_qsl(parsed.query)))
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in extra.items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        self._reply(parsed.path.rsplit("/", 1)[-1], dict(parse_qsl(parsed.query)))
 
 
 class SurveySlackServer(RateLimitedSlackServer):

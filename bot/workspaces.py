@@ -22,7 +22,7 @@ from slack_sdk.oauth.installation_store.sqlalchemy import (
 )
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import and_, desc, func, select
+from sqlalchemy import and_, desc, select
 
 from storage.database import Database
 from storage.models import Workspace
@@ -72,7 +72,7 @@ class Workspaces:
     ):
         """``client``: the one workspace's client (SLACK_BOT_TOKEN). Or ``store``: installations,
         with ``home`` the policy's workspace (T...) or org (E...)."""
-        self._single = client
+        self.single = client  # the one workspace's client, or None: installations
         self.store = store
         self.home = home
         self.api_url = api_url
@@ -84,7 +84,7 @@ class Workspaces:
     async def client(self, workspace: Workspace | None = None) -> AsyncWebClient:
         """A client whose token speaks for ``workspace``. Raises NotInstalled."""
         if self.store is None:
-            return self._single
+            return self.single
         token = await self.token(workspace)
         if token not in self._clients:
             if len(self._clients) > 1000:  # tokens of uninstalled workspaces, rotated tokens
@@ -121,21 +121,17 @@ class Workspaces:
     async def _home_bot(self) -> Bot | None:
         c = self.store.bots.c
         mine = and_(c.client_id == self.store.client_id, c.bot_token.is_not(None))
-        if self.home is None:
-            # The only installation, if there is only one.
-            installed = select(func.count()).select_from(
-                select(c.enterprise_id, c.team_id).where(mine).distinct().subquery()
-            )
-            async with self.store.engine.connect() as conn:
-                if (await conn.execute(installed)).scalar_one() != 1:
-                    return None
-            where = mine
-        elif self.home.startswith("E"):  # an org-wide installation
-            where = and_(mine, c.enterprise_id == self.home, c.team_id.is_(None))
-        else:  # a workspace, on a Grid or not
-            where = and_(mine, c.team_id == self.home)
-        query = select(self.store.bots).where(where).order_by(desc(c.installed_at)).limit(1)
         async with self.store.engine.connect() as conn:
+            if self.home is None:  # the only installation, if there is only one
+                installed = select(c.enterprise_id, c.team_id).where(mine).distinct().limit(2)
+                if len((await conn.execute(installed)).all()) != 1:
+                    return None
+                where = mine
+            elif self.home.startswith("E"):  # an org-wide installation
+                where = and_(mine, c.enterprise_id == self.home, c.team_id.is_(None))
+            else:  # a workspace, on a Grid or not
+                where = and_(mine, c.team_id == self.home)
+            query = select(self.store.bots).where(where).order_by(desc(c.installed_at)).limit(1)
             row = (await conn.execute(query)).mappings().first()
         return SQLAlchemyInstallationStore.build_bot_entity(row) if row is not None else None
 

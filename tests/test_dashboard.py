@@ -31,7 +31,7 @@ from storage.models import ClosureNotice, FrictionPoint, Severity, Source, Track
 from tests.conftest import make_settings
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET, slash_command
-from tests.test_serve_http import free_port, wait_until
+from tests.test_serve_http import free_port, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD_TOKEN = "dashboard-token-" + "x" * 16
@@ -269,12 +269,7 @@ def test_demo_command_fills_and_serves_the_dashboard_without_slack(tmp_path):
             assert http.get(f"http://127.0.0.1:{port}/dashboard?days=90").status_code == 200  # the cookie's session
         assert httpx.get(f"http://127.0.0.1:{port}/dashboard", timeout=30).status_code == 401
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, signal.SIGINT)
 
 
 # ------------------------------------------------------------------ the real page in headless Chromium
@@ -305,12 +300,7 @@ def serving_dashboard(tmp_path: Path, database_url: str):
             wait_until(healthy, timeout=30, what="GET /healthz to answer 200", log=log)
             yield base
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc)
         assert "Traceback" not in log.read_text(errors="replace"), log.read_text(errors="replace")
 
 

@@ -12,7 +12,7 @@ from sqlmodel import select, text
 from bot.sender import MAX_ATTEMPTS, MethodLimiter, OutboxSender
 from storage import outbox
 from storage.database import Database, DatabaseUnavailable
-from storage.models import OutboxMessage, OutboxStatus, as_utc, utcnow
+from storage.models import OutboxMessage, as_utc, utcnow
 from tests.fake_slack import TOKEN
 
 RATELIMITED = (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "30"})
@@ -74,13 +74,13 @@ def sender(db: Database, fake, clock: FakeClock | None = None, **options) -> Out
 def record_call_times(s: OutboxSender, clock: FakeClock) -> list[tuple[float, str, str]]:
     """(clock time, method, channel) of every Slack call the sender starts."""
     times: list[tuple[float, str, str]] = []
-    real = s.client.api_call
+    real = s.workspaces.single.api_call
 
     async def api_call(method, **kwargs):
         times.append((clock(), method, kwargs["json"].get("channel")))
         return await real(method, **kwargs)
 
-    s.client.api_call = api_call
+    s.workspaces.single.api_call = api_call
     return times
 
 

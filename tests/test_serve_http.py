@@ -32,6 +32,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    """Ask ``proc`` to stop with ``sig``; kill it if it has not within ``timeout`` seconds."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def sign_bytes(body: bytes, content_type: str) -> dict:
     """Slack's v0 signature over raw bytes (the helpers in slack_requests take text)."""
     ts = str(int(time.time()))

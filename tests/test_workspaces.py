@@ -41,10 +41,8 @@ def policy() -> Policy:
     return Policy(workspace=HOME, hosts=Hosts(users=[HOST]), triage=Triage(channel=TRIAGE_CHANNEL))
 
 
-@contextlib.asynccontextmanager
-async def oauth_instance(fake_slack, db, policy):
-    """One instance of the bot, installing through OAuth, on ``db``."""
-    settings = Settings(
+def oauth_settings(fake_slack, db) -> Settings:
+    return Settings(
         slack_client_id=fake_slack.client_id,
         slack_client_secret=fake_slack.client_secret,
         slack_redirect_uri=REDIRECT,
@@ -52,7 +50,12 @@ async def oauth_instance(fake_slack, db, policy):
         slack_api_url=fake_slack.url + "/api/",
         database_url=db.url,
     )
-    app, deps = create_app(settings, policy, db)
+
+
+@contextlib.asynccontextmanager
+async def oauth_instance(fake_slack, db, policy):
+    """One instance of the bot, installing through OAuth, on ``db``."""
+    app, deps = create_app(oauth_settings(fake_slack, db), policy, db)
     web = create_web_app(app, deps, run_background=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver") as http:
         bot = Bot(deps=deps, http=http, fake=fake_slack, db=db)
@@ -267,9 +270,7 @@ def test_the_oauth_flow_asks_for_the_manifests_scopes():
 def oauth_http(fake_slack, db, policy):
     from starlette.testclient import TestClient
 
-    settings = Settings(slack_client_id=fake_slack.client_id, slack_client_secret=fake_slack.client_secret,
-                        slack_signing_secret=SIGNING_SECRET, slack_api_url=fake_slack.url + "/api/", database_url=db.url)
-    app, deps = create_app(settings, policy, db)
+    app, deps = create_app(oauth_settings(fake_slack, db), policy, db)
     with TestClient(create_web_app(app, deps, run_background=False), raise_server_exceptions=False) as http:
         yield http
 

@@ -20,8 +20,8 @@ branch_labels = None
 depends_on = None
 
 
-def _bot_columns() -> list[sa.Column]:
-    """The columns slack_installations and slack_bots share, in slack-sdk's order."""
+def _app_columns() -> list[sa.Column]:
+    """The first columns of slack_installations and slack_bots, in slack-sdk's order."""
     return [
         sa.Column('id', sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column('client_id', sa.String(32), nullable=False),
@@ -31,11 +31,9 @@ def _bot_columns() -> list[sa.Column]:
     ]
 
 
-def upgrade() -> None:
-    op.create_table(
-        'slack_installations',
-        *_bot_columns(),
-        sa.Column('enterprise_url', sa.String(200)),
+def _bot_columns() -> list[sa.Column]:
+    """The workspace and its bot token: the same in both tables."""
+    return [
         sa.Column('team_id', sa.String(32)),
         sa.Column('team_name', sa.String(200)),
         sa.Column('bot_token', sa.String(200)),
@@ -44,6 +42,15 @@ def upgrade() -> None:
         sa.Column('bot_scopes', sa.String(1000)),
         sa.Column('bot_refresh_token', sa.String(200)),
         sa.Column('bot_token_expires_at', sa.DateTime()),
+    ]
+
+
+def upgrade() -> None:
+    op.create_table(
+        'slack_installations',
+        *_app_columns(),
+        sa.Column('enterprise_url', sa.String(200)),
+        *_bot_columns(),
         sa.Column('user_id', sa.String(32), nullable=False),
         sa.Column('user_token', sa.String(200)),
         sa.Column('user_scopes', sa.String(1000)),
@@ -61,15 +68,8 @@ def upgrade() -> None:
                     ['client_id', 'enterprise_id', 'team_id', 'user_id', 'installed_at'])
     op.create_table(
         'slack_bots',
+        *_app_columns(),
         *_bot_columns(),
-        sa.Column('team_id', sa.String(32)),
-        sa.Column('team_name', sa.String(200)),
-        sa.Column('bot_token', sa.String(200)),
-        sa.Column('bot_id', sa.String(32)),
-        sa.Column('bot_user_id', sa.String(32)),
-        sa.Column('bot_scopes', sa.String(1000)),
-        sa.Column('bot_refresh_token', sa.String(200)),
-        sa.Column('bot_token_expires_at', sa.DateTime()),
         sa.Column('is_enterprise_install', sa.Boolean(), nullable=False),
         sa.Column('installed_at', sa.DateTime(), nullable=False),
     )
