@@ -49,7 +49,7 @@ import psycopg
 
 from bench.report import PG_ADMIN_URL, REPO, generate, load_postgresql
 from bot.blocks.triage import card_block_id
-from bot.ids import Action
+from bot.blocks.ids import Action
 from storage.database import Database
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET, block_actions, element_action, interactive, slash_command

@@ -1,4 +1,4 @@
-"""Report benchmark: the top-friction report (``bot.insight.friction_scores``: top areas and top open
+"""Report benchmark: the top-friction report (``bot.operations.insight.friction_scores``: top areas and top open
 points with their trend) over a large database, against the plain SQL aggregate the same report
 needs, written by hand below; and the bot's memory while serving the dashboard over that database.
 
@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import DateTime, bindparam, create_engine, text
 
-from bot import insight
+from bot.operations import insight
 from storage.database import Database
 from tests.test_serve_http import free_port, stop_process
 
@@ -306,7 +306,7 @@ def serve_memory(url: str) -> dict:
            "SLACK_API_URL": "http://127.0.0.1:9/api/",  # nothing listens: no call leaves the machine
            "DASHBOARD_TOKEN": TOKEN}
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--no-migrate"], env=env, cwd=tempfile.gettempdir(),
+    proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", "--no-migrate"], env=env, cwd=tempfile.gettempdir(),
                             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -26,9 +26,9 @@ from sqlmodel import col, func, select
 from bench.report import fresh_database
 from bench.rate_limited_slack import TOKEN
 from bench.survey_fake import SurveySlackServer
-from bot.app import create_app
-from bot.config import Policy, Settings, Survey
-from bot.sender import OutboxSender
+from bot.runtime.app import create_app
+from bot.runtime.config import Policy, Settings, Survey
+from bot.runtime.sender import OutboxSender
 from handlers.surveys import SurveyRunner
 from storage import surveys as store
 from storage.models import OutboxMessage, OutboxStatus

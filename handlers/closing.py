@@ -6,7 +6,7 @@ import logging
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from sqlmodel import Session
 
-from bot import closing
+from bot.operations import closing
 from bot.blocks.closing import (
     COMMENT_BLOCK,
     build_announcement,
@@ -16,11 +16,11 @@ from bot.blocks.closing import (
     build_still_broken_modal,
 )
 from bot.blocks.intake import build_try_again
-from bot.config import Policy
-from bot.context import Deps
-from bot.ids import Action, Callback
-from bot.intake import flatten_state
-from bot.tracker_events import IssueEvent, Outcome
+from bot.runtime.config import Policy
+from bot.runtime.context import Deps
+from bot.blocks.ids import Action, Callback
+from bot.operations.intake import flatten_state
+from bot.trackers.events import IssueEvent, Outcome
 from handlers.triage import CARD_PURPOSE
 from storage import outbox
 from storage.database import DatabaseUnavailable

@@ -19,13 +19,14 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
-from bot import help_channel, triage
+from bot.operations import help_channel
+from bot.operations import triage
 from bot.blocks.help_channel import RESOLVE_ACTION, build_help_reply, build_resolved_reply
 from bot.blocks.intake import build_try_again
 from bot.blocks.triage import build_reporter_notice
-from bot.context import Deps
-from bot.intake import suggest_categories
-from bot.text import from_slack
+from bot.runtime.context import Deps
+from bot.operations.intake import suggest_categories
+from bot.blocks.text import from_slack
 from handlers.intake import remember_permalink, file_report
 from handlers.triage import CARD_PURPOSE
 from storage import friction, outbox

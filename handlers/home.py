@@ -5,11 +5,11 @@ import logging
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import triage
+from bot.operations import triage
 from bot.blocks.home import build_home
 from bot.blocks.triage import build_host_home
-from bot.context import Deps
-from bot.ids import Action
+from bot.runtime.context import Deps
+from bot.blocks.ids import Action
 from storage import friction
 from storage.database import DatabaseUnavailable
 

@@ -15,11 +15,12 @@ from slack_bolt.async_app import AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
-from bot import charts, insight
+from bot.web import charts
+from bot.operations import insight
 from bot.blocks.insight import build_digest, build_top, category_label
-from bot.config import Insight, Policy
-from bot.context import Deps
-from bot.scheduler import Job
+from bot.runtime.config import Insight, Policy
+from bot.runtime.context import Deps
+from bot.runtime.scheduler import Job
 from storage import outbox
 from storage.database import DatabaseUnavailable
 

@@ -16,10 +16,10 @@ from bot.blocks.intake import (
     build_try_again,
     build_usage,
 )
-from bot.context import Deps
-from bot.ids import Action, Block, Callback
-from bot.intake import CommandKind, parse_command, read_modal, suggest_categories
-from bot.text import from_slack
+from bot.runtime.context import Deps
+from bot.blocks.ids import Action, Block, Callback
+from bot.operations.intake import CommandKind, parse_command, read_modal, suggest_categories
+from bot.blocks.text import from_slack
 from storage import friction, outbox
 from storage.database import DatabaseUnavailable
 from handlers.triage import enqueue_card

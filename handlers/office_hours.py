@@ -1,7 +1,7 @@
 """Office hours in Slack: before each session its agenda goes to the session's channel and the host
 on duty gets a DM; when it ends, a summary of what was covered and what rolls over.
 
-Both are scheduled jobs (``bot.scheduler``), one pair per configured session, named after it. A
+Both are scheduled jobs (``bot.runtime.scheduler``), one pair per configured session, named after it. A
 run claims its occurrence (the session's start, UTC) and queues its messages in one transaction;
 the outbox sends them, with dedupe keys derived from the occurrence.
 """
@@ -14,11 +14,11 @@ from apscheduler.triggers.cron import CronTrigger
 from slack_bolt.async_app import AsyncApp
 from sqlmodel import Session
 
-from bot import office_hours as oh
+from bot.operations import office_hours as oh
 from bot.blocks.office_hours import build_agenda, build_host_dm, build_summary
-from bot.config import OfficeHoursSession, Policy
-from bot.context import Deps
-from bot.scheduler import Job
+from bot.runtime.config import OfficeHoursSession, Policy
+from bot.runtime.context import Deps
+from bot.runtime.scheduler import Job
 from storage import outbox
 
 EARLY_TOLERANCE = timedelta(seconds=60)  # a firing this early still counts for the coming occurrence

@@ -18,9 +18,9 @@ from slack_bolt.async_app import AsyncApp
 from sqlalchemy import delete
 from sqlmodel import Session, col
 
-from bot.context import Deps
-from bot.polling import Poller
-from bot.scheduler import Job
+from bot.runtime.context import Deps
+from bot.trackers.polling import Poller
+from bot.runtime.scheduler import Job
 from handlers.closing import apply_and_queue
 from storage.models import ScheduledRun
 

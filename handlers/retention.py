@@ -8,8 +8,8 @@ from apscheduler.triggers.cron import CronTrigger
 from slack_bolt.async_app import AsyncApp
 from sqlmodel import Session
 
-from bot.context import Deps
-from bot.scheduler import Job
+from bot.runtime.context import Deps
+from bot.runtime.scheduler import Job
 from storage.privacy import purge_older_than
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ hosts filing a comment as a data point, opt-out, and the CSAT follow-up after a 
 
 How a run stays exactly-once across restarts and instances:
 
-- A scheduled run is a ``bot.scheduler`` job: its occurrence is claimed in ``scheduled_run`` and
+- A scheduled run is a ``bot.runtime.scheduler`` job: its occurrence is claimed in ``scheduled_run`` and
   the ``survey_run`` row is written in the same transaction (unique on survey and occurrence).
 - The run then "resolves": the audience is looked up in Slack and each person is added to
   ``survey_recipient`` with their DM queued in the outbox (dedupe key per run and person), in
@@ -29,8 +29,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session, col, update
 
-from bot import charts
-from bot import surveys as logic
+from bot.web import charts
+from bot.operations import surveys as logic
 from bot.blocks.intake import build_try_again
 from bot.blocks.surveys import (
     COMMENT_BLOCK,
@@ -48,12 +48,12 @@ from bot.blocks.surveys import (
     build_surveys_list,
     chart_comment,
 )
-from bot.config import Policy, Survey
-from bot.context import Deps
-from bot.intake import flatten_state, suggest_categories
-from bot.scheduler import Job
-from bot.text import from_slack
-from bot.workspaces import NotInstalled
+from bot.runtime.config import Policy, Survey
+from bot.runtime.context import Deps
+from bot.operations.intake import flatten_state, suggest_categories
+from bot.runtime.scheduler import Job
+from bot.blocks.text import from_slack
+from bot.runtime.workspaces import NotInstalled
 from handlers.intake import file_report
 from storage import outbox
 from storage import surveys as store
@@ -170,7 +170,7 @@ def queue_recipients(*, session: Session, run_id: int, people: list[NewRecipient
 
 def queue_reminders(*, session: Session, policy: Policy, now: datetime | None = None) -> int:
     """Queue the reminders that are due in every open run: only to people who got the DM and have
-    not answered, at most two each (see ``bot.surveys.reminder_times``). Someone who answers before
+    not answered, at most two each (see ``bot.operations.surveys.reminder_times``). Someone who answers before
     it goes has it taken back."""
     now = now or utcnow()
     queued = 0

@@ -10,7 +10,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
-from bot import insight, triage
+from bot.operations import insight
+from bot.operations import triage
 from bot.blocks.intake import build_try_again
 from bot.blocks.triage import (
     TRIAGE_INPUT_BLOCK,
@@ -21,10 +22,10 @@ from bot.blocks.triage import (
     build_triage_modal,
     point_id_from_block,
 )
-from bot.context import Deps
-from bot.ids import Action, Callback
-from bot.intake import flatten_state
-from bot.references import parse_ref
+from bot.runtime.context import Deps
+from bot.blocks.ids import Action, Callback
+from bot.operations.intake import flatten_state
+from bot.operations.references import parse_ref
 from bot.trackers import parse_issue_url
 from storage import friction, outbox
 from storage.database import DatabaseUnavailable

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bot import tracker_events
-from bot.context import Deps
-from bot.tracker_events import IssueEvent
+from bot.trackers import events as tracker_events
+from bot.runtime.context import Deps
+from bot.trackers.events import IssueEvent
 from handlers.closing import apply_and_queue
 from storage import friction
 from storage.database import DatabaseUnavailable

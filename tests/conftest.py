@@ -13,9 +13,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.app import create_app, create_web_app
-from bot.config import Policy, Settings
-from bot.context import Deps
+from bot.runtime.app import create_app, create_web_app
+from bot.runtime.config import Policy, Settings
+from bot.runtime.context import Deps
 from storage.database import Database
 from tests.fake_slack import TOKEN, FakeSlack, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET

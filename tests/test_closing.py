@@ -5,7 +5,7 @@ import json
 import pytest
 from sqlmodel import select
 
-from bot.config import Closing, Hosts, Policy, Triage
+from bot.runtime.config import Closing, Hosts, Policy, Triage
 from handlers.webhooks import verify_github
 from storage.models import ClosureNotice, FrictionPoint
 from tests import tracker_requests as tr
@@ -83,7 +83,7 @@ async def test_merged_duplicates_reporters_are_notified_too(bot):
     await run(bot, "staging db unreachable since 9am", OTHER)
     newer = older + 1
     with bot.db.session() as s, s.begin():
-        from bot import triage
+        from bot.operations import triage
         triage.merge(session=s, point_id=newer, into_id=older, actor=HOST)
     await deliver(bot, "github", *tr.github("issues", tr.github_issue("acme/platform", 42)))
     assert len(notices_to(bot, USER)) == 1 and len(notices_to(bot, OTHER)) == 1

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, inspect
 from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from bot.config import ConfigError, Policy, load_policy, load_settings
+from bot.runtime.config import ConfigError, Policy, load_policy, load_settings
 from tests.conftest import TABLES
 from tests.fake_slack import TOKEN
 from tests.slack_requests import SIGNING_SECRET
@@ -124,7 +124,7 @@ def test_example_policy_is_valid_and_is_the_defaults():
 
 def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     full_env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), **env}
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=tmp_path, env=full_env,
+    return subprocess.run([sys.executable, "-m", "bot.runtime.cli", *args], cwd=tmp_path, env=full_env,
                           capture_output=True, text=True, timeout=60)
 
 

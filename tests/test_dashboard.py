@@ -21,9 +21,10 @@ from markupsafe import escape
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import func, select
 
-from bot import dashboard, triage
-from bot.app import create_app, create_web_app
-from bot.config import ConfigError, Policy, Settings, load_settings
+from bot.web import dashboard
+from bot.operations import triage
+from bot.runtime.app import create_app, create_web_app
+from bot.runtime.config import ConfigError, Policy, Settings, load_settings
 from bot.trackers import parse_issue_url
 from storage.database import Database, DatabaseUnavailable
 from storage.friction import FrictionDraft, add_reporter, file_friction
@@ -222,7 +223,7 @@ async def test_bad_window_and_unreachable_database_get_clear_answers(fake_slack,
 
 
 def test_demo_sample_is_six_months_of_everything(db):
-    from bot import demo
+    from bot.runtime import demo
 
     summary = demo.generate(db, points=400, seed=3)
     assert summary.points == 400 and summary.merged and summary.links and summary.resolved and summary.notices
@@ -247,7 +248,7 @@ def test_demo_command_fills_and_serves_the_dashboard_without_slack(tmp_path):
     port, log = free_port(), tmp_path / "demo.log"
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "demo", "--port", str(port), "--db", str(tmp_path / "demo.db")],
+        proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "demo", "--port", str(port), "--db", str(tmp_path / "demo.db")],
                                 cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         def url():
@@ -277,7 +278,7 @@ def test_demo_command_fills_and_serves_the_dashboard_without_slack(tmp_path):
 
 @contextmanager
 def serving_dashboard(tmp_path: Path, database_url: str):
-    """`python -m bot.cli serve` with the dashboard token set, against a fake Slack; yields its base URL."""
+    """`python -m bot.runtime.cli serve` with the dashboard token set, against a fake Slack; yields its base URL."""
     port, log = free_port(), tmp_path / "serve.log"
     with FakeSlackServer() as fake:
         env = {
@@ -286,7 +287,7 @@ def serving_dashboard(tmp_path: Path, database_url: str):
             "DATABASE_URL": database_url, "PORT": str(port), "HOST": "127.0.0.1", "DASHBOARD_TOKEN": DASHBOARD_TOKEN,
         }
         with log.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
 
         def healthy():

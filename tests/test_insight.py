@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, col, select
 
-from bot import insight, triage
-from bot.config import Hosts, Insight, Policy, Triage
+from bot.operations import insight
+from bot.operations import triage
+from bot.runtime.config import Hosts, Insight, Policy, Triage
 from handlers.insight import JOB, digest_trigger, latest_occurrence
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, OutboxMessage, Reporter, ScheduledRun
 from tests.slack_requests import USER, block_actions, element_action, interactive, slash_command
@@ -309,8 +310,8 @@ def test_the_chart_goes_through_the_outbox_as_a_base64_png(db):
 
 
 def test_no_digest_job_without_a_channel_and_a_bad_zone_is_refused(fake_slack, db, tmp_path):
-    from bot.app import create_app
-    from bot.config import ConfigError, load_policy
+    from bot.runtime.app import create_app
+    from bot.runtime.config import ConfigError, load_policy
     from tests.conftest import make_settings
 
     _app, deps = create_app(make_settings(fake_slack, db), Policy(), db)

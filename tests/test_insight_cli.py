@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import triage
+from bot.operations import triage
 from storage.models import ClosureNotice, TrackerLink
 from tests.test_insight import add_point
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     full_env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), **env}
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "bot.runtime.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture

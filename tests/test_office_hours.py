@@ -12,11 +12,11 @@ import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import select
 
-from bot import office_hours as oh
-from bot import triage
+from bot.operations import office_hours as oh
+from bot.operations import triage
 from bot.blocks.office_hours import COVERED_BLOCK, NEW_BLOCK, OPEN_BLOCK, ROLLING_BLOCK, build_agenda, build_summary
-from bot.config import Hosts, OfficeHours, OfficeHoursSession, Policy, Triage
-from bot.scheduler import Job, Scheduler
+from bot.runtime.config import Hosts, OfficeHours, OfficeHoursSession, Policy, Triage
+from bot.runtime.scheduler import Job, Scheduler
 from bot.trackers import parse_issue_url
 from handlers.office_hours import job_name
 from storage.friction import FrictionDraft, file_friction
@@ -269,7 +269,7 @@ async def test_a_failing_job_logs_and_gives_its_occurrence_back(db, caplog):
             raise RuntimeError("boom")
 
     scheduler.add(Job(name="test.job", db=db, work=work, occurrence_at=lambda now: at(2025, 1, 1)), IntervalTrigger(weeks=1))
-    with caplog.at_level(logging.ERROR, logger="bot.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="bot.runtime.scheduler"):
         await scheduler._fire("test.job")
     assert "scheduled job test.job failed" in caplog.text
     with db.session() as s:

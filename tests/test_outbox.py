@@ -1,4 +1,4 @@
-"""The outbox (storage.outbox) and its sender (bot.sender.OutboxSender) against the fake Slack."""
+"""The outbox (storage.outbox) and its sender (bot.runtime.sender.OutboxSender) against the fake Slack."""
 
 import asyncio
 import base64
@@ -9,7 +9,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import select, text
 
-from bot.sender import MAX_ATTEMPTS, MethodLimiter, OutboxSender
+from bot.runtime.sender import MAX_ATTEMPTS, MethodLimiter, OutboxSender
 from storage import outbox
 from storage.database import Database, DatabaseUnavailable
 from storage.models import OutboxMessage, as_utc, utcnow
@@ -339,8 +339,8 @@ async def test_the_sender_claims_for_its_claim_seconds_and_sends_within_half(db,
 
 
 def test_claim_seconds_is_a_deployment_setting(db, fake_slack, policy):
-    from bot.app import create_app
-    from bot.config import ConfigError, load_settings
+    from bot.runtime.app import create_app
+    from bot.runtime.config import ConfigError, load_settings
     from tests.conftest import make_settings
 
     _, deps = create_app(make_settings(fake_slack, db, outbox_claim_seconds=20), policy, db)

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from bot import polling
-from bot.config import Closing, Hosts, Policy, Triage
+from bot.trackers import polling
+from bot.runtime.config import Closing, Hosts, Policy, Triage
 from handlers.polling import JOB, make_poller, slot_at
 from storage.models import FrictionPoint, ScheduledRun, TrackerLink
 from tests.slack_requests import USER, slash_command

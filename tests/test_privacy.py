@@ -8,8 +8,8 @@ from sqlmodel import select
 
 import pytest
 
-from bot import triage
-from bot.config import Policy, Retention
+from bot.operations import triage
+from bot.runtime.config import Policy, Retention
 from storage import outbox
 from storage.friction import FrictionDraft, file_friction
 from storage.models import ClosureNotice, FrictionChange, FrictionPoint, OutboxMessage, Reporter, Source, utcnow
@@ -91,7 +91,7 @@ def test_cli_forget_export_and_purge(tmp_path, db):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "DATABASE_URL": db.url}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run([sys.executable, "-m", "bot.runtime.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
 
     assert cli("forget", "not-a-user").returncode == 2
     forgot = cli("forget", "U0ALICE01")

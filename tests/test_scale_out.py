@@ -62,7 +62,7 @@ def test_a_scheduled_occurrence_runs_once_across_processes(tmp_path, pg):
                "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake.url + "/api/",
                "DATABASE_URL": pg.url, "CONFIG_FILE": "policy.yml", "PORT": str(free_port())}
         job = "office_hours.agenda:C0OFFICE01:tue-14:00"
-        procs = [subprocess.Popen([sys.executable, "-m", "bot.cli", "run-job", job, "--at", "2026-11-24T14:00:00+01:00"],
+        procs = [subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "run-job", job, "--at", "2026-11-24T14:00:00+01:00"],
                                   cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                  for _ in range(3)]
         outputs = [p.communicate(timeout=60)[0] for p in procs]

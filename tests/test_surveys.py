@@ -16,10 +16,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import update
 from sqlmodel import select
 
-from bot import surveys as logic
-from bot import triage
-from bot.app import create_app
-from bot.config import CsatFollowup, Hosts, Policy, Survey, Triage
+from bot.operations import surveys as logic
+from bot.operations import triage
+from bot.runtime.app import create_app
+from bot.runtime.config import CsatFollowup, Hosts, Policy, Survey, Triage
 from handlers.surveys import CSAT_PURPOSE, SurveyRunner, job_name, queue_recipients
 from storage import surveys as store
 from storage.friction import FrictionDraft, file_friction
@@ -426,7 +426,7 @@ async def test_closing_posts_results_with_segments_change_and_a_chart(bot):
     assert pulse["responses"] == 8 and pulse["comments"] == 1 and "Please fix" not in json.dumps(summary)
     points = bot.db.transact(logic.nps_by_run, start=utcnow() - timedelta(days=1), end=second.closes_at + timedelta(days=1))
     assert [(score, n) for _, score, n in points] == [(-100.0, 4), (50.0, 8)]
-    from bot import insight  # the loop numbers carry the NPS trend
+    from bot.operations import insight  # the loop numbers carry the NPS trend
     window = insight.Window(start=utcnow() - timedelta(days=1), end=second.closes_at + timedelta(days=1))
     assert [(p.score, p.responses) for p in bot.db.transact(insight.nps_series, window=window)] == [(-100.0, 4), (50.0, 8)]
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot import surveys as logic
+from bot.operations import surveys as logic
 from bot.blocks.surveys import build_comment_modal, build_csat_dm, build_results, build_survey_dm, build_surveys_list
-from bot.config import ConfigError, Policy, Survey, load_policy
+from bot.runtime.config import ConfigError, Policy, Survey, load_policy
 from storage.surveys import ResponseRow, SurveyRun
 from tests.blockkit import check_message, check_view
 

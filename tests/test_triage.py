@@ -6,7 +6,7 @@ import json
 import pytest
 from sqlmodel import delete, select
 
-from bot.config import Hosts, Policy, Triage
+from bot.runtime.config import Hosts, Policy, Triage
 from storage.models import FrictionChange, FrictionPoint, FrictionTag, OutboxMessage, Reporter, TrackerLink
 from tests.slack_requests import (
     USER,
@@ -279,8 +279,8 @@ async def test_hosts_home_shows_the_queue_numbers_and_filters(bot):
 async def test_hosts_from_a_user_group_are_looked_up_once_and_cached(fake_slack, db):
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from bot.hosts import HostDirectory
-    from bot.workspaces import Workspaces
+    from bot.runtime.hosts import HostDirectory
+    from bot.runtime.workspaces import Workspaces
     from tests.fake_slack import TOKEN
 
     fake_slack.usergroups["S0PLATFORM"] = ["U0GROUP001"]

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot import triage
+from bot.operations import triage
 from bot.trackers import parse_issue_url
 from storage.friction import FrictionDraft, file_friction
 from storage.models import FrictionPoint, Source

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import select, text
 
-from bot.app import create_app, create_web_app
-from bot.config import ConfigError, Hosts, Policy, Settings, Triage, load_settings
-from bot.workspaces import BOT_SCOPES, NotInstalled
+from bot.runtime.app import create_app, create_web_app
+from bot.runtime.config import ConfigError, Hosts, Policy, Settings, Triage, load_settings
+from bot.runtime.workspaces import BOT_SCOPES, NotInstalled
 from storage.database import Database
 from storage.models import FrictionPoint, OutboxMessage, OutboxStatus, Workspace
 from tests.conftest import Bot

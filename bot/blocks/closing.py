@@ -1,8 +1,8 @@
 """Closure notices ("you reported this, it's fixed"), the answers to them, and "you said, we did"."""
 
 from bot.blocks.intake import _text
-from bot.ids import Action, Callback
-from bot.text import shorten, to_mrkdwn
+from bot.blocks.ids import Action, Callback
+from bot.blocks.text import shorten, to_mrkdwn
 from storage.models import ClosureNotice, FrictionPoint
 
 FEEDBACK_BLOCK = "closure_feedback"

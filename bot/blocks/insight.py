@@ -3,9 +3,9 @@ words both share with the CLI report (labels, trends, durations)."""
 
 from bot.blocks.intake import _text
 from bot.blocks.triage import _duration as duration
-from bot.config import Taxonomy
-from bot.insight import UNTAGGED, FrictionScores, LoopHealth, LoopNumbers
-from bot.text import shorten, to_mrkdwn
+from bot.runtime.config import Taxonomy
+from bot.operations.insight import UNTAGGED, FrictionScores, LoopHealth, LoopNumbers
+from bot.blocks.text import shorten, to_mrkdwn
 
 FORMULA = "Score = reporters × severity weight (low 1, medium 2, high 4, blocker 8) + hours lost ÷ 8, summed per area."
 

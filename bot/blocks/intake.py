@@ -2,12 +2,12 @@
 
 from pydantic import BaseModel
 
-from bot.config import Taxonomy
-from bot.ids import Action, Block, Callback
-from bot.text import shorten, to_mrkdwn
+from bot.runtime.config import Taxonomy
+from bot.blocks.ids import Action, Block, Callback
+from bot.blocks.text import shorten, to_mrkdwn
 from storage.models import FrictionKind, FrictionPoint, Severity, Source
 
-from bot.intake import MAX_TEXT
+from bot.operations.intake import MAX_TEXT
 
 SEVERITY_LABELS = {
     Severity.low: "Low: an annoyance",

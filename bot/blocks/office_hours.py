@@ -2,8 +2,8 @@
 
 from datetime import datetime
 
-from bot.references import format_ref
-from bot.text import shorten, to_mrkdwn
+from bot.operations.references import format_ref
+from bot.blocks.text import shorten, to_mrkdwn
 from storage.models import FrictionPoint, Status
 
 MAX_BLOCKS = 50  # per message

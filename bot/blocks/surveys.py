@@ -6,16 +6,16 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from bot.config import Survey, SurveyQuestion
-from bot.surveys import Comment, QuestionResult, RunResults
-from bot.text import shorten, to_mrkdwn
+from bot.runtime.config import Survey, SurveyQuestion
+from bot.operations.surveys import Comment, QuestionResult, RunResults
+from bot.blocks.text import shorten, to_mrkdwn
 
 MAX_BLOCKS = 50
 MAX_COMMENTS = 20  # listed in a results post; the rest are counted
 TEXT_MAX = 2000  # characters of a free-text answer or comment
 
 
-# These belong in bot.ids; kept here until they move there (bot/ids.py is shared).
+# These belong in bot.blocks.ids; kept here until they move there (bot/ids.py is shared).
 class SurveyAction(StrEnum):
     answer = "survey_answer"  # prefix: one button per value, "survey_answer:<value>"
     comment = "survey_comment"  # opens the comment modal

@@ -5,16 +5,16 @@ from datetime import timedelta
 from pydantic import BaseModel
 
 from bot.blocks.intake import SEVERITY_LABELS, STATUS_LABELS, _option, _text
-from bot.config import Taxonomy
-from bot.ids import Action, Callback
-from bot.insight import DuplicateSuggestion
-from bot.text import shorten, to_mrkdwn
-from bot.triage import Change, Headline
+from bot.runtime.config import Taxonomy
+from bot.blocks.ids import Action, Callback
+from bot.operations.insight import DuplicateSuggestion
+from bot.blocks.text import shorten, to_mrkdwn
+from bot.operations.triage import Change, Headline
 from storage.models import FrictionPoint, Severity, Status
 
 SEVERITY_ICON = {"low": ":large_blue_circle:", "medium": ":large_yellow_circle:", "high": ":large_orange_circle:", "blocker": ":red_circle:"}
 CARD_BLOCK = "triage_card"
-# The card's one-click "Merge into FB-12" (belongs in bot.ids.Action; kept here until it moves there).
+# The card's one-click "Merge into FB-12" (belongs in bot.blocks.ids.Action; kept here until it moves there).
 
 
 def card_block_id(point_id: int, part: str) -> str:

@@ -27,8 +27,8 @@ from urllib.parse import quote, urlsplit
 import httpx
 from sqlmodel import Session, col, or_, select
 
-from bot.config import Policy, Settings
-from bot.tracker_events import IssueEvent, Outcome
+from bot.runtime.config import Policy, Settings
+from bot.trackers.events import IssueEvent, Outcome
 from bot.trackers import Tracker
 from storage.database import Database, DatabaseUnavailable
 from storage.models import TrackerLink, as_utc

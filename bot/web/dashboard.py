@@ -10,7 +10,7 @@ Access (``DASHBOARD_TOKEN`` and/or ``DASHBOARD_TRUSTED_HEADER``; neither set: 40
 - the trusted header, non-empty, as set by an SSO proxy in front of the bot (which must strip it
   from what clients send).
 
-Anything else: 401 with a short page. The numbers come from ``bot.insight``, computed in a worker
+Anything else: 401 with a short page. The numbers come from ``bot.operations.insight``, computed in a worker
 thread (``Database.run``), and the page is rendered in one too: the event loop never waits on them.
 One computation runs at a time, and a page is reused for ``CACHE_SECONDS``.
 """
@@ -30,11 +30,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from bot import charts, insight
+from bot.web import charts
+from bot.operations import insight
 from bot.blocks.insight import FORMULA, category_label, rate, trend
 from bot.blocks.triage import _duration as duration
-from bot.config import Policy
-from bot.text import shorten
+from bot.runtime.config import Policy
+from bot.blocks.text import shorten
 from storage.database import Database, DatabaseUnavailable
 from storage.models import utcnow
 
@@ -58,7 +59,7 @@ HEADERS = {
 }
 
 _templates = Environment(
-    loader=PackageLoader("bot", "templates"), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True
+    loader=PackageLoader("bot.web", "templates"), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True
 )
 
 
@@ -91,7 +92,7 @@ class Access:
 
 
 def routes(deps) -> list[Route]:
-    """The dashboard's routes on the serve app (``deps``: ``bot.context.Deps``)."""
+    """The dashboard's routes on the serve app (``deps``: ``bot.runtime.context.Deps``)."""
     return dashboard_routes(
         db=deps.db, policy=deps.policy,
         access=Access(deps.settings.dashboard_token, deps.settings.dashboard_trusted_header),
@@ -192,7 +193,7 @@ class DashboardData:
 
 
 def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None) -> DashboardData:
-    """Everything on the page, from ``bot.insight``, in one transaction (``weeks``: the weekly
+    """Everything on the page, from ``bot.operations.insight``, in one transaction (``weeks``: the weekly
     charts' span, the policy's ``insight.chart_weeks`` like the digest's chart)."""
     now = now or utcnow()
     return DashboardData(

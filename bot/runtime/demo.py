@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlmodel import Session, func, select
 
-from bot.config import Policy
+from bot.runtime.config import Policy
 from bot.trackers import parse_issue_url
 from storage.database import Database
 from storage.models import (
@@ -332,8 +332,8 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
 
 def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, days: int) -> None:
     try:
-        from bot import surveys as logic
-        from bot.config import Survey, SurveyAudience, SurveyQuestion
+        from bot.operations import surveys as logic
+        from bot.runtime.config import Survey, SurveyAudience, SurveyQuestion
         from storage import surveys as store
     except ImportError as exc:
         summary.survey_note = f"pulse surveys skipped (not available: {exc.name})"
@@ -412,7 +412,7 @@ def run_demo(*, port: int, db_file: str, points: int = 2000) -> int:
     from starlette.responses import RedirectResponse
     from starlette.routing import Route
 
-    from bot.dashboard import PATH, Access, dashboard_routes
+    from bot.web.dashboard import PATH, Access, dashboard_routes
 
     path = Path(db_file).resolve()
     db = Database(f"sqlite:///{path}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
-from bot import triage
+from bot.operations import triage
 from storage.models import FrictionChange, FrictionPoint, Source, utcnow
 
 MAX_TEXT = 3000

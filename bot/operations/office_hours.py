@@ -20,14 +20,14 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from bot.config import OfficeHours, OfficeHoursSession
+from bot.runtime.config import OfficeHours, OfficeHoursSession
 from storage.models import FrictionChange, FrictionKind, FrictionPoint, Status, as_utc
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ROTATION_EPOCH = date(2024, 1, 1)  # a Monday; the rotation counts weeks from here
 UNANSWERED = (Status.new, Status.acknowledged)
 COVERED = (Status.resolved, Status.linked)
-COVERING_CHANGES = ("resolved", "linked")  # FrictionChange.action values (bot.triage.Change)
+COVERING_CHANGES = ("resolved", "linked")  # FrictionChange.action values (bot.operations.triage.Change)
 
 
 @dataclass(frozen=True)

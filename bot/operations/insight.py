@@ -9,7 +9,7 @@ merged duplicate::
 
 - reporters: people whose report of it falls in the window (``Reporter.reported_at``; people
   merged in from duplicates count, each once),
-- severity weight: low 1, medium 2, high 4, blocker 8 (``bot.triage.SEVERITY_WEIGHT``),
+- severity weight: low 1, medium 2, high 4, blocker 8 (``bot.operations.triage.SEVERITY_WEIGHT``),
 - hours lost: ``minutes_lost`` of it and of the duplicates merged into it, for those filed in the
   window, / 60; so a working day lost weighs as much as one more low-severity reporter.
 
@@ -31,8 +31,8 @@ from sqlalchemy import Integer, any_, bindparam, case, func, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
-from bot.surveys import nps_by_run
-from bot.triage import OPEN_STATUSES, SEVERITY_WEIGHT
+from bot.operations.surveys import nps_by_run
+from bot.operations.triage import OPEN_STATUSES, SEVERITY_WEIGHT
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, Reporter, Severity, Status, TrackerLink, as_utc, utcnow
 
 WINDOW_DAYS = 30

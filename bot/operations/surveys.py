@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import Session, col, select
 
-from bot.config import Survey, SurveyQuestion
+from bot.runtime.config import Survey, SurveyQuestion
 from storage import surveys as store
 from storage.models import as_utc, utcnow
 from storage.surveys import ResponseRow, RunStatus, SurveyRun
@@ -399,7 +399,7 @@ def survey_results_for_report(session: Session, *, csat_days: int = 90) -> dict:
 def nps_by_run(*, session: Session, start: datetime, end: datetime) -> list[tuple[datetime, float, int]]:
     """(closed at, NPS, answers) for each closed run with an NPS question that closed in
     [start, end), oldest first; runs whose results are withheld (too few answers) are left out.
-    For ``bot.insight.nps_series``."""
+    For ``bot.operations.insight.nps_series``."""
     runs = session.exec(
         select(SurveyRun).where(SurveyRun.status == RunStatus.closed, SurveyRun.closed_at >= start, SurveyRun.closed_at < end)
         .order_by(col(SurveyRun.closed_at), col(SurveyRun.id))

@@ -5,8 +5,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.config import Taxonomy
-from bot.ids import Block
+from bot.runtime.config import Taxonomy
+from bot.blocks.ids import Block
 from storage.models import FrictionKind, Severity
 
 MAX_TEXT = 3000

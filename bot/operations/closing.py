@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
-from bot.tracker_events import IssueEvent, Outcome
+from bot.trackers.events import IssueEvent, Outcome
 from storage.models import (
     ClosureNotice,
     FrictionChange,

@@ -7,8 +7,8 @@ import time
 
 from slack_sdk.errors import SlackApiError
 
-from bot.config import Hosts
-from bot.workspaces import NotInstalled, Workspaces
+from bot.runtime.config import Hosts
+from bot.runtime.workspaces import NotInstalled, Workspaces
 
 log = logging.getLogger(__name__)
 

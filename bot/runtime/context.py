@@ -3,13 +3,13 @@
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bot.config import Policy, Settings
-from bot.hosts import HostDirectory
-from bot.metrics import Metrics
-from bot.scheduler import Scheduler
-from bot.references import format_ref
-from bot.sender import OutboxSender
-from bot.workspaces import Workspaces
+from bot.runtime.config import Policy, Settings
+from bot.runtime.hosts import HostDirectory
+from bot.runtime.metrics import Metrics
+from bot.runtime.scheduler import Scheduler
+from bot.operations.references import format_ref
+from bot.runtime.sender import OutboxSender
+from bot.runtime.workspaces import Workspaces
 from storage.database import Database
 
 

@@ -5,8 +5,8 @@ import asyncio
 import logging
 import sys
 
-from bot import logs
-from bot.config import ConfigError, DatabaseSettings, load_policy, load_settings
+from bot.runtime import logs
+from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_settings
 from storage.database import Database, DatabaseUnavailable
 
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "purge":
             return _purge()
         if args.command == "demo":
-            from bot.demo import run_demo
+            from bot.runtime.demo import run_demo
 
             return run_demo(port=args.port, db_file=args.db)
         return _serve(no_migrate=args.no_migrate)
@@ -90,7 +90,7 @@ def _migrate_db(db: Database) -> None:
 
 
 def _build():
-    from bot.app import create_app
+    from bot.runtime.app import create_app
 
     settings = load_settings()
     logs.configure(secrets=settings.secrets())
@@ -162,7 +162,7 @@ def _serve(*, no_migrate: bool) -> int:
     if not no_migrate:
         _migrate_db(db)
 
-    from bot.app import create_app, create_web_app
+    from bot.runtime.app import create_app, create_web_app
 
     app, deps = create_app(settings, policy, db)
     if settings.socket_mode:
@@ -190,7 +190,7 @@ async def _socket_mode(app, deps, app_token: str) -> int:
 
 
 def _offline():
-    from bot.config import ReportSettings
+    from bot.runtime.config import ReportSettings
 
     settings = load_settings(ReportSettings)
     return Database(settings.database_url), load_policy(settings.config_file)
@@ -200,7 +200,7 @@ def _report(days: int | None, fmt: str | None) -> int:
     import csv
     import json
 
-    from bot import insight
+    from bot.operations import insight
 
     db, policy = _offline()
     days = days if days is not None else policy.insight.window_days
@@ -314,7 +314,7 @@ def _export(path: str) -> int:
     import csv
     from contextlib import nullcontext
 
-    from bot import insight
+    from bot.operations import insight
 
     db, policy = _offline()
 

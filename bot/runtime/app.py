@@ -35,13 +35,13 @@ import handlers.retention
 import handlers.surveys
 import handlers.triage
 import handlers.webhooks
-import bot.dashboard
-from bot.config import Policy, Settings
-from bot.context import Deps
-from bot.hosts import HostDirectory
-from bot.metrics import Metrics, listener_name
-from bot.sender import OutboxSender
-from bot.workspaces import BOT_SCOPES, Workspaces, installation_store, state_store
+import bot.web.dashboard
+from bot.runtime.config import Policy, Settings
+from bot.runtime.context import Deps
+from bot.runtime.hosts import HostDirectory
+from bot.runtime.metrics import Metrics, listener_name
+from bot.runtime.sender import OutboxSender
+from bot.runtime.workspaces import BOT_SCOPES, Workspaces, installation_store, state_store
 from storage import outbox
 from storage.database import Database
 
@@ -209,7 +209,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             Route("/metrics", metrics, methods=["GET"]),
             *_oauth_routes(app, deps),
             *handlers.webhooks.routes(deps),
-            *bot.dashboard.routes(deps),
+            *bot.web.dashboard.routes(deps),
         ],
         lifespan=lifespan,
     )

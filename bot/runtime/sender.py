@@ -46,7 +46,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
-from bot.workspaces import NotInstalled, Workspaces
+from bot.runtime.workspaces import NotInstalled, Workspaces
 from storage import outbox
 from storage.database import Database, DatabaseUnavailable
 from storage.models import OutboxMessage, utcnow

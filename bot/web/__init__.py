@@ -1,0 +1,1 @@
+"""The dashboard (server-rendered HTML) and chart images."""
