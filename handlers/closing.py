@@ -21,7 +21,7 @@ from bot.runtime.context import Deps
 from bot.blocks.ids import Action, Callback
 from bot.operations.intake import flatten_state
 from bot.trackers.events import IssueEvent, Outcome
-from handlers.triage import CARD_PURPOSE
+from bot.operations.triage import CARD_PURPOSE
 from storage import outbox
 from storage.database import DatabaseUnavailable
 from storage.models import FrictionPoint

@@ -13,131 +13,22 @@ else pressing Resolve is told so ephemerally and nothing changes; anyone else's 
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import Session
 
-from bot.operations import help_channel
-from bot.operations import triage
-from bot.blocks.help_channel import RESOLVE_ACTION, build_help_reply, build_resolved_reply
+from bot.blocks.help_channel import RESOLVE_ACTION, build_help_reply
 from bot.blocks.intake import build_try_again
-from bot.blocks.triage import build_reporter_notice
-from bot.runtime.context import Deps
+from bot.operations import help_channel, triage
 from bot.operations.intake import suggest_categories
-from bot.blocks.text import from_slack
-from handlers.intake import remember_permalink, file_report
-from handlers.triage import CARD_PURPOSE
-from storage import friction, outbox
+from bot.operations.messages import message_text
+from bot.runtime.context import Deps
+from bot.runtime.slack_reads import remember_permalink
 from storage.database import DatabaseUnavailable
 from storage.friction import FrictionDraft
-from storage.models import FrictionKind, FrictionPoint, Source
+from storage.models import FrictionKind, Source
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------ transactions
-
-
-def sync_card(*, session: Session, point: FrictionPoint, why: str) -> None:
-    """Queue an in-place update of the point's triage card, rendered when sent. Not posted yet:
-    nothing to do, the queued post renders the latest state."""
-    if point.card_ts:
-        outbox.enqueue(session=session, dedupe_key=f"card-sync:{point.id}:{why}", method="chat.update",
-                       payload={}, friction_point_id=point.id, purpose=CARD_PURPOSE)
-
-
-@dataclass
-class Taken:
-    point: FrictionPoint
-    created: bool  # a new data point (and its thread reply) was made
-    joined: bool  # the message was appended to the person's open question
-
-
-def take_question(
-    *,
-    session: Session,
-    draft: FrictionDraft,
-    event_id: str,
-    join_minutes: int,
-    resolve_reaction: str,
-    prefix: str,
-    triage_channel: str | None,
-) -> Taken | None:
-    """A top-level message: join it to the asker's open question, or file it and queue the one
-    thread reply. None: this event was handled before."""
-    if not friction.first_delivery(session=session, event_id=event_id):
-        return None
-    channel, ts = draft.channel_id, draft.message_ts
-    existing = help_channel.thread_point(session=session, channel=channel, thread_ts=ts)
-    if existing is not None:  # this very message was filed already
-        return Taken(existing, created=False, joined=False)
-    joined = help_channel.join_follow_up(
-        session=session, channel=channel, user=draft.reporter_id, ts=ts, text=draft.text, join_minutes=join_minutes
-    )
-    if joined is not None:
-        sync_card(session=session, point=joined, why=f"help-joined:{ts}")
-        return Taken(joined, created=False, joined=True)
-    filed = file_report(session=session, draft=draft, prefix=prefix, triage_channel=triage_channel)
-    if filed.created:
-        point = filed.point
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"help-reply:{point.id}",
-            method="chat.postMessage",
-            payload={"channel": channel, "thread_ts": ts, **build_help_reply(f"{prefix}-{point.id}", point.id, resolve_reaction)},
-            friction_point_id=point.id,
-        )
-    return Taken(filed.point, created=filed.created, joined=False)
-
-
-def take_answer(*, session: Session, event_id: str, channel: str, thread_ts: str, actor: str) -> triage.Applied | None:
-    """A host's reply in a question's thread. None: not a question's thread, or handled before."""
-    point = help_channel.thread_point(session=session, channel=channel, thread_ts=thread_ts)
-    if point is None or not friction.first_delivery(session=session, event_id=event_id):
-        return None
-    applied = help_channel.record_response(session=session, point_id=point.id, actor=actor)
-    if applied.picked_up:
-        sync_card(session=session, point=applied.point, why=f"help-response:{applied.entry.id}")
-    return applied
-
-
-def resolve_in_thread(
-    *, session: Session, point_id: int, actor: str, actor_is_host: bool, prefix: str, event_id: str | None = None
-) -> triage.Applied | None:
-    """Resolve, and queue the one "resolved" post in the thread. Reporters who are not in the
-    thread (merged in from elsewhere) get the usual DM; the asker and the actor do not.
-    Raises ``triage.TriageError`` when it cannot apply. None: this event was handled before."""
-    if event_id is not None and not friction.first_delivery(session=session, event_id=event_id):
-        return None
-    resolved = help_channel.resolve(session=session, point_id=point_id, actor=actor, actor_is_host=actor_is_host, prefix=prefix)
-    applied = resolved.applied
-    point, ref = applied.point, f"{prefix}-{applied.point.id}"
-    if point.channel_id and point.message_ts:
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"help-resolved:{applied.entry.id}",
-            method="chat.postMessage",
-            payload={"channel": point.channel_id, "thread_ts": point.message_ts, **build_resolved_reply(ref, actor)},
-            friction_point_id=point.id,
-        )
-    notice = build_reporter_notice(ref, point, applied.change, actor, picked_up=False)
-    for reporter in point.reporters:
-        if notice is None or reporter.user_id in (actor, resolved.asker):
-            continue
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"notice:closed:{applied.entry.id}:{reporter.user_id}",
-            method="chat.postMessage",
-            payload={"channel": reporter.user_id, **notice},
-            friction_point_id=point.id,
-        )
-    sync_card(session=session, point=point, why=f"help-resolved:{applied.entry.id}")
-    return applied
-
-
-# ------------------------------------------------------------------ Slack
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -148,7 +39,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     async def on_question(body: dict, event: dict, client: AsyncWebClient) -> None:
         channel, ts, user = event["channel"], event["ts"], event["user"]
-        text = from_slack(event.get("text") or "") or "(a message with no text)"
+        text = message_text(event) or "(a message with no text)"
         draft = FrictionDraft(
             team_id=body.get("team_id") or event.get("team") or "",
             filed_by=user,
@@ -165,7 +56,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         try:
             async with asker_locks.setdefault(user, asyncio.Lock()):
                 taken = await deps.db.run(
-                    take_question,
+                    help_channel.take_question,
                     draft=draft,
                     event_id=body["event_id"],
                     join_minutes=config.join_minutes,
@@ -181,7 +72,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         deps.sender.wake()
         if taken.created:
-            await remember_permalink(deps, client, taken.point.id, channel, ts)
+            await remember_permalink(deps.db, client, taken.point.id, channel, ts)
 
     async def on_reply(body: dict, event: dict) -> None:
         user = event["user"]
@@ -189,7 +80,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return  # the asker and colleagues talk freely; only a host's answer is a response
         try:
             applied = await deps.db.run(
-                take_answer, event_id=body["event_id"], channel=event["channel"], thread_ts=event["thread_ts"], actor=user
+                help_channel.take_answer, event_id=body["event_id"], channel=event["channel"], thread_ts=event["thread_ts"], actor=user
             )
         except DatabaseUnavailable as exc:
             log.warning("host reply %s not recorded, database unavailable: %s", event["ts"], exc)
@@ -225,7 +116,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             if point is None:
                 return  # not a question (a reply, the bot's own message...)
             applied = await deps.db.run(
-                resolve_in_thread,
+                help_channel.resolve_in_thread,
                 point_id=point.id,
                 actor=user,
                 actor_is_host=await deps.hosts.is_host(user),
@@ -250,7 +141,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         point_id = int(value)
         try:
             await deps.db.run(
-                resolve_in_thread, point_id=point_id, actor=user, actor_is_host=await deps.hosts.is_host(user), prefix=prefix
+                help_channel.resolve_in_thread, point_id=point_id, actor=user, actor_is_host=await deps.hosts.is_host(user), prefix=prefix
             )
         except triage.TriageError as exc:
             await respond(response_type="ephemeral", replace_original=False, text=str(exc))

@@ -16,17 +16,13 @@ from storage.database import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 
-def _host_view(session, *, category: str | None, status: str | None):
-    return triage.headline(session=session), triage.open_queue(session=session, category=category, status=status, limit=40)
-
-
 def register(app: AsyncApp, deps: Deps) -> None:
     policy = deps.policy
 
     async def publish(client: AsyncWebClient, user: str, *, category: str | None = None, status: str | None = None):
         try:
             if await deps.hosts.is_host(user):
-                headline, points = await deps.db.run(_host_view, category=category, status=status)
+                headline, points = await deps.db.run(triage.host_view, category=category, status=status)
                 view = build_host_home(policy.reference_prefix, policy.taxonomy, headline, points, category=category, status=status)
             else:
                 points = await deps.db.run(friction.reports_of, user_id=user)

@@ -6,62 +6,20 @@ queues the digest post and its chart (``files.uploadV2`` through the outbox, a b
 with dedupe keys derived from the occurrence: one digest per week, however many instances run.
 """
 
-import base64
 from datetime import datetime, timedelta, timezone
 from functools import partial
 
 from apscheduler.triggers.cron import CronTrigger
 from slack_bolt.async_app import AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import Session
 
-from bot.web import charts
-from bot.operations import insight
-from bot.blocks.insight import build_digest, build_top, category_label
-from bot.runtime.config import Insight, Policy
+from bot.blocks.insight import build_top
+from bot.operations.digest import JOB, queue_digest, top
+from bot.runtime.config import Insight
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job
-from storage import outbox
 from storage.database import DatabaseUnavailable
-
-JOB = "insight.digest"
 EARLY_TOLERANCE = timedelta(seconds=60)  # a firing this early still counts for the coming occurrence
-
-
-def _top(*, session: Session, days: int) -> tuple[insight.FrictionScores, insight.LoopHealth]:
-    return insight.friction_scores(session=session, days=days), insight.loop_health(session=session, days=days)
-
-
-# ------------------------------------------------------------------ the digest (runs in a claimed job)
-
-
-def queue_digest(*, session: Session, occurrence: datetime, policy: Policy) -> None:
-    config = policy.insight
-    days = config.window_days
-    scores = insight.friction_scores(session=session, days=days, now=occurrence)
-    health = insight.loop_health(session=session, days=days, now=occurrence, weeks=config.chart_weeks)
-    key = f"{JOB}:{occurrence.astimezone(timezone.utc).isoformat()}"
-    outbox.enqueue(
-        session=session, dedupe_key=f"{key}:post", method="chat.postMessage",
-        payload={"channel": config.digest_channel, **build_digest(policy.taxonomy, scores, health)},
-    )
-    weekly = insight.weekly_category_scores(session=session, weeks=config.chart_weeks, now=occurrence)
-    if not weekly.categories:
-        return
-    labels = [f"{w:%b %d}" for w in weekly.weeks]
-    series = {category_label(policy.taxonomy, c): values for c, values in weekly.categories.items()}
-    png = charts.line_chart("Friction score by area, per week", labels, series, y_label="score")
-    day = f"{occurrence:%Y-%m-%d}"
-    outbox.enqueue(
-        session=session, dedupe_key=f"{key}:chart", method="files.uploadV2",
-        payload={
-            "channel": config.digest_channel,
-            "filename": f"friction-{day}.png",
-            "title": f"Friction by area, {len(weekly.weeks)} weeks to {day}",
-            "initial_comment": f"Top areas over the last {len(weekly.weeks)} weeks (score per week).",
-            "content_b64": base64.b64encode(png).decode("ascii"),
-        },
-    )
 
 
 def digest_trigger(config: Insight) -> CronTrigger:
@@ -95,7 +53,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         days = int(arg) if arg else policy.insight.window_days
         try:
-            scores, health = await deps.db.run(_top, days=days)
+            scores, health = await deps.db.run(top, days=days)
         except DatabaseUnavailable:
             await respond(response_type="ephemeral", text=":warning: I couldn't read the numbers just now (our database did not answer). Please try again in a minute.")
             return

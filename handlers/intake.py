@@ -3,89 +3,38 @@
 import logging
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import Session
 
 from bot.blocks.intake import (
     ReportMetadata,
     build_filed_message,
     build_report_modal,
     build_reports_list,
-    build_thread_reply,
     build_try_again,
     build_usage,
 )
-from bot.runtime.context import Deps
 from bot.blocks.ids import Action, Block, Callback
-from bot.operations.intake import CommandKind, parse_command, read_modal, suggest_categories
 from bot.blocks.text import from_slack
-from storage import friction, outbox
+from bot.operations.filing import DetailsRefused, add_details, details_point, file_report
+from bot.operations.intake import CommandKind, parse_command, read_modal, suggest_categories
+from bot.operations.messages import message_text
+from bot.runtime.context import Deps
+from bot.runtime.slack_reads import Unread, fetch_message, remember_permalink
+from storage import friction
 from storage.database import DatabaseUnavailable
-from handlers.triage import enqueue_card
-from storage.friction import Filed, FrictionDraft
+from storage.friction import FrictionDraft
 from storage.models import Source
 
 log = logging.getLogger(__name__)
 
-
-def file_report(
-    *,
-    session: Session,
-    draft: FrictionDraft,
-    prefix: str,
-    triage_channel: str | None,
-    confirm_by_dm: bool = False,
-    event_id: str | None = None,
-    thread_ts: str | None = None,
-) -> Filed | None:
-    """File the data point and, in the same transaction, queue what it calls for: its triage card,
-    the reporter's DM confirmation, the reply in the message's thread. A repeated intake (same key,
-    same event id) queues nothing again. None: this event id was handled before."""
-    if event_id is not None and not friction.first_delivery(session=session, event_id=event_id):
-        return None
-    filed = friction.file_friction(session=session, draft=draft)
-    if not filed.created:
-        return filed
-    point, ref = filed.point, f"{prefix}-{filed.point.id}"
-    enqueue_card(session=session, point_id=point.id, channel=triage_channel)
-    if confirm_by_dm:
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"filed-dm:{point.id}",
-            method="chat.postMessage",
-            payload={"channel": draft.reporter_id, **build_filed_message(ref, point, with_details_button=False)},
-            friction_point_id=point.id,
-            workspace=draft.workspace,
-        )
-    if thread_ts is not None:
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"thread-reply:{point.id}",
-            method="chat.postMessage",
-            payload={"channel": draft.channel_id, "thread_ts": thread_ts, **build_thread_reply(ref, draft.filed_by)},
-            friction_point_id=point.id,
-            workspace=draft.workspace,
-        )
-    return filed
+UNREAD_TEXT = "(Slack did not let the bot read this message; the link to it is on the report.)"
 
 
-async def _fetch_message(client: AsyncWebClient, channel: str, ts: str) -> dict | None:
-    history = await client.conversations_history(channel=channel, latest=ts, inclusive=True, limit=1)
-    for message in history.get("messages") or []:
-        if message.get("ts") == ts:
-            return message
-    # Not top-level: a reply in a thread.
-    replies = await client.conversations_replies(channel=channel, ts=ts, latest=ts, inclusive=True, limit=200)
-    return next((m for m in replies.get("messages") or [] if m.get("ts") == ts), None)
-
-
-async def remember_permalink(deps: Deps, client: AsyncWebClient, point_id: int, channel: str, ts: str) -> None:
-    try:
-        link = await client.chat_getPermalink(channel=channel, message_ts=ts)
-        await deps.db.run(friction.set_permalink, point_id=point_id, permalink=link["permalink"])
-    except (SlackApiError, DatabaseUnavailable) as exc:  # the report stands without it
-        log.warning("no permalink for data point %s: %s", point_id, exc)
+def unread_note(error: str) -> str:
+    """What the reactor is told when their reaction was filed without the message's words."""
+    error = "".join(c for c in error if c.isalnum() or c in "_ ")[:60]  # Slack's error code, nothing else
+    return (f"I couldn't read the message itself (Slack said `{error}`), so the report only points at it. "
+            "Press *Add details* to say what got in your way.")
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -150,20 +99,23 @@ def register(app: AsyncApp, deps: Deps) -> None:
         metadata = ReportMetadata(
             source=Source.shortcut, channel_id=shortcut.get("channel", {}).get("id"), message_ts=message.get("ts")
         )
-        text = from_slack(message.get("text") or "")
+        text = message_text(message)
         view = build_report_modal(policy.taxonomy, metadata, text=text, categories=list(suggest_categories(text, policy.taxonomy)))
         await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
 
     @app.action(Action.add_details)
     async def on_add_details(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
         await ack()
+        value = action.get("value") or ""
+        if not value.isdigit():
+            return
         try:
-            point = await deps.db.run(friction.get_point, point_id=int(action["value"]))
+            point = await deps.db.run(details_point, point_id=int(value), user=body["user"]["id"], prefix=policy.reference_prefix)
         except DatabaseUnavailable:
             await respond(response_type="ephemeral", replace_original=False, **build_try_again("your details"))
             return
-        if point is None or body["user"]["id"] not in {r.user_id for r in point.reporters} | {point.filed_by}:
-            await respond(response_type="ephemeral", replace_original=False, text="That report is no longer yours to edit.")
+        except DetailsRefused as refused:
+            await respond(response_type="ephemeral", replace_original=False, text=str(refused))
             return
         view = build_report_modal(
             policy.taxonomy,
@@ -208,13 +160,15 @@ def register(app: AsyncApp, deps: Deps) -> None:
         )
         try:
             if metadata.point_id is not None:
-                point = await deps.db.run(friction.update_details, point_id=metadata.point_id, draft=draft)
-                if point is None:
-                    await ack(response_action="errors", errors={Block.text: "That report no longer exists."})
-                    return
+                # private_metadata comes back from the client: whose report it is is checked again here.
+                await deps.db.run(add_details, point_id=metadata.point_id, user=user, draft=draft, prefix=policy.reference_prefix)
                 await ack()
+                deps.sender.wake()
                 return
             filed = await deps.db.run(file_report, draft=draft, confirm_by_dm=True, **filing)
+        except DetailsRefused as refused:
+            await ack(response_action="errors", errors=refused.errors)
+            return
         except DatabaseUnavailable:
             # The modal stays open with everything typed in it: nothing is lost.
             await ack(
@@ -225,7 +179,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         deps.sender.wake()
         if filed.created and metadata.channel_id and metadata.message_ts:
-            await remember_permalink(deps, client, filed.point.id, metadata.channel_id, metadata.message_ts)
+            await remember_permalink(deps.db, client, filed.point.id, metadata.channel_id, metadata.message_ts)
 
     async def is_filing_reaction(event: dict) -> bool:
         return event.get("reaction") == policy.intake.reaction
@@ -236,21 +190,27 @@ def register(app: AsyncApp, deps: Deps) -> None:
         item = event.get("item") or {}
         if item.get("type") != "message":
             return
-        channel, ts = item["channel"], item["ts"]
-        try:
-            message = await _fetch_message(client, channel, ts)
-        except SlackApiError as exc:  # e.g. not_in_channel: the bot cannot read it
-            log.warning("cannot read reacted message in %s: %s", channel, exc.response.get("error"))
-            return
+        channel, ts, reactor = item["channel"], item["ts"], event["user"]
+        message = await fetch_message(client, channel, ts)
         if message is None:
+            return  # deleted before we could read it
+        unread = message if isinstance(message, Unread) else None
+        if unread is not None and not unread.transient:  # e.g. not_in_channel: the bot may not read it
+            log.warning("cannot read reacted message in %s: %s", channel, unread.error)
             return
-        reactor = event["user"]
-        text = from_slack(message.get("text") or "") or "(a message with no text)"
+        if unread is not None:
+            # Slack would not give us the message now (rate limited beyond what we wait, down).
+            # The event still says where it is and who wrote it: file that, and tell the reactor,
+            # rather than drop a reaction Slack will not send again.
+            log.warning("cannot read reacted message in %s (%s): filing what the event carries", channel, unread.error)
+            text, author, thread_ts = UNREAD_TEXT, event.get("item_user"), None
+        else:
+            text, author, thread_ts = message_text(message) or "(a message with no text)", message.get("user"), message.get("thread_ts") or ts
         draft = FrictionDraft(
             team_id=body.get("team_id") or "",
             filed_by=reactor,
             # The person who wrote the message hit the friction; bots' messages count for the reactor.
-            reporter_id=message.get("user") or reactor,
+            reporter_id=author or reactor,
             text=text[:3000],
             source=Source.reaction,
             intake_key=f"message:{channel}:{ts}",
@@ -261,7 +221,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         )
         try:
             filed = await deps.db.run(
-                file_report, draft=draft, event_id=body["event_id"], thread_ts=message.get("thread_ts") or ts, **filing
+                file_report, draft=draft, event_id=body["event_id"], thread_ts=thread_ts,
+                unread_note=unread and unread_note(unread.error), **filing
             )
         except DatabaseUnavailable as exc:
             # Events are acked before this runs, so Slack will not retry; the reaction can be re-added.
@@ -270,4 +231,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if filed is None or not filed.created:
             return
         deps.sender.wake()
-        await remember_permalink(deps, client, filed.point.id, channel, ts)
+        await remember_permalink(deps.db, client, filed.point.id, channel, ts)

@@ -54,7 +54,7 @@ from bot.operations.intake import flatten_state, suggest_categories
 from bot.runtime.scheduler import Job
 from bot.blocks.text import from_slack
 from bot.runtime.workspaces import NotInstalled
-from handlers.intake import file_report
+from bot.operations.filing import file_report
 from storage import outbox
 from storage import surveys as store
 from storage.database import DatabaseUnavailable

@@ -8,17 +8,13 @@ from collections.abc import Callable
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import Session
 
-from bot.operations import insight
-from bot.operations import triage
+from bot.operations import triage, triage_flow
 from bot.blocks.intake import build_try_again
 from bot.blocks.triage import (
     TRIAGE_INPUT_BLOCK,
     TriageMetadata,
-    build_card,
     build_queue_list,
-    build_reporter_notice,
     build_triage_modal,
     point_id_from_block,
 )
@@ -27,111 +23,24 @@ from bot.blocks.ids import Action, Callback
 from bot.operations.intake import flatten_state
 from bot.operations.references import parse_ref
 from bot.trackers import parse_issue_url
-from storage import friction, outbox
 from storage.database import DatabaseUnavailable
-from storage.models import FrictionPoint, OutboxMessage
 
 log = logging.getLogger(__name__)
 
 NOT_A_HOST = "Only office-hours hosts can triage reports. Nothing was changed."
-CARD_PURPOSE = "triage_card"
-
-
-# ------------------------------------------------------------------ transactions
-
-
-def enqueue_card(*, session: Session, point_id: int, channel: str | None) -> None:
-    """Queue the new point's card. It is rendered when sent, so it shows the latest state."""
-    if channel:
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"card:{point_id}",
-            method="chat.postMessage",
-            payload={"channel": channel},
-            friction_point_id=point_id,
-            purpose=CARD_PURPOSE,
-        )
-
-
-def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_resolved: Callable | None = None, **kwargs) -> triage.Applied:
-    """Apply one triage change and, in the same transaction, queue the reporters' DMs.
-    ``on_resolved(session=, applied=)`` runs in that transaction after a resolve (the CSAT follow-up)."""
-    result = action(session=session, prefix=prefix, **kwargs)
-    applied = result[0] if isinstance(result, tuple) else result
-    if on_resolved is not None and applied.change == triage.Change.resolved:
-        on_resolved(session=session, applied=applied)
-    point, ref = applied.point, f"{prefix}-{applied.point.id}"
-    notice = build_reporter_notice(ref, point, applied.change, applied.entry.actor, picked_up=applied.picked_up)
-    if notice is None:
-        return applied
-    # One DM per change that matters: "picked up" once ever, a link once per issue, a closure once per closure.
-    once = {
-        triage.Change.linked: f"linked:{point.id}:{applied.entry.new}",
-        triage.Change.resolved: f"closed:{applied.entry.id}",
-        triage.Change.declined: f"closed:{applied.entry.id}",
-    }.get(applied.change, f"picked-up:{point.id}")
-    for reporter in point.reporters:
-        if reporter.user_id == applied.entry.actor:
-            continue
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"notice:{once}:{reporter.user_id}",
-            method="chat.postMessage",
-            payload={"channel": reporter.user_id, **notice},
-            friction_point_id=point.id,
-            workspace=reporter.workspace,
-        )
-    return applied
-
-
-def render_card(*, session: Session, deps: Deps, point: FrictionPoint) -> dict:
-    """The card as it stands, with an older open report it resembles offered as a one-click merge."""
-    duplicate = insight.possible_duplicate(session=session, point=point, threshold=deps.policy.insight.duplicate_threshold)
-    return build_card(deps.ref(point.id), point, deps.policy.taxonomy, deps.policy.reference_prefix, duplicate=duplicate)
-
-
-def _load_card(*, session: Session, deps: Deps, point_id: int) -> tuple[FrictionPoint | None, dict | None]:
-    point = friction.get_point(session=session, point_id=point_id)
-    return point, (render_card(session=session, deps=deps, point=point) if point is not None and point.card_ts else None)
-
-
-class CardHook:
-    """Outbox hook: renders a card at send time and remembers where it was posted."""
-
-    def __init__(self, deps: Deps):
-        self.deps = deps
-
-    def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
-        point = friction.get_point(session=session, point_id=message.friction_point_id)
-        if point is None:
-            return None
-        card = render_card(session=session, deps=self.deps, point=point)
-        if point.card_ts:
-            return "chat.update", {"channel": point.card_channel, "ts": point.card_ts, **card}
-        if "channel" not in payload:
-            return None  # an update for a card that was never posted
-        return "chat.postMessage", {"channel": payload["channel"], **card}
-
-    def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
-        if "ts" not in response or "channel" not in response:
-            return
-        friction.set_card(session=session, point_id=message.friction_point_id, channel=response["channel"], ts=response["ts"])
-
-
-# ------------------------------------------------------------------ Slack
 
 
 def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) -> None:
     prefix = deps.policy.reference_prefix
     card_locks: dict[int, asyncio.Lock] = {}
-    deps.sender.hooks[CARD_PURPOSE] = CardHook(deps)
+    deps.sender.hooks[triage.CARD_PURPOSE] = triage_flow.CardHook(deps.policy)
 
     async def refresh_card(client: AsyncWebClient, point_id: int) -> None:
         """Update the card in place. One refresh at a time per card, each reading the latest
         state, so the last update Slack gets is never an older state."""
         lock = card_locks.setdefault(point_id, asyncio.Lock())
         async with lock:
-            point, card = await deps.db.run(_load_card, deps=deps, point_id=point_id)
+            point, card = await deps.db.run(triage_flow.load_card, policy=deps.policy, point_id=point_id)
             if card is None:
                 return  # gone, or not posted yet: the queued post renders the latest state
             try:
@@ -144,7 +53,7 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
         if not await deps.hosts.is_host(user):
             return NOT_A_HOST
         try:
-            applied = await deps.db.run(apply_and_notify, action=action, prefix=prefix, actor=user, on_resolved=on_resolved, **kwargs)
+            applied = await deps.db.run(triage_flow.apply_and_notify, action=action, prefix=prefix, actor=user, on_resolved=on_resolved, **kwargs)
         except triage.TriageError as exc:
             return str(exc)
         except DatabaseUnavailable:

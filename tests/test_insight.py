@@ -296,7 +296,7 @@ async def test_weekly_digest_posts_once_with_its_chart(bot):
 
 
 def test_the_chart_goes_through_the_outbox_as_a_base64_png(db):
-    from handlers.insight import queue_digest
+    from bot.operations.digest import queue_digest
 
     policy = Policy(insight=Insight(digest_channel=DIGEST_CHANNEL))
     with db.session() as s, s.begin():

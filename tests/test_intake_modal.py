@@ -97,7 +97,8 @@ async def test_message_shortcut_prefills_the_modal_and_keeps_the_permalink(bot):
     await bot.settle()
     view = bot.fake.calls_to("views.open")[0].body["view"]
     text_element = view["blocks"][0]["element"]
-    assert text_element["initial_value"] == "deploys to prod hang <sometimes> <@U0BOB0001>"
+    # What the person sees, as plain text: the mention is a name to read, not a ping to send again.
+    assert text_element["initial_value"] == "deploys to prod hang <sometimes> @U0BOB0001"
     assert json.loads(view["private_metadata"]) == {"source": "shortcut", "channel_id": "C0GENERAL1", "message_ts": "1700000000.000200"}
     await bot.post(*interactive(view_submission(view, modal_values(text_element["initial_value"], categories=["deploys"]))))
     await bot.drain()

@@ -18,7 +18,7 @@ from bot.blocks.office_hours import COVERED_BLOCK, NEW_BLOCK, OPEN_BLOCK, ROLLIN
 from bot.runtime.config import Hosts, OfficeHours, OfficeHoursSession, Policy, Triage
 from bot.runtime.scheduler import Job, Scheduler
 from bot.trackers import parse_issue_url
-from handlers.office_hours import job_name
+from bot.operations.office_hours import job_name
 from storage.friction import FrictionDraft, file_friction
 from storage.models import FrictionChange, FrictionKind, FrictionPoint, Reporter, ScheduledRun, Source, utcnow
 from tests.blockkit import check_message

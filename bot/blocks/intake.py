@@ -163,8 +163,9 @@ def _summary_line(ref: str, point: FrictionPoint, limit: int = 200) -> str:
     return f"*{ref}* · {STATUS_LABELS.get(point.status, point.status)}\n>{to_mrkdwn(shorten(point.text, limit))}"
 
 
-def build_filed_message(ref: str, point: FrictionPoint, *, with_details_button: bool) -> dict:
-    """Ephemeral or DM confirmation. Returns ``text`` (the notification fallback) and ``blocks``."""
+def build_filed_message(ref: str, point: FrictionPoint, *, with_details_button: bool, note: str | None = None) -> dict:
+    """Ephemeral or DM confirmation. Returns ``text`` (the notification fallback) and ``blocks``.
+    ``note``: our own mrkdwn (never a person's text), shown under the confirmation."""
     blocks = [
         {
             "type": "section",
@@ -173,6 +174,8 @@ def build_filed_message(ref: str, point: FrictionPoint, *, with_details_button: 
             ),
         }
     ]
+    if note:
+        blocks.append({"type": "section", "text": _text(f":warning: {note}", "mrkdwn")})
     if with_details_button:
         blocks.append(
             {

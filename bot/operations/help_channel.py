@@ -1,5 +1,6 @@
 """The help channel, without Slack: which messages count, follow-ups joining a question, a host's
-answer in the thread, and resolving. Plain functions on a session.
+answer in the thread, and resolving, each with the thread posts it calls for. Plain functions on a
+session.
 
 Times here are Slack's message timestamps (``ts``), not when the event reached us: Slack retries a
 delivery up to about five minutes late, and a follow-up must join by when it was written.
@@ -9,7 +10,13 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
+from bot.blocks.help_channel import build_help_reply, build_resolved_reply
+from bot.blocks.triage import build_reporter_notice
 from bot.operations import triage
+from bot.operations.filing import file_report
+from bot.operations.triage import sync_card
+from storage import friction, outbox
+from storage.friction import FrictionDraft
 from storage.models import FrictionChange, FrictionPoint, Source, utcnow
 
 MAX_TEXT = 3000
@@ -112,3 +119,95 @@ def resolve(*, session: Session, point_id: int, actor: str, actor_is_host: bool,
         session.add(applied.point)
         session.flush()
     return Resolved(applied, asker=applied.point.filed_by)
+
+
+# ------------------------------------------------------------------ with the posts they call for
+
+
+@dataclass
+class Taken:
+    point: FrictionPoint
+    created: bool  # a new data point (and its thread reply) was made
+    joined: bool  # the message was appended to the person's open question
+
+
+def take_question(
+    *,
+    session: Session,
+    draft: FrictionDraft,
+    event_id: str,
+    join_minutes: int,
+    resolve_reaction: str,
+    prefix: str,
+    triage_channel: str | None,
+) -> Taken | None:
+    """A top-level message: join it to the asker's open question, or file it and queue the one
+    thread reply. None: this event was handled before."""
+    if not friction.first_delivery(session=session, event_id=event_id):
+        return None
+    channel, ts = draft.channel_id, draft.message_ts
+    existing = thread_point(session=session, channel=channel, thread_ts=ts)
+    if existing is not None:  # this very message was filed already
+        return Taken(existing, created=False, joined=False)
+    joined = join_follow_up(
+        session=session, channel=channel, user=draft.reporter_id, ts=ts, text=draft.text, join_minutes=join_minutes
+    )
+    if joined is not None:
+        sync_card(session=session, point=joined, why=f"help-joined:{ts}")
+        return Taken(joined, created=False, joined=True)
+    filed = file_report(session=session, draft=draft, prefix=prefix, triage_channel=triage_channel)
+    if filed.created:
+        point = filed.point
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"help-reply:{point.id}",
+            method="chat.postMessage",
+            payload={"channel": channel, "thread_ts": ts, **build_help_reply(f"{prefix}-{point.id}", point.id, resolve_reaction)},
+            friction_point_id=point.id,
+        )
+    return Taken(filed.point, created=filed.created, joined=False)
+
+
+def take_answer(*, session: Session, event_id: str, channel: str, thread_ts: str, actor: str) -> triage.Applied | None:
+    """A host's reply in a question's thread. None: not a question's thread, or handled before."""
+    point = thread_point(session=session, channel=channel, thread_ts=thread_ts)
+    if point is None or not friction.first_delivery(session=session, event_id=event_id):
+        return None
+    applied = record_response(session=session, point_id=point.id, actor=actor)
+    if applied.picked_up:
+        sync_card(session=session, point=applied.point, why=f"help-response:{applied.entry.id}")
+    return applied
+
+
+def resolve_in_thread(
+    *, session: Session, point_id: int, actor: str, actor_is_host: bool, prefix: str, event_id: str | None = None
+) -> triage.Applied | None:
+    """Resolve, and queue the one "resolved" post in the thread. Reporters who are not in the
+    thread (merged in from elsewhere) get the usual DM; the asker and the actor do not.
+    Raises ``triage.TriageError`` when it cannot apply. None: this event was handled before."""
+    if event_id is not None and not friction.first_delivery(session=session, event_id=event_id):
+        return None
+    resolved = resolve(session=session, point_id=point_id, actor=actor, actor_is_host=actor_is_host, prefix=prefix)
+    applied = resolved.applied
+    point, ref = applied.point, f"{prefix}-{applied.point.id}"
+    if point.channel_id and point.message_ts:
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"help-resolved:{applied.entry.id}",
+            method="chat.postMessage",
+            payload={"channel": point.channel_id, "thread_ts": point.message_ts, **build_resolved_reply(ref, actor)},
+            friction_point_id=point.id,
+        )
+    notice = build_reporter_notice(ref, point, applied.change, actor, picked_up=False)
+    for reporter in point.reporters:
+        if notice is None or reporter.user_id in (actor, resolved.asker):
+            continue
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"notice:closed:{applied.entry.id}:{reporter.user_id}",
+            method="chat.postMessage",
+            payload={"channel": reporter.user_id, **notice},
+            friction_point_id=point.id,
+        )
+    sync_card(session=session, point=point, why=f"help-resolved:{applied.entry.id}")
+    return applied

@@ -13,6 +13,7 @@ question falls between two) and those still unanswered from earlier: what rolls 
 until it is resolved, linked, declined or merged.
 """
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -20,7 +21,9 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from bot.runtime.config import OfficeHours, OfficeHoursSession
+from bot.blocks.office_hours import build_agenda, build_host_dm, build_summary
+from bot.runtime.config import OfficeHours, OfficeHoursSession, Policy
+from storage import outbox
 from storage.models import FrictionChange, FrictionKind, FrictionPoint, Status, as_utc
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -180,3 +183,46 @@ def summary(*, session: Session, since: datetime, until: datetime) -> Summary:
     )
     covered = _questions().where(col(FrictionPoint.status).in_(COVERED)).where(col(FrictionPoint.id).in_(changed))
     return Summary(covered=list(session.exec(covered.limit(2000)).all()), rolling_over=_unanswered_before(session, until))
+
+
+# ------------------------------------------------------------------ the jobs (each runs in a claimed occurrence)
+
+
+def job_name(kind: str, session: OfficeHoursSession) -> str:
+    """``office_hours.agenda:C0123:tue-15:00``; a hash if that would not fit ``ScheduledRun.job``."""
+    name = f"office_hours.{kind}:{session.channel}:{session.weekday}-{session.time}"
+    return name if len(name) <= 64 else f"office_hours.{kind}:" + hashlib.sha1(name.encode()).hexdigest()[:24]
+
+
+def _dedupe(kind: str, session: OfficeHoursSession, occurrence: datetime, part: str) -> str:
+    return f"{job_name(kind, session)}:{occurrence.isoformat()}:{part}"
+
+
+def queue_agenda(*, session: Session, occurrence: datetime, policy: Policy, office_session: OfficeHoursSession) -> None:
+    config = policy.office_hours
+    occ = occurrence_starting(office_session, config.agenda_before_minutes, occurrence)
+    items = agenda(session=session, since=previous_agenda_at(config, occ), until=occ.agenda_at)
+    host = host_on_duty(config, occ)
+    prefix = policy.reference_prefix
+    post = build_agenda(prefix, occ.local_start, office_session.minutes, host, items.new, items.still_open)
+    outbox.enqueue(
+        session=session, dedupe_key=_dedupe("agenda", office_session, occurrence, "post"),
+        method="chat.postMessage", payload={"channel": office_session.channel, **post},
+    )
+    if host:
+        dm = build_host_dm(prefix, occ.local_start, office_session.channel, items.new, items.still_open)
+        outbox.enqueue(
+            session=session, dedupe_key=_dedupe("agenda", office_session, occurrence, f"host:{host}"),
+            method="chat.postMessage", payload={"channel": host, **dm},
+        )
+
+
+def queue_summary(*, session: Session, occurrence: datetime, policy: Policy, office_session: OfficeHoursSession) -> None:
+    config = policy.office_hours
+    occ = occurrence_starting(office_session, config.agenda_before_minutes, occurrence)
+    result = summary(session=session, since=occ.agenda_at, until=occ.end)
+    post = build_summary(policy.reference_prefix, occ.local_start, host_on_duty(config, occ), result.covered, result.rolling_over)
+    outbox.enqueue(
+        session=session, dedupe_key=_dedupe("summary", office_session, occurrence, "post"),
+        method="chat.postMessage", payload={"channel": office_session.channel, **post},
+    )

@@ -13,6 +13,7 @@ from enum import StrEnum
 from sqlmodel import Session, col, select
 
 from bot.trackers import IssueRef
+from storage import outbox
 from storage.models import (
     FrictionChange,
     FrictionPoint,
@@ -25,6 +26,7 @@ from storage.models import (
     utcnow,
 )
 
+CARD_PURPOSE = "triage_card"  # outbox purpose: the card is rendered by ``CardHook`` when sent
 OPEN_STATUSES = (Status.new, Status.acknowledged, Status.linked)
 SEVERITY_WEIGHT = {Severity.low: 1, Severity.medium: 2, Severity.high: 4, Severity.blocker: 8}
 
@@ -268,3 +270,32 @@ def history(*, session: Session, point_id: int) -> list[FrictionChange]:
             select(FrictionChange).where(FrictionChange.friction_point_id == point_id).order_by(col(FrictionChange.id))
         ).all()
     )
+
+
+# ------------------------------------------------------------------ the card
+
+def enqueue_card(*, session: Session, point_id: int, channel: str | None) -> None:
+    """Queue the new point's card. It is rendered when sent, so it shows the latest state."""
+    if channel:
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"card:{point_id}",
+            method="chat.postMessage",
+            payload={"channel": channel},
+            friction_point_id=point_id,
+            purpose=CARD_PURPOSE,
+        )
+
+
+def sync_card(*, session: Session, point: FrictionPoint, why: str) -> None:
+    """Queue an in-place update of the point's triage card, rendered when sent. Not posted yet:
+    nothing to do, the queued post renders the latest state. ``why`` makes the dedupe key."""
+    if point.card_ts:
+        outbox.enqueue(session=session, dedupe_key=f"card-sync:{point.id}:{why}", method="chat.update",
+                       payload={}, friction_point_id=point.id, purpose=CARD_PURPOSE)
+
+
+
+def host_view(*, session: Session, category: str | None, status: str | None) -> tuple[Headline, list[FrictionPoint]]:
+    """What a host's Home tab shows: the headline numbers and the first 40 of the filtered queue."""
+    return headline(session=session), open_queue(session=session, category=category, status=status, limit=40)

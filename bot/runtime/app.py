@@ -41,6 +41,7 @@ from bot.runtime.context import Deps
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.metrics import Metrics, listener_name
 from bot.runtime.sender import OutboxSender
+from bot.runtime.slack_reads import with_read_retries
 from bot.runtime.workspaces import BOT_SCOPES, Workspaces, installation_store, state_store
 from storage import outbox
 from storage.database import Database
@@ -55,7 +56,7 @@ MAX_BODY = 1_000_000  # Slack's payloads are far smaller; anything bigger is not
 
 
 def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient | None = None) -> tuple[AsyncApp, Deps]:
-    client = client or AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    client = with_read_retries(client or AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url))
     if settings.oauth:
         app, workspaces = _oauth_app(settings, policy, db, client)
     else:

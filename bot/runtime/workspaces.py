@@ -24,6 +24,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStor
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import and_, desc, select
 
+from bot.runtime.slack_reads import with_read_retries
 from storage.database import Database
 from storage.models import Workspace
 
@@ -89,7 +90,8 @@ class Workspaces:
         if token not in self._clients:
             if len(self._clients) > 1000:  # tokens of uninstalled workspaces, rotated tokens
                 self._clients.clear()
-            self._clients[token] = AsyncWebClient(token=token, base_url=self.api_url, session=self.session)
+            client = AsyncWebClient(token=token, base_url=self.api_url, session=self.session)
+            self._clients[token] = with_read_retries(client)
         return self._clients[token]
 
     async def token(self, workspace: Workspace | None) -> str:

@@ -1,0 +1,84 @@
+"""Triage as the bot runs it: a change applied together with the reporters' DMs it calls for, and
+the triage card rendered when the outbox sends it. Plain functions on a session; no Slack in here.
+(Apart from ``bot.operations.triage`` because the card's builders import that module.)"""
+
+from collections.abc import Callable
+
+from sqlmodel import Session
+
+from bot.blocks.triage import build_card, build_reporter_notice
+from bot.operations import insight
+from bot.operations.references import format_ref
+from bot.operations.triage import Applied, Change
+from bot.runtime.config import Policy
+from storage import friction, outbox
+from storage.models import FrictionPoint, OutboxMessage
+
+
+def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_resolved: Callable | None = None, **kwargs) -> Applied:
+    """Apply one triage change and, in the same transaction, queue the reporters' DMs.
+    ``on_resolved(session=, applied=)`` runs in that transaction after a resolve (the CSAT follow-up).
+    Raises ``TriageError`` (nothing written) when the change cannot apply."""
+    result = action(session=session, prefix=prefix, **kwargs)
+    applied = result[0] if isinstance(result, tuple) else result
+    if on_resolved is not None and applied.change == Change.resolved:
+        on_resolved(session=session, applied=applied)
+    point, ref = applied.point, f"{prefix}-{applied.point.id}"
+    notice = build_reporter_notice(ref, point, applied.change, applied.entry.actor, picked_up=applied.picked_up)
+    if notice is None:
+        return applied
+    # One DM per change that matters: "picked up" once ever, a link once per issue, a closure once per closure.
+    once = {
+        Change.linked: f"linked:{point.id}:{applied.entry.new}",
+        Change.resolved: f"closed:{applied.entry.id}",
+        Change.declined: f"closed:{applied.entry.id}",
+    }.get(applied.change, f"picked-up:{point.id}")
+    for reporter in point.reporters:
+        if reporter.user_id == applied.entry.actor:
+            continue
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"notice:{once}:{reporter.user_id}",
+            method="chat.postMessage",
+            payload={"channel": reporter.user_id, **notice},
+            friction_point_id=point.id,
+            workspace=reporter.workspace,
+        )
+    return applied
+
+
+def render_card(*, session: Session, policy: Policy, point: FrictionPoint) -> dict:
+    """The card as it stands (Block Kit ``{text, blocks}``), with an older open report it resembles
+    offered as a one-click merge."""
+    duplicate = insight.possible_duplicate(session=session, point=point, threshold=policy.insight.duplicate_threshold)
+    prefix = policy.reference_prefix
+    return build_card(format_ref(prefix, point.id), point, policy.taxonomy, prefix, duplicate=duplicate)
+
+
+def load_card(*, session: Session, policy: Policy, point_id: int) -> tuple[FrictionPoint | None, dict | None]:
+    """The point and its card as it stands; no card when the point is gone or its card not posted yet."""
+    point = friction.get_point(session=session, point_id=point_id)
+    return point, (render_card(session=session, policy=policy, point=point) if point is not None and point.card_ts else None)
+
+
+class CardHook:
+    """Outbox hook (``CARD_PURPOSE``): renders a card at send time and remembers where it was posted."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+
+    def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
+        point = friction.get_point(session=session, point_id=message.friction_point_id)
+        if point is None:
+            return None
+        card = render_card(session=session, policy=self.policy, point=point)
+        if point.card_ts:
+            return "chat.update", {"channel": point.card_channel, "ts": point.card_ts, **card}
+        if "channel" not in payload:
+            return None  # an update for a card that was never posted
+        return "chat.postMessage", {"channel": payload["channel"], **card}
+
+    def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
+        if "ts" not in response or "channel" not in response:
+            return
+        friction.set_card(session=session, point_id=message.friction_point_id, channel=response["channel"], ts=response["ts"])
