@@ -23,11 +23,13 @@ from bot.blocks.ids import Action, Callback
 from bot.operations.intake import flatten_state
 from bot.operations.references import parse_ref
 from bot.trackers import parse_issue_url
+from bot.runtime.slack_reads import read_deadline
 from storage.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 NOT_A_HOST = "Only office-hours hosts can triage reports. Nothing was changed."
+ACK_BUDGET = 2.0  # seconds a view submission may spend on Slack reads before it acks (Slack allows 3)
 
 
 def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) -> None:
@@ -134,7 +136,9 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     async def submit(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClient, action: Callable, **kwargs):
-        error = await apply(body["user"]["id"], action, client, point_id=TriageMetadata.load(view["private_metadata"]).point_id, **kwargs)
+        # Answered before the ack: a rate-limited host lookup must not outlast Slack's 3 seconds.
+        with read_deadline(ACK_BUDGET):
+            error = await apply(body["user"]["id"], action, client, point_id=TriageMetadata.load(view["private_metadata"]).point_id, **kwargs)
         if error:
             await ack(response_action="errors", errors={TRIAGE_INPUT_BLOCK: error[:300]})
         else:

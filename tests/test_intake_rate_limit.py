@@ -89,3 +89,23 @@ def test_reads_are_told_from_writes_by_method_name():
     for url in ("https://slack.com/api/chat.postMessage", "https://slack.com/api/chat.update",
                 "https://slack.com/api/views.open", "https://slack.com/api/files.completeUploadExternal"):
         assert not is_read(url), url
+
+
+async def test_a_read_answered_before_the_ack_waits_only_within_slacks_3_seconds():
+    from slack_sdk.http_retry.request import HttpRequest
+    from slack_sdk.http_retry.response import HttpResponse
+    from slack_sdk.http_retry.state import RetryState
+
+    from bot.runtime.slack_reads import ReadRateLimitRetryHandler, read_deadline
+
+    handler = ReadRateLimitRetryHandler()
+    request = HttpRequest(method="POST", url="https://slack.com/api/usergroups.users.list", headers={})
+
+    async def retries(retry_after: str) -> bool:
+        response = HttpResponse(status_code=429, headers={"Retry-After": [retry_after]}, body=RATELIMITED)
+        return await handler.can_retry_async(state=RetryState(), request=request, response=response)
+
+    assert await retries("1") and await retries("10") and not await retries("11")
+    with read_deadline(2.5):  # 1 s plus up to 1 s of jitter still fits, 2 s does not
+        assert await retries("1") and not await retries("2")
+    assert await retries("5")  # the deadline ends with the block

@@ -6,6 +6,10 @@ process on a 429 and keeps the message in the database meanwhile (``bot.runtime.
 """
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import aiohttp
@@ -31,6 +35,21 @@ READ_RETRIES = 2
 READ_MAX_WAIT = 10
 
 
+# When the caller must answer by a time (a view submission is answered within Slack's 3 s), the
+# monotonic time by which a read must be done; None: the caller has acked and can wait.
+_deadline: ContextVar[float | None] = ContextVar("read_deadline", default=None)
+
+
+@contextmanager
+def read_deadline(seconds: float) -> Iterator[None]:
+    """Within this block, a read waits out a 429 only if it can still finish within ``seconds``."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
 def is_read(url: str) -> bool:
     """``https://slack.com/api/conversations.history?x=1`` -> True."""
     method = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
@@ -39,7 +58,8 @@ def is_read(url: str) -> bool:
 
 class ReadRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
     """slack_sdk's own 429 handler (it sleeps ``Retry-After`` plus up to 1 s of jitter), for reads
-    only, and only when ``Retry-After`` is at most ``max_wait`` seconds."""
+    only, and only when ``Retry-After`` is at most ``max_wait`` seconds and the wait ends before the
+    caller's ``read_deadline``."""
 
     def __init__(self, max_retry_count: int = READ_RETRIES, max_wait: float = READ_MAX_WAIT):
         super().__init__(max_retry_count=max_retry_count)
@@ -56,7 +76,8 @@ class ReadRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
             wait = int(value) if value is not None else 1
         except (TypeError, ValueError):
             return False  # slack_sdk's handler would fail on it; let the 429 reach the caller
-        return wait <= self.max_wait
+        deadline = _deadline.get()
+        return wait <= self.max_wait and (deadline is None or time.monotonic() + wait + 1 <= deadline)
 
 
 def with_read_retries(client: AsyncWebClient) -> AsyncWebClient:
