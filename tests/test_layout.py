@@ -66,3 +66,14 @@ def test_the_rule_catches_what_it_is_for():
     assert any("lambda" in p for p in problems("x = lambda: deps.db.run(f)"))
     assert any("lines" in p for p in problems("x = 1\n" * (MAX_LINES + 1)))
     assert problems("async def on(ack):\n    await deps.db.run(filing.file_report, draft=d)\n") == []
+
+
+def test_operations_have_no_slack_in_them():
+    # Callable from a handler, a job, the CLI and a test alike: no Bolt, no Web API client.
+    operations = sorted((HANDLERS.parent / "bot" / "operations").glob("*.py"))
+    assert operations
+    for path in operations:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(m.split(".")[0] in ("slack_sdk", "slack_bolt") for m in modules), f"{path.name}:{node.lineno}"
