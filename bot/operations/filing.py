@@ -105,9 +105,11 @@ def add_details(*, session: Session, point_id: int, user: str, draft: FrictionDr
     text, time lost, kind and link may still be changed. Each changed field is kept as a
     ``FrictionChange`` (action ``details``, ``note`` the field, ``old``/``new`` its values cut to
     255 characters) and the triage card is refreshed. Raises ``DetailsRefused``."""
-    details_point(session=session, point_id=point_id, user=user, prefix=prefix)  # the fast refusals
-    point = triage.lock_point(session=session, point_id=point_id)
-    details_point(session=session, point_id=point_id, user=user, prefix=prefix)  # again, under the lock
+    try:  # lock first, then check: a host resolving it meanwhile is seen here
+        triage.lock_point(session=session, point_id=point_id)
+    except triage.TriageError as exc:
+        raise DetailsRefused({Block.text: str(exc)}) from exc
+    point = details_point(session=session, point_id=point_id, user=user, prefix=prefix)
     chosen = sorted(t.category for t in point.tags if not t.automatic)
     triaged = point.status != Status.new or point.first_response_at is not None
     if triaged:
