@@ -33,6 +33,7 @@ import handlers.office_hours
 import handlers.polling
 import handlers.retention
 import handlers.surveys
+import handlers.targets
 import handlers.triage
 import handlers.webhooks
 import bot.web.dashboard
@@ -98,6 +99,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     handlers.office_hours.register(app, deps)
     handlers.surveys.register(app, deps)
     handlers.retention.register(app, deps)
+    handlers.targets.register(app, deps)
     handlers.home.register(app, deps)
     handlers.insight.register(app, deps)
     return app, deps
