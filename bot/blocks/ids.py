@@ -26,6 +26,9 @@ class Block(StrEnum):
 class Action(StrEnum):
     text = "text_input"
     target_reply = "target_reply_button"
+    focus_pick = "focus_pick"
+    focus_drop = "focus_drop"
+    focus_publish = "focus_publish"
     categories = "categories_select"
     severity = "severity_select"
     time_lost = "time_lost_select"

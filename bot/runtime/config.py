@@ -437,6 +437,14 @@ def _unique_survey_names(surveys: list[Survey]) -> list[Survey]:
     return surveys
 
 
+class Focus(_Strict):
+    """The quarter's focus: up to ``size`` items per calendar quarter (in ``insight.timezone``),
+    picked by a host or one of ``leads``, announced in ``closing.announce_channel``."""
+
+    size: Annotated[int, Field(ge=1, le=10)] = 3
+    leads: list[UserId] = []
+
+
 # ---------------------------------------------------------------- response targets
 
 DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*$")
@@ -517,6 +525,7 @@ class Policy(_Strict):
     surveys: Annotated[list[Survey], AfterValidator(_unique_survey_names)] = []
     csat_followup: CsatFollowup = CsatFollowup()
     targets: Targets = Targets()
+    focus: Focus = Focus()
 
     @model_validator(mode="after")
     def _distinct_reactions(self) -> "Policy":
