@@ -66,7 +66,7 @@ def tick(*, session: Session, occurrence: datetime, deps: Deps) -> None:
     if current.period is not None:
         focus.sync_post(session, current.period, current.fingerprint())
     ended = store.last_ended(session=session, at=occurrence)
-    if ended is None or not policy.closing.announce_channel:
+    if ended is None:
         return
     key = f"focus:{ended.key}:report"
     if outbox.exists(session=session, dedupe_key=key):
@@ -85,11 +85,12 @@ def _tick_at(now: datetime) -> datetime:
 def register(app: AsyncApp, deps: Deps) -> None:
     policy, prefix = deps.policy, deps.policy.reference_prefix
     deps.sender.hooks[focus.POST_PURPOSE] = PostHook(deps)
-    deps.scheduler.add(
-        Job(name=JOB, db=deps.db, work=lambda *, session, occurrence: tick(session=session, occurrence=occurrence, deps=deps),
-            occurrence_at=_tick_at, after=deps.sender.wake),
-        IntervalTrigger(minutes=TICK_MINUTES, start_date=EPOCH, timezone=timezone.utc),
-    )
+    if policy.closing.announce_channel:  # without it nothing is published, so nothing to keep up or report
+        deps.scheduler.add(
+            Job(name=JOB, db=deps.db, work=lambda *, session, occurrence: tick(session=session, occurrence=occurrence, deps=deps),
+                occurrence_at=_tick_at, after=deps.sender.wake),
+            IntervalTrigger(minutes=TICK_MINUTES, start_date=EPOCH, timezone=timezone.utc),
+        )
 
     async def allowed(user: str) -> bool:
         return user in policy.focus.leads or await deps.hosts.is_host(user)
