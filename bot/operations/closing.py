@@ -2,21 +2,32 @@
 follows, and every person who reported any of them (merged duplicates included) is owed one notice.
 Plain functions on a session; no Slack in here."""
 
+import json
+import logging
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
-from bot.trackers.events import IssueEvent, Outcome
+from bot.blocks.closing import build_announcement, build_closure_notice, build_still_broken_alert
+from bot.trackers import IssueEvent, Outcome
+from bot.trackers.base import parse_time
+from storage import links as link_queries
+from storage import outbox
 from storage.models import (
     ClosureNotice,
     FrictionChange,
     FrictionPoint,
     Status,
     TrackerLink,
+    as_utc,
     utcnow,
 )
 
+log = logging.getLogger(__name__)
+
 CLOSED = (Status.resolved, Status.wont_fix)
+# What the card sync hook renders at send time (bot/runtime's triage-card purpose).
+CARD_PURPOSE = "triage_card"
 
 
 @dataclass
@@ -27,32 +38,46 @@ class Closure:
     notices: list[ClosureNotice] = field(default_factory=list)  # one per reporter, new this closure
 
 
-def apply_issue_event(*, session: Session, event: IssueEvent) -> Closure | None:
-    """Apply the tracker's news. None when it changes nothing: an issue we do not track, or news
-    we already had (a redelivery, or a second webhook for the same closure)."""
-    links = list(
-        session.exec(
-            select(TrackerLink)
-            .where(TrackerLink.tracker == event.tracker, TrackerLink.key == event.key)
-            .order_by(col(TrackerLink.id))
-            .with_for_update()
-        ).all()
-    )
+@dataclass
+class Applied:
+    """What one event did: ``matched`` links (0: a key no link has), ``closure`` when it closed them."""
+
+    matched: int = 0
+    closure: Closure | None = None
+
+
+def apply_issue_event(*, session: Session, event: IssueEvent) -> Applied:
+    """Apply the tracker's news to the links it names: by stable id first, then by normalised key
+    (old keys included), following the issue's new key and id. A close or reopen applies only to
+    links whose last applied state is older than the event (the tracker's own time), so replays
+    and out-of-order deliveries change nothing; a close notifies once per real closure."""
+    if event.outcome == Outcome.renamed:
+        return Applied(_rename(session, event))
+    links = _matching(session, event)
     if not links:
-        return None
+        return Applied()
+    _follow(session, event, links)
+    if event.outcome == Outcome.moved:
+        return Applied(len(links))
+    at = parse_time(event.at)
+    fresh = [l for l in links if at is None or l.state_at is None or at > as_utc(l.state_at)]
+    for link in fresh:
+        if at is not None:
+            link.state_at = at
+        session.add(link)
     if event.outcome == Outcome.reopened:
-        _reopen(session, event, links)
-        return None
-    if all(link.closed for link in links):
-        return None
+        _reopen(session, event, [l for l in fresh if l.closed])
+        return Applied(len(links))
+    closing = [l for l in fresh if not l.closed]
+    if not closing:
+        return Applied(len(links))
     now = utcnow()
     closure = max(link.closures for link in links) + 1
-    for link in links:
+    for link in closing:
         link.closed, link.closures, link.closed_at = True, closure, now
         session.add(link)
     actor = f"tracker:{event.tracker}"
-    points = _targets(session, links)
-    changed = []
+    points = _targets(session, closing)
     for point in points:
         if point.status in CLOSED:
             continue
@@ -66,7 +91,6 @@ def apply_issue_event(*, session: Session, event: IssueEvent) -> Closure | None:
         session.add(
             FrictionChange(friction_point_id=point.id, actor=actor, action="closed", old=old, new=point.status, note=event.url)
         )
-        changed.append(point)
     result = Closure(event, closure, points)
     for user_id, point in _reporters(session, points).items():
         notice = ClosureNotice(
@@ -76,7 +100,47 @@ def apply_issue_event(*, session: Session, event: IssueEvent) -> Closure | None:
         session.add(notice)
         result.notices.append(notice)
     session.flush()
-    return result
+    return Applied(len(links), result)
+
+
+def _matching(session: Session, event: IssueEvent) -> list[TrackerLink]:
+    ids = [i for i in (event.issue_id, *event.old_ids) if i]
+    found = link_queries.matching_links(session=session, tracker=event.tracker, keys=[event.key, *event.old_keys], ids=ids)
+    # Identity first: a link that knows its issue's id is only that issue, whatever its key says.
+    return [l for l in found if l.issue_id is None or not event.issue_id or l.issue_id in ids]
+
+
+def _follow(session: Session, event: IssueEvent, links: list[TrackerLink]) -> None:
+    """Fill in the issue's stable ids and follow a new key (transfer, project or team move)."""
+    taken = {(l.friction_point_id, l.key) for l in links}
+    for link in links:
+        if event.issue_id:
+            link.issue_id = event.issue_id
+        if event.project_id:
+            link.project_id = event.project_id
+        if link.key != event.key and (link.friction_point_id, event.key) not in taken:
+            taken.add((link.friction_point_id, event.key))
+            log.info("%s link %s now follows %s", event.tracker, link.key, event.key)
+            link.key = event.key
+            if event.url:
+                link.url = event.url[:3000]
+        session.add(link)
+    session.flush()
+
+
+def _rename(session: Session, event: IssueEvent) -> int:
+    """A repository/project renamed or moved: its links take the new path."""
+    links = link_queries.project_links(session=session, tracker=event.tracker, prefixes=list(event.old_keys),
+                                       project_id=event.project_id)
+    for link in links:
+        path, sep, number = link.key.rpartition("!" if "!" in link.key else "#")
+        if path != event.key:
+            link.key = f"{event.key}{sep}{number}"
+        if event.project_id:
+            link.project_id = event.project_id
+        session.add(link)
+    session.flush()
+    return len(links)
 
 
 def _targets(session: Session, links: list[TrackerLink]) -> list[FrictionPoint]:
@@ -103,7 +167,7 @@ def _reporters(session: Session, points: list[FrictionPoint]) -> dict[str, Frict
 
 
 def _reopen(session: Session, event: IssueEvent, links: list[TrackerLink]) -> None:
-    if not any(link.closed for link in links):
+    if not links:
         return
     for link in links:
         link.closed = False
@@ -140,3 +204,82 @@ def record_feedback(*, session: Session, notice_id: int, user_id: str, works: bo
         session.add(FrictionChange(friction_point_id=point.id, actor=user_id, action="works_for_me"))
     session.flush()
     return notice, point
+
+
+def answer_notice(*, session: Session, notice_id: int, user_id: str, works: bool, comment: str | None, prefix: str) -> str | None:
+    """Record the answer; "still broken" alerts the hosts in the card's thread. Returns the ref."""
+    recorded = record_feedback(session=session, notice_id=notice_id, user_id=user_id, works=works, comment=comment)
+    if recorded is None:
+        return None
+    notice, point = recorded
+    ref = f"{prefix}-{point.id}"
+    if not works:
+        sync_card(session=session, point=point, why=f"broken:{notice.id}")
+        if point.card_ts:
+            outbox.enqueue(session=session, dedupe_key=f"still-broken:{notice.id}", method="chat.postMessage",
+                           payload={"channel": point.card_channel, "thread_ts": point.card_ts,
+                                    **build_still_broken_alert(ref, point, user_id, comment)},
+                           friction_point_id=point.id)
+    return ref
+
+
+# ------------------------------------------------------------------ queuing what a closure owes
+
+
+def sync_card(*, session: Session, point: FrictionPoint, why: str) -> None:
+    """Queue an in-place update of the point's card (rendered when sent, so it shows the latest)."""
+    if point.card_ts:
+        outbox.enqueue(session=session, dedupe_key=f"card-sync:{point.id}:{why}", method="chat.update",
+                       payload={}, friction_point_id=point.id, purpose=CARD_PURPOSE)
+
+
+def apply_and_queue(*, session: Session, event: IssueEvent, policy) -> Applied:
+    """Apply a tracker event and queue, in the same transaction, one notice per reporter,
+    the card updates and the announcement. Repeats of the same news queue nothing."""
+    applied = apply_issue_event(session=session, event=event)
+    closure = applied.closure
+    if closure is None:
+        return applied
+    prefix = policy.reference_prefix
+    for notice in closure.notices:
+        point = session.get(FrictionPoint, notice.friction_point_id)  # the reporter's own report
+        message = build_closure_notice(f"{prefix}-{point.id}", point, notice, event.url, event.title,
+                                       not_planned_message=policy.closing.not_planned_message)
+        outbox.enqueue(session=session, dedupe_key=f"closure-notice:{notice.id}", method="chat.postMessage",
+                       payload={"channel": notice.user_id, **message}, friction_point_id=point.id,
+                       workspace=point.reporter_workspace(notice.user_id))
+    for point in closure.points:
+        sync_card(session=session, point=point, why=f"closure:{event.tracker}:{event.key}:{closure.closure}")
+    channel = policy.closing.announce_channel
+    if channel and policy.closing.announce == "per_closure" and event.outcome == Outcome.fixed and closure.points:
+        post = build_announcement(prefix, event.key, event.url, event.title, closure.points, len(closure.notices))
+        outbox.enqueue(session=session, dedupe_key=f"announce:{event.tracker}:{event.key}:{closure.closure}",
+                       method="chat.postMessage", payload={"channel": channel, **post})
+    return applied
+
+
+@dataclass
+class DeliveryResult:
+    """What applying one recorded delivery did, per event: (tracker, key, "applied" | "unchanged" | "unmatched")."""
+
+    outcomes: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def closures(self) -> int:
+        return sum(1 for *_, o in self.outcomes if o == "applied")
+
+
+def apply_delivery(*, session: Session, delivery_id: int, policy) -> DeliveryResult | None:
+    """Apply a recorded delivery once (None: applied already, by this or another instance)."""
+    delivery = link_queries.claim_delivery(session=session, delivery_id=delivery_id)
+    if delivery is None:
+        return None
+    result = DeliveryResult()
+    for data in json.loads(delivery.events):
+        event = IssueEvent.from_json(data)
+        applied = apply_and_queue(session=session, event=event, policy=policy)
+        outcome = "applied" if applied.closure else "unchanged" if applied.matched else "unmatched"
+        result.outcomes.append((str(event.tracker), event.key, outcome))
+    delivery.applied_at = utcnow()
+    session.add(delivery)
+    return result
