@@ -38,9 +38,10 @@ def routes(deps: Deps) -> list[Route]:
     runner = deliveries.Deliveries(db=deps.db, policy=deps.policy, observe=lambda t, o: events.labels(t, o).inc(),
                                    wake=deps.sender.wake)
     minute = timedelta(minutes=1)
-    deps.scheduler.add(Job(name=RECOVERY_JOB, db=deps.db, work=deliveries.prune, then=runner.recover,
-                           occurrence_at=lambda now: EPOCH + ((now - EPOCH) // minute) * minute),
-                       IntervalTrigger(minutes=1, timezone=timezone.utc), misfire_grace_seconds=60)
+    if any(getattr(deps.settings, m.SECRET_SETTING) for m in MODULES.values()):  # no webhooks, nothing to recover
+        deps.scheduler.add(Job(name=RECOVERY_JOB, db=deps.db, work=deliveries.prune, then=runner.recover,
+                               occurrence_at=lambda now: EPOCH + ((now - EPOCH) // minute) * minute),
+                           IntervalTrigger(minutes=1, timezone=timezone.utc), misfire_grace_seconds=60)
 
     def route(module) -> Route:
         tracker = str(module.TRACKER)

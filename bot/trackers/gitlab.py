@@ -21,11 +21,12 @@ _PATH = re.compile(r"^/(?P<project>[\w.-]+(?:/[\w.-]+)+)/-/(?P<kind>issues|merge
 
 # GitLab's default issue_closing_pattern, with %{issue_ref} as its reference forms: #N,
 # group/project#N, and an issue or work item URL. Keywords are case-sensitive after the first
-# letter, as in GitLab ("Closes", "closes"; not "CLOSES").
+# letter, as in GitLab ("Closes", "closes"; not "CLOSES"). One difference: "and" may start a new
+# line, as in the documented example ("fixes #18, #19\nand https://…/issues/23" closes #23).
 _REF = r"(?:(?:[\w.-]+/)+[\w.-]+)?#\d+|https?://[^\s,]+/-/(?:issues|work_items)/\d+"
 _CLOSING = re.compile(
     r"\b(?:[Cc]los(?:e[sd]?|ing)|\b[Ff]ix(?:e[sd]|ing)?|\b[Rr]esolv(?:e[sd]?|ing)|\b[Ii]mplement(?:s|ed|ing)?)(?::?) +"
-    r"(?:(?:issues? +)?(?:" + _REF + r")(?:(?: *,? +and +| *,? *)?)|[A-Z][A-Z0-9_]+-\d+)+"
+    r"(?:(?:issues? +)?(?:" + _REF + r")(?:(?: *,?\s+and +| *,? *)?)|[A-Z][A-Z0-9_]+-\d+)+"
 )
 _ONE_REF = re.compile(r"(?P<url>https?://[^\s,]+/-/(?:issues|work_items)/\d+)|(?P<project>(?:[\w.-]+/)+[\w.-]+)?#(?P<n>\d+)")
 
