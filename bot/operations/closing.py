@@ -6,6 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from bot.blocks.closing import build_announcement, build_closure_notice, build_still_broken_alert
@@ -35,7 +36,18 @@ class Closure:
     event: IssueEvent
     closure: int  # how many times this issue has closed, this one included
     points: list[FrictionPoint]  # the linked points this closure resolved or declined
-    notices: list[ClosureNotice] = field(default_factory=list)  # one per reporter, new this closure
+    notices: list["Notice"] = field(default_factory=list)  # one per reporter, new this closure
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A closure notice row as written (bulk-inserted: a closure can owe thousands)."""
+
+    id: int
+    user_id: str
+    friction_point_id: int
+    key: str
+    outcome: str
 
 
 @dataclass
@@ -61,10 +73,8 @@ def apply_issue_event(*, session: Session, event: IssueEvent) -> Applied:
         return Applied(len(links))
     at = parse_time(event.at)
     fresh = [l for l in links if at is None or l.state_at is None or at > as_utc(l.state_at)]
-    for link in fresh:
-        if at is not None:
-            link.state_at = at
-        session.add(link)
+    if at is not None:
+        _set(session, TrackerLink, [l.id for l in fresh], state_at=at)
     if event.outcome == Outcome.reopened:
         _reopen(session, event, [l for l in fresh if l.closed])
         return Applied(len(links))
@@ -73,32 +83,26 @@ def apply_issue_event(*, session: Session, event: IssueEvent) -> Applied:
         return Applied(len(links))
     now = utcnow()
     closure = max(link.closures for link in links) + 1
-    for link in closing:
-        link.closed, link.closures, link.closed_at = True, closure, now
-        session.add(link)
-    actor = f"tracker:{event.tracker}"
+    _set(session, TrackerLink, [l.id for l in closing], closed=True, closures=closure, closed_at=now)
     points = _targets(session, closing)
-    for point in points:
-        if point.status in CLOSED:
-            continue
-        old = point.status
-        point.status = Status.resolved if event.outcome == Outcome.fixed else Status.wont_fix
-        point.resolved_at = now
-        point.updated_at = now
-        if point.first_response_at is None:
-            point.first_response_at = now
-        session.add(point)
-        session.add(
-            FrictionChange(friction_point_id=point.id, actor=actor, action="closed", old=old, new=point.status, note=event.url)
-        )
+    still_open = [p for p in points if p.status not in CLOSED]
+    old = {p.id: str(p.status) for p in still_open}
+    new = Status.resolved if event.outcome == Outcome.fixed else Status.wont_fix
+    _set(session, FrictionPoint, [p.id for p in still_open], status=new, resolved_at=now, updated_at=now)
+    _set(session, FrictionPoint, [p.id for p in still_open if p.first_response_at is None], first_response_at=now)
+    if old:
+        # Bulk, as the notices below: one closure can resolve thousands of reports.
+        session.execute(insert(FrictionChange), [
+            dict(friction_point_id=i, actor=f"tracker:{event.tracker}", action="closed", old=o, new=str(new),
+                 note=event.url, at=now) for i, o in old.items()])
     result = Closure(event, closure, points)
-    for user_id, point in _reporters(session, points).items():
-        notice = ClosureNotice(
-            friction_point_id=point.id, user_id=user_id, tracker=event.tracker, key=event.key,
-            closure=closure, outcome=event.outcome,
-        )
-        session.add(notice)
-        result.notices.append(notice)
+    rows = [dict(friction_point_id=point.id, user_id=user_id, tracker=str(event.tracker), key=event.key,
+                 closure=closure, outcome=str(event.outcome), created_at=now)
+            for user_id, point in _reporters(session, points).items()]
+    if rows:
+        stmt = insert(ClosureNotice).returning(ClosureNotice.id, sort_by_parameter_order=True)
+        ids = session.execute(stmt, rows).scalars().all()
+        result.notices = [Notice(i, r["user_id"], r["friction_point_id"], r["key"], r["outcome"]) for i, r in zip(ids, rows)]
     session.flush()
     return Applied(len(links), result)
 
@@ -112,20 +116,25 @@ def _matching(session: Session, event: IssueEvent) -> list[TrackerLink]:
 
 def _follow(session: Session, event: IssueEvent, links: list[TrackerLink]) -> None:
     """Fill in the issue's stable ids and follow a new key (transfer, project or team move)."""
+    if event.issue_id:
+        _set(session, TrackerLink, [l.id for l in links if l.issue_id != event.issue_id], issue_id=event.issue_id)
+    if event.project_id:
+        _set(session, TrackerLink, [l.id for l in links if l.project_id != event.project_id], project_id=event.project_id)
     taken = {(l.friction_point_id, l.key) for l in links}
     for link in links:
-        if event.issue_id:
-            link.issue_id = event.issue_id
-        if event.project_id:
-            link.project_id = event.project_id
         if link.key != event.key and (link.friction_point_id, event.key) not in taken:
             taken.add((link.friction_point_id, event.key))
             log.info("%s link %s now follows %s", event.tracker, link.key, event.key)
             link.key = event.key
             if event.url:
                 link.url = event.url[:3000]
-        session.add(link)
-    session.flush()
+            session.add(link)
+
+
+def _set(session: Session, model, ids: list[int], **values) -> None:
+    """One UPDATE per 500 rows (the objects in the session see the new values)."""
+    for start in range(0, len(ids), 500):
+        session.execute(update(model).where(col(model.id).in_(ids[start:start + 500])).values(**values))
 
 
 def _rename(session: Session, event: IssueEvent) -> int:
@@ -233,21 +242,28 @@ def sync_card(*, session: Session, point: FrictionPoint, why: str) -> None:
                        payload={}, friction_point_id=point.id, purpose=CARD_PURPOSE)
 
 
-def apply_and_queue(*, session: Session, event: IssueEvent, policy) -> Applied:
-    """Apply a tracker event and queue, in the same transaction, one notice per reporter,
-    the card updates and the announcement. Repeats of the same news queue nothing."""
+def queue_notice(*, session: Session, notice: Notice, event: IssueEvent, policy, point: FrictionPoint | None = None) -> None:
+    """Queue one "you reported this, it's fixed" DM (once: the dedupe key is the notice's id)."""
+    point = point or session.get(FrictionPoint, notice.friction_point_id)  # the reporter's own report
+    message = build_closure_notice(f"{policy.reference_prefix}-{point.id}", point, notice, event.url, event.title,
+                                   not_planned_message=policy.closing.not_planned_message)
+    outbox.enqueue(session=session, dedupe_key=f"closure-notice:{notice.id}", method="chat.postMessage",
+                   payload={"channel": notice.user_id, **message}, friction_point_id=point.id,
+                   workspace=point.reporter_workspace(notice.user_id))
+
+
+def apply_and_queue(*, session: Session, event: IssueEvent, policy, notices: bool = True) -> Applied:
+    """Apply a tracker event and queue, in the same transaction, the card updates, the
+    announcement and (``notices``) one notice per reporter; with ``notices=False`` the caller
+    queues them (``queue_notice``). Repeats of the same news queue nothing."""
     applied = apply_issue_event(session=session, event=event)
     closure = applied.closure
     if closure is None:
         return applied
     prefix = policy.reference_prefix
-    for notice in closure.notices:
-        point = session.get(FrictionPoint, notice.friction_point_id)  # the reporter's own report
-        message = build_closure_notice(f"{prefix}-{point.id}", point, notice, event.url, event.title,
-                                       not_planned_message=policy.closing.not_planned_message)
-        outbox.enqueue(session=session, dedupe_key=f"closure-notice:{notice.id}", method="chat.postMessage",
-                       payload={"channel": notice.user_id, **message}, friction_point_id=point.id,
-                       workspace=point.reporter_workspace(notice.user_id))
+    if notices:
+        for notice in closure.notices:
+            queue_notice(session=session, notice=notice, event=event, policy=policy)
     for point in closure.points:
         sync_card(session=session, point=point, why=f"closure:{event.tracker}:{event.key}:{closure.closure}")
     channel = policy.closing.announce_channel
@@ -263,6 +279,7 @@ class DeliveryResult:
     """What applying one recorded delivery did, per event: (tracker, key, "applied" | "unchanged" | "unmatched")."""
 
     outcomes: list[tuple[str, str, str]] = field(default_factory=list)
+    to_queue: int = 0  # notices owed, queued afterwards in batches (``queue_notices``)
 
     @property
     def closures(self) -> int:
@@ -270,16 +287,51 @@ class DeliveryResult:
 
 
 def apply_delivery(*, session: Session, delivery_id: int, policy) -> DeliveryResult | None:
-    """Apply a recorded delivery once (None: applied already, by this or another instance)."""
+    """Apply a recorded delivery's events once (None: applied already, by this or another
+    instance). The notices it owes are recorded on the delivery and queued by ``queue_notices``
+    in short transactions (on SQLite a long one would hold up every other write, the next
+    delivery's answer included)."""
     delivery = link_queries.claim_delivery(session=session, delivery_id=delivery_id)
     if delivery is None:
         return None
     result = DeliveryResult()
-    for data in json.loads(delivery.events):
+    if delivery.notices is not None:  # applied; its notices were being queued when we stopped
+        result.to_queue = len(json.loads(delivery.notices)) - delivery.queued
+        return result
+    owed = []
+    for index, data in enumerate(json.loads(delivery.events)):
         event = IssueEvent.from_json(data)
-        applied = apply_and_queue(session=session, event=event, policy=policy)
+        applied = apply_and_queue(session=session, event=event, policy=policy, notices=False)
         outcome = "applied" if applied.closure else "unchanged" if applied.matched else "unmatched"
         result.outcomes.append((str(event.tracker), event.key, outcome))
-    delivery.applied_at = utcnow()
+        if applied.closure:
+            owed += [[n.id, index] for n in applied.closure.notices]
+    delivery.notices, delivery.queued = json.dumps(owed), 0
+    if not owed:
+        delivery.applied_at = utcnow()
     session.add(delivery)
+    result.to_queue = len(owed)
     return result
+
+
+def queue_notices(*, session: Session, delivery_id: int, policy, limit: int = 50) -> int:
+    """Queue the next ``limit`` notices a delivery owes; returns how many remain (0: done)."""
+    delivery = link_queries.claim_delivery(session=session, delivery_id=delivery_id)
+    if delivery is None or delivery.notices is None:
+        return 0
+    owed, events = json.loads(delivery.notices), [IssueEvent.from_json(e) for e in json.loads(delivery.events)]
+    batch = owed[delivery.queued:delivery.queued + limit]
+    rows = {n.id: n for n in session.exec(select(ClosureNotice).where(col(ClosureNotice.id).in_([i for i, _ in batch])))}
+    point_ids = {n.friction_point_id for n in rows.values()}
+    points = {p.id: p for p in session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(point_ids)))}
+    for notice_id, index in batch:
+        row = rows.get(notice_id)
+        if row is None:
+            continue  # erased since (retention)
+        notice = Notice(row.id, row.user_id, row.friction_point_id, row.key, row.outcome)
+        queue_notice(session=session, notice=notice, event=events[index], policy=policy, point=points[row.friction_point_id])
+    delivery.queued += len(batch)
+    if delivery.queued >= len(owed):
+        delivery.applied_at = utcnow()
+    session.add(delivery)
+    return len(owed) - delivery.queued

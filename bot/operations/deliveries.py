@@ -76,6 +76,14 @@ class Deliveries:
                 self._log_unmatched(tracker, key)
         if result.closures:
             self.wake()
+        remaining = result.to_queue
+        try:
+            while remaining:
+                remaining = await self.db.run(closing.queue_notices, delivery_id=delivery_id, policy=self.policy)
+                self.wake()
+        except DatabaseUnavailable as exc:
+            log.warning("tracker delivery %d: notices not all queued yet: database unavailable: %s", delivery_id, exc)
+            return False
         return True
 
     async def recover(self, *_args) -> int:

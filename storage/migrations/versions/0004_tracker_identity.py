@@ -38,6 +38,8 @@ def upgrade() -> None:
     sa.Column('tracker', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('body_sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('events', sa.Text(), nullable=False),
+    sa.Column('notices', sa.Text(), nullable=True),
+    sa.Column('queued', sa.Integer(), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('applied_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
