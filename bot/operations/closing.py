@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import insert, update
+from sqlalchemy.orm import lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from bot.blocks.closing import build_announcement, build_closure_notice, build_still_broken_alert
@@ -18,6 +20,7 @@ from storage.models import (
     ClosureNotice,
     FrictionChange,
     FrictionPoint,
+    Reporter,
     Status,
     TrackerLink,
     as_utc,
@@ -74,7 +77,7 @@ def apply_issue_event(*, session: Session, event: IssueEvent) -> Applied:
     at = parse_time(event.at)
     fresh = [l for l in links if at is None or l.state_at is None or at > as_utc(l.state_at)]
     if at is not None:
-        _set(session, TrackerLink, [l.id for l in fresh], state_at=at)
+        _set(session, TrackerLink, fresh, state_at=at)
     if event.outcome == Outcome.reopened:
         _reopen(session, event, [l for l in fresh if l.closed])
         return Applied(len(links))
@@ -83,22 +86,22 @@ def apply_issue_event(*, session: Session, event: IssueEvent) -> Applied:
         return Applied(len(links))
     now = utcnow()
     closure = max(link.closures for link in links) + 1
-    _set(session, TrackerLink, [l.id for l in closing], closed=True, closures=closure, closed_at=now)
+    _set(session, TrackerLink, closing, closed=True, closures=closure, closed_at=now)
     points = _targets(session, closing)
     still_open = [p for p in points if p.status not in CLOSED]
     old = {p.id: str(p.status) for p in still_open}
     new = Status.resolved if event.outcome == Outcome.fixed else Status.wont_fix
-    _set(session, FrictionPoint, [p.id for p in still_open], status=new, resolved_at=now, updated_at=now)
-    _set(session, FrictionPoint, [p.id for p in still_open if p.first_response_at is None], first_response_at=now)
+    _set(session, FrictionPoint, still_open, status=new, resolved_at=now, updated_at=now)
+    _set(session, FrictionPoint, [p for p in still_open if p.first_response_at is None], first_response_at=now)
     if old:
         # Bulk, as the notices below: one closure can resolve thousands of reports.
         session.execute(insert(FrictionChange), [
             dict(friction_point_id=i, actor=f"tracker:{event.tracker}", action="closed", old=o, new=str(new),
                  note=event.url, at=now) for i, o in old.items()])
     result = Closure(event, closure, points)
-    rows = [dict(friction_point_id=point.id, user_id=user_id, tracker=str(event.tracker), key=event.key,
+    rows = [dict(friction_point_id=point_id, user_id=user_id, tracker=str(event.tracker), key=event.key,
                  closure=closure, outcome=str(event.outcome), created_at=now)
-            for user_id, point in _reporters(session, points).items()]
+            for user_id, point_id in _reporters(session, points).items()]
     if rows:
         stmt = insert(ClosureNotice).returning(ClosureNotice.id, sort_by_parameter_order=True)
         ids = session.execute(stmt, rows).scalars().all()
@@ -117,9 +120,9 @@ def _matching(session: Session, event: IssueEvent) -> list[TrackerLink]:
 def _follow(session: Session, event: IssueEvent, links: list[TrackerLink]) -> None:
     """Fill in the issue's stable ids and follow a new key (transfer, project or team move)."""
     if event.issue_id:
-        _set(session, TrackerLink, [l.id for l in links if l.issue_id != event.issue_id], issue_id=event.issue_id)
+        _set(session, TrackerLink, [l for l in links if l.issue_id != event.issue_id], issue_id=event.issue_id)
     if event.project_id:
-        _set(session, TrackerLink, [l.id for l in links if l.project_id != event.project_id], project_id=event.project_id)
+        _set(session, TrackerLink, [l for l in links if l.project_id != event.project_id], project_id=event.project_id)
     taken = {(l.friction_point_id, l.key) for l in links}
     for link in links:
         if link.key != event.key and (link.friction_point_id, event.key) not in taken:
@@ -131,10 +134,16 @@ def _follow(session: Session, event: IssueEvent, links: list[TrackerLink]) -> No
             session.add(link)
 
 
-def _set(session: Session, model, ids: list[int], **values) -> None:
-    """One UPDATE per 500 rows (the objects in the session see the new values)."""
+def _set(session: Session, model, rows: list, **values) -> None:
+    """One UPDATE per 500 ``rows`` (objects of ``model``), and the same values on the objects
+    (evaluating the UPDATE against the session's objects instead costs seconds for thousands)."""
+    ids = [row.id for row in rows]
     for start in range(0, len(ids), 500):
-        session.execute(update(model).where(col(model.id).in_(ids[start:start + 500])).values(**values))
+        stmt = update(model).where(col(model.id).in_(ids[start:start + 500])).values(**values)
+        session.execute(stmt.execution_options(synchronize_session=False))
+    for row in rows:
+        for name, value in values.items():
+            set_committed_value(row, name, value)
 
 
 def _rename(session: Session, event: IssueEvent) -> int:
@@ -153,25 +162,31 @@ def _rename(session: Session, event: IssueEvent) -> int:
 
 
 def _targets(session: Session, links: list[TrackerLink]) -> list[FrictionPoint]:
-    """The points linked to the issue; a link on a merged duplicate counts for the point it joined."""
+    """The points linked to the issue; a link on a merged duplicate counts for the point it joined.
+    Their relationships load only if used (a closure can reach thousands of points)."""
     ids = {link.friction_point_id for link in links}
-    points = list(session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(ids)).order_by(col(FrictionPoint.id))).all())
+    points = list(session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(ids))
+                               .options(lazyload("*")).order_by(col(FrictionPoint.id))).all())
     merged_into = {p.duplicate_of_id for p in points if p.duplicate_of_id}
     if merged_into:
-        points += session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(merged_into))).all()
+        points += session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(merged_into)).options(lazyload("*"))).all()
     return list({p.id: p for p in points if p.duplicate_of_id is None}.values())
 
 
-def _reporters(session: Session, points: list[FrictionPoint]) -> dict[str, FrictionPoint]:
-    """Every reporter of these points and of the duplicates merged into them, once each,
-    with the report that is theirs (their own words when they have one)."""
+def _reporters(session: Session, points: list[FrictionPoint]) -> dict[str, int]:
+    """Every reporter of these points and of the duplicates merged into them, once each, with the
+    id of the report that is theirs (a duplicate they filed: their own words)."""
     ids = [p.id for p in points]
-    duplicates = list(session.exec(select(FrictionPoint).where(col(FrictionPoint.duplicate_of_id).in_(ids))).all()) if ids else []
-    owners: dict[str, FrictionPoint] = {}
-    for point in duplicates + points:  # a duplicate someone filed themselves is "their words"
-        for reporter in point.reporters:
-            if point.filed_by == reporter.user_id or reporter.user_id not in owners:
-                owners.setdefault(reporter.user_id, point)
+    if not ids:
+        return {}
+    duplicates = list(session.exec(select(FrictionPoint.id).where(col(FrictionPoint.duplicate_of_id).in_(ids))
+                                   .order_by(col(FrictionPoint.id))).all())
+    order = {point_id: n for n, point_id in enumerate(duplicates + ids)}
+    rows = session.exec(select(Reporter.friction_point_id, Reporter.user_id)
+                        .where(col(Reporter.friction_point_id).in_(list(order))).order_by(col(Reporter.id))).all()
+    owners: dict[str, int] = {}
+    for point_id, user_id in sorted(rows, key=lambda r: order[r[0]]):  # stable: reporters in id order per point
+        owners.setdefault(user_id, point_id)
     return owners
 
 
