@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5  # a delivery that fails to apply this often is left for an operator (logged)
 IN_FLIGHT = timedelta(seconds=30)  # younger pending deliveries are being applied by their request
+BATCH_PAUSE = 0.2  # seconds between batches of queued notices
 KEEP = timedelta(days=7)  # applied deliveries are kept this long (their hash catches replays)
 
 
@@ -81,6 +82,9 @@ class Deliveries:
             while remaining:
                 remaining = await self.db.run(closing.queue_notices, delivery_id=delivery_id, policy=self.policy)
                 self.wake()
+                # A pause between batches: SQLite's busy handler is not fair, and a writer that
+                # re-takes the lock at once would starve the next delivery's answer.
+                await asyncio.sleep(BATCH_PAUSE)
         except DatabaseUnavailable as exc:
             log.warning("tracker delivery %d: notices not all queued yet: database unavailable: %s", delivery_id, exc)
             return False
