@@ -34,6 +34,7 @@ from pathlib import Path
 import httpx
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from bench.report import REPO, fresh_database
@@ -96,8 +97,13 @@ def post(http: httpx.Client, repo: str, number: int) -> float:
 
 
 def count(db: Database, model, *where) -> int:
-    with db.session() as s:
-        return s.exec(select(func.count()).select_from(model).where(*where)).one()
+    for _ in range(60):  # SQLite: the bot holds the write lock now and then (every session begins IMMEDIATE)
+        try:
+            with db.session() as s:
+                return s.exec(select(func.count()).select_from(model).where(*where)).one()
+        except OperationalError:
+            time.sleep(0.5)
+    raise SystemExit("database locked for 30 s")
 
 
 async def drain(db: Database, fake_url: str) -> None:
