@@ -2,7 +2,7 @@
 they are answered; keys normalised (GitHub/GitLab lower case, Jira/Linear upper case)
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0011
 Create Date: 2026-11-30 20:10:00
 """
 from alembic import op
@@ -11,7 +11,7 @@ import sqlmodel
 
 
 revision = '0004'
-down_revision = '0003'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
