@@ -4,77 +4,16 @@
 import logging
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from sqlmodel import Session
 
-from bot.operations import closing
-from bot.blocks.closing import (
-    COMMENT_BLOCK,
-    build_announcement,
-    build_closure_notice,
-    build_feedback_thanks,
-    build_still_broken_alert,
-    build_still_broken_modal,
-)
-from bot.blocks.intake import build_try_again
-from bot.runtime.config import Policy
-from bot.runtime.context import Deps
+from bot.blocks.closing import COMMENT_BLOCK, build_feedback_thanks, build_still_broken_modal
 from bot.blocks.ids import Action, Callback
+from bot.blocks.intake import build_try_again
+from bot.operations.closing import answer_notice
 from bot.operations.intake import flatten_state
-from bot.trackers.events import IssueEvent, Outcome
-from bot.operations.triage import CARD_PURPOSE
-from storage import outbox
+from bot.runtime.context import Deps
 from storage.database import DatabaseUnavailable
-from storage.models import FrictionPoint
 
 log = logging.getLogger(__name__)
-
-
-def sync_card(*, session: Session, point: FrictionPoint, why: str) -> None:
-    """Queue an in-place update of the point's card (rendered when sent, so it shows the latest)."""
-    if point.card_ts:
-        outbox.enqueue(session=session, dedupe_key=f"card-sync:{point.id}:{why}", method="chat.update",
-                       payload={}, friction_point_id=point.id, purpose=CARD_PURPOSE)
-
-
-def apply_and_queue(*, session: Session, event: IssueEvent, policy: Policy) -> closing.Closure | None:
-    """Apply a tracker event and queue, in the same transaction, one notice per reporter,
-    the card updates and the announcement. Repeats of the same news queue nothing."""
-    closure = closing.apply_issue_event(session=session, event=event)
-    if closure is None:
-        return None
-    prefix = policy.reference_prefix
-    for notice in closure.notices:
-        point = session.get(FrictionPoint, notice.friction_point_id)  # the reporter's own report
-        message = build_closure_notice(f"{prefix}-{point.id}", point, notice, event.url, event.title,
-                                       not_planned_message=policy.closing.not_planned_message)
-        outbox.enqueue(session=session, dedupe_key=f"closure-notice:{notice.id}", method="chat.postMessage",
-                       payload={"channel": notice.user_id, **message}, friction_point_id=point.id,
-                       workspace=point.reporter_workspace(notice.user_id))
-    for point in closure.points:
-        sync_card(session=session, point=point, why=f"closure:{event.tracker}:{event.key}:{closure.closure}")
-    channel = policy.closing.announce_channel
-    if channel and policy.closing.announce == "per_closure" and event.outcome == Outcome.fixed and closure.points:
-        post = build_announcement(prefix, event.key, event.url, event.title, closure.points, len(closure.notices))
-        outbox.enqueue(session=session, dedupe_key=f"announce:{event.tracker}:{event.key}:{closure.closure}",
-                       method="chat.postMessage", payload={"channel": channel, **post})
-    return closure
-
-
-def answer_notice(*, session: Session, notice_id: int, user_id: str, works: bool, comment: str | None, prefix: str) -> str | None:
-    """Record the answer; "still broken" alerts the hosts in the card's thread. Returns the ref."""
-    recorded = closing.record_feedback(session=session, notice_id=notice_id, user_id=user_id, works=works, comment=comment)
-    if recorded is None:
-        return None
-    notice, point = recorded
-    ref = f"{prefix}-{point.id}"
-    if not works:
-        sync_card(session=session, point=point, why=f"broken:{notice.id}")
-        if point.card_ts:
-            outbox.enqueue(session=session, dedupe_key=f"still-broken:{notice.id}", method="chat.postMessage",
-                           payload={"channel": point.card_channel, "thread_ts": point.card_ts,
-                                    **build_still_broken_alert(ref, point, user_id, comment)},
-                           friction_point_id=point.id)
-    return ref
 
 
 def register(app: AsyncApp, deps: Deps) -> None:

@@ -172,6 +172,33 @@ class TrackerLink(SQLModel, table=True):
     closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     etag: str | None = Field(default=None, max_length=255)  # for conditional polling
     checked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # The tracker's stable identity of the issue, filled from the first delivery or poll that
+    # names it: GitHub/GitLab issue id, Jira issue id, Linear issue UUID; GitHub repository id or
+    # GitLab project id. Deliveries match by these first, so renames, transfers and moves follow.
+    issue_id: str | None = Field(default=None, max_length=64, index=True)
+    project_id: str | None = Field(default=None, max_length=64, index=True)
+    # The tracker's own time of the last state applied: older or repeated news changes nothing.
+    state_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class TrackerDelivery(SQLModel, table=True):
+    """A verified tracker webhook, recorded before it is answered and applied after: a crash in
+    between loses nothing (pending rows are applied on the next tick). ``body_sha256`` makes a
+    redelivered or replayed body one row."""
+
+    __tablename__ = "tracker_delivery"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tracker: str = Field(max_length=16)
+    body_sha256: str = Field(max_length=64, unique=True)
+    events: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of IssueEvent
+    # Once applied: the notices it owes, JSON [[notice id, event index], ...], queued in batches;
+    # ``queued`` of them are in the outbox. applied_at is set when all are.
+    notices: str | None = Field(default=None, sa_column=Column(Text))
+    queued: int = 0
+    received_at: datetime = _ts(index=True)
+    applied_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
+    attempts: int = 0
 
 
 class ClosureNotice(SQLModel, table=True):

@@ -6,7 +6,7 @@ import pytest
 from sqlmodel import select
 
 from bot.runtime.config import Closing, Hosts, Policy, Triage
-from handlers.webhooks import verify_github
+from bot.trackers.github import verify as verify_github
 from storage.models import ClosureNotice, FrictionPoint
 from tests import tracker_requests as tr
 from tests.slack_requests import USER, block_actions, element_action, interactive, slash_command, view_submission

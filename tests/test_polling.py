@@ -15,12 +15,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pytest
+from types import SimpleNamespace
 from sqlmodel import select
 
-from bot.trackers import polling
+from bot.trackers import github, gitlab, jira, linear, polling
 from bot.runtime.config import Closing, Hosts, Policy, Triage
 from handlers.polling import JOB, make_poller, slot_at
 from storage.models import FrictionPoint, ScheduledRun, TrackerLink
+from tests import tracker_requests as tr
 from tests.slack_requests import USER, slash_command
 
 HOST, OTHER, THIRD = "U0HOST0001", "U0OTHER001", "U0THIRD001"
@@ -71,7 +73,7 @@ class FakeTrackers:
             "id": 1000 + number, "node_id": "I_kwDO", "number": number, "title": "Staging deploys hang",
             "user": {"login": "octocat", "id": 1}, "labels": [], "state": state, "locked": False,
             "state_reason": state_reason, "comments": 3, "created_at": "2026-11-01T10:00:00Z",
-            "updated_at": "2026-11-24T10:00:00Z", "closed_at": "2026-11-24T10:00:00Z" if state == "closed" else None,
+            "updated_at": tr.tick(), "closed_at": "2026-11-24T10:00:00Z" if state == "closed" else None,
         }
         if pr_merged is not None:
             issue["html_url"] = f"{self.url}/{repo}/pull/{number}"
@@ -85,6 +87,7 @@ class FakeTrackers:
         self.gitlab[f"{project}{'!' if merge_request else '#'}{iid}"] = {
             "id": 300 + iid, "iid": iid, "project_id": 15, "title": "Runner images are stale", "state": state,
             "created_at": "2026-11-01T10:00:00.000Z", "closed_at": "2026-11-24T10:00:00.000Z" if state == "closed" else None,
+            "updated_at": tr.tick(),
             "web_url": f"{self.url}/{project}/-/{kind}/{iid}",
         }
 
@@ -92,7 +95,7 @@ class FakeTrackers:
         self.jira[key] = {
             "expand": "renderedFields,names,schema", "id": "10001", "self": f"{self.url}/rest/api/2/issue/10001", "key": key,
             "fields": {
-                "summary": "VPN drops hourly",
+                "summary": "VPN drops hourly", "updated": tr.tick(),
                 "status": {"name": "Done" if resolution else "In Progress",
                            "statusCategory": {"key": "done" if resolution else "indeterminate"}},
                 "resolution": {"self": f"{self.url}/rest/api/2/resolution/10000", "id": "10000", "name": resolution,
@@ -103,7 +106,7 @@ class FakeTrackers:
     def linear_issue(self, key: str, state_type: str):
         self.linear[key] = {
             "identifier": key, "url": f"https://linear.app/acme/issue/{key}/docs-search", "title": "Docs search is broken",
-            "state": {"type": state_type},
+            "state": {"type": state_type}, "updatedAt": tr.tick(),
             "completedAt": "2026-11-24T10:00:00.000Z" if state_type == "completed" else None,
             "canceledAt": "2026-11-24T10:00:00.000Z" if state_type == "canceled" else None,
         }
@@ -336,7 +339,7 @@ async def test_jira_gitlab_and_linear_each_close_one(bot, trackers):
     assert sorted(s.path for s in trackers.to("gitlab")) == [
         "/api/v4/projects/acme%2Fci%2Frunners/issues/9", "/api/v4/projects/acme%2Fci%2Frunners/merge_requests/5"]
     [jira] = trackers.to("jira")
-    assert jira.path == "/rest/api/2/issue/NET-7?fields=resolution,status,summary"
+    assert jira.path == "/rest/api/2/issue/NET-7?fields=resolution,status,summary,updated"
     [linear] = trackers.to("linear")
     assert linear.method == "POST" and linear.headers["authorization"] == LINEAR_KEY
     # Jira "Won't Do" after a reopen is not a fix; Linear "canceled" neither.
@@ -459,13 +462,14 @@ async def test_tokens_never_reach_the_logs(bot, trackers, caplog):
 
 def test_reading_answers():
     closed = {"state": "closed", "state_reason": "duplicate", "html_url": "u", "title": "t"}
-    assert [e.outcome for e in polling.github_events("a/b#1", closed)] == ["not_planned"]
-    assert [e.outcome for e in polling.github_events("a/b#1", {**closed, "state_reason": None})] == ["fixed"]
-    assert polling.gitlab_events("a/b!5", {"state": "closed"}) == []
-    assert [e.outcome for e in polling.gitlab_events("a/b#5", {"state": "opened"})] == ["reopened"]
-    not_planned = frozenset({"won't do"})
-    assert polling.jira_events("NET-1", {"fields": {"resolution": {"name": "Won't Do"}}}, base_url="https://j", not_planned=not_planned)[0].url == "https://j/browse/NET-1"
-    assert polling.linear_events("DOC-1", {"state": {"type": "triage"}})[0].outcome == "reopened"
+    assert [e.outcome for e in github.poll_events("a/b#1", closed)] == ["not_planned"]
+    assert [e.outcome for e in github.poll_events("a/b#1", {**closed, "state_reason": None})] == ["fixed"]
+    assert gitlab.poll_events("a/b!5", {"state": "closed"}) == []
+    assert [e.outcome for e in gitlab.poll_events("a/b#5", {"state": "opened"})] == ["reopened"]
+    settings = SimpleNamespace(jira_base_url="https://j")
+    policy = SimpleNamespace(closing=SimpleNamespace(jira_not_planned=["Won't Do"]))
+    assert jira.poll_events("NET-1", {"fields": {"resolution": {"name": "Won't Do"}}}, settings, policy)[0].url == "https://j/browse/NET-1"
+    assert linear.poll_events("DOC-1", {"data": {"issue": {"state": {"type": "triage"}}}})[0].outcome == "reopened"
 
 
 def test_rate_limit_waits():

@@ -1,53 +1,45 @@
-"""Tracker issue links: recognise a URL and give it a canonical key.
+"""Trackers: one module per tracker (github, gitlab, jira, linear), each with the interface of
+``bot.trackers.base.TrackerModule``. Adding a tracker is adding a module and a line in MODULES.
 
-GitHub (github.com or Enterprise): owner/repo#12 (issues and pull requests share numbers).
-GitLab: group/project#12 for issues, group/project!12 for merge requests.
-Jira (Cloud or Data Center): PROJ-123. Linear: ENG-123.
+Issue keys are normalised per tracker (GitHub/GitLab paths lower case, Jira/Linear keys upper
+case) so a link and a delivery that spell a key differently still meet.
 """
 
-import re
-from dataclasses import dataclass
-from enum import StrEnum
 from urllib.parse import urlsplit
 
+from bot.trackers import github, gitlab, jira, linear
+from bot.trackers.base import IssueEvent, IssueRef, Malformed, Outcome, Tracker, TrackerModule
 
-class Tracker(StrEnum):
-    github = "github"
-    gitlab = "gitlab"
-    jira = "jira"
-    linear = "linear"
+MODULES: dict[Tracker, TrackerModule] = {m.TRACKER: m for m in (github, gitlab, jira, linear)}  # type: ignore[misc]
+# Tried in this order: Linear owns its host; GitLab's "/-/" paths before GitHub's; Jira's /browse/.
+_URL_ORDER = (linear, gitlab, github, jira)
 
-
-@dataclass(frozen=True)
-class IssueRef:
-    tracker: Tracker
-    key: str
-    url: str
+__all__ = ["MODULES", "IssueEvent", "IssueRef", "Malformed", "Outcome", "Tracker", "normalise", "parse_issue_url"]
 
 
-_GITLAB = re.compile(r"^/(?P<project>[\w.-]+(?:/[\w.-]+)+)/-/(?P<kind>issues|merge_requests)/(?P<n>\d+)/?$")
-_GITHUB = re.compile(r"^/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/(?P<kind>issues|pull)/(?P<n>\d+)/?$")
-_JIRA = re.compile(r"^(?:/jira)?/browse/(?P<key>[A-Z][A-Z0-9_]+-\d+)/?$")
-_LINEAR = re.compile(r"^/[\w-]+/issue/(?P<key>[A-Z][A-Z0-9]+-\d+)(?:/[\w-]*)?/?$")
+def normalise(tracker: Tracker | str, key: str) -> str:
+    return MODULES[Tracker(tracker)].normalise(key)
 
 
 def parse_issue_url(url: str) -> IssueRef | None:
-    """The issue a URL points at, or None if it is not a tracker issue we know."""
-    url = url.strip().strip("<>")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 3000:
+    """The issue a URL points at, or None if it is not a tracker issue we know. Takes Slack's link
+    markup as Slack sends what a person pasted: ``<url>`` and ``<url|label>``."""
+    url = url.strip()
+    if url.startswith("<") and url.endswith(">"):
+        url = url[1:-1].split("|", 1)[0].strip()
+    if len(url) > 3000:
         return None
-    host, path = parts.hostname.lower(), parts.path
-    clean = f"{parts.scheme}://{parts.netloc}{path}"
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    clean = f"{parts.scheme}://{parts.netloc}{parts.path}"
     if host == "linear.app":
-        m = _LINEAR.match(path)
-        return IssueRef(Tracker.linear, m["key"], clean) if m else None
-    if m := _GITLAB.match(path):
-        sep = "#" if m["kind"] == "issues" else "!"
-        return IssueRef(Tracker.gitlab, f"{m['project']}{sep}{m['n']}", clean)
-    if m := _GITHUB.match(path):
-        # github.com, or a GitHub Enterprise host serving the same paths.
-        return IssueRef(Tracker.github, f"{m['owner']}/{m['repo']}#{m['n']}", clean)
-    if m := _JIRA.match(path):
-        return IssueRef(Tracker.jira, m["key"], clean)
+        return linear.parse_url(host, parts.path, clean)
+    for module in _URL_ORDER[1:]:
+        if ref := module.parse_url(host, parts.path, clean):
+            return ref
     return None

@@ -15,26 +15,27 @@ response body.
 """
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from sqlmodel import Session, col, or_, select
 
 from bot.runtime.config import Policy, Settings
-from bot.trackers.events import IssueEvent, Outcome
-from bot.trackers import Tracker
+from bot.trackers import MODULES, IssueEvent, Malformed, Tracker
+from bot.trackers.rate_limits import _remaining, _reset, _seconds_until, rate_limit_wait  # noqa: F401 (tests read them here)
+from storage import links as link_queries
 from storage.database import Database, DatabaseUnavailable
 from storage.models import TrackerLink, as_utc
 
 log = logging.getLogger(__name__)
 
+JOB = "closing.poll"  # the scheduled job that polls
+KEEP_RUNS = timedelta(days=2)  # claims of past polls are pruned after this
 REOPEN_WINDOW = timedelta(days=14)  # closed links are still checked this long, for reopenings
 MAX_ISSUES_PER_RUN = 300  # per tracker; the least recently checked go first
 DEFAULT_BACKOFF = 60.0  # seconds, when a rate-limited answer does not say how long
@@ -42,9 +43,7 @@ MAX_BACKOFF = 24 * 3600.0
 TIMEOUT = httpx.Timeout(15.0)
 USER_AGENT = "platform-feedback (issue polling)"
 
-LINEAR_QUERY = "query Issue($id: String!) { issue(id: $id) { identifier url title state { type } completedAt canceledAt } }"
-
-# Apply one event in a session: handlers.closing.apply_and_queue(session=, event=, policy=).
+# Apply one event in a session: bot.operations.closing.apply_and_queue(session=, event=, policy=).
 Apply = Callable[..., object]
 
 
@@ -116,126 +115,23 @@ def due_issues(*, session: Session, trackers: list[Tracker], now: datetime, ours
     return due
 
 
+def prune_runs(*, session: Session, occurrence: datetime) -> None:
+    """Runs in the claim's transaction: a poll every few minutes would otherwise pile up claims."""
+    link_queries.prune_runs(session=session, job=JOB, before=occurrence - KEEP_RUNS)
+
+
 def record_answer(*, session: Session, due: Due, answer: Answer, now: datetime, policy: Policy, apply: Apply) -> int:
-    """Apply what the tracker said about one issue and remember when we asked (and its ETag)."""
-    applied = sum(1 for event in answer.events if apply(session=session, event=event, policy=policy))
-    links = session.exec(select(TrackerLink).where(TrackerLink.tracker == due.tracker, TrackerLink.key == due.key)).all()
+    """Apply what the tracker said about one issue and remember when we asked (and its ETag).
+    The answer's ids fill in the links' identity; a moved issue's links take its new key."""
+    applied = sum(1 for event in answer.events if getattr(apply(session=session, event=event, policy=policy), "closure", None))
+    keys = [due.key, *(e.key for e in answer.events)]
+    links = session.exec(select(TrackerLink).where(TrackerLink.tracker == due.tracker, col(TrackerLink.key).in_(keys))).all()
     for link in links:
         link.checked_at = now
         if not answer.unchanged:
             link.etag = answer.etag[:255] if answer.etag else None
         session.add(link)
     return applied
-
-
-# ------------------------------------------------------------------ reading each tracker's answer
-
-
-def github_events(key: str, issue: dict) -> list[IssueEvent]:
-    """GET /repos/{owner}/{repo}/issues/{n}: issues and pull requests (``pull_request`` set) alike."""
-    url, title = issue.get("html_url"), issue.get("title")
-    if issue.get("state") == "open":
-        return [IssueEvent(Tracker.github, key, Outcome.reopened, url, title)]
-    if issue.get("state") != "closed":
-        return []
-    pr = issue.get("pull_request")
-    if pr is not None:
-        # A pull request fixes something only when merged; closed unmerged, nothing was fixed.
-        return [IssueEvent(Tracker.github, key, Outcome.fixed, url, title)] if pr.get("merged_at") else []
-    reason = issue.get("state_reason")
-    outcome = Outcome.not_planned if reason in ("not_planned", "duplicate") else Outcome.fixed
-    return [IssueEvent(Tracker.github, key, outcome, url, title)]
-
-
-def gitlab_events(key: str, item: dict) -> list[IssueEvent]:
-    """An issue (opened/closed) or a merge request (opened/closed/locked/merged)."""
-    url, title, state = item.get("web_url"), item.get("title"), item.get("state")
-    if state in ("opened", "reopened"):
-        return [IssueEvent(Tracker.gitlab, key, Outcome.reopened, url, title)]
-    if "!" in key:
-        return [IssueEvent(Tracker.gitlab, key, Outcome.fixed, url, title)] if state == "merged" else []
-    return [IssueEvent(Tracker.gitlab, key, Outcome.fixed, url, title)] if state == "closed" else []
-
-
-def jira_events(key: str, issue: dict, *, base_url: str, not_planned: frozenset[str]) -> list[IssueEvent]:
-    """A Jira issue is closed when it has a resolution; which one says fixed or not planned."""
-    fields = issue.get("fields") or {}
-    url, title = f"{base_url}/browse/{key}", fields.get("summary")
-    resolution = fields.get("resolution")
-    if not resolution:
-        return [IssueEvent(Tracker.jira, key, Outcome.reopened, url, title)]
-    name = str(resolution.get("name") or "").strip().lower()
-    outcome = Outcome.not_planned if name in not_planned else Outcome.fixed
-    return [IssueEvent(Tracker.jira, key, outcome, url, title)]
-
-
-def linear_events(key: str, issue: dict) -> list[IssueEvent]:
-    url, title = issue.get("url"), issue.get("title")
-    state = (issue.get("state") or {}).get("type")
-    if state == "completed":
-        return [IssueEvent(Tracker.linear, key, Outcome.fixed, url, title)]
-    if state == "canceled":
-        return [IssueEvent(Tracker.linear, key, Outcome.not_planned, url, title)]
-    if state:
-        return [IssueEvent(Tracker.linear, key, Outcome.reopened, url, title)]
-    return []
-
-
-# ------------------------------------------------------------------ rate limits
-
-
-def _seconds_until(value: str | None, now: float) -> float | None:
-    """A reset time as trackers give it: epoch seconds or milliseconds, an HTTP date, or ISO 8601."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        number = float(value)
-    except ValueError:
-        pass
-    else:
-        if number > 1e11:  # epoch milliseconds (Linear)
-            return number / 1000 - now
-        if number > 1e9:  # epoch seconds (GitHub, GitLab)
-            return number - now
-        return number  # already a number of seconds
-    for parse in (parsedate_to_datetime, datetime.fromisoformat):
-        try:
-            when = parse(value)
-        except (TypeError, ValueError, IndexError):
-            continue
-        return as_utc(when).timestamp() - now
-    return None
-
-
-def _remaining(headers: httpx.Headers) -> str | None:
-    for name in ("x-ratelimit-remaining", "ratelimit-remaining", "x-ratelimit-requests-remaining"):
-        if name in headers:
-            return headers[name].strip()
-    return None
-
-
-def _reset(headers: httpx.Headers) -> str | None:
-    for name in ("x-ratelimit-reset", "ratelimit-reset", "x-ratelimit-requests-reset"):
-        if name in headers:
-            return headers[name]
-    return None
-
-
-def rate_limit_wait(response: httpx.Response, now: float) -> float | None:
-    """None if the answer is not a rate limit; else how long to wait (None inside: not said)."""
-    headers = response.headers
-    spent = _remaining(headers) == "0"
-    limited = response.status_code == 429 or (response.status_code == 403 and (spent or "retry-after" in headers))
-    if not limited and response.status_code == 400 and "ratelimited" in response.text.lower():
-        limited = True  # Linear: a GraphQL error with extensions.code RATELIMITED
-    if not limited:
-        return None
-    waits = [_seconds_until(headers.get("retry-after"), now)]
-    if spent:
-        waits.append(_seconds_until(_reset(headers), now))
-    waits = [w for w in waits if w is not None and w > 0]
-    return max(waits) if waits else 0.0
 
 
 # ------------------------------------------------------------------ the poller
@@ -261,14 +157,7 @@ class Poller:
     @property
     def trackers(self) -> list[Tracker]:
         """Trackers with API credentials set."""
-        s = self.settings
-        configured = {
-            Tracker.github: bool(s.github_token and s.github_api_url),
-            Tracker.gitlab: bool(s.gitlab_token and s.gitlab_api_url),
-            Tracker.jira: bool(s.jira_base_url and s.jira_api_token),
-            Tracker.linear: bool(s.linear_api_key and s.linear_api_url),
-        }
-        return [t for t, ok in configured.items() if ok]
+        return [t for t, module in MODULES.items() if module.poll_configured(self.settings)]
 
     def _web_host(self, tracker: Tracker) -> str | None:
         """Where this tracker's issue links live; links elsewhere are another instance's."""
@@ -360,10 +249,11 @@ class Poller:
 
     async def _ask(self, http: httpx.AsyncClient, due: Due, result: PollResult) -> Answer:
         tracker, key = due.tracker, due.key
-        method, url, headers, body = self._request(due)
-        if due.etag and method == "GET":
+        request = MODULES[tracker].poll_request(self.settings, key)
+        headers = dict(request.headers)
+        if due.etag and request.method == "GET":
             headers["If-None-Match"] = due.etag
-        response = await self._send(http, tracker, key, method, url, headers, body, result)
+        response = await self._send(http, tracker, key, request.method, request.url, headers, request.json, result)
         if response.status_code == 304:
             result.not_modified += 1
             return Answer(unchanged=True)
@@ -383,10 +273,11 @@ class Poller:
             return Answer(checked=False)
         try:
             data = response.json()
-            events = self._events(due, data)
-            if tracker == Tracker.github and data.get("pull_request") is not None and "merged_at" not in data["pull_request"]:
-                events = await self._github_pr_merged(http, due, data, result)  # older GitHub Enterprise
-        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            events = MODULES[tracker].poll_events(key, data, self.settings, self.policy)
+            if tracker == Tracker.linear and not events:
+                codes = [str((e.get("extensions") or {}).get("code") or "error") for e in data.get("errors") or []]
+                log.info("linear %s: no such issue visible to the API key (%s)", key, ", ".join(codes) or "null")
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError, Malformed) as exc:
             log.warning("%s %s: unreadable answer (%s)", tracker, key, type(exc).__name__)
             return Answer(checked=False)
         return Answer(events=events, etag=response.headers.get("etag"))
@@ -408,53 +299,3 @@ class Poller:
             if reset and reset > 0:
                 self.blocked_until[tracker] = self.clock() + min(reset, MAX_BACKOFF)
         return response
-
-    def _request(self, due: Due) -> tuple[str, str, dict, dict | None]:
-        s, key = self.settings, due.key
-        if due.tracker == Tracker.github:
-            repo, number = key.rsplit("#", 1)
-            owner, name = repo.split("/", 1)
-            url = f"{s.github_api_url.rstrip('/')}/repos/{quote(owner)}/{quote(name)}/issues/{int(number)}"
-            return "GET", url, {"Authorization": f"Bearer {s.github_token}", "Accept": "application/vnd.github+json",
-                                "X-GitHub-Api-Version": "2022-11-28"}, None
-        if due.tracker == Tracker.gitlab:
-            sep = "!" if "!" in key else "#"
-            project, iid = key.rsplit(sep, 1)
-            kind = "merge_requests" if sep == "!" else "issues"
-            url = f"{s.gitlab_api_url.rstrip('/')}/projects/{quote(project, safe='')}/{kind}/{int(iid)}"
-            return "GET", url, {"PRIVATE-TOKEN": s.gitlab_token}, None
-        if due.tracker == Tracker.jira:
-            url = f"{s.jira_base_url.rstrip('/')}/rest/api/2/issue/{quote(key)}?fields=resolution,status,summary"
-            if s.jira_email:  # Jira Cloud: email and API token
-                auth = "Basic " + base64.b64encode(f"{s.jira_email}:{s.jira_api_token}".encode()).decode()
-            else:  # Jira Data Center: a personal access token
-                auth = f"Bearer {s.jira_api_token}"
-            return "GET", url, {"Authorization": auth, "Accept": "application/json"}, None
-        return "POST", s.linear_api_url, {"Authorization": s.linear_api_key, "Content-Type": "application/json"}, {
-            "query": LINEAR_QUERY, "variables": {"id": key}}
-
-    def _events(self, due: Due, data: dict) -> list[IssueEvent]:
-        if due.tracker == Tracker.github:
-            return github_events(due.key, data)
-        if due.tracker == Tracker.gitlab:
-            return gitlab_events(due.key, data)
-        if due.tracker == Tracker.jira:
-            not_planned = frozenset(r.lower() for r in self.policy.closing.jira_not_planned)
-            return jira_events(due.key, data, base_url=self.settings.jira_base_url.rstrip("/"), not_planned=not_planned)
-        issue = (data.get("data") or {}).get("issue")
-        if issue is None:
-            codes = [((e.get("extensions") or {}).get("code") or "error") for e in data.get("errors") or []]
-            log.info("linear %s: no such issue visible to the API key (%s)", due.key, ", ".join(codes) or "null")
-            return []
-        return linear_events(due.key, issue)
-
-    async def _github_pr_merged(self, http: httpx.AsyncClient, due: Due, issue: dict, result: PollResult) -> list[IssueEvent]:
-        if issue.get("state") != "closed":
-            return github_events(due.key, issue)
-        _method, url, headers, _body = self._request(due)
-        url = url.rsplit("/issues/", 1)[0] + "/pulls/" + due.key.rsplit("#", 1)[1]
-        response = await self._send(http, due.tracker, due.key, "GET", url, headers, None, result)
-        if response.status_code != 200:
-            return []
-        merged = bool(response.json().get("merged"))
-        return [IssueEvent(Tracker.github, due.key, Outcome.fixed, issue.get("html_url"), issue.get("title"))] if merged else []

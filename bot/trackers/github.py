@@ -1,0 +1,203 @@
+"""GitHub (github.com and Enterprise Server): links, webhooks, closing references, polling.
+
+Keys are ``owner/repo#N`` in lower case: GitHub owner and repository names are case-insensitive
+and deliveries name them in their canonical case. Sources: docs.github.com "Webhook events and
+payloads" (issues, pull_request, repository), "Validating webhook deliveries" (X-Hub-Signature-256,
+either content type), "Linking a pull request to an issue" (closing keywords, default branch only).
+"""
+
+import hashlib
+import hmac
+import re
+from urllib.parse import parse_qs, quote, urlsplit
+
+from bot.trackers.base import (
+    IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, iso, obj, same, string, text,
+)
+
+TRACKER = Tracker.github
+SECRET_SETTING = "github_webhook_secret"
+DELIVERY_HEADER = "x-github-delivery"
+
+_PATH = re.compile(r"^/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/(?P<kind>issues|pull)/(?P<n>\d+)/?$")
+# "Linking a pull request to an issue": one keyword per reference, optional colon; the reference
+# is #N, owner/repo#N, or the issue's URL. Keywords are matched case-insensitively by GitHub.
+_CLOSING = re.compile(
+    r"(?<![\w/#-])(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+"
+    r"(?:(?P<repo>[\w.-]+/[\w.-]+)?#(?P<n>\d+)|(?P<url>https?://[^\s)<>\]]+/(?:issues|pull)/\d+))(?![\w])",
+    re.IGNORECASE,
+)
+
+
+def normalise(key: str) -> str:
+    return key.lower()
+
+
+def parse_url(host: str, path: str, url: str) -> IssueRef | None:
+    """github.com, or a GitHub Enterprise host serving the same paths (issues and PRs share numbers)."""
+    m = _PATH.match(path)
+    return IssueRef(TRACKER, normalise(f"{m['owner']}/{m['repo']}#{m['n']}"), url) if m else None
+
+
+def verify(secret: str, body: bytes, headers) -> bool:
+    """X-Hub-Signature-256: ``sha256=`` + HMAC-SHA256 hex of the raw body, whatever the content type."""
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return same(expected, text(headers.get("x-hub-signature-256")))
+
+
+def payload(body: bytes, headers) -> dict:
+    """The JSON payload of either content type GitHub offers: ``application/json``, or
+    ``application/x-www-form-urlencoded`` with the JSON in the form field ``payload``."""
+    if text(headers.get("content-type")).split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+        try:
+            fields = parse_qs(body.decode("utf-8"), strict_parsing=True, max_num_fields=10)
+        except (ValueError, UnicodeDecodeError):
+            raise Malformed("not a form") from None
+        values = fields.get("payload") or []
+        if len(values) != 1:
+            raise Malformed("form without one payload field")
+        return decode_json(values[0])
+    return decode_json(body)
+
+
+def read(body: bytes, headers, policy=None) -> list[IssueEvent]:
+    return events(text(headers.get("x-github-event")), payload(body, headers))
+
+
+def _repo(payload: dict) -> dict:
+    repo = obj(payload.get("repository"))
+    if not isinstance(repo.get("full_name"), str):
+        raise Malformed("no repository.full_name")
+    return repo
+
+
+def _issue_event(repo_name: str, repo_id, item: dict, outcome: Outcome, at) -> IssueEvent:
+    number = item.get("number")
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise Malformed("no issue number")
+    return IssueEvent(TRACKER, normalise(f"{repo_name}#{number}"), outcome, string(item.get("html_url")),
+                      string(item.get("title")), issue_id=string(item.get("id")), project_id=string(repo_id), at=iso(at))
+
+
+def _repo_of(item: dict, fallback: str) -> str:
+    """The repository an issue belongs to, from its API URL (a transfer delivery's ``repository``
+    may be the other one), else ``fallback``."""
+    m = re.match(r"^https?://[^/]+(?:/api/v3)?/repos/([^/]+/[^/]+)$", text(item.get("repository_url")))
+    return m.group(1) if m else fallback
+
+
+def events(event_name: str, payload: dict) -> list[IssueEvent]:
+    """The issue events in one delivery. ``issues`` closed/reopened/transferred/opened-by-transfer,
+    ``pull_request`` closed (merged) / reopened, ``repository`` renamed/transferred."""
+    action = payload.get("action")
+    if event_name == "repository" and action in ("renamed", "transferred"):
+        return _repository_change(payload, action)
+    if event_name not in ("issues", "pull_request"):
+        return []
+    repo = _repo(payload)
+    name, repo_id = repo["full_name"], repo.get("id")
+    if event_name == "issues":
+        issue = obj(payload.get("issue"))
+        if action == "transferred":
+            changes = obj(payload.get("changes"))
+            new_issue, new_repo = obj(changes.get("new_issue")), obj(changes.get("new_repository"))
+            if not isinstance(new_repo.get("full_name"), str):
+                raise Malformed("transfer without changes.new_repository")
+            old = _issue_event(_repo_of(issue, name), None, issue, Outcome.moved, None)
+            new = _issue_event(new_repo["full_name"], new_repo.get("id"), new_issue, Outcome.moved, new_issue.get("updated_at"))
+            return [IssueEvent(**{**new.to_json(), "old_keys": (old.key,), "old_ids": tuple(filter(None, [old.issue_id]))})]
+        if action == "opened" and obj(payload.get("changes")).get("old_issue"):
+            changes = obj(payload.get("changes"))
+            old_issue, old_repo = obj(changes.get("old_issue")), obj(changes.get("old_repository"))
+            old = _issue_event(text(old_repo.get("full_name")) or _repo_of(old_issue, name), None, old_issue, Outcome.moved, None)
+            new = _issue_event(name, repo_id, issue, Outcome.moved, issue.get("updated_at"))
+            return [IssueEvent(**{**new.to_json(), "old_keys": (old.key,), "old_ids": tuple(filter(None, [old.issue_id]))})]
+        if action == "reopened":
+            return [_issue_event(name, repo_id, issue, Outcome.reopened, issue.get("updated_at"))]
+        if action == "closed":
+            # state_reason: completed | not_planned | duplicate | null on old closes.
+            reason = issue.get("state_reason")
+            outcome = Outcome.not_planned if reason in ("not_planned", "duplicate") else Outcome.fixed
+            return [_issue_event(name, repo_id, issue, outcome, issue.get("updated_at") or issue.get("closed_at"))]
+        return []
+    pr = obj(payload.get("pull_request"))
+    if action == "reopened":
+        return [_issue_event(name, repo_id, pr, Outcome.reopened, pr.get("updated_at"))]
+    if action != "closed" or pr.get("merged") is not True:
+        return []  # closed unmerged: nothing was fixed
+    at = pr.get("merged_at") or pr.get("updated_at")
+    found = [_issue_event(name, repo_id, pr, Outcome.fixed, at)]
+    base = obj(pr.get("base"))
+    default = repo.get("default_branch") or obj(base.get("repo")).get("default_branch")
+    if default and base.get("ref") == default:
+        # Closing keywords act only when the pull request targets the default branch.
+        host = urlsplit(text(repo.get("html_url")) or "https://github.com").netloc.lower()
+        for key in closing_references(text(pr.get("body")), name, host):
+            found.append(IssueEvent(TRACKER, key, Outcome.fixed, string(pr.get("html_url")), string(pr.get("title")), at=iso(at)))
+    return list({e.key: e for e in reversed(found)}.values())[::-1]
+
+
+def closing_references(body: str, repo: str, host: str = "github.com") -> list[str]:
+    """Normalised keys a pull request body closes on merge: ``Fixes #1``, ``closes owner/repo#2``,
+    ``Resolves: https://github.com/owner/repo/issues/3``; one keyword per reference (GitHub's
+    "Linking a pull request to an issue": "use full syntax for each issue")."""
+    keys = []
+    for m in _CLOSING.finditer(body[:65536]):
+        if m["url"]:
+            parts = urlsplit(m["url"])
+            ref = parse_url(parts.netloc.lower(), parts.path, m["url"]) if parts.netloc.lower() == host else None
+            if ref:
+                keys.append(ref.key)
+        else:
+            keys.append(normalise(f"{m['repo'] or repo}#{m['n']}"))
+    return list(dict.fromkeys(keys))
+
+
+def _repository_change(payload: dict, action: str) -> list[IssueEvent]:
+    repo = _repo(payload)
+    new = repo["full_name"]
+    owner, name = new.split("/", 1) if "/" in new else ("", new)
+    changes = obj(payload.get("changes"))
+    if action == "renamed":
+        old_name = text(obj(obj(obj(changes.get("repository")).get("name"))).get("from"))
+        old = f"{owner}/{old_name}" if old_name else ""
+    else:
+        was = obj(obj(changes.get("owner")).get("from"))
+        old_owner = text(obj(was.get("user")).get("login")) or text(obj(was.get("organization")).get("login"))
+        old = f"{old_owner}/{name}" if old_owner else ""
+    return [IssueEvent(TRACKER, normalise(new), Outcome.renamed, project_id=string(repo.get("id")),
+                       old_keys=(normalise(old),) if old else ())]
+
+
+# ------------------------------------------------------------------ polling
+
+
+def poll_configured(settings) -> bool:
+    return bool(settings.github_token and settings.github_api_url)
+
+
+def poll_request(settings, key: str) -> PollRequest:
+    """GET /repos/{owner}/{repo}/issues/{n}: issues and pull requests alike."""
+    repo, number = key.rsplit("#", 1)
+    owner, name = repo.split("/", 1)
+    url = f"{settings.github_api_url.rstrip('/')}/repos/{quote(owner)}/{quote(name)}/issues/{int(number)}"
+    return PollRequest("GET", url, {"Authorization": f"Bearer {settings.github_token}",
+                                    "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"})
+
+
+def poll_events(key: str, issue: dict, settings=None, policy=None) -> list[IssueEvent]:
+    """An issue or pull request (``pull_request`` set) as the REST API returns it."""
+    url, title, at = string(issue.get("html_url")), string(issue.get("title")), iso(issue.get("updated_at"))
+    ident = {"issue_id": string(issue.get("id")), "at": at}
+    state = issue.get("state")
+    if state == "open":
+        return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident)]
+    if state != "closed":
+        return []
+    pr = issue.get("pull_request")
+    if pr is not None:
+        # A pull request fixes something only when merged; closed unmerged, nothing was fixed.
+        return [IssueEvent(TRACKER, key, Outcome.fixed, url, title, **ident)] if obj(pr).get("merged_at") else []
+    reason = issue.get("state_reason")
+    outcome = Outcome.not_planned if reason in ("not_planned", "duplicate") else Outcome.fixed
+    return [IssueEvent(TRACKER, key, outcome, url, title, **ident)]

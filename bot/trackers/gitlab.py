@@ -1,0 +1,129 @@
+"""GitLab (gitlab.com and self-managed): links, webhooks, closing references, polling.
+
+Keys are ``group/project#N`` for issues and ``group/project!N`` for merge requests, in lower case
+(GitLab paths are case-insensitive). Sources: docs.gitlab.com "Webhook events" (Issue Hook, Merge
+Request Hook; ``X-Gitlab-Token``), "Managing issues: closing issues automatically" (default
+``issue_closing_pattern`` in config/initializers/1_settings.rb; default branch only).
+"""
+
+import re
+from urllib.parse import quote, urlsplit
+
+from bot.trackers.base import (
+    IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, iso, obj, same, string, text,
+)
+
+TRACKER = Tracker.gitlab
+SECRET_SETTING = "gitlab_webhook_token"
+DELIVERY_HEADER = "idempotency-key"
+
+_PATH = re.compile(r"^/(?P<project>[\w.-]+(?:/[\w.-]+)+)/-/(?P<kind>issues|merge_requests|work_items)/(?P<n>\d+)/?$")
+
+# GitLab's default issue_closing_pattern, with %{issue_ref} as its reference forms: #N,
+# group/project#N, and an issue or work item URL. Keywords are case-sensitive after the first
+# letter, as in GitLab ("Closes", "closes"; not "CLOSES"). One difference: "and" may start a new
+# line, as in the documented example ("fixes #18, #19\nand https://…/issues/23" closes #23).
+_REF = r"(?:(?:[\w.-]+/)+[\w.-]+)?#\d+|https?://[^\s,]+/-/(?:issues|work_items)/\d+"
+_CLOSING = re.compile(
+    r"\b(?:[Cc]los(?:e[sd]?|ing)|\b[Ff]ix(?:e[sd]|ing)?|\b[Rr]esolv(?:e[sd]?|ing)|\b[Ii]mplement(?:s|ed|ing)?)(?::?) +"
+    r"(?:(?:issues? +)?(?:" + _REF + r")(?:(?: *,?\s+and +| *,? *)?)|[A-Z][A-Z0-9_]+-\d+)+"
+)
+_ONE_REF = re.compile(r"(?P<url>https?://[^\s,]+/-/(?:issues|work_items)/\d+)|(?P<project>(?:[\w.-]+/)+[\w.-]+)?#(?P<n>\d+)")
+
+
+def normalise(key: str) -> str:
+    return key.lower()
+
+
+def parse_url(host: str, path: str, url: str) -> IssueRef | None:
+    m = _PATH.match(path)
+    if not m:
+        return None
+    sep = "!" if m["kind"] == "merge_requests" else "#"
+    return IssueRef(TRACKER, normalise(f"{m['project']}{sep}{m['n']}"), url)
+
+
+def verify(secret: str, body: bytes, headers) -> bool:
+    """``X-Gitlab-Token`` is the configured secret token itself (no HMAC)."""
+    return same(secret, text(headers.get("x-gitlab-token")))
+
+
+def read(body: bytes, headers, policy=None) -> list[IssueEvent]:
+    return events(decode_json(body))
+
+
+def closing_references(text_: str, project: str) -> list[str]:
+    """Normalised issue keys a merge request description closes, as GitLab's default pattern reads
+    it: "Fix #20, Fixes #21 and Closes group/otherproject#22", lists such as "fixes #18, #19 and <url>"."""
+    keys = []
+    for match in _CLOSING.finditer(text_[:65536]):
+        for ref in _ONE_REF.finditer(match.group(0)):
+            if ref["url"]:
+                parts = urlsplit(ref["url"])
+                found = parse_url(parts.netloc.lower(), parts.path, ref["url"])
+                if found and "#" in found.key:
+                    keys.append(found.key)
+            else:
+                keys.append(normalise(f"{ref['project'] or project}#{ref['n']}"))
+    return list(dict.fromkeys(keys))
+
+
+def events(payload: dict) -> list[IssueEvent]:
+    """Issue Hook close/reopen (a close with ``moved_to_id`` is a move), Merge Request Hook merge."""
+    kind = payload.get("object_kind")
+    if kind not in ("issue", "work_item", "merge_request"):
+        return []
+    project, attrs = obj(payload.get("project")), obj(payload.get("object_attributes"))
+    path, iid = project.get("path_with_namespace"), attrs.get("iid")
+    if not isinstance(path, str) or not isinstance(iid, int) or isinstance(iid, bool):
+        raise Malformed("no project.path_with_namespace or object_attributes.iid")
+    action = attrs.get("action")
+    common = dict(url=string(attrs.get("url")), title=string(attrs.get("title")), issue_id=string(attrs.get("id")),
+                  project_id=string(project.get("id")), at=iso(attrs.get("updated_at")))
+    if kind in ("issue", "work_item"):
+        key = normalise(f"{path}#{iid}")
+        moved_to = string(attrs.get("moved_to_id"))
+        if action == "close" and moved_to:
+            # Moving an issue closes it and makes a new one with a new id; follow the new id.
+            return [IssueEvent(TRACKER, key, Outcome.moved, **{**common, "issue_id": moved_to},
+                               old_ids=tuple(filter(None, [common["issue_id"]])))]
+        if action in ("close", "reopen"):
+            return [IssueEvent(TRACKER, key, Outcome.reopened if action == "reopen" else Outcome.fixed, **common)]
+        return []
+    if action == "reopen":
+        return [IssueEvent(TRACKER, normalise(f"{path}!{iid}"), Outcome.reopened, **common)]
+    if action != "merge":
+        return []
+    found = [IssueEvent(TRACKER, normalise(f"{path}!{iid}"), Outcome.fixed, **common)]
+    default = project.get("default_branch") or obj(attrs.get("target")).get("default_branch")
+    if default and attrs.get("target_branch") == default:
+        # Closing patterns act only on merges into the default branch.
+        for key in closing_references(text(attrs.get("description")), path):
+            found.append(IssueEvent(TRACKER, key, Outcome.fixed, common["url"], common["title"], at=common["at"]))
+    return list({e.key: e for e in found}.values())
+
+
+# ------------------------------------------------------------------ polling
+
+
+def poll_configured(settings) -> bool:
+    return bool(settings.gitlab_token and settings.gitlab_api_url)
+
+
+def poll_request(settings, key: str) -> PollRequest:
+    sep = "!" if "!" in key else "#"
+    project, iid = key.rsplit(sep, 1)
+    kind = "merge_requests" if sep == "!" else "issues"
+    url = f"{settings.gitlab_api_url.rstrip('/')}/projects/{quote(project, safe='')}/{kind}/{int(iid)}"
+    return PollRequest("GET", url, {"PRIVATE-TOKEN": settings.gitlab_token})
+
+
+def poll_events(key: str, item: dict, settings=None, policy=None) -> list[IssueEvent]:
+    """An issue (opened/closed) or a merge request (opened/closed/locked/merged)."""
+    url, title, state = string(item.get("web_url")), string(item.get("title")), item.get("state")
+    ident = dict(issue_id=string(item.get("id")), project_id=string(item.get("project_id")), at=iso(item.get("updated_at")))
+    if state in ("opened", "reopened"):
+        return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident)]
+    if "!" in key:
+        return [IssueEvent(TRACKER, key, Outcome.fixed, url, title, **ident)] if state == "merged" else []
+    return [IssueEvent(TRACKER, key, Outcome.fixed, url, title, **ident)] if state == "closed" else []

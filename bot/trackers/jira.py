@@ -1,0 +1,113 @@
+"""Jira (Cloud and Data Center): links, webhooks, polling. Jira has no closing references of its
+own: an issue closes when its resolution is set.
+
+Keys are ``PROJ-123`` in upper case. The issue's numeric ``id`` is stable when the issue moves to
+another project (its key changes: the changelog has a ``Key`` item, old and new key in
+``fromString``/``toString``). Sources: Atlassian "Webhooks" (jira:issue_updated, changelog),
+"Managing webhooks" (Data Center: ``X-Hub-Signature: sha256=<hex>``).
+"""
+
+import base64
+import hashlib
+import hmac
+import re
+from urllib.parse import quote
+
+from bot.trackers.base import (
+    IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, iso, obj, same, string, text,
+)
+
+TRACKER = Tracker.jira
+SECRET_SETTING = "jira_webhook_secret"
+DELIVERY_HEADER = "x-atlassian-webhook-identifier"
+
+_PATH = re.compile(r"^(?:/jira)?/browse/(?P<key>[A-Za-z][A-Za-z0-9_]+-\d+)/?$")
+_KEY = re.compile(r"^[A-Z][A-Z0-9_]+-\d+$")
+
+
+def normalise(key: str) -> str:
+    return key.upper()
+
+
+def parse_url(host: str, path: str, url: str) -> IssueRef | None:
+    m = _PATH.match(path)
+    return IssueRef(TRACKER, normalise(m["key"]), url) if m else None
+
+
+def verify(secret: str, body: bytes, headers) -> bool:
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return same(expected, text(headers.get("x-hub-signature")))
+
+
+def read(body: bytes, headers, policy) -> list[IssueEvent]:
+    return events(decode_json(body), not_planned=_not_planned(policy))
+
+
+def _not_planned(policy) -> frozenset[str]:
+    return frozenset(r.lower() for r in policy.closing.jira_not_planned)
+
+
+def _browse_url(issue: dict, key: str) -> str | None:
+    m = re.match(r"^(https?://[^/]+(?:/jira)?)/rest/", text(issue.get("self")))
+    return f"{m.group(1)}/browse/{key}" if m else None
+
+
+def events(payload: dict, *, not_planned: frozenset[str]) -> list[IssueEvent]:
+    """``jira:issue_updated``: a Key change (project move) and a resolution change (set: closed,
+    fixed or not planned by its name; cleared: reopened), timed by the delivery's ``timestamp``."""
+    if payload.get("webhookEvent") not in ("jira:issue_updated", "jira:issue_created"):
+        return []
+    issue = obj(payload.get("issue"))
+    key = issue.get("key")
+    if not isinstance(key, str) or not _KEY.match(key.upper()):
+        raise Malformed("no issue.key")
+    key, fields = normalise(key), obj(issue.get("fields"))
+    items = [obj(i) for i in obj(payload.get("changelog")).get("items") or [] if isinstance(i, dict)]
+    changes = {i.get("field"): i for i in items}
+    common = dict(url=_browse_url(issue, key), title=string(fields.get("summary")), issue_id=string(issue.get("id")),
+                  at=iso(payload.get("timestamp")) or iso(fields.get("updated")))
+    found = []
+    moved = changes.get("Key")
+    if moved and isinstance(moved.get("fromString"), str):
+        found.append(IssueEvent(TRACKER, key, Outcome.moved, old_keys=(normalise(moved["fromString"]),), **common))
+    resolution = changes.get("resolution")
+    if resolution is not None:  # what closes or reopens an issue, on Cloud and Data Center
+        old_keys = found[0].old_keys if found else ()
+        if resolution.get("to") is None and not resolution.get("toString"):
+            found.append(IssueEvent(TRACKER, key, Outcome.reopened, old_keys=old_keys, **common))
+        else:
+            name = text(resolution.get("toString")).strip().lower()
+            outcome = Outcome.not_planned if name in not_planned else Outcome.fixed
+            found.append(IssueEvent(TRACKER, key, outcome, old_keys=old_keys, **common))
+    return found
+
+
+# ------------------------------------------------------------------ polling
+
+
+def poll_configured(settings) -> bool:
+    return bool(settings.jira_base_url and settings.jira_api_token)
+
+
+def poll_request(settings, key: str) -> PollRequest:
+    url = f"{settings.jira_base_url.rstrip('/')}/rest/api/2/issue/{quote(key)}?fields=resolution,status,summary,updated"
+    if settings.jira_email:  # Jira Cloud: email and API token
+        auth = "Basic " + base64.b64encode(f"{settings.jira_email}:{settings.jira_api_token}".encode()).decode()
+    else:  # Jira Data Center: a personal access token
+        auth = f"Bearer {settings.jira_api_token}"
+    return PollRequest("GET", url, {"Authorization": auth, "Accept": "application/json"})
+
+
+def poll_events(key: str, issue: dict, settings, policy) -> list[IssueEvent]:
+    """A Jira issue is closed when it has a resolution; which one says fixed or not planned. The
+    API answers a moved issue's old key with the issue under its new key: follow it."""
+    fields = obj(issue.get("fields"))
+    current = normalise(text(issue.get("key")) or key)
+    url = f"{settings.jira_base_url.rstrip('/')}/browse/{current}"
+    common = dict(issue_id=string(issue.get("id")), at=iso(fields.get("updated")), old_keys=(key,) if current != key else ())
+    resolution = fields.get("resolution")
+    if not resolution:
+        return [IssueEvent(TRACKER, current, Outcome.reopened, url, string(fields.get("summary")), **common)]
+    name = text(obj(resolution).get("name")).strip().lower()
+    outcome = Outcome.not_planned if name in _not_planned(policy) else Outcome.fixed
+    return [IssueEvent(TRACKER, current, outcome, url, string(fields.get("summary")), **common)]
