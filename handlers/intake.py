@@ -5,69 +5,25 @@ import logging
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import Session
 
 from bot.blocks.intake import (
     ReportMetadata,
     build_filed_message,
     build_report_modal,
     build_reports_list,
-    build_thread_reply,
     build_try_again,
     build_usage,
 )
 from bot.runtime.context import Deps
 from bot.blocks.ids import Action, Block, Callback
-from bot.operations.intake import CommandKind, parse_command, read_modal, suggest_categories
+from bot.operations.intake import CommandKind, file_report, parse_command, read_modal, suggest_categories
 from bot.blocks.text import from_slack
-from storage import friction, outbox
+from storage import friction
 from storage.database import DatabaseUnavailable
-from handlers.triage import enqueue_card
-from storage.friction import Filed, FrictionDraft
+from storage.friction import FrictionDraft
 from storage.models import Source
 
 log = logging.getLogger(__name__)
-
-
-def file_report(
-    *,
-    session: Session,
-    draft: FrictionDraft,
-    prefix: str,
-    triage_channel: str | None,
-    confirm_by_dm: bool = False,
-    event_id: str | None = None,
-    thread_ts: str | None = None,
-) -> Filed | None:
-    """File the data point and, in the same transaction, queue what it calls for: its triage card,
-    the reporter's DM confirmation, the reply in the message's thread. A repeated intake (same key,
-    same event id) queues nothing again. None: this event id was handled before."""
-    if event_id is not None and not friction.first_delivery(session=session, event_id=event_id):
-        return None
-    filed = friction.file_friction(session=session, draft=draft)
-    if not filed.created:
-        return filed
-    point, ref = filed.point, f"{prefix}-{filed.point.id}"
-    enqueue_card(session=session, point_id=point.id, channel=triage_channel)
-    if confirm_by_dm:
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"filed-dm:{point.id}",
-            method="chat.postMessage",
-            payload={"channel": draft.reporter_id, **build_filed_message(ref, point, with_details_button=False)},
-            friction_point_id=point.id,
-            workspace=draft.workspace,
-        )
-    if thread_ts is not None:
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"thread-reply:{point.id}",
-            method="chat.postMessage",
-            payload={"channel": draft.channel_id, "thread_ts": thread_ts, **build_thread_reply(ref, draft.filed_by)},
-            friction_point_id=point.id,
-            workspace=draft.workspace,
-        )
-    return filed
 
 
 async def _fetch_message(client: AsyncWebClient, channel: str, ts: str) -> dict | None:

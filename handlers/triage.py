@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from bot.operations import insight
 from bot.operations import triage
+from bot.operations.triage import CARD_PURPOSE, enqueue_card  # noqa: F401 (CARD_PURPOSE: still imported from here by others)
 from bot.blocks.intake import build_try_again
 from bot.blocks.triage import (
     TRIAGE_INPUT_BLOCK,
@@ -34,23 +35,9 @@ from storage.models import FrictionPoint, OutboxMessage
 log = logging.getLogger(__name__)
 
 NOT_A_HOST = "Only office-hours hosts can triage reports. Nothing was changed."
-CARD_PURPOSE = "triage_card"
 
 
 # ------------------------------------------------------------------ transactions
-
-
-def enqueue_card(*, session: Session, point_id: int, channel: str | None) -> None:
-    """Queue the new point's card. It is rendered when sent, so it shows the latest state."""
-    if channel:
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"card:{point_id}",
-            method="chat.postMessage",
-            payload={"channel": channel},
-            friction_point_id=point_id,
-            purpose=CARD_PURPOSE,
-        )
 
 
 def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_resolved: Callable | None = None, **kwargs) -> triage.Applied:

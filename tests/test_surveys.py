@@ -20,7 +20,8 @@ from bot.operations import surveys as logic
 from bot.operations import triage
 from bot.runtime.app import create_app
 from bot.runtime.config import CsatFollowup, Hosts, Policy, Survey, Triage
-from handlers.surveys import CSAT_PURPOSE, SurveyRunner, job_name, queue_recipients
+from bot.operations.surveys import CSAT_PURPOSE, SurveyRunner, job_name, queue_recipients
+from handlers.surveys import runner_for
 from storage import surveys as store
 from storage.friction import FrictionDraft, file_friction
 from storage.models import FrictionPoint, OutboxMessage, OutboxStatus, ScheduledRun, Source, utcnow
@@ -83,7 +84,7 @@ EVERYONE = set(ENGINEERS + GROUP_ONLY + [ACTIVE])
 
 
 def runner_of(bot) -> SurveyRunner:
-    return SurveyRunner(bot.deps)
+    return runner_for(bot.deps)
 
 
 def file_report(db, user: str, text: str = "the build cache is cold") -> int:
@@ -227,7 +228,7 @@ async def test_two_instances_on_one_database_run_it_once(bot, fake_slack, db, po
     results = await asyncio.gather(bot.deps.scheduler.run(job_name(PULSE), occurrence), other.scheduler.run(job_name(PULSE), occurrence))
     assert sorted(results) == [False, True]
     await bot.settle()
-    mine, theirs = runner_of(bot), SurveyRunner(other)
+    mine, theirs = runner_of(bot), runner_for(other)
     await asyncio.gather(mine.tick(), theirs.tick(), mine.tick())
     release_dms(db)
     await bot.settle()

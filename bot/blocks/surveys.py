@@ -7,7 +7,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from bot.runtime.config import Survey, SurveyQuestion
-from bot.operations.surveys import Comment, QuestionResult, RunResults
+from bot.operations.surveys.results import Comment, QuestionResult, RunResults
 from bot.blocks.text import shorten, to_mrkdwn
 
 MAX_BLOCKS = 50

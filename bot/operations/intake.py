@@ -7,6 +7,11 @@ from enum import StrEnum
 
 from bot.runtime.config import Taxonomy
 from bot.blocks.ids import Block
+from sqlmodel import Session
+
+from bot.operations.triage import enqueue_card
+from storage import friction, outbox
+from storage.friction import Filed, FrictionDraft
 from storage.models import FrictionKind, Severity
 
 MAX_TEXT = 3000
@@ -121,3 +126,46 @@ def suggest_categories(text: str, taxonomy: Taxonomy) -> tuple[str, ...]:
             found.append(category.id)
     return tuple(found)
 
+
+def file_report(
+    *,
+    session: Session,
+    draft: FrictionDraft,
+    prefix: str,
+    triage_channel: str | None,
+    confirm_by_dm: bool = False,
+    event_id: str | None = None,
+    thread_ts: str | None = None,
+) -> Filed | None:
+    """File the data point and, in the same transaction, queue what it calls for: its triage card,
+    the reporter's DM confirmation, the reply in the message's thread. A repeated intake (same key,
+    same event id) queues nothing again. None: this event id was handled before."""
+    # Imported here: bot.blocks.intake reads MAX_TEXT from this module.
+    from bot.blocks.intake import build_filed_message, build_thread_reply
+
+    if event_id is not None and not friction.first_delivery(session=session, event_id=event_id):
+        return None
+    filed = friction.file_friction(session=session, draft=draft)
+    if not filed.created:
+        return filed
+    point, ref = filed.point, f"{prefix}-{filed.point.id}"
+    enqueue_card(session=session, point_id=point.id, channel=triage_channel)
+    if confirm_by_dm:
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"filed-dm:{point.id}",
+            method="chat.postMessage",
+            payload={"channel": draft.reporter_id, **build_filed_message(ref, point, with_details_button=False)},
+            friction_point_id=point.id,
+            workspace=draft.workspace,
+        )
+    if thread_ts is not None:
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"thread-reply:{point.id}",
+            method="chat.postMessage",
+            payload={"channel": draft.channel_id, "thread_ts": thread_ts, **build_thread_reply(ref, draft.filed_by)},
+            friction_point_id=point.id,
+            workspace=draft.workspace,
+        )
+    return filed

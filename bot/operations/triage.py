@@ -13,6 +13,7 @@ from enum import StrEnum
 from sqlmodel import Session, col, select
 
 from bot.trackers import IssueRef
+from storage import outbox
 from storage.models import (
     FrictionChange,
     FrictionPoint,
@@ -268,3 +269,19 @@ def history(*, session: Session, point_id: int) -> list[FrictionChange]:
             select(FrictionChange).where(FrictionChange.friction_point_id == point_id).order_by(col(FrictionChange.id))
         ).all()
     )
+
+
+CARD_PURPOSE = "triage_card"  # outbox purpose: a triage card, rendered when sent
+
+
+def enqueue_card(*, session: Session, point_id: int, channel: str | None) -> None:
+    """Queue the new point's card. It is rendered when sent, so it shows the latest state."""
+    if channel:
+        outbox.enqueue(
+            session=session,
+            dedupe_key=f"card:{point_id}",
+            method="chat.postMessage",
+            payload={"channel": channel},
+            friction_point_id=point_id,
+            purpose=CARD_PURPOSE,
+        )

@@ -33,6 +33,7 @@ import handlers.office_hours
 import handlers.polling
 import handlers.retention
 import handlers.surveys
+from bot.operations import surveys as survey_ops
 import handlers.triage
 import handlers.webhooks
 import bot.web.dashboard
@@ -91,7 +92,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         return None
 
     handlers.intake.register(app, deps)
-    handlers.triage.register(app, deps, on_resolved=handlers.surveys.csat_followup_hook(policy))
+    handlers.triage.register(app, deps, on_resolved=survey_ops.csat_followup_hook(policy))
     handlers.closing.register(app, deps)
     handlers.polling.register(app, deps)
     handlers.help_channel.register(app, deps)
