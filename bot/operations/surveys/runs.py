@@ -67,7 +67,7 @@ def start_run(
                           f"`/platform-feedback survey results {survey.name}` shows how it is going.")
     run = store.create_run(
         session=session, survey=survey.name, definition=survey.model_dump_json(), anonymous=survey.anonymous,
-        occurrence=occurrence, closes_at=now + timedelta(days=survey.close_after_days), manual=manual,
+        occurrence=occurrence, closes_at=timing.closing_time(now, survey), manual=manual,
         started_by=started_by, deliver_now=deliver_now,
     )
     if run is None:
@@ -122,7 +122,8 @@ def queue_reminders(*, session: Session, policy: Policy, now: datetime | None = 
         messages = {last: _dm(run, survey, policy, reminder=1, last_call=last) for last in (False, True)}
         for recipient in store.reminder_candidates(session=session, run_id=run.id):
             times = timing.reminder_times(as_utc(recipient.deliver_at), closes_at, remind_after_days=survey.remind_after_days,
-                                         remind_before_close=survey.remind_before_close)
+                                         remind_before_close=survey.remind_before_close,
+                                         tz=recipient.tz or survey.timezone)
             n = timing.due_reminder(times, recipient.reminders, now)
             if n is None:
                 continue

@@ -41,19 +41,43 @@ def delivery_time(start: datetime, tz: str | None, hour: int, *, fallback: str =
     return start
 
 
-def reminder_times(deliver_at: datetime, closes_at: datetime, *, remind_after_days: int, remind_before_close: bool) -> list[datetime]:
-    """When a non-responder is reminded: ``remind_after_days`` after their DM, and once more on
-    the last day before the run closes (at their delivery hour). Never more than two, never within
-    12 hours of each other, of the DM, or of the close."""
+def days_later(moment: datetime, days: int, tz: str | None, *, fallback: str = "UTC") -> datetime:
+    """The same local wall-clock time ``days`` calendar days after ``moment`` (UTC in, UTC out), in
+    time zone ``tz`` (IANA name; ``fallback``, then UTC, if unknown): across a DST change that is
+    23 or 25 hours, not 24 x ``days``. A wall time that does not exist that day (the spring-forward
+    gap) reads with the offset before the change, so it lands an hour later; one that occurs twice
+    (fall back) is the first of the two (``fold=0``, PEP 495)."""
+    local_zone = zone(tz, fallback)
+    local = moment.astimezone(local_zone)
+    target = datetime.combine(local.date() + timedelta(days=days), local.time().replace(tzinfo=None, fold=0), tzinfo=local_zone)
+    return target.astimezone(UTC)
+
+
+def closing_time(start: datetime, survey: Survey) -> datetime:
+    """When a run started at ``start`` (UTC) closes: ``close_after_days`` later at the same local
+    time in the survey's time zone."""
+    return days_later(start, survey.close_after_days, survey.timezone)
+
+
+def reminder_times(
+    deliver_at: datetime, closes_at: datetime, *, remind_after_days: int, remind_before_close: bool, tz: str | None = "UTC"
+) -> list[datetime]:
+    """When a non-responder is reminded (UTC): ``remind_after_days`` calendar days after their DM,
+    and once more on the last day before the run closes, each at the DM's local time in ``tz``
+    (the person's time zone). Never more than two, never within 12 hours of each other, of the
+    DM, or of the close."""
     times: list[datetime] = []
     latest = closes_at - MIN_GAP
     if remind_after_days:
-        first = deliver_at + timedelta(days=remind_after_days)
+        first = days_later(deliver_at, remind_after_days, tz)
         if first <= latest:
             times.append(first)
     if remind_before_close:
-        days = math.floor((latest - deliver_at) / timedelta(days=1))
-        last = deliver_at + timedelta(days=days)
+        # The most calendar days that still fit; elapsed days are a first guess (a DST change moves it by at most one).
+        days = math.floor((latest - deliver_at) / timedelta(days=1)) + 1
+        while days >= 1 and days_later(deliver_at, days, tz) > latest:
+            days -= 1
+        last = days_later(deliver_at, days, tz)
         if days >= 1 and all(abs(last - t) >= MIN_GAP for t in times):
             times.append(last)
     return sorted(times)[:MAX_REMINDERS]
