@@ -35,6 +35,7 @@ from bot.blocks.surveys import (
 from bot.blocks.text import from_slack
 from bot.operations import surveys as ops
 from bot.operations.intake import flatten_state
+from bot.operations.surveys.sealing import Keys
 from bot.operations.surveys import CSAT_PURPOSE, TICK_MINUTES, CsatHook, ReadError, SurveyError, SurveyRunner, job_name, results_channel
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 MAX_RATE_WAIT = 60.0
 NOT_A_HOST = "Only platform hosts can do that. Nothing was changed."
+KEPT = "Your answers are saved, but they can no longer be changed in this survey (the bot's secret was changed since)."
 USAGE = ("Usage: `/platform-feedback survey send NAME [now]` starts a run (by default each person gets it at the "
          "survey's delivery hour in their own time zone); `/platform-feedback survey results NAME` shows the latest results. "
          "`/platform-feedback surveys` lists the surveys; `surveys off` / `surveys on` stops or restarts your survey DMs.")
@@ -80,8 +82,9 @@ def slack_reads(deps: Deps) -> ops.Read:
 
 
 def runner_for(deps: Deps) -> SurveyRunner:
-    """The runner with the real Slack reads (for the app, the CLI and the benches)."""
-    return SurveyRunner(deps, slack_reads(deps))
+    """The runner with the real Slack reads and the keys that seal answers (for the app, the CLI
+    and the benches)."""
+    return SurveyRunner(deps, slack_reads(deps), Keys.from_settings(deps.settings))
 
 
 def _parts(value: object, n: int) -> list[str] | None:
@@ -101,7 +104,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             job = Job(
                 name=job_name(survey),
                 db=deps.db,
-                work=partial(ops.start_scheduled, survey=survey, policy=policy),
+                work=partial(ops.start_scheduled, keys=runner.keys, survey=survey, policy=policy),
                 occurrence_at=lambda now, trigger=trigger: ops.latest_fire(trigger, now) or now,
                 after=runner.kick,
             )
@@ -125,12 +128,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         run_id, question_id, raw = int(parts[0]), parts[1], parts[2]
         try:
-            state = await deps.db.run(ops.record_answer, run_id=run_id, user_id=body["user"]["id"], question_id=question_id, raw=raw)
+            state = await deps.db.run(ops.record_answer, keys=runner.keys, run_id=run_id, user_id=body["user"]["id"], question_id=question_id, raw=raw)
         except DatabaseUnavailable:
             await tell(respond, build_try_again("your answer"))
             return
         if state.status == "closed":
             await tell(respond, build_closed_notice())
+        elif state.status == "kept":
+            await tell(respond, KEPT)
         elif state.status == "saved":
             dm = build_survey_dm(run_id=run_id, survey=state.survey, closes_at=as_utc(state.run.closes_at),
                                  results_channel=results_channel(state.survey, policy), chosen=state.chosen, texts=state.texts,
@@ -144,12 +149,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if not isinstance(value, str) or not value.isdigit():
             return
         try:
-            state = await deps.db.run(ops.current_answers, run_id=int(value), user_id=body["user"]["id"])
+            state = await deps.db.run(ops.current_answers, keys=runner.keys, run_id=int(value), user_id=body["user"]["id"])
         except DatabaseUnavailable:
             await tell(respond, build_try_again("your comment"))
             return
         if state.status == "closed":
             await tell(respond, build_closed_notice())
+        elif state.status == "kept":
+            await tell(respond, KEPT)
         elif state.status == "saved":
             view = build_comment_modal(state.run.id, state.survey, texts=state.texts, comment=state.comment)
             await client.views_open(trigger_id=body["trigger_id"], view=view)
@@ -167,12 +174,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
         comment = from_slack(str(state_values.get(COMMENT_BLOCK) or "")).strip()[:2000]
         user = body["user"]["id"]
         try:
-            state = await deps.db.run(ops.record_texts, run_id=run_id, user_id=user, texts=texts, comment=comment)
+            state = await deps.db.run(ops.record_texts, keys=runner.keys, run_id=run_id, user_id=user, texts=texts, comment=comment)
         except DatabaseUnavailable:
             await ack(response_action="errors", errors={COMMENT_BLOCK: "We couldn't save this just now. Please press Save again in a minute."})
             return
-        if state.status == "closed":
-            await ack(response_action="errors", errors={COMMENT_BLOCK: build_closed_notice()["text"]})
+        if state.status in ("closed", "kept"):
+            await ack(response_action="errors", errors={COMMENT_BLOCK: build_closed_notice()["text"] if state.status == "closed" else KEPT})
             return
         if state.status != "saved":
             await ack(response_action="errors", errors={COMMENT_BLOCK: "This survey is not one you were asked to answer."})

@@ -4,21 +4,19 @@ follow-up after a resolve. Tables and queries (keyword-only session); no Slack i
 Anonymity is a property of the tables, not of the screens that read them:
 
 - ``survey_recipient`` is about people: who was asked, when their DM goes, whether they answered
-  (to remind only those who did not). It holds no answer.
-- ``survey_response`` / ``survey_answer`` are about answers. A response is found again (to change
-  an answer) by ``respondent_key`` = HMAC-SHA256(run secret, user id); the run's secret lives on
-  ``survey_run`` only while the run is open. ``user_id`` is filled only for surveys that are not
-  anonymous. A response's id is random (no order to match against anything), and neither table
-  keeps a time.
-- When a run closes (``close_run``) its secret and every respondent key are erased, segments with
-  fewer answers than the survey's ``min_group`` are generalised, and for anonymous runs the
-  recipients' answered flags are erased too (and if fewer than ``min_group`` answered, their
-  answers are deleted, keeping only the count): from then on nothing in the database ties an
-  answer to a person.
+  (to remind only those who did not) and, while the run is open, their answers *sealed*
+  (encrypted under a run key that is never stored; see ``bot.operations.surveys.sealing``).
+- ``survey_response`` / ``survey_answer`` are about answers, and are written only when the run
+  closes (``close_run``): all at once, in random order, with random ids, without a time, and with
+  ``user_id`` only for surveys that are not anonymous. Before that nothing in the clear ties an
+  answer to anyone; after it nothing ties one to a person.
+- At close the run's nonce and every sealed blob are erased, segments with fewer answers than
+  the survey's ``min_group`` are generalised, and for anonymous runs the recipients' answered
+  flags, reminder counts and reminder messages are erased too (and if fewer than ``min_group``
+  answered, no answer is written, only their number). SQLite overwrites what is deleted with
+  zeros (``PRAGMA secure_delete``, ``storage.database``) and ``wipe_files`` empties the WAL.
 """
 
-import hashlib
-import hmac
 import secrets
 import uuid
 import zlib
@@ -62,7 +60,8 @@ class SurveyRun(SQLModel, table=True):
     anonymous: bool = True
     deliver_now: bool = False  # by hand, "now": DMs go at once instead of at each person's delivery hour
     status: str = Field(default=RunStatus.resolving, sa_type=String(16), index=True)
-    secret: str | None = Field(default=None, max_length=64)  # hex; erased at close
+    # A random nonce (hex): with the process key it gives the run's key (never stored); erased at close.
+    secret: str | None = Field(default=None, max_length=64)
     lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # who is resolving it
     recipients: int = 0
     responses: int = 0  # how many answered, counted at close (the answers of a too-small anonymous run are not kept)
@@ -86,18 +85,18 @@ class SurveyRecipient(SQLModel, table=True):
     deliver_at: datetime = Field(sa_type=DateTime(timezone=True))
     delivered: bool = False
     answered: bool | None = False  # for reminders; erased (None) when an anonymous run closes
-    reminders: int = 0
+    reminders: int = 0  # reminders queued; reset when an anonymous run closes
+    # Their answers while the run is open, sealed (bot.operations.surveys.sealing); erased at close.
+    sealed: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class SurveyResponse(SQLModel, table=True):
-    """One person's answers in one run, without the person (see the module docstring)."""
+    """One person's answers in one run, without the person (see the module docstring); written at close."""
 
     __tablename__ = "survey_response"
-    __table_args__ = (UniqueConstraint("run_id", "respondent_key"),)
 
     id: str = Field(default_factory=_random_id, primary_key=True, max_length=32)
     run_id: int = Field(foreign_key="survey_run.id", index=True)
-    respondent_key: str | None = Field(default=None, max_length=64)  # HMAC(run secret, user); erased at close
     user_id: str | None = Field(default=None, max_length=32)  # only when the survey is not anonymous
     segment: str | None = Field(default=None, max_length=48)  # generalised at close if the group is small
     comment: str | None = Field(default=None, sa_column=Column(Text))
@@ -136,12 +135,6 @@ class CsatFollowup(SQLModel, table=True):
     asked_at: datetime = _ts(index=True)
     score: int | None = None
     answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-
-
-def respondent_key(secret: str, user_id: str) -> str:
-    """HMAC-SHA256(run secret, user id): finds a person's response again while the run is open;
-    once the secret is erased at close, it cannot be recomputed from a user id."""
-    return hmac.new(bytes.fromhex(secret), user_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 # ------------------------------------------------------------------ runs
@@ -400,50 +393,15 @@ def active_users(*, session: Session, since: datetime) -> set[str]:
 # ------------------------------------------------------------------ answers
 
 
-def find_response(*, session: Session, run_id: int, respondent_key: str) -> SurveyResponse | None:
-    return session.exec(
-        select(SurveyResponse).where(SurveyResponse.run_id == run_id, SurveyResponse.respondent_key == respondent_key)
-    ).first()
-
-
 def answers_of(*, session: Session, response_id: str) -> dict[str, SurveyAnswer]:
     rows = session.exec(select(SurveyAnswer).where(SurveyAnswer.response_id == response_id)).all()
     return {a.question: a for a in rows}
 
 
-def save_answers(
-    *,
-    session: Session,
-    run_id: int,
-    respondent_key: str,
-    user_id: str | None,
-    segment: str | None,
-    answers: dict[str, dict],
-    comment: str | None = None,
-    set_comment: bool = False,
-) -> SurveyResponse:
-    """Create or change the response for ``respondent_key``: each of ``answers`` (question id ->
-    {"score"|"choice"|"text": value}) replaces that question's answer. The caller holds the
-    recipient's row lock, so one person's concurrent clicks are applied one after the other."""
-    response = find_response(session=session, run_id=run_id, respondent_key=respondent_key)
-    if response is None:
-        response = SurveyResponse(run_id=run_id, respondent_key=respondent_key, user_id=user_id, segment=segment)
-        session.add(response)
-        session.flush()
-    if set_comment:
-        response.comment = comment
-        session.add(response)
-    existing = answers_of(session=session, response_id=response.id)
-    for question, value in answers.items():
-        row = existing.get(question) or SurveyAnswer(response_id=response.id, question=question)
-        row.score, row.choice, row.text = value.get("score"), value.get("choice"), value.get("text")
-        if row.score is None and row.choice is None and not row.text:
-            if question in existing:
-                session.delete(row)
-            continue
-        session.add(row)
-    session.flush()
-    return response
+def sealed_of_run(*, session: Session, run_id: int) -> list[SurveyRecipient]:
+    """The recipients of a run who have answers sealed on their row."""
+    stmt = select(SurveyRecipient).where(SurveyRecipient.run_id == run_id, col(SurveyRecipient.sealed).is_not(None))
+    return list(session.exec(stmt.order_by(col(SurveyRecipient.id))).all())
 
 
 @dataclass
@@ -473,49 +431,59 @@ def get_response(*, session: Session, response_id: str) -> SurveyResponse | None
 # ------------------------------------------------------------------ closing
 
 
-def close_run(
-    *, session: Session, run_id: int, segment_map: dict[str | None, str | None], min_group: int, now: datetime | None = None
-) -> SurveyRun | None:
-    """Close an open run: erase its secret and every respondent key, generalise segments as
-    ``segment_map`` says (a small group's label -> None), and for anonymous runs erase who
-    answered; an anonymous run with fewer than ``min_group`` answers keeps only their number.
-    None if it was not open (already closed by another instance)."""
-    run = lock_run(session=session, run_id=run_id)
-    if run is None or run.status != RunStatus.open:
-        return None
+@dataclass
+class NewResponse:
+    """An answer set written at close: question id -> {"score"|"choice"|"text": value}."""
+
+    segment: str | None
+    user_id: str | None  # only when the survey is not anonymous
+    comment: str | None
+    answers: dict[str, dict]
+
+
+def close_run(*, session: Session, run: SurveyRun, responses: list[NewResponse], answered: int, now: datetime | None = None) -> SurveyRun:
+    """Close ``run`` (open, and locked by the caller with ``lock_run``): write ``responses`` in
+    the order given (the caller shuffles them: row order must not be answer order), note that
+    ``answered`` people answered, and erase the nonce and every sealed blob. For an anonymous
+    run also erase who answered: the answered flags, reminder counts and the reminder messages in
+    the outbox (sent or taken back alike)."""
     run.status = RunStatus.closed
     run.closed_at = now or utcnow()
     run.secret = None
-    run.responses = session.exec(select(func.count()).select_from(SurveyResponse).where(SurveyResponse.run_id == run_id)).one()
+    run.responses = answered
     session.add(run)
-    if run.anonymous and run.responses < min_group:
-        ids = select(SurveyResponse.id).where(SurveyResponse.run_id == run_id)
-        session.exec(delete(SurveyAnswer).where(col(SurveyAnswer.response_id).in_(ids)).execution_options(synchronize_session=False))
-        session.exec(delete(SurveyResponse).where(col(SurveyResponse.run_id) == run_id).execution_options(synchronize_session=False))
+    for draft in responses:
+        response = SurveyResponse(run_id=run.id, user_id=draft.user_id, segment=draft.segment, comment=draft.comment)
+        session.add(response)
+        session.flush()
+        for question, value in draft.answers.items():
+            session.add(SurveyAnswer(response_id=response.id, question=question, score=value.get("score"),
+                                     choice=value.get("choice"), text=value.get("text")))
+    scrub = {"sealed": None} | ({"answered": None, "reminders": 0} if run.anonymous else {})
     session.exec(
-        update(SurveyResponse).where(col(SurveyResponse.run_id) == run_id).values(respondent_key=None)
-        .execution_options(synchronize_session=False)
+        update(SurveyRecipient).where(col(SurveyRecipient.run_id) == run.id).values(**scrub).execution_options(synchronize_session=False)
     )
-    for old, new in segment_map.items():
-        if old is not None and new != old:
-            session.exec(
-                update(SurveyResponse).where(col(SurveyResponse.run_id) == run_id, col(SurveyResponse.segment) == old)
-                .values(segment=new).execution_options(synchronize_session=False)
-            )
     if run.anonymous:
         session.exec(
-            update(SurveyRecipient).where(col(SurveyRecipient.run_id) == run_id).values(answered=None)
+            delete(OutboxMessage).where(col(OutboxMessage.dedupe_key).like(f"survey:{run.id}:reminder%"))
             .execution_options(synchronize_session=False)
         )
     session.flush()
     return run
 
 
-def segment_counts(*, session: Session, run_id: int) -> dict[str | None, int]:
-    rows = session.exec(
-        select(SurveyResponse.segment, func.count()).where(SurveyResponse.run_id == run_id).group_by(SurveyResponse.segment)
-    ).all()
-    return {segment: n for segment, n in rows}
+def wipe_files(engine) -> None:
+    """After a close, on SQLite: fold the WAL into the database file and truncate it to zero
+    bytes, so what the close erased (zeroed in the file by ``secure_delete``) is not left in the
+    WAL either. Best effort: a long-running reader can keep the WAL; the next call empties it.
+    Nothing to do on PostgreSQL (nothing linkable was written there)."""
+    if engine.dialect.name != "sqlite":
+        return
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        raw.close()
 
 
 def recipient_segments(*, session: Session, run_id: int) -> dict[str | None, tuple[int, int]]:
@@ -565,18 +533,14 @@ def followup_scores(*, session: Session, since: datetime) -> tuple[int, list[int
 
 def forget_user(*, session: Session, user_id: str) -> dict[str, int]:
     """A person's survey data, for ``storage.privacy.forget_user``: their answers in runs still
-    open (found through their respondent key), their name on answers to surveys that were not
+    open (sealed on their recipient rows), their name on answers to surveys that were not
     anonymous, their recipient entries and their CSAT follow-ups. Their opt-out is kept: someone
     who asked to be forgotten is not surveyed again."""
-    removed = 0
-    for run in live_runs(session=session):
-        if run.secret is None:
-            continue
-        response = find_response(session=session, run_id=run.id, respondent_key=respondent_key(run.secret, user_id))
-        if response is not None:
-            session.execute(delete(SurveyAnswer).where(col(SurveyAnswer.response_id) == response.id))
-            session.execute(delete(SurveyResponse).where(col(SurveyResponse.id) == response.id))
-            removed += 1
+    live = select(SurveyRun.id).where(SurveyRun.status != RunStatus.closed)
+    removed = session.exec(
+        select(func.count()).select_from(SurveyRecipient)
+        .where(SurveyRecipient.user_id == user_id, col(SurveyRecipient.sealed).is_not(None), col(SurveyRecipient.run_id).in_(live))
+    ).one()  # their sealed answers go with their recipient rows
     return {
         "survey_responses_removed": removed,
         "survey_names_removed": session.execute(

@@ -64,7 +64,7 @@ def test_a_time_that_does_not_exist_or_occurs_twice_is_read_one_way():
 def test_a_run_started_before_a_dst_change_closes_at_its_local_hour(db, tz, opened, first, last, closes):
     policy = Policy(hosts=Hosts(users=["U0HOST0001"]), surveys=[survey(tz)])
     start = local(tz, *opened)
-    run = db.transact(logic.start_run, survey=policy.surveys[0], policy=policy, occurrence=start, manual=True, now=start)
+    run = db.transact(logic.start_run, keys=logic.Keys(), survey=policy.surveys[0], policy=policy, occurrence=start, manual=True, now=start)
     with db.session() as s:
         stored = s.exec(select(SurveyRun).where(SurveyRun.id == run.id)).one()
     assert stored.closes_at.replace(tzinfo=UTC) == local(tz, *closes)

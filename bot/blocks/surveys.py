@@ -237,6 +237,13 @@ def build_results(results: RunResults, *, command: str | None = None) -> dict:
     run, survey = results.run, results.survey
     final = run.status == "closed"
     title = f"Survey results: {survey.display_title}" if final else f"Survey so far: {survey.display_title}"
+    if not final:
+        # Answers stay sealed until the close: nothing shown now can be compared with a later look.
+        asked = results.delivered or results.recipients
+        summary = (f"Open until {when(run.closes_at)}; {asked} {'person' if asked == 1 else 'people'} asked so far. "
+                   "Answers are sealed until it closes: the results, and how many answered, are shown then.")
+        return {"text": f"{title}: open", "blocks": [{"type": "header", "text": _text(shorten(title, 150))},
+                                                     {"type": "section", "text": _md(summary)}]}
     rate = f" ({results.rate:.0f}%)" if results.rate is not None else ""
     summary = f"*{results.responses}* of {results.delivered or results.recipients} people answered{rate}."
     summary += f" Ran {when(run.started_at)} – {when(run.closed_at or run.closes_at)}."

@@ -14,3 +14,4 @@ from bot.operations.surveys.answers import SCORES  # noqa: F401
 from bot.operations.surveys.csat import *  # noqa: F401,F403
 from bot.operations.surveys.csat import CSAT_PURPOSE  # noqa: F401
 from bot.operations.surveys.runner import *  # noqa: F401,F403
+from bot.operations.surveys.sealing import Keys  # noqa: F401

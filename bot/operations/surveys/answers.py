@@ -9,6 +9,7 @@ from sqlmodel import Session
 from bot.operations.intake import file_report, suggest_categories
 from bot.operations.surveys.results import run_survey
 from bot.operations.surveys.runs import SurveyError
+from bot.operations.surveys.sealing import Keys
 from bot.runtime.config import Policy, Survey, SurveyQuestion
 from storage import surveys as store
 from storage.friction import FrictionDraft
@@ -18,9 +19,6 @@ from storage.surveys import RunStatus, SurveyRun
 SCORES = {"nps": range(0, 11), "csat": range(1, 6)}
 
 # ------------------------------------------------------------------ answers
-
-
-respondent_key = store.respondent_key  # HMAC-SHA256(run secret, user id); see storage.surveys
 
 
 def read_button(question: SurveyQuestion, raw: str) -> dict | None:
@@ -47,30 +45,31 @@ def selected(question: SurveyQuestion, answer) -> str | None:
 
 @dataclass
 class Answering:
-    status: str  # saved | closed | not_yours | invalid
+    status: str  # saved | closed | not_yours | invalid | kept (sealed under another key: cannot be changed)
     run: SurveyRun | None = None
     survey: Survey | None = None
     chosen: dict[str, str] | None = None
     texts: dict[str, str] | None = None
     comment: str | None = None
     recipient: store.SurveyRecipient | None = None
+    content: dict | None = None  # what is sealed: {"a": {question id: {"score"|"choice"|"text": value}}, "c": comment}
 
 
 def _is_open(run: SurveyRun, now: datetime) -> bool:
     return run.status != RunStatus.closed and run.secret is not None and as_utc(run.closes_at) > now
 
 
-def _current(session: Session, run: SurveyRun, survey: Survey, user_id: str) -> tuple[dict[str, str], dict[str, str], str | None]:
-    response = store.find_response(session=session, run_id=run.id, respondent_key=respondent_key(run.secret, user_id))
-    if response is None:
-        return {}, {}, None
-    answers = store.answers_of(session=session, response_id=response.id)
-    chosen = {q.id: v for q in survey.questions if (v := selected(q, answers.get(q.id))) is not None}
-    texts = {q.id: answers[q.id].text for q in survey.questions if q.kind == "text" and q.id in answers and answers[q.id].text}
-    return chosen, texts, response.comment
+def _show(state: Answering) -> Answering:
+    """Fill in what the person sees of their own answers (to highlight and prefill)."""
+    answers = {q: store.SurveyAnswer(response_id="", question=q, **v) for q, v in state.content["a"].items()}
+    questions = state.survey.questions
+    state.chosen = {q.id: v for q in questions if (v := selected(q, answers.get(q.id))) is not None}
+    state.texts = {q.id: answers[q.id].text for q in questions if q.kind == "text" and q.id in answers and answers[q.id].text}
+    state.comment = state.content.get("c")
+    return state
 
 
-def _answering(session: Session, run_id: int, user_id: str, now: datetime, lock: bool) -> Answering:
+def _answering(session: Session, keys: Keys, run_id: int, user_id: str, now: datetime, lock: bool) -> Answering:
     run = store.get_run(session=session, run_id=run_id)
     if run is None:
         return Answering("invalid")
@@ -79,27 +78,39 @@ def _answering(session: Session, run_id: int, user_id: str, now: datetime, lock:
     recipient = store.get_recipient(session=session, run_id=run_id, user_id=user_id, lock=lock)
     if recipient is None:
         return Answering("not_yours", run)
-    return Answering("saved", run, run_survey(run), recipient=recipient)
+    content = {"a": {}, "c": None}
+    if recipient.sealed is not None:
+        content = keys.open(run.id, run.secret, user_id, recipient.sealed)
+        if content is None:  # the bot's secret changed since: what they gave stands
+            return Answering("kept", run)
+    return Answering("saved", run, run_survey(run), recipient=recipient, content=content)
 
 
-def record_answer(*, session: Session, run_id: int, user_id: str, question_id: str, raw: str, now: datetime | None = None) -> Answering:
-    """One button: the person's answer to one question, replacing any earlier one."""
-    state = _answering(session, run_id, user_id, now or utcnow(), lock=True)
+def _seal(session: Session, keys: Keys, state: Answering, user_id: str, *, answered: bool) -> Answering:
+    recipient = state.recipient
+    recipient.sealed = keys.seal(state.run.id, state.run.secret, user_id, state.content)
+    if answered:
+        recipient.answered = True
+    session.add(recipient)
+    if answered:
+        store.cancel_pending(session=session, run_id=state.run.id, user_id=user_id, reminders_only=True, reason="answered")
+    return _show(state)
+
+
+def record_answer(
+    *, session: Session, keys: Keys, run_id: int, user_id: str, question_id: str, raw: str, now: datetime | None = None
+) -> Answering:
+    """One button: the person's answer to one question, replacing any earlier one (sealed on
+    their recipient row until the run closes)."""
+    state = _answering(session, keys, run_id, user_id, now or utcnow(), lock=True)
     if state.status != "saved":
         return state
     question = next((q for q in state.survey.questions if q.id == question_id), None)
     value = read_button(question, raw) if question else None
     if value is None:
         return Answering("invalid", state.run)
-    store.save_answers(
-        session=session, run_id=run_id, respondent_key=respondent_key(state.run.secret, user_id),
-        user_id=None if state.run.anonymous else user_id, segment=state.recipient.segment, answers={question_id: value},
-    )
-    state.recipient.answered = True
-    session.add(state.recipient)
-    store.cancel_pending(session=session, run_id=run_id, user_id=user_id, reminders_only=True, reason="answered")
-    state.chosen, state.texts, state.comment = _current(session, state.run, state.survey, user_id)
-    return state
+    state.content["a"][question_id] = value
+    return _seal(session, keys, state, user_id, answered=True)
 
 
 def set_opt_out(*, session: Session, user_id: str, out: bool) -> bool:
@@ -111,31 +122,27 @@ def set_opt_out(*, session: Session, user_id: str, out: bool) -> bool:
     return changed
 
 
-def record_texts(*, session: Session, run_id: int, user_id: str, texts: dict[str, str], comment: str | None, now: datetime | None = None) -> Answering:
+def record_texts(
+    *, session: Session, keys: Keys, run_id: int, user_id: str, texts: dict[str, str], comment: str | None, now: datetime | None = None
+) -> Answering:
     """The modal: free-text answers and the comment (empty clears them)."""
-    state = _answering(session, run_id, user_id, now or utcnow(), lock=True)
+    state = _answering(session, keys, run_id, user_id, now or utcnow(), lock=True)
     if state.status != "saved":
         return state
     known = {q.id for q in state.survey.questions if q.kind == "text"}
-    answers = {qid: {"text": text or None} for qid, text in texts.items() if qid in known}
-    store.save_answers(
-        session=session, run_id=run_id, respondent_key=respondent_key(state.run.secret, user_id),
-        user_id=None if state.run.anonymous else user_id, segment=state.recipient.segment, answers=answers,
-        comment=comment or None, set_comment=True,
-    )
-    if any(v["text"] for v in answers.values()) or comment:
-        state.recipient.answered = True
-        session.add(state.recipient)
-        store.cancel_pending(session=session, run_id=run_id, user_id=user_id, reminders_only=True, reason="answered")
-    state.chosen, state.texts, state.comment = _current(session, state.run, state.survey, user_id)
-    return state
+    for qid, text in texts.items():
+        if qid in known:
+            if text:
+                state.content["a"][qid] = {"text": text}
+            else:
+                state.content["a"].pop(qid, None)
+    state.content["c"] = comment or None
+    return _seal(session, keys, state, user_id, answered=any(texts.get(q) for q in known) or bool(comment))
 
 
-def current_answers(*, session: Session, run_id: int, user_id: str, now: datetime | None = None) -> Answering:
-    state = _answering(session, run_id, user_id, now or utcnow(), lock=False)
-    if state.status == "saved":
-        state.chosen, state.texts, state.comment = _current(session, state.run, state.survey, user_id)
-    return state
+def current_answers(*, session: Session, keys: Keys, run_id: int, user_id: str, now: datetime | None = None) -> Answering:
+    state = _answering(session, keys, run_id, user_id, now or utcnow(), lock=False)
+    return _show(state) if state.status == "saved" else state
 
 
 def file_comment(*, session: Session, response_id: str, question_id: str | None, host: str, team_id: str, policy: Policy) -> str:

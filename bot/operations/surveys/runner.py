@@ -4,12 +4,15 @@ closes runs whose time is up. Safe to run from any number of instances."""
 
 import asyncio
 import logging
+
+import anyio.to_thread
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.operations.surveys import timing
 from bot.operations.surveys.results import run_survey
+from bot.operations.surveys.sealing import Keys
 from bot.operations.surveys.runs import SurveyError, close_and_report, queue_recipients, queue_reminders, start_run
 from bot.runtime.config import Survey
 from bot.runtime.context import Deps
@@ -53,9 +56,10 @@ class SurveyRunner:
     """Finds a run's audience in Slack and queues its DMs; every few minutes (``tick``) resumes
     runs left resolving, queues due reminders and closes runs whose time is up."""
 
-    def __init__(self, deps: Deps, read: Read):
+    def __init__(self, deps: Deps, read: Read, keys: Keys):
         self.deps = deps
         self._call = read
+        self.keys = keys
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
 
@@ -70,7 +74,7 @@ class SurveyRunner:
 
     async def start(self, survey: Survey, *, started_by: str | None, deliver_now: bool = False) -> SurveyRun:
         now = utcnow()
-        run = await self.deps.db.run(start_run, survey=survey, policy=self.deps.policy, occurrence=now, manual=True,
+        run = await self.deps.db.run(start_run, keys=self.keys, survey=survey, policy=self.deps.policy, occurrence=now, manual=True,
                                      started_by=started_by, deliver_now=deliver_now, now=now)
         if run is None:
             raise SurveyError(f"{survey.name} was started a moment ago already.")
@@ -83,8 +87,11 @@ class SurveyRunner:
                 for run_id in await db.run(store.runs_to_resolve, now=now):
                     await self.resolve(run_id)
                 await db.run(queue_reminders, policy=self.deps.policy, now=now)
+                closed = False
                 for run_id in await db.run(store.runs_due_to_close, now=now):
-                    await db.run(close_and_report, run_id=run_id, policy=self.deps.policy, now=now)
+                    closed |= await db.run(close_and_report, keys=self.keys, run_id=run_id, policy=self.deps.policy, now=now)
+                if closed:
+                    await anyio.to_thread.run_sync(store.wipe_files, db.engine)
             except DatabaseUnavailable as exc:
                 log.warning("surveys: database unavailable: %s", exc)
             except Exception:

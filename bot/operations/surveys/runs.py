@@ -2,19 +2,25 @@
 reminders through the outbox, closing it and queuing its results and chart."""
 
 import base64
+import logging
+import random
+from collections import Counter
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, update
 
 from bot.blocks.surveys import build_results, build_survey_dm, chart_comment
 from bot.operations.surveys import timing
+from bot.operations.surveys.sealing import Keys
 from bot.operations.surveys.results import RunResults, results_for_run, run_survey, score_history, segment_map
 from bot.runtime.config import Policy, Survey
 from bot.web import charts
 from storage import outbox
 from storage import surveys as store
 from storage.models import OutboxMessage, OutboxStatus, as_utc, utcnow
-from storage.surveys import NewRecipient, RunStatus, SurveyRun
+from storage.surveys import NewRecipient, NewResponse, RunStatus, SurveyRun
+
+log = logging.getLogger(__name__)
 
 class SurveyError(Exception):
     """A survey action cannot apply; ``str()`` is what the person is told."""
@@ -49,6 +55,7 @@ def hold_until(session: Session, keys: dict[str, datetime]) -> None:
 def start_run(
     *,
     session: Session,
+    keys: Keys,
     survey: Survey,
     policy: Policy,
     occurrence: datetime,
@@ -75,13 +82,13 @@ def start_run(
     for earlier in live:
         if earlier.status == RunStatus.resolving:
             store.open_run(session=session, run_id=earlier.id)
-        close_and_report(session=session, run_id=earlier.id, policy=policy, now=now)
+        close_and_report(session=session, keys=keys, run_id=earlier.id, policy=policy, now=now)
     return run
 
 
-def start_scheduled(*, session: Session, occurrence: datetime, survey: Survey, policy: Policy) -> None:
+def start_scheduled(*, session: Session, keys: Keys, occurrence: datetime, survey: Survey, policy: Policy) -> None:
     """The scheduled job's work, in its claim's transaction."""
-    start_run(session=session, survey=survey, policy=policy, occurrence=occurrence)
+    start_run(session=session, keys=keys, survey=survey, policy=policy, occurrence=occurrence)
 
 
 def _dm(run: SurveyRun, survey: Survey, policy: Policy, *, reminder: int = 0, last_call: bool = False) -> dict:
@@ -145,19 +152,42 @@ def _chart(session: Session, run: SurveyRun, results: RunResults) -> bytes | Non
                              {name: [score for _, score in history]}, y_label=name)
 
 
-def close_and_report(*, session: Session, run_id: int, policy: Policy, now: datetime | None = None) -> bool:
-    """Close an open run (erasing what linked answers to people, see ``storage.surveys``) and queue
-    its results and chart for the results channel. False if it was not open."""
-    run = store.get_run(session=session, run_id=run_id)
+def _unsealed(session: Session, keys: Keys, run: SurveyRun) -> list[NewResponse]:
+    """The run's sealed answers, opened; a blob that cannot be opened (the bot's secret changed
+    during the run) is lost, and said so in the log (a count, no name)."""
+    drafts, lost = [], 0
+    for recipient in store.sealed_of_run(session=session, run_id=run.id):
+        content = keys.open(run.id, run.secret, recipient.user_id, recipient.sealed)
+        if content is None:
+            lost += 1
+            continue
+        if content.get("a") or content.get("c"):
+            drafts.append(NewResponse(recipient.segment, None if run.anonymous else recipient.user_id, content.get("c"), content.get("a") or {}))
+    if lost:
+        log.warning("survey run %s: %s sealed answer sets could not be opened (the bot's secret changed during the run)", run.id, lost)
+    return drafts
+
+
+def close_and_report(*, session: Session, keys: Keys, run_id: int, policy: Policy, now: datetime | None = None) -> bool:
+    """Close an open run and queue its results and chart for the results channel. Its sealed
+    answers are opened and written as responses without names, in random order, in this one
+    transaction; what linked them to people is erased (see ``storage.surveys.close_run``).
+    False if it was not open."""
+    run = store.lock_run(session=session, run_id=run_id)
     if run is None or run.status != RunStatus.open:
         return False
     survey = run_survey(run)
     store.mark_delivered(session=session, run_id=run_id)
     store.cancel_pending(session=session, run_id=run_id, reason="the survey closed")
-    mapping = segment_map(store.segment_counts(session=session, run_id=run_id), survey.min_group)
-    closed = store.close_run(session=session, run_id=run_id, segment_map=mapping, min_group=survey.min_group, now=now)
-    if closed is None:
-        return False
+    drafts = _unsealed(session, keys, run) if run.secret else []
+    mapping = segment_map(dict(Counter(d.segment for d in drafts)), survey.min_group)
+    for draft in drafts:
+        draft.segment = mapping.get(draft.segment)
+    answered = len(drafts)
+    if run.anonymous and answered < survey.min_group:
+        drafts = []  # too few to show without giving someone away: only their number is kept
+    random.SystemRandom().shuffle(drafts)
+    closed = store.close_run(session=session, run=run, responses=drafts, answered=answered, now=now)
     channel = results_channel(survey, policy)
     if not channel:
         return True
