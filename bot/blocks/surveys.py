@@ -1,14 +1,19 @@
 """Pulse-survey messages and modals: the DM (questions as buttons), the comment modal, the
 results post, the survey list and the CSAT follow-up DM. Pure builders returning dicts."""
 
+from __future__ import annotations
+
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from bot.runtime.config import Survey, SurveyQuestion
-from bot.operations.surveys.results import Comment, QuestionResult, RunResults
 from bot.blocks.text import shorten, to_mrkdwn
+
+if TYPE_CHECKING:  # the results are built in bot.operations.surveys, which renders with these builders
+    from bot.operations.surveys.results import Comment, QuestionResult, RunResults
 
 MAX_BLOCKS = 50
 MAX_COMMENTS = 20  # listed in a results post; the rest are counted

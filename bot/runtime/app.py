@@ -40,7 +40,7 @@ import bot.web.dashboard
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.runtime.hosts import HostDirectory
-from bot.runtime.metrics import Metrics, listener_name
+from bot.runtime.metrics import UNOBSERVED, Metrics, listener_name
 from bot.runtime.sender import OutboxSender
 from bot.runtime.workspaces import BOT_SCOPES, Workspaces, installation_store, state_store
 from storage import outbox
@@ -171,8 +171,9 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             log.warning("malformed Slack payload: %r", exc)
             response = PlainTextResponse("malformed payload", status_code=400)
         # Bolt answers once the listener acks, so this is the ack latency Slack sees.
-        deps.metrics.ack_seconds.labels(listener).observe(time.perf_counter() - started)
-        deps.metrics.requests.labels(listener, str(response.status_code)).inc()
+        if listener not in UNOBSERVED:
+            deps.metrics.ack_seconds.labels(listener).observe(time.perf_counter() - started)
+            deps.metrics.requests.labels(listener, str(response.status_code)).inc()
         return response
 
     async def metrics(_request: Request) -> Response:
