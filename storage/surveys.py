@@ -18,124 +18,42 @@ Anonymity is a property of the tables, not of the screens that read them:
 """
 
 import secrets
-import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, DateTime, String, Text, UniqueConstraint, delete, func, literal, text, update
+from sqlalchemy import delete, func, literal, text, update
+from sqlmodel import Session, col, or_, select
+
 from storage.database import insert_unique
-from sqlmodel import Field, Session, SQLModel, col, or_, select
 
-from storage.models import FrictionPoint, OutboxMessage, OutboxStatus, Reporter, utcnow
-
-
-def _ts(**kw):
-    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
-
-
-def _random_id() -> str:
-    return uuid.uuid4().hex
-
-
-class RunStatus:
-    resolving = "resolving"  # finding the audience and queuing DMs (resumable)
-    open = "open"
-    closed = "closed"
+from storage.models import (  # noqa: F401 (the survey tables live in storage.models; callers import them from here too)
+    CsatFollowup,
+    FrictionPoint,
+    OutboxMessage,
+    OutboxStatus,
+    Reporter,
+    RunStatus,
+    SurveyAnswer,
+    SurveyOptOut,
+    SurveyRecipient,
+    SurveyResponse,
+    SurveyRun,
+    utcnow,
+)
 
 
-class SurveyRun(SQLModel, table=True):
-    """One sending of a survey: scheduled (``occurrence`` = the cron time) or by hand."""
-
-    __tablename__ = "survey_run"
-    __table_args__ = (UniqueConstraint("survey", "occurrence"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    survey: str = Field(max_length=32, index=True)
-    occurrence: datetime = Field(sa_type=DateTime(timezone=True))
-    manual: bool = False
-    started_by: str | None = Field(default=None, max_length=32)
-    # The survey's definition when the run started (JSON), so its results read right after the policy changes.
-    definition: str = Field(sa_column=Column(Text, nullable=False))
-    anonymous: bool = True
-    deliver_now: bool = False  # by hand, "now": DMs go at once instead of at each person's delivery hour
-    status: str = Field(default=RunStatus.resolving, sa_type=String(16), index=True)
-    # A random nonce (hex): with the process key it gives the run's key (never stored); erased at close.
-    secret: str | None = Field(default=None, max_length=64)
-    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # who is resolving it
-    recipients: int = 0
-    responses: int = 0  # how many answered, counted at close (the answers of a too-small anonymous run are not kept)
-    error: str | None = Field(default=None, max_length=255)  # e.g. an audience channel the bot cannot read
-    started_at: datetime = _ts()
-    closes_at: datetime = Field(sa_type=DateTime(timezone=True))
-    closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-
-
-class SurveyRecipient(SQLModel, table=True):
-    """A person asked in a run. Nothing here says what they answered."""
-
-    __tablename__ = "survey_recipient"
-    __table_args__ = (UniqueConstraint("run_id", "user_id"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="survey_run.id", index=True)
-    user_id: str = Field(max_length=32)
-    tz: str = Field(max_length=64)
-    segment: str | None = Field(default=None, max_length=48)  # "usergroup:S123" or "channel:C123"
-    deliver_at: datetime = Field(sa_type=DateTime(timezone=True))
-    delivered: bool = False
-    answered: bool | None = False  # for reminders; erased (None) when an anonymous run closes
-    reminders: int = 0  # reminders queued; reset when an anonymous run closes
-    # Their answers while the run is open, sealed (bot.operations.surveys.sealing); erased at close.
-    sealed: str | None = Field(default=None, sa_column=Column(Text))
-
-
-class SurveyResponse(SQLModel, table=True):
-    """One person's answers in one run, without the person (see the module docstring); written at close."""
-
-    __tablename__ = "survey_response"
-
-    id: str = Field(default_factory=_random_id, primary_key=True, max_length=32)
-    run_id: int = Field(foreign_key="survey_run.id", index=True)
-    user_id: str | None = Field(default=None, max_length=32)  # only when the survey is not anonymous
-    segment: str | None = Field(default=None, max_length=48)  # generalised at close if the group is small
-    comment: str | None = Field(default=None, sa_column=Column(Text))
-
-
-class SurveyAnswer(SQLModel, table=True):
-    __tablename__ = "survey_answer"
-
-    response_id: str = Field(foreign_key="survey_response.id", primary_key=True, max_length=32)
-    question: str = Field(primary_key=True, max_length=32)
-    score: int | None = None  # nps 0-10, csat 1-5
-    choice: str | None = Field(default=None, max_length=75)
-    text: str | None = Field(default=None, sa_column=Column(Text))
-
-
-class SurveyOptOut(SQLModel, table=True):
-    """``/platform-feedback surveys off``: no survey DMs for this person until ``surveys on``."""
-
-    __tablename__ = "survey_opt_out"
-
-    user_id: str = Field(primary_key=True, max_length=32)
-    at: datetime = _ts()
-
-
-class CsatFollowup(SQLModel, table=True):
-    """"Did this solve your problem?" asked of a reporter after a host resolved their report."""
-
-    __tablename__ = "csat_followup"
-    __table_args__ = (UniqueConstraint("friction_change_id", "user_id"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    # Purging a report (storage.privacy) takes its follow-ups with it.
-    friction_point_id: int = Field(foreign_key="friction_point.id", index=True, ondelete="CASCADE")
-    friction_change_id: int = Field(foreign_key="friction_change.id", ondelete="CASCADE")
-    user_id: str = Field(max_length=32)
-    asked_at: datetime = _ts(index=True)
-    score: int | None = None
-    answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-
+from storage.survey_answers import (  # noqa: E402,F401 (one import for callers: storage.surveys)
+    NewResponse,
+    ResponseRow,
+    answers_of,
+    close_run,
+    get_response,
+    recipient_segments,
+    responses_of,
+    sealed_of_run,
+    wipe_files,
+)
 
 # ------------------------------------------------------------------ runs
 
@@ -388,116 +306,6 @@ def active_users(*, session: Session, since: datetime) -> set[str]:
     reporters = session.exec(select(Reporter.user_id).where(Reporter.reported_at >= since)).all()
     filers = session.exec(select(FrictionPoint.filed_by).where(FrictionPoint.created_at >= since)).all()
     return {u for u in (*reporters, *filers) if u and u[:1] in ("U", "W")}
-
-
-# ------------------------------------------------------------------ answers
-
-
-def answers_of(*, session: Session, response_id: str) -> dict[str, SurveyAnswer]:
-    rows = session.exec(select(SurveyAnswer).where(SurveyAnswer.response_id == response_id)).all()
-    return {a.question: a for a in rows}
-
-
-def sealed_of_run(*, session: Session, run_id: int) -> list[SurveyRecipient]:
-    """The recipients of a run who have answers sealed on their row."""
-    stmt = select(SurveyRecipient).where(SurveyRecipient.run_id == run_id, col(SurveyRecipient.sealed).is_not(None))
-    return list(session.exec(stmt.order_by(col(SurveyRecipient.id))).all())
-
-
-@dataclass
-class ResponseRow:
-    id: str
-    segment: str | None
-    user_id: str | None
-    comment: str | None
-    answers: dict[str, SurveyAnswer]
-
-
-def responses_of(*, session: Session, run_id: int) -> list[ResponseRow]:
-    responses = list(session.exec(select(SurveyResponse).where(SurveyResponse.run_id == run_id).order_by(col(SurveyResponse.id))).all())
-    if not responses:
-        return []
-    answers = session.exec(select(SurveyAnswer).where(col(SurveyAnswer.response_id).in_([r.id for r in responses]))).all()
-    by_response: dict[str, dict[str, SurveyAnswer]] = {}
-    for a in answers:
-        by_response.setdefault(a.response_id, {})[a.question] = a
-    return [ResponseRow(r.id, r.segment, r.user_id, r.comment, by_response.get(r.id, {})) for r in responses]
-
-
-def get_response(*, session: Session, response_id: str) -> SurveyResponse | None:
-    return session.get(SurveyResponse, response_id)
-
-
-# ------------------------------------------------------------------ closing
-
-
-@dataclass
-class NewResponse:
-    """An answer set written at close: question id -> {"score"|"choice"|"text": value}."""
-
-    segment: str | None
-    user_id: str | None  # only when the survey is not anonymous
-    comment: str | None
-    answers: dict[str, dict]
-
-
-def close_run(*, session: Session, run: SurveyRun, responses: list[NewResponse], answered: int, now: datetime | None = None) -> SurveyRun:
-    """Close ``run`` (open, and locked by the caller with ``lock_run``): write ``responses`` in
-    the order given (the caller shuffles them: row order must not be answer order), note that
-    ``answered`` people answered, and erase the nonce and every sealed blob. For an anonymous
-    run also erase who answered: the answered flags, reminder counts and the reminder messages in
-    the outbox (sent or taken back alike)."""
-    run.status = RunStatus.closed
-    run.closed_at = now or utcnow()
-    run.secret = None
-    run.responses = answered
-    session.add(run)
-    for draft in responses:
-        response = SurveyResponse(run_id=run.id, user_id=draft.user_id, segment=draft.segment, comment=draft.comment)
-        session.add(response)
-        session.flush()
-        for question, value in draft.answers.items():
-            session.add(SurveyAnswer(response_id=response.id, question=question, score=value.get("score"),
-                                     choice=value.get("choice"), text=value.get("text")))
-    scrub = {"sealed": None} | ({"answered": None, "reminders": 0} if run.anonymous else {})
-    session.exec(
-        update(SurveyRecipient).where(col(SurveyRecipient.run_id) == run.id).values(**scrub).execution_options(synchronize_session=False)
-    )
-    if run.anonymous:
-        session.exec(
-            delete(OutboxMessage).where(col(OutboxMessage.dedupe_key).like(f"survey:{run.id}:reminder%"))
-            .execution_options(synchronize_session=False)
-        )
-    session.flush()
-    return run
-
-
-def wipe_files(engine) -> None:
-    """After a close, on SQLite: fold the WAL into the database file and truncate it to zero
-    bytes, so what the close erased (zeroed in the file by ``secure_delete``) is not left in the
-    WAL either. Best effort: a long-running reader can keep the WAL; the next call empties it.
-    Nothing to do on PostgreSQL (nothing linkable was written there)."""
-    if engine.dialect.name != "sqlite":
-        return
-    raw = engine.raw_connection()
-    try:
-        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        raw.close()
-
-
-def recipient_segments(*, session: Session, run_id: int) -> dict[str | None, tuple[int, int]]:
-    """Per segment: (recipients, of whom delivered)."""
-    rows = session.exec(
-        select(SurveyRecipient.segment, SurveyRecipient.delivered, func.count())
-        .where(SurveyRecipient.run_id == run_id)
-        .group_by(SurveyRecipient.segment, SurveyRecipient.delivered)
-    ).all()
-    out: dict[str | None, tuple[int, int]] = {}
-    for segment, delivered, n in rows:
-        total, done = out.get(segment, (0, 0))
-        out[segment] = (total + n, done + (n if delivered else 0))
-    return out
 
 
 # ------------------------------------------------------------------ CSAT follow-up
