@@ -29,7 +29,7 @@ from bench.survey_fake import SurveySlackServer
 from bot.runtime.app import create_app
 from bot.runtime.config import Policy, Settings, Survey
 from bot.runtime.sender import OutboxSender
-from handlers.surveys import SurveyRunner
+from handlers.surveys import runner_for
 from storage import surveys as store
 from storage.models import OutboxMessage, OutboxStatus
 
@@ -64,7 +64,7 @@ async def run(args) -> dict:
                             slack_api_url=fake.url + "/api/", database_url=db.url)
         client = AsyncWebClient(token=TOKEN, base_url=settings.slack_api_url)
         _app, deps = create_app(settings, Policy(surveys=[SURVEY]), db, client=client)
-        runner = SurveyRunner(deps)
+        runner = runner_for(deps)
 
         began = time.time()
         survey_run = await runner.start(SURVEY, started_by=None, deliver_now=True)

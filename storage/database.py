@@ -46,6 +46,9 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            # What is deleted or overwritten is zeroed in the file, not left in free space: a closed
+            # survey's erased nonce and sealed answers must not be recoverable (storage.surveys).
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         @event.listens_for(engine, "begin")

@@ -1,6 +1,7 @@
 """Tables. One friction data point can have several reporters, tags, a status history and
 (later) links to tracker issues, so those live in their own tables."""
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -280,3 +281,110 @@ class ScheduledRun(SQLModel, table=True):
     occurrence: datetime = Field(sa_type=DateTime(timezone=True))
     started_at: datetime = _ts()
     finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+# ------------------------------------------------------------------ pulse surveys
+# Queries, and what anonymity asks of these tables, are in storage.surveys.
+
+
+def _random_id() -> str:
+    return uuid.uuid4().hex
+
+
+class RunStatus:
+    resolving = "resolving"  # finding the audience and queuing DMs (resumable)
+    open = "open"
+    closed = "closed"
+
+
+class SurveyRun(SQLModel, table=True):
+    """One sending of a survey: scheduled (``occurrence`` = the cron time) or by hand."""
+
+    __tablename__ = "survey_run"
+    __table_args__ = (UniqueConstraint("survey", "occurrence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    survey: str = Field(max_length=32, index=True)
+    occurrence: datetime = Field(sa_type=DateTime(timezone=True))
+    manual: bool = False
+    started_by: str | None = Field(default=None, max_length=32)
+    # The survey's definition when the run started (JSON), so its results read right after the policy changes.
+    definition: str = Field(sa_column=Column(Text, nullable=False))
+    anonymous: bool = True
+    deliver_now: bool = False  # by hand, "now": DMs go at once instead of at each person's delivery hour
+    status: str = Field(default=RunStatus.resolving, sa_type=String(16), index=True)
+    # A random nonce (hex): with the process key it gives the run's key (never stored); erased at close.
+    secret: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # who is resolving it
+    recipients: int = 0
+    responses: int = 0  # how many answered, counted at close (the answers of a too-small anonymous run are not kept)
+    error: str | None = Field(default=None, max_length=255)  # e.g. an audience channel the bot cannot read
+    started_at: datetime = _ts()
+    closes_at: datetime = Field(sa_type=DateTime(timezone=True))
+    closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class SurveyRecipient(SQLModel, table=True):
+    """A person asked in a run. Nothing here says what they answered."""
+
+    __tablename__ = "survey_recipient"
+    __table_args__ = (UniqueConstraint("run_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="survey_run.id", index=True)
+    user_id: str = Field(max_length=32)
+    tz: str = Field(max_length=64)
+    segment: str | None = Field(default=None, max_length=48)  # "usergroup:S123" or "channel:C123"
+    deliver_at: datetime = Field(sa_type=DateTime(timezone=True))
+    delivered: bool = False
+    answered: bool | None = False  # for reminders; erased (None) when an anonymous run closes
+    reminders: int = 0  # reminders queued; reset when an anonymous run closes
+    # Their answers while the run is open, sealed (bot.operations.surveys.sealing); erased at close.
+    sealed: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class SurveyResponse(SQLModel, table=True):
+    """One person's answers in one run, without the person (see the module docstring); written at close."""
+
+    __tablename__ = "survey_response"
+
+    id: str = Field(default_factory=_random_id, primary_key=True, max_length=32)
+    run_id: int = Field(foreign_key="survey_run.id", index=True)
+    user_id: str | None = Field(default=None, max_length=32)  # only when the survey is not anonymous
+    segment: str | None = Field(default=None, max_length=48)  # generalised at close if the group is small
+    comment: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class SurveyAnswer(SQLModel, table=True):
+    __tablename__ = "survey_answer"
+
+    response_id: str = Field(foreign_key="survey_response.id", primary_key=True, max_length=32)
+    question: str = Field(primary_key=True, max_length=32)
+    score: int | None = None  # nps 0-10, csat 1-5
+    choice: str | None = Field(default=None, max_length=75)
+    text: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class SurveyOptOut(SQLModel, table=True):
+    """``/platform-feedback surveys off``: no survey DMs for this person until ``surveys on``."""
+
+    __tablename__ = "survey_opt_out"
+
+    user_id: str = Field(primary_key=True, max_length=32)
+    at: datetime = _ts()
+
+
+class CsatFollowup(SQLModel, table=True):
+    """"Did this solve your problem?" asked of a reporter after a host resolved their report."""
+
+    __tablename__ = "csat_followup"
+    __table_args__ = (UniqueConstraint("friction_change_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Purging a report (storage.privacy) takes its follow-ups with it.
+    friction_point_id: int = Field(foreign_key="friction_point.id", index=True, ondelete="CASCADE")
+    friction_change_id: int = Field(foreign_key="friction_change.id", ondelete="CASCADE")
+    user_id: str = Field(max_length=32)
+    asked_at: datetime = _ts(index=True)
+    score: int | None = None
+    answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -4,145 +4,56 @@ follow-up after a resolve. Tables and queries (keyword-only session); no Slack i
 Anonymity is a property of the tables, not of the screens that read them:
 
 - ``survey_recipient`` is about people: who was asked, when their DM goes, whether they answered
-  (to remind only those who did not). It holds no answer.
-- ``survey_response`` / ``survey_answer`` are about answers. A response is found again (to change
-  an answer) by ``respondent_key`` = HMAC-SHA256(run secret, user id); the run's secret lives on
-  ``survey_run`` only while the run is open. ``user_id`` is filled only for surveys that are not
-  anonymous. A response's id is random (no order to match against anything), and neither table
-  keeps a time.
-- When a run closes (``close_run``) its secret and every respondent key are erased, segments with
-  fewer answers than the survey's ``min_group`` are generalised, and for anonymous runs the
-  recipients' answered flags are erased too (and if fewer than ``min_group`` answered, their
-  answers are deleted, keeping only the count): from then on nothing in the database ties an
-  answer to a person.
+  (to remind only those who did not) and, while the run is open, their answers *sealed*
+  (encrypted under a run key that is never stored; see ``bot.operations.surveys.sealing``).
+- ``survey_response`` / ``survey_answer`` are about answers, and are written only when the run
+  closes (``close_run``): all at once, in random order, with random ids, without a time, and with
+  ``user_id`` only for surveys that are not anonymous. Before that nothing in the clear ties an
+  answer to anyone; after it nothing ties one to a person.
+- At close the run's nonce and every sealed blob are erased, segments with fewer answers than
+  the survey's ``min_group`` are generalised, and for anonymous runs the recipients' answered
+  flags, reminder counts and reminder messages are erased too (and if fewer than ``min_group``
+  answered, no answer is written, only their number). SQLite overwrites what is deleted with
+  zeros (``PRAGMA secure_delete``, ``storage.database``) and ``wipe_files`` empties the WAL.
 """
 
-import hashlib
-import hmac
 import secrets
-import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, DateTime, String, Text, UniqueConstraint, delete, func, literal, text, update
+from sqlalchemy import delete, func, literal, text, update
+from sqlmodel import Session, col, or_, select
+
 from storage.database import insert_unique
-from sqlmodel import Field, Session, SQLModel, col, or_, select
 
-from storage.models import FrictionPoint, OutboxMessage, OutboxStatus, Reporter, utcnow
-
-
-def _ts(**kw):
-    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
-
-
-def _random_id() -> str:
-    return uuid.uuid4().hex
-
-
-class RunStatus:
-    resolving = "resolving"  # finding the audience and queuing DMs (resumable)
-    open = "open"
-    closed = "closed"
+from storage.models import (  # noqa: F401 (the survey tables live in storage.models; callers import them from here too)
+    CsatFollowup,
+    FrictionPoint,
+    OutboxMessage,
+    OutboxStatus,
+    Reporter,
+    RunStatus,
+    SurveyAnswer,
+    SurveyOptOut,
+    SurveyRecipient,
+    SurveyResponse,
+    SurveyRun,
+    utcnow,
+)
 
 
-class SurveyRun(SQLModel, table=True):
-    """One sending of a survey: scheduled (``occurrence`` = the cron time) or by hand."""
-
-    __tablename__ = "survey_run"
-    __table_args__ = (UniqueConstraint("survey", "occurrence"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    survey: str = Field(max_length=32, index=True)
-    occurrence: datetime = Field(sa_type=DateTime(timezone=True))
-    manual: bool = False
-    started_by: str | None = Field(default=None, max_length=32)
-    # The survey's definition when the run started (JSON), so its results read right after the policy changes.
-    definition: str = Field(sa_column=Column(Text, nullable=False))
-    anonymous: bool = True
-    deliver_now: bool = False  # by hand, "now": DMs go at once instead of at each person's delivery hour
-    status: str = Field(default=RunStatus.resolving, sa_type=String(16), index=True)
-    secret: str | None = Field(default=None, max_length=64)  # hex; erased at close
-    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # who is resolving it
-    recipients: int = 0
-    responses: int = 0  # how many answered, counted at close (the answers of a too-small anonymous run are not kept)
-    error: str | None = Field(default=None, max_length=255)  # e.g. an audience channel the bot cannot read
-    started_at: datetime = _ts()
-    closes_at: datetime = Field(sa_type=DateTime(timezone=True))
-    closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-
-
-class SurveyRecipient(SQLModel, table=True):
-    """A person asked in a run. Nothing here says what they answered."""
-
-    __tablename__ = "survey_recipient"
-    __table_args__ = (UniqueConstraint("run_id", "user_id"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="survey_run.id", index=True)
-    user_id: str = Field(max_length=32)
-    tz: str = Field(max_length=64)
-    segment: str | None = Field(default=None, max_length=48)  # "usergroup:S123" or "channel:C123"
-    deliver_at: datetime = Field(sa_type=DateTime(timezone=True))
-    delivered: bool = False
-    answered: bool | None = False  # for reminders; erased (None) when an anonymous run closes
-    reminders: int = 0
-
-
-class SurveyResponse(SQLModel, table=True):
-    """One person's answers in one run, without the person (see the module docstring)."""
-
-    __tablename__ = "survey_response"
-    __table_args__ = (UniqueConstraint("run_id", "respondent_key"),)
-
-    id: str = Field(default_factory=_random_id, primary_key=True, max_length=32)
-    run_id: int = Field(foreign_key="survey_run.id", index=True)
-    respondent_key: str | None = Field(default=None, max_length=64)  # HMAC(run secret, user); erased at close
-    user_id: str | None = Field(default=None, max_length=32)  # only when the survey is not anonymous
-    segment: str | None = Field(default=None, max_length=48)  # generalised at close if the group is small
-    comment: str | None = Field(default=None, sa_column=Column(Text))
-
-
-class SurveyAnswer(SQLModel, table=True):
-    __tablename__ = "survey_answer"
-
-    response_id: str = Field(foreign_key="survey_response.id", primary_key=True, max_length=32)
-    question: str = Field(primary_key=True, max_length=32)
-    score: int | None = None  # nps 0-10, csat 1-5
-    choice: str | None = Field(default=None, max_length=75)
-    text: str | None = Field(default=None, sa_column=Column(Text))
-
-
-class SurveyOptOut(SQLModel, table=True):
-    """``/platform-feedback surveys off``: no survey DMs for this person until ``surveys on``."""
-
-    __tablename__ = "survey_opt_out"
-
-    user_id: str = Field(primary_key=True, max_length=32)
-    at: datetime = _ts()
-
-
-class CsatFollowup(SQLModel, table=True):
-    """"Did this solve your problem?" asked of a reporter after a host resolved their report."""
-
-    __tablename__ = "csat_followup"
-    __table_args__ = (UniqueConstraint("friction_change_id", "user_id"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    # Purging a report (storage.privacy) takes its follow-ups with it.
-    friction_point_id: int = Field(foreign_key="friction_point.id", index=True, ondelete="CASCADE")
-    friction_change_id: int = Field(foreign_key="friction_change.id", ondelete="CASCADE")
-    user_id: str = Field(max_length=32)
-    asked_at: datetime = _ts(index=True)
-    score: int | None = None
-    answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-
-
-def respondent_key(secret: str, user_id: str) -> str:
-    """HMAC-SHA256(run secret, user id): finds a person's response again while the run is open;
-    once the secret is erased at close, it cannot be recomputed from a user id."""
-    return hmac.new(bytes.fromhex(secret), user_id.encode("utf-8"), hashlib.sha256).hexdigest()
-
+from storage.survey_answers import (  # noqa: E402,F401 (one import for callers: storage.surveys)
+    NewResponse,
+    ResponseRow,
+    answers_of,
+    close_run,
+    get_response,
+    recipient_segments,
+    responses_of,
+    sealed_of_run,
+    wipe_files,
+)
 
 # ------------------------------------------------------------------ runs
 
@@ -397,141 +308,6 @@ def active_users(*, session: Session, since: datetime) -> set[str]:
     return {u for u in (*reporters, *filers) if u and u[:1] in ("U", "W")}
 
 
-# ------------------------------------------------------------------ answers
-
-
-def find_response(*, session: Session, run_id: int, respondent_key: str) -> SurveyResponse | None:
-    return session.exec(
-        select(SurveyResponse).where(SurveyResponse.run_id == run_id, SurveyResponse.respondent_key == respondent_key)
-    ).first()
-
-
-def answers_of(*, session: Session, response_id: str) -> dict[str, SurveyAnswer]:
-    rows = session.exec(select(SurveyAnswer).where(SurveyAnswer.response_id == response_id)).all()
-    return {a.question: a for a in rows}
-
-
-def save_answers(
-    *,
-    session: Session,
-    run_id: int,
-    respondent_key: str,
-    user_id: str | None,
-    segment: str | None,
-    answers: dict[str, dict],
-    comment: str | None = None,
-    set_comment: bool = False,
-) -> SurveyResponse:
-    """Create or change the response for ``respondent_key``: each of ``answers`` (question id ->
-    {"score"|"choice"|"text": value}) replaces that question's answer. The caller holds the
-    recipient's row lock, so one person's concurrent clicks are applied one after the other."""
-    response = find_response(session=session, run_id=run_id, respondent_key=respondent_key)
-    if response is None:
-        response = SurveyResponse(run_id=run_id, respondent_key=respondent_key, user_id=user_id, segment=segment)
-        session.add(response)
-        session.flush()
-    if set_comment:
-        response.comment = comment
-        session.add(response)
-    existing = answers_of(session=session, response_id=response.id)
-    for question, value in answers.items():
-        row = existing.get(question) or SurveyAnswer(response_id=response.id, question=question)
-        row.score, row.choice, row.text = value.get("score"), value.get("choice"), value.get("text")
-        if row.score is None and row.choice is None and not row.text:
-            if question in existing:
-                session.delete(row)
-            continue
-        session.add(row)
-    session.flush()
-    return response
-
-
-@dataclass
-class ResponseRow:
-    id: str
-    segment: str | None
-    user_id: str | None
-    comment: str | None
-    answers: dict[str, SurveyAnswer]
-
-
-def responses_of(*, session: Session, run_id: int) -> list[ResponseRow]:
-    responses = list(session.exec(select(SurveyResponse).where(SurveyResponse.run_id == run_id).order_by(col(SurveyResponse.id))).all())
-    if not responses:
-        return []
-    answers = session.exec(select(SurveyAnswer).where(col(SurveyAnswer.response_id).in_([r.id for r in responses]))).all()
-    by_response: dict[str, dict[str, SurveyAnswer]] = {}
-    for a in answers:
-        by_response.setdefault(a.response_id, {})[a.question] = a
-    return [ResponseRow(r.id, r.segment, r.user_id, r.comment, by_response.get(r.id, {})) for r in responses]
-
-
-def get_response(*, session: Session, response_id: str) -> SurveyResponse | None:
-    return session.get(SurveyResponse, response_id)
-
-
-# ------------------------------------------------------------------ closing
-
-
-def close_run(
-    *, session: Session, run_id: int, segment_map: dict[str | None, str | None], min_group: int, now: datetime | None = None
-) -> SurveyRun | None:
-    """Close an open run: erase its secret and every respondent key, generalise segments as
-    ``segment_map`` says (a small group's label -> None), and for anonymous runs erase who
-    answered; an anonymous run with fewer than ``min_group`` answers keeps only their number.
-    None if it was not open (already closed by another instance)."""
-    run = lock_run(session=session, run_id=run_id)
-    if run is None or run.status != RunStatus.open:
-        return None
-    run.status = RunStatus.closed
-    run.closed_at = now or utcnow()
-    run.secret = None
-    run.responses = session.exec(select(func.count()).select_from(SurveyResponse).where(SurveyResponse.run_id == run_id)).one()
-    session.add(run)
-    if run.anonymous and run.responses < min_group:
-        ids = select(SurveyResponse.id).where(SurveyResponse.run_id == run_id)
-        session.exec(delete(SurveyAnswer).where(col(SurveyAnswer.response_id).in_(ids)).execution_options(synchronize_session=False))
-        session.exec(delete(SurveyResponse).where(col(SurveyResponse.run_id) == run_id).execution_options(synchronize_session=False))
-    session.exec(
-        update(SurveyResponse).where(col(SurveyResponse.run_id) == run_id).values(respondent_key=None)
-        .execution_options(synchronize_session=False)
-    )
-    for old, new in segment_map.items():
-        if old is not None and new != old:
-            session.exec(
-                update(SurveyResponse).where(col(SurveyResponse.run_id) == run_id, col(SurveyResponse.segment) == old)
-                .values(segment=new).execution_options(synchronize_session=False)
-            )
-    if run.anonymous:
-        session.exec(
-            update(SurveyRecipient).where(col(SurveyRecipient.run_id) == run_id).values(answered=None)
-            .execution_options(synchronize_session=False)
-        )
-    session.flush()
-    return run
-
-
-def segment_counts(*, session: Session, run_id: int) -> dict[str | None, int]:
-    rows = session.exec(
-        select(SurveyResponse.segment, func.count()).where(SurveyResponse.run_id == run_id).group_by(SurveyResponse.segment)
-    ).all()
-    return {segment: n for segment, n in rows}
-
-
-def recipient_segments(*, session: Session, run_id: int) -> dict[str | None, tuple[int, int]]:
-    """Per segment: (recipients, of whom delivered)."""
-    rows = session.exec(
-        select(SurveyRecipient.segment, SurveyRecipient.delivered, func.count())
-        .where(SurveyRecipient.run_id == run_id)
-        .group_by(SurveyRecipient.segment, SurveyRecipient.delivered)
-    ).all()
-    out: dict[str | None, tuple[int, int]] = {}
-    for segment, delivered, n in rows:
-        total, done = out.get(segment, (0, 0))
-        out[segment] = (total + n, done + (n if delivered else 0))
-    return out
-
-
 # ------------------------------------------------------------------ CSAT follow-up
 
 
@@ -565,18 +341,14 @@ def followup_scores(*, session: Session, since: datetime) -> tuple[int, list[int
 
 def forget_user(*, session: Session, user_id: str) -> dict[str, int]:
     """A person's survey data, for ``storage.privacy.forget_user``: their answers in runs still
-    open (found through their respondent key), their name on answers to surveys that were not
+    open (sealed on their recipient rows), their name on answers to surveys that were not
     anonymous, their recipient entries and their CSAT follow-ups. Their opt-out is kept: someone
     who asked to be forgotten is not surveyed again."""
-    removed = 0
-    for run in live_runs(session=session):
-        if run.secret is None:
-            continue
-        response = find_response(session=session, run_id=run.id, respondent_key=respondent_key(run.secret, user_id))
-        if response is not None:
-            session.execute(delete(SurveyAnswer).where(col(SurveyAnswer.response_id) == response.id))
-            session.execute(delete(SurveyResponse).where(col(SurveyResponse.id) == response.id))
-            removed += 1
+    live = select(SurveyRun.id).where(SurveyRun.status != RunStatus.closed)
+    removed = session.exec(
+        select(func.count()).select_from(SurveyRecipient)
+        .where(SurveyRecipient.user_id == user_id, col(SurveyRecipient.sealed).is_not(None), col(SurveyRecipient.run_id).in_(live))
+    ).one()  # their sealed answers go with their recipient rows
     return {
         "survey_responses_removed": removed,
         "survey_names_removed": session.execute(

@@ -20,7 +20,8 @@ from bot.operations import surveys as logic
 from bot.operations import triage
 from bot.runtime.app import create_app
 from bot.runtime.config import CsatFollowup, Hosts, Policy, Survey, Triage
-from handlers.surveys import CSAT_PURPOSE, SurveyRunner, job_name, queue_recipients
+from bot.operations.surveys import CSAT_PURPOSE, SurveyRunner, job_name, queue_recipients
+from handlers.surveys import runner_for
 from storage import surveys as store
 from storage.friction import FrictionDraft, file_friction
 from storage.models import FrictionPoint, OutboxMessage, OutboxStatus, ScheduledRun, Source, utcnow
@@ -83,7 +84,14 @@ EVERYONE = set(ENGINEERS + GROUP_ONLY + [ACTIVE])
 
 
 def runner_of(bot) -> SurveyRunner:
-    return SurveyRunner(bot.deps)
+    return runner_for(bot.deps)
+
+
+def opened(bot, run: SurveyRun, user: str) -> dict | None:
+    """A person's sealed answers in an open run, opened with the bot's keys."""
+    [recipient] = rows(bot.db, SurveyRecipient, SurveyRecipient.run_id == run.id, SurveyRecipient.user_id == user)
+    nonce = rows(bot.db, SurveyRun, SurveyRun.id == run.id)[0].secret
+    return runner_of(bot).keys.open(run.id, nonce, user, recipient.sealed)
 
 
 def file_report(db, user: str, text: str = "the build cache is cold") -> int:
@@ -227,7 +235,7 @@ async def test_two_instances_on_one_database_run_it_once(bot, fake_slack, db, po
     results = await asyncio.gather(bot.deps.scheduler.run(job_name(PULSE), occurrence), other.scheduler.run(job_name(PULSE), occurrence))
     assert sorted(results) == [False, True]
     await bot.settle()
-    mine, theirs = runner_of(bot), SurveyRunner(other)
+    mine, theirs = runner_of(bot), runner_for(other)
     await asyncio.gather(mine.tick(), theirs.tick(), mine.tick())
     release_dms(db)
     await bot.settle()
@@ -273,25 +281,25 @@ async def test_one_answer_per_person_answering_again_changes_it(bot):
     nps_buttons = next(b for b in reply["blocks"] if b.get("block_id") == "survey_q:nps")["elements"]
     assert [b["text"]["text"] for b in nps_buttons if b.get("style") == "primary"] == ["9"]
     await click(bot, reply, "nps", "3", user)  # from the updated message: changes the answer
-    [response] = rows(bot.db, SurveyResponse)
-    answers = {a.question: a.score for a in rows(bot.db, SurveyAnswer)}
-    assert answers == {"nps": 3, "ci": 4}
-    assert response.user_id is None and response.segment == f"usergroup:{DEVS}"
-    assert rows(bot.db, SurveyRecipient, SurveyRecipient.user_id == user)[0].answered is True
-    # Two clicks at once from one person still make one response.
+    assert rows(bot.db, SurveyResponse) == [] and rows(bot.db, SurveyAnswer) == []  # nothing in the clear while open
+    assert opened(bot, run, user) == {"a": {"nps": {"score": 3}, "ci": {"score": 4}}, "c": None}
+    [recipient] = rows(bot.db, SurveyRecipient, SurveyRecipient.user_id == user)
+    assert recipient.answered is True and recipient.segment == f"usergroup:{DEVS}"
+    # Two clicks at once from one person still make one answer set with both.
     dm = dms_to(bot, ENGINEERS[1])[0]
     await asyncio.gather(bot.post(*button(bot, dm, "nps", "10", ENGINEERS[1])), bot.post(*button(bot, dm, "ci", "5", ENGINEERS[1])))
     await bot.drain()
-    assert len(rows(bot.db, SurveyResponse)) == 2 and len(rows(bot.db, SurveyAnswer)) == 4
+    assert opened(bot, run, ENGINEERS[1])["a"] == {"nps": {"score": 10}, "ci": {"score": 5}}
     # The comment modal: free text and a comment, changed again later.
     assert (await comment(bot, user, "More docs please", fix="flaky tests"))["response_action"] == "update"
-    assert {a.question: a.text for a in rows(bot.db, SurveyAnswer, SurveyAnswer.response_id == response.id)}["fix"] == "flaky tests"
+    assert opened(bot, run, user)["a"]["fix"] == {"text": "flaky tests"}
     await comment(bot, user, "Even more docs", fix="")
-    response = rows(bot.db, SurveyResponse, SurveyResponse.id == response.id)[0]
-    assert response.comment == "Even more docs" and "fix" not in {a.question for a in rows(bot.db, SurveyAnswer, SurveyAnswer.response_id == response.id)}
+    content = opened(bot, run, user)
+    assert content["c"] == "Even more docs" and "fix" not in content["a"]
     # Someone who was not asked cannot answer through a copied button.
     await click(bot, dm, "nps", "0", STRANGER)
-    assert len(rows(bot.db, SurveyResponse)) == 2
+    assert rows(bot.db, SurveyRecipient, SurveyRecipient.user_id == STRANGER) == []
+    assert len(rows(bot.db, SurveyRecipient, SurveyRecipient.sealed.is_not(None))) == 2
     assert run.id == the_run(bot.db).id
 
 
@@ -355,10 +363,8 @@ async def test_an_anonymous_run_keeps_no_link_from_answers_to_people(bot):
     for i, user in enumerate(ENGINEERS[:6]):
         await answer(bot, user, 10 - i, ci=1 + i % 5)
     await comment(bot, ENGINEERS[2], "Builds are slow", fix="caching")
-    secret = the_run(bot.db).secret
-    # While open: a response is found again only through HMAC(run secret, user id).
-    keys = {r.respondent_key for r in rows(bot.db, SurveyResponse)}
-    assert logic.respondent_key(secret, ENGINEERS[0]) in keys
+    # While open: answers are sealed on each person's row, opened only with the bot's keys.
+    assert opened(bot, run, ENGINEERS[0])["a"]["nps"] == {"score": 10} and rows(bot.db, SurveyResponse) == []
     await close(bot, run)
 
     closed = rows(bot.db, SurveyRun, SurveyRun.id == run.id)[0]
@@ -370,9 +376,10 @@ async def test_an_anonymous_run_keeps_no_link_from_answers_to_people(bot):
         for column, value in row.model_dump().items():
             assert value is None or str(value) not in images, (type(row).__name__, column)
             assert not any(u in str(value) for u in EVERYONE), (type(row).__name__, column)
-    assert all(r.respondent_key is None and r.user_id is None for r in responses)
-    assert "respondent_key" in SurveyResponse.model_fields and not {"user_id", "created_at", "answered_at"} & set(SurveyAnswer.model_fields)
-    assert all(r.answered is None for r in rows(bot.db, SurveyRecipient))  # who answered is forgotten too
+    assert all(r.user_id is None for r in responses)
+    assert "respondent_key" not in SurveyResponse.model_fields and not {"user_id", "created_at", "answered_at"} & set(SurveyAnswer.model_fields)
+    recipients = rows(bot.db, SurveyRecipient)
+    assert all(r.answered is None and r.sealed is None and r.reminders == 0 for r in recipients)  # who answered is forgotten too
     # A segment too small to show is generalised in the database, not just hidden on screen.
     segments = [r.segment for r in responses]
     assert f"usergroup:{DEVS}" not in segments and segments.count(f"usergroup:{PAYMENTS}") == 3  # @devs had 2 answers
@@ -578,7 +585,8 @@ async def test_forgetting_a_person_and_purging_old_reports_cover_survey_data(bot
     assert done == {"survey_responses_removed": 1, "survey_names_removed": 1, "survey_recipient_entries_removed": 2,
                     "csat_followups_removed": 1}
     assert [r.user_id for r in rows(bot.db, SurveyResponse, SurveyResponse.run_id == named.id)] == [None]
-    assert len(rows(bot.db, SurveyResponse, SurveyResponse.run_id != named.id)) == 1  # ENGINEERS[1]'s, kept
+    # In the open run: their sealed answers went with their recipient row; ENGINEERS[1]'s are kept.
+    assert [r.user_id for r in rows(bot.db, SurveyRecipient, SurveyRecipient.sealed.is_not(None))] == [ENGINEERS[1]]
     assert ENGINEERS[0] not in {r.user_id for r in rows(bot.db, SurveyRecipient)}
 
     assert bot.db.transact(privacy.purge_older_than, cutoff=utcnow() + timedelta(days=1)) == 2

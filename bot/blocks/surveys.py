@@ -1,14 +1,19 @@
 """Pulse-survey messages and modals: the DM (questions as buttons), the comment modal, the
 results post, the survey list and the CSAT follow-up DM. Pure builders returning dicts."""
 
+from __future__ import annotations
+
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from bot.runtime.config import Survey, SurveyQuestion
-from bot.operations.surveys import Comment, QuestionResult, RunResults
 from bot.blocks.text import shorten, to_mrkdwn
+
+if TYPE_CHECKING:  # the results are built in bot.operations.surveys, which renders with these builders
+    from bot.operations.surveys.results import Comment, QuestionResult, RunResults
 
 MAX_BLOCKS = 50
 MAX_COMMENTS = 20  # listed in a results post; the rest are counted
@@ -237,6 +242,13 @@ def build_results(results: RunResults, *, command: str | None = None) -> dict:
     run, survey = results.run, results.survey
     final = run.status == "closed"
     title = f"Survey results: {survey.display_title}" if final else f"Survey so far: {survey.display_title}"
+    if not final:
+        # Answers stay sealed until the close: nothing shown now can be compared with a later look.
+        asked = results.delivered or results.recipients
+        summary = (f"Open until {when(run.closes_at)}; {asked} {'person' if asked == 1 else 'people'} asked so far. "
+                   "Answers are sealed until it closes: the results, and how many answered, are shown then.")
+        return {"text": f"{title}: open", "blocks": [{"type": "header", "text": _text(shorten(title, 150))},
+                                                     {"type": "section", "text": _md(summary)}]}
     rate = f" ({results.rate:.0f}%)" if results.rate is not None else ""
     summary = f"*{results.responses}* of {results.delivered or results.recipients} people answered{rate}."
     summary += f" Ran {when(run.started_at)} – {when(run.closed_at or run.closes_at)}."

@@ -7,6 +7,10 @@ from enum import StrEnum
 
 from bot.runtime.config import Taxonomy
 from bot.blocks.ids import Block
+from sqlmodel import Session
+
+from storage import friction, outbox
+from storage.friction import Filed, FrictionDraft
 from storage.models import FrictionKind, Severity
 
 MAX_TEXT = 3000
@@ -122,4 +126,5 @@ def suggest_categories(text: str, taxonomy: Taxonomy) -> tuple[str, ...]:
         if any(re.search(rf"(?<!\w){re.escape(k.lower())}(?!\w)", lowered) for k in category.keywords):
             found.append(category.id)
     return tuple(found)
+
 

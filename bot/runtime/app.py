@@ -35,13 +35,14 @@ import handlers.polling
 import handlers.retention
 import handlers.surveys
 import handlers.targets
+from bot.operations import surveys as survey_ops
 import handlers.triage
 import handlers.webhooks
 import bot.web.dashboard
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.runtime.hosts import HostDirectory
-from bot.runtime.metrics import Metrics, listener_name
+from bot.runtime.metrics import UNOBSERVED, Metrics, listener_name
 from bot.runtime.sender import OutboxSender
 from bot.runtime.slack_reads import with_read_retries
 from bot.runtime.workspaces import BOT_SCOPES, Workspaces, installation_store, state_store
@@ -94,7 +95,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         return None
 
     handlers.intake.register(app, deps)
-    handlers.triage.register(app, deps, on_resolved=handlers.surveys.csat_followup_hook(policy))
+    handlers.triage.register(app, deps, on_resolved=survey_ops.csat_followup_hook(policy))
     handlers.closing.register(app, deps)
     handlers.polling.register(app, deps)
     handlers.help_channel.register(app, deps)
@@ -175,8 +176,9 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             log.warning("malformed Slack payload: %r", exc)
             response = PlainTextResponse("malformed payload", status_code=400)
         # Bolt answers once the listener acks, so this is the ack latency Slack sees.
-        deps.metrics.ack_seconds.labels(listener).observe(time.perf_counter() - started)
-        deps.metrics.requests.labels(listener, str(response.status_code)).inc()
+        if listener not in UNOBSERVED:
+            deps.metrics.ack_seconds.labels(listener).observe(time.perf_counter() - started)
+            deps.metrics.requests.labels(listener, str(response.status_code)).inc()
         return response
 
     async def metrics(_request: Request) -> Response:

@@ -131,7 +131,8 @@ async def _run_job(name: str, at: str | None) -> int:
 
 
 async def _survey_send(name: str, *, now: bool) -> int:
-    from handlers.surveys import SurveyError, SurveyRunner
+    from bot.operations.surveys import SurveyError
+    from handlers.surveys import runner_for
     from storage import surveys as store
 
     db, app, deps = _build()
@@ -141,7 +142,7 @@ async def _survey_send(name: str, *, now: bool) -> int:
         print(f"platform-feedback: no survey named {name!r} in the team policy (surveys: {known}).", file=sys.stderr)
         return 2
     _migrate_db(db)
-    runner = SurveyRunner(deps)
+    runner = runner_for(deps)
     try:
         run = await runner.start(survey, started_by=None, deliver_now=now)
     except SurveyError as exc:

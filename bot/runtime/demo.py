@@ -10,11 +10,10 @@ the six months, in one transaction. Seeded: the same seed gives the same sample.
 The dashboard is then served on 127.0.0.1 with a token made for this run; no Slack settings.
 """
 
-import inspect
 import math
 import random
 import secrets
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -338,8 +337,8 @@ def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, da
     except ImportError as exc:
         summary.survey_note = f"pulse surveys skipped (not available: {exc.name})"
         return
-    needed = ("create_run", "add_recipients", "save_answers", "open_run", "close_run", "segment_counts")
-    if not all(hasattr(store, name) for name in needed) or not hasattr(logic, "respondent_key"):
+    needed = ("create_run", "add_recipients", "open_run", "close_run", "NewResponse")
+    if not all(hasattr(store, name) for name in needed):
         summary.survey_note = "pulse surveys skipped (storage.surveys has no way to add runs and answers)"
         return
     survey = Survey(
@@ -371,22 +370,22 @@ def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, da
                 store.NewRecipient(user_id=u, tz="Europe/Berlin", segment=rng.choice(segments), deliver_at=started) for u in asked])
             store.open_run(session=session, run_id=run.id)
             mood = 0.2 + 0.1 * (6 - month)  # the platform gets better liked over the months
+            drafts = []
             for row in added:
                 row.delivered = True
+                session.add(row)
                 if rng.random() < 0.55:
                     score = max(0, min(10, round(rng.gauss(6.5 + 3 * mood, 2.0))))
                     answers = {"nps": {"score": score}}
                     if rng.random() < 0.3:
                         answers["better"] = {"text": rng.choice(comments)}
-                    store.save_answers(session=session, run_id=run.id, respondent_key=logic.respondent_key(run.secret, row.user_id),
-                                       user_id=None, segment=row.segment, answers=answers)
-                    row.answered = True
-                session.add(row)
-            session.flush()
-            counts = store.segment_counts(session=session, run_id=run.id)
-            extra = {"min_group": survey.min_group} if "min_group" in inspect.signature(store.close_run).parameters else {}
-            closed = store.close_run(session=session, run_id=run.id, segment_map=logic.segment_map(counts, survey.min_group),
-                                     now=started + timedelta(days=7), **extra)
+                    drafts.append(store.NewResponse(segment=row.segment, user_id=None, comment=None, answers=answers))
+            mapping = logic.segment_map(dict(Counter(d.segment for d in drafts)), survey.min_group)
+            for draft in drafts:
+                draft.segment = mapping.get(draft.segment)
+            rng.shuffle(drafts)  # as a real close writes them: row order is not answer order
+            run = store.lock_run(session=session, run_id=run.id)
+            closed = store.close_run(session=session, run=run, responses=drafts, answered=len(drafts), now=started + timedelta(days=7))
             if closed is not None:
                 closed.started_at = started
                 session.add(closed)

@@ -2,6 +2,7 @@
 do not collide). Outbox depth and age are read from the database at scrape time."""
 
 from collections.abc import Callable
+from functools import cache
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -49,25 +50,53 @@ class _OutboxCollector:
         return []
 
 
+@cache  # imported on first use: the builders import much of the bot
+def _known_ids() -> frozenset[str]:
+    """Every action and callback id the bot registers listeners for: the only ids a label may name."""
+    from bot.blocks.help_channel import RESOLVE_ACTION
+    from bot.blocks.ids import Action, Callback
+    from bot.blocks.surveys import SurveyAction, SurveyCallback
+
+    return frozenset({*Action, *Callback, *SurveyAction, *SurveyCallback, RESOLVE_ACTION})
+
+
+KNOWN_EVENTS = frozenset({"message", "reaction_added", "app_home_opened", "app_mention", "tokens_revoked", "app_uninstalled"})
+# Answering an anonymous survey: not observed at all, so that /metrics does not change when
+# someone answers (lined up with DM times, even a bare count could tell who did).
+UNOBSERVED = frozenset({"action:survey_answer", "action:survey_comment", "view:survey_comment_modal"})
+
+
 def listener_name(body: dict) -> str:
-    """A low-cardinality label for what a Slack request asked for ("unknown" for odd shapes)."""
+    """A low-cardinality label for what a Slack request asked for, from a fixed vocabulary: an
+    action or view is named by its registered id without any value suffix (``survey_answer:3``
+    -> ``action:survey_answer``), an event by its type if the bot handles it; anything else
+    (an id or type the bot does not know, an odd shape) is ``<kind>:other`` or ``unknown``.
+    Nothing a payload carries beyond a known id reaches a label."""
     try:
         return _listener_name(body)
     except (LookupError, TypeError, AttributeError):
         return "unknown"
 
 
+def _id(value: object) -> str:
+    stem = str(value).split(":", 1)[0]
+    return stem if stem in _known_ids() else "other"
+
+
 def _listener_name(body: dict) -> str:
     kind = body.get("type") or ("command" if "command" in body else "unknown")
     if kind == "event_callback":
-        return f"event:{str((body.get('event') or {}).get('type', '?'))[:40]}"
+        event = str((body.get("event") or {}).get("type", "?"))
+        return f"event:{event if event in KNOWN_EVENTS else 'other'}"
     if "command" in body:
-        return f"command:{str(body['command'])[:40]}"
+        return f"command:{'/platform-feedback' if body['command'] == '/platform-feedback' else 'other'}"
     if kind == "block_actions":
         actions = body.get("actions") or [{}]
-        return f"action:{str(actions[0].get('action_id', '?'))[:60]}"
+        return f"action:{_id(actions[0].get('action_id', '?'))}"
     if kind in ("view_submission", "view_closed"):
-        return f"view:{str((body.get('view') or {}).get('callback_id', '?'))[:60]}"
+        return f"view:{_id((body.get('view') or {}).get('callback_id', '?'))}"
     if kind in ("shortcut", "message_action"):
-        return f"shortcut:{str(body.get('callback_id', '?'))[:60]}"
-    return str(kind)[:40]
+        return f"shortcut:{_id(body.get('callback_id', '?'))}"
+    if kind in ("url_verification", "app_rate_limited", "interactive_message", "block_suggestion", "unknown"):
+        return str(kind)
+    return "other"

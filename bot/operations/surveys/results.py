@@ -1,130 +1,17 @@
-"""Pulse surveys without Slack: when DMs and reminders go, what an answer means, the respondent
-key, which segments may be shown, and the results (NPS, CSAT, choices, response rate, change vs.
-the previous run). ``survey_results_for_report`` is the plain entry point for ``platform-feedback report``.
-"""
+"""Survey results: which segments may be shown, NPS/CSAT/choices, response rate, change vs. the
+previous run, the score history for the chart, and plain data for ``platform-feedback report``."""
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime, timedelta
 
-from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import Session, col, select
 
+from bot.operations.surveys.timing import zone
 from bot.runtime.config import Survey, SurveyQuestion
 from storage import surveys as store
 from storage.models import as_utc, utcnow
 from storage.surveys import ResponseRow, RunStatus, SurveyRun
-
-UTC = timezone.utc
-MIN_GAP = timedelta(hours=12)  # between two messages to one person about one run
-MAX_REMINDERS = 2
-EARLY_TOLERANCE = timedelta(seconds=60)  # a cron firing this early still counts for its occurrence
-SCORES = {"nps": range(0, 11), "csat": range(1, 6)}
-
-
-# ------------------------------------------------------------------ time
-
-
-def zone(name: str | None, fallback: str = "UTC") -> ZoneInfo:
-    for candidate in (name, fallback, "UTC"):
-        if candidate:
-            try:
-                return ZoneInfo(candidate)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return ZoneInfo("UTC")
-
-
-def delivery_time(start: datetime, tz: str | None, hour: int, *, fallback: str = "UTC") -> datetime:
-    """The first ``hour``:00 in the person's own time zone at or after ``start`` (UTC)."""
-    local_zone = zone(tz, fallback)
-    local = start.astimezone(local_zone)
-    day: date = local.date()
-    for _ in range(3):
-        candidate = datetime.combine(day, time(hour), tzinfo=local_zone)
-        # A time in a DST gap (fold 0) reads as the offset before the change: it lands an hour later.
-        if candidate.astimezone(UTC) >= start:
-            return candidate.astimezone(UTC)
-        day += timedelta(days=1)
-    return start
-
-
-def reminder_times(deliver_at: datetime, closes_at: datetime, *, remind_after_days: int, remind_before_close: bool) -> list[datetime]:
-    """When a non-responder is reminded: ``remind_after_days`` after their DM, and once more on
-    the last day before the run closes (at their delivery hour). Never more than two, never within
-    12 hours of each other, of the DM, or of the close."""
-    times: list[datetime] = []
-    latest = closes_at - MIN_GAP
-    if remind_after_days:
-        first = deliver_at + timedelta(days=remind_after_days)
-        if first <= latest:
-            times.append(first)
-    if remind_before_close:
-        days = math.floor((latest - deliver_at) / timedelta(days=1))
-        last = deliver_at + timedelta(days=days)
-        if days >= 1 and all(abs(last - t) >= MIN_GAP for t in times):
-            times.append(last)
-    return sorted(times)[:MAX_REMINDERS]
-
-
-def due_reminder(times: list[datetime], sent: int, now: datetime) -> int | None:
-    """Which reminder (1-based) to send now, given ``sent`` already; None if none is due. After a
-    long outage only the latest due one goes: a person never gets two at once."""
-    due = [i for i, t in enumerate(times) if t <= now]
-    if not due or due[-1] < sent:
-        return None
-    return due[-1] + 1
-
-
-def trigger_for(survey: Survey) -> CronTrigger:
-    return CronTrigger.from_crontab(survey.schedule, timezone=survey.timezone)
-
-
-def latest_fire(trigger: CronTrigger, now: datetime, *, horizon_days: int = 400) -> datetime | None:
-    """The latest time ``trigger`` fired at or before ``now`` (within a minute's tolerance)."""
-    fire = trigger.get_next_fire_time(None, now - timedelta(days=horizon_days))
-    last = None
-    while fire is not None and fire <= now + EARLY_TOLERANCE:
-        last = fire
-        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
-    return last.astimezone(UTC) if last else None
-
-
-def next_fire(survey: Survey, now: datetime) -> datetime | None:
-    if not survey.schedule:
-        return None
-    return trigger_for(survey).get_next_fire_time(None, now)
-
-
-# ------------------------------------------------------------------ answers
-
-
-respondent_key = store.respondent_key  # HMAC-SHA256(run secret, user id); see storage.surveys
-
-
-def read_button(question: SurveyQuestion, raw: str) -> dict | None:
-    """A button's value for ``question`` as stored: {"score": n} or {"choice": label}; None if invalid."""
-    if question.kind in SCORES:
-        if raw.isdigit() and int(raw) in SCORES[question.kind]:
-            return {"score": int(raw)}
-        return None
-    if question.kind == "choice" and raw.isdigit() and int(raw) < len(question.options):
-        return {"choice": question.options[int(raw)]}
-    return None
-
-
-def selected(question: SurveyQuestion, answer) -> str | None:
-    """The button value that stands for a stored answer (to highlight it)."""
-    if answer is None:
-        return None
-    if question.kind in SCORES and answer.score is not None:
-        return str(answer.score)
-    if question.kind == "choice" and answer.choice in question.options:
-        return str(question.options.index(answer.choice))
-    return None
-
 
 # ------------------------------------------------------------------ who may be shown
 

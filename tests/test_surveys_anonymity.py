@@ -1,0 +1,201 @@
+"""Anonymous surveys stay anonymous against anyone watching (issue #14): the /metrics scraper,
+a host reading results, someone reading the database rows, SQLite's files (with the -wal) or
+PostgreSQL's (heap and WAL). One test per channel; each failed before answers were sealed."""
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bot.runtime.metrics import listener_name
+from storage.models import OutboxMessage
+from storage.surveys import SurveyAnswer, SurveyRecipient, SurveyResponse, SurveyRun
+from tests.test_surveys import (  # noqa: F401 (policy, directory: fixtures)
+    ENGINEERS,
+    EVERYONE,
+    GROUP_ONLY,
+    answer,
+    close,
+    command,
+    comment,
+    directory,
+    policy,
+    rows,
+    runner_of,
+    started,
+)
+
+
+def metrics(bot) -> str:
+    return bot.deps.metrics.render().decode()
+
+
+def request_series(scrape: str) -> list[str]:
+    return [line for line in scrape.splitlines() if line.startswith(("pf_slack_requests", "pf_slack_ack_seconds"))]
+
+
+# ------------------------------------------------------------------ /metrics
+
+
+def test_labels_name_known_ids_only_never_a_value_or_anything_else_from_a_payload():
+    def action(action_id: str) -> dict:
+        return {"type": "block_actions", "actions": [{"action_id": action_id}]}
+
+    for value in ("0", "3", "10"):
+        assert listener_name(action(f"survey_answer:{value}")) == "action:survey_answer"
+    assert listener_name(action("csat_followup:5")) == "action:csat_followup"  # every action with a value suffix
+    assert listener_name(action("triage_resolve")) == "action:triage_resolve"
+    assert listener_name(action("made_up_by_someone:U0ENG00001")) == "action:other"
+    assert listener_name({"type": "view_submission", "view": {"callback_id": "anything<>"}}) == "view:other"
+    assert listener_name({"type": "event_callback", "event": {"type": "U0ENG00001"}}) == "event:other"
+    assert listener_name({"command": "/some-other-command"}) == "command:other"
+    assert listener_name({"type": "no_such_type"}) == "other"
+
+
+async def test_answering_leaves_metrics_unchanged(bot):
+    await started(bot)
+    before = request_series(metrics(bot))
+    for i, user in enumerate(ENGINEERS[:4]):
+        await answer(bot, user, 10 - i, ci=1 + i)
+    await comment(bot, ENGINEERS[0], "Builds are slow", fix="caching")
+    after = metrics(bot)
+    assert "survey_answer" not in after and "survey_comment" not in after
+    assert request_series(after) == before  # a scrape cannot tell that (or when) anyone answered
+
+
+# ------------------------------------------------------------------ a host reading results
+
+
+async def test_results_of_an_open_run_do_not_change_as_people_answer(bot):
+    run = await started(bot)
+    looks = []
+    for i, user in enumerate(ENGINEERS[:5]):
+        looks.append(await command(bot, "survey results pulse"))
+        await answer(bot, user, 10 - i)
+    looks.append(await command(bot, "survey results pulse"))
+    assert len(set(looks)) == 1 and "sealed until it closes" in looks[0]
+    await close(bot, run)
+    assert "*5* of 10 people answered" in await command(bot, "survey results pulse")
+
+
+# ------------------------------------------------------------------ database rows after close
+
+
+async def test_after_close_no_row_tells_who_answered(bot):
+    run = await started(bot)
+    answerers = ENGINEERS[:4]
+    for user in answerers:
+        await answer(bot, user, 8)
+    await runner_of(bot).tick(now=run.closes_at - timedelta(hours=13))  # the last call, to the others
+    await bot.drain()
+    assert any(c.body["text"].startswith("Reminder") for c in bot.fake.calls_to("chat.postMessage"))
+    await close(bot, run)
+
+    def trace(row: SurveyRecipient) -> tuple:
+        return (row.answered, row.reminders, getattr(row, "sealed", None))
+
+    recipients = rows(bot.db, SurveyRecipient, SurveyRecipient.run_id == run.id)
+    assert {trace(r) for r in recipients} == {(None, 0, None)}  # answerers and the others look the same
+    keys = [m.dedupe_key for m in rows(bot.db, OutboxMessage)]
+    assert not [k for k in keys if k.startswith(f"survey:{run.id}:reminder")]
+    people = EVERYONE | set(GROUP_ONLY)
+    for message in rows(bot.db, OutboxMessage):
+        if message.dedupe_key.startswith(f"survey:{run.id}:dm:"):
+            assert message.last_error in (None, "the survey closed", "opted out")  # never "answered"
+    for row in [*rows(bot.db, SurveyResponse), *rows(bot.db, SurveyAnswer)]:
+        assert not any(u in json.dumps(row.model_dump(), default=str) for u in people)
+
+
+# ------------------------------------------------------------------ row order
+
+
+def stored_order(bot, run_id: int) -> list[int]:
+    """The NPS scores in the order the database keeps the rows (rowid / ctid)."""
+    position = "rowid" if bot.db.engine.dialect.name == "sqlite" else "ctid"
+    with bot.db.engine.connect() as conn:
+        return [score for (score,) in conn.execute(text(
+            f"SELECT a.score FROM survey_response r JOIN survey_answer a ON a.response_id = r.id "
+            f"WHERE r.run_id = :run AND a.question = 'nps' ORDER BY r.{position}"), {"run": run_id})]
+
+
+def answer_rows_order(bot, run_id: int) -> list[int]:
+    position = "rowid" if bot.db.engine.dialect.name == "sqlite" else "ctid"
+    with bot.db.engine.connect() as conn:
+        return [score for (score,) in conn.execute(text(
+            f"SELECT a.score FROM survey_answer a JOIN survey_response r ON a.response_id = r.id "
+            f"WHERE r.run_id = :run AND a.question = 'nps' ORDER BY a.{position}"), {"run": run_id})]
+
+
+async def test_row_order_is_not_answer_order(bot, fake_slack):
+    people = [f"U0ORD{i:05d}" for i in range(11)]
+    for user in people:
+        fake_slack.users[user] = {"tz": "UTC"}
+    fake_slack.channel_members["C0ENG00001"] = fake_slack.channel_members["C0ENG00001"] + people
+    run = await started(bot)
+    for score, user in enumerate(people):  # answered in the order 0, 1, ..., 10
+        await answer(bot, user, score)
+    await close(bot, run)
+    order, answer_order = stored_order(bot, run.id), answer_rows_order(bot, run.id)
+    assert sorted(order) == list(range(11)) == sorted(answer_order)
+    assert order != list(range(11)) and answer_order != list(range(11))  # 1 in 11! to fail by chance
+
+
+# ------------------------------------------------------------------ SQLite's files
+
+
+async def test_sqlite_files_keep_nothing_that_opens_an_answer_after_close(bot):
+    if bot.db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's files")
+    run = await started(bot)
+    for i, user in enumerate(ENGINEERS[:5]):
+        await answer(bot, user, 10 - i, ci=1 + i % 5)
+    await comment(bot, ENGINEERS[1], "Nobody reviews my pull requests", fix="reviews")
+    nonce = rows(bot.db, SurveyRun, SurveyRun.id == run.id)[0].secret
+    sealed = [r.sealed for r in rows(bot.db, SurveyRecipient) if getattr(r, "sealed", None)]
+    await close(bot, run)
+    path = Path(bot.db.engine.url.database)
+    files = {p.name: p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists()}
+    assert files, path
+    for name, data in files.items():
+        assert nonce.encode() not in data, name  # the run's nonce: with the bot's secret it would open the blobs
+        for blob in sealed:
+            assert blob[:40].encode() not in data, name
+    assert nonce and len(sealed) == 5
+    # ...and the answers themselves are there, without anyone's name next to them.
+    assert b"Nobody reviews my pull requests" in b"".join(files.values())
+
+
+# ------------------------------------------------------------------ PostgreSQL's files
+
+
+def pg_bytes(bot, since) -> bytes:
+    """The survey tables' heap files and the WAL segments written since ``since``, read as the
+    server keeps them (dead tuples and all)."""
+    with bot.db.engine.connect() as conn:
+        conn.execute(text("CHECKPOINT"))
+        files = [conn.execute(text("SELECT pg_relation_filepath(:t)"), {"t": t}).scalar()
+                 for t in ("survey_recipient", "survey_response", "survey_answer", "survey_run", "outbox_message")]
+        wal = [f"pg_wal/{name}" for (name,) in conn.execute(text(
+            "SELECT name FROM pg_ls_waldir() WHERE modification >= :since ORDER BY name"), {"since": since})]
+        chunks = [conn.execute(text("SELECT pg_read_binary_file(:p)"), {"p": p}).scalar() for p in files + wal]
+    return b"".join(bytes(c) for c in chunks if c)
+
+
+async def test_postgresql_never_holds_an_answer_next_to_a_person(bot):
+    if bot.db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's files")
+    with bot.db.engine.connect() as conn:
+        since = conn.execute(text("SELECT now() - interval '1 second'")).scalar()
+    run = await started(bot)
+    secret_words = "Nobody reviews my pull requests, ever"
+    await answer(bot, ENGINEERS[1], 3)
+    await comment(bot, ENGINEERS[1], secret_words, fix="reviews")
+    for user in ENGINEERS[2:5]:
+        await answer(bot, user, 9)
+    # While the run is open the answers exist only sealed: not in any table file, dead tuple or WAL record.
+    assert secret_words.encode() not in pg_bytes(bot, since)
+    await close(bot, run)
+    assert re.search(r"Nobody reviews", json.dumps([r.comment for r in rows(bot.db, SurveyResponse)]))
