@@ -1,4 +1,4 @@
-"""The ``platform-feedback`` command: serve, migrate."""
+"""The ``platform-feedback`` command: serve, check, migrate, report, export and the rest (``--help``)."""
 
 import argparse
 import asyncio
@@ -6,15 +6,25 @@ import logging
 import sys
 
 from bot.runtime import logs
+from bot.runtime.check import NETWORK_ERRORS, SlackUnreachable, TokenRejected
 from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_settings
 from storage.database import Database, DatabaseUnavailable
 
+log = logging.getLogger("platform_feedback")
+
 
 def main(argv: list[str] | None = None) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
     parser = argparse.ArgumentParser(prog="platform-feedback", description="A Slack bot for platform feedback.")
+    try:
+        parser.add_argument("--version", action="version", version=f"%(prog)s {version('platform-feedback')}")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        parser.add_argument("--version", action="version", version="%(prog)s (not installed)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the bot (HTTP, or Socket Mode when SLACK_APP_TOKEN is set)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply database migrations on start")
+    sub.add_parser("check", help="ask Slack about the token, scopes, channels, people and user groups the settings and policy name")
     sub.add_parser("migrate", help="apply database migrations (Alembic upgrade head)")
     sub.add_parser("jobs", help="list the scheduled jobs the team policy defines")
     run_job = sub.add_parser("run-job", help="run one scheduled job now (once per occurrence, as the scheduler would)")
@@ -46,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return _migrate()
+        if args.command == "check":
+            return asyncio.run(_check())
         if args.command == "jobs":
             return _jobs()
         if args.command == "run-job":
@@ -71,6 +83,83 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseUnavailable as exc:
         print(f"platform-feedback: DATABASE_URL: cannot reach the database ({exc}).", file=sys.stderr)
         return 2
+    except NotMigrated as exc:
+        print(f"platform-feedback: {exc}", file=sys.stderr)
+        return 2
+    except TokenRejected as exc:
+        print(f"platform-feedback: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: stopped, as asked (Socket Mode, demo); no traceback
+        return 130
+
+
+class NotMigrated(Exception):
+    """The database has not been migrated to this version's schema. ``str()``: one line saying what to run."""
+
+
+def _require_migrated(db: Database) -> None:
+    """Raise NotMigrated unless the database is at the migrations' head (DatabaseUnavailable if unreachable)."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import OperationalError
+
+    from storage.database import alembic_config
+
+    try:  # read alembic_version directly: alembic's MigrationContext logs INFO lines on stderr
+        with db.engine.connect() as conn:
+            has = inspect(conn).has_table("alembic_version")
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar() if has else None
+    except OperationalError as exc:
+        raise DatabaseUnavailable(" ".join(str(exc.orig).split())[:200]) from None
+    head = ScriptDirectory.from_config(alembic_config(db.engine)).get_current_head()
+    if current is None:
+        raise NotMigrated(f"the database ({_safe_url(db)}) has no tables yet: run `platform-feedback migrate` "
+                          "(or `serve`, which migrates), or point DATABASE_URL at the bot's database.")
+    if current != head:
+        raise NotMigrated(f"the database ({_safe_url(db)}) is at revision {current}, this version needs {head}: "
+                          "run `platform-feedback migrate`.")
+
+
+def _safe_url(db: Database) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(db.url).render_as_string(hide_password=True)
+
+
+async def _check() -> int:
+    """``platform-feedback check``: one line per item; 1 if anything blocks, else 0."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.runtime.check import TIMEOUT_SECONDS, check, policy_file
+
+    settings = load_settings()
+    logs.configure(secrets=settings.secrets())
+    policy = load_policy(settings.config_file)
+    if settings.oauth:
+        from bot.runtime.workspaces import NotInstalled, Workspaces, installation_store
+
+        db = Database(settings.database_url)
+        _require_migrated(db)
+        try:
+            token = await Workspaces(store=installation_store(db, settings.slack_client_id), home=policy.workspace).token(None)
+        except NotInstalled as exc:
+            print(f"✗ {exc}")
+            return 1
+        finally:
+            await db.dispose_async()
+    else:
+        token = settings.slack_bot_token
+    client = AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=TIMEOUT_SECONDS)
+    try:
+        lines = await check(settings, policy, client, policy_file(settings.config_file))
+    except SlackUnreachable as exc:
+        print(f"✗ Slack stopped answering during the check ({exc}): run it again")
+        return 1
+    for line in lines:
+        print(line)
+    blocking = sum(1 for line in lines if line.status == "block")
+    print(f"{blocking} problem(s) to fix before serving." if blocking else "Ready: `platform-feedback serve`.")
+    return 1 if blocking else 0
 
 
 def _migrate() -> int:
@@ -123,14 +212,40 @@ async def _run_job(name: str, at: str | None) -> int:
         print("platform-feedback: --at needs a UTC offset (e.g. +00:00).", file=sys.stderr)
         return 2
     _migrate_db(db)
+    before = await db.run(_queued_since, after_id=None)  # the newest outbox id before the job
     ran = await deps.scheduler.run(name, occurrence)
     while await deps.sender.drain_once():  # send what the job queued before exiting
         pass
-    print(f"platform-feedback: {name} {'ran' if ran else 'had already run for that occurrence'}")
+    queued, pending, failed = await db.run(_queued_since, after_id=before)
+    if not ran:
+        print(f"platform-feedback: {name} had already run for that occurrence")
+    elif not queued:
+        print(f"platform-feedback: {name} ran (nothing to post)")
+    elif pending:
+        # Slack did not take them yet (unreachable, rate limited, or due later): the running bot's sender sends them.
+        print(f"platform-feedback: {name} ran; {pending} of {queued} message(s) queued, not sent yet (the running bot sends them)")
+    elif failed:
+        print(f"platform-feedback: {name} ran; {failed} of {queued} message(s) refused by Slack (see the log)")
+    else:
+        print(f"platform-feedback: {name} ran; {queued} message(s) sent")
     return 0
 
 
+def _queued_since(*, session, after_id):
+    """``after_id`` None: the newest outbox message id (0: none). Else (messages queued after it, how many still pending)."""
+    from sqlmodel import func, select
+
+    from storage.models import OutboxMessage, OutboxStatus
+
+    if after_id is None:
+        return session.exec(select(func.max(OutboxMessage.id))).one() or 0
+    rows = session.exec(select(OutboxMessage.status).where(OutboxMessage.id > after_id)).all()
+    return len(rows), rows.count(OutboxStatus.pending), rows.count(OutboxStatus.failed)
+
+
 async def _survey_send(name: str, *, now: bool) -> int:
+    from slack_sdk.errors import SlackApiError
+
     from handlers.surveys import SurveyError, SurveyRunner
     from storage import surveys as store
 
@@ -147,7 +262,13 @@ async def _survey_send(name: str, *, now: bool) -> int:
     except SurveyError as exc:
         print(f"platform-feedback: {exc}", file=sys.stderr)
         return 1
-    await runner.resolve(run.id)  # if this stops half-way, the running bot carries on (the run stays "resolving")
+    try:
+        await runner.resolve(run.id)  # if this stops half-way, the running bot carries on (the run stays "resolving")
+    except (SurveyError, SlackApiError, *NETWORK_ERRORS) as exc:
+        reason = exc.response.get("error") if isinstance(exc, SlackApiError) else str(exc) or type(exc).__name__
+        print(f"platform-feedback: {name} run {run.id} started, but its audience could not be read from Slack "
+              f"({' '.join(str(reason).split())[:200]}): the running bot retries and sends the DMs.", file=sys.stderr)
+        return 1
     count = await db.run(store.recipient_count, run_id=run.id)
     when = "now" if now else f"at {survey.delivery_hour:02d}:00 in each person's own time zone"
     print(f"platform-feedback: {name} run {run.id} started for {count} people; the running bot sends the DMs {when}.")
@@ -155,9 +276,15 @@ async def _survey_send(name: str, *, now: bool) -> int:
 
 
 def _serve(*, no_migrate: bool) -> int:
+    from bot.runtime.check import policy_file, policy_summary
+
     settings = load_settings()
     logs.configure(secrets=settings.secrets())
     policy = load_policy(settings.config_file)
+    summary, warnings = policy_summary(policy, policy_file(settings.config_file))
+    log.info(summary)
+    for warning in warnings:
+        log.warning(warning)
     db = Database(settings.database_url)
     if not no_migrate:
         _migrate_db(db)
@@ -165,24 +292,56 @@ def _serve(*, no_migrate: bool) -> int:
     from bot.runtime.app import create_app, create_web_app
 
     app, deps = create_app(settings, policy, db)
+    if settings.slack_bot_token:  # OAuth: each installation's token is checked by Bolt's authorize
+        asyncio.run(_token_check(app.client))
     if settings.socket_mode:
-        return asyncio.run(_socket_mode(app, deps, settings.slack_app_token))
+        return asyncio.run(_socket_mode(app, deps, settings))
     import uvicorn
 
     uvicorn.run(create_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None)
     return 0
 
 
-async def _socket_mode(app, deps, app_token: str) -> int:
+async def _token_check(client) -> None:
+    """auth.test before serving: a refused token stops start-up (TokenRejected: exit 2, one line);
+    Slack unreachable is one warning line, and the bot starts (the outbox waits for Slack)."""
+    from bot.runtime.check import auth_test
+
+    try:
+        me, _headers = await auth_test(client)
+    except SlackUnreachable as exc:
+        log.warning("cannot check SLACK_BOT_TOKEN now: Slack cannot be reached (%s); starting anyway", exc)
+        return
+    log.info("SLACK_BOT_TOKEN: bot %s in workspace %s", me.get("user_id"), me.get("team_id"))
+
+
+async def _socket_mode(app, deps, settings) -> int:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
+    from bot.runtime.check import app_token_check
+
+    log.info("connecting to Slack over Socket Mode (%s): no HTTP server, so no /healthz, /metrics, dashboard "
+             "or tracker webhooks", settings.slack_api_url)
+    delay = 1.0
+    while True:  # TokenRejected ends this (exit 2); a network error waits, longer each time (up to a minute)
+        try:
+            await app_token_check(settings.slack_app_token, settings.slack_api_url)
+            break
+        except SlackUnreachable as exc:
+            log.warning("Socket Mode: Slack cannot be reached (%s); trying again in %.0f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+    handler = AsyncSocketModeHandler(app, settings.slack_app_token)
     deps.sender.start()
     deps.scheduler.start()
     try:
-        await AsyncSocketModeHandler(app, app_token).start_async()
+        await handler.connect_async()
+        log.info("connected over Socket Mode")
+        await asyncio.Event().wait()  # until the process is stopped
     finally:
         deps.scheduler.stop()
         await deps.sender.stop()
+        await handler.close_async()
     return 0
 
 
@@ -193,7 +352,10 @@ def _offline():
     from bot.runtime.config import ReportSettings
 
     settings = load_settings(ReportSettings)
-    return Database(settings.database_url), load_policy(settings.config_file)
+    policy = load_policy(settings.config_file)
+    db = Database(settings.database_url)
+    _require_migrated(db)  # before any output: no CSV header, then an error
+    return db, policy
 
 
 def _report(days: int | None, fmt: str | None) -> int:
@@ -306,6 +468,10 @@ def _report_table(data: dict) -> str:
     weeks = data["loop"]["weeks"]
     lines += ["", "Weekly (oldest first)", *_table(["week from", "reports", "active reporters"],
                                                   [[x["start"][:10], x["reports"], x["active_reporters"]] for x in weeks])]
+    nps = data["loop"]["nps"]
+    lines += ["", "Pulse NPS (-100 to 100; surveys closed in the window, oldest first)",
+              *(_table(["closed", "NPS", "answers"], [[n["at"][:10], n["score"], n["responses"]] for n in nps])
+                if nps else ["  no survey with an NPS question closed in this window"])]
     lines += ["", data["formula"]]
     return "\n".join(lines)
 
