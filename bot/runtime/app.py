@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import handlers.closing
+import handlers.dm
 import handlers.help_channel
 import handlers.home
 import handlers.insight
@@ -94,6 +95,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     handlers.triage.register(app, deps, on_resolved=handlers.surveys.csat_followup_hook(policy))
     handlers.closing.register(app, deps)
     handlers.polling.register(app, deps)
+    handlers.dm.register(app, deps)  # before help_channel's catch-all message listener
     handlers.help_channel.register(app, deps)
     handlers.office_hours.register(app, deps)
     handlers.surveys.register(app, deps)
