@@ -16,6 +16,7 @@ OWN_SUBCOMMANDS = {"help", "mine"}
 OTHER_SUBCOMMANDS = {"queue", "link", "resolve"}  # handled by the triage surface
 OTHER_SUBCOMMANDS.add("top")  # handled by the insight surface
 OTHER_SUBCOMMANDS.update({"surveys", "survey"})  # handled by the surveys surface
+OTHER_SUBCOMMANDS.add("changelog")  # handled by the changelog surface
 
 
 class CommandKind(StrEnum):

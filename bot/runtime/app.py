@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+import handlers.changelog
 import handlers.closing
 import handlers.dm
 import handlers.help_channel
@@ -94,6 +95,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     handlers.intake.register(app, deps)
     handlers.triage.register(app, deps, on_resolved=handlers.surveys.csat_followup_hook(policy))
     handlers.closing.register(app, deps)
+    handlers.changelog.register(app, deps)
     handlers.polling.register(app, deps)
     handlers.dm.register(app, deps)  # before help_channel's catch-all message listener
     handlers.help_channel.register(app, deps)

@@ -159,6 +159,9 @@ async def check(settings: Settings, policy: Policy, client: AsyncWebClient, sour
         lines.append(await _usergroup(client, group, setting))
     if not policy.hosts.users and not policy.hosts.usergroup:
         lines.append(Line("block", "hosts: none set: add hosts.users (U...) or hosts.usergroup (S...) to the policy, or nobody can triage"))
+    if policy.closing.announce != "off" and not policy.closing.announce_channel:
+        lines.append(Line("warn", f"closing.announce is {policy.closing.announce} but closing.announce_channel is not set: "
+                                  "no \"you said, we did\" posts"))
     if not policy.triage.channel:
         lines.append(Line("block", "triage.channel: not set: add the channel (C...) where hosts see new reports"))
     return lines + trackers(settings, policy)
