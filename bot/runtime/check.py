@@ -7,17 +7,21 @@ usergroups.users.list, apps.connections.open); the granted scopes come in every 
 ``X-OAuth-Scopes`` header (https://api.slack.com/authentication/oauth-v2, "Using token").
 """
 
+from __future__ import annotations
+
 import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime.config import DEFAULT_POLICY_FILE, Policy, Settings
-from bot.runtime.workspaces import BOT_SCOPES
+
+if TYPE_CHECKING:  # imported where used: `report` and the other offline commands need none of it
+    from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,10 @@ async def auth_test(client: AsyncWebClient, *, setting: str = "SLACK_BOT_TOKEN")
 async def app_token_check(app_token: str, api_url: str) -> None:
     """apps.connections.open with the app-level token, as Socket Mode does first. Raises TokenRejected
     (one line) or SlackUnreachable."""
-    client = AsyncWebClient(token=app_token, base_url=api_url, timeout=TIMEOUT_SECONDS)
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    # No retry handlers: the caller's back-off is the one retry, with one line per try.
+    client = AsyncWebClient(token=app_token, base_url=api_url, timeout=TIMEOUT_SECONDS, retry_handlers=[])
     data, _ = await _call(client, "apps.connections.open")
     if not data.get("ok"):
         error = data.get("error", "unknown_error")
@@ -168,6 +175,8 @@ async def check(settings: Settings, policy: Policy, client: AsyncWebClient, sour
 
 
 def _scopes(headers: dict) -> Line:
+    from bot.runtime.workspaces import BOT_SCOPES
+
     granted = {s.strip() for s in {k.lower(): v for k, v in headers.items()}.get("x-oauth-scopes", "").split(",") if s.strip()}
     missing = [s for s in BOT_SCOPES if s not in granted]
     if missing:

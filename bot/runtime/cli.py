@@ -2,15 +2,14 @@
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from bot.runtime import logs
-from bot.runtime.check import NETWORK_ERRORS, SlackUnreachable, TokenRejected
+from bot.runtime.check import NETWORK_ERRORS, TokenRejected
+from bot.runtime import serving
+from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
 from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_settings
 from storage.database import Database, DatabaseUnavailable
-
-log = logging.getLogger("platform_feedback")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             return _migrate()
         if args.command == "check":
-            return asyncio.run(_check())
+            return asyncio.run(check_command())
         if args.command == "jobs":
             return _jobs()
         if args.command == "run-job":
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             from bot.runtime.demo import run_demo
 
             return run_demo(port=args.port, db_file=args.db)
-        return _serve(no_migrate=args.no_migrate)
+        return serving.serve(no_migrate=args.no_migrate)
     except ConfigError as exc:
         print(f"platform-feedback: {exc}", file=sys.stderr)
         return 2
@@ -93,89 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-class NotMigrated(Exception):
-    """The database has not been migrated to this version's schema. ``str()``: one line saying what to run."""
-
-
-def _require_migrated(db: Database) -> None:
-    """Raise NotMigrated unless the database is at the migrations' head (DatabaseUnavailable if unreachable)."""
-    from alembic.script import ScriptDirectory
-    from sqlalchemy import inspect, text
-    from sqlalchemy.exc import OperationalError
-
-    from storage.database import alembic_config
-
-    try:  # read alembic_version directly: alembic's MigrationContext logs INFO lines on stderr
-        with db.engine.connect() as conn:
-            has = inspect(conn).has_table("alembic_version")
-            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar() if has else None
-    except OperationalError as exc:
-        raise DatabaseUnavailable(" ".join(str(exc.orig).split())[:200]) from None
-    head = ScriptDirectory.from_config(alembic_config(db.engine)).get_current_head()
-    if current is None:
-        raise NotMigrated(f"the database ({_safe_url(db)}) has no tables yet: run `platform-feedback migrate` "
-                          "(or `serve`, which migrates), or point DATABASE_URL at the bot's database.")
-    if current != head:
-        raise NotMigrated(f"the database ({_safe_url(db)}) is at revision {current}, this version needs {head}: "
-                          "run `platform-feedback migrate`.")
-
-
-def _safe_url(db: Database) -> str:
-    from sqlalchemy import make_url
-
-    return make_url(db.url).render_as_string(hide_password=True)
-
-
-async def _check() -> int:
-    """``platform-feedback check``: one line per item; 1 if anything blocks, else 0."""
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    from bot.runtime.check import TIMEOUT_SECONDS, check, policy_file
-
-    settings = load_settings()
-    logs.configure(secrets=settings.secrets())
-    policy = load_policy(settings.config_file)
-    if settings.oauth:
-        from bot.runtime.workspaces import NotInstalled, Workspaces, installation_store
-
-        db = Database(settings.database_url)
-        _require_migrated(db)
-        try:
-            token = await Workspaces(store=installation_store(db, settings.slack_client_id), home=policy.workspace).token(None)
-        except NotInstalled as exc:
-            print(f"✗ {exc}")
-            return 1
-        finally:
-            await db.dispose_async()
-    else:
-        token = settings.slack_bot_token
-    client = AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=TIMEOUT_SECONDS)
-    try:
-        lines = await check(settings, policy, client, policy_file(settings.config_file))
-    except SlackUnreachable as exc:
-        print(f"✗ Slack stopped answering during the check ({exc}): run it again")
-        return 1
-    for line in lines:
-        print(line)
-    blocking = sum(1 for line in lines if line.status == "block")
-    print(f"{blocking} problem(s) to fix before serving." if blocking else "Ready: `platform-feedback serve`.")
-    return 1 if blocking else 0
-
-
 def _migrate() -> int:
     db = Database(load_settings(DatabaseSettings).database_url)
-    _migrate_db(db)
+    migrate_db(db)
     print("platform-feedback: database is up to date")
     return 0
-
-
-def _migrate_db(db: Database) -> None:
-    from sqlalchemy.exc import OperationalError
-
-    try:
-        db.migrate()
-    except OperationalError as exc:
-        raise DatabaseUnavailable(" ".join(str(exc.orig).split())[:200]) from None
 
 
 def _build():
@@ -211,7 +132,7 @@ async def _run_job(name: str, at: str | None) -> int:
     if occurrence is not None and occurrence.tzinfo is None:
         print("platform-feedback: --at needs a UTC offset (e.g. +00:00).", file=sys.stderr)
         return 2
-    _migrate_db(db)
+    migrate_db(db)
     before = await db.run(_queued_since, after_id=None)  # the newest outbox id before the job
     ran = await deps.scheduler.run(name, occurrence)
     while await deps.sender.drain_once():  # send what the job queued before exiting
@@ -255,7 +176,7 @@ async def _survey_send(name: str, *, now: bool) -> int:
         known = ", ".join(s.name for s in deps.policy.surveys) or "none"
         print(f"platform-feedback: no survey named {name!r} in the team policy (surveys: {known}).", file=sys.stderr)
         return 2
-    _migrate_db(db)
+    migrate_db(db)
     runner = SurveyRunner(deps)
     try:
         run = await runner.start(survey, started_by=None, deliver_now=now)
@@ -275,76 +196,6 @@ async def _survey_send(name: str, *, now: bool) -> int:
     return 0
 
 
-def _serve(*, no_migrate: bool) -> int:
-    from bot.runtime.check import policy_file, policy_summary
-
-    settings = load_settings()
-    logs.configure(secrets=settings.secrets())
-    policy = load_policy(settings.config_file)
-    summary, warnings = policy_summary(policy, policy_file(settings.config_file))
-    log.info(summary)
-    for warning in warnings:
-        log.warning(warning)
-    db = Database(settings.database_url)
-    if not no_migrate:
-        _migrate_db(db)
-
-    from bot.runtime.app import create_app, create_web_app
-
-    app, deps = create_app(settings, policy, db)
-    if settings.slack_bot_token:  # OAuth: each installation's token is checked by Bolt's authorize
-        asyncio.run(_token_check(app.client))
-    if settings.socket_mode:
-        return asyncio.run(_socket_mode(app, deps, settings))
-    import uvicorn
-
-    uvicorn.run(create_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None)
-    return 0
-
-
-async def _token_check(client) -> None:
-    """auth.test before serving: a refused token stops start-up (TokenRejected: exit 2, one line);
-    Slack unreachable is one warning line, and the bot starts (the outbox waits for Slack)."""
-    from bot.runtime.check import auth_test
-
-    try:
-        me, _headers = await auth_test(client)
-    except SlackUnreachable as exc:
-        log.warning("cannot check SLACK_BOT_TOKEN now: Slack cannot be reached (%s); starting anyway", exc)
-        return
-    log.info("SLACK_BOT_TOKEN: bot %s in workspace %s", me.get("user_id"), me.get("team_id"))
-
-
-async def _socket_mode(app, deps, settings) -> int:
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-    from bot.runtime.check import app_token_check
-
-    log.info("connecting to Slack over Socket Mode (%s): no HTTP server, so no /healthz, /metrics, dashboard "
-             "or tracker webhooks", settings.slack_api_url)
-    delay = 1.0
-    while True:  # TokenRejected ends this (exit 2); a network error waits, longer each time (up to a minute)
-        try:
-            await app_token_check(settings.slack_app_token, settings.slack_api_url)
-            break
-        except SlackUnreachable as exc:
-            log.warning("Socket Mode: Slack cannot be reached (%s); trying again in %.0f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
-    handler = AsyncSocketModeHandler(app, settings.slack_app_token)
-    deps.sender.start()
-    deps.scheduler.start()
-    try:
-        await handler.connect_async()
-        log.info("connected over Socket Mode")
-        await asyncio.Event().wait()  # until the process is stopped
-    finally:
-        deps.scheduler.stop()
-        await deps.sender.stop()
-        await handler.close_async()
-    return 0
-
-
 # ------------------------------------------------------------------ report, export (database only)
 
 
@@ -354,7 +205,7 @@ def _offline():
     settings = load_settings(ReportSettings)
     policy = load_policy(settings.config_file)
     db = Database(settings.database_url)
-    _require_migrated(db)  # before any output: no CSV header, then an error
+    require_migrated(db)  # before any output: no CSV header, then an error
     return db, policy
 
 
