@@ -184,3 +184,18 @@ def test_run_job_says_queued_when_slack_did_not_take_the_post(tmp_path, fake_sla
     fake_slack.fail_when = None
     sent = run_cli(tmp_path, "run-job", job, "--at", "2026-12-01T14:00:00+00:00", **env(tmp_path, fake_slack, policy))
     assert "ran; " in sent.stdout and "message(s) sent" in sent.stdout and "queued" not in sent.stdout, sent.stdout
+
+
+def test_socket_mode_reconnect_failures_are_one_line(caplog):
+    """slack_sdk logs each failed reconnect with logger.exception (a traceback every ~10 s): one line instead."""
+    import logging
+
+    from bot.runtime.serving import _OneLine
+
+    try:
+        raise ConnectionResetError("connection reset by peer")
+    except ConnectionResetError as exc:
+        with caplog.at_level(logging.INFO):
+            _OneLine(logging.getLogger("slack_sdk.socket_mode"), {}).exception(f"Failed to connect (error: {exc}); Retrying...")
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and record.exc_info is None and "connection reset" in record.getMessage()

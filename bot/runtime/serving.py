@@ -146,7 +146,7 @@ async def _socket_mode(app, deps, settings) -> int:
             log.warning("Socket Mode: Slack cannot be reached (%s); trying again in %.0f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
-    handler = AsyncSocketModeHandler(app, settings.slack_app_token)
+    handler = AsyncSocketModeHandler(app, settings.slack_app_token, logger=_OneLine(logging.getLogger("slack_sdk.socket_mode"), {}))
     deps.sender.start()
     deps.scheduler.start()
     try:
@@ -158,3 +158,11 @@ async def _socket_mode(app, deps, settings) -> int:
         await deps.sender.stop()
         await handler.close_async()
     return 0
+
+
+class _OneLine(logging.LoggerAdapter):
+    """slack_sdk's Socket Mode client logs each failed reconnect with ``logger.exception`` (a full
+    traceback every ping interval, ~10 s): here, one warning line each, with the error's type and text."""
+
+    def exception(self, msg, *args, exc_info=True, **kwargs):
+        self.warning(msg, *args, **kwargs)
