@@ -88,3 +88,17 @@ def test_latest_slot_is_the_last_friday_1600_in_berlin():
     friday = latest_slot(datetime(2026, 11, 30, 12, tzinfo=UTC), "fri", "16:00", "Europe/Berlin")
     assert friday == datetime(2026, 11, 27, 15, tzinfo=UTC)
     assert latest_slot(datetime(2026, 11, 27, 14, 59, 30, tzinfo=UTC), "fri", "16:00", "Europe/Berlin") == friday  # a firing just early
+
+
+async def test_focus_items_are_marked(bot):
+    """Issue #18: the changelog marks the fixes that were in the quarter's focus."""
+    from storage.focus import FocusItem, ensure_period
+
+    point_id = await fixed_issue_with_two_reporters(bot)
+    now = datetime.now(UTC)
+    with bot.db.session() as s, s.begin():
+        period = ensure_period(session=s, key="test-Q", starts_at=now - timedelta(days=30), ends_at=now + timedelta(days=30))
+        s.add(FocusItem(period_id=period.id, subject=f"report:{point_id}", picked_by=HOST, baseline="{}"))
+    await run(bot, "changelog", USER)
+    [answer] = [c.body for c in bot.fake.calls_to("response_url") if "You said, we did" in c.body.get("text", "")]
+    assert "this quarter's focus" in json.dumps(answer["blocks"])

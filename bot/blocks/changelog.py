@@ -27,7 +27,8 @@ def build_changelog(prefix: str, fixes: list, *, start: datetime, end: datetime)
         refs = ", ".join(f"{prefix}-{pid}" for pid, _ in fix.points[:5]) + (" …" if len(fix.points) > 5 else "")
         what = to_mrkdwn(shorten(fix.points[0][1], 120)) if fix.points else ""
         who = f"{fix.reporters} {'person' if fix.reporters == 1 else 'people'}"
-        lines.append(f"• {_issue(fix.key, fix.url)}: {what} — reported by *{who}* ({refs})")
+        mark = " :dart: _this quarter's focus_" if fix.focus else ""
+        lines.append(f"• {_issue(fix.key, fix.url)}: {what} — reported by *{who}* ({refs}){mark}")
     if len(fixes) > MAX_FIXES:
         lines.append(f"… and {len(fixes) - MAX_FIXES} more.")
     blocks = [{"type": "section", "text": _text(head, "mrkdwn")}]

@@ -16,7 +16,8 @@ from sqlmodel import Session, select
 from bot.blocks.changelog import build_changelog
 from bot.runtime.config import Policy
 from storage import outbox
-from storage.models import ClosureNotice, FrictionPoint, TrackerLink
+from storage.focus import FocusItem, FocusPeriod
+from storage.models import ClosureNotice, FrictionPoint, FrictionTag, TrackerLink
 
 JOB = "closing.changelog"
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -31,6 +32,7 @@ class Fix:
     points: tuple[tuple[int, str], ...]  # (data point id, its text), oldest first
     reporters: int  # distinct people told it was fixed, i.e. who had reported it
     at: datetime  # when the bot heard of the closure (UTC)
+    focus: bool = False  # one of its reports (or their area) was in a focus period overlapping the week
 
 
 def fixes(*, session: Session, start: datetime, end: datetime) -> list[Fix]:
@@ -44,13 +46,34 @@ def fixes(*, session: Session, start: datetime, end: datetime) -> list[Fix]:
     texts = dict(session.exec(select(FrictionPoint.id, FrictionPoint.text).where(FrictionPoint.id.in_(point_ids))).all()) if point_ids else {}
     urls = {(link.tracker, link.key): link.url for link in session.exec(
         select(TrackerLink).where(TrackerLink.friction_point_id.in_(point_ids))).all()} if point_ids else {}
+    focused = _focused(session, point_ids, start, end)
     result = [
         Fix(tracker=tracker, key=key, url=urls.get((tracker, key)),
             points=tuple((pid, texts.get(pid, "")) for pid in sorted({n.friction_point_id for n in group})),
-            reporters=len({n.user_id for n in group}), at=max(n.created_at for n in group))
+            reporters=len({n.user_id for n in group}), at=max(n.created_at for n in group),
+            focus=any(n.friction_point_id in focused for n in group))
         for (tracker, key), group in grouped.items()
     ]
     return sorted(result, key=lambda f: (-f.reporters, f.key))
+
+
+def _focused(session: Session, point_ids: set[int], start: datetime, end: datetime) -> set[int]:
+    """Which of ``point_ids`` were in a focus (storage.focus: "report:ID", merged duplicates
+    included, or "area:ID") of a period overlapping [start, end)."""
+    if not point_ids:
+        return set()
+    periods = select(FocusPeriod.id).where(FocusPeriod.starts_at < end, FocusPeriod.ends_at > start)
+    subjects = set(session.exec(select(FocusItem.subject).where(FocusItem.period_id.in_(periods))).all())
+    if not subjects:
+        return set()
+    canonical = dict(session.exec(select(FrictionPoint.id, FrictionPoint.duplicate_of_id).where(FrictionPoint.id.in_(point_ids))).all())
+    areas = defaultdict(set)
+    for pid, category in session.exec(select(FrictionTag.friction_point_id, FrictionTag.category).where(
+            FrictionTag.friction_point_id.in_(point_ids))).all():
+        areas[pid].add(category)
+    return {pid for pid in point_ids
+            if f"report:{pid}" in subjects or f"report:{canonical.get(pid)}" in subjects
+            or any(f"area:{a}" in subjects for a in areas[pid])}
 
 
 def latest_slot(now: datetime, weekday: str, hhmm: str, zone: str) -> datetime:
