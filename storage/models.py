@@ -52,6 +52,7 @@ class Source(StrEnum):
     reaction = "reaction"  # the configured emoji on a message
     help_channel = "help_channel"  # a top-level message in the team's help channel
     survey = "survey"  # a survey comment a host filed as friction
+    dm = "dm"  # a direct message to the bot (its Messages tab)
 
 
 class Status(StrEnum):

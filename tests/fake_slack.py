@@ -41,6 +41,11 @@ class FakeSlack:
     # users.info / users.list: user id -> profile fields (tz, is_bot, deleted...); unknown ids are user_not_found
     users: dict = field(default_factory=dict)
     channel_members: dict = field(default_factory=dict)  # channel id -> [user ids], for conversations.members
+    # conversations.info: channel id -> {"name", "is_private", "is_member"}; unknown ids are channel_not_found
+    channels: dict = field(default_factory=dict)
+    # The scopes Slack reports in each answer's X-OAuth-Scopes header (default: manifest.yml's)
+    scopes: list = field(default_factory=lambda: ["commands", "chat:write", "reactions:read", "channels:history", "groups:history",
+                                                   "usergroups:read", "files:write", "users:read", "channels:read", "groups:read", "im:history"])
     # (method, body) -> a (status, body, headers) to answer with instead, or None to answer normally:
     # Slack down for a while (5xx, 429), or failing one message. A str body is sent as is, not as JSON
     # (a proxy's error page), with the Content-Type from the headers (default text/plain).
@@ -100,7 +105,7 @@ class FakeSlack:
         bot_user = f"UBOT{len(self.tokens):05d}"
         self.oauth_grants[code] = {
             "ok": True, "access_token": token, "token_type": "bot",
-            "scope": "commands,chat:write,reactions:read,channels:history,groups:history,usergroups:read,files:write,users:read,channels:read,groups:read",
+            "scope": "commands,chat:write,reactions:read,channels:history,groups:history,usergroups:read,files:write,users:read,channels:read,groups:read,im:history",
             "bot_user_id": bot_user, "app_id": "A0APP00001",
             "team": {"id": team, "name": f"Team {team}"} if team else None,
             "enterprise": {"id": enterprise, "name": f"Org {enterprise}"} if enterprise else None,
@@ -161,6 +166,11 @@ class FakeSlack:
             if group not in self.usergroups:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": list(self.usergroups[group])}
+        if method == "conversations.info":
+            channel = self.channels.get(body.get("channel"))
+            if channel is None:
+                return {"ok": False, "error": "channel_not_found"}
+            return {"ok": True, "channel": {"id": body["channel"], "is_channel": True, "is_archived": False, **channel}}
         if method in ("users.info", "users.list", "conversations.members"):
             return self._directory(method, body)
         if method == "conversations.history":
@@ -262,6 +272,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 token = headers.get("authorization", "").removeprefix("Bearer ")
                 status, answer, extra = self.fake.answer(method, body, token)
+                if method != "oauth.v2.access":  # Slack names the token's scopes on every Web API answer
+                    extra = {"X-OAuth-Scopes": ",".join(self.fake.scopes), **extra}
         with self.fake._lock:
             self.fake.calls.append(Call(method, body, headers))
         content_type = "application/json; charset=utf-8"

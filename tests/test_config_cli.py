@@ -107,7 +107,42 @@ def test_invalid_yaml_names_the_line(tmp_path):
     path.write_text("reference_prefix: FB\nintake:\n\treaction: x\n", encoding="utf-8")  # a tab indent
     with pytest.raises(ConfigError) as info:
         load_policy(path)
-    assert str(info.value) == f"CONFIG_FILE {path}: not valid YAML at line 3."
+    assert str(info.value) == f"CONFIG_FILE {path}: not valid YAML at line 3: found character '\\t' that cannot start any token."
+
+
+def test_every_policy_problem_at_once_with_did_you_mean(tmp_path):
+    """Issue #11 item 9: all problems, not the first; a misspelt key gets the closest known key."""
+    path = tmp_path / "policy.yml"
+    path.write_text("triage:\n  chanel: C0TRIAGE1\nhosts:\n  users: [nobody]\nreference_prefix: fb\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert "3 problems" in message and "\n" not in message
+    assert "triage.chanel: unknown key (did you mean 'channel'?)" in message
+    assert "hosts.users.0" in message and "reference_prefix" in message
+
+
+def test_did_you_mean_inside_a_list_item(tmp_path):
+    path = tmp_path / "policy.yml"
+    path.write_text("office_hours:\n  sessions: [{weekday: tue, time: '14:00', chanel: C0OFFICE01}]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"office_hours.sessions.0.chanel: unknown key \(did you mean 'channel'\?\)"):
+        load_policy(path)
+
+
+def test_every_settings_problem_at_once(env):
+    env(PORT="eighty", DATABASE_URL="mysql://x", SLACK_API_URL="ftp://x")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert all(name in message for name in ("PORT", "DATABASE_URL", "SLACK_API_URL")) and "\n" not in message
+
+
+def test_short_signing_secret_says_it_is_too_short(env):
+    """Issue #11 item 5: set but short is not "required"."""
+    env(SLACK_SIGNING_SECRET="abc")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "too short (3 characters)" in str(info.value) and "required" not in str(info.value)
 
 
 def test_missing_policy_file(tmp_path):

@@ -110,3 +110,15 @@ def test_report_needs_no_slack_settings_and_says_when_the_database_is_missing(tm
     result = run_cli(tmp_path, "report", DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert result.returncode == 2 and "DATABASE_URL" in result.stderr and "SLACK" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_report_table_shows_the_pulse_nps(filled, tmp_path):
+    """Issue #11 item 10: the README lists NPS in the report; the table used to leave it out."""
+    from bot.runtime.cli import _report_table
+
+    table = run_cli(tmp_path, "report", **filled["env"])
+    assert "Pulse NPS" in table.stdout and "no survey with an NPS question closed in this window" in table.stdout
+    data = json.loads(run_cli(tmp_path, "report", "--json", **filled["env"]).stdout)
+    data["loop"]["nps"] = [{"at": "2026-10-01T09:00:00+00:00", "score": 23.5, "responses": 41}]
+    line = next(line for line in _report_table(data).splitlines() if line.strip().startswith("2026-10-01"))
+    assert line.split() == ["2026-10-01", "23.5", "41"]

@@ -9,7 +9,7 @@ import yaml
 
 MANIFEST = Path(__file__).resolve().parent.parent / "manifest.yml"
 SCOPES = {"commands", "chat:write", "reactions:read", "channels:history", "groups:history", "usergroups:read", "files:write",
-          "users:read", "channels:read", "groups:read"}
+          "users:read", "channels:read", "groups:read", "im:history"}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,19 @@ def test_message_shortcut(manifest):
 
 def test_bot_events(manifest):
     events = manifest["settings"]["event_subscriptions"]["bot_events"]
-    assert sorted(events) == ["app_home_opened", "app_uninstalled", "message.channels", "message.groups", "reaction_added",
-                              "tokens_revoked"]
+    assert sorted(events) == ["app_home_opened", "app_uninstalled", "message.channels", "message.groups", "message.im",
+                              "reaction_added", "tokens_revoked"]
+
+
+def test_each_message_event_has_its_history_scope_and_the_messages_tab_is_writable(manifest):
+    """Slack sends message.X only with X:history (https://api.slack.com/events/message.im): a DM the
+    bot cannot receive would go unanswered (issue #11 item 8)."""
+    events = manifest["settings"]["event_subscriptions"]["bot_events"]
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    history = {"message.channels": "channels:history", "message.groups": "groups:history", "message.im": "im:history"}
+    assert all(history[e] in scopes for e in events if e.startswith("message."))
+    home = manifest["features"]["app_home"]
+    assert home["messages_tab_enabled"] and not home["messages_tab_read_only_enabled"] and "message.im" in events
 
 
 def test_bot_scopes_exact(manifest):
@@ -63,10 +74,9 @@ def test_request_urls_present_and_equal(manifest):
 
 
 def test_validates_against_slack_schema(manifest):
-    """Needs SLACK_MANIFEST_SCHEMA = a local checkout of slackapi/manifest-schema (or its schemas/ dir)."""
-    root = os.environ.get("SLACK_MANIFEST_SCHEMA")
-    if not root:
-        pytest.skip("SLACK_MANIFEST_SCHEMA not set (local copy of slackapi/manifest-schema)")
+    """Slack's own schema: a copy of slackapi/manifest-schema in tests/fixtures/slack/manifest-schema
+    (see SOURCES.md), or SLACK_MANIFEST_SCHEMA = a newer checkout of it."""
+    root = os.environ.get("SLACK_MANIFEST_SCHEMA") or str(MANIFEST.parent / "tests" / "fixtures" / "slack" / "manifest-schema")
     jsonschema = pytest.importorskip("jsonschema")
     from referencing import Registry, Resource
 

@@ -24,7 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+import handlers.changelog
 import handlers.closing
+import handlers.dm
 import handlers.focus
 import handlers.help_channel
 import handlers.home
@@ -97,7 +99,9 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     handlers.intake.register(app, deps)
     handlers.triage.register(app, deps, on_resolved=survey_ops.csat_followup_hook(policy))
     handlers.closing.register(app, deps)
+    handlers.changelog.register(app, deps)
     handlers.polling.register(app, deps)
+    handlers.dm.register(app, deps)  # before help_channel's catch-all message listener
     handlers.help_channel.register(app, deps)
     handlers.office_hours.register(app, deps)
     handlers.surveys.register(app, deps)

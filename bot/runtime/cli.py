@@ -1,20 +1,29 @@
-"""The ``platform-feedback`` command: serve, migrate."""
+"""The ``platform-feedback`` command: serve, check, migrate, report, export and the rest (``--help``)."""
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from bot.runtime import logs
+from bot.runtime.check import NETWORK_ERRORS, TokenRejected
+from bot.runtime import serving
+from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
 from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_settings
 from storage.database import Database, DatabaseUnavailable
 
 
 def main(argv: list[str] | None = None) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
     parser = argparse.ArgumentParser(prog="platform-feedback", description="A Slack bot for platform feedback.")
+    try:
+        parser.add_argument("--version", action="version", version=f"%(prog)s {version('platform-feedback')}")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        parser.add_argument("--version", action="version", version="%(prog)s (not installed)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the bot (HTTP, or Socket Mode when SLACK_APP_TOKEN is set)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply database migrations on start")
+    sub.add_parser("check", help="ask Slack about the token, scopes, channels, people and user groups the settings and policy name")
     sub.add_parser("migrate", help="apply database migrations (Alembic upgrade head)")
     sub.add_parser("jobs", help="list the scheduled jobs the team policy defines")
     run_job = sub.add_parser("run-job", help="run one scheduled job now (once per occurrence, as the scheduler would)")
@@ -46,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return _migrate()
+        if args.command == "check":
+            return asyncio.run(check_command())
         if args.command == "jobs":
             return _jobs()
         if args.command == "run-job":
@@ -64,29 +75,28 @@ def main(argv: list[str] | None = None) -> int:
             from bot.runtime.demo import run_demo
 
             return run_demo(port=args.port, db_file=args.db)
-        return _serve(no_migrate=args.no_migrate)
+        return serving.serve(no_migrate=args.no_migrate)
     except ConfigError as exc:
         print(f"platform-feedback: {exc}", file=sys.stderr)
         return 2
     except DatabaseUnavailable as exc:
         print(f"platform-feedback: DATABASE_URL: cannot reach the database ({exc}).", file=sys.stderr)
         return 2
+    except NotMigrated as exc:
+        print(f"platform-feedback: {exc}", file=sys.stderr)
+        return 2
+    except TokenRejected as exc:
+        print(f"platform-feedback: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: stopped, as asked (Socket Mode, demo); no traceback
+        return 130
 
 
 def _migrate() -> int:
     db = Database(load_settings(DatabaseSettings).database_url)
-    _migrate_db(db)
+    migrate_db(db)
     print("platform-feedback: database is up to date")
     return 0
-
-
-def _migrate_db(db: Database) -> None:
-    from sqlalchemy.exc import OperationalError
-
-    try:
-        db.migrate()
-    except OperationalError as exc:
-        raise DatabaseUnavailable(" ".join(str(exc.orig).split())[:200]) from None
 
 
 def _build():
@@ -122,15 +132,41 @@ async def _run_job(name: str, at: str | None) -> int:
     if occurrence is not None and occurrence.tzinfo is None:
         print("platform-feedback: --at needs a UTC offset (e.g. +00:00).", file=sys.stderr)
         return 2
-    _migrate_db(db)
+    migrate_db(db)
+    before = await db.run(_queued_since, after_id=None)  # the newest outbox id before the job
     ran = await deps.scheduler.run(name, occurrence)
     while await deps.sender.drain_once():  # send what the job queued before exiting
         pass
-    print(f"platform-feedback: {name} {'ran' if ran else 'had already run for that occurrence'}")
+    queued, pending, failed = await db.run(_queued_since, after_id=before)
+    if not ran:
+        print(f"platform-feedback: {name} had already run for that occurrence")
+    elif not queued:
+        print(f"platform-feedback: {name} ran (nothing to post)")
+    elif pending:
+        # Slack did not take them yet (unreachable, rate limited, or due later): the running bot's sender sends them.
+        print(f"platform-feedback: {name} ran; {pending} of {queued} message(s) queued, not sent yet (the running bot sends them)")
+    elif failed:
+        print(f"platform-feedback: {name} ran; {failed} of {queued} message(s) refused by Slack (see the log)")
+    else:
+        print(f"platform-feedback: {name} ran; {queued} message(s) sent")
     return 0
 
 
+def _queued_since(*, session, after_id):
+    """``after_id`` None: the newest outbox message id (0: none). Else (messages queued after it, how many still pending)."""
+    from sqlmodel import func, select
+
+    from storage.models import OutboxMessage, OutboxStatus
+
+    if after_id is None:
+        return session.exec(select(func.max(OutboxMessage.id))).one() or 0
+    rows = session.exec(select(OutboxMessage.status).where(OutboxMessage.id > after_id)).all()
+    return len(rows), rows.count(OutboxStatus.pending), rows.count(OutboxStatus.failed)
+
+
 async def _survey_send(name: str, *, now: bool) -> int:
+    from slack_sdk.errors import SlackApiError
+
     from bot.operations.surveys import SurveyError
     from handlers.surveys import runner_for
     from storage import surveys as store
@@ -141,49 +177,23 @@ async def _survey_send(name: str, *, now: bool) -> int:
         known = ", ".join(s.name for s in deps.policy.surveys) or "none"
         print(f"platform-feedback: no survey named {name!r} in the team policy (surveys: {known}).", file=sys.stderr)
         return 2
-    _migrate_db(db)
+    migrate_db(db)
     runner = runner_for(deps)
     try:
         run = await runner.start(survey, started_by=None, deliver_now=now)
     except SurveyError as exc:
         print(f"platform-feedback: {exc}", file=sys.stderr)
         return 1
-    await runner.resolve(run.id)  # if this stops half-way, the running bot carries on (the run stays "resolving")
+    try:
+        await runner.resolve(run.id)  # if this stops half-way, the running bot carries on (the run stays "resolving")
+    except (SurveyError, SlackApiError, *NETWORK_ERRORS) as exc:
+        reason = exc.response.get("error") if isinstance(exc, SlackApiError) else str(exc) or type(exc).__name__
+        print(f"platform-feedback: {name} run {run.id} started, but its audience could not be read from Slack "
+              f"({' '.join(str(reason).split())[:200]}): the running bot retries and sends the DMs.", file=sys.stderr)
+        return 1
     count = await db.run(store.recipient_count, run_id=run.id)
     when = "now" if now else f"at {survey.delivery_hour:02d}:00 in each person's own time zone"
     print(f"platform-feedback: {name} run {run.id} started for {count} people; the running bot sends the DMs {when}.")
-    return 0
-
-
-def _serve(*, no_migrate: bool) -> int:
-    settings = load_settings()
-    logs.configure(secrets=settings.secrets())
-    policy = load_policy(settings.config_file)
-    db = Database(settings.database_url)
-    if not no_migrate:
-        _migrate_db(db)
-
-    from bot.runtime.app import create_app, create_web_app
-
-    app, deps = create_app(settings, policy, db)
-    if settings.socket_mode:
-        return asyncio.run(_socket_mode(app, deps, settings.slack_app_token))
-    import uvicorn
-
-    uvicorn.run(create_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None)
-    return 0
-
-
-async def _socket_mode(app, deps, app_token: str) -> int:
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-    deps.sender.start()
-    deps.scheduler.start()
-    try:
-        await AsyncSocketModeHandler(app, app_token).start_async()
-    finally:
-        deps.scheduler.stop()
-        await deps.sender.stop()
     return 0
 
 
@@ -194,7 +204,10 @@ def _offline():
     from bot.runtime.config import ReportSettings
 
     settings = load_settings(ReportSettings)
-    return Database(settings.database_url), load_policy(settings.config_file)
+    policy = load_policy(settings.config_file)
+    db = Database(settings.database_url)
+    require_migrated(db)  # before any output: no CSV header, then an error
+    return db, policy
 
 
 def _report(days: int | None, fmt: str | None) -> int:
@@ -307,6 +320,10 @@ def _report_table(data: dict) -> str:
     weeks = data["loop"]["weeks"]
     lines += ["", "Weekly (oldest first)", *_table(["week from", "reports", "active reporters"],
                                                   [[x["start"][:10], x["reports"], x["active_reporters"]] for x in weeks])]
+    nps = data["loop"]["nps"]
+    lines += ["", "Pulse NPS (-100 to 100; surveys closed in the window, oldest first)",
+              *(_table(["closed", "NPS", "answers"], [[n["at"][:10], n["score"], n["responses"]] for n in nps])
+                if nps else ["  no survey with an NPS question closed in this window"])]
     lines += ["", data["formula"]]
     return "\n".join(lines)
 

@@ -13,6 +13,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.runtime.config_errors import policy_problems, settings_problems, yaml_problem
+
 DEFAULT_POLICY_FILE = "platform-feedback.yml"
 
 
@@ -160,8 +162,12 @@ class Settings(DatabaseSettings):
 
     @model_validator(mode="after")
     def _signing_secret_unless_socket_mode(self) -> "Settings":
-        if not self.slack_app_token and len(self.slack_signing_secret) < 8:
+        if not self.slack_app_token and not self.slack_signing_secret:
             raise ValueError("SLACK_SIGNING_SECRET is required unless SLACK_APP_TOKEN (Socket Mode) is set")
+        if not self.slack_app_token and len(self.slack_signing_secret) < 8:
+            # Slack's are 32 hex characters; a few characters are a paste gone wrong, not a secret.
+            raise ValueError(f"SLACK_SIGNING_SECRET is too short ({len(self.slack_signing_secret)} characters): copy the "
+                             "Signing Secret from Basic Information > App Credentials (32 characters)")
         return self
 
     def secrets(self) -> list[str]:
@@ -186,21 +192,7 @@ def load_settings(kind: type[S] = Settings, **overrides) -> S:
     try:
         return kind(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_settings_error_line(kind, exc)) from None
-
-
-def _settings_error_line(kind: type[BaseSettings], exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    if not err["loc"]:  # a model-level rule: its message already names the settings
-        return str(err["msg"]).removeprefix("Value error, ")
-    name = str(err["loc"][0])
-    field = kind.model_fields.get(name)
-    hint = field.description if field else ""
-    env = name.upper()
-    if err["type"] == "missing":
-        return f"{env} is not set: set it to {hint}."
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    return f"{env} is invalid ({msg}): set it to {hint}."
+        raise ConfigError(settings_problems(kind, exc)) from None
 
 
 # ---------------------------------------------------------------- team policy (YAML)
@@ -546,25 +538,8 @@ def load_policy(path: Path | None) -> Policy:
     except OSError as exc:
         raise ConfigError(f"CONFIG_FILE {path}: cannot read it ({exc.strerror}).") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"CONFIG_FILE {path}: not valid YAML{where}.") from None
+        raise ConfigError(yaml_problem(path, exc)) from None
     try:
         return Policy.model_validate(raw or {})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = _where(err["loc"], raw) or "(top level)"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"CONFIG_FILE {path}: {where}: {msg}.") from None
-
-
-def _where(loc: tuple, raw) -> str:
-    """The error's key path; a survey is named by its name (``surveys[pulse].schedule``), not its index."""
-    parts = [str(p) for p in loc]
-    if len(loc) >= 2 and loc[0] == "surveys" and isinstance(loc[1], int) and isinstance(raw, dict):
-        surveys = raw.get("surveys")
-        item = surveys[loc[1]] if isinstance(surveys, list) and loc[1] < len(surveys) else None
-        name = item.get("name") if isinstance(item, dict) else None
-        if isinstance(name, str) and name:
-            parts[:2] = [f"surveys[{name}]"]
-    return ".".join(parts)
+        raise ConfigError(policy_problems(path, Policy, exc, raw)) from None

@@ -11,6 +11,7 @@ The dashboard is then served on 127.0.0.1 with a token made for this run; no Sla
 """
 
 import math
+import sys
 import random
 import secrets
 from collections import Counter, defaultdict
@@ -413,7 +414,18 @@ def run_demo(*, port: int, db_file: str, points: int = 2000) -> int:
 
     from bot.web.dashboard import PATH, Access, dashboard_routes
 
+    import socket
+
     path = Path(db_file).resolve()
+    # The port first: a busy one fails here, before filling anything or printing a URL that would not answer.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        print(f"platform-feedback demo: cannot listen on 127.0.0.1:{port} ({exc.strerror}): choose another with --port.",
+              file=sys.stderr)
+        return 2
     db = Database(f"sqlite:///{path}")
     db.migrate()
     existing = db.transact(lambda session: session.exec(select(func.count()).select_from(FrictionPoint)).one())
@@ -430,6 +442,8 @@ def run_demo(*, port: int, db_file: str, points: int = 2000) -> int:
         Route("/", lambda _request: RedirectResponse(PATH), methods=["GET"]),
         *dashboard_routes(db=db, policy=policy, access=Access(token=token)),
     ])
-    print(f"\n  Dashboard: http://127.0.0.1:{port}{PATH}?token={token}\n\n  (Ctrl-C stops it.)", flush=True)
-    uvicorn.run(web, host="127.0.0.1", port=port, log_level="warning", log_config=None)
+    print(f"\n  Dashboard: http://127.0.0.1:{port}{PATH}?token={token}\n"
+          f"  The CLI over this sample: DATABASE_URL=sqlite:///{path} platform-feedback report\n\n  (Ctrl-C stops it.)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(web, log_level="warning", log_config=None))
+    server.run(sockets=[sock])
     return 0

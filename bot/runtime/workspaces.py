@@ -42,6 +42,7 @@ BOT_SCOPES = [
     "users:read",
     "channels:read",
     "groups:read",
+    "im:history",
 ]
 OAUTH_STATE_SECONDS = 600  # an install link works for ten minutes
 TOKEN_CACHE_SECONDS = 60  # how long a looked-up token is reused before asking the store again

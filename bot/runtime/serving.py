@@ -1,0 +1,168 @@
+"""Starting the bot (``serve``: start-up checks, HTTP or Socket Mode), ``check``, and whether the
+database is migrated: the parts of the CLI that talk to Slack or gate on the schema."""
+
+import asyncio
+import logging
+
+from bot.runtime import logs
+from bot.runtime.check import SlackUnreachable
+from bot.runtime.config import load_policy, load_settings
+from storage.database import Database, DatabaseUnavailable
+
+log = logging.getLogger("platform_feedback")
+
+
+def migrate_db(db: Database) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        db.migrate()
+    except OperationalError as exc:
+        raise DatabaseUnavailable(" ".join(str(exc.orig).split())[:200]) from None
+
+
+class NotMigrated(Exception):
+    """The database has not been migrated to this version's schema. ``str()``: one line saying what to run."""
+
+
+def require_migrated(db: Database) -> None:
+    """Raise NotMigrated unless the database is at the migrations' head (DatabaseUnavailable if unreachable)."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import OperationalError
+
+    from storage.database import alembic_config
+
+    try:  # read alembic_version directly: alembic's MigrationContext logs INFO lines on stderr
+        with db.engine.connect() as conn:
+            has = inspect(conn).has_table("alembic_version")
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar() if has else None
+    except OperationalError as exc:
+        raise DatabaseUnavailable(" ".join(str(exc.orig).split())[:200]) from None
+    head = ScriptDirectory.from_config(alembic_config(db.engine)).get_current_head()
+    if current is None:
+        raise NotMigrated(f"the database ({safe_url(db)}) has no tables yet: run `platform-feedback migrate` "
+                          "(or `serve`, which migrates), or point DATABASE_URL at the bot's database.")
+    if current != head:
+        raise NotMigrated(f"the database ({safe_url(db)}) is at revision {current}, this version needs {head}: "
+                          "run `platform-feedback migrate`.")
+
+
+def safe_url(db: Database) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(db.url).render_as_string(hide_password=True)
+
+
+async def check_command() -> int:
+    """``platform-feedback check``: one line per item; 1 if anything blocks, else 0."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.runtime.check import TIMEOUT_SECONDS, check, policy_file
+
+    settings = load_settings()
+    logs.configure(secrets=settings.secrets())
+    policy = load_policy(settings.config_file)
+    if settings.oauth:
+        from bot.runtime.workspaces import NotInstalled, Workspaces, installation_store
+
+        db = Database(settings.database_url)
+        require_migrated(db)
+        try:
+            token = await Workspaces(store=installation_store(db, settings.slack_client_id), home=policy.workspace).token(None)
+        except NotInstalled as exc:
+            print(f"✗ {exc}")
+            return 1
+        finally:
+            await db.dispose_async()
+    else:
+        token = settings.slack_bot_token
+    client = AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=TIMEOUT_SECONDS)
+    try:
+        lines = await check(settings, policy, client, policy_file(settings.config_file))
+    except SlackUnreachable as exc:
+        print(f"✗ Slack stopped answering during the check ({exc}): run it again")
+        return 1
+    for line in lines:
+        print(line)
+    blocking = sum(1 for line in lines if line.status == "block")
+    print(f"{blocking} problem(s) to fix before serving." if blocking else "Ready: `platform-feedback serve`.")
+    return 1 if blocking else 0
+
+
+def serve(*, no_migrate: bool) -> int:
+    from bot.runtime.check import policy_file, policy_summary
+
+    settings = load_settings()
+    logs.configure(secrets=settings.secrets())
+    policy = load_policy(settings.config_file)
+    summary, warnings = policy_summary(policy, policy_file(settings.config_file))
+    log.info(summary)
+    for warning in warnings:
+        log.warning(warning)
+    db = Database(settings.database_url)
+    if not no_migrate:
+        migrate_db(db)
+
+    from bot.runtime.app import create_app, create_web_app
+
+    app, deps = create_app(settings, policy, db)
+    if settings.slack_bot_token:  # OAuth: each installation's token is checked by Bolt's authorize
+        asyncio.run(_token_check(app.client))
+    if settings.socket_mode:
+        return asyncio.run(_socket_mode(app, deps, settings))
+    import uvicorn
+
+    uvicorn.run(create_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None)
+    return 0
+
+
+async def _token_check(client) -> None:
+    """auth.test before serving: a refused token stops start-up (TokenRejected: exit 2, one line);
+    Slack unreachable is one warning line, and the bot starts (the outbox waits for Slack)."""
+    from bot.runtime.check import auth_test
+
+    try:
+        me, _headers = await auth_test(client)
+    except SlackUnreachable as exc:
+        log.warning("cannot check SLACK_BOT_TOKEN now: Slack cannot be reached (%s); starting anyway", exc)
+        return
+    log.info("SLACK_BOT_TOKEN: bot %s in workspace %s", me.get("user_id"), me.get("team_id"))
+
+
+async def _socket_mode(app, deps, settings) -> int:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    from bot.runtime.check import app_token_check
+
+    log.info("connecting to Slack over Socket Mode (%s): no HTTP server, so no /healthz, /metrics, dashboard "
+             "or tracker webhooks", settings.slack_api_url)
+    delay = 1.0
+    while True:  # TokenRejected ends this (exit 2); a network error waits, longer each time (up to a minute)
+        try:
+            await app_token_check(settings.slack_app_token, settings.slack_api_url)
+            break
+        except SlackUnreachable as exc:
+            log.warning("Socket Mode: Slack cannot be reached (%s); trying again in %.0f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+    handler = AsyncSocketModeHandler(app, settings.slack_app_token, logger=_OneLine(logging.getLogger("slack_sdk.socket_mode"), {}))
+    deps.sender.start()
+    deps.scheduler.start()
+    try:
+        await handler.connect_async()
+        log.info("connected over Socket Mode")
+        await asyncio.Event().wait()  # until the process is stopped
+    finally:
+        deps.scheduler.stop()
+        await deps.sender.stop()
+        await handler.close_async()
+    return 0
+
+
+class _OneLine(logging.LoggerAdapter):
+    """slack_sdk's Socket Mode client logs each failed reconnect with ``logger.exception`` (a full
+    traceback every ping interval, ~10 s): here, one warning line each, with the error's type and text."""
+
+    def exception(self, msg, *args, exc_info=True, **kwargs):
+        self.warning(msg, *args, **kwargs)

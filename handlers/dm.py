@@ -1,0 +1,51 @@
+"""Direct messages to the bot (message.im): each a one-line report, answered in the DM."""
+
+import logging
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+
+from bot.blocks.text import from_slack
+from bot.operations.direct_messages import by_a_person, file_direct_message
+from bot.operations.intake import MAX_TEXT, suggest_categories
+from bot.runtime.context import Deps
+from storage.database import DatabaseUnavailable
+from storage.friction import FrictionDraft
+from storage.models import Source
+
+log = logging.getLogger(__name__)
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    policy = deps.policy
+
+    async def is_dm(event: dict) -> bool:
+        return event.get("channel_type") == "im"
+
+    # Registered before the help channel's catch-all message listener: Bolt runs the first match.
+    @app.event("message", matchers=[is_dm])
+    async def on_direct_message(body: dict, event: dict, context: AsyncBoltContext):
+        if not by_a_person(event, context.bot_user_id):
+            return  # edits, deletions, bots (the bot's own answers included): nothing to file
+        text = from_slack(event["text"])
+        channel = event["channel"]
+        draft = FrictionDraft(
+            team_id=body.get("team_id") or event.get("team") or "",
+            filed_by=event["user"],
+            reporter_id=event["user"],
+            text=text[:MAX_TEXT],
+            source=Source.dm,
+            intake_key=f"dm:{channel}:{event['ts']}",
+            auto_categories=suggest_categories(text, policy.taxonomy),
+            channel_id=channel,
+            message_ts=event["ts"],
+            enterprise_id=body.get("enterprise_id"),
+        )
+        try:
+            filed = await deps.db.run(file_direct_message, draft=draft, event_id=body["event_id"], dm_channel=channel,
+                                      prefix=policy.reference_prefix, triage_channel=policy.triage.channel)
+        except DatabaseUnavailable as exc:
+            # Acked already, so Slack will not retry: say so in the log; the person can write again.
+            log.warning("direct message %s not filed, database unavailable: %s", event["ts"], exc)
+            return
+        if filed is not None and filed.created:
+            deps.sender.wake()
