@@ -287,9 +287,13 @@ def installations(db) -> int:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(["/slack/install", "/slack/oauth_redirect"]),
        params=st.dictionaries(st.sampled_from(["code", "state", "error", "team"]), st.text(max_size=60), max_size=4),
-       cookie=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80))
-def test_the_install_routes_never_500_and_install_nothing_for_junk(oauth_http, db, path, params, cookie):
-    resp = oauth_http.get(path, params=params, headers={"cookie": f"slack-app-oauth-state={cookie}"})
+       cookie=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255, exclude_characters=";"), max_size=80),
+       junk=st.dictionaries(st.sampled_from(["x-forwarded-proto", "accept-language", "referer", "user-agent"]),
+                            st.binary(max_size=60).map(lambda b: bytes(c for c in b if c not in b"\r\n\x00")), max_size=3),
+       body=st.sampled_from([b"", b"x" * 1_000_001, b'{"a": [' * 900]))
+def test_the_install_routes_never_500_and_install_nothing_for_junk(oauth_http, db, path, params, cookie, junk, body):
+    headers = {"cookie": b"slack-app-oauth-state=" + cookie.encode("latin-1"), **junk}
+    resp = oauth_http.request("GET", path, params=params, headers=headers, content=body)
     assert resp.status_code < 500, resp.text[:200]
     assert installations(db) == 0
 
