@@ -254,8 +254,12 @@ def _oauth_routes(app: AsyncApp, deps: Deps) -> list[Route]:
         return []
     handler = AsyncSlackRequestHandler(app)
 
+    async def no_body() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
     async def oauth(request: Request) -> Response:
-        return await handler.handle(request)
+        # Both pages are GETs: a body sent with one is junk (Bolt would try to parse it as a payload).
+        return await handler.handle(Request(request.scope, receive=no_body))
 
     return [Route(app.oauth_flow.install_path, oauth, methods=["GET"]), Route(app.oauth_flow.redirect_uri_path, oauth, methods=["GET"])]
 
