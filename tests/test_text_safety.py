@@ -19,11 +19,13 @@ import bot.blocks.insight as insight
 import bot.blocks.intake as intake
 import bot.blocks.office_hours as office_hours
 import bot.blocks.surveys as surveys
+import bot.blocks.targets as targets
 import bot.blocks.triage as triage
 from bot.blocks.ids import Callback
 from bot.blocks.text import mrkdwn, to_mrkdwn
 from bot.operations import insight as ops
 from bot.operations import surveys as logic
+from bot.operations.targets import ClockKind, ClockState, Threshold
 from bot.operations.triage import Change, Headline
 from bot.runtime.config import Policy
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, Reporter, Source, Status, TrackerLink
@@ -152,11 +154,23 @@ def every_builder(text: str, note: str, key: str) -> dict:
         "build_surveys_list": surveys.build_surveys_list([s], live={}, next_runs={}, opted_out=False),
         "build_opt_out_answer": surveys.build_opt_out_answer(True),
         "build_csat_dm": surveys.build_csat_dm("FB-1", text, "Did this solve it?", 4, chosen=3, note=note),
+        **_targets(text, note),
+    }
+
+
+def _targets(text: str, note: str) -> dict:
+    clock = ClockState(ClockKind.first_response, timedelta(hours=4), timedelta(hours=5), NOW, NOW, False, False)
+    return {
+        "build_target_alert": [targets.build_target_alert("FB-1", text, clock, t, NOW, owner="U0SAFE1") for t in Threshold],
+        "build_breach_dm": targets.build_breach_dm("FB-1", text, clock, NOW, permalink=PERMALINK),
+        "build_question_dm": targets.build_question_dm("FB-1", 1, "U0SAFE1", text),
+        "build_reply_modal": targets.build_reply_modal("FB-1", 1),
+        "build_reporter_answer": targets.build_reporter_answer("FB-1", "U0SAFE1", note),
     }
 
 
 def test_every_builder_is_under_test():
-    modules = (closing, help_channel, home, insight, intake, office_hours, surveys, triage)
+    modules = (closing, help_channel, home, insight, intake, office_hours, surveys, targets, triage)  # not yet: focus
     builders = {name for m in modules for name, f in inspect.getmembers(m, inspect.isfunction)
                 if name.startswith("build_") and f.__module__ == m.__name__}
     assert builders == set(every_builder("a", "b", "GH-1"))
