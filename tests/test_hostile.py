@@ -1,7 +1,10 @@
 """A hostile network: malformed, oversized, wrongly encoded and unsigned bodies to every route.
 Never a 500, never a write, always a clear 4xx. Property-based (hypothesis)."""
 
+import hashlib
+import hmac
 import json
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -18,15 +21,18 @@ from storage.models import FrictionPoint, OutboxMessage, ProcessedEvent
 from tests import tracker_requests as tr
 from tests.conftest import make_settings
 from tests.fake_slack import TOKEN
-from tests.slack_requests import signed
+from tests.slack_requests import SIGNING_SECRET, signed
 
 ROUTES = ["/slack/events", "/webhooks/github", "/webhooks/jira", "/webhooks/linear", "/webhooks/gitlab"]
 HYPOTHESIS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+DASHBOARD_TOKEN = "a-dashboard-token-0123456789"
+
+
 @pytest.fixture
 def client(fake_slack, db):
-    config = make_settings(fake_slack, db, **tr.SETTINGS)
+    config = make_settings(fake_slack, db, **tr.SETTINGS, dashboard_token=DASHBOARD_TOKEN)
     app, deps = create_app(config, Policy(), db, client=AsyncWebClient(token=TOKEN, base_url=config.slack_api_url))
     with TestClient(create_web_app(app, deps, run_background=False), raise_server_exceptions=False) as http:
         yield http
@@ -138,3 +144,74 @@ async def test_metrics_count_sends_and_slack_errors_by_code(bot):
     assert 'pf_outbox_send_errors_total{error="user_not_found",method="chat.postMessage"} 1.0' in text
     assert 'pf_outbox_sent_total{method="chat.postMessage"} 1.0' in text
     assert TOKEN not in text
+
+
+# ------------------------------------------------------------------ issue #14: never a 500, never a huge body
+
+
+def deep(levels: int) -> str:
+    return '{"type": "event_callback", "event": ' + '{"a": [' * levels + "1" + "]}" * levels + "}"
+
+
+def test_non_ascii_signature_headers_are_401_not_500(client, db):
+    body = b'{"type": "url_verification", "challenge": "x"}'
+    good = {k: v.encode() for k, v in signed(body.decode(), content_type="application/json").items()}
+    for name, value in [("x-slack-request-timestamp", "17000000²".encode("latin-1")), ("x-slack-request-timestamp", "١٢٣".encode()),
+                        ("x-slack-signature", b"v0=\xe9" + b"0" * 64), ("x-slack-signature", "v0=é".encode())]:
+        resp = client.post("/slack/events", content=body, headers={**good, name: value})
+        assert resp.status_code == 401, (name, value, resp.status_code)
+
+
+@pytest.mark.parametrize("form", [False, True])
+def test_a_signed_body_nested_1000_levels_deep_is_400(client, db, form):
+    body = urlencode({"payload": deep(1000)}) if form else deep(1000)
+    before = counts(db)
+    resp = client.post("/slack/events", content=body.encode(), headers=signed(
+        body, content_type="application/x-www-form-urlencoded" if form else "application/json"))
+    assert resp.status_code == 400, resp.text[:200]
+    assert counts(db) == before
+
+
+def test_a_body_is_refused_by_its_length_and_by_what_arrives(client):
+    for route in ["/slack/events", "/healthz", "/metrics", "/dashboard"]:
+        method = "POST" if route == "/slack/events" else "GET"
+        assert client.request(method, route, content=b"x" * 1_000_001).status_code == 413, route
+        assert client.request(method, route, content=b"x", headers={"content-length": "abc"}).status_code == 400, route
+
+    def chunks():  # no Content-Length: streamed, and refused once past the limit
+        for _ in range(40):
+            yield b"y" * 100_000
+
+    assert client.post("/slack/events", content=chunks()).status_code == 413
+
+
+hostile_header_values = st.one_of(
+    st.binary(max_size=60).map(lambda b: bytes(c for c in b if c not in b"\r\n\x00")),
+    st.text(alphabet=st.characters(min_codepoint=0x80, max_codepoint=0xFF), max_size=30).map(lambda t: t.encode("latin-1")),
+    st.just(b"9" * 8000), st.just("²³".encode("latin-1")), st.just(b""),
+)
+hostile_headers = st.dictionaries(
+    st.sampled_from(["x-slack-signature", "x-slack-request-timestamp", "x-slack-retry-num", "authorization", "cookie",
+                     "x-forwarded-proto", "x-forwarded-email", "content-type", "accept", "x-anything"]),
+    hostile_header_values, max_size=5,
+)
+hostile_bodies = st.one_of(
+    st.binary(max_size=2048), st.just(b"x" * 1_000_001), st.integers(1, 1500).map(lambda n: deep(n).encode()),
+    st.just(b'{"type": "event_callback"'), st.just("é€🚀".encode("utf-16")), st.just(b"payload=%7B%7B%7B"),
+)
+ROUTES_OURS = [("POST", "/slack/events"), ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/dashboard"), ("POST", "/dashboard")]
+
+
+@HYPOTHESIS
+@given(route=st.sampled_from(ROUTES_OURS), headers=hostile_headers, body=hostile_bodies, sign=st.booleans(),
+       query=st.sampled_from(["", "?token=" + DASHBOARD_TOKEN, "?token=%FF%00", "?days=²", "?weeks=99999999999999999999"]))
+def test_hostile_headers_and_bodies_never_500_and_write_nothing(client, db, route, headers, body, sign, query):
+    method, path = route
+    if sign:  # a correct signature over the hostile body
+        ts = str(int(time.time())).encode()
+        digest = hmac.new(SIGNING_SECRET.encode(), b"v0:" + ts + b":" + body, hashlib.sha256).hexdigest()
+        headers = {**headers, "x-slack-request-timestamp": ts, "x-slack-signature": b"v0=" + digest.encode()}
+    before = counts(db)
+    resp = client.request(method, path + query, content=body, headers=headers)
+    assert resp.status_code < 500, (route, resp.status_code, resp.text[:200])
+    assert counts(db) == before

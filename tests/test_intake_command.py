@@ -71,7 +71,8 @@ async def test_markup_and_emoji_survive_the_round_trip(bot):
     [point] = points(bot.db)
     assert point.text == "build <main> fails for <@U0ALICE01> & me :fire: 🚀 ünïcode"
     shown = bot.fake.calls_to("response_url")[0].body["blocks"][0]["text"]["text"]
-    assert "build &lt;main&gt; fails for <@U0ALICE01> &amp; me :fire: 🚀 ünïcode" in shown
+    # Shown as text: the mention reads as @U0ALICE01 and notifies nobody (issue #14).
+    assert "build &lt;main&gt; fails for @U0ALICE01 &amp; me :fire: 🚀 ünïcode" in shown
 
 
 async def test_bad_or_stale_signature_gets_401_and_stores_nothing(bot):

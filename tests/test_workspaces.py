@@ -41,8 +41,12 @@ def policy() -> Policy:
     return Policy(workspace=HOME, hosts=Hosts(users=[HOST]), triage=Triage(channel=TRIAGE_CHANNEL))
 
 
-def oauth_settings(fake_slack, db) -> Settings:
+ALLOWED = f"{HOME},{OTHER},{GRID}"  # the multi-workspace tests name every workspace they install
+
+
+def oauth_settings(fake_slack, db, *, allowed: str | None = ALLOWED) -> Settings:
     return Settings(
+        allowed_workspaces=allowed,
         slack_client_id=fake_slack.client_id,
         slack_client_secret=fake_slack.client_secret,
         slack_redirect_uri=REDIRECT,
@@ -53,9 +57,9 @@ def oauth_settings(fake_slack, db) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def oauth_instance(fake_slack, db, policy):
+async def oauth_instance(fake_slack, db, policy, *, allowed: str | None = ALLOWED):
     """One instance of the bot, installing through OAuth, on ``db``."""
-    app, deps = create_app(oauth_settings(fake_slack, db), policy, db)
+    app, deps = create_app(oauth_settings(fake_slack, db, allowed=allowed), policy, db)
     web = create_web_app(app, deps, run_background=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver") as http:
         bot = Bot(deps=deps, http=http, fake=fake_slack, db=db)
@@ -70,7 +74,7 @@ async def oauth_bot(fake_slack, db, policy):
         yield bot
 
 
-async def install(bot: Bot, *, team: str | None, enterprise: str | None = None, org_install: bool = False) -> str:
+async def install(bot: Bot, *, team: str | None, enterprise: str | None = None, org_install: bool = False, status: int = 200) -> str:
     """Install the app as a Slack admin would: open /slack/install, approve in Slack (which sends the
     browser back to the redirect URL with a code), and return the bot token the install granted."""
     page = await bot.http.get("/slack/install")
@@ -84,8 +88,8 @@ async def install(bot: Bot, *, team: str | None, enterprise: str | None = None, 
     token = bot.fake.grant(code, team=team, enterprise=enterprise, org_install=org_install)
     done = await bot.http.get("/slack/oauth_redirect", params={"code": code, "state": query["state"][0]},
                               headers={"cookie": cookie})
-    assert done.status_code == 200, done.text
-    return token
+    assert done.status_code == status, done.text
+    return token if status == 200 else done.text
 
 
 def bearer(call) -> str:
@@ -283,8 +287,70 @@ def installations(db) -> int:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(["/slack/install", "/slack/oauth_redirect"]),
        params=st.dictionaries(st.sampled_from(["code", "state", "error", "team"]), st.text(max_size=60), max_size=4),
-       cookie=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80))
-def test_the_install_routes_never_500_and_install_nothing_for_junk(oauth_http, db, path, params, cookie):
-    resp = oauth_http.get(path, params=params, headers={"cookie": f"slack-app-oauth-state={cookie}"})
+       cookie=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255, exclude_characters=";"), max_size=80),
+       junk=st.dictionaries(st.sampled_from(["x-forwarded-proto", "accept-language", "referer", "user-agent"]),
+                            st.binary(max_size=60).map(lambda b: bytes(c for c in b if c not in b"\r\n\x00")), max_size=3),
+       body=st.sampled_from([b"", b"x" * 1_000_001, b'{"a": [' * 900]))
+def test_the_install_routes_never_500_and_install_nothing_for_junk(oauth_http, db, path, params, cookie, junk, body):
+    headers = {"cookie": b"slack-app-oauth-state=" + cookie.encode("latin-1"), **junk}
+    resp = oauth_http.request("GET", path, params=params, headers=headers, content=body)
     assert resp.status_code < 500, resp.text[:200]
     assert installations(db) == 0
+
+
+# ------------------------------------------------------------------ only our workspace (issue #14)
+
+
+def oauth_rows(db) -> tuple[int, int]:
+    with db.engine.connect() as conn:
+        return tuple(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in ("slack_installations", "slack_bots"))
+
+
+@pytest.mark.parametrize("allowed", [None, HOME])  # default: the policy's workspace; or named
+async def test_an_outsider_cannot_install_and_is_not_served(fake_slack, db, policy, allowed):
+    async with oauth_instance(fake_slack, db, policy, allowed=allowed) as bot:
+        await install(bot, team=HOME)
+        before = oauth_rows(db)
+        page = await install(bot, team=OTHER, status=403)
+        assert "serves only its own workspace" in page and "T0OTHER001" in page and "Nothing was saved" in page
+        page = await install(bot, team=None, enterprise=GRID, org_install=True, status=403)
+        assert oauth_rows(db) == before
+        # Even with an installation made before the setting (or by hand), its requests are refused
+        # before any listener runs: nothing is filed, nothing is sent.
+        late = fake_slack.grant("code-late", team=OTHER)
+        store = bot.deps.workspaces.store
+        from slack_sdk.oauth.installation_store.models.installation import Installation
+        await store.async_save(Installation(app_id="A1", team_id=OTHER, user_id=DEV, bot_token=late, bot_id="B1",
+                                            bot_user_id="U0BOTOTHER", bot_scopes=BOT_SCOPES))
+        calls = len(fake_slack.calls)
+        resp = await bot.post(*slash_command("outsider report", fake_url=fake_slack.url, user=DEV, team=OTHER))
+        assert resp.status_code == 200 and "serves only its own" in resp.text
+        await bot.drain()
+        with db.session() as s:
+            assert s.exec(select(FrictionPoint)).all() == [] and s.exec(select(OutboxMessage)).all() == []
+        assert [c.method for c in fake_slack.calls[calls:]] in ([], ["auth.test"])
+
+
+async def test_without_a_named_workspace_only_the_first_installation_is_allowed(fake_slack, db):
+    async with oauth_instance(fake_slack, db, Policy(hosts=Hosts(users=[HOST])), allowed=None) as bot:
+        await install(bot, team=OTHER)
+        await install(bot, team=HOME, status=403)
+        await install(bot, team=OTHER)  # re-installing the same workspace (new scopes, new token) works
+
+
+async def test_install_links_do_not_pile_up(oauth_bot, db, monkeypatch):
+    import bot.runtime.workspaces as ws
+
+    monkeypatch.setattr(ws, "MAX_LIVE_STATES", 50)
+    for _ in range(120):
+        assert (await oauth_bot.http.get("/slack/install")).status_code == 200
+
+    def states() -> int:
+        with db.engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM slack_oauth_states")).scalar_one()
+
+    assert states() <= 50
+    with db.engine.begin() as conn:  # every link expired
+        conn.execute(text("UPDATE slack_oauth_states SET expire_at = '2000-01-01 00:00:00'"))
+    await oauth_bot.http.get("/slack/install")
+    assert states() == 1

@@ -2,7 +2,7 @@
 
 from bot.blocks.intake import _text
 from bot.blocks.ids import Action, Callback
-from bot.blocks.text import shorten, to_mrkdwn
+from bot.blocks.text import link, mrkdwn, shorten, to_mrkdwn
 from storage.models import ClosureNotice, FrictionPoint
 
 FEEDBACK_BLOCK = "closure_feedback"
@@ -10,17 +10,17 @@ COMMENT_BLOCK = "closure_comment"
 
 
 def _issue_link(key: str, url: str | None) -> str:
-    return f"<{url}|{to_mrkdwn(key)}>" if url else to_mrkdwn(key)
+    return link(url, key) if url else to_mrkdwn(key)
 
 
 def build_closure_notice(
     ref: str, point: FrictionPoint, notice: ClosureNotice, url: str | None, title: str | None, *, not_planned_message: str
 ) -> dict:
-    said = f"On {point.created_at:%b %d} you reported *{ref}*:\n>{to_mrkdwn(shorten(point.text, 280))}"
-    issue = _issue_link(notice.key, url) + (f" ({to_mrkdwn(shorten(title, 120))})" if title else "")
+    said = f"On {point.created_at:%b %d} you reported *{ref}*:\n>{mrkdwn(point.text, 280)}"
+    issue = _issue_link(notice.key, url) + (f" ({mrkdwn(title, 120)})" if title else "")
     if notice.outcome == "fixed":
         head = f":tada: *You reported this, and it's fixed.* {issue} was closed as done."
-        text = f"You reported {ref}, and it's fixed: {notice.key} was closed as done."
+        text = f"You reported {ref}, and it's fixed: {mrkdwn(notice.key, 100)} was closed as done."
         blocks = [
             {"type": "section", "text": _text(head, "mrkdwn")},
             {"type": "section", "text": _text(said, "mrkdwn")},
@@ -35,7 +35,7 @@ def build_closure_notice(
         ]
     else:
         head = f"*About your report {ref}:* {to_mrkdwn(not_planned_message)}\nThe issue was {issue}."
-        text = f"About your report {ref}: {shorten(not_planned_message, 200)}"
+        text = f"About your report {ref}: {mrkdwn(not_planned_message, 200)}"
         blocks = [
             {"type": "section", "text": _text(head, "mrkdwn")},
             {"type": "section", "text": _text(said, "mrkdwn")},
@@ -82,13 +82,13 @@ def build_still_broken_modal(notice_id: int, ref: str) -> dict:
 def build_still_broken_alert(ref: str, point: FrictionPoint, user: str, comment: str | None) -> dict:
     who = f"<@{point.assignee}> " if point.assignee else ""
     msg = f":rotating_light: {who}<@{user}> says *{ref}* is still broken"
-    msg += f":\n>{to_mrkdwn(shorten(comment, 1500))}" if comment else "."
+    msg += f":\n>{mrkdwn(comment, 1500)}" if comment else "."
     return {"text": f"{ref} is still broken", "blocks": [{"type": "section", "text": _text(msg, "mrkdwn")}]}
 
 
 def build_announcement(prefix: str, key: str, url: str | None, title: str | None, points: list[FrictionPoint], reporters: int) -> dict:
     refs = ", ".join(f"{prefix}-{p.id}" for p in points[:20])
-    what = to_mrkdwn(shorten(title, 150)) if title else to_mrkdwn(shorten(points[0].text, 150))
+    what = mrkdwn(title, 150) if title else mrkdwn(points[0].text, 150)
     people = f"{reporters} {'person' if reporters == 1 else 'people'}"
     msg = f":sparkles: *You said, we did.* {what} — fixed in {_issue_link(key, url)}.\nReported by {people} ({refs})."
-    return {"text": f"You said, we did: {key} is fixed ({people} reported it).", "blocks": [{"type": "section", "text": _text(msg, "mrkdwn")}]}
+    return {"text": f"You said, we did: {mrkdwn(key, 100)} is fixed ({people} reported it).", "blocks": [{"type": "section", "text": _text(msg, "mrkdwn")}]}

@@ -2,7 +2,7 @@
 
 from bot.blocks.ids import Action
 from bot.blocks.intake import _text
-from bot.blocks.text import shorten, to_mrkdwn
+from bot.blocks.text import link, mrkdwn, shorten, to_mrkdwn
 from bot.operations.focus import FocusReport, FocusState, ItemView, Pulse
 from bot.operations.insight import FrictionScores
 from bot.runtime.config import Taxonomy
@@ -15,10 +15,10 @@ def _subject_label(subject: str, prefix: str, taxonomy: Taxonomy) -> str:
 
 def _item_line(view: ItemView, prefix: str) -> str:
     name = f"*{prefix}-{view.subject.value}*: " if view.subject.kind == "report" else "*Area:* "
-    links = ", ".join(f"<{link.url}|{to_mrkdwn(link.key)}>" for link in view.links)
+    links = ", ".join(link(item.url, item.key) for item in view.links)
     state = " :white_check_mark: fixed" if view.fixed else ""
     people = f"raised by {view.people} {'person' if view.people == 1 else 'people'}"
-    return f"• {name}{to_mrkdwn(shorten(view.title, 200))} ({people}{'; ' + links if links else ''}){state}"
+    return f"• {name}{mrkdwn(view.title, 200)} ({people}{'; ' + links if links else ''}){state}"
 
 
 def build_focus_picker(state: FocusState, ranking: FrictionScores, *, prefix: str, taxonomy: Taxonomy, size: int) -> dict:
@@ -36,7 +36,7 @@ def build_focus_picker(state: FocusState, ranking: FrictionScores, *, prefix: st
         if subject in picked:
             continue
         trend = f"{p.change:+.1f}"
-        line = f"*{prefix}-{p.point_id}* {to_mrkdwn(shorten(p.text, 150))}\nscore {p.score:.1f} · {p.reporters} reporters · trend {trend}"
+        line = f"*{prefix}-{p.point_id}* {mrkdwn(p.text, 150)}\nscore {p.score:.1f} · {p.reporters} reporters · trend {trend}"
         blocks.append({"type": "section", "text": _text(line, "mrkdwn"),
                        "accessory": {"type": "button", "action_id": Action.focus_pick, "text": _text("Pick"), "value": subject}})
     for c in ranking.categories[:5]:
@@ -66,7 +66,7 @@ def build_focus_post(state: FocusState, *, prefix: str) -> dict:
 def build_focus_dm(key: str, title: str, prefix: str, subject: str) -> dict:
     kind, _, value = subject.partition(":")
     what = f"your report *{prefix}-{value}*" if kind == "report" else "friction you reported in this area"
-    head = f":dart: You told us, and we listened: {what} is in the platform team's focus for {key}:\n>{to_mrkdwn(shorten(title, 280))}"
+    head = f":dart: You told us, and we listened: {what} is in the platform team's focus for {key}:\n>{mrkdwn(title, 280)}"
     return {"text": f"Something you reported is in the platform team's focus for {key}.",
             "blocks": [{"type": "section", "text": _text(head, "mrkdwn")}]}
 

@@ -5,7 +5,7 @@ from bot.blocks.intake import _text
 from bot.blocks.triage import _duration as duration
 from bot.runtime.config import Taxonomy
 from bot.operations.insight import UNTAGGED, FrictionScores, LoopHealth, LoopNumbers
-from bot.blocks.text import shorten, to_mrkdwn
+from bot.blocks.text import fit, mrkdwn, shorten, to_mrkdwn
 
 FORMULA = "Score = reporters × severity weight (low 1, medium 2, high 4, blocker 8) + hours lost ÷ 8, summed per area."
 
@@ -78,7 +78,7 @@ def build_top(prefix: str, taxonomy: Taxonomy, scores: FrictionScores, health: L
     if show_points and scores.open_points:
         lines = [
             f"*{prefix}-{p.point_id}* · {p.score:.1f} ({_trend_mrkdwn(p.score, p.previous)}) · "
-            f"{p.reporters} reporter{'s' if p.reporters != 1 else ''}\n>{to_mrkdwn(shorten(p.text, 150))}"
+            f"{p.reporters} reporter{'s' if p.reporters != 1 else ''}\n>{mrkdwn(p.text, 150)}"
             for p in scores.open_points[:8]
         ]
         blocks.append({"type": "section", "text": _text("*Top open reports*\n" + "\n".join(lines), "mrkdwn")})

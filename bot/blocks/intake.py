@@ -4,7 +4,7 @@ from pydantic import BaseModel
 
 from bot.runtime.config import Taxonomy
 from bot.blocks.ids import Action, Block, Callback
-from bot.blocks.text import shorten, to_mrkdwn
+from bot.blocks.text import fit, mrkdwn
 from storage.models import FrictionKind, FrictionPoint, Severity, Source
 
 from bot.operations.intake import MAX_TEXT
@@ -48,7 +48,10 @@ class ReportMetadata(BaseModel):
 
 
 def _text(t: str, kind: str = "plain_text") -> dict:
-    return {"type": kind, "text": t} | ({"emoji": True} if kind == "plain_text" else {})
+    """A text object; mrkdwn is cut to the section limit as sent (after escaping), the last guard."""
+    if kind == "mrkdwn":
+        return {"type": kind, "text": fit(t)}
+    return {"type": kind, "text": t, "emoji": True}
 
 
 def _option(label: str, value: str) -> dict:
@@ -160,7 +163,7 @@ def build_report_modal(
 
 
 def _summary_line(ref: str, point: FrictionPoint, limit: int = 200) -> str:
-    return f"*{ref}* · {STATUS_LABELS.get(point.status, point.status)}\n>{to_mrkdwn(shorten(point.text, limit))}"
+    return f"*{ref}* · {STATUS_LABELS.get(point.status, point.status)}\n>{mrkdwn(point.text, limit)}"
 
 
 def build_filed_message(ref: str, point: FrictionPoint, *, with_details_button: bool, note: str | None = None) -> dict:
@@ -170,7 +173,7 @@ def build_filed_message(ref: str, point: FrictionPoint, *, with_details_button: 
         {
             "type": "section",
             "text": _text(
-                f":white_check_mark: Thanks! Filed as *{ref}*.\n>{to_mrkdwn(shorten(point.text, 300))}", "mrkdwn"
+                f":white_check_mark: Thanks! Filed as *{ref}*.\n>{mrkdwn(point.text, 300)}", "mrkdwn"
             ),
         }
     ]
@@ -219,7 +222,7 @@ def build_reports_list(prefix: str, points: list[FrictionPoint], *, heading: str
     blocks: list[dict] = [{"type": "section", "text": _text(f"*{heading}*", "mrkdwn")}]
     if not points:
         blocks.append(
-            {"type": "section", "text": _text("Nothing yet. `/platform-feedback <what got in your way>` files one.", "mrkdwn")}
+            {"type": "section", "text": _text("Nothing yet. `/platform-feedback &lt;what got in your way&gt;` files one.", "mrkdwn")}
         )
         return blocks
     for point in points[:20]:
@@ -233,18 +236,18 @@ USAGE = "\n".join(
     [
         "*How to use /platform-feedback*",
         "• `/platform-feedback` opens a form to report what got in your way.",
-        "• `/platform-feedback <one line>` files it straight away (you can add details after).",
+        "• `/platform-feedback &lt;one line&gt;` files it straight away (you can add details after).",
         "• `/platform-feedback mine` lists your reports and their status.",
         "• `/platform-feedback top [days]` shows the top friction points and how the loop is doing.",
         "• `/platform-feedback help` shows this.",
         "• The *Report platform friction* message shortcut, or a :{reaction}: reaction, files any message.",
-        "Hosts: `queue` (the open queue), `link FB-12 <issue URL>`, `resolve FB-12 [what was done]`.",
+        "Hosts: `queue` (the open queue), `link FB-12 &lt;issue URL&gt;`, `resolve FB-12 [what was done]`.",
     ]
 )
 
 
 def build_usage(reaction: str, *, unknown: str | None = None) -> dict:
-    lead = f"I don't know `{to_mrkdwn(shorten(unknown, 40))}`.\n" if unknown else ""
+    lead = f"I don't know `{mrkdwn(unknown, 40)}`.\n" if unknown else ""
     text = lead + USAGE.format(reaction=reaction)
     return {"text": text, "blocks": [{"type": "section", "text": _text(text, "mrkdwn")}]}
 
@@ -252,5 +255,5 @@ def build_usage(reaction: str, *, unknown: str | None = None) -> dict:
 def build_try_again(what: str, text: str | None = None) -> dict:
     msg = f":warning: I couldn't save {what} just now (our database did not answer). Please try again in a minute."
     if text:
-        msg += f"\nWhat you wrote, so nothing is lost:\n>{to_mrkdwn(shorten(text, 2500))}"
+        msg += f"\nWhat you wrote, so nothing is lost:\n>{mrkdwn(text, 2500)}"
     return {"text": msg, "blocks": [{"type": "section", "text": _text(msg, "mrkdwn")}]}

@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from bot.operations.references import format_ref
-from bot.blocks.text import shorten, to_mrkdwn
+from bot.blocks.text import fit, link, mrkdwn, shorten, to_mrkdwn
 from storage.models import FrictionPoint, Status
 
 MAX_BLOCKS = 50  # per message
@@ -16,7 +16,7 @@ HOW_TO_ASK = "Ask one with `/platform-feedback` and pick *A question for office 
 
 
 def _md(text: str) -> dict:
-    return {"type": "mrkdwn", "text": text}
+    return {"type": "mrkdwn", "text": fit(text)}
 
 
 def _when(start: datetime) -> tuple[str, str]:
@@ -26,20 +26,20 @@ def _when(start: datetime) -> tuple[str, str]:
 
 
 def _link(url: str | None, label: str) -> str:
-    return f"<{url}|{label}>" if url and len(url) <= MAX_URL and "|" not in url and ">" not in url else label
+    return link(url, label) if url and len(url) <= MAX_URL else to_mrkdwn(label)
 
 
 def _line(prefix: str, point: FrictionPoint) -> str:
     reporters = point.reporters
     who = f" · <@{reporters[0].user_id}>" + (f" +{len(reporters) - 1}" if len(reporters) > 1 else "") if reporters else ""
-    return f"• *{_link(point.permalink, format_ref(prefix, point.id))}* {to_mrkdwn(shorten(point.text, 200))}{who}"
+    return f"• *{_link(point.permalink, format_ref(prefix, point.id))}* {mrkdwn(point.text, 200)}{who}"
 
 
 def _outcome(point: FrictionPoint) -> str:
     if point.status == Status.linked and point.links:
-        return " → linked to " + ", ".join(_link(l.url, to_mrkdwn(shorten(l.key, 60))) for l in point.links[:2])
+        return " → linked to " + ", ".join(_link(l.url, shorten(l.key, 60)) for l in point.links[:2])
     if point.status == Status.resolved:
-        note = f": {to_mrkdwn(shorten(point.resolution_note, 150))}" if point.resolution_note else ""
+        note = f": {mrkdwn(point.resolution_note, 150)}" if point.resolution_note else ""
         return f" → resolved{note}"
     return ""
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from bot.runtime.config import Survey, SurveyQuestion
-from bot.blocks.text import shorten, to_mrkdwn
+from bot.blocks.text import fit, mrkdwn, shorten, to_mrkdwn
 
 if TYPE_CHECKING:  # the results are built in bot.operations.surveys, which renders with these builders
     from bot.operations.surveys.results import Comment, QuestionResult, RunResults
@@ -60,7 +60,7 @@ def _text(t: str, kind: str = "plain_text") -> dict:
 
 
 def _md(t: str) -> dict:
-    return _text(t, "mrkdwn")
+    return _text(fit(t), "mrkdwn")  # cut as sent, after escaping
 
 
 def when(moment: datetime) -> str:
@@ -130,7 +130,7 @@ def build_survey_dm(
         heading = f"*{n}. {to_mrkdwn(question.text)}*"
         if question.kind == "text":
             answer = texts.get(question.id)
-            shown = heading + (f"\n>{to_mrkdwn(shorten(answer, 300))}" if answer else "")
+            shown = heading + (f"\n>{mrkdwn(answer, 300)}" if answer else "")
             blocks.append({
                 "type": "section", "block_id": block_id, "text": _md(shown),
                 "accessory": {"type": "button", "action_id": SurveyAction.comment, "text": _text("Change" if answer else "Write an answer"),
@@ -141,7 +141,7 @@ def build_survey_dm(
         blocks.append({"type": "actions", "block_id": block_id, "elements": _value_buttons(run_id, question, chosen.get(question.id))})
         if question.kind in ("nps", "csat"):
             blocks.append({"type": "context", "elements": [_md(NPS_HINT if question.kind == "nps" else CSAT_HINT)]})
-    comment_line = f"Your comment:\n>{to_mrkdwn(shorten(comment, 300))}" if comment else "Anything else? Add a comment (optional)."
+    comment_line = f"Your comment:\n>{mrkdwn(comment, 300)}" if comment else "Anything else? Add a comment (optional)."
     blocks.append({
         "type": "section", "block_id": COMMENT_BLOCK, "text": _md(comment_line),
         "accessory": {"type": "button", "action_id": SurveyAction.comment, "text": _text("Edit comment" if comment else "Add a comment"), "value": str(run_id)},
@@ -211,7 +211,7 @@ def _bar(count: int, total: int, width: int = 12) -> str:
 
 
 def _question_lines(qr: QuestionResult) -> str:
-    head = f"*{to_mrkdwn(shorten(qr.question.text, 200))}* · {qr.count} answer{'s' if qr.count != 1 else ''}"
+    head = f"*{mrkdwn(qr.question.text, 200)}* · {qr.count} answer{'s' if qr.count != 1 else ''}"
     if qr.count == 0:
         return head
     if qr.question.kind == "nps":
@@ -228,9 +228,9 @@ def _question_lines(qr: QuestionResult) -> str:
 
 def _comment_block(comment: Comment, survey: Survey, with_button: bool) -> dict:
     where = next((q.text for q in survey.questions if q.id == comment.question), None)
-    label = f"_{to_mrkdwn(shorten(where, 80))}_\n" if where else ""
+    label = f"_{mrkdwn(where, 80)}_\n" if where else ""
     who = f" — <@{comment.user_id}>" if comment.user_id else ""
-    block = {"type": "section", "text": _md(f"{label}>{to_mrkdwn(shorten(comment.text, 600))}{who}")}
+    block = {"type": "section", "text": _md(f"{label}>{mrkdwn(comment.text, 600)}{who}")}
     if with_button:
         block["accessory"] = {"type": "button", "action_id": SurveyAction.file_comment, "text": _text("File as friction"),
                               "value": f"{comment.response_id}|{comment.question or ''}"}
@@ -329,9 +329,9 @@ def build_opt_out_answer(out: bool) -> dict:
 
 
 def build_csat_dm(ref: str, point_text: str, question: str, followup_id: int, *, chosen: int | None = None, note: str | None = None) -> dict:
-    said = f"Your report *{ref}* was resolved:\n>{to_mrkdwn(shorten(point_text, 280))}"
+    said = f"Your report *{ref}* was resolved:\n>{mrkdwn(point_text, 280)}"
     if note:
-        said += f"\n_{to_mrkdwn(shorten(note, 300))}_"
+        said += f"\n_{mrkdwn(note, 300)}_"
     buttons = []
     for score, label in CSAT_FOLLOWUP_LABELS.items():
         button = {"type": "button", "action_id": f"{SurveyAction.csat}:{score}", "text": _text(label), "value": f"{followup_id}|{score}"}

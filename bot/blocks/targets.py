@@ -4,7 +4,7 @@ line a card or queue shows ("first response due in 2 h 10 m")."""
 from datetime import datetime
 
 from bot.blocks.intake import _text
-from bot.blocks.text import shorten, to_mrkdwn
+from bot.blocks.text import link, mrkdwn, shorten, to_mrkdwn
 from bot.operations.targets import ClockState, Threshold, describe, human
 
 
@@ -27,16 +27,16 @@ def build_target_alert(ref: str, text: str, state: ClockState, threshold: Thresh
     summary = f"{ref}: {describe(state, now)}"
     return {"text": summary, "blocks": [
         {"type": "section", "text": _text(head, "mrkdwn")},
-        {"type": "context", "elements": [_text(to_mrkdwn(shorten(text, 200)), "mrkdwn")]},
+        {"type": "context", "elements": [_text(mrkdwn(text, 200), "mrkdwn")]},
     ]}
 
 
 def build_breach_dm(ref: str, text: str, state: ClockState, now: datetime, *, permalink: str | None) -> dict:
-    where = f" <{permalink}|Open the card>." if permalink else ""
+    where = f" {link(permalink, 'Open the card')}." if permalink else ""
     head = f":rotating_light: *{ref}* missed its target: {describe(state, now)}.{where}"
     return {"text": f"{ref}: {describe(state, now)}", "blocks": [
         {"type": "section", "text": _text(head, "mrkdwn")},
-        {"type": "section", "text": _text(">" + to_mrkdwn(shorten(text, 280)), "mrkdwn")},
+        {"type": "section", "text": _text(">" + mrkdwn(text, 280), "mrkdwn")},
     ]}
 
 
@@ -44,7 +44,7 @@ def build_question_dm(ref: str, point_id: int, host: str, question: str) -> dict
     """A host's question to the reporter, with a Reply button (``Action.target_reply``)."""
     from bot.blocks.ids import Action
 
-    head = f"<@{host}> has a question about your report *{ref}*:\n>{to_mrkdwn(shorten(question, 2500))}"
+    head = f"<@{host}> has a question about your report *{ref}*:\n>{mrkdwn(question, 2500)}"
     return {"text": f"A question about your report {ref}", "blocks": [
         {"type": "section", "text": _text(head, "mrkdwn")},
         {"type": "actions", "elements": [
@@ -68,5 +68,5 @@ REPLY_BLOCK, REPLY_INPUT = "target_reply", "target_reply_input"
 
 
 def build_reporter_answer(ref: str, user: str, answer: str) -> dict:
-    head = f"<@{user}> answered about *{ref}*; its clocks run again:\n>{to_mrkdwn(shorten(answer, 2500))}"
+    head = f"<@{user}> answered about *{ref}*; its clocks run again:\n>{mrkdwn(answer, 2500)}"
     return {"text": f"The reporter answered about {ref}", "blocks": [{"type": "section", "text": _text(head, "mrkdwn")}]}

@@ -8,7 +8,7 @@ from bot.blocks.intake import SEVERITY_LABELS, STATUS_LABELS, _option, _text
 from bot.runtime.config import Taxonomy
 from bot.blocks.ids import Action, Callback
 from bot.operations.insight import DuplicateSuggestion
-from bot.blocks.text import shorten, to_mrkdwn
+from bot.blocks.text import link, mrkdwn, shorten
 from bot.operations.triage import Change, Headline
 from storage.models import FrictionPoint, Severity, Status
 
@@ -27,9 +27,9 @@ def point_id_from_block(block_id: str) -> int | None:
 
 
 def _title(ref: str, point: FrictionPoint) -> str:
-    link = f"<{point.permalink}|{ref}>" if point.permalink else ref
+    link_ = link(point.permalink, ref) if point.permalink else ref
     severity = SEVERITY_LABELS.get(point.severity, point.severity).split(":")[0]
-    return f"{SEVERITY_ICON.get(point.severity, '')} *{link}* · {severity} · {STATUS_LABELS.get(point.status, point.status)}"
+    return f"{SEVERITY_ICON.get(point.severity, '')} *{link_}* · {severity} · {STATUS_LABELS.get(point.status, point.status)}"
 
 
 def _facts(point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> list[str]:
@@ -43,11 +43,11 @@ def _facts(point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> list[str]:
     if point.assignee:
         facts.append(f"Assigned to <@{point.assignee}>")
     if point.links:
-        facts.append("Linked: " + ", ".join(f"<{l.url}|{to_mrkdwn(l.key)}>" for l in point.links))
+        facts.append("Linked: " + ", ".join(link(l.url, l.key) for l in point.links))
     if point.duplicate_of_id:
         facts.append(f"Duplicate of {prefix}-{point.duplicate_of_id}")
     if point.resolution_note and point.status in (Status.resolved, Status.wont_fix):
-        facts.append(f"{'Resolved' if point.status == Status.resolved else 'Declined'}: {to_mrkdwn(shorten(point.resolution_note, 300))}")
+        facts.append(f"{'Resolved' if point.status == Status.resolved else 'Declined'}: {mrkdwn(point.resolution_note, 300)}")
     return facts
 
 
@@ -55,7 +55,7 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
     """The triage channel's card for one data point; updated in place as the point changes.
     ``duplicate``: an older open report it resembles, offered as a one-click merge."""
     blocks: list[dict] = [
-        {"type": "section", "text": _text(f"{_title(ref, point)}\n>{to_mrkdwn(shorten(point.text, 600))}", "mrkdwn")},
+        {"type": "section", "text": _text(f"{_title(ref, point)}\n>{mrkdwn(point.text, 600)}", "mrkdwn")},
         {"type": "context", "elements": [_text(f, "mrkdwn") for f in _facts(point, taxonomy, prefix)[:10]]},
     ]
     pid = str(point.id)
@@ -115,7 +115,7 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
             ],
         }
     )
-    return {"text": f"{ref}: {shorten(point.text, 150)}", "blocks": blocks}
+    return {"text": f"{ref}: {mrkdwn(point.text, 150)}", "blocks": blocks}
 
 
 def _duplicate_section(point_id: int, duplicate: DuplicateSuggestion, prefix: str) -> dict:
@@ -125,7 +125,7 @@ def _duplicate_section(point_id: int, duplicate: DuplicateSuggestion, prefix: st
         "block_id": card_block_id(point_id, "duplicate"),
         "text": _text(
             f":twisted_rightwards_arrows: Possible duplicate of *{other}* ({duplicate.similarity}% similar)\n"
-            f">{to_mrkdwn(shorten(duplicate.text, 200))}",
+            f">{mrkdwn(duplicate.text, 200)}",
             "mrkdwn",
         ),
         "accessory": {"type": "button", "action_id": Action.triage_merge_suggested, "text": _text(f"Merge into {other}"), "value": str(duplicate.point_id)},
@@ -177,15 +177,15 @@ def build_triage_modal(callback: Callback, ref: str, point_id: int) -> dict:
 
 def build_reporter_notice(ref: str, point: FrictionPoint, change: Change, actor: str, *, picked_up: bool) -> dict | None:
     """The one DM a reporter gets for a change that matters to them, or None."""
-    what = f"your report *{ref}* (“{to_mrkdwn(shorten(point.text, 120))}”)"
+    what = f"your report *{ref}* (“{mrkdwn(point.text, 120)}”)"
     if change == Change.linked and point.links:
         latest = point.links[-1]
-        msg = f":link: The platform team is tracking {what} in <{latest.url}|{to_mrkdwn(latest.key)}>. You'll hear when it's fixed."
+        msg = f":link: The platform team is tracking {what} in {link(latest.url, latest.key)}. You'll hear when it's fixed."
     elif change == Change.resolved:
-        note = f"\n>{to_mrkdwn(shorten(point.resolution_note, 500))}" if point.resolution_note else ""
+        note = f"\n>{mrkdwn(point.resolution_note, 500)}" if point.resolution_note else ""
         msg = f":white_check_mark: <@{actor}> resolved {what}.{note}"
     elif change == Change.declined:
-        note = f"\n>{to_mrkdwn(shorten(point.resolution_note or '', 500))}" if point.resolution_note else ""
+        note = f"\n>{mrkdwn(point.resolution_note or '', 500)}" if point.resolution_note else ""
         msg = f"The platform team decided not to fix {what} for now. Here's why:{note}"
     elif picked_up:
         msg = f":eyes: <@{actor}> picked up {what}."
@@ -214,7 +214,7 @@ def build_queue_list(prefix: str, points: list[FrictionPoint], *, limit: int = 2
         ref = f"{prefix}-{point.id}"
         who = f"{len(point.reporters)} reporter{'s' if len(point.reporters) != 1 else ''}"
         owner = f" · <@{point.assignee}>" if point.assignee else " · unassigned"
-        blocks.append({"type": "section", "text": _text(f"{_title(ref, point)} · {who}{owner}\n>{to_mrkdwn(shorten(point.text, 200))}", "mrkdwn")})
+        blocks.append({"type": "section", "text": _text(f"{_title(ref, point)} · {who}{owner}\n>{mrkdwn(point.text, 200)}", "mrkdwn")})
     if len(points) > limit:
         blocks.append({"type": "context", "elements": [_text(f"…and {len(points) - limit} more.", "mrkdwn")]})
     return blocks

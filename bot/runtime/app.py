@@ -1,8 +1,6 @@
 """Builds the Bolt app and the HTTP server around it. Nothing runs at import time."""
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import time
 
@@ -17,6 +15,7 @@ from slack_bolt.adapter.starlette.async_handler import (
 )
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
+from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
@@ -43,11 +42,20 @@ import handlers.webhooks
 import bot.web.dashboard
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
+from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.metrics import UNOBSERVED, Metrics, listener_name
 from bot.runtime.sender import OutboxSender
 from bot.runtime.slack_reads import with_read_retries
-from bot.runtime.workspaces import BOT_SCOPES, Workspaces, installation_store, state_store
+from bot.runtime.workspaces import (
+    BOT_SCOPES,
+    Allowlist,
+    AllowlistOAuthFlow,
+    Workspaces,
+    installation_store,
+    refused_install_page,
+    state_store,
+)
 from storage import outbox
 from storage.database import Database
 
@@ -57,6 +65,7 @@ NOT_INSTALLED = (
     ":wave: Platform Feedback is not installed in this workspace yet. A Slack admin can install it "
     "from the bot's /slack/install page."
 )
+REFUSED = "This app serves only its own organisation's workspace."
 MAX_BODY = 1_000_000  # Slack's payloads are far smaller; anything bigger is not from Slack
 
 
@@ -88,13 +97,23 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     async def on_error(error: Exception, body: dict, response: BoltResponse | None):
         # Logged with the payload type only: bodies can carry user text and response URLs.
         kind = body.get("type") if isinstance(body, dict) else None
-        if isinstance(error, (LookupError, TypeError, AttributeError, ValueError)):
+        if isinstance(error, (LookupError, TypeError, AttributeError, ValueError, RecursionError)):
             # A payload without the fields Slack always sends: the request is at fault, not us.
             log.warning("malformed %s payload: %r", kind, error)
             # No response here means Slack's answer was already given (the listener had acked).
             return BoltResponse(status=400, body="malformed payload") if response is not None else None
         log.error("listener failed for %s: %r", kind, error, exc_info=error)
         return None
+
+    allowlist = Allowlist.from_settings(settings.allowed_workspaces, policy.workspace)
+
+    @app.middleware
+    async def only_allowed_workspaces(context: AsyncBoltContext, next):
+        # Before any listener, so nothing from another workspace or org is stored or answered.
+        if allowlist.allows(context.team_id, context.enterprise_id) or not (context.team_id or context.enterprise_id):
+            return await next()
+        log.warning("refused a request from %s", context.enterprise_id or context.team_id)
+        return BoltResponse(status=200, body=REFUSED)
 
     handlers.intake.register(app, deps)
     handlers.triage.register(app, deps, on_resolved=survey_ops.csat_followup_hook(policy))
@@ -119,17 +138,21 @@ def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     request or an outbox message is sent with."""
     store = installation_store(db, settings.slack_client_id)
     credentials = {"client_id": settings.slack_client_id, "client_secret": settings.slack_client_secret}
+    flow = AllowlistOAuthFlow(client=client, settings=AsyncOAuthSettings(
+        **credentials,
+        scopes=BOT_SCOPES,
+        redirect_uri=settings.slack_redirect_uri,
+        installation_store=store,
+        installation_store_bot_only=True,
+        state_store=state_store(db),
+        callback_options=AsyncCallbackOptions(success=_installed_page, failure=refused_install_page),
+    ))
+    # Installs only into the allowed workspaces / orgs (ALLOWED_WORKSPACES, default the policy's).
+    flow.allowlist = Allowlist.from_settings(settings.allowed_workspaces, policy.workspace)
     app = AsyncApp(
         client=client,
         signing_secret=settings.slack_signing_secret,
-        oauth_settings=AsyncOAuthSettings(
-            **credentials,
-            scopes=BOT_SCOPES,
-            redirect_uri=settings.slack_redirect_uri,
-            installation_store=store,
-            installation_store_bot_only=True,
-            state_store=state_store(db),
-        ),
+        oauth_flow=flow,
         # Bolt's own, with its cache on: without it every request waits for an auth.test before its ack.
         authorize=AsyncInstallationStoreAuthorize(
             **credentials, installation_store=store, bot_only=True, cache_enabled=True, client=client, logger=log
@@ -155,27 +178,30 @@ def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     return app, workspaces
 
 
+async def _installed_page(args):
+    return await args.default.success(args)
+
+
 def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) -> Starlette:
     secret = deps.settings.slack_signing_secret.encode()
 
     async def slack_events(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return PlainTextResponse("payload too large", status_code=413)
+        body = await request.body()  # at most MAX_BODY bytes: BodyLimit stopped reading there
         # Bolt verifies every request again itself; this gate also turns away what would make its
         # verifier raise (a missing or non-numeric timestamp) and bodies it cannot parse.
-        if not deps.settings.socket_mode and not _signed_by_slack(secret, body, request.headers):
+        if not deps.settings.socket_mode and not signed_by_slack(secret, body, request.headers):
             return PlainTextResponse("invalid signature", status_code=401)
         try:
             bolt_request = to_async_bolt_request(request, body)
-        except (ValueError, AttributeError, TypeError, LookupError):
-            # Not UTF-8, not JSON where JSON was promised, or JSON that is not an object.
+        except (ValueError, AttributeError, TypeError, LookupError, RecursionError):
+            # Not UTF-8, not JSON where JSON was promised, JSON that is not an object, or nested
+            # deeper than Python's parser goes (a signed body 1,000 levels deep).
             return PlainTextResponse("malformed body", status_code=400)
         listener = listener_name(bolt_request.body) if isinstance(bolt_request.body, dict) else "unknown"
         started = time.perf_counter()
         try:
             response = to_starlette_response(await app.async_dispatch(bolt_request))
-        except (LookupError, TypeError, AttributeError, ValueError) as exc:
+        except (LookupError, TypeError, AttributeError, ValueError, RecursionError) as exc:
             # Bolt's own payload helpers assume Slack's shapes; a signed body without them lands here.
             log.warning("malformed Slack payload: %r", exc)
             response = PlainTextResponse("malformed payload", status_code=400)
@@ -213,7 +239,8 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             await deps.db.dispose_async()
             await session.close()
 
-    return Starlette(
+    redact_access_log()
+    web = Starlette(
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -224,6 +251,13 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         ],
         lifespan=lifespan,
     )
+    web.add_middleware(BodyLimit, limit=body_limit)
+    return web
+
+
+def body_limit(path: str) -> int:
+    """Bytes of body a route may receive: tracker webhooks their own bound, every other route Slack's."""
+    return handlers.webhooks.MAX_BODY if path.startswith("/webhooks/") else MAX_BODY
 
 
 def _oauth_routes(app: AsyncApp, deps: Deps) -> list[Route]:
@@ -231,21 +265,15 @@ def _oauth_routes(app: AsyncApp, deps: Deps) -> list[Route]:
         return []
     handler = AsyncSlackRequestHandler(app)
 
+    async def no_body() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
     async def oauth(request: Request) -> Response:
-        return await handler.handle(request)
+        # Both pages are GETs: a body sent with one is junk (Bolt would try to parse it as a payload).
+        return await handler.handle(Request(request.scope, receive=no_body))
 
     return [Route(app.oauth_flow.install_path, oauth, methods=["GET"]), Route(app.oauth_flow.redirect_uri_path, oauth, methods=["GET"])]
 
 
 async def _ping(db: Database) -> None:
     await anyio.to_thread.run_sync(db.ping)
-
-
-def _signed_by_slack(secret: bytes, body: bytes, headers) -> bool:
-    """Slack's v0 check over raw bytes, constant-time, 5-minute window (slack_sdk's verifier
-    decodes the body as UTF-8 first and raises on a malformed timestamp)."""
-    ts, signature = headers.get("x-slack-request-timestamp", ""), headers.get("x-slack-signature", "")
-    if not secret or not ts.isdigit() or abs(time.time() - int(ts)) > 300:
-        return False
-    expected = "v0=" + hmac.new(secret, b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature)

@@ -210,6 +210,28 @@ def _offline():
     return db, policy
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class SafeCsv:
+    """A csv writer whose text cells cannot run as spreadsheet formulas: a cell starting with
+    ``= + - @``, tab or CR gets a leading ``'`` (OWASP, "CSV Injection"). Numbers are left as they are."""
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    @staticmethod
+    def cell(value):
+        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+    def writerow(self, row) -> None:
+        self.writer.writerow([self.cell(v) for v in row])
+
+    def writerows(self, rows) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
 def _report(days: int | None, fmt: str | None) -> int:
     import csv
     import json
@@ -228,7 +250,7 @@ def _report(days: int | None, fmt: str | None) -> int:
         json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
         print()
     elif fmt == "csv":
-        writer = csv.writer(sys.stdout)
+        writer = SafeCsv(csv.writer(sys.stdout))
         writer.writerow(["section", "name", "label", "value", "previous"])
         writer.writerows(_report_rows(data))
     else:
@@ -337,7 +359,7 @@ def _export(path: str) -> int:
     db, policy = _offline()
 
     def write(session, out) -> int:
-        writer = csv.writer(out)
+        writer = SafeCsv(csv.writer(out))
         writer.writerow(insight.EXPORT_COLUMNS)
         count = 0
         for row in insight.export_rows(session=session, prefix=policy.reference_prefix):

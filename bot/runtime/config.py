@@ -93,6 +93,10 @@ class Settings(DatabaseSettings):
     jira_api_token: str | None = Field(default=None, description="a Jira Cloud API token, or a Data Center personal access token")
     linear_api_key: str | None = Field(default=None, description="a Linear personal API key that can read the linked issues")
     linear_api_url: str | None = Field(default="https://api.linear.app/graphql", description="the Linear GraphQL API URL")
+    allowed_workspaces: str | None = Field(
+        default=None, pattern=r"^\s*[TE][A-Z0-9]{2,31}(\s*,\s*[TE][A-Z0-9]{2,31})*\s*$",
+        description="comma-separated workspace (T...) and Enterprise Grid org (E...) ids that may install and use the app (default: the policy's workspace)",
+    )
     # The read-only dashboard at /dashboard: off (404) unless one of these is set.
     dashboard_token: str | None = Field(default=None, description="a random secret of at least 16 characters for /dashboard (Bearer or ?token=)")
     dashboard_trusted_header: str | None = Field(

@@ -10,10 +10,16 @@ wherever it was filed; the people who filed it are answered through their own wo
 installation (an outbox message carries the reporter's ``Workspace``; none means the policy's).
 """
 
+import html
 import logging
 import time
+from datetime import datetime, timezone
 
 import aiohttp
+from slack_bolt import BoltResponse
+from slack_bolt.error import BoltError
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
+from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.sqlalchemy import (
@@ -22,7 +28,7 @@ from slack_sdk.oauth.installation_store.sqlalchemy import (
 )
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import and_, desc, select
+from sqlalchemy import and_, delete, desc, func, select
 
 from bot.runtime.slack_reads import with_read_retries
 from storage.database import Database
@@ -45,6 +51,7 @@ BOT_SCOPES = [
     "im:history",
 ]
 OAUTH_STATE_SECONDS = 600  # an install link works for ten minutes
+MAX_LIVE_STATES = 1000  # unexpired install links kept; a flood of GET /slack/install drops the oldest
 TOKEN_CACHE_SECONDS = 60  # how long a looked-up token is reused before asking the store again
 
 
@@ -56,8 +63,87 @@ def installation_store(db: Database, client_id: str) -> AsyncSQLAlchemyInstallat
     return AsyncSQLAlchemyInstallationStore(client_id=client_id, engine=db.async_engine)
 
 
+class PurgingStateStore(AsyncSQLAlchemyOAuthStateStore):
+    """slack-sdk's state store, which deletes a state only when it is used: here each new state
+    first deletes the expired ones and keeps at most ``MAX_LIVE_STATES``, so public GETs of
+    /slack/install cannot grow the table for ever."""
+
+    async def async_issue(self, *args, **kwargs) -> str:
+        c = self.oauth_states.c
+        now = datetime.now(timezone.utc).replace(tzinfo=None)  # slack-sdk stores naive UTC
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(self.oauth_states).where(c.expire_at <= now))
+            newest = (await conn.execute(select(func.max(c.id)))).scalar()
+            if newest is not None and newest >= MAX_LIVE_STATES:
+                await conn.execute(delete(self.oauth_states).where(c.id <= newest - MAX_LIVE_STATES + 1))
+        return await super().async_issue(*args, **kwargs)
+
+
 def state_store(db: Database) -> AsyncSQLAlchemyOAuthStateStore:
-    return AsyncSQLAlchemyOAuthStateStore(expiration_seconds=OAUTH_STATE_SECONDS, engine=db.async_engine)
+    return PurgingStateStore(expiration_seconds=OAUTH_STATE_SECONDS, engine=db.async_engine)
+
+
+class Allowlist:
+    """The workspaces (T…) and Enterprise Grid orgs (E…) the bot installs into and serves.
+    ``ids`` None: none named (no ``ALLOWED_WORKSPACES``, no policy ``workspace``): the first
+    installation is the only one allowed."""
+
+    def __init__(self, ids: frozenset[str] | None):
+        self.ids = ids
+
+    @classmethod
+    def from_settings(cls, allowed: str | None, home: str | None) -> "Allowlist":
+        """``allowed``: the ALLOWED_WORKSPACES setting (comma-separated); default: the policy's ``home``."""
+        ids = {i.strip() for i in (allowed or "").split(",") if i.strip()} or ({home} if home else set())
+        return cls(frozenset(ids) if ids else None)
+
+    def allows(self, team_id: str | None, enterprise_id: str | None) -> bool:
+        if self.ids is None:
+            return True
+        return bool((team_id and team_id in self.ids) or (enterprise_id and enterprise_id in self.ids))
+
+
+class NotAllowed(BoltError):
+    """An installation into a workspace or org the bot does not serve."""
+
+
+REFUSED_PAGE = (
+    "<html><body><h2>This app serves only its own workspace</h2><p>Platform Feedback here is run by one "
+    "organisation's platform team for its own Slack workspace, so it cannot be installed into {what}. "
+    "Nothing was saved.</p></body></html>"
+)
+
+
+class AllowlistOAuthFlow(AsyncOAuthFlow):
+    """Bolt's OAuth flow that refuses, before saving it, an installation the allowlist does not allow
+    (with no allowlist: any installation but the first one's workspace or org)."""
+
+    allowlist: Allowlist
+
+    async def store_installation(self, request, installation: Installation):
+        if not await self._allowed(installation):
+            log.warning("refused an installation into %s", installation.enterprise_id if installation.is_enterprise_install else installation.team_id)
+            raise NotAllowed(installation.enterprise_id if installation.is_enterprise_install else installation.team_id or "?")
+        await super().store_installation(request, installation)
+
+    async def _allowed(self, installation: Installation) -> bool:
+        if self.allowlist.ids is not None:
+            return self.allowlist.allows(installation.team_id, installation.enterprise_id)
+        store = self.settings.installation_store
+        c = store.bots.c
+        installed = select(c.enterprise_id, c.team_id).where(c.client_id == store.client_id, c.bot_token.is_not(None)).distinct().limit(5)
+        async with store.engine.connect() as conn:
+            others = [(e, t) for e, t in (await conn.execute(installed)).all()
+                      if (e, t) != (installation.enterprise_id, None if installation.is_enterprise_install else installation.team_id)]
+        return not others
+
+
+async def refused_install_page(args):
+    """Bolt's failure callback: a clear page for a refused installation, Bolt's own for the rest."""
+    if isinstance(args.error, NotAllowed):
+        return BoltResponse(status=403, body=REFUSED_PAGE.format(what=html.escape(f"workspace {args.error}")),
+                            headers={"Content-Type": "text/html; charset=utf-8"})
+    return await args.default.failure(args)
 
 
 class Workspaces:

@@ -6,7 +6,11 @@ Access (``DASHBOARD_TOKEN`` and/or ``DASHBOARD_TRUSTED_HEADER``; neither set: 40
 
 - ``Authorization: Bearer <token>``;
 - ``?token=<token>``: answered with a redirect to the same page without the token, setting an
-  HttpOnly cookie (an HMAC of the token, not the token) so the page's own links work;
+  HttpOnly cookie so the page's own links work: a fresh session per sign-in (issue time and a
+  random nonce, signed with an HMAC keyed by the token, never the token), refused by the server
+  after ``COOKIE_MAX_AGE`` (7 days) whatever the browser keeps, ``Secure`` when the page is served
+  over HTTPS (directly or behind a proxy saying ``X-Forwarded-Proto: https``). The token never
+  reaches the access log (``bot.runtime.guard.RedactQuery``);
 - the trusted header, non-empty, as set by an SSO proxy in front of the bot (which must strip it
   from what clients send).
 
@@ -17,6 +21,7 @@ One computation runs at a time, and a page is reused for ``CACHE_SECONDS``.
 
 import hashlib
 import hmac
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +40,7 @@ from bot.operations import insight
 from bot.blocks.insight import FORMULA, category_label, rate, trend
 from bot.blocks.triage import _duration as duration
 from bot.runtime.config import Policy
+from bot.runtime.guard import redact_access_log
 from bot.blocks.text import shorten
 from storage.database import Database, DatabaseUnavailable
 from storage.models import utcnow
@@ -72,9 +78,22 @@ class Access:
     def enabled(self) -> bool:
         return bool(self.token or self.trusted_header)
 
-    def cookie_value(self) -> str:
+    def _sign(self, session: str) -> str:
         assert self.token
-        return hmac.new(self.token.encode(), b"platform-feedback dashboard cookie v1", hashlib.sha256).hexdigest()
+        return hmac.new(self.token.encode(), b"platform-feedback dashboard session v2:" + session.encode(), hashlib.sha256).hexdigest()
+
+    def cookie_value(self, now: float | None = None) -> str:
+        """A new session: ``<issued unix seconds>.<random nonce>.<HMAC>``."""
+        session = f"{int(time.time() if now is None else now)}.{secrets.token_urlsafe(16)}"
+        return f"{session}.{self._sign(session)}"
+
+    def session_valid(self, cookie: str, now: float | None = None) -> bool:
+        issued, _, rest = cookie.partition(".")
+        nonce, _, mac = rest.partition(".")
+        if not (issued.isascii() and issued.isdigit() and len(issued) <= 12 and nonce and mac.isascii()):
+            return False
+        age = (time.time() if now is None else now) - int(issued)
+        return 0 <= age < COOKIE_MAX_AGE and hmac.compare_digest(mac.encode(), self._sign(f"{issued}.{nonce}").encode())
 
     def token_matches(self, given: str | None) -> bool:
         return bool(self.token and given) and hmac.compare_digest(given.encode(), self.token.encode())
@@ -88,7 +107,7 @@ class Access:
         if scheme.lower() == "bearer" and self.token_matches(credentials.strip()):
             return True
         cookie = request.cookies.get(COOKIE)
-        return bool(cookie) and hmac.compare_digest(cookie.encode(), self.cookie_value().encode())
+        return bool(cookie) and self.session_valid(cookie)
 
 
 def routes(deps) -> list[Route]:
@@ -101,6 +120,7 @@ def routes(deps) -> list[Route]:
 
 def dashboard_routes(*, db: Database, policy: Policy, access: Access) -> list[Route]:
     """The same routes from just what they need (``platform-feedback demo`` has no Slack settings)."""
+    redact_access_log()
     busy = _OneAtATime()
     cache: dict[int, tuple[float | None, str]] = {}  # days -> (monotonic time made, page), oldest first
 
@@ -116,7 +136,7 @@ def dashboard_routes(*, db: Database, policy: Policy, access: Access) -> list[Ro
             response = RedirectResponse(PATH + (f"?{rest}" if rest else ""), status_code=303, headers=HEADERS)
             response.set_cookie(
                 COOKIE, access.cookie_value(), max_age=COOKIE_MAX_AGE, path=PATH, httponly=True,
-                samesite="lax", secure=request.url.scheme == "https",
+                samesite="lax", secure=_https(request),
             )
             return response
         if not access.allows(request):
@@ -142,6 +162,13 @@ def dashboard_routes(*, db: Database, policy: Policy, access: Access) -> list[Ro
         return HTMLResponse(page, headers=HEADERS)
 
     return [Route(PATH, dashboard, methods=["GET"])]
+
+
+def _https(request: Request) -> bool:
+    """Served over HTTPS: directly, or by a TLS-terminating proxy that says so. Trusting the header
+    can only add ``Secure`` to the sender's own cookie, so any client may set it."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
 
 
 class _OneAtATime:
