@@ -28,7 +28,7 @@ from bench.rate_limited_slack import TOKEN
 from bench.survey_fake import SurveySlackServer
 from bot.runtime.app import create_app
 from bot.runtime.config import Policy, Settings, Survey
-from bot.runtime.sender import OutboxSender
+from bot.runtime.outbox import OutboxSender
 from handlers.surveys import SurveyRunner
 from storage import surveys as store
 from storage.models import OutboxMessage, OutboxStatus

@@ -1,4 +1,4 @@
-"""The outbox (storage.outbox) and its sender (bot.runtime.sender.OutboxSender) against the fake Slack."""
+"""The outbox (storage.outbox) and its sender (bot.runtime.outbox.OutboxSender) against the fake Slack."""
 
 import asyncio
 import base64
@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import select, text
+from sqlmodel import func, select, text
 
-from bot.runtime.sender import MAX_ATTEMPTS, MethodLimiter, OutboxSender
+from bot.runtime.outbox import MAX_ATTEMPTS, MethodLimiter, OutboxSender
 from storage import outbox
 from storage.database import Database, DatabaseUnavailable
 from storage.models import OutboxMessage, as_utc, utcnow
@@ -501,9 +501,9 @@ def test_limiter_hands_out_turns_in_order_and_honours_a_pause():
 # ------------------------------------------------------------------ batches, order, hooks, stopping
 
 
-async def test_a_batch_is_claimed_and_recorded_in_few_transactions(db, fake_slack):
+async def test_a_batch_is_claimed_once_and_sends_finishing_together_share_a_write(db, fake_slack):
     queue(db, 30)
-    s = sender(db, fake_slack, flush_seconds=60)
+    s = sender(db, fake_slack)
     transactions = []
     real = db.run
 
@@ -513,9 +513,31 @@ async def test_a_batch_is_claimed_and_recorded_in_few_transactions(db, fake_slac
 
     s.db = type("CountingDatabase", (), {"run": staticmethod(counting)})()
     assert await s.drain_once() == 30
-    assert transactions == ["claim_batch", "_record"]  # not one per message
+    assert transactions[0] == "claim_batch" and set(transactions[1:]) == {"record"}
+    assert len(transactions) <= 1 + 30  # at most one write per send; sends answered together share one
     assert [r.status for r in messages(db)] == ["sent"] * 30
     assert len(posted(fake_slack)) == 30
+
+
+@pytest.mark.parametrize("in_flight", [1, 4])
+async def test_each_send_is_recorded_before_another_call_takes_its_place(db, fake_slack, in_flight):
+    """What Slack has and the outbox does not know of is never more than the calls in flight: a
+    kill -9 at any moment leaves at most ``max_in_flight`` messages that may go twice (issue #14)."""
+    queue(db, 40)
+    s = sender(db, fake_slack, max_in_flight=in_flight)
+    real = s.workspaces.single.api_call
+    unrecorded: list[int] = []
+
+    async def api_call(method, **kwargs):
+        with db.session() as session:
+            recorded = session.exec(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "sent")).one()
+        unrecorded.append(len(posted(fake_slack)) - recorded)  # answered by Slack, not yet in the outbox
+        return await real(method, **kwargs)
+
+    s.workspaces.single.api_call = api_call
+    assert await s.drain_once() == 40
+    assert max(unrecorded) <= in_flight - 1, unrecorded  # this call's place was given up by a recorded one
+    assert [r.status for r in messages(db)] == ["sent"] * 40
 
 
 async def test_messages_to_one_channel_keep_their_order(db, fake_slack):
@@ -614,11 +636,11 @@ async def test_a_file_upload_goes_through_slack_sdks_three_steps(db, fake_slack)
 
 async def test_sends_the_database_could_not_record_are_written_by_the_next_batch(db, fake_slack):
     queue(db, 2)
-    s = sender(db, fake_slack, flush_seconds=60)
+    s = sender(db, fake_slack)
     real, down = db.run, {"now": True}
 
     async def flaky(fn, /, *args, **kwargs):
-        if down["now"] and getattr(fn, "__name__", "") == "_record":
+        if down["now"] and getattr(fn, "__name__", "") == "record":
             raise DatabaseUnavailable("connection refused")
         return await real(fn, *args, **kwargs)
 

@@ -40,7 +40,7 @@ from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.metrics import Metrics, listener_name
-from bot.runtime.sender import OutboxSender
+from bot.runtime.outbox import OutboxSender
 from bot.runtime.workspaces import BOT_SCOPES, Workspaces, installation_store, state_store
 from storage import outbox
 from storage.database import Database
