@@ -28,11 +28,13 @@ class Batch:
     latest: float  # no turn may start after this (clock time): the claim must outlast the sending
     semaphore: asyncio.Semaphore  # the requests in flight
     state: dict[int, str] = field(default_factory=dict)
+    payloads: dict[int, dict] = field(default_factory=dict)  # message id -> its payload, parsed once
     attempted: int = 0
     unrecorded: bool = False  # a send could not be recorded (database down): start no more
 
     def __post_init__(self):
         self.state = {m.id: CLAIMED for m in self.messages}
+        self.payloads = {m.id: json.loads(m.payload) for m in self.messages}
 
     def not_started(self) -> list[int]:
         return [i for i, s in self.state.items() if s == CLAIMED]
@@ -49,15 +51,15 @@ async def claim(db, *, limit_for, skip_methods, claim_seconds: float) -> list[Ou
     return await db.run(outbox.claim_batch, limit_for=limit_for, skip_methods=skip_methods, claim_seconds=claim_seconds)
 
 
-def chains(batch: list[OutboxMessage], hooks) -> list[list[OutboxMessage]]:
+def chains(batch: Batch, hooks) -> list[list[OutboxMessage]]:
     """Split a batch (oldest first) into what must go in order: one channel's messages, or one
     hook's (a card's post before its updates). Different chains go concurrently."""
     found: dict[str, list[OutboxMessage]] = {}
-    for message in batch:
+    for message in batch.messages:
         if (message.purpose or "") in hooks:
             key = f"hook:{message.purpose}"
         else:
-            channel = json.loads(message.payload).get("channel")
+            channel = batch.payloads[message.id].get("channel")
             key = f"channel:{channel}" if channel else f"message:{message.id}"
         found.setdefault(key, []).append(message)
     return list(found.values())
