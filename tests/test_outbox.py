@@ -652,3 +652,41 @@ async def test_sends_the_database_could_not_record_are_written_by_the_next_batch
     down["now"] = False
     assert await s.drain_once() == 0
     assert [r.status for r in messages(db)] == ["sent", "sent"] and len(posted(fake_slack)) == 2
+
+
+async def test_slack_answering_after_our_timeout_duplicates_at_most_the_calls_in_flight(db, fake_slack):
+    """Slack posts the message, then answers after the client gave up (issue #14): the sender cannot
+    tell whether it went (a DM's history is not readable with the bot's scopes), so it sends it again
+    rather than lose it: at-least-once, and only for the calls in flight when Slack was slow."""
+    import threading
+    import time
+
+    payloads = queue(db, 8)
+    slow, lock = [4], threading.Lock()
+
+    def posts_then_answers_late(method, body):
+        with lock:
+            late = slow[0] > 0
+            slow[0] -= late
+        if late:
+            time.sleep(0.6)  # the fake posts it (it is kept in fake.calls), past the client's timeout
+        return None
+
+    fake_slack.fail_when = posts_then_answers_late
+    client = AsyncWebClient(token=TOKEN, base_url=fake_slack.url + "/api/", timeout=0.3)
+    s = OutboxSender(db, client, rates=FAST, channel_rates={}, max_in_flight=4)
+    assert await s.drain_once() == 8
+    timed_out = [r for r in messages(db) if r.status == "pending"]
+    assert len(timed_out) == 4 and {r.last_error for r in timed_out} == {"TimeoutError"}
+    for _ in range(60):
+        make_due(db)
+        s.limiter("chat.postMessage").paused_until = 0  # the outage pause, on real time: skip it
+        await s.drain_once()
+        if all(r.status == "sent" for r in messages(db)):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # the late answers' posts are all in
+    texts = [p["text"] for p in posted(fake_slack)]
+    assert set(texts) == {p["text"] for p in payloads}  # nobody missed
+    assert len(texts) - len(payloads) <= 4  # each call in flight when Slack was slow went twice at most
+    assert [r.status for r in messages(db)] == ["sent"] * 8
