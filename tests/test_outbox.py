@@ -291,11 +291,11 @@ async def test_the_sender_outlives_a_batch_that_raises(db, fake_slack):
     s = sender(db, fake_slack, idle_seconds=0.05)
     real, raised = s.drain_once, []
 
-    async def once_broken():
+    async def once_broken(started=None):
         if not raised:
             raised.append(True)
             raise RuntimeError("a bug")
-        return await real()
+        return await real(started)
 
     s.drain_once = once_broken
     s.start()
@@ -690,3 +690,36 @@ async def test_slack_answering_after_our_timeout_duplicates_at_most_the_calls_in
     assert set(texts) == {p["text"] for p in payloads}  # nobody missed
     assert len(texts) - len(payloads) <= 4  # each call in flight when Slack was slow went twice at most
     assert [r.status for r in messages(db)] == ["sent"] * 8
+
+
+async def test_the_next_batch_is_claimed_while_the_last_calls_of_the_one_before_finish(db, fake_slack):
+    """No idle pace at a batch boundary (issue #15): once every message of a batch is in flight, the
+    next batch is claimed and its calls take the free places, up to ``max_in_flight`` in all."""
+    import threading
+    import time
+
+    queue(db, 9)
+    now, most, lock = [0], [0], threading.Lock()
+
+    def slow(method, body):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.3)
+        with lock:
+            now[0] -= 1
+        return None
+
+    fake_slack.fail_when = slow
+    # Batches of 3 (a burst of 1 and 2 more in batch_seconds), 4 calls in flight at most.
+    s = sender(db, fake_slack, bursts={"chat.postMessage": 1}, batch_seconds=0.002, max_in_flight=4, idle_seconds=0.05)
+    assert s.pacing.claim_limit("chat.postMessage", s.batch_seconds) == 3
+    s.start()
+    for _ in range(200):
+        if all(r.status == "sent" for r in messages(db)):
+            break
+        await asyncio.sleep(0.05)
+    await s.stop()
+    assert [r.status for r in messages(db)] == ["sent"] * 9
+    assert most[0] == 4  # one batch alone never has more than 3 in flight
+    assert len(posted(fake_slack)) == 9

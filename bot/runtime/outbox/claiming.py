@@ -31,10 +31,20 @@ class Batch:
     payloads: dict[int, dict] = field(default_factory=dict)  # message id -> its payload, parsed once
     attempted: int = 0
     unrecorded: bool = False  # a send could not be recorded (database down): start no more
+    all_started: asyncio.Event | None = None  # set once no message is waiting for its turn
 
     def __post_init__(self):
         self.state = {m.id: CLAIMED for m in self.messages}
         self.payloads = {m.id: json.loads(m.payload) for m in self.messages}
+        self._waiting = len(self.messages)
+
+    def mark(self, message_id: int, state: str) -> None:
+        """``message_id`` is now IN_FLIGHT or DONE."""
+        if self.state.get(message_id) == CLAIMED:
+            self._waiting -= 1
+            if self._waiting == 0 and self.all_started is not None:
+                self.all_started.set()
+        self.state[message_id] = state
 
     def not_started(self) -> list[int]:
         return [i for i, s in self.state.items() if s == CLAIMED]

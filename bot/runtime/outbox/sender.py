@@ -83,6 +83,7 @@ class OutboxSender:
         self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._in_flight: asyncio.Semaphore | None = None
 
     @property
     def rates(self) -> dict[str, float]:
@@ -106,11 +107,13 @@ class OutboxSender:
 
     # ------------------------------------------------------------------ a batch
 
-    async def drain_once(self) -> int:
+    async def drain_once(self, started: asyncio.Event | None = None) -> int:
         """Claim a batch of due messages and send it, paced. Returns how many were attempted
         (a Slack call made, or dropped as nothing to send); messages of a method Slack has paused
         are left in the outbox until the pause is over. Raises DatabaseUnavailable when what it
-        learnt cannot be written (kept, and written by a later batch)."""
+        learnt cannot be written (kept, and written by a later batch). ``started`` is set once
+        every message of the batch is in flight or done (run_forever then claims the next batch
+        while the last calls finish)."""
         await self.recorder.commit(self.db)  # what an earlier batch could not write (database down)
         batch = await claiming.claim(
             self.db,
@@ -120,7 +123,9 @@ class OutboxSender:
         )
         if not batch:
             return 0
-        run = Batch(batch, latest=self._clock() + self.hold_seconds, semaphore=asyncio.Semaphore(self.max_in_flight))
+        if self._in_flight is None:  # one for every batch: two overlap while the first one's last calls finish
+            self._in_flight = asyncio.Semaphore(self.max_in_flight)
+        run = Batch(batch, latest=self._clock() + self.hold_seconds, semaphore=self._in_flight, all_started=started)
         try:
             async with asyncio.TaskGroup() as group:
                 for chain in claiming.chains(run, self.hooks):
@@ -139,7 +144,7 @@ class OutboxSender:
             if back_in is not None:
                 for later in chain[n + 1 :]:
                     self.recorder.pending.released.append((later.id, back_in, None))
-                    run.state[later.id] = DONE
+                    run.mark(later.id, DONE)
                 return
 
     def _render(self, *, session: Session | None, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
@@ -172,7 +177,7 @@ class OutboxSender:
             return None
         if rendered is None:
             results.failed.append((message.id, "nothing to send"))
-            run.state[message.id] = DONE
+            run.mark(message.id, DONE)
             run.attempted += 1
             return None
         method, payload = rendered
@@ -185,7 +190,7 @@ class OutboxSender:
             limiter = self.pacing.limiter(method)
             if not await self.pacing.turn(limiter, run.latest):
                 return self._give_back(message, self._wait_for(limiter), run)
-            run.state[message.id] = IN_FLIGHT
+            run.mark(message.id, IN_FLIGHT)
             run.attempted += 1
             try:
                 response = await call(await self.workspaces.client(message.workspace), method, payload)
@@ -199,7 +204,7 @@ class OutboxSender:
                     results.sent_hooked.append((message, response.data))
                 else:
                     results.sent.append(message.id)
-            run.state[message.id] = DONE
+            run.mark(message.id, DONE)
             # Recorded before this place in flight is given up: what Slack has and the outbox does
             # not know of is never more than the calls in flight. A hook's next message (a card's
             # update) renders from what this recorded.
@@ -220,7 +225,7 @@ class OutboxSender:
     def _give_back(self, message: OutboxMessage, back_in: float, run: Batch) -> float:
         """Back to the outbox, due again in ``back_in`` seconds, unattempted."""
         self.recorder.pending.released.append((message.id, back_in, None))
-        run.state[message.id] = DONE
+        run.mark(message.id, DONE)
         return back_in
 
     def _broken(self, message: OutboxMessage, error: str, run: Batch) -> None:
@@ -229,7 +234,7 @@ class OutboxSender:
             self.recorder.pending.failed.append((message.id, error))
         else:
             self.recorder.pending.retry.append((message.id, backoff(message.attempts), error))
-        run.state[message.id] = DONE
+        run.mark(message.id, DONE)
         run.attempted += 1
 
     def _failed(self, message: OutboxMessage, method: str, failure: Failure, run: Batch) -> float | None:
@@ -298,19 +303,44 @@ class OutboxSender:
             await session.close()
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                sent = await self.drain_once()
-            except DatabaseUnavailable as exc:
-                log.warning("outbox: database unavailable: %s", exc)
-                sent = 0
-            except Exception:  # a bug in one batch must not stop the sending for good
-                log.exception("outbox: a batch failed")
-                sent = 0
-            if sent:
-                continue
-            self._wake.clear()
-            await _wait(self._wake, self.idle_seconds)
+        """A batch at a time, except that the next is claimed as soon as every message of the one
+        before is in flight or done: its last calls' round trips and records, and the next claim,
+        would otherwise leave the pace idle at every batch boundary."""
+        tail: asyncio.Task | None = None  # the batch before, finishing its last calls
+        batch: asyncio.Task | None = None
+        try:
+            while True:
+                started = asyncio.Event()
+                batch = asyncio.create_task(self._drain_logged(started))
+                waiter = asyncio.create_task(started.wait())
+                try:
+                    await asyncio.wait({batch, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                if tail is not None:
+                    await tail
+                    tail = None
+                if not batch.done():  # every message started: claim the next while these finish
+                    tail = batch
+                    continue
+                if batch.result():
+                    continue
+                self._wake.clear()
+                await _wait(self._wake, self.idle_seconds)
+        finally:
+            for task in (tail, batch):
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+    async def _drain_logged(self, started: asyncio.Event) -> int:
+        try:
+            return await self.drain_once(started)
+        except DatabaseUnavailable as exc:
+            log.warning("outbox: database unavailable: %s", exc)
+        except Exception:  # a bug in one batch must not stop the sending for good
+            log.exception("outbox: a batch failed")
+        return 0
 
     def start(self) -> None:
         if self._task is None:
