@@ -723,3 +723,34 @@ async def test_the_next_batch_is_claimed_while_the_last_calls_of_the_one_before_
     assert [r.status for r in messages(db)] == ["sent"] * 9
     assert most[0] == 4  # one batch alone never has more than 3 in flight
     assert len(posted(fake_slack)) == 9
+
+
+async def test_a_channel_post_slack_answered_too_late_is_looked_up_not_sent_again(db, fake_slack):
+    """Slack posts to a channel and answers after the client gave up (issue #14): the sender reads
+    the channel's history (channels:history), finds its message and records it as sent."""
+    import threading
+    import time
+
+    for i in range(4):
+        db.transact(outbox.enqueue, dedupe_key=f"c{i}", method="chat.postMessage", payload={"channel": "C0TEAM0001", "text": f"#{i} & <ok>"})
+    history, lock = [], threading.Lock()
+
+    def slack(method, body):
+        if method == "conversations.history":  # newest first, after ``oldest`` (exclusive)
+            with lock:
+                found = [m for m in reversed(history) if float(m["ts"]) > float(body["oldest"])]
+            return 200, {"ok": True, "messages": found, "has_more": False}, {}
+        if method == "chat.postMessage":
+            with lock:  # posted, then answered past the client's timeout
+                history.append({"type": "message", "ts": f"{time.time():.6f}", "text": body["text"], "bot_id": "B0BOT0001"})
+            time.sleep(0.6)
+        return None
+
+    fake_slack.fail_when = slack
+    client = AsyncWebClient(token=TOKEN, base_url=fake_slack.url + "/api/", timeout=0.3)
+    s = OutboxSender(db, client, rates=FAST, channel_rates={}, max_in_flight=4)
+    assert await s.drain_once() == 4
+    await asyncio.sleep(0.7)  # the late answers are in
+    assert [p["text"] for p in posted(fake_slack)] == [f"#{i} & <ok>" for i in range(4)]  # each once, in order
+    assert [r.status for r in messages(db)] == ["sent"] * 4
+    assert len(fake_slack.calls_to("conversations.history")) == 4

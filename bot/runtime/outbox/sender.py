@@ -25,7 +25,7 @@ from bot.runtime.outbox import claiming
 from bot.runtime.outbox.claiming import DONE, IN_FLIGHT, Batch
 from bot.runtime.outbox.pacing import CHANNEL_BURST, MethodLimiter, Pacing, backoff
 from bot.runtime.outbox.recording import Recorder
-from bot.runtime.outbox.sending import MAX_ATTEMPTS, Failure, call, classify
+from bot.runtime.outbox.sending import MAX_ATTEMPTS, Failure, call, classify, find_post
 from bot.runtime.workspaces import Workspaces
 from storage import outbox
 from storage.database import Database, DatabaseUnavailable
@@ -192,16 +192,24 @@ class OutboxSender:
                 return self._give_back(message, self._wait_for(limiter), run)
             run.mark(message.id, IN_FLIGHT)
             run.attempted += 1
+            since, response, failure = time.time() - 1.0, None, None  # a second's leeway for Slack's clock
             try:
-                response = await call(await self.workspaces.client(message.workspace), method, payload)
+                client = await self.workspaces.client(message.workspace)
+                response = (await call(client, method, payload)).data
+                self.pacing.answered(method)
             except Exception as exc:
-                back_in = self._failed(message, method, classify(exc), run)
+                failure = classify(exc)
+                if failure.maybe_sent and method == "chat.postMessage":
+                    response = await find_post(client, payload, since)
+                    if response is not None:  # Slack posted it and answered too late: not sent again
+                        log.info("outbox message %s: %s, but Slack has it", message.id, failure.error)
+            if response is None:
+                back_in = self._failed(message, method, failure, run)
             else:
                 back_in = None
-                self.pacing.answered(method)
                 self._observe(method, None)
                 if hooked:
-                    results.sent_hooked.append((message, response.data))
+                    results.sent_hooked.append((message, response))
                 else:
                     results.sent.append(message.id)
             run.mark(message.id, DONE)

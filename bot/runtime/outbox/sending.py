@@ -18,8 +18,10 @@ What a failure does to a message, by whose fault it is:
   it once it has been attempted MAX_ATTEMPTS times (outage attempts included).
 
 A timeout or a connection broken after the request went out is ambiguous: Slack may have acted on
-it (it answered after our client gave up). It is retried like any outage, so such a message may be
-delivered twice: at-least-once, for the calls in flight when it happened (``Failure.maybe_sent``).
+it (it answered after our client gave up; ``Failure.maybe_sent``). A post to a channel the bot can
+read (``channels:history``, ``groups:history``) is looked up first (``find_post``) and, when
+found, counted as sent; anything else (a DM: the bot has no ``im:history``) is retried like any
+outage, so it may be delivered twice: at-least-once, for the calls in flight when it happened.
 """
 
 import asyncio
@@ -93,6 +95,32 @@ async def call(client: AsyncWebClient, method: str, payload: dict):
         content = base64.b64decode(args.pop("content_b64"))
         return await client.files_upload_v2(content=content, **args)
     return await client.api_call(method, json=payload)
+
+
+READABLE = ("C", "G")  # channel ids whose history the bot's scopes let it read: public and private channels
+
+
+async def find_post(client: AsyncWebClient, payload: dict, since: float) -> dict | None:
+    """The message ``payload`` (a chat.postMessage) posted, if Slack has it: a bot message in its
+    channel, not in a thread unless the payload's, since ``since`` (Unix seconds), with the same
+    text. Returns a chat.postMessage-like answer ({"ok", "channel", "ts", "message"}), or None:
+    not found, not a readable channel (READABLE), or the lookup failed (then the caller resends).
+    conversations.history: newest first, ``oldest`` exclusive (docs.slack.dev/reference/methods/
+    conversations.history); conversations.replies for a thread."""
+    channel, text, thread = payload.get("channel"), payload.get("text"), payload.get("thread_ts")
+    if not isinstance(channel, str) or not channel.startswith(READABLE) or not text:
+        return None
+    try:
+        if thread:
+            answer = await client.conversations_replies(channel=channel, ts=thread, oldest=f"{since:.6f}", limit=200)
+        else:
+            answer = await client.conversations_history(channel=channel, oldest=f"{since:.6f}", limit=200)
+    except Exception:  # noqa: BLE001 - no answer is "not known to be there": resend
+        return None
+    for message in answer.get("messages") or []:
+        if message.get("bot_id") and message.get("text") == text and float(message.get("ts", 0)) >= since:
+            return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
+    return None
 
 
 def classify(exc: BaseException) -> Failure:
