@@ -6,7 +6,8 @@ Guarantees: a message is marked sent only after Slack said ok, and each outcome 
 its place among the ``max_in_flight`` requests in flight is given up, so a crash loses nothing and
 what may go twice is at most the calls in flight at that moment (their claims run out and they go
 again). A stop (``stop()``) writes what it knows and gives back what it did not start, so only
-requests cut off mid-flight are left to their claims.
+requests cut off mid-flight are left to their claims. ``run_forever`` claims the next batch as soon
+as every message of the one before is in flight, so the pace does not idle at batch boundaries.
 """
 
 import asyncio
