@@ -68,10 +68,10 @@ def people(args) -> list[str]:
     return [f"U{i:08d}" for i in range(args.recipients)]
 
 
-async def baseline(args) -> float:
+async def baseline(args) -> tuple[float, float]:
     """The same DMs from a bare loop: paced at the sender's rate (a turn every 1/rate s, never
     bunched), at most 8 requests in flight (the sender's default), one aiohttp session. Returns
-    achieved / allowed."""
+    achieved / allowed, and the CPU milliseconds per DM it took."""
     rate = args.sender_rate or args.rate
     with SurveySlackProcess(args.rate) as fake:
         url, gate = fake.url + "/api/chat.postMessage", asyncio.Semaphore(8)
@@ -83,14 +83,15 @@ async def baseline(args) -> float:
                 gate.release()
 
             loop, tasks = asyncio.get_running_loop(), []
-            began, started = time.time(), loop.time()
+            began, started, cpu = time.time(), loop.time(), time.process_time()
             for n, user in enumerate(people(args)):
                 await asyncio.sleep(max(0.0, started + n / rate - loop.time()))
                 await gate.acquire()
                 tasks.append(asyncio.create_task(post(user)))
             await asyncio.gather(*tasks)
+            cpu = time.process_time() - cpu
     elapsed = max(d.at for d in fake.delivered) - began
-    return len({d.channel for d in fake.delivered}) / elapsed / args.rate
+    return len({d.channel for d in fake.delivered}) / elapsed / args.rate, 1000 * cpu / len(fake.delivered)
 
 
 async def run(args) -> dict:
@@ -189,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results, baselines = [], []
     for n in range(args.rounds):
-        baselines.append(asyncio.run(baseline(args)))
-        print(f"round {n + 1}: baseline (bare paced loop) ratio {baselines[-1]:.3f}")
+        ratio, cpu = asyncio.run(baseline(args))
+        baselines.append(ratio)
+        print(f"round {n + 1}: baseline (bare paced loop) ratio {ratio:.3f}, CPU ms per DM {cpu:.2f}")
         results.append(asyncio.run(run(args)))
         width = max(len(k) for k in results[-1])
         for key, value in results[-1].items():
