@@ -38,7 +38,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from bench.report import REPO, fresh_database
-from bot.runtime.sender import OutboxSender
+from bot.runtime.outbox import OutboxSender
 from storage.database import Database
 from storage.models import ClosureNotice, FrictionPoint, OutboxMessage, Reporter, Source, Status, TrackerDelivery, TrackerLink
 from tests import tracker_requests as tr

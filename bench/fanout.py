@@ -21,7 +21,7 @@ from sqlmodel import func, select
 
 from bench.rate_limited_slack import TOKEN, RateLimitedSlackProcess
 from bench.report import fresh_database
-from bot.runtime.sender import OutboxSender
+from bot.runtime.outbox import OutboxSender
 from storage import outbox
 from storage.database import Database
 from storage.models import OutboxMessage

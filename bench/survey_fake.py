@@ -72,3 +72,47 @@ class SurveySlackServer(RateLimitedSlackServer):
         self.httpd.RequestHandlerClass = type("Handler", (_SurveyHandler,), {"fake": None})
         self.fake = SurveySlack(rate=rate, url=self.fake.url)
         self.httpd.RequestHandlerClass.fake = self.fake
+
+
+def _serve(rate: int, setup: dict, conn) -> None:
+    """In a process of its own: serve until told to stop, then send back what happened."""
+    with SurveySlackServer(rate) as fake:
+        fake.users.update(setup.get("users", {}))
+        fake.channel_members.update(setup.get("channel_members", {}))
+        fake.rates.update(setup.get("rates", {}))
+        conn.send(fake.url)
+        conn.recv()  # "stop"
+        with fake._lock:
+            conn.send(([(d.at, d.channel, d.text) for d in fake.delivered], fake.rejected, dict(fake.calls)))
+
+
+class SurveySlackProcess:
+    """SurveySlackServer in a separate process, so that it does not share the benchmarked
+    process's interpreter (and GIL), as the real Slack would not. ``with SurveySlackProcess(rate,
+    users=..., channel_members=..., rates=...) as fake:`` then ``fake.url``; after the block
+    ``fake.delivered`` (bench.rate_limited_slack.Delivery), ``fake.rejected`` (429s) and
+    ``fake.calls`` (method -> calls answered)."""
+
+    def __init__(self, rate: int, **setup):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve, args=(rate, setup, child), daemon=True)
+        self.url = ""
+        self.delivered: list = []
+        self.rejected = 0
+        self.calls: dict[str, int] = {}
+
+    def __enter__(self) -> "SurveySlackProcess":
+        self._process.start()
+        self.url = self._conn.recv()
+        return self
+
+    def __exit__(self, *exc):
+        from bench.rate_limited_slack import Delivery
+
+        self._conn.send("stop")
+        delivered, self.rejected, self.calls = self._conn.recv()
+        self.delivered = [Delivery(*d) for d in delivered]
+        self._process.join(timeout=10)

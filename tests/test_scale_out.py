@@ -116,3 +116,62 @@ def test_kill_9_mid_fan_out_loses_nothing(tmp_path, pg):
     texts = [c.body["text"] for c in fake.calls_to("chat.postMessage")]
     assert set(texts) == {f"message {i}" for i in range(60)}  # nothing lost
     assert len(texts) - 60 <= 8  # at most the requests in flight at the kill (OutboxSender's max_in_flight)
+
+
+# A sender alone in its process, paced at RATE: kill -9 lands in the middle of its fan-out.
+SENDER = """
+import asyncio, sys
+from slack_sdk.web.async_client import AsyncWebClient
+from bot.runtime.outbox import OutboxSender
+from storage.database import Database
+url, api, token, rate, in_flight, claim = sys.argv[1:]
+sender = OutboxSender(Database(url), AsyncWebClient(token=token, base_url=api), rates={"chat.postMessage": float(rate)},
+                      channel_rates={}, max_in_flight=int(in_flight), claim_seconds=float(claim))
+asyncio.run(sender.run_forever())
+"""
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_kill_9_at_50_dms_a_second_sends_twice_at_most_the_calls_in_flight(tmp_path, pg, in_flight):
+    """Issue #14: at 50 DMs a second, a sender killed mid fan-out may have had only its calls in
+    flight unrecorded; once its claims run out, another sender sends the rest, and no more than
+    ``max_in_flight`` people get a DM twice (before: what the last half second had sent, 5-7)."""
+    import signal
+
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.runtime.outbox import OutboxSender
+
+    count, rate = 300, 50
+    for i in range(count):
+        pg.transact(outbox.enqueue, dedupe_key=f"dm-{i}", method="chat.postMessage",
+                    payload={"channel": f"U{i:08d}", "text": f"message {i}"})
+    with FakeSlackServer() as fake:
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen([sys.executable, "-c", SENDER, pg.url, fake.url + "/api/", TOKEN, str(rate), str(in_flight),
+                                 str(CLAIM_SECONDS)], env=env, cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 60
+            while len(fake.calls_to("chat.postMessage")) < 100 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        sent_before = len(fake.calls_to("chat.postMessage"))
+        assert 100 <= sent_before < count, "the kill came too late to test anything"
+
+        async def the_rest():
+            sender = OutboxSender(pg, AsyncWebClient(token=TOKEN, base_url=fake.url + "/api/"),
+                                  rates={"chat.postMessage": 200.0}, channel_rates={}, max_in_flight=4)
+            deadline = time.monotonic() + CLAIM_SECONDS + 60
+            while pending(pg) and time.monotonic() < deadline:
+                if not await sender.drain_once():
+                    await asyncio.sleep(0.5)
+
+        import asyncio
+
+        asyncio.run(the_rest())
+        assert pending(pg) == 0
+    texts = [c.body["text"] for c in fake.calls_to("chat.postMessage")]
+    assert set(texts) == {f"message {i}" for i in range(count)}  # nothing lost
+    assert len(texts) - count <= in_flight, f"{len(texts) - count} duplicates with {in_flight} in flight"

@@ -18,9 +18,9 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import select
 
-import bot.runtime.sender
+import bot.runtime.outbox.sender
 import storage.outbox
-from bot.runtime.sender import MAX_ATTEMPTS, OutboxSender
+from bot.runtime.outbox import MAX_ATTEMPTS, OutboxSender
 from storage import outbox
 from storage.database import Database
 from storage.models import OutboxMessage, utcnow
@@ -29,7 +29,7 @@ from tests.fake_slack import TOKEN
 OUTAGE = 600.0  # ten minutes: well past what MAX_ATTEMPTS backed-off attempts last (2 to 4 minutes)
 MESSAGES = 30
 STEP = 2.0  # how often the simulated sender looks at the outbox when it has nothing to do
-LONGEST_PAUSE = 300.0  # bot.runtime.sender's backoff never waits longer than this
+LONGEST_PAUSE = 300.0  # bot.runtime.outbox.pacing.backoff never waits longer than this
 
 FAILURES = {
     "http_503": (503, {"ok": False, "error": "service_unavailable"}, {}),
@@ -79,7 +79,7 @@ class SimClock:
 def clock(monkeypatch) -> SimClock:
     clock = SimClock()
     monkeypatch.setattr(storage.outbox, "utcnow", clock.wall)
-    monkeypatch.setattr(bot.runtime.sender, "utcnow", clock.wall)
+    monkeypatch.setattr(bot.runtime.outbox.sender, "utcnow", clock.wall)
     return clock
 
 

@@ -19,6 +19,7 @@ from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -44,8 +45,8 @@ from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.hosts import HostDirectory
-from bot.runtime.metrics import UNOBSERVED, Metrics, listener_name
-from bot.runtime.sender import OutboxSender
+from bot.runtime.metrics import UNOBSERVED, ArrivalTime, Metrics, listener_name, seconds_since_arrival
+from bot.runtime.outbox import OutboxSender
 from bot.runtime.slack_reads import with_read_retries
 from bot.runtime.workspaces import (
     BOT_SCOPES,
@@ -198,16 +199,16 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             # deeper than Python's parser goes (a signed body 1,000 levels deep).
             return PlainTextResponse("malformed body", status_code=400)
         listener = listener_name(bolt_request.body) if isinstance(bolt_request.body, dict) else "unknown"
-        started = time.perf_counter()
         try:
             response = to_starlette_response(await app.async_dispatch(bolt_request))
         except (LookupError, TypeError, AttributeError, ValueError, RecursionError) as exc:
             # Bolt's own payload helpers assume Slack's shapes; a signed body without them lands here.
             log.warning("malformed Slack payload: %r", exc)
             response = PlainTextResponse("malformed payload", status_code=400)
-        # Bolt answers once the listener acks, so this is the ack latency Slack sees.
+        # Bolt answers once the listener acks: from the request's arrival (ArrivalTime, before the
+        # body was read) to here is the ack latency Slack sees.
         if listener not in UNOBSERVED:
-            deps.metrics.ack_seconds.labels(listener).observe(time.perf_counter() - started)
+            deps.metrics.ack_seconds.labels(listener).observe(seconds_since_arrival(request.scope))
             deps.metrics.requests.labels(listener, str(response.status_code)).inc()
         return response
 
@@ -250,6 +251,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             *bot.web.dashboard.routes(deps),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(ArrivalTime)],  # first: the outermost of the app's own layers
     )
     web.add_middleware(BodyLimit, limit=body_limit)
     return web

@@ -8,7 +8,7 @@ from bot.runtime.hosts import HostDirectory
 from bot.runtime.metrics import Metrics
 from bot.runtime.scheduler import Scheduler
 from bot.operations.references import format_ref
-from bot.runtime.sender import OutboxSender
+from bot.runtime.outbox import OutboxSender
 from bot.runtime.workspaces import Workspaces
 from storage.database import Database
 

@@ -2,7 +2,7 @@
 two reads every intake makes (the reacted message, its permalink).
 
 Writes are not retried here: they go through the outbox sender, which pauses a method for the whole
-process on a 429 and keeps the message in the database meanwhile (``bot.runtime.sender``).
+process on a 429 and keeps the message in the database meanwhile (``bot.runtime.outbox``).
 """
 
 import logging

@@ -1,0 +1,42 @@
+"""/metrics tells the truth about acks: measured from when the request arrived, not from when its
+body had been read (issue #15)."""
+
+import asyncio
+import re
+
+from tests.slack_requests import slash_command
+
+SLOW = 1.2  # seconds the body takes to arrive
+
+
+def ack_histogram(text: str, listener: str) -> tuple[float, dict[str, float]]:
+    """(sum, {le: count}) of pf_slack_ack_seconds for ``listener`` from the exposition text."""
+    label = re.escape(f'listener="{listener}"')
+    total = float(re.search(rf"^pf_slack_ack_seconds_sum\{{{label}\}} (\S+)$", text, re.M).group(1))
+    buckets = {m.group(1): float(m.group(2)) for m in re.finditer(
+        rf'^pf_slack_ack_seconds_bucket\{{le="([^"]+)",{label}\}} (\S+)$', text, re.M)}
+    return total, buckets
+
+
+async def test_the_ack_histogram_counts_the_time_the_body_took_to_arrive(bot):
+    body, headers = slash_command("help", fake_url=bot.fake.url)
+    data = body.encode()
+
+    async def slowly():  # headers at once, then the body in two halves SLOW seconds apart
+        yield data[: len(data) // 2]
+        await asyncio.sleep(SLOW)
+        yield data[len(data) // 2 :]
+
+    response = await bot.http.post("/slack/events", content=slowly(), headers=headers)
+    assert response.status_code == 200
+    metrics = (await bot.http.get("/metrics")).text
+    total, buckets = ack_histogram(metrics, "command:/platform-feedback")
+    assert total >= SLOW, f"the ack was measured from after the body was read: {total:.3f} s"
+    assert buckets["1.0"] == 0 and buckets["+Inf"] == 1
+
+
+async def test_a_quick_request_is_a_quick_ack(bot):
+    body, headers = slash_command("help", fake_url=bot.fake.url)
+    assert (await bot.http.post("/slack/events", content=body, headers=headers)).status_code == 200
+    total, buckets = ack_histogram((await bot.http.get("/metrics")).text, "command:/platform-feedback")
+    assert total < 1.0 and buckets["1.0"] == 1
