@@ -317,16 +317,17 @@ def _status(pid: int) -> dict[str, int]:
 
 
 @contextmanager
-def serve_process(url: str, policy: str | None = None):
+def serve_process(url: str, policy: str | None = None, env: dict[str, str] | None = None):
     """``platform-feedback serve`` on ``url`` with the bench's dashboard token (and ``policy`` as its
-    policy file, if given), until /healthz answers; ``with ... as (base URL, process)``; stopped after."""
+    policy file, ``env`` over its environment, if given), until /healthz answers;
+    ``with ... as (base URL, process)``; stopped after."""
     port, tmp = free_port(), tempfile.mkdtemp(prefix="pf-bench-serve-")
     if policy:
         Path(tmp, "platform-feedback.yml").write_text(policy)
     env = {**os.environ, "PYTHONPATH": str(REPO), "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1",
-           "SLACK_BOT_TOKEN": os.environ.get("BENCH_SLACK_TOKEN", "xoxb-bench-0000"), "SLACK_SIGNING_SECRET": "bench-signing-secret",
-           "SLACK_API_URL": os.environ.get("BENCH_SLACK_API_URL", "http://127.0.0.1:9/api/"),  # default: nothing listens
-           "DASHBOARD_TOKEN": TOKEN}
+           "SLACK_BOT_TOKEN": "xoxb-bench-0000", "SLACK_SIGNING_SECRET": "bench-signing-secret",
+           "SLACK_API_URL": "http://127.0.0.1:9/api/",  # nothing listens: no call leaves the machine
+           "DASHBOARD_TOKEN": TOKEN, **(env or {})}
     log = open(Path(tmp, "serve.log"), "wb")
     proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", "--no-migrate"], env=env, cwd=tmp,
                             stdout=log, stderr=subprocess.STDOUT)
