@@ -41,7 +41,8 @@ SELECT
      AND p.resolved_at >= :ws AND p.resolved_at < :we
      AND NOT EXISTS (SELECT 1 FROM reporter r WHERE r.friction_point_id = p.id AND NOT EXISTS (
        SELECT 1 FROM closure_notice n JOIN friction_point d ON d.id = n.friction_point_id
-       WHERE n.user_id = r.user_id AND COALESCE(d.duplicate_of_id, d.id) = p.id)))
+       WHERE n.user_id = r.user_id
+         AND (d.duplicate_of_id = p.id OR (d.duplicate_of_id IS NULL AND d.id = p.id)))))
 """
 WEEK = "floor(extract(epoch FROM {} - :w0) / 604800)::int"
 ACTIVITY_SQL = f"""
