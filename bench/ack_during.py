@@ -24,6 +24,7 @@ Not run in CI. Data points filed by the load stay in the database (small next to
 import argparse
 import asyncio
 import statistics
+from collections import Counter
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -129,7 +130,7 @@ async def main_async(args) -> int:
         if seconds:
             p99 = statistics.quantiles(seconds, n=100, method="inclusive")[98] if len(seconds) > 1 else seconds[0]
             print(f"{kind:<12}{len(seconds):>6}{'':>9}{statistics.median(seconds) * 1000:>9.0f}{p99 * 1000:>9.0f}{max(seconds) * 1000:>10.0f}")
-    print(f"non-200 answers: {bad}")
+    print(f"non-200 answers: {bad}" + (f" (status: count {dict(Counter(x[2] for x in samples if x[2] != 200))}; 0: no answer)" if bad else ""))
     idle, ok = max(by["idle"]), bad == 0
     for kind in ("dashboard", "digest"):
         if by[kind]:
