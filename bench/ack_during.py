@@ -11,7 +11,7 @@ idle stretches (goal: at most 1.3 times).
    whose weekly digest (``insight.digest``) falls on the next whole minute at least 75 s away.
 2. Sends signed slash commands (``bench.ack_latency.Requests``: opening the modal, filing one line)
    at ``--rate`` a second, open loop, timed from when each was due, for the whole run.
-3. Meanwhile: ``--gap`` s idle, then ``--dashboards`` first loads of /dashboard (each a window not
+3. Meanwhile: ``--gap`` s of warm-up (not counted), ``--gap`` s idle, then ``--dashboards`` first loads of /dashboard (each a window not
    asked before, so computed), each followed by ``--gap`` s idle; then it waits for the digest job
    to run (its ``scheduled_run`` row gives when it started and finished) and ``--gap`` s more.
 4. Each ack is put in the stretch it overlapped: during a dashboard load, during the digest, or idle
@@ -86,6 +86,9 @@ async def drive(base: str, db: Database, occurrence: datetime, args, stop: async
     """The heavy stretches: (kind, start, end) in epoch seconds."""
     stretches = []
     async with httpx.AsyncClient(base_url=base, timeout=600, headers={"authorization": f"Bearer {DASHBOARD_TOKEN}"}) as http:
+        t0 = time.time()
+        await asyncio.sleep(args.gap)  # warm-up: a fresh process's first requests are slow; not counted
+        stretches.append(("warmup", t0, time.time()))
         await asyncio.sleep(args.gap)
         for i in range(args.dashboards):
             t0 = time.time()
@@ -106,6 +109,8 @@ def figures(samples, stretches) -> dict[str, list[float]]:
     by: dict[str, list[float]] = {"idle": [], "dashboard": [], "digest": []}
     for due, seconds, _status in samples:
         kinds = {kind for kind, start, end in stretches if due < end and due + seconds > start}
+        if "warmup" in kinds:
+            continue
         for kind in kinds or {"idle"}:
             by[kind].append(seconds)
     return by
