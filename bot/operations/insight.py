@@ -70,6 +70,12 @@ def _weeks_until(now: datetime | None, weeks: int) -> list[datetime]:
 _WEIGHT = {str(s): w for s, w in SEVERITY_WEIGHT.items()}  # by plain string: called once per point and bucket
 
 
+def point_score(reporters: int, severity: str, minutes_lost: int) -> float:
+    """One data point's score: ``reporters`` x its severity's weight + ``minutes_lost`` / 60 / 8
+    (the README's formula; unknown severities weigh as medium)."""
+    return reporters * _WEIGHT.get(severity, 2) + minutes_lost / 60 / HOURS_PER_REPORTER
+
+
 # ------------------------------------------------------------------ friction scores
 
 
