@@ -367,3 +367,33 @@ def test_dashboard_in_headless_chromium(tmp_path, db, chromium):
         assert problems == []
         assert all(url.startswith(base + "/") for url in requests), requests  # nothing from the network
         assert page.evaluate("document.scripts.length") == 0
+
+
+# ------------------------------------------------------------------ the numbers' meaning (#11, item 10)
+
+
+def test_area_reporters_are_distinct_people_and_point_trends_say_new_only_for_new_points(db):
+    from tests.test_insight import NOW, add_point
+
+    day = lambda n: NOW - timedelta(days=n)  # noqa: E731
+    with db.session() as s, s.begin():
+        # U2 hit two CI problems in the window: one CI reporter. CI has 2 people, not 3 (the old sum).
+        fresh = add_point(s, created=day(3), reporters=[("U1", day(3)), ("U2", day(3))], tags=("ci",))
+        shared = add_point(s, created=day(40), reporters=[("U1", day(40)), ("U2", day(5))], tags=("ci",))
+        # First reported long before both windows, quiet in the previous one, hit again now: not "new".
+        revived = add_point(s, created=day(200), reporters=[("U3", day(200)), ("U4", day(2))], tags=("docs",))
+    data = db.transact(dashboard.gather, days=30, now=NOW)
+    area = {c.category: c for c in data.scores.categories}
+    assert (area["ci"].points, area["ci"].reporters) == (2, 2)
+    page = dashboard.render(Policy(), data)
+    rows = page[page.index('id="points"'):page.index('id="areas"')]
+
+    def trend_of(point_id: int) -> str:
+        return re.search(rf'>FB-{point_id}</td>.*?<td class="num">[^<]*</td>\s*<td class="num (\w+)">([^<]*)</td>', rows, re.S).group(2)
+
+    assert trend_of(fresh.id) == "new"
+    assert trend_of(shared.id) == "="  # 1 reporter x medium 2 in each window
+    assert trend_of(revived.id) == "+2.0"  # was "new" before the fix: nothing in the previous window
+    areas = page[page.index('id="areas"'):]
+    ci_row = re.search(r">CI<.*?</tr>", areas, re.S).group(0)
+    assert re.findall(r'<td class="num">([^<]*)</td>', ci_row)[-3:] == ["2", "2", "0.0"]  # reports, reporters, hours

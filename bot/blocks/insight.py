@@ -4,7 +4,7 @@ words both share with the CLI report (labels, trends, durations)."""
 from bot.blocks.intake import _text
 from bot.blocks.triage import _duration as duration
 from bot.runtime.config import Taxonomy
-from bot.operations.insight import UNTAGGED, FrictionScores, LoopHealth, LoopNumbers
+from bot.operations.insight import UNTAGGED, FrictionScores, LoopHealth, LoopNumbers, PointScore
 from bot.blocks.text import fit, mrkdwn, shorten, to_mrkdwn
 
 FORMULA = "Score = reporters × severity weight (low 1, medium 2, high 4, blocker 8) + hours lost ÷ 8, summed per area."
@@ -14,20 +14,27 @@ def category_label(taxonomy: Taxonomy, category: str) -> str:
     return "Untagged" if category == UNTAGGED else taxonomy.label(category)
 
 
-def trend(current: float, previous: float) -> str:
-    """Plain words: ``+3.5``, ``-2.0``, ``new``, ``=``."""
-    if previous == 0 and current > 0:
+def trend(current: float, previous: float, *, new: bool | None = None) -> str:
+    """Plain words: ``+3.5``, ``-2.0``, ``new``, ``=``. ``new``: whether the thing was first reported
+    in the current window (a data point); None (an area): new when it had no score before."""
+    if new if new is not None else (previous == 0 and current > 0):
         return "new"
     change = current - previous
     return "=" if abs(change) < 0.05 else f"{change:+.1f}"
+
+
+def point_trend(point: PointScore) -> str:
+    """An open point's trend: ``new`` only if first reported in this window; otherwise its score's
+    change against the window before (an older point quiet then and busy now shows ``+``, not ``new``)."""
+    return trend(point.score, point.previous, new=point.new)
 
 
 def rate(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
 
 
-def _trend_mrkdwn(current: float, previous: float) -> str:
-    words = trend(current, previous)
+def _trend_mrkdwn(current: float, previous: float, new: bool | None = None) -> str:
+    words = trend(current, previous, new=new)
     if words in ("new", "="):
         return words
     return (":small_red_triangle: " if current > previous else ":small_red_triangle_down: ") + words
@@ -77,7 +84,7 @@ def build_top(prefix: str, taxonomy: Taxonomy, scores: FrictionScores, health: L
     ]
     if show_points and scores.open_points:
         lines = [
-            f"*{prefix}-{p.point_id}* · {p.score:.1f} ({_trend_mrkdwn(p.score, p.previous)}) · "
+            f"*{prefix}-{p.point_id}* · {p.score:.1f} ({_trend_mrkdwn(p.score, p.previous, p.new)}) · "
             f"{p.reporters} reporter{'s' if p.reporters != 1 else ''}\n>{mrkdwn(p.text, 150)}"
             for p in scores.open_points[:8]
         ]

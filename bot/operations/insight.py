@@ -18,27 +18,24 @@ with none go to ``untagged``). The trend compares with the window of the same le
 """
 
 import functools
-import heapq
 import re
-import statistics
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import Integer, any_, bindparam, case, func, literal
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bot.operations.surveys import nps_by_run
 from bot.operations.triage import OPEN_STATUSES, SEVERITY_WEIGHT
-from storage.models import ClosureNotice, FrictionPoint, FrictionTag, Reporter, Severity, Status, TrackerLink, as_utc, utcnow
+from storage import insight as stored
+from storage.insight import UNTAGGED, bucket
+from storage.models import FrictionPoint, FrictionTag, Reporter, TrackerLink, as_utc, utcnow
 
 WINDOW_DAYS = 30
-UNTAGGED = "untagged"
 HOURS_PER_REPORTER = 8  # hours lost that weigh as much as one reporter at weight 1
-CHUNK = 5000  # ids per IN (...) query
 
 
 @dataclass(frozen=True)
@@ -74,82 +71,9 @@ _WEIGHT = {str(s): w for s, w in SEVERITY_WEIGHT.items()}  # by plain string: ca
 
 
 def point_score(reporters: int, severity: str, minutes_lost: int) -> float:
+    """One data point's score: ``reporters`` x its severity's weight + ``minutes_lost`` / 60 / 8
+    (the README's formula; unknown severities weigh as medium)."""
     return reporters * _WEIGHT.get(severity, 2) + minutes_lost / 60 / HOURS_PER_REPORTER
-
-
-# ------------------------------------------------------------------ activity per point and bucket
-
-
-@dataclass
-class _Activity:
-    """One canonical data point's reporters and minutes lost per time bucket."""
-
-    severity: str = Severity.medium
-    status: str = Status.new
-    categories: list[str] = field(default_factory=list)
-    reporters: list[int] = field(default_factory=list)
-    minutes: list[int] = field(default_factory=list)
-
-    def score(self, bucket: int) -> float:
-        return point_score(self.reporters[bucket], self.severity, self.minutes[bucket])
-
-
-def _bucket(column, edges: Sequence[datetime]):
-    """The index of the bucket ``[edges[i], edges[i + 1])`` that ``column`` falls in (rows already
-    limited to ``[edges[0], edges[-1])``)."""
-    whens = [(column >= edges[i], i) for i in range(len(edges) - 2, 0, -1)]
-    return case(*whens, else_=0) if whens else literal(0)
-
-
-def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
-    for i in range(0, len(ids), CHUNK):
-        yield list(ids[i : i + CHUNK])
-
-
-def _among(column, ids: list[int], dialect: str):
-    """``column IN ids``; on PostgreSQL as ``= ANY(array)``, one parameter instead of one per id
-    (psycopg's conversion of thousands of parameters cost more than the query)."""
-    if dialect == "postgresql":
-        return column == any_(bindparam("ids", ids, type_=ARRAY(Integer)))
-    return column.in_(ids)
-
-
-def _activity(session: Session, edges: Sequence[datetime]) -> dict[int, _Activity]:
-    """Reporters and minutes lost per canonical point per bucket, in a few grouped queries. Rows
-    are read through Core (``session.connection()``), 10,000 at a time: with a busy window there
-    are hundreds of thousands of them, and the ORM's per-row work dominated the time."""
-    n = len(edges) - 1
-    found: dict[int, _Activity] = defaultdict(lambda: _Activity(reporters=[0] * n, minutes=[0] * n))
-    conn = session.connection()
-    dialect = conn.dialect.name
-    # Grouped in an outer query: PostgreSQL cannot match a CASE with bound parameters in GROUP BY.
-    inner = (
-        select(col(Reporter.friction_point_id).label("pid"), _bucket(Reporter.reported_at, edges).label("b"))
-        .join(FrictionPoint, col(FrictionPoint.id) == Reporter.friction_point_id)
-        .where(col(FrictionPoint.duplicate_of_id).is_(None), Reporter.reported_at >= edges[0], Reporter.reported_at < edges[-1])
-        .subquery()
-    )
-    for pid, b, count in conn.execute(select(inner.c.pid, inner.c.b, func.count()).group_by(inner.c.pid, inner.c.b)).yield_per(10_000):
-        found[pid].reporters[b] = count
-    canonical = func.coalesce(FrictionPoint.duplicate_of_id, FrictionPoint.id)
-    inner = (
-        select(canonical.label("pid"), _bucket(FrictionPoint.created_at, edges).label("b"), col(FrictionPoint.minutes_lost).label("m"))
-        .where(col(FrictionPoint.minutes_lost).is_not(None), FrictionPoint.created_at >= edges[0], FrictionPoint.created_at < edges[-1])
-        .subquery()
-    )
-    for pid, b, minutes in conn.execute(select(inner.c.pid, inner.c.b, func.sum(inner.c.m)).group_by(inner.c.pid, inner.c.b)).yield_per(10_000):
-        found[pid].minutes[b] = int(minutes or 0)
-    for ids in _chunks(sorted(found)):
-        for pid, severity, status in conn.execute(
-            select(FrictionPoint.id, FrictionPoint.severity, FrictionPoint.status).where(_among(col(FrictionPoint.id), ids, dialect))
-        ).yield_per(10_000):
-            found[pid].severity, found[pid].status = severity, status
-        for pid, category in conn.execute(
-            select(FrictionTag.friction_point_id, FrictionTag.category)
-            .where(_among(col(FrictionTag.friction_point_id), ids, dialect)).order_by(col(FrictionTag.id))
-        ).yield_per(10_000):
-            found[pid].categories.append(category)
-    return dict(found)
 
 
 # ------------------------------------------------------------------ friction scores
@@ -161,7 +85,7 @@ class CategoryScore:
     score: float
     previous: float  # the score in the window before
     points: int  # data points with friction in the window
-    reporters: int  # their reporters in the window, summed over the points
+    reporters: int  # distinct people who reported one of its points in the window
     hours_lost: float
 
     @property
@@ -179,6 +103,7 @@ class PointScore:
     status: str
     categories: tuple[str, ...]
     text: str = ""
+    new: bool = False  # first reported in this window (its trend says "new"; otherwise the change)
 
     @property
     def change(self) -> float:
@@ -193,36 +118,26 @@ class FrictionScores:
 
 
 def friction_scores(*, session: Session, days: int = WINDOW_DAYS, now: datetime | None = None, limit: int = 10) -> FrictionScores:
+    """Area scores and the top ``limit`` open points over the last ``days`` (and the ``days`` before,
+    for the trend). Aggregated in the database (``storage.insight``); Python builds one object per
+    area and per shown point."""
     window = Window.last(days, now)
     before = window.before()
-    activity = _activity(session, [before.start, window.start, window.end])
-    totals: dict[str, list] = {}  # category -> [score, previous, points, reporters, hours lost], summed as plain numbers
-    for a in activity.values():
-        active = bool(a.reporters[1] or a.minutes[1])
-        score, previous, hours = a.score(1), a.score(0), a.minutes[1] / 60
-        for category in a.categories or [UNTAGGED]:
-            t = totals.get(category)
-            if t is None:
-                t = totals[category] = [0.0, 0.0, 0, 0, 0.0]
-            t[0] += score
-            t[1] += previous
-            t[2] += active
-            t[3] += a.reporters[1]
-            t[4] += hours
-    categories = [CategoryScore(category, *t) for category, t in totals.items()]
-    categories.sort(key=lambda c: (-c.score, -c.previous, c.category))
-    # The top ``limit`` by (score desc, id), without building a PointScore for every open point.
-    ranked = heapq.nsmallest(limit, (
-        (-a.score(1), pid) for pid, a in activity.items() if a.status in OPEN_STATUSES and (a.reporters[1] or a.minutes[1])
-    ))
-    open_points = [
-        PointScore(pid, -negative, a.score(0), a.reporters[1], a.severity, a.status, tuple(a.categories))
-        for negative, pid in ranked
-        for a in [activity[pid]]
+    span = {"start": before.start, "mid": window.start, "end": window.end}
+    people = stored.category_reporters(session=session, start=window.start, end=window.end)
+    categories = [
+        CategoryScore(category, nw1 + m1 / 60 / HOURS_PER_REPORTER, nw0 + m0 / 60 / HOURS_PER_REPORTER, points,
+                      people.get(category, 0), m1 / 60)
+        for category, nw1, nw0, points, m1, m0 in stored.category_totals(session=session, **span, weights=_WEIGHT)
     ]
-    shown = [p.point_id for p in open_points]
-    texts = dict(session.exec(select(FrictionPoint.id, FrictionPoint.text).where(col(FrictionPoint.id).in_(shown))).all()) if shown else {}
-    open_points = [replace(p, text=texts.get(p.point_id, "")) for p in open_points]
+    categories.sort(key=lambda c: (-c.score, -c.previous, c.category))
+    rows = stored.top_points(session=session, **span, weights=_WEIGHT, statuses=sorted(OPEN_STATUSES), limit=limit)
+    areas = stored.categories_of(session=session, ids=[r[0] for r in rows])
+    open_points = [
+        PointScore(pid, n1 * w + m1 / 60 / HOURS_PER_REPORTER, n0 * w + m0 / 60 / HOURS_PER_REPORTER, n1, severity, status,
+                   areas[pid], text, new=created >= window.start)
+        for pid, n1, n0, m1, m0, w, severity, status, created, text in rows
+    ]
     return FrictionScores(window, categories, open_points)
 
 
@@ -233,12 +148,12 @@ class WeeklyScores:
 
 
 def weekly_category_scores(*, session: Session, weeks: int = 8, now: datetime | None = None, top: int = 5) -> WeeklyScores:
+    """The ``top`` areas by total score over ``weeks`` seven-day weeks ending at ``now``, with a score
+    per week (aggregated in the database: one row per area and week reaches Python)."""
     edges = _weeks_until(now, weeks)
-    series: dict[str, list[float]] = defaultdict(lambda: [0.0] * weeks)
-    for a in _activity(session, edges).values():
-        for category in a.categories or [UNTAGGED]:
-            for week in range(weeks):
-                series[category][week] += a.score(week)
+    series: dict[str, list[float]] = {}
+    for category, week, nw, minutes in stored.weekly_category_totals(session=session, edges=edges, weights=_WEIGHT):
+        series.setdefault(category, [0.0] * weeks)[week] = nw + minutes / 60 / HOURS_PER_REPORTER
     ranked = sorted((c for c in series if sum(series[c]) > 0), key=lambda c: (-sum(series[c]), c))[:top]
     return WeeklyScores(edges[:-1], {c: series[c] for c in ranked})
 
@@ -287,58 +202,41 @@ def nps_series(*, session: Session, window: Window) -> list[NpsPoint]:
     return [NpsPoint(at, score, n) for at, score, n in nps_by_run(session=session, start=window.start, end=window.end)]
 
 
-def _median(values: list[timedelta]) -> timedelta | None:
-    return timedelta(seconds=statistics.median(v.total_seconds() for v in values)) if values else None
-
-
 def _in(column, window: Window):
     return (column >= window.start, column < window.end)
 
 
 def loop_numbers(*, session: Session, window: Window) -> LoopNumbers:
+    """The loop numbers over ``window``: counts, medians and the closed-loop rate, each aggregated in
+    the database (medians: ``storage.insight.median_duration``)."""
     reports = session.exec(select(func.count()).select_from(FrictionPoint).where(*_in(FrictionPoint.created_at, window))).one()
     active = session.exec(select(func.count(func.distinct(Reporter.user_id))).where(*_in(Reporter.reported_at, window))).one()
-    answered = session.exec(select(FrictionPoint.created_at, FrictionPoint.first_response_at).where(*_in(FrictionPoint.first_response_at, window))).all()
-    closed = session.exec(select(FrictionPoint.created_at, FrictionPoint.resolved_at).where(*_in(FrictionPoint.resolved_at, window))).all()
-    resolved = (
-        select(FrictionPoint.id)
-        .where(FrictionPoint.status == Status.resolved, col(FrictionPoint.duplicate_of_id).is_(None), *_in(FrictionPoint.resolved_at, window))
-        .subquery()
-    )
-    points = set(session.exec(select(resolved.c.id)).all())
-    owed = set(session.exec(select(Reporter.friction_point_id, Reporter.user_id).where(col(Reporter.friction_point_id).in_(select(resolved.c.id)))).all())
-    canonical = func.coalesce(FrictionPoint.duplicate_of_id, FrictionPoint.id)
-    heard = set(
-        session.exec(
-            select(canonical, ClosureNotice.user_id)
-            .join(FrictionPoint, col(FrictionPoint.id) == ClosureNotice.friction_point_id)
-            .where(canonical.in_(select(resolved.c.id)))
-        ).all()
-    )
-    not_heard = {pid for pid, user in owed if (pid, user) not in heard}
-    closed_loop = len(points - not_heard)
+    bounds = {"start": window.start, "end": window.end}
+    first = stored.median_duration(session=session, since=FrictionPoint.created_at, until=FrictionPoint.first_response_at, **bounds)
+    resolution = stored.median_duration(session=session, since=FrictionPoint.created_at, until=FrictionPoint.resolved_at, **bounds)
+    resolved, closed_loop = stored.resolved_and_closed(session=session, **bounds)
     return LoopNumbers(
         window=window,
         reports=reports,
         reports_per_week=reports * 7 / window.days if window.days else 0.0,
         active_reporters=active,
-        median_first_response=_median([as_utc(r) - as_utc(c) for c, r in answered]),
-        median_resolution=_median([as_utc(r) - as_utc(c) for c, r in closed]),
-        resolved=len(points),
+        median_first_response=first,
+        median_resolution=resolution,
+        resolved=resolved,
         closed_loop=closed_loop,
-        closed_loop_rate=closed_loop / len(points) if points else None,
+        closed_loop_rate=closed_loop / resolved if resolved else None,
     )
 
 
 def weekly_activity(*, session: Session, weeks: int = 8, now: datetime | None = None) -> list[WeekActivity]:
     edges = _weeks_until(now, weeks)
     reports, people = [0] * weeks, [0] * weeks
-    inner = select(_bucket(FrictionPoint.created_at, edges).label("b")).where(
+    inner = select(bucket(FrictionPoint.created_at, edges).label("b")).where(
         FrictionPoint.created_at >= edges[0], FrictionPoint.created_at < edges[-1]
     ).subquery()
     for b, count in session.exec(select(inner.c.b, func.count()).group_by(inner.c.b)):
         reports[b] = count
-    inner = select(_bucket(Reporter.reported_at, edges).label("b"), col(Reporter.user_id).label("u")).where(
+    inner = select(bucket(Reporter.reported_at, edges).label("b"), col(Reporter.user_id).label("u")).where(
         Reporter.reported_at >= edges[0], Reporter.reported_at < edges[-1]
     ).subquery()
     for b, count in session.exec(select(inner.c.b, func.count(func.distinct(inner.c.u))).group_by(inner.c.b)):

@@ -37,7 +37,7 @@ from starlette.routing import Route
 
 from bot.web import charts
 from bot.operations import insight
-from bot.blocks.insight import FORMULA, category_label, rate, trend
+from bot.blocks.insight import FORMULA, category_label, point_trend, rate, trend
 from bot.blocks.triage import _duration as duration
 from bot.runtime.config import Policy
 from bot.runtime.guard import redact_access_log
@@ -237,8 +237,8 @@ def _week(at: datetime) -> str:
     return at.strftime("%d %b")
 
 
-def _change_class(current: float, previous: float) -> str:
-    words = trend(current, previous)
+def _change_class(current: float, previous: float, new: bool | None = None) -> str:
+    words = trend(current, previous, new=new)
     return "new" if words == "new" else "flat" if words == "=" else "up" if current > previous else "down"
 
 
@@ -254,8 +254,8 @@ def render(policy: Policy, data: DashboardData) -> str:
         for c in areas
     ]
     point_rows = [
-        {"ref": f"{prefix}-{p.point_id}", "score": f"{p.score:.1f}", "trend": trend(p.score, p.previous),
-         "trend_class": _change_class(p.score, p.previous), "reporters": p.reporters, "severity": p.severity,
+        {"ref": f"{prefix}-{p.point_id}", "score": f"{p.score:.1f}", "trend": point_trend(p),
+         "trend_class": _change_class(p.score, p.previous, p.new), "reporters": p.reporters, "severity": p.severity,
          "status": p.status.replace("_", " "), "areas": ", ".join(category_label(taxonomy, c) for c in p.categories) or "Untagged",
          "text": shorten(p.text, 280)}
         for p in scores.open_points
