@@ -157,3 +157,29 @@ def test_latest_fire_finds_frequent_weekly_yearly_and_interval_triggers_through_
     assert latest_fire(ny, datetime(2026, 3, 8, tzinfo=UTC)) == datetime(2026, 3, 2, 14, tzinfo=UTC)
     assert latest_fire(ny, datetime(2026, 11, 3, tzinfo=UTC)) == datetime(2026, 11, 2, 14, tzinfo=UTC)
     assert latest_fire(CronTrigger.from_crontab("0 0 1 1 *"), datetime(2026, 1, 1, tzinfo=UTC) - timedelta(days=800)) is not None
+
+
+# Both 2026 changes in both zones: the EU on 29 March and 25 October, the US on 8 March and 1 November
+# (tz database, https://www.timeanddate.com/time/change/). Monday 09:00 stays 09:00 on the local clock.
+CHANGES = [("Europe/Berlin", datetime(2026, 3, 29, tzinfo=UTC), datetime(2026, 10, 25, tzinfo=UTC)),
+           ("America/New_York", datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))]
+
+
+@pytest.mark.parametrize("zone,spring,autumn", CHANGES)
+def test_sessions_digests_and_catch_up_keep_local_time_through_both_2026_changes(zone, spring, autumn):
+    from bot.operations import office_hours as oh
+    from handlers.insight import digest_trigger, latest_occurrence
+
+    session = OfficeHoursSession(weekday="mon", time="09:00", timezone=zone, minutes=60, channel=OFFICE)
+    digest = digest_trigger(Insight(digest_channel=DIGEST_CHANNEL, digest_weekday="mon", digest_time="09:00", timezone=zone))
+    for change in (spring, autumn):
+        occs = oh.next_occurrences(session, 90, change - timedelta(days=8), count=2)  # the Mondays either side
+        assert [o.local_start.strftime("%a %H:%M") for o in occs] == ["Mon 09:00", "Mon 09:00"]
+        assert [o.agenda_at.astimezone(ZoneInfo(zone)).strftime("%H:%M") for o in occs] == ["07:30", "07:30"]
+        assert [o.end.astimezone(ZoneInfo(zone)).strftime("%H:%M") for o in occs] == ["10:00", "10:00"]
+        shift = occs[1].start - occs[0].start
+        assert shift == timedelta(days=7) + (timedelta(hours=-1) if change == spring else timedelta(hours=1))
+        for occ in occs:
+            fired = latest_fire(digest, occ.start + timedelta(minutes=3))  # a restart three minutes after it
+            assert fired == occ.start and latest_occurrence(digest, occ.start + timedelta(minutes=3)) == occ.start
+            assert fired.astimezone(ZoneInfo(zone)).hour == 9
