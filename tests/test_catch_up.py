@@ -183,3 +183,12 @@ def test_sessions_digests_and_catch_up_keep_local_time_through_both_2026_changes
             fired = latest_fire(digest, occ.start + timedelta(minutes=3))  # a restart three minutes after it
             assert fired == occ.start and latest_occurrence(digest, occ.start + timedelta(minutes=3)) == occ.start
             assert fired.astimezone(ZoneInfo(zone)).hour == 9
+
+
+async def test_a_firing_this_recent_is_left_to_apscheduler(fake_slack, db, policy):
+    deps = instance(fake_slack, db, policy, DUE + timedelta(seconds=10))
+    ran_before(db, deps, DOWN)
+    done = await deps.scheduler.catch_up()
+    assert DIGEST not in done and AGENDA not in done  # APScheduler's own firing claims them
+    deps.scheduler.clock = lambda: (DUE + timedelta(seconds=70)).astimezone(UTC)  # its next tick: not fired after all
+    assert (await deps.scheduler.catch_up())[DIGEST] == "ran"

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 Work = Callable[..., object]
 CATCH_UP_SECONDS = 60
 CATCH_UP_JOB = "scheduler.catch_up"
+# A firing this recent is APScheduler's own to run; catch-up takes it on a later tick if it was
+# missed, rather than racing the firing for the claim.
+CATCH_UP_GRACE = timedelta(seconds=30)
 # Look-back windows for a trigger's latest firing: the first that holds one is walked fire by fire,
 # so a frequent trigger is found in a short window and a yearly one still within two years.
 _WINDOWS = tuple(timedelta(seconds=s) for s in (120, 3600, 86400, 8 * 86400, 32 * 86400, 367 * 86400, 733 * 86400))
@@ -171,12 +174,12 @@ class Scheduler:
         """For every job, its most recent due occurrence (at ``clock()``): run it if nobody has and
         it is still useful, else log why not. Returns {job: what happened} for the jobs it looked
         at: "ran", "claimed" (already run), "first start", "missed: <reason>", "unavailable",
-        "failed"; a job with nothing due yet is left out."""
+        "failed"; a job with nothing due yet, or due in the last CATCH_UP_GRACE, is left out."""
         now = self.clock()
         done: dict[str, str] = {}
         for name, job in list(self.jobs.items()):
             fired = latest_fire(self.triggers[name], now)
-            if fired is None:
+            if fired is None or now - fired < CATCH_UP_GRACE:
                 continue
             occurrence = job.occurrence_at(fired)
             if self._settled.get(name) == occurrence:
