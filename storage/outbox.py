@@ -40,6 +40,11 @@ def enqueue(
     return insert_unique(session, message)
 
 
+def exists(*, session: Session, dedupe_key: str) -> bool:
+    """Whether a message with ``dedupe_key`` was ever queued (to skip building one again)."""
+    return session.exec(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)).first() is not None
+
+
 def _due(now: datetime) -> tuple:
     """Pending, due, and not held by a live claim."""
     return (

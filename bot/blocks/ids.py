@@ -7,6 +7,7 @@ class Callback(StrEnum):
     report_modal = "friction_report"
     report_shortcut = "report_friction"  # the message shortcut; manifest.yml names it too
     triage_link = "triage_link"
+    target_reply = "target_reply"
     triage_merge = "triage_merge"
     triage_resolve = "triage_resolve"
     triage_decline = "triage_decline"
@@ -24,6 +25,10 @@ class Block(StrEnum):
 
 class Action(StrEnum):
     text = "text_input"
+    target_reply = "target_reply_button"
+    focus_pick = "focus_pick"
+    focus_drop = "focus_drop"
+    focus_publish = "focus_publish"
     categories = "categories_select"
     severity = "severity_select"
     time_lost = "time_lost_select"

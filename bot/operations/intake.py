@@ -16,6 +16,8 @@ OWN_SUBCOMMANDS = {"help", "mine"}
 OTHER_SUBCOMMANDS = {"queue", "link", "resolve"}  # handled by the triage surface
 OTHER_SUBCOMMANDS.add("top")  # handled by the insight surface
 OTHER_SUBCOMMANDS.update({"surveys", "survey"})  # handled by the surveys surface
+OTHER_SUBCOMMANDS.add("ask")  # handled by the response-targets surface
+OTHER_SUBCOMMANDS.add("focus")  # handled by the focus surface
 
 
 class CommandKind(StrEnum):

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import handlers.closing
+import handlers.focus
 import handlers.help_channel
 import handlers.home
 import handlers.insight
@@ -33,6 +34,7 @@ import handlers.office_hours
 import handlers.polling
 import handlers.retention
 import handlers.surveys
+import handlers.targets
 import handlers.triage
 import handlers.webhooks
 import bot.web.dashboard
@@ -98,6 +100,8 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     handlers.office_hours.register(app, deps)
     handlers.surveys.register(app, deps)
     handlers.retention.register(app, deps)
+    handlers.targets.register(app, deps)
+    handlers.focus.register(app, deps)
     handlers.home.register(app, deps)
     handlers.insight.register(app, deps)
     return app, deps

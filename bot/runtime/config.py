@@ -4,6 +4,7 @@ A bad value stops start-up with ``ConfigError``: one line that names the setting
 """
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -436,6 +437,77 @@ def _unique_survey_names(surveys: list[Survey]) -> list[Survey]:
     return surveys
 
 
+class Focus(_Strict):
+    """The quarter's focus: up to ``size`` items per calendar quarter (in ``insight.timezone``),
+    picked by a host or one of ``leads``, announced in ``closing.announce_channel``."""
+
+    size: Annotated[int, Field(ge=1, le=10)] = 3
+    leads: list[UserId] = []
+
+
+# ---------------------------------------------------------------- response targets
+
+DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*$")
+
+
+def _duration(v: str) -> str:
+    m = DURATION.match(str(v))
+    if not m or not any(m.groups()):
+        raise ValueError(f"{v!r} is not a duration: use business days, hours and minutes such as 1d, 4h, 1d 4h, 30m")
+    if not any(int(g) for g in m.groups() if g):
+        raise ValueError(f"{v!r}: a target must be longer than zero")
+    return str(v)
+
+
+Duration = Annotated[str, AfterValidator(_duration)]  # "1d 4h": business days (one day's working hours), hours, minutes
+HourRange = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")]
+
+
+class SeverityTarget(_Strict):
+    first_response: Duration | None = None
+    resolution: Duration | None = None
+
+
+class Escalation(_Strict):
+    users: list[UserId] = []
+    usergroup: UserGroupId | None = None
+
+
+class Targets(_Strict):
+    """First-response and resolution targets per severity, counted in business time. Off until
+    ``severities`` names at least one."""
+
+    timezone: TimeZone = "UTC"
+    working_days: Annotated[list[Weekday], Field(min_length=1)] = ["mon", "tue", "wed", "thu", "fri"]
+    hours: HourRange = "09:00-17:00"  # local working hours, start-end
+    holidays_country: Annotated[str, Field(pattern=r"^[A-Z]{2,3}$")] | None = None  # ISO 3166 code, e.g. DE
+    holidays_subdivision: Annotated[str, Field(max_length=10)] | None = None  # e.g. BE (Berlin)
+    closed_dates: list[date] = []  # extra days off, YYYY-MM-DD
+    warn_at: Annotated[float, Field(gt=0, lt=1)] = 0.75  # share of the target at which the assignee is warned
+    escalate_to: Escalation = Escalation()  # told at a breach
+    severities: dict[Literal["low", "medium", "high", "blocker"], SeverityTarget] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Targets":
+        start, end = self.hours.split("-")
+        if end <= start:
+            raise ValueError(f"targets.hours {self.hours!r}: working hours must end after they start")
+        if self.holidays_country:
+            import holidays
+
+            try:
+                holidays.country_holidays(self.holidays_country, subdiv=self.holidays_subdivision)
+            except NotImplementedError:
+                raise ValueError(f"targets.holidays_country {self.holidays_country!r} is not a country the holidays package knows") from None
+            except Exception as exc:  # holidays raises NotImplementedError or ValueError for a bad subdivision
+                raise ValueError(f"targets.holidays_subdivision {self.holidays_subdivision!r}: {exc}") from None
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return any(t.first_response or t.resolution for t in self.severities.values())
+
+
 class Policy(_Strict):
     # Installed into several workspaces (OAuth): the workspace (T...) or Enterprise Grid org (E...)
     # whose channels and people this file names. Unset: the only installation.
@@ -452,6 +524,8 @@ class Policy(_Strict):
     insight: Insight = Insight()
     surveys: Annotated[list[Survey], AfterValidator(_unique_survey_names)] = []
     csat_followup: CsatFollowup = CsatFollowup()
+    targets: Targets = Targets()
+    focus: Focus = Focus()
 
     @model_validator(mode="after")
     def _distinct_reactions(self) -> "Policy":

@@ -1,0 +1,322 @@
+"""Response targets on stored reports: their clocks from the history, waiting for the reporter,
+warnings and breaches queued once each, and compliance over a window. No Slack in here: messages
+go through the outbox, whose unique dedupe key makes each warning and breach go out once per report,
+clock and threshold across instances and restarts.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from bot.blocks.targets import build_breach_dm, build_target_alert
+from bot.operations.targets import Clock, ClockKind, ClockState, Threshold, calendar_for, clock_state, target_for
+from bot.runtime.config import Policy
+from storage import outbox
+from storage.models import FrictionChange, FrictionPoint, Status, as_utc, utcnow
+
+CLOSED = (Status.resolved, Status.wont_fix, Status.duplicate)
+WAITING, ANSWERED, REOPENED = "waiting", "answered", "reopened"  # FrictionChange.action values
+CLOCK_CHANGES = (WAITING, ANSWERED, REOPENED)
+# Open reports are a working queue (hundreds), not the archive: a tick reads at most this many.
+MAX_OPEN = 5000
+
+
+class TargetError(Exception):
+    """The action cannot apply; ``str()`` is what the person is told."""
+
+
+@dataclass(frozen=True)
+class PointClocks:
+    point: FrictionPoint
+    states: tuple[ClockState, ...]  # the clocks that have a target, first response first
+    cycle: int  # how many times the report was reopened: each reopen starts a new resolution clock
+
+    def running(self) -> tuple[ClockState, ...]:
+        return tuple(s for s in self.states if not s.stopped)
+
+    def next_due(self) -> datetime | None:
+        dues = [s.due_at for s in self.running() if s.due_at is not None]
+        return min(dues) if dues else None
+
+
+def _pauses(changes: Iterable[FrictionChange], since: datetime) -> tuple[tuple[datetime, datetime | None], ...]:
+    out: list[tuple[datetime, datetime | None]] = []
+    for change in changes:
+        at = as_utc(change.at)
+        if change.action == WAITING and (not out or out[-1][1] is not None):
+            out.append((at, None))
+        elif change.action == ANSWERED and out and out[-1][1] is None:
+            out[-1] = (out[-1][0], at)
+    # A pause that ended before this clock started does not touch it; one that spans the start is cut.
+    return tuple((max(a, since), b) for a, b in out if b is None or b > since)
+
+
+def clocks_for(point: FrictionPoint, changes: list[FrictionChange]) -> tuple[Clock, Clock, int]:
+    """The first-response and resolution clocks of ``point`` from its ``changes`` (in time order),
+    and the resolution cycle (0, then 1 after the first reopen...)."""
+    filed = as_utc(point.created_at)
+    reopens = [as_utc(c.at) for c in changes if c.action == REOPENED]
+    res_start = reopens[-1] if reopens else filed
+    first = Clock(ClockKind.first_response, filed, as_utc(point.first_response_at) if point.first_response_at else None, _pauses(changes, filed))
+    resolved = as_utc(point.resolved_at) if point.resolved_at and point.status in CLOSED else None
+    resolution = Clock(ClockKind.resolution, res_start, resolved if resolved and resolved >= res_start else None, _pauses(changes, res_start))
+    return first, resolution, len(reopens)
+
+
+def point_clocks(point: FrictionPoint, changes: list[FrictionChange], policy: Policy, now: datetime) -> PointClocks:
+    """Where ``point``'s clocks stand at ``now`` under the policy's targets (none: empty)."""
+    targets = policy.targets
+    if not targets.enabled:
+        return PointClocks(point, (), 0)
+    calendar = calendar_for(targets)
+    first, resolution, cycle = clocks_for(point, changes)
+    states = []
+    for clock in (first, resolution):
+        target = target_for(targets, str(point.severity), clock.kind, calendar)
+        if target is not None:
+            states.append(clock_state(calendar, clock, target, now, warn_share=targets.warn_at))
+    return PointClocks(point, tuple(states), cycle)
+
+
+def _changes_by_point(session: Session, point_ids: list[int]) -> dict[int, list[FrictionChange]]:
+    found: dict[int, list[FrictionChange]] = defaultdict(list)
+    if not point_ids:
+        return found
+    rows = session.exec(
+        select(FrictionChange)
+        .where(col(FrictionChange.friction_point_id).in_(point_ids), col(FrictionChange.action).in_(CLOCK_CHANGES))
+        .order_by(col(FrictionChange.at), col(FrictionChange.id))
+    ).all()
+    for row in rows:
+        found[row.friction_point_id].append(row)
+    return found
+
+
+def open_clocks(*, session: Session, policy: Policy, now: datetime | None = None) -> list[PointClocks]:
+    """Every open report's clocks, what is due first first (paused and target-less ones last)."""
+    now = now or utcnow()
+    points = list(
+        session.exec(
+            select(FrictionPoint)
+            .where(col(FrictionPoint.status).not_in(CLOSED), col(FrictionPoint.duplicate_of_id).is_(None))
+            .order_by(col(FrictionPoint.created_at))
+            .limit(MAX_OPEN)
+        ).all()
+    )
+    changes = _changes_by_point(session, [p.id for p in points])
+    clocks = [point_clocks(p, changes.get(p.id, []), policy, now) for p in points]
+    far = datetime.max.replace(tzinfo=now.tzinfo)
+    return sorted(clocks, key=lambda c: c.next_due() or far)
+
+
+def clocks_of(*, session: Session, point: FrictionPoint, policy: Policy, now: datetime | None = None) -> PointClocks:
+    """One report's clocks (for its card)."""
+    return point_clocks(point, _changes_by_point(session, [point.id]).get(point.id, []), policy, now or utcnow())
+
+
+# ------------------------------------------------------------------ waiting for the reporter
+
+
+def _waiting(session: Session, point_id: int) -> bool:
+    last = session.exec(
+        select(FrictionChange.action)
+        .where(FrictionChange.friction_point_id == point_id, col(FrictionChange.action).in_((WAITING, ANSWERED)))
+        .order_by(col(FrictionChange.at).desc(), col(FrictionChange.id).desc())
+        .limit(1)
+    ).first()
+    return last == WAITING
+
+
+def is_waiting(*, session: Session, point_id: int) -> bool:
+    return _waiting(session, point_id)
+
+
+def ask_reporter(*, session: Session, point: FrictionPoint, actor: str, question: str | None) -> FrictionChange:
+    """A host waits for the reporter: both clocks pause until the reporter answers. The caller
+    holds the point's lock and has checked that ``actor`` is a host. TargetError if it is closed or
+    already waiting."""
+    if point.status in CLOSED or point.duplicate_of_id is not None:
+        raise TargetError("That report is closed: there is nothing to wait for.")
+    if _waiting(session, point.id):
+        raise TargetError("That report is already waiting for the reporter.")
+    entry = FrictionChange(friction_point_id=point.id, actor=actor, action=WAITING, note=question)
+    session.add(entry)
+    if point.first_response_at is None:  # asking the reporter a question is a host's response
+        point.first_response_at = entry.at
+    point.updated_at = entry.at
+    session.add(point)
+    session.flush()
+    return entry
+
+
+def reporter_answered(*, session: Session, point: FrictionPoint, user: str) -> FrictionChange | None:
+    """``user`` answered (a thread reply, a DM reply, "Add details"): if they are one of the point's
+    reporters and it waits for them, the clocks run again. None: nothing changed."""
+    if user not in {r.user_id for r in point.reporters} or not _waiting(session, point.id):
+        return None
+    entry = FrictionChange(friction_point_id=point.id, actor=user, action=ANSWERED)
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+# ------------------------------------------------------------------ warnings and breaches
+
+
+def check_targets(
+    *,
+    session: Session,
+    policy: Policy,
+    now: datetime,
+    on_duty: str | None,
+    refresh_card: Callable[[FrictionPoint, str], None],
+) -> int:
+    """Queue each warning and breach that has fallen due and was not queued before (dedupe keys
+    ``target:{point}:{clock}:{cycle}:{threshold}:{to}``): a warning in the card's thread to the
+    assignee, or the host on duty; at a breach the same thread, a DM to that person, and a DM to each
+    of ``targets.escalate_to``'s users (its user group is named in the thread). ``refresh_card(point,
+    why)`` queues the card's redraw so it shows the new state. Returns how many alerts were queued."""
+    queued = 0
+    prefix = policy.reference_prefix
+    for clocks in open_clocks(session=session, policy=policy, now=now):
+        point = clocks.point
+        owner = point.assignee or on_duty
+        for state in clocks.running():
+            for threshold in (Threshold.warning, Threshold.breach):
+                if not state.passed(threshold, now):
+                    continue
+                cycle = clocks.cycle if state.kind is ClockKind.resolution else 0
+                key = f"target:{point.id}:{state.kind}:{cycle}:{threshold}"
+                alert = build_target_alert(f"{prefix}-{point.id}", point.text, state, threshold, now, owner=owner,
+                                           escalate_group=policy.targets.escalate_to.usergroup if threshold is Threshold.breach else None)
+                channel = point.card_channel or policy.triage.channel
+                thread = {"thread_ts": point.card_ts} if point.card_ts else {}
+                if channel and outbox.enqueue(session=session, dedupe_key=f"{key}:thread", method="chat.postMessage",
+                                              payload={"channel": channel, **thread, **alert}, friction_point_id=point.id):
+                    queued += 1
+                    refresh_card(point, f"{key}")
+                if threshold is Threshold.breach:
+                    people = ([owner] if owner else []) + list(policy.targets.escalate_to.users)
+                    for person in dict.fromkeys(people):
+                        dm = build_breach_dm(f"{prefix}-{point.id}", point.text, state, now, permalink=None)
+                        queued += outbox.enqueue(session=session, dedupe_key=f"{key}:dm:{person}", method="chat.postMessage",
+                                                 payload={"channel": person, **dm}, friction_point_id=point.id)
+    return queued
+
+
+# ------------------------------------------------------------------ measured
+
+
+@dataclass(frozen=True)
+class Compliance:
+    kind: ClockKind
+    measured: int  # reports whose clock stopped in the window and had a target
+    met: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.met / self.measured if self.measured else None
+
+
+@dataclass(frozen=True)
+class Breaches:
+    first_response: Compliance
+    resolution: Compliance
+    by_area: dict[str, int]  # category -> breached clocks (stopped late, or overdue now)
+    by_severity: dict[str, int]
+
+
+def compliance(*, session: Session, policy: Policy, start: datetime, end: datetime, now: datetime | None = None) -> Breaches:
+    """Target compliance over reports filed in [start, end): how many clocks that stopped met their
+    target, and breaches (stopped late or overdue at ``now``) by area and severity."""
+    now = now or utcnow()
+    points = list(session.exec(
+        select(FrictionPoint).where(col(FrictionPoint.created_at) >= start, col(FrictionPoint.created_at) < end,
+                                    col(FrictionPoint.duplicate_of_id).is_(None)).limit(50_000)
+    ).all())
+    changes = _changes_by_point(session, [p.id for p in points])
+    counts = {ClockKind.first_response: [0, 0], ClockKind.resolution: [0, 0]}
+    by_area: dict[str, int] = defaultdict(int)
+    by_severity: dict[str, int] = defaultdict(int)
+    for point in points:
+        for state in point_clocks(point, changes.get(point.id, []), policy, now).states:
+            if state.stopped:
+                counts[state.kind][0] += 1
+                counts[state.kind][1] += bool(state.met)
+            if state.breached(now):
+                by_severity[str(point.severity)] += 1
+                for area in point.categories or ["other"]:
+                    by_area[area] += 1
+    return Breaches(
+        Compliance(ClockKind.first_response, *counts[ClockKind.first_response]),
+        Compliance(ClockKind.resolution, *counts[ClockKind.resolution]),
+        dict(by_area),
+        dict(by_severity),
+    )
+
+
+def window(days: int, now: datetime | None = None) -> tuple[datetime, datetime]:
+    end = now or utcnow()
+    return end - timedelta(days=days), end
+
+
+# ------------------------------------------------------------------ operations a handler calls
+
+RefreshCard = Callable[[Session, FrictionPoint, str], None]
+
+
+def wait_for_reporter(*, session: Session, point_id: int, actor: str, question: str, prefix: str, refresh_card: RefreshCard) -> FrictionPoint:
+    """A host asks the reporters a question: the clocks pause, each reporter gets the question by DM
+    (once, through the outbox) with a Reply button, and the card is redrawn. TargetError if the point
+    does not exist, is closed or already waits."""
+    from bot.blocks.targets import build_question_dm
+    from bot.operations.triage import lock_point
+
+    point = lock_point(session=session, point_id=point_id)
+    if point is None:
+        raise TargetError(f"There is no {prefix}-{point_id}.")
+    entry = ask_reporter(session=session, point=point, actor=actor, question=question)
+    for reporter in point.reporters:
+        outbox.enqueue(session=session, dedupe_key=f"question:{entry.id}:{reporter.user_id}", method="chat.postMessage",
+                       payload={"channel": reporter.user_id, **build_question_dm(f"{prefix}-{point.id}", point.id, actor, question)},
+                       friction_point_id=point.id, workspace=reporter.workspace)
+    refresh_card(session, point, f"waiting:{entry.id}")
+    return point
+
+
+def answer_as_reporter(*, session: Session, point_id: int, user: str, answer: str, prefix: str, refresh_card: RefreshCard) -> bool:
+    """A reporter answers: the clocks run again and the answer goes to the card's thread. False when
+    the point is not theirs or does not wait for them (nothing changed)."""
+    from bot.blocks.targets import build_reporter_answer
+    from bot.operations.triage import lock_point
+
+    point = lock_point(session=session, point_id=point_id)
+    if point is None:
+        return False
+    entry = reporter_answered(session=session, point=point, user=user)
+    if entry is None:
+        return False
+    entry.note = answer
+    session.add(entry)
+    if point.card_channel and point.card_ts:
+        outbox.enqueue(session=session, dedupe_key=f"answer:{entry.id}", method="chat.postMessage",
+                       payload={"channel": point.card_channel, "thread_ts": point.card_ts,
+                                **build_reporter_answer(f"{prefix}-{point.id}", user, answer)},
+                       friction_point_id=point.id)
+    refresh_card(session, point, f"answered:{entry.id}")
+    return True
+
+
+def on_duty_at(policy: Policy, now: datetime) -> str | None:
+    """The host of the office-hours session that started most recently (the rotation's), if any."""
+    from bot.operations import office_hours as oh
+
+    sessions = policy.office_hours.sessions
+    if not sessions or not policy.office_hours.rotation:
+        return None
+    before = policy.office_hours.agenda_before_minutes
+    latest = max((oh.latest(s, before, now, when="start") for s in sessions), key=lambda occ: occ.start)
+    return oh.host_on_duty(policy.office_hours, latest)

@@ -1,0 +1,107 @@
+"""Response targets: the job that queues warnings and breaches, and waiting for the reporter
+(`/platform-feedback ask FB-12 <question>`, the Reply button in the reporter's DM, its modal)."""
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.triggers.interval import IntervalTrigger
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlmodel import Session
+
+from bot.blocks.ids import Action, Callback
+from bot.blocks.intake import build_try_again
+from bot.blocks.targets import REPLY_BLOCK, REPLY_INPUT, build_reply_modal
+from bot.operations import target_alerts
+from bot.operations.references import parse_ref
+from bot.runtime.context import Deps
+from bot.runtime.scheduler import Job
+from storage import outbox
+from storage.database import DatabaseUnavailable
+from storage.models import FrictionPoint
+
+log = logging.getLogger(__name__)
+JOB = "targets.check"
+TICK_MINUTES = 5
+EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+CARD_PURPOSE = "triage_card"  # rendered at send time by the triage card hook
+
+
+def refresh_card(session: Session, point: FrictionPoint, why: str) -> None:
+    """Queue the card's redraw (rendered when sent, so it shows the clocks as they stand)."""
+    if point.card_ts:
+        outbox.enqueue(session=session, dedupe_key=f"card-sync:{point.id}:{why}", method="chat.update",
+                       payload={}, friction_point_id=point.id, purpose=CARD_PURPOSE)
+
+
+def _tick(now: datetime) -> datetime:
+    """The tick a firing at ``now`` stands for (every TICK_MINUTES from EPOCH)."""
+    step = timedelta(minutes=TICK_MINUTES)
+    return EPOCH + (now - EPOCH) // step * step
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    policy, prefix = deps.policy, deps.policy.reference_prefix
+
+    if policy.targets.enabled:
+        def check(*, session: Session, occurrence: datetime) -> None:
+            queued = target_alerts.check_targets(session=session, policy=policy, now=occurrence,
+                                                 on_duty=target_alerts.on_duty_at(policy, occurrence),
+                                                 refresh_card=lambda point, why: refresh_card(session, point, why))
+            if queued:
+                log.info("response targets: %d warning(s) or breach(es) queued", queued)
+
+        deps.scheduler.add(
+            Job(name=JOB, db=deps.db, work=check, occurrence_at=_tick, after=deps.sender.wake),
+            IntervalTrigger(minutes=TICK_MINUTES, start_date=EPOCH, timezone=timezone.utc),
+        )
+
+    async def ask_command(user: str, args: str, respond: AsyncRespond, client: AsyncWebClient) -> None:
+        ref, _, question = args.strip().partition(" ")
+        point_id = parse_ref(prefix, ref)
+        if point_id is None or not question.strip():
+            await respond(response_type="ephemeral", text=f"Usage: `/platform-feedback ask {prefix}-12 <your question for the reporter>`: "
+                                                          "its response-target clocks pause until they answer.")
+            return
+        if not await deps.hosts.is_host(user):
+            await respond(response_type="ephemeral", text="Only office-hours hosts can ask reporters. Nothing was changed.")
+            return
+        try:
+            await deps.db.run(target_alerts.wait_for_reporter, point_id=point_id, actor=user, question=question.strip(),
+                              prefix=prefix, refresh_card=refresh_card)
+        except target_alerts.TargetError as exc:
+            await respond(response_type="ephemeral", text=str(exc))
+            return
+        except DatabaseUnavailable:
+            await respond(response_type="ephemeral", **build_try_again("that question"))
+            return
+        deps.sender.wake()
+        await respond(response_type="ephemeral", text=f"Asked the reporter of {prefix}-{point_id}; its clocks are paused until they answer.")
+
+    deps.commands["ask"] = ask_command
+
+    @app.action(Action.target_reply)
+    async def on_reply(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient):
+        await ack()
+        value = action.get("value") or ""
+        if value.isdigit():
+            await client.views_open(trigger_id=body["trigger_id"], view=build_reply_modal(f"{prefix}-{value}", int(value)))
+
+    @app.view(Callback.target_reply)
+    async def on_reply_submitted(ack: AsyncAck, body: dict, view: dict):
+        answer = ((view.get("state", {}).get("values", {}).get(REPLY_BLOCK) or {}).get(REPLY_INPUT) or {}).get("value") or ""
+        meta = view.get("private_metadata") or ""
+        if not answer.strip() or not meta.isdigit():
+            await ack(response_action="errors", errors={REPLY_BLOCK: "Write your answer first."})
+            return
+        try:
+            done = await deps.db.run(target_alerts.answer_as_reporter, point_id=int(meta), user=body["user"]["id"],
+                                     answer=answer.strip(), prefix=prefix, refresh_card=refresh_card)
+        except DatabaseUnavailable:
+            await ack(response_action="errors", errors={REPLY_BLOCK: "The bot cannot reach its database right now; try again in a minute."})
+            return
+        if not done:
+            await ack(response_action="errors", errors={REPLY_BLOCK: "That report is not waiting for an answer from you."})
+            return
+        await ack()
+        deps.sender.wake()
