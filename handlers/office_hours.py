@@ -48,5 +48,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 work=partial(work, policy=deps.policy, office_session=office_session),
                 occurrence_at=_due(office_session, before, when),
                 after=deps.sender.wake,
+                useful_until=oh.agenda_useful_until(office_session, before) if kind == "agenda" else None,
             )
             deps.scheduler.add(job, _trigger(office_session, offset))

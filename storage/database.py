@@ -1,16 +1,24 @@
-"""The database handle: one engine, sessions per unit of work, run off the event loop."""
+"""The database handle: one engine, sessions per unit of work, run off the event loop.
 
-from collections.abc import Callable
+"Unavailable" is one exception, ``DatabaseUnavailable``, whatever the driver or the pool says
+(refused, reset, closed, a pool checkout or a person-facing call that runs out of time): callers
+answer it with "try again", never a 500.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, text
 
 T = TypeVar("T")
@@ -33,6 +41,41 @@ def insert_unique(session: Session, *rows) -> bool:
 
 class DatabaseUnavailable(Exception):
     """The database could not be reached; the caller tells the user to try again."""
+
+
+# Seconds a person-facing call may wait for PostgreSQL: under Slack's 3 s ack window
+# (https://api.slack.com/apis/events-api#responding), with room for the response itself.
+ANSWER_SECONDS = 2.5
+CONNECT_SECONDS = 2  # libpq's connect_timeout (whole seconds): a refused or silent server fails here
+POOL_SECONDS = 2  # waiting for a pooled connection while the others hang
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means "the database cannot be reached" rather than "this statement is
+    wrong": a refused/reset/closed connection (OperationalError, InterfaceError), a connection
+    SQLAlchemy found dead and invalidated (its pre-ping or any statement: ``connection_invalidated``),
+    a pool checkout that timed out, or a driver error on a connection that is closed or broken
+    (psycopg raises ProgrammingError/InterfaceError there, e.g. "the connection is closed")."""
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        message = str(exc.orig).lower()
+        return "connection" in message and any(w in message for w in ("closed", "lost", "broken", "terminated"))
+    return False
+
+
+@contextmanager
+def unavailable_as_one() -> Iterator[None]:
+    """Re-raise every "cannot be reached" error (``is_unavailable``) as DatabaseUnavailable."""
+    try:
+        yield
+    except (DBAPIError, DisconnectionError, PoolTimeout) as exc:
+        if not is_unavailable(exc):
+            raise
+        orig = getattr(exc, "orig", None) or exc
+        raise DatabaseUnavailable(" ".join(str(orig).split())[:200] or type(orig).__name__) from exc
 
 
 def make_engine(url: str) -> Engine:
@@ -58,8 +101,8 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    # A short connect timeout: a user waiting in Slack gets "try again" rather than silence.
-    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 3})
+    # Short connect and pool timeouts: a user waiting in Slack gets "try again" rather than silence.
+    return create_engine(url, pool_pre_ping=True, pool_timeout=POOL_SECONDS, connect_args={"connect_timeout": CONNECT_SECONDS})
 
 
 def make_async_engine(url: str) -> AsyncEngine:
@@ -68,14 +111,19 @@ def make_async_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return create_async_engine(parsed.set(drivername="sqlite+aiosqlite"), connect_args={"timeout": 5})
-    return create_async_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 3})
+    return create_async_engine(parsed, pool_pre_ping=True, pool_timeout=POOL_SECONDS, connect_args={"connect_timeout": CONNECT_SECONDS})
 
 
 class Database:
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, answer_seconds: float | None = None):
+        """``answer_seconds``: how long ``run`` and ``check`` wait before raising DatabaseUnavailable;
+        default ANSWER_SECONDS on a server database (a network partition can hang a connection that
+        is already open, which no driver timeout covers), none on SQLite (a local file; its busy
+        timeout bounds lock waits)."""
         self.url = url
         self.engine = make_engine(url)
         self._async_engine: AsyncEngine | None = None
+        self.answer_seconds = answer_seconds if answer_seconds is not None else (None if url.startswith("sqlite") else ANSWER_SECONDS)
 
     @property
     def async_engine(self) -> AsyncEngine:
@@ -89,18 +137,37 @@ class Database:
 
     def transact(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """Run ``fn(session=..., ...)`` in one transaction: all of it is written, or none."""
-        try:
-            with self.session() as session, session.begin():
-                return fn(*args, session=session, **kwargs)
-        except OperationalError as exc:
-            raise DatabaseUnavailable(" ".join(str(exc.orig).split())[:200]) from exc
+        with unavailable_as_one(), self.session() as session, session.begin():
+            return fn(*args, session=session, **kwargs)
 
     async def run(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
-        """``transact`` in a worker thread, so the event loop never blocks on the database."""
-        return await anyio.to_thread.run_sync(partial(self.transact, fn, *args, **kwargs))
+        """``transact`` in a worker thread, so the event loop never blocks on the database; for
+        callers someone waits on (a Slack request, a webhook). Raises DatabaseUnavailable after
+        ``answer_seconds``: the thread is then left to finish or fail on its own, so the work may
+        still commit later (every write here is keyed to be safe to repeat)."""
+        return await self._in_thread(partial(self.transact, fn, *args, **kwargs), self.answer_seconds)
+
+    async def work(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
+        """``transact`` in a worker thread with no deadline: for background work nobody waits on
+        (scheduled jobs), which may legitimately take longer than a person would wait."""
+        return await self._in_thread(partial(self.transact, fn, *args, **kwargs), None)
+
+    async def check(self) -> None:
+        """Raise DatabaseUnavailable unless a ``SELECT 1`` answers within ``answer_seconds``."""
+        await self._in_thread(self.ping, self.answer_seconds)
+
+    async def _in_thread(self, call: Callable[[], T], seconds: float | None) -> T:
+        if seconds is None:
+            return await anyio.to_thread.run_sync(call)
+        try:
+            with anyio.fail_after(seconds):
+                return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        except TimeoutError:
+            raise DatabaseUnavailable(f"no answer within {seconds:g} s") from None
 
     def ping(self) -> None:
-        with self.engine.connect() as conn:
+        """One ``SELECT 1``; raises DatabaseUnavailable if the database cannot be reached."""
+        with unavailable_as_one(), self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
     def migrate(self) -> None:

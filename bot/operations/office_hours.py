@@ -74,6 +74,15 @@ def occurrence_starting(session: OfficeHoursSession, before_minutes: int, start:
     return occ
 
 
+def agenda_useful_until(session: OfficeHoursSession, before_minutes: int):
+    """For the scheduler's catch-up: an agenda (occurrence = the session's start, UTC) is worth
+    posting late only until its session ends. Returns occurrence -> (end, reason)."""
+    def until(start: datetime) -> tuple[datetime, str]:
+        end = occurrence_starting(session, before_minutes, start).end
+        return end, f"its session ended at {end.astimezone(ZoneInfo(session.timezone)).isoformat()}"
+    return until
+
+
 def _weekly(session: OfficeHoursSession, near: datetime, step: int) -> Iterator[date]:
     """The session's local dates, a week or more from ``near`` and walking in direction ``step``."""
     local = near.astimezone(ZoneInfo(session.timezone)).date()

@@ -58,7 +58,7 @@ from bot.runtime.workspaces import (
     state_store,
 )
 from storage import outbox
-from storage.database import Database
+from storage.database import Database, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,16 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             # deeper than Python's parser goes (a signed body 1,000 levels deep).
             return PlainTextResponse("malformed body", status_code=400)
         listener = listener_name(bolt_request.body) if isinstance(bolt_request.body, dict) else "unknown"
+        if isinstance(bolt_request.body, dict) and bolt_request.body.get("type") == "event_callback":
+            # Events are acked before their listener runs and Slack resends only what it sees
+            # fail, so an event is refused (503, Slack retries it with the same event_id) while
+            # the database cannot store it, rather than acked and lost.
+            try:
+                await deps.db.check()
+            except DatabaseUnavailable as exc:
+                log.warning("event refused for Slack to retry, database unavailable: %s", exc)
+                deps.metrics.requests.labels(listener, "503").inc()
+                return PlainTextResponse("database unavailable, please retry", status_code=503)
         try:
             response = to_starlette_response(await app.async_dispatch(bolt_request))
         except (LookupError, TypeError, AttributeError, ValueError, RecursionError) as exc:
@@ -218,9 +228,10 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
 
     async def healthz(_request: Request) -> Response:
         try:
-            await _ping(deps.db)
+            await deps.db.check()  # answers within the database's answer_seconds, even on a hung connection
         except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
-            return JSONResponse({"ok": False, "database": type(exc).__name__}, status_code=503)
+            log.warning("healthz: database unavailable: %s", exc)
+            return JSONResponse({"ok": False, "database": "unavailable"}, status_code=503)
         return JSONResponse({"ok": True})
 
     @contextlib.asynccontextmanager
