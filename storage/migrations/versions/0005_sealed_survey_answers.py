@@ -6,7 +6,7 @@ constraint with ``run_id``) goes. Answers given before the upgrade in a run stil
 they were written (in answer order, not shuffled): let open runs close before upgrading.
 
 Revision ID: 0005
-Revises: 0011
+Revises: 0004
 Create Date: 2026-11-30 20:40:00
 """
 from alembic import op
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision = '0005'
-down_revision = '0011'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
