@@ -16,8 +16,8 @@ from bot.runtime.app import create_app
 from bot.runtime.config import Insight, OfficeHours, OfficeHoursSession, Policy, Survey, Triage
 from bot.runtime.scheduler import latest_fire
 from handlers.insight import JOB as DIGEST
-from handlers.office_hours import job_name
-from handlers.surveys import job_name as survey_job
+from bot.operations.office_hours import job_name
+from bot.operations.surveys.runs import job_name as survey_job
 from storage.models import OutboxMessage, ScheduledRun
 from storage.surveys import SurveyRun
 from tests.conftest import make_settings
