@@ -44,8 +44,8 @@ async def fixed_issue_with_two_reporters(bot) -> int:
     await run(bot, "staging deploys hang again today", OTHER)
     await run(bot, f"link FB-{point_id} https://github.com/acme/platform/issues/42", HOST)
     await run(bot, f"link FB-{point_id + 1} https://github.com/acme/platform/issues/42", HOST)
-    resp = await bot.http.post("/webhooks/github", content=tr.github("issues", tr.github_issue("acme/platform", 42))[0],
-                               headers=tr.github("issues", tr.github_issue("acme/platform", 42))[1])
+    body, headers = tr.github("issues", tr.github_issue("acme/platform", 42))
+    resp = await bot.http.post("/webhooks/github", content=body, headers=headers)
     assert resp.status_code == 200
     await bot.drain()
     return point_id
