@@ -40,7 +40,7 @@ def file_direct_message(*, session: Session, draft: FrictionDraft, event_id: str
     """File ``draft`` (source dm) and queue its triage card and the one answer in ``dm_channel``.
     None: Slack delivered this event before (a retry). The card is queued by the triage module's
     ``enqueue_card`` (rendered at send time)."""
-    from handlers.triage import enqueue_card  # the one card path (rendered when sent); see the report
+    from bot.operations.triage import enqueue_card  # the one card path (rendered when sent); see the report
 
     if not friction.first_delivery(session=session, event_id=event_id):
         return None
