@@ -262,9 +262,9 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             *bot.web.dashboard.routes(deps),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(ArrivalTime)],  # first: the outermost of the app's own layers
+        # ArrivalTime outermost, so the ack clock starts before BodyLimit reads the body.
+        middleware=[Middleware(ArrivalTime), Middleware(BodyLimit, limit=body_limit)],
     )
-    web.add_middleware(BodyLimit, limit=body_limit)
     return web
 
 
