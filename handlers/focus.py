@@ -3,9 +3,8 @@ Publish buttons, the announcement rendered when sent and kept up to date, and th
 report (a scheduled job, once per period across instances)."""
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
-from apscheduler.triggers.interval import IntervalTrigger
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from sqlmodel import Session
 
@@ -14,7 +13,7 @@ from bot.blocks.ids import Action
 from bot.blocks.intake import build_try_again
 from bot.operations import focus
 from bot.runtime.context import Deps
-from bot.runtime.scheduler import Job
+from bot.runtime.scheduler import Job, interval_slot, interval_trigger
 from storage import focus as store
 from storage import outbox
 from storage.database import DatabaseUnavailable
@@ -23,7 +22,6 @@ from storage.models import OutboxMessage
 log = logging.getLogger(__name__)
 JOB = "focus.tick"
 TICK_MINUTES = 15
-EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 NOT_ALLOWED = "Only office-hours hosts and the policy's focus.leads can change the focus. Nothing was changed."
 USAGE = "Usage: `/platform-feedback focus` (the focus and candidates), `focus publish`, `focus report`."
 
@@ -77,10 +75,6 @@ def tick(*, session: Session, occurrence: datetime, deps: Deps) -> None:
                        payload={"channel": policy.closing.announce_channel, **build_focus_report(result, prefix=policy.reference_prefix)})
 
 
-def _tick_at(now: datetime) -> datetime:
-    step = timedelta(minutes=TICK_MINUTES)
-    return EPOCH + (now - EPOCH) // step * step
-
 
 def register(app: AsyncApp, deps: Deps) -> None:
     policy, prefix = deps.policy, deps.policy.reference_prefix
@@ -88,8 +82,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
     if policy.closing.announce_channel:  # without it nothing is published, so nothing to keep up or report
         deps.scheduler.add(
             Job(name=JOB, db=deps.db, work=lambda *, session, occurrence: tick(session=session, occurrence=occurrence, deps=deps),
-                occurrence_at=_tick_at, after=deps.sender.wake),
-            IntervalTrigger(minutes=TICK_MINUTES, start_date=EPOCH, timezone=timezone.utc),
+                occurrence_at=interval_slot(TICK_MINUTES), after=deps.sender.wake),
+            interval_trigger(TICK_MINUTES),
         )
 
     async def allowed(user: str) -> bool:

@@ -10,27 +10,24 @@ claim commits: the HTTP calls sit outside any transaction), the others do nothin
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import httpx
-from apscheduler.triggers.interval import IntervalTrigger
 from slack_bolt.async_app import AsyncApp
 
 from bot.operations.closing import apply_and_queue
 from bot.runtime.context import Deps
 from bot.trackers.polling import JOB, Poller, prune_runs
-from bot.runtime.scheduler import Job
+from bot.runtime.scheduler import Job, interval_slot, interval_trigger
 
 log = logging.getLogger(__name__)
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 EARLY_TOLERANCE = timedelta(seconds=5)  # a firing this early still counts for the coming slot
 
 
 def slot_at(minutes: int) -> Callable[[datetime], datetime]:
     """The slot a firing at ``now`` stands for: the start of its ``minutes`` interval."""
-    period = timedelta(minutes=minutes)
-    return lambda now: EPOCH + ((now + EARLY_TOLERANCE - EPOCH) // period) * period
+    return interval_slot(minutes, early=EARLY_TOLERANCE)
 
 
 def make_poller(deps: Deps, *, http: httpx.AsyncClient | None = None, clock: Callable[[], float] = time.time) -> Poller:
@@ -47,5 +44,5 @@ def register(app: AsyncApp, deps: Deps) -> None:
                     "(GITHUB_TOKEN, GITLAB_TOKEN, JIRA_BASE_URL + JIRA_API_TOKEN, LINEAR_API_KEY): not polling", minutes)
         return
     job = Job(name=JOB, db=deps.db, work=prune_runs, occurrence_at=slot_at(minutes), after=deps.sender.wake, then=poller.run)
-    deps.scheduler.add(job, IntervalTrigger(minutes=minutes, start_date=EPOCH, timezone=timezone.utc),
+    deps.scheduler.add(job, interval_trigger(minutes),
                        misfire_grace_seconds=minutes * 60)

@@ -2,9 +2,8 @@
 (`/platform-feedback ask FB-12 <question>`, the Reply button in the reporter's DM, its modal)."""
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
-from apscheduler.triggers.interval import IntervalTrigger
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
@@ -15,29 +14,14 @@ from bot.blocks.targets import REPLY_BLOCK, REPLY_INPUT, build_reply_modal
 from bot.operations import target_alerts
 from bot.operations.references import parse_ref
 from bot.runtime.context import Deps
-from bot.runtime.scheduler import Job
-from storage import outbox
+from bot.runtime.scheduler import Job, interval_slot, interval_trigger
 from storage.database import DatabaseUnavailable
-from storage.models import FrictionPoint
 
 log = logging.getLogger(__name__)
 JOB = "targets.check"
 TICK_MINUTES = 5
-EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
-CARD_PURPOSE = "triage_card"  # rendered at send time by the triage card hook
 
 
-def refresh_card(session: Session, point: FrictionPoint, why: str) -> None:
-    """Queue the card's redraw (rendered when sent, so it shows the clocks as they stand)."""
-    if point.card_ts:
-        outbox.enqueue(session=session, dedupe_key=f"card-sync:{point.id}:{why}", method="chat.update",
-                       payload={}, friction_point_id=point.id, purpose=CARD_PURPOSE)
-
-
-def _tick(now: datetime) -> datetime:
-    """The tick a firing at ``now`` stands for (every TICK_MINUTES from EPOCH)."""
-    step = timedelta(minutes=TICK_MINUTES)
-    return EPOCH + (now - EPOCH) // step * step
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -46,14 +30,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
     if policy.targets.enabled:
         def check(*, session: Session, occurrence: datetime) -> None:
             queued = target_alerts.check_targets(session=session, policy=policy, now=occurrence,
-                                                 on_duty=target_alerts.on_duty_at(policy, occurrence),
-                                                 refresh_card=lambda point, why: refresh_card(session, point, why))
+                                                 on_duty=target_alerts.on_duty_at(policy, occurrence))
             if queued:
                 log.info("response targets: %d warning(s) or breach(es) queued", queued)
 
         deps.scheduler.add(
-            Job(name=JOB, db=deps.db, work=check, occurrence_at=_tick, after=deps.sender.wake),
-            IntervalTrigger(minutes=TICK_MINUTES, start_date=EPOCH, timezone=timezone.utc),
+            Job(name=JOB, db=deps.db, work=check, occurrence_at=interval_slot(TICK_MINUTES), after=deps.sender.wake),
+            interval_trigger(TICK_MINUTES),
         )
 
     async def ask_command(user: str, args: str, respond: AsyncRespond, client: AsyncWebClient) -> None:
@@ -68,7 +51,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         try:
             await deps.db.run(target_alerts.wait_for_reporter, point_id=point_id, actor=user, question=question.strip(),
-                              prefix=prefix, refresh_card=refresh_card)
+                              prefix=prefix)
         except target_alerts.TargetError as exc:
             await respond(response_type="ephemeral", text=str(exc))
             return
@@ -96,7 +79,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         try:
             done = await deps.db.run(target_alerts.answer_as_reporter, point_id=int(meta), user=body["user"]["id"],
-                                     answer=answer.strip(), prefix=prefix, refresh_card=refresh_card)
+                                     answer=answer.strip(), prefix=prefix)
         except DatabaseUnavailable:
             await ack(response_action="errors", errors={REPLY_BLOCK: "The bot cannot reach its database right now; try again in a minute."})
             return

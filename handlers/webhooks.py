@@ -6,9 +6,7 @@ do not track, so the tracker does not retry it). Nothing is written before a bod
 and read."""
 
 import logging
-from datetime import datetime, timedelta, timezone
 
-from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -16,7 +14,7 @@ from starlette.routing import Route
 
 from bot.operations import deliveries
 from bot.runtime.context import Deps
-from bot.runtime.scheduler import Job
+from bot.runtime.scheduler import Job, interval_slot, interval_trigger
 from bot.trackers import MODULES, Malformed
 from storage.database import DatabaseUnavailable
 
@@ -24,7 +22,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 5_000_000
 RECOVERY_JOB = "closing.deliveries"
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _answer(status: int, message: str) -> JSONResponse:
@@ -37,11 +34,10 @@ def routes(deps: Deps) -> list[Route]:
                      ["tracker", "outcome"], registry=deps.metrics.registry)
     runner = deliveries.Deliveries(db=deps.db, policy=deps.policy, observe=lambda t, o: events.labels(t, o).inc(),
                                    wake=deps.sender.wake)
-    minute = timedelta(minutes=1)
     if any(getattr(deps.settings, m.SECRET_SETTING) for m in MODULES.values()):  # no webhooks, nothing to recover
         deps.scheduler.add(Job(name=RECOVERY_JOB, db=deps.db, work=deliveries.prune, then=runner.recover,
-                               occurrence_at=lambda now: EPOCH + ((now - EPOCH) // minute) * minute),
-                           IntervalTrigger(minutes=1, timezone=timezone.utc), misfire_grace_seconds=60)
+                               occurrence_at=interval_slot(1)),
+                           interval_trigger(1), misfire_grace_seconds=60)
 
     def route(module) -> Route:
         tracker = str(module.TRACKER)

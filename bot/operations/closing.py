@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from bot.blocks.closing import build_announcement, build_closure_notice, build_still_broken_alert
 from bot.trackers import IssueEvent, Outcome
 from bot.trackers.base import parse_time
+from bot.operations.triage import sync_card
 from storage import links as link_queries
 from storage import outbox
 from storage.models import (
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 CLOSED = (Status.resolved, Status.wont_fix)
 # What the card sync hook renders at send time (bot/runtime's triage-card purpose).
-CARD_PURPOSE = "triage_card"
 
 
 @dataclass
@@ -250,11 +250,6 @@ def answer_notice(*, session: Session, notice_id: int, user_id: str, works: bool
 # ------------------------------------------------------------------ queuing what a closure owes
 
 
-def sync_card(*, session: Session, point: FrictionPoint, why: str) -> None:
-    """Queue an in-place update of the point's card (rendered when sent, so it shows the latest)."""
-    if point.card_ts:
-        outbox.enqueue(session=session, dedupe_key=f"card-sync:{point.id}:{why}", method="chat.update",
-                       payload={}, friction_point_id=point.id, purpose=CARD_PURPOSE)
 
 
 def queue_notice(*, session: Session, notice: Notice, event: IssueEvent, policy, point: FrictionPoint | None = None) -> None:

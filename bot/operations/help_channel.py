@@ -15,6 +15,7 @@ from bot.blocks.triage import build_reporter_notice
 from bot.operations import triage
 from bot.operations.filing import file_report
 from bot.operations.triage import sync_card
+from bot.operations.triage_flow import queue_notices
 from storage import friction, outbox
 from storage.friction import FrictionDraft
 from storage.models import FrictionChange, FrictionPoint, Source, utcnow
@@ -199,15 +200,7 @@ def resolve_in_thread(
             friction_point_id=point.id,
         )
     notice = build_reporter_notice(ref, point, applied.change, actor, picked_up=False)
-    for reporter in point.reporters:
-        if notice is None or reporter.user_id in (actor, resolved.asker):
-            continue
-        outbox.enqueue(
-            session=session,
-            dedupe_key=f"notice:closed:{applied.entry.id}:{reporter.user_id}",
-            method="chat.postMessage",
-            payload={"channel": reporter.user_id, **notice},
-            friction_point_id=point.id,
-        )
+    if notice is not None:
+        queue_notices(session=session, point=point, notice=notice, once=f"closed:{applied.entry.id}", skip={actor, resolved.asker})
     sync_card(session=session, point=point, why=f"help-resolved:{applied.entry.id}")
     return applied

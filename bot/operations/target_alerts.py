@@ -5,7 +5,7 @@ clock and threshold across instances and restarts.
 """
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from bot.blocks.targets import build_breach_dm, build_target_alert
 from bot.operations.targets import Clock, ClockKind, ClockState, Threshold, calendar_for, clock_state, target_for
+from bot.operations.triage import lock_point, sync_card
 from bot.runtime.config import Policy
 from storage import outbox
 from storage.models import FrictionChange, FrictionPoint, Status, as_utc, utcnow
@@ -172,13 +173,12 @@ def check_targets(
     policy: Policy,
     now: datetime,
     on_duty: str | None,
-    refresh_card: Callable[[FrictionPoint, str], None],
 ) -> int:
     """Queue each warning and breach that has fallen due and was not queued before (dedupe keys
     ``target:{point}:{clock}:{cycle}:{threshold}:{to}``): a warning in the card's thread to the
     assignee, or the host on duty; at a breach the same thread, a DM to that person, and a DM to each
-    of ``targets.escalate_to``'s users (its user group is named in the thread). ``refresh_card(point,
-    why)`` queues the card's redraw so it shows the new state. Returns how many alerts were queued."""
+    of ``targets.escalate_to``'s users (its user group is named in the thread). Each also queues
+    the card's redraw so it shows the new state. Returns how many alerts were queued."""
     queued = 0
     prefix = policy.reference_prefix
     for clocks in open_clocks(session=session, policy=policy, now=now):
@@ -197,7 +197,7 @@ def check_targets(
                 if channel and outbox.enqueue(session=session, dedupe_key=f"{key}:thread", method="chat.postMessage",
                                               payload={"channel": channel, **thread, **alert}, friction_point_id=point.id):
                     queued += 1
-                    refresh_card(point, f"{key}")
+                    sync_card(session=session, point=point, why=key)
                 if threshold is Threshold.breach:
                     people = ([owner] if owner else []) + list(policy.targets.escalate_to.users)
                     for person in dict.fromkeys(people):
@@ -265,16 +265,11 @@ def window(days: int, now: datetime | None = None) -> tuple[datetime, datetime]:
 
 # ------------------------------------------------------------------ operations a handler calls
 
-RefreshCard = Callable[[Session, FrictionPoint, str], None]
-
-
-def wait_for_reporter(*, session: Session, point_id: int, actor: str, question: str, prefix: str, refresh_card: RefreshCard) -> FrictionPoint:
+def wait_for_reporter(*, session: Session, point_id: int, actor: str, question: str, prefix: str) -> FrictionPoint:
     """A host asks the reporters a question: the clocks pause, each reporter gets the question by DM
     (once, through the outbox) with a Reply button, and the card is redrawn. TargetError if the point
     does not exist, is closed or already waits."""
     from bot.blocks.targets import build_question_dm
-    from bot.operations.triage import lock_point
-
     point = lock_point(session=session, point_id=point_id)
     if point is None:
         raise TargetError(f"There is no {prefix}-{point_id}.")
@@ -283,16 +278,14 @@ def wait_for_reporter(*, session: Session, point_id: int, actor: str, question: 
         outbox.enqueue(session=session, dedupe_key=f"question:{entry.id}:{reporter.user_id}", method="chat.postMessage",
                        payload={"channel": reporter.user_id, **build_question_dm(f"{prefix}-{point.id}", point.id, actor, question)},
                        friction_point_id=point.id, workspace=reporter.workspace)
-    refresh_card(session, point, f"waiting:{entry.id}")
+    sync_card(session=session, point=point, why=f"waiting:{entry.id}")
     return point
 
 
-def answer_as_reporter(*, session: Session, point_id: int, user: str, answer: str, prefix: str, refresh_card: RefreshCard) -> bool:
+def answer_as_reporter(*, session: Session, point_id: int, user: str, answer: str, prefix: str) -> bool:
     """A reporter answers: the clocks run again and the answer goes to the card's thread. False when
     the point is not theirs or does not wait for them (nothing changed)."""
     from bot.blocks.targets import build_reporter_answer
-    from bot.operations.triage import lock_point
-
     point = lock_point(session=session, point_id=point_id)
     if point is None:
         return False
@@ -306,7 +299,7 @@ def answer_as_reporter(*, session: Session, point_id: int, user: str, answer: st
                        payload={"channel": point.card_channel, "thread_ts": point.card_ts,
                                 **build_reporter_answer(f"{prefix}-{point.id}", user, answer)},
                        friction_point_id=point.id)
-    refresh_card(session, point, f"answered:{entry.id}")
+    sync_card(session=session, point=point, why=f"answered:{entry.id}")
     return True
 
 

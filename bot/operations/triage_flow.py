@@ -33,8 +33,15 @@ def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_reso
         Change.resolved: f"closed:{applied.entry.id}",
         Change.declined: f"closed:{applied.entry.id}",
     }.get(applied.change, f"picked-up:{point.id}")
+    queue_notices(session=session, point=point, notice=notice, once=once, skip={applied.entry.actor})
+    return applied
+
+
+def queue_notices(*, session: Session, point: FrictionPoint, notice: dict, once: str, skip: set[str]) -> None:
+    """Queue ``notice`` as one DM to each of ``point``'s reporters but ``skip``, through their own
+    workspace, once per ``once`` key and person."""
     for reporter in point.reporters:
-        if reporter.user_id == applied.entry.actor:
+        if reporter.user_id in skip:
             continue
         outbox.enqueue(
             session=session,
@@ -44,7 +51,6 @@ def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_reso
             friction_point_id=point.id,
             workspace=reporter.workspace,
         )
-    return applied
 
 
 def render_card(*, session: Session, policy: Policy, point: FrictionPoint) -> dict:

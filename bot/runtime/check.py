@@ -70,13 +70,20 @@ async def _call(client: AsyncWebClient, method: str, **params) -> tuple[dict, di
 async def auth_test(client: AsyncWebClient, *, setting: str = "SLACK_BOT_TOKEN") -> tuple[dict, dict]:
     """auth.test -> (its answer, headers). Raises TokenRejected (one line naming ``setting``) or SlackUnreachable."""
     data, headers = await _call(client, "auth.test")
-    if not data.get("ok"):
-        error = data.get("error", "unknown_error")
-        if error in FATAL_TOKEN_ERRORS:
-            raise TokenRejected(f"{setting} was refused by Slack ({error}): copy the Bot User OAuth Token (xoxb-...) "
-                                "from your app's OAuth & Permissions page, after installing the app")
-        raise SlackUnreachable(f"auth.test answered {error}")
+    _refused(data, "auth.test", f"{setting} was refused by Slack ({{error}}): copy the Bot User OAuth Token (xoxb-...) "
+             "from your app's OAuth & Permissions page, after installing the app")
     return data, headers
+
+
+def _refused(data: dict, method: str, what_to_do: str) -> None:
+    """Raise TokenRejected (``what_to_do`` with ``{error}`` filled) for a refused token, SlackUnreachable
+    for any other error of ``method``; nothing for an ok answer."""
+    if data.get("ok"):
+        return
+    error = data.get("error", "unknown_error")
+    if error in FATAL_TOKEN_ERRORS:
+        raise TokenRejected(what_to_do.format(error=error))
+    raise SlackUnreachable(f"{method} answered {error}")
 
 
 async def app_token_check(app_token: str, api_url: str) -> None:
@@ -87,12 +94,8 @@ async def app_token_check(app_token: str, api_url: str) -> None:
     # No retry handlers: the caller's back-off is the one retry, with one line per try.
     client = AsyncWebClient(token=app_token, base_url=api_url, timeout=TIMEOUT_SECONDS, retry_handlers=[])
     data, _ = await _call(client, "apps.connections.open")
-    if not data.get("ok"):
-        error = data.get("error", "unknown_error")
-        if error in FATAL_TOKEN_ERRORS:
-            raise TokenRejected(f"SLACK_APP_TOKEN was refused by Slack ({error}): make an app-level token with the "
-                                "connections:write scope under Basic Information > App-Level Tokens (xapp-...)")
-        raise SlackUnreachable(f"apps.connections.open answered {error}")
+    _refused(data, "apps.connections.open", "SLACK_APP_TOKEN was refused by Slack ({error}): make an app-level token with the "
+             "connections:write scope under Basic Information > App-Level Tokens (xapp-...)")
 
 
 def policy_file(configured: Path | None) -> Path | None:

@@ -76,17 +76,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_demo(port=args.port, db_file=args.db)
         return serving.serve(no_migrate=args.no_migrate)
-    except ConfigError as exc:
+    except (ConfigError, NotMigrated, TokenRejected) as exc:  # each says in one line what to do
         print(f"platform-feedback: {exc}", file=sys.stderr)
         return 2
     except DatabaseUnavailable as exc:
         print(f"platform-feedback: DATABASE_URL: cannot reach the database ({exc}).", file=sys.stderr)
-        return 2
-    except NotMigrated as exc:
-        print(f"platform-feedback: {exc}", file=sys.stderr)
-        return 2
-    except TokenRejected as exc:
-        print(f"platform-feedback: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: stopped, as asked (Socket Mode, demo); no traceback
         return 130

@@ -43,6 +43,22 @@ CATCH_UP_GRACE = timedelta(seconds=30)
 _WINDOWS = tuple(timedelta(seconds=s) for s in (120, 3600, 86400, 8 * 86400, 32 * 86400, 367 * 86400, 733 * 86400))
 
 
+# Interval jobs count their slots from one fixed instant, so every instance fires for the same ones.
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def interval_slot(minutes: int, *, early: timedelta = timedelta()) -> Callable[[datetime], datetime]:
+    """``occurrence_at`` for a job every ``minutes``: the start of the slot a firing at ``now``
+    stands for (UTC, from ``EPOCH``); a firing up to ``early`` before a slot counts for it."""
+    period = timedelta(minutes=minutes)
+    return lambda now: EPOCH + (now + early - EPOCH) // period * period
+
+
+def interval_trigger(minutes: int) -> IntervalTrigger:
+    """APScheduler's trigger for those slots."""
+    return IntervalTrigger(minutes=minutes, start_date=EPOCH, timezone=timezone.utc)
+
+
 def claim(*, session: Session, job: str, occurrence: datetime) -> ScheduledRun | None:
     """Record that this occurrence runs here; None if another run (or instance) already has it.
     On PostgreSQL a concurrent claim waits on the unique index until the first one commits."""
