@@ -2,11 +2,10 @@
 (`/platform-feedback ask FB-12 <question>`, the Reply button in the reporter's DM, its modal)."""
 
 import logging
-from datetime import datetime
+from functools import partial
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import Session
 
 from bot.blocks.ids import Action, Callback
 from bot.blocks.intake import build_try_again
@@ -28,14 +27,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
     policy, prefix = deps.policy, deps.policy.reference_prefix
 
     if policy.targets.enabled:
-        def check(*, session: Session, occurrence: datetime) -> None:
-            queued = target_alerts.check_targets(session=session, policy=policy, now=occurrence,
-                                                 on_duty=target_alerts.on_duty_at(policy, occurrence))
-            if queued:
-                log.info("response targets: %d warning(s) or breach(es) queued", queued)
-
         deps.scheduler.add(
-            Job(name=JOB, db=deps.db, work=check, occurrence_at=interval_slot(TICK_MINUTES), after=deps.sender.wake),
+            Job(name=JOB, db=deps.db, work=partial(target_alerts.check_job, policy=policy), occurrence_at=interval_slot(TICK_MINUTES), after=deps.sender.wake),
             interval_trigger(TICK_MINUTES),
         )
 

@@ -4,6 +4,7 @@ go through the outbox, whose unique dedupe key makes each warning and breach go 
 clock and threshold across instances and restarts.
 """
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from bot.runtime.config import Policy
 from storage import outbox
 from storage.models import FrictionChange, FrictionPoint, Status, as_utc, utcnow
 
+log = logging.getLogger(__name__)
 CLOSED = (Status.resolved, Status.wont_fix, Status.duplicate)
 WAITING, ANSWERED, REOPENED = "waiting", "answered", "reopened"  # FrictionChange.action values
 CLOCK_CHANGES = (WAITING, ANSWERED, REOPENED)
@@ -205,6 +207,14 @@ def check_targets(
                         queued += outbox.enqueue(session=session, dedupe_key=f"{key}:dm:{person}", method="chat.postMessage",
                                                  payload={"channel": person, **dm}, friction_point_id=point.id)
     return queued
+
+
+def check_job(*, session: Session, occurrence: datetime, policy: Policy) -> None:
+    """The scheduled job: ``check_targets`` at the tick's time, the host on duty then told when
+    nobody is assigned."""
+    queued = check_targets(session=session, policy=policy, now=occurrence, on_duty=on_duty_at(policy, occurrence))
+    if queued:
+        log.info("response targets: %d warning(s) or breach(es) queued", queued)
 
 
 # ------------------------------------------------------------------ measured
