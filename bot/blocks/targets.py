@@ -4,14 +4,9 @@ line a card or queue shows ("first response due in 2 h 10 m")."""
 from datetime import datetime
 
 from bot.blocks.intake import _text
-from bot.blocks.text import link, mrkdwn, shorten, to_mrkdwn
+from bot.blocks.text import link, mrkdwn
 from bot.operations.targets import ClockState, Threshold, describe, human
 
-
-def due_line(states: tuple[ClockState, ...], now: datetime) -> str | None:
-    """What a card shows under its status: each running clock's due time, or None without targets."""
-    shown = [describe(s, now) for s in states if not s.stopped]
-    return " · ".join(shown) if shown else None
 
 
 def build_target_alert(ref: str, text: str, state: ClockState, threshold: Threshold, now: datetime, *, owner: str | None,

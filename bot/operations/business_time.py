@@ -7,7 +7,7 @@ so a working day is as long as its hours say on either side of a DST change (a 0
 package (https://github.com/vacanza/holidays) by country and subdivision.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from functools import cached_property
@@ -102,6 +102,3 @@ class BusinessCalendar:
             left -= closes - begin
         return None
 
-    def elapsed_running(self, intervals: Iterable[tuple[datetime, datetime]]) -> timedelta:
-        """Business time summed over several intervals (a clock that was paused in between)."""
-        return sum((self.elapsed(a, b) for a, b in intervals), timedelta())

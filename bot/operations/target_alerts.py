@@ -1,5 +1,5 @@
 """Response targets on stored reports: their clocks from the history, waiting for the reporter,
-warnings and breaches queued once each, and compliance over a window. No Slack in here: messages
+warnings and breaches queued once each. No Slack in here: messages
 go through the outbox, whose unique dedupe key makes each warning and breach go out once per report,
 clock and threshold across instances and restarts.
 """
@@ -8,7 +8,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlmodel import Session, col, select
 
@@ -215,62 +215,6 @@ def check_job(*, session: Session, occurrence: datetime, policy: Policy) -> None
     queued = check_targets(session=session, policy=policy, now=occurrence, on_duty=on_duty_at(policy, occurrence))
     if queued:
         log.info("response targets: %d warning(s) or breach(es) queued", queued)
-
-
-# ------------------------------------------------------------------ measured
-
-
-@dataclass(frozen=True)
-class Compliance:
-    kind: ClockKind
-    measured: int  # reports whose clock stopped in the window and had a target
-    met: int
-
-    @property
-    def rate(self) -> float | None:
-        return self.met / self.measured if self.measured else None
-
-
-@dataclass(frozen=True)
-class Breaches:
-    first_response: Compliance
-    resolution: Compliance
-    by_area: dict[str, int]  # category -> breached clocks (stopped late, or overdue now)
-    by_severity: dict[str, int]
-
-
-def compliance(*, session: Session, policy: Policy, start: datetime, end: datetime, now: datetime | None = None) -> Breaches:
-    """Target compliance over reports filed in [start, end): how many clocks that stopped met their
-    target, and breaches (stopped late or overdue at ``now``) by area and severity."""
-    now = now or utcnow()
-    points = list(session.exec(
-        select(FrictionPoint).where(col(FrictionPoint.created_at) >= start, col(FrictionPoint.created_at) < end,
-                                    col(FrictionPoint.duplicate_of_id).is_(None)).limit(50_000)
-    ).all())
-    changes = _changes_by_point(session, [p.id for p in points])
-    counts = {ClockKind.first_response: [0, 0], ClockKind.resolution: [0, 0]}
-    by_area: dict[str, int] = defaultdict(int)
-    by_severity: dict[str, int] = defaultdict(int)
-    for point in points:
-        for state in point_clocks(point, changes.get(point.id, []), policy, now).states:
-            if state.stopped:
-                counts[state.kind][0] += 1
-                counts[state.kind][1] += bool(state.met)
-            if state.breached(now):
-                by_severity[str(point.severity)] += 1
-                for area in point.categories or ["other"]:
-                    by_area[area] += 1
-    return Breaches(
-        Compliance(ClockKind.first_response, *counts[ClockKind.first_response]),
-        Compliance(ClockKind.resolution, *counts[ClockKind.resolution]),
-        dict(by_area),
-        dict(by_severity),
-    )
-
-
-def window(days: int, now: datetime | None = None) -> tuple[datetime, datetime]:
-    end = now or utcnow()
-    return end - timedelta(days=days), end
 
 
 # ------------------------------------------------------------------ operations a handler calls
