@@ -4,6 +4,7 @@ PostgreSQL's (heap and WAL). One test per channel; each failed before answers we
 
 import json
 import re
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -190,7 +191,9 @@ async def test_postgresql_never_holds_an_answer_next_to_a_person(bot):
     with bot.db.engine.connect() as conn:
         since = conn.execute(text("SELECT now() - interval '1 second'")).scalar()
     run = await started(bot)
-    secret_words = "Nobody reviews my pull requests, ever"
+    # Unique to this run: the cluster's WAL is shared with every database on it and recycled segments
+    # keep older runs' bytes, where the same words were written in the clear after their close.
+    secret_words = f"Nobody reviews my pull requests, ever {uuid.uuid4().hex}"
     await answer(bot, ENGINEERS[1], 3)
     await comment(bot, ENGINEERS[1], secret_words, fix="reviews")
     for user in ENGINEERS[2:5]:
