@@ -4,6 +4,7 @@ from bot.blocks.ids import Action
 from bot.blocks.intake import _text
 from bot.blocks.text import link, mrkdwn, shorten, to_mrkdwn
 from bot.operations.focus import FocusReport, FocusState, ItemView, Pulse
+from bot.operations.focus_data import pulse_compared, pulse_words
 from bot.operations.insight import FrictionScores
 from bot.runtime.config import Taxonomy
 
@@ -76,18 +77,7 @@ def _change(before: float, after: float, unit: str = "") -> str:
 
 
 def _pulse_line(before: Pulse, after: Pulse) -> str:
-    parts = []
-    for name, b, bn, br, a, an, ar in (
-        ("NPS", before.nps, before.nps_answers, before.nps_run, after.nps, after.nps_answers, after.nps_run),
-        ("CSAT", before.csat, before.csat_answers, before.csat_run, after.csat, after.csat_answers, after.csat_run),
-    ):
-        if b is None or a is None:
-            parts.append(f"{name}: not enough answers on both sides to compare")
-        elif br == ar:
-            parts.append(f"{name}: no pulse since the baseline ({b:g}, {bn} answers)")
-        else:
-            parts.append(f"{name}: {b:g} ({bn} answers) → {a:g} ({an} answers)")
-    return " · ".join(parts)
+    return " · ".join(pulse_words(pulse_compared(name, before, after)) for name in ("NPS", "CSAT"))
 
 
 def build_focus_report(report: FocusReport, *, prefix: str) -> dict:

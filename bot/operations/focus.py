@@ -96,19 +96,25 @@ def _points(session: Session, subject: Subject) -> list[int]:
 
 
 def pulse_at(*, session: Session, at: datetime) -> Pulse:
-    """The latest pulse NPS and CSAT closed before ``at`` whose results are shown (enough answers
-    for the survey's ``min_group``); None where there is none."""
+    """The pulse NPS and CSAT of the latest closed run (closed before ``at``) with such a question,
+    and how many answered it. The score is None (not shown) when fewer than that survey's
+    ``min_group`` answered: a thin run is not compared, nor replaced by an older one. No run: all None."""
     from bot.operations.surveys import results_for_run
     from storage.surveys import RunStatus, SurveyRun
 
-    found: dict[str, tuple[float, int, int]] = {}
+    found: dict[str, tuple[float | None, int, int]] = {}
     runs = session.exec(
         select(SurveyRun).where(SurveyRun.status == RunStatus.closed, col(SurveyRun.closed_at) < at).order_by(col(SurveyRun.closed_at).desc()).limit(50)
     ).all()
     for run in runs:
         results = results_for_run(session=session, run=run, with_previous=False)
-        if results.score_name and results.score is not None and not results.withheld and results.score_name not in found:
-            found[results.score_name] = (results.score, results.responses, run.id)
+        for q in results.questions:
+            name = q.question.kind.upper()
+            if name not in ("NPS", "CSAT") or name in found:
+                continue
+            answers = results.responses if results.withheld else q.count  # a thin anonymous run keeps only its count
+            shown = not results.withheld and answers >= results.survey.min_group and q.score is not None
+            found[name] = (q.score if shown else None, answers, run.id)
         if len(found) == 2:
             break
     nps, csat = found.get("NPS", (None, 0, None)), found.get("CSAT", (None, 0, None))
@@ -142,7 +148,8 @@ def measure(*, session: Session, subject: Subject, now: datetime, window_days: i
     if since is not None and ids:
         told = session.exec(
             select(func.count(func.distinct(ClosureNotice.user_id)))
-            .where(col(ClosureNotice.friction_point_id).in_(ids), ClosureNotice.outcome == "fixed", col(ClosureNotice.created_at) >= since)
+            .where(col(ClosureNotice.friction_point_id).in_(ids), ClosureNotice.outcome == "fixed", col(ClosureNotice.created_at) >= since,
+                   col(ClosureNotice.created_at) < now)
         ).one()
     return Measure(now.isoformat(), round(score, 2), round(reports / weeks, 2), int(reporters), round(minutes / 60 / weeks, 2),
                    pulse_at(session=session, at=now), int(told))
@@ -318,17 +325,23 @@ class FocusReport:
     items: list[ItemReport]
     pulse_before: Pulse  # the earliest baseline's
     pulse_after: Pulse
+    ended: bool = False  # the period is over: "now" is its end
 
 
 def report(*, session: Session, policy: Policy, key: str | None = None, now: datetime | None = None) -> FocusReport | None:
-    """Baseline against now for each item of period ``key`` (default: the current one), and the
-    pulse before and after. None: nothing was picked for that period."""
+    """Baseline against now for each item of period ``key`` (default: the current one, or when
+    nothing is picked for it, the last published period that ended), and the pulse before and
+    after. None: nothing was picked for that period. The numbers behind the Slack report, the
+    end-of-period post, ``platform-feedback report --focus`` and the dashboard."""
     now = now or utcnow()
     current = state(session=session, policy=policy, now=now, key=key)
+    if key is None and not current.items:
+        ended = store.last_ended(session=session, at=now)
+        current = state(session=session, policy=policy, key=ended.key) if ended else current
     if current.period is None or not current.items:
         return None
     until = min(now, as_utc(current.period.ends_at))
     items = [ItemReport(v, measure(session=session, subject=v.subject, now=until, window_days=policy.insight.window_days,
-                                   since=current.period.starts_at)) for v in current.items]
+                                   since=as_utc(current.period.starts_at))) for v in current.items]
     first = min(current.items, key=lambda v: v.baseline.at).baseline
-    return FocusReport(current.key, items, first.pulse, pulse_at(session=session, at=until))
+    return FocusReport(current.key, items, first.pulse, pulse_at(session=session, at=until), ended=until < now)

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     run_job.add_argument("--at", help="the occurrence, ISO 8601 with offset (default: the one due now)")
     report = sub.add_parser("report", help="top friction and loop numbers (needs only DATABASE_URL)")
     report.add_argument("--days", type=int, help="the window in days, 1-365 (default: insight.window_days)")
+    report.add_argument("--focus", action="store_true", help="the quarter's focus instead: each item's baseline against now, pulse before/after")
     report_format = report.add_mutually_exclusive_group()
     report_format.add_argument("--json", action="store_const", const="json", dest="format", help="as JSON")
     report_format.add_argument("--csv", action="store_const", const="csv", dest="format", help="as CSV (section,name,label,value,previous)")
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "survey":
             return asyncio.run(_survey_send(args.name, now=args.now))
         if args.command == "report":
-            return _report(args.days, args.format)
+            return _focus_report(args.format) if args.focus else _report(args.days, args.format)
         if args.command == "export":
             return _export(args.csv_file) if args.csv_file else _export_json(args.json_file)
         if args.command == "forget":
@@ -249,6 +250,21 @@ def _report(days: int | None, fmt: str | None) -> int:
         writer.writerows(_report_rows(data))
     else:
         print(_report_table(data))
+    return 0
+
+
+def _focus_report(fmt: str | None) -> int:
+    """``report --focus``: the current period's focus, or the last finished one (``bot.operations.focus_data``)."""
+    import json
+
+    from bot.operations import focus_data
+
+    if fmt == "csv":
+        print("platform-feedback: report --focus prints a table or --json, not --csv.", file=sys.stderr)
+        return 2
+    db, policy = _offline()
+    data = db.transact(focus_data.gather, policy=policy)
+    print(json.dumps(data, indent=2, ensure_ascii=False) if fmt == "json" else focus_data.report_text(data))
     return 0
 
 

@@ -140,6 +140,7 @@ class DemoSummary:
     notices: int = 0
     survey_runs: int = 0
     survey_note: str = ""
+    focus_note: str = ""
     first: datetime | None = None
     last: datetime | None = None
     by_area: dict[str, int] = field(default_factory=dict)
@@ -171,8 +172,12 @@ def _text(rng: random.Random, template: str) -> str:
 def generate(db: Database, *, points: int = 2000, days: int = 183, seed: int = 7, now: datetime | None = None,
              policy: Policy | None = None) -> DemoSummary:
     """Fill ``db`` (migrated, empty) with the sample; returns what went in."""
-    summary = db.transact(_fill, points=points, days=days, seed=seed, now=now or utcnow(), policy=policy or Policy())
-    _surveys(db, summary, seed=seed, now=now or utcnow(), days=days)
+    from bot.runtime.demo_focus import seed_focus
+
+    now, policy = now or utcnow(), policy or Policy()
+    summary = db.transact(_fill, points=points, days=days, seed=seed, now=now, policy=policy)
+    _surveys(db, summary, seed=seed, now=now, days=days)
+    summary.focus_note = db.transact(seed_focus, now=now, policy=policy)  # after the surveys: its baselines hold the pulse
     return summary
 
 
@@ -346,6 +351,7 @@ def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, da
         name="pulse", title="Platform pulse",
         questions=[
             SurveyQuestion(id="nps", kind="nps", text="How likely are you to recommend our internal platform to a colleague?"),
+            SurveyQuestion(id="csat", kind="csat", text="How satisfied are you with the platform this month?"),
             SurveyQuestion(id="better", kind="text", text="What one thing would make the platform better for you?"),
         ],
         audience=SurveyAudience(active_days=90), min_group=5,
@@ -377,7 +383,7 @@ def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, da
                 session.add(row)
                 if rng.random() < 0.55:
                     score = max(0, min(10, round(rng.gauss(6.5 + 3 * mood, 2.0))))
-                    answers = {"nps": {"score": score}}
+                    answers = {"nps": {"score": score}, "csat": {"score": max(1, min(5, round(rng.gauss(3.0 + 1.5 * mood, 0.9))))}}
                     if rng.random() < 0.3:
                         answers["better"] = {"text": rng.choice(comments)}
                     drafts.append(store.NewResponse(segment=row.segment, user_id=None, comment=None, answers=answers))
@@ -399,7 +405,7 @@ def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, da
             summary.survey_note = f"pulse surveys skipped after {runs} runs (storage.surveys differs: {exc})"
             return
     summary.survey_runs = runs
-    summary.survey_note = f"{runs} pulse survey runs (NPS)"
+    summary.survey_note = f"{runs} pulse survey runs (NPS, CSAT)"
 
 
 # ------------------------------------------------------------------ the command
@@ -435,7 +441,7 @@ def run_demo(*, port: int, db_file: str, points: int = 2000) -> int:
         print(f"platform-feedback demo: filling {path} with a six-month sample…", flush=True)
         s = generate(db, points=points)
         print(f"  {s.points} data points ({s.merged} merged duplicates), {s.reporters} reporters, {s.links} tracker links, "
-              f"{s.resolved} resolved, {s.declined} declined, {s.notices} closure notices; {s.survey_note}")
+              f"{s.resolved} resolved, {s.declined} declined, {s.notices} closure notices; {s.survey_note}; {s.focus_note}")
     policy = Policy()
     token = secrets.token_urlsafe(24)  # this run only: a restart makes a new one
     web = Starlette(routes=[

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from bot.web import charts
+from bot.web import charts, focus_section
 from bot.operations import insight
 from bot.blocks.insight import FORMULA, category_label, point_trend, rate, trend
 from bot.blocks.triage import _duration as duration
@@ -149,7 +149,7 @@ def dashboard_routes(*, db: Database, policy: Policy, access: Access) -> list[Ro
             made, page = cache.get(days, (None, ""))
             if made is None or time.monotonic() - made >= CACHE_SECONDS:
                 try:
-                    data = await db.work(gather, days=days, weeks=policy.insight.chart_weeks)  # can take seconds on a big database (bench/README.md): no 2.5 s deadline
+                    data = await db.work(gather, days=days, weeks=policy.insight.chart_weeks, policy=policy)  # can take seconds on a big database (bench/README.md): no 2.5 s deadline
                 except DatabaseUnavailable:
                     return HTMLResponse(_page("message.html", title="Database unavailable",
                                               message="The bot cannot reach its database right now; try again in a minute."),
@@ -217,9 +217,10 @@ class DashboardData:
     health: insight.LoopHealth
     weekly: insight.WeeklyScores
     nps: list[insight.NpsPoint]  # per pulse-survey run closed in the last NPS_DAYS, oldest first
+    focus: focus_section.FocusSection | None = None  # with a policy only
 
 
-def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None) -> DashboardData:
+def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None, policy: Policy | None = None) -> DashboardData:
     """Everything on the page, from ``bot.operations.insight``, in one transaction (``weeks``: the weekly
     charts' span, the policy's ``insight.chart_weeks`` like the digest's chart)."""
     now = now or utcnow()
@@ -230,6 +231,7 @@ def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None) -
         health=insight.loop_health(session=session, days=days, now=now, weeks=weeks),
         weekly=insight.weekly_category_scores(session=session, weeks=weeks, now=now, top=5),
         nps=insight.nps_series(session=session, window=insight.Window.last(NPS_DAYS, now)),
+        focus=focus_section.gather(session=session, policy=policy, now=now) if policy else None,
     )
 
 
@@ -304,7 +306,7 @@ def render(policy: Policy, data: DashboardData) -> str:
         "dashboard.html",
         days=data.days, end=data.now.strftime("%Y-%m-%d %H:%M UTC"), windows=windows, path=PATH,
         areas=area_rows, points=point_rows, kpis=loop, charts={k: _markup(v) for k, v in svg.items()}, formula=FORMULA,
-        reports=now.reports,
+        reports=now.reports, focus=focus_section.context(data.focus, policy) if data.focus else None,
     )
 
 
