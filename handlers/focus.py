@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 JOB = "focus.tick"
 TICK_MINUTES = 15
 NOT_ALLOWED = "Only office-hours hosts and the policy's focus.leads can change the focus. Nothing was changed."
+UNKNOWN = "That is not a report or an area. Nothing was changed: `/platform-feedback focus` shows the candidates."
 USAGE = "Usage: `/platform-feedback focus` (the focus and candidates), `focus publish`, `focus report`."
 
 
@@ -87,14 +88,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def on_pick(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond):
         await ack()
         subject = subject_of(action)
-        if subject is not None:
+        if subject is None:
+            await respond(response_type="ephemeral", replace_original=False, text=UNKNOWN)
+        else:
             await change(body["user"]["id"], respond, focus.pick, f"Picked {subject.kind} {subject.value}.", actor=body["user"]["id"], subject=subject)
 
     @app.action(Action.focus_drop)
     async def on_drop(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond):
         await ack()
         subject = subject_of(action)
-        if subject is not None:
+        if subject is None:
+            await respond(response_type="ephemeral", replace_original=False, text=UNKNOWN)
+        else:
             await change(body["user"]["id"], respond, focus.drop, f"Dropped {subject.kind} {subject.value}.", subject=subject)
 
     @app.action(Action.focus_publish)
