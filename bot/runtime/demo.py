@@ -178,6 +178,7 @@ def generate(db: Database, *, points: int = 2000, days: int = 183, seed: int = 7
     summary = db.transact(_fill, points=points, days=days, seed=seed, now=now, policy=policy)
     _surveys(db, summary, seed=seed, now=now, days=days)
     summary.focus_note = db.transact(seed_focus, now=now, policy=policy)  # after the surveys: its baselines hold the pulse
+    summary.notices = db.transact(lambda session: session.exec(select(func.count()).select_from(ClosureNotice)).one())
     return summary
 
 
