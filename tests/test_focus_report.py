@@ -53,7 +53,7 @@ def test_report_focus_prints_the_same_numbers_as_slack(db, sample, tmp_path):
     assert refused.returncode == 2 and "not --csv" in refused.stderr and refused.stdout == ""
 
 
-async def test_report_focus_with_nothing_picked(db, tmp_path):
+def test_report_focus_with_nothing_picked(db, tmp_path):
     (tmp_path / "policy.yml").write_text("reference_prefix: FB\n")
     result = run_cli(tmp_path, "report", "--focus", "--json", DATABASE_URL=db.url, CONFIG_FILE=str(tmp_path / "policy.yml"))
     assert result.returncode == 0 and json.loads(result.stdout) is None
