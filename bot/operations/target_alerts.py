@@ -22,7 +22,8 @@ from storage.models import FrictionChange, FrictionPoint, Status, as_utc, utcnow
 log = logging.getLogger(__name__)
 CLOSED = (Status.resolved, Status.wont_fix, Status.duplicate)
 WAITING, ANSWERED, REOPENED = "waiting", "answered", "reopened"  # FrictionChange.action values
-CLOCK_CHANGES = (WAITING, ANSWERED, REOPENED)
+STILL_BROKEN = "still_broken"  # a reporter's "still broken" on a closure: a reopen when it was closed
+CLOCK_CHANGES = (WAITING, ANSWERED, REOPENED, STILL_BROKEN)
 # Open reports are a working queue (hundreds), not the archive: a tick reads at most this many.
 MAX_OPEN = 5000
 
@@ -45,7 +46,11 @@ class PointClocks:
         return min(dues) if dues else None
 
 
-def _pauses(changes: Iterable[FrictionChange], since: datetime) -> tuple[tuple[datetime, datetime | None], ...]:
+def is_reopen(change: FrictionChange) -> bool:
+    return change.action == REOPENED or (change.action == STILL_BROKEN and change.old in CLOSED)
+
+
+def pauses_since(changes: Iterable[FrictionChange], since: datetime) -> tuple[tuple[datetime, datetime | None], ...]:
     out: list[tuple[datetime, datetime | None]] = []
     for change in changes:
         at = as_utc(change.at)
@@ -61,11 +66,11 @@ def clocks_for(point: FrictionPoint, changes: list[FrictionChange]) -> tuple[Clo
     """The first-response and resolution clocks of ``point`` from its ``changes`` (in time order),
     and the resolution cycle (0, then 1 after the first reopen...)."""
     filed = as_utc(point.created_at)
-    reopens = [as_utc(c.at) for c in changes if c.action == REOPENED]
+    reopens = [as_utc(c.at) for c in changes if is_reopen(c)]
     res_start = reopens[-1] if reopens else filed
-    first = Clock(ClockKind.first_response, filed, as_utc(point.first_response_at) if point.first_response_at else None, _pauses(changes, filed))
+    first = Clock(ClockKind.first_response, filed, as_utc(point.first_response_at) if point.first_response_at else None, pauses_since(changes, filed))
     resolved = as_utc(point.resolved_at) if point.resolved_at and point.status in CLOSED else None
-    resolution = Clock(ClockKind.resolution, res_start, resolved if resolved and resolved >= res_start else None, _pauses(changes, res_start))
+    resolution = Clock(ClockKind.resolution, res_start, resolved if resolved and resolved >= res_start else None, pauses_since(changes, res_start))
     return first, resolution, len(reopens)
 
 
@@ -181,9 +186,14 @@ def check_targets(
     assignee, or the host on duty; at a breach the same thread, a DM to that person, and a DM to each
     of ``targets.escalate_to``'s users (its user group is named in the thread). Each also queues
     the card's redraw so it shows the new state. Returns how many alerts were queued."""
+    from bot.operations.compliance import record_breach
+    from storage.targets import known
+
     queued = 0
     prefix = policy.reference_prefix
-    for clocks in open_clocks(session=session, policy=policy, now=now):
+    every = open_clocks(session=session, policy=policy, now=now)
+    counted = known(session=session, point_ids=[c.point.id for c in every if c.next_due() and c.next_due() <= now])
+    for clocks in every:
         point = clocks.point
         owner = point.assignee or on_duty
         for state in clocks.running():
@@ -191,6 +201,8 @@ def check_targets(
                 if not state.passed(threshold, now):
                     continue
                 cycle = clocks.cycle if state.kind is ClockKind.resolution else 0
+                if threshold is Threshold.breach and (point.id, str(state.kind), cycle) not in counted:
+                    record_breach(session=session, point=point, state=state, cycle=cycle)  # counted in compliance from now on
                 key = f"target:{point.id}:{state.kind}:{cycle}:{threshold}"
                 alert = build_target_alert(f"{prefix}-{point.id}", point.text, state, threshold, now, owner=owner,
                                            escalate_group=policy.targets.escalate_to.usergroup if threshold is Threshold.breach else None)
@@ -211,10 +223,15 @@ def check_targets(
 
 def check_job(*, session: Session, occurrence: datetime, policy: Policy) -> None:
     """The scheduled job: ``check_targets`` at the tick's time, the host on duty then told when
-    nobody is assigned."""
+    nobody is assigned; then the clocks that stopped since are measured (``compliance.settle``)."""
+    from bot.operations.compliance import settle
+
     queued = check_targets(session=session, policy=policy, now=occurrence, on_duty=on_duty_at(policy, occurrence))
     if queued:
         log.info("response targets: %d warning(s) or breach(es) queued", queued)
+    settled = settle(session=session, policy=policy)
+    if settled:
+        log.info("response targets: %d stopped clock(s) measured", settled)
 
 
 # ------------------------------------------------------------------ operations a handler calls
