@@ -51,13 +51,17 @@ def _facts(point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> list[str]:
     return facts
 
 
-def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, duplicate: DuplicateSuggestion | None = None) -> dict:
+def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, duplicate: DuplicateSuggestion | None = None,
+               due: str | None = None) -> dict:
     """The triage channel's card for one data point; updated in place as the point changes.
-    ``duplicate``: an older open report it resembles, offered as a one-click merge."""
+    ``duplicate``: an older open report it resembles, offered as a one-click merge. ``due``: its
+    response-target line (``bot.blocks.targets.due_line``), None without targets."""
     blocks: list[dict] = [
         {"type": "section", "text": _text(f"{_title(ref, point)}\n>{mrkdwn(point.text, 600)}", "mrkdwn")},
         {"type": "context", "elements": [_text(f, "mrkdwn") for f in _facts(point, taxonomy, prefix)[:10]]},
     ]
+    if due and point.duplicate_of_id is None:
+        blocks.append({"type": "context", "block_id": card_block_id(point.id, "due"), "elements": [_text(due, "mrkdwn")]})
     pid = str(point.id)
     if point.duplicate_of_id is not None:
         return {"text": f"{ref}: merged into {prefix}-{point.duplicate_of_id}", "blocks": blocks}
@@ -110,6 +114,7 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
             "elements": [
                 {"type": "button", "action_id": Action.triage_link, "text": _text("Link issue"), "value": pid},
                 {"type": "button", "action_id": Action.triage_merge, "text": _text("Mark duplicate"), "value": pid},
+                {"type": "button", "action_id": Action.target_ask, "text": _text("Ask the reporter"), "value": pid},
                 {"type": "button", "action_id": Action.triage_resolve, "text": _text("Resolve"), "value": pid, "style": "primary"},
                 {"type": "button", "action_id": Action.triage_decline, "text": _text("Won't fix"), "value": pid, "style": "danger"},
             ],

@@ -14,10 +14,10 @@ from sqlmodel import Session, col, select
 
 from bot.blocks.targets import build_breach_dm, build_target_alert
 from bot.operations.targets import Clock, ClockKind, ClockState, Threshold, calendar_for, clock_state, target_for
-from bot.operations.triage import lock_point, sync_card
+from bot.operations.triage import TriageError, lock_point, sync_card
 from bot.runtime.config import Policy
 from storage import outbox
-from storage.models import FrictionChange, FrictionPoint, Status, as_utc, utcnow
+from storage.models import FrictionChange, FrictionPoint, Reporter, Status, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 CLOSED = (Status.resolved, Status.wont_fix, Status.duplicate)
@@ -241,9 +241,10 @@ def wait_for_reporter(*, session: Session, point_id: int, actor: str, question: 
     (once, through the outbox) with a Reply button, and the card is redrawn. TargetError if the point
     does not exist, is closed or already waits."""
     from bot.blocks.targets import build_question_dm
-    point = lock_point(session=session, point_id=point_id)
-    if point is None:
-        raise TargetError(f"There is no {prefix}-{point_id}.")
+    try:
+        point = lock_point(session=session, point_id=point_id)
+    except TriageError:
+        raise TargetError(f"There is no {prefix}-{point_id}.") from None
     entry = ask_reporter(session=session, point=point, actor=actor, question=question)
     for reporter in point.reporters:
         outbox.enqueue(session=session, dedupe_key=f"question:{entry.id}:{reporter.user_id}", method="chat.postMessage",
@@ -253,16 +254,18 @@ def wait_for_reporter(*, session: Session, point_id: int, actor: str, question: 
     return point
 
 
-def answer_as_reporter(*, session: Session, point_id: int, user: str, answer: str, prefix: str) -> bool:
-    """A reporter answers: the clocks run again and the answer goes to the card's thread. False when
-    the point is not theirs or does not wait for them (nothing changed)."""
+def answer_as_reporter(*, session: Session, point_id: int, user: str, answer: str, prefix: str) -> FrictionChange | None:
+    """A reporter answers (the Reply modal, a reply in the report's thread, a DM): the clocks run
+    again and the answer goes to the card's thread. Returns the history entry; None when the point
+    is not theirs or does not wait for them (nothing changed)."""
     from bot.blocks.targets import build_reporter_answer
-    point = lock_point(session=session, point_id=point_id)
-    if point is None:
-        return False
+    try:
+        point = lock_point(session=session, point_id=point_id)
+    except TriageError:
+        return None
     entry = reporter_answered(session=session, point=point, user=user)
     if entry is None:
-        return False
+        return None
     entry.note = answer
     session.add(entry)
     if point.card_channel and point.card_ts:
@@ -271,7 +274,36 @@ def answer_as_reporter(*, session: Session, point_id: int, user: str, answer: st
                                 **build_reporter_answer(f"{prefix}-{point.id}", user, answer)},
                        friction_point_id=point.id)
     sync_card(session=session, point=point, why=f"answered:{entry.id}")
-    return True
+    return entry
+
+
+def answer_in_thread(*, session: Session, channel: str, thread_ts: str, user: str, text: str, prefix: str) -> bool:
+    """A reply in the thread of the message a report was filed from (a reaction, a help-channel
+    question): the reporter's answer if that report waits for them. False: nothing changed."""
+    point_id = session.exec(select(FrictionPoint.id).where(FrictionPoint.intake_key == f"message:{channel}:{thread_ts}")).first()
+    return point_id is not None and answer_as_reporter(session=session, point_id=point_id, user=user, answer=text, prefix=prefix) is not None
+
+
+def answer_by_dm(*, session: Session, user: str, text: str, dm_channel: str, prefix: str, workspace=None) -> FrictionPoint | None:
+    """A DM from a reporter while one of their reports waits for them (the question came by DM):
+    the answer to the latest such question, confirmed once in the DM. None: nothing waits for them,
+    so the DM is a new report."""
+    from bot.blocks.targets import build_answer_received
+
+    asked = session.exec(
+        select(FrictionChange.friction_point_id)
+        .join(Reporter, col(Reporter.friction_point_id) == col(FrictionChange.friction_point_id))
+        .where(Reporter.user_id == user, FrictionChange.action == WAITING)
+        .order_by(col(FrictionChange.at).desc(), col(FrictionChange.id).desc()).limit(20)
+    ).all()
+    for point_id in dict.fromkeys(asked):
+        entry = _waiting(session, point_id) and answer_as_reporter(session=session, point_id=point_id, user=user, answer=text, prefix=prefix)
+        if entry:
+            outbox.enqueue(session=session, dedupe_key=f"answer-received:{entry.id}", method="chat.postMessage",
+                           payload={"channel": dm_channel, **build_answer_received(f"{prefix}-{point_id}")},
+                           friction_point_id=point_id, workspace=workspace)
+            return session.get(FrictionPoint, point_id)
+    return None
 
 
 def on_duty_at(policy: Policy, now: datetime) -> str | None:
