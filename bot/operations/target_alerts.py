@@ -89,7 +89,7 @@ def point_clocks(point: FrictionPoint, changes: list[FrictionChange], policy: Po
     return PointClocks(point, tuple(states), cycle)
 
 
-def _changes_by_point(session: Session, point_ids: list[int]) -> dict[int, list[FrictionChange]]:
+def changes_by_point(session: Session, point_ids: list[int]) -> dict[int, list[FrictionChange]]:
     found: dict[int, list[FrictionChange]] = defaultdict(list)
     if not point_ids:
         return found
@@ -114,7 +114,7 @@ def open_clocks(*, session: Session, policy: Policy, now: datetime | None = None
             .limit(MAX_OPEN)
         ).all()
     )
-    changes = _changes_by_point(session, [p.id for p in points])
+    changes = changes_by_point(session, [p.id for p in points])
     clocks = [point_clocks(p, changes.get(p.id, []), policy, now) for p in points]
     far = datetime.max.replace(tzinfo=now.tzinfo)
     return sorted(clocks, key=lambda c: c.next_due() or far)
@@ -122,7 +122,7 @@ def open_clocks(*, session: Session, policy: Policy, now: datetime | None = None
 
 def clocks_of(*, session: Session, point: FrictionPoint, policy: Policy, now: datetime | None = None) -> PointClocks:
     """One report's clocks (for its card)."""
-    return point_clocks(point, _changes_by_point(session, [point.id]).get(point.id, []), policy, now or utcnow())
+    return point_clocks(point, changes_by_point(session, [point.id]).get(point.id, []), policy, now or utcnow())
 
 
 # ------------------------------------------------------------------ waiting for the reporter
