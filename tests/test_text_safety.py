@@ -166,6 +166,8 @@ def _targets(text: str, note: str) -> dict:
         "build_question_dm": targets.build_question_dm("FB-1", 1, "U0SAFE1", text),
         "build_reply_modal": targets.build_reply_modal("FB-1", 1),
         "build_reporter_answer": targets.build_reporter_answer("FB-1", "U0SAFE1", note),
+        "build_ask_modal": targets.build_ask_modal("FB-1", 1),
+        "build_answer_received": targets.build_answer_received("FB-1"),
     }
 
 
