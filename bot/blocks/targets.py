@@ -129,3 +129,36 @@ def build_answer_received(ref: str) -> dict:
 def build_reporter_answer(ref: str, user: str, answer: str) -> dict:
     head = f"<@{user}> answered about *{ref}*; its clocks run again:\n>{mrkdwn(answer, 2500)}"
     return {"text": f"The reporter answered about {ref}", "blocks": [{"type": "section", "text": _text(head, "mrkdwn")}]}
+
+
+# ------------------------------------------------------------------ compliance (top, digest)
+
+
+def rate_text(percent: float | None, previous: float | None) -> str:
+    """``92% (+4 pts)``, ``92% (was –)``, ``–`` when nothing was measured."""
+    if percent is None:
+        return "–"
+    if previous is None:
+        return f"{percent:.0f}% (new)"
+    change = percent - previous
+    return f"{percent:.0f}% ({'=' if abs(change) < 0.5 else f'{change:+.0f} pts'})"
+
+
+def build_compliance_blocks(c, label) -> list[dict]:
+    """Target compliance for ``/platform-feedback top`` and the digest (``c``: a
+    ``compliance.Compliance``; ``label(category)`` names an area). Two blocks."""
+    fields = [
+        _text(f"*First response on target*\n{rate_text(c.first_response.percent, c.previous_first_response.percent)}"
+              f" of {c.first_response.measured}", "mrkdwn"),
+        _text(f"*Resolution on target*\n{rate_text(c.resolution.percent, c.previous_resolution.percent)}"
+              f" of {c.resolution.measured}", "mrkdwn"),
+    ]
+    if c.breaches:
+        by_severity = ", ".join(f"{k} {v}" for k, v in sorted(c.breaches_by_severity.items(), key=lambda kv: -kv[1]))
+        by_area = ", ".join(f"{'no area' if k is None else label(k)} {v}" for k, v in sorted(c.breaches_by_area.items(), key=lambda kv: -kv[1])[:6])
+        fields.append(_text(f"*Breaches: {c.breaches}*\nby severity: {by_severity}\nby area: {by_area}", "mrkdwn"))
+    else:
+        fields.append(_text("*Breaches*\nnone", "mrkdwn"))
+    return [
+        {"type": "section", "text": _text("*Response targets* (business time; trend vs the window before)", "mrkdwn"), "fields": fields},
+    ]

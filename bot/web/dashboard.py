@@ -36,7 +36,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from bot.web import charts
-from bot.operations import insight
+from bot.web.targets import targets_section
+from bot.operations import compliance, insight
 from bot.blocks.insight import FORMULA, category_label, point_trend, rate, trend
 from bot.blocks.triage import _duration as duration
 from bot.runtime.config import Policy
@@ -149,7 +150,7 @@ def dashboard_routes(*, db: Database, policy: Policy, access: Access) -> list[Ro
             made, page = cache.get(days, (None, ""))
             if made is None or time.monotonic() - made >= CACHE_SECONDS:
                 try:
-                    data = await db.work(gather, days=days, weeks=policy.insight.chart_weeks)  # can take seconds on a big database (bench/README.md): no 2.5 s deadline
+                    data = await db.work(gather, days=days, weeks=policy.insight.chart_weeks, policy=policy)  # can take seconds on a big database (bench/README.md): no 2.5 s deadline
                 except DatabaseUnavailable:
                     return HTMLResponse(_page("message.html", title="Database unavailable",
                                               message="The bot cannot reach its database right now; try again in a minute."),
@@ -217,9 +218,10 @@ class DashboardData:
     health: insight.LoopHealth
     weekly: insight.WeeklyScores
     nps: list[insight.NpsPoint]  # per pulse-survey run closed in the last NPS_DAYS, oldest first
+    targets: compliance.Compliance | None = None  # response targets; None when they are off
 
 
-def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None) -> DashboardData:
+def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None, policy: Policy | None = None) -> DashboardData:
     """Everything on the page, from ``bot.operations.insight``, in one transaction (``weeks``: the weekly
     charts' span, the policy's ``insight.chart_weeks`` like the digest's chart)."""
     now = now or utcnow()
@@ -230,6 +232,7 @@ def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None) -
         health=insight.loop_health(session=session, days=days, now=now, weeks=weeks),
         weekly=insight.weekly_category_scores(session=session, weeks=weeks, now=now, top=5),
         nps=insight.nps_series(session=session, window=insight.Window.last(NPS_DAYS, now)),
+        targets=compliance.compliance(session=session, policy=policy, days=days, now=now, weeks=weeks) if policy else None,
     )
 
 
@@ -304,7 +307,7 @@ def render(policy: Policy, data: DashboardData) -> str:
         "dashboard.html",
         days=data.days, end=data.now.strftime("%Y-%m-%d %H:%M UTC"), windows=windows, path=PATH,
         areas=area_rows, points=point_rows, kpis=loop, charts={k: _markup(v) for k, v in svg.items()}, formula=FORMULA,
-        reports=now.reports,
+        reports=now.reports, targets=targets_section(taxonomy, data.targets),
     )
 
 
