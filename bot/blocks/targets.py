@@ -155,7 +155,7 @@ def build_compliance_blocks(c, label) -> list[dict]:
     ]
     if c.breaches:
         by_severity = ", ".join(f"{k} {v}" for k, v in sorted(c.breaches_by_severity.items(), key=lambda kv: -kv[1]))
-        by_area = ", ".join(f"{'no area' if k is None else label(k)} {v}" for k, v in sorted(c.breaches_by_area.items(), key=lambda kv: -kv[1])[:6])
+        by_area = ", ".join(f"{'no area' if k is None else mrkdwn(label(k), 80)} {v}" for k, v in sorted(c.breaches_by_area.items(), key=lambda kv: -kv[1])[:6])
         fields.append(_text(f"*Breaches: {c.breaches}*\nby severity: {by_severity}\nby area: {by_area}", "mrkdwn"))
     else:
         fields.append(_text("*Breaches*\nnone", "mrkdwn"))
