@@ -62,6 +62,12 @@ def add(s, *, created, severity="medium", first=None, tags=(), duplicate_of=None
 
 @pytest.fixture
 def history(db) -> dict:
+    return fill_history(db)
+
+
+def fill_history(db) -> dict:
+    """Reports over the last 40 days whose clocks met or missed their targets (also drawn on the
+    dashboard's screenshot)."""
     h = lambda n: timedelta(hours=n)  # noqa: E731
     with db.session() as s, s.begin():
         a = add(s, created=NOW - timedelta(days=10), first=NOW - timedelta(days=10) + h(0.5),

@@ -28,7 +28,7 @@ def targets_section(taxonomy, c: compliance.Compliance | None) -> dict | None:
         {"name": "First response on target", "value": pct(c.first_response), "detail": f"of {c.first_response.measured}",
          "was": pct(c.previous_first_response)},
         {"name": "Resolution on target", "value": pct(c.resolution), "detail": f"of {c.resolution.measured}", "was": pct(c.previous_resolution)},
-        {"name": "Breaches", "value": str(c.breaches), "detail": "clocks past their target", "was": "–"},
+        {"name": "Breaches", "value": str(c.breaches), "detail": "clocks past their target in the window", "was": None},
     ]
     chart = None
     if any(w.first_response.measured or w.resolution.measured for w in c.weeks):
