@@ -199,3 +199,26 @@ async def test_add_details_answers_the_question(bot):
     assert waiting(bot.db, point_id)
     bot.db.transact(filing.add_details, point_id=point_id, user=USER, draft=draft, prefix="FB")
     assert not waiting(bot.db, point_id)
+
+
+async def test_the_card_is_redrawn_in_place_at_the_warning_and_the_breach(bot):
+    from handlers.targets import JOB
+
+    point_id = add(bot.db, created=utcnow() - timedelta(minutes=50))
+    with bot.db.session() as s:
+        card_ts = s.get(FrictionPoint, point_id).card_ts
+    await bot.deps.scheduler.run(JOB, utcnow())
+    await bot.drain()
+    [warned] = [c.body for c in bot.fake.calls_to("chat.update")]
+    assert warned["ts"] == card_ts and due_block(warned).startswith(":hourglass_flowing_sand: first response due in 9 m")
+    await bot.deps.scheduler.run(JOB, utcnow())  # nothing new: no redraw
+    await bot.drain()
+    assert len(bot.fake.calls_to("chat.update")) == 1
+    with bot.db.session() as s, s.begin():  # the clock moved on: an hour later
+        point = s.get(FrictionPoint, point_id)
+        point.created_at = utcnow() - timedelta(minutes=70)
+        s.add(point)
+    await bot.deps.scheduler.run(JOB, utcnow())
+    await bot.drain()
+    breached = bot.fake.calls_to("chat.update")[-1].body
+    assert len(bot.fake.calls_to("chat.update")) == 2 and due_block(breached).startswith(":rotating_light: first response overdue by 10 m")
