@@ -47,5 +47,5 @@ def register(app: AsyncApp, deps: Deps) -> None:
             # Acked already, so Slack will not retry: say so in the log; the person can write again.
             log.warning("direct message %s not filed, database unavailable: %s", event["ts"], exc)
             return
-        if filed is not None and filed.created:
+        if filed is not None and (filed.created or filed.answered):
             deps.sender.wake()

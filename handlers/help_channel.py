@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.help_channel import RESOLVE_ACTION, build_help_reply
 from bot.blocks.intake import build_try_again
-from bot.operations import help_channel, triage
+from bot.operations import help_channel, target_alerts, triage
 from bot.operations.intake import suggest_categories
 from bot.operations.messages import message_text
 from bot.runtime.context import Deps
@@ -74,10 +74,22 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if taken.created:
             await remember_permalink(deps.db, client, taken.point.id, channel, ts)
 
+    async def on_reporter_reply(event: dict) -> None:
+        """A reply in the thread a report was filed from: its reporter's answer when it waits for them."""
+        try:
+            answered = await deps.db.run(target_alerts.answer_in_thread, channel=event["channel"], thread_ts=event["thread_ts"],
+                                         user=event["user"], text=message_text(event) or "(a message with no text)", prefix=prefix)
+        except DatabaseUnavailable as exc:
+            log.warning("reply %s not taken as an answer, database unavailable: %s", event["ts"], exc)
+            return
+        if answered:
+            deps.sender.wake()
+
     async def on_reply(body: dict, event: dict) -> None:
         user = event["user"]
         if not await deps.hosts.is_host(user):
-            return  # the asker and colleagues talk freely; only a host's answer is a response
+            await on_reporter_reply(event)  # the asker and colleagues talk freely; only a host's answer is a response
+            return
         try:
             applied = await deps.db.run(
                 help_channel.take_answer, event_id=body["event_id"], channel=event["channel"], thread_ts=event["thread_ts"], actor=user
@@ -92,7 +104,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
     # takes, and Slack would retry it); only the help channel's are looked at.
     @app.event("message")
     async def on_message(body: dict, event: dict, client: AsyncWebClient):
-        if not config.channel or event.get("channel") != config.channel or not help_channel.by_a_person(event):
+        if not help_channel.by_a_person(event):
+            return
+        if not config.channel or event.get("channel") != config.channel:
+            if not help_channel.is_top_level(event):  # a thread elsewhere: maybe a reaction-filed report's
+                await on_reporter_reply(event)
             return
         if help_channel.is_top_level(event):
             await on_question(body, event, client)

@@ -5,7 +5,7 @@ import logging
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.operations import triage
+from bot.operations import due_queue, triage
 from bot.blocks.home import build_home
 from bot.blocks.triage import build_host_home
 from bot.runtime.context import Deps
@@ -22,8 +22,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def publish(client: AsyncWebClient, user: str, *, category: str | None = None, status: str | None = None):
         try:
             if await deps.hosts.is_host(user):
-                headline, points = await deps.db.run(triage.host_view, category=category, status=status)
-                view = build_host_home(policy.reference_prefix, policy.taxonomy, headline, points, category=category, status=status)
+                queue = await deps.db.run(due_queue.host_view, policy=policy, category=category, status=status)
+                view = build_host_home(policy.reference_prefix, policy.taxonomy, queue.headline, queue.points, category=category,
+                                       status=status, clocks=queue.clocks, now=queue.now, by_due=queue.by_due)
             else:
                 points = await deps.db.run(friction.reports_of, user_id=user)
                 view = build_home(policy.reference_prefix, policy.intake.reaction, points)

@@ -53,12 +53,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         days = int(arg) if arg else policy.insight.window_days
         try:
-            scores, health = await deps.db.run(top, days=days)
+            scores, health, targets = await deps.db.run(top, days=days, policy=policy)
         except DatabaseUnavailable:
             await respond(response_type="ephemeral", text=":warning: I couldn't read the numbers just now (our database did not answer). Please try again in a minute.")
             return
         show_points = await deps.hosts.is_host(user)  # others' words only for the people who triage them
-        await respond(response_type="ephemeral", **build_top(policy.reference_prefix, policy.taxonomy, scores, health, show_points=show_points))
+        await respond(response_type="ephemeral", **build_top(policy.reference_prefix, policy.taxonomy, scores, health, show_points=show_points,
+                                                                targets=targets))
 
     deps.commands["top"] = top_command
 

@@ -9,16 +9,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.ids import Action, Callback
 from bot.blocks.intake import build_try_again
-from bot.blocks.targets import REPLY_BLOCK, REPLY_INPUT, build_reply_modal
+from bot.blocks.targets import ASK_BLOCK, ASK_INPUT, REPLY_BLOCK, REPLY_INPUT, build_ask_modal, build_reply_modal
 from bot.operations import target_alerts
 from bot.operations.references import parse_ref
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job, interval_slot, interval_trigger
+from bot.runtime.slack_reads import read_deadline
 from storage.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 JOB = "targets.check"
 TICK_MINUTES = 5
+ACK_BUDGET = 2.0  # seconds the Ask modal's host check may take before it acks (Slack allows 3)
+NOT_A_HOST = "Only office-hours hosts can ask reporters. Nothing was changed."
 
 
 
@@ -40,7 +43,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                                                           "its response-target clocks pause until they answer.")
             return
         if not await deps.hosts.is_host(user):
-            await respond(response_type="ephemeral", text="Only office-hours hosts can ask reporters. Nothing was changed.")
+            await respond(response_type="ephemeral", text=NOT_A_HOST)
             return
         try:
             await deps.db.run(target_alerts.wait_for_reporter, point_id=point_id, actor=user, question=question.strip(),
@@ -78,6 +81,40 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         if not done:
             await ack(response_action="errors", errors={REPLY_BLOCK: "That report is not waiting for an answer from you."})
+            return
+        await ack()
+        deps.sender.wake()
+
+    @app.action(Action.target_ask)
+    async def on_ask(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
+        await ack()
+        value = action.get("value") or ""
+        if not value.isdigit():
+            return
+        if not await deps.hosts.is_host(body["user"]["id"]):
+            await respond(response_type="ephemeral", replace_original=False, text=NOT_A_HOST)
+            return
+        await client.views_open(trigger_id=body["trigger_id"], view=build_ask_modal(f"{prefix}-{value}", int(value)))
+
+    @app.view(Callback.target_ask)
+    async def on_ask_submitted(ack: AsyncAck, body: dict, view: dict):
+        question = ((view.get("state", {}).get("values", {}).get(ASK_BLOCK) or {}).get(ASK_INPUT) or {}).get("value") or ""
+        meta, user = view.get("private_metadata") or "", body["user"]["id"]
+        if not question.strip() or not meta.isdigit():
+            await ack(response_action="errors", errors={ASK_BLOCK: "Write your question first."})
+            return
+        with read_deadline(ACK_BUDGET):
+            allowed = await deps.hosts.is_host(user)
+        if not allowed:
+            await ack(response_action="errors", errors={ASK_BLOCK: NOT_A_HOST})
+            return
+        try:
+            await deps.db.run(target_alerts.wait_for_reporter, point_id=int(meta), actor=user, question=question.strip(), prefix=prefix)
+        except target_alerts.TargetError as exc:
+            await ack(response_action="errors", errors={ASK_BLOCK: str(exc)})
+            return
+        except DatabaseUnavailable:
+            await ack(response_action="errors", errors={ASK_BLOCK: "The bot cannot reach its database right now; try again in a minute."})
             return
         await ack()
         deps.sender.wake()

@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.operations import triage, triage_flow
+from bot.operations import due_queue, triage, triage_flow
 from bot.blocks.intake import build_try_again
 from bot.blocks.triage import (
     TRIAGE_INPUT_BLOCK,
@@ -182,11 +182,13 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
             await respond(response_type="ephemeral", text=NOT_A_HOST)
             return
         try:
-            points = await deps.db.run(triage.open_queue, limit=20)
+            queue = await deps.db.run(due_queue.queue, policy=deps.policy, limit=20)
         except DatabaseUnavailable:
             await respond(response_type="ephemeral", **build_try_again("the queue"))
             return
-        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Open queue*, by priority"}}, *build_queue_list(prefix, points)]
+        order = "by what is due first" if queue.by_due else "by priority"
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*Open queue*, {order}"}},
+                  *build_queue_list(prefix, queue.points, clocks=queue.clocks, now=queue.now)]
         await respond(response_type="ephemeral", text="Open queue", blocks=blocks)
 
     async def link_command(user: str, args: str, respond: AsyncRespond, client: AsyncWebClient) -> None:

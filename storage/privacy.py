@@ -118,7 +118,9 @@ def purge_older_than(*, session: Session, cutoff: datetime) -> int:
                                                           col(FrictionPoint.id).not_in(ids))).all():
         point.duplicate_of_id = None
         session.add(point)
-    for table in (ClosureNotice, FrictionChange, FrictionTag, Reporter, TrackerLink):
+    from storage.targets import TargetOutcome  # before the history it points at
+
+    for table in (ClosureNotice, TargetOutcome, FrictionChange, FrictionTag, Reporter, TrackerLink):
         session.execute(delete(table).where(col(table.friction_point_id).in_(ids)))
     session.execute(delete(OutboxMessage).where(col(OutboxMessage.friction_point_id).in_(ids)))
     session.execute(delete(FrictionPoint).where(col(FrictionPoint.id).in_(ids)))

@@ -2,6 +2,7 @@
 numbers computed off the event loop, the demo sample and command, and the real page in headless
 Chromium over real HTTP (console clean, charts drawn, a screenshot)."""
 
+import json
 import os
 import re
 import shutil
@@ -277,7 +278,7 @@ def test_demo_command_fills_and_serves_the_dashboard_without_slack(tmp_path):
 
 
 @contextmanager
-def serving_dashboard(tmp_path: Path, database_url: str):
+def serving_dashboard(tmp_path: Path, database_url: str, policy_file: Path | None = None):
     """`python -m bot.runtime.cli serve` with the dashboard token set, against a fake Slack; yields its base URL."""
     port, log = free_port(), tmp_path / "serve.log"
     with FakeSlackServer() as fake:
@@ -285,7 +286,7 @@ def serving_dashboard(tmp_path: Path, database_url: str):
             "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO),
             "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake.url + "/api/",
             "DATABASE_URL": database_url, "PORT": str(port), "HOST": "127.0.0.1", "DASHBOARD_TOKEN": DASHBOARD_TOKEN,
-        }
+        } | ({"CONFIG_FILE": str(policy_file)} if policy_file else {})
         with log.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
@@ -331,8 +332,14 @@ def chromium():
 
 
 def test_dashboard_in_headless_chromium(tmp_path, db, chromium):
+    from tests.test_targets_compliance import TARGETS, fill_history, settle_all
+
     file_sample(db)
-    with serving_dashboard(tmp_path, db.url) as base:
+    fill_history(db)  # response targets met and missed over the last weeks
+    policy_file = tmp_path / "policy.yml"
+    policy_file.write_text(json.dumps({"targets": TARGETS}))
+    settle_all(db, Policy(targets=TARGETS))
+    with serving_dashboard(tmp_path, db.url, policy_file) as base:
         page = chromium.new_page()
         problems, requests = [], []
         page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
@@ -347,8 +354,9 @@ def test_dashboard_in_headless_chromium(tmp_path, db, chromium):
         assert page.title().startswith("Platform friction")
         top = page.get_by_text(TOP_TEXT, exact=True)
         assert top.is_visible()
+        assert page.locator("#targets").get_by_text("First response on target").is_visible()
         charts = page.locator("svg.chart")
-        assert charts.count() == 3
+        assert charts.count() == 4  # the response targets' weekly rates too
         for i in range(charts.count()):
             chart = charts.nth(i)
             chart.scroll_into_view_if_needed()
@@ -357,6 +365,8 @@ def test_dashboard_in_headless_chromium(tmp_path, db, chromium):
             assert chart.locator("path").count() > 10  # drawn, not an empty frame
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         assert (tmp_path / "dashboard.png").stat().st_size > 20_000
+        if os.environ.get("UPDATE_SCREENSHOTS"):  # the README's picture: UPDATE_SCREENSHOTS=1 pytest -k chromium
+            shutil.copy(tmp_path / "dashboard.png", REPO / "docs" / "dashboard.png")
 
         # The page's own links work with the cookie the token was traded for.
         page.get_by_role("link", name="7 days").click()

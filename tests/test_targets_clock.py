@@ -173,3 +173,29 @@ def test_round_the_clock_hours_count_real_time_through_dst():
     assert c.add(start, timedelta(hours=5)) == start + timedelta(hours=5)
     assert c.elapsed(at(BERLIN, 2026, 3, 29, 0, 0), at(BERLIN, 2026, 3, 30, 0, 0)) == timedelta(hours=23)
     assert c.elapsed(at(BERLIN, 2026, 10, 25, 0, 0), at(BERLIN, 2026, 10, 26, 0, 0)) == timedelta(hours=25)
+
+
+@pytest.mark.parametrize("zone, country, subdivision", [("Europe/Berlin", "DE", "BE"), ("America/New_York", "US", "NY")])
+def test_elapsed_from_running_sums_equals_walking_the_calendar(zone, country, subdivision):
+    """``elapsed`` adds per-day sums instead of walking every day; over random spans across
+    weekends, holidays and both DST changes it gives what walking the working windows gives."""
+    import random
+
+    c = cal(zone, country=country, subdivision=subdivision, closed_dates=frozenset({date(2026, 12, 24)}))
+    walker = cal(zone, country=country, subdivision=subdivision, closed_dates=frozenset({date(2026, 12, 24)}))
+
+    def walk(start, end):
+        total = timedelta()
+        for opens, closes in walker.windows(start):
+            if opens >= end:
+                break
+            total += max(timedelta(), min(closes, end) - max(opens, start))
+        return total
+
+    rng = random.Random(17)
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for _ in range(300):
+        start = base + timedelta(minutes=rng.randrange(0, 366 * 24 * 60))
+        end = start + timedelta(minutes=rng.randrange(0, 200 * 24 * 60))
+        assert c.elapsed(start, end) == walk(start, end), (start, end)
+    assert c.elapsed(base - timedelta(days=800), base) == walk(base - timedelta(days=800), base)  # before the sums began

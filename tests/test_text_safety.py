@@ -25,11 +25,13 @@ from bot.blocks.ids import Callback
 from bot.blocks.text import mrkdwn, to_mrkdwn
 from bot.operations import insight as ops
 from bot.operations import surveys as logic
+from bot.operations.compliance import Compliance
 from bot.operations.targets import ClockKind, ClockState, Threshold
 from bot.operations.triage import Change, Headline
 from bot.runtime.config import Policy
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, Reporter, Source, Status, TrackerLink
 from storage.surveys import ResponseRow
+from storage.targets import Rate
 from tests.blockkit import check_message, check_view
 from tests.test_surveys_logic import answers, run_row, survey
 
@@ -166,6 +168,11 @@ def _targets(text: str, note: str) -> dict:
         "build_question_dm": targets.build_question_dm("FB-1", 1, "U0SAFE1", text),
         "build_reply_modal": targets.build_reply_modal("FB-1", 1),
         "build_reporter_answer": targets.build_reporter_answer("FB-1", "U0SAFE1", note),
+        "build_ask_modal": targets.build_ask_modal("FB-1", 1),
+        "build_answer_received": targets.build_answer_received("FB-1"),
+        # An area label is the policy's, but a stored tag outlives a taxonomy edit: shown as text.
+        "build_compliance_blocks": {"text": "compliance", "blocks": targets.build_compliance_blocks(
+            Compliance(NOW, NOW, Rate(3, 2), Rate(2, 1), Rate(0, 0), Rate(1, 1), {"medium": 2}, {text: 1, None: 1}), lambda c: c)},
     }
 
 

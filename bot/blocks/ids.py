@@ -8,6 +8,7 @@ class Callback(StrEnum):
     report_shortcut = "report_friction"  # the message shortcut; manifest.yml names it too
     triage_link = "triage_link"
     target_reply = "target_reply"
+    target_ask = "target_ask"
     triage_merge = "triage_merge"
     triage_resolve = "triage_resolve"
     triage_decline = "triage_decline"
@@ -26,6 +27,7 @@ class Block(StrEnum):
 class Action(StrEnum):
     text = "text_input"
     target_reply = "target_reply_button"
+    target_ask = "target_ask_button"
     focus_pick = "focus_pick"
     focus_drop = "focus_drop"
     focus_publish = "focus_publish"

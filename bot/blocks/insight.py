@@ -75,8 +75,9 @@ def _days(numbers: LoopNumbers) -> int:
     return round(numbers.window.days)
 
 
-def build_top(prefix: str, taxonomy: Taxonomy, scores: FrictionScores, health: LoopHealth, *, show_points: bool) -> dict:
-    """The ephemeral answer to ``/platform-feedback top``; open reports' words only for hosts."""
+def build_top(prefix: str, taxonomy: Taxonomy, scores: FrictionScores, health: LoopHealth, *, show_points: bool, targets=None) -> dict:
+    """The ephemeral answer to ``/platform-feedback top``; open reports' words only for hosts.
+    ``targets``: response-target compliance (``compliance.Compliance``), None when targets are off."""
     days = _days(health.current)
     blocks: list[dict] = [
         {"type": "header", "text": _text(f"Top friction, last {days} days")},
@@ -91,6 +92,7 @@ def build_top(prefix: str, taxonomy: Taxonomy, scores: FrictionScores, health: L
         blocks.append({"type": "section", "text": _text("*Top open reports*\n" + "\n".join(lines), "mrkdwn")})
     blocks += [
         {"type": "section", "text": _text("*Closing the loop*", "mrkdwn"), "fields": _loop_fields(health)},
+        *_targets(taxonomy, targets),
         {"type": "context", "elements": [_text(f"{FORMULA} Trends compare with the {days} days before.", "mrkdwn")]},
     ]
     top = next((c for c in scores.categories if c.score > 0), None)
@@ -98,13 +100,21 @@ def build_top(prefix: str, taxonomy: Taxonomy, scores: FrictionScores, health: L
     return {"text": text, "blocks": blocks}
 
 
-def build_digest(taxonomy: Taxonomy, scores: FrictionScores, health: LoopHealth) -> dict:
-    """The weekly digest post: top areas with their trend and the loop numbers (no report texts)."""
+def _targets(taxonomy: Taxonomy, targets) -> list[dict]:
+    from bot.blocks.targets import build_compliance_blocks
+
+    return build_compliance_blocks(targets, lambda c: category_label(taxonomy, c)) if targets is not None else []
+
+
+def build_digest(taxonomy: Taxonomy, scores: FrictionScores, health: LoopHealth, targets=None) -> dict:
+    """The weekly digest post: top areas with their trend, the loop numbers and, with response
+    targets, their compliance (no report texts)."""
     days = _days(health.current)
     blocks = [
         {"type": "header", "text": _text("Weekly friction digest")},
         {"type": "section", "text": _text(f"*Top areas, last {days} days*\n" + _category_lines(taxonomy, scores, 5), "mrkdwn")},
         {"type": "section", "text": _text("*Closing the loop*", "mrkdwn"), "fields": _loop_fields(health)},
+        *_targets(taxonomy, targets),
         {"type": "context", "elements": [_text(f"{FORMULA} Trends compare with the {days} days before.", "mrkdwn")]},
     ]
     return {"text": f"Weekly friction digest: {health.current.reports} reports in the last {days} days", "blocks": blocks}

@@ -51,13 +51,17 @@ def _facts(point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> list[str]:
     return facts
 
 
-def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, duplicate: DuplicateSuggestion | None = None) -> dict:
+def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, duplicate: DuplicateSuggestion | None = None,
+               due: str | None = None) -> dict:
     """The triage channel's card for one data point; updated in place as the point changes.
-    ``duplicate``: an older open report it resembles, offered as a one-click merge."""
+    ``duplicate``: an older open report it resembles, offered as a one-click merge. ``due``: its
+    response-target line (``bot.blocks.targets.due_line``), None without targets."""
     blocks: list[dict] = [
         {"type": "section", "text": _text(f"{_title(ref, point)}\n>{mrkdwn(point.text, 600)}", "mrkdwn")},
         {"type": "context", "elements": [_text(f, "mrkdwn") for f in _facts(point, taxonomy, prefix)[:10]]},
     ]
+    if due and point.duplicate_of_id is None:
+        blocks.append({"type": "context", "block_id": card_block_id(point.id, "due"), "elements": [_text(due, "mrkdwn")]})
     pid = str(point.id)
     if point.duplicate_of_id is not None:
         return {"text": f"{ref}: merged into {prefix}-{point.duplicate_of_id}", "blocks": blocks}
@@ -110,6 +114,7 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
             "elements": [
                 {"type": "button", "action_id": Action.triage_link, "text": _text("Link issue"), "value": pid},
                 {"type": "button", "action_id": Action.triage_merge, "text": _text("Mark duplicate"), "value": pid},
+                {"type": "button", "action_id": Action.target_ask, "text": _text("Ask the reporter"), "value": pid},
                 {"type": "button", "action_id": Action.triage_resolve, "text": _text("Resolve"), "value": pid, "style": "primary"},
                 {"type": "button", "action_id": Action.triage_decline, "text": _text("Won't fix"), "value": pid, "style": "danger"},
             ],
@@ -206,7 +211,11 @@ def _duration(value: timedelta | None) -> str:
     return f"{minutes / 1440:.1f} days"
 
 
-def build_queue_list(prefix: str, points: list[FrictionPoint], *, limit: int = 20) -> list[dict]:
+def build_queue_list(prefix: str, points: list[FrictionPoint], *, limit: int = 20, clocks: dict | None = None, now=None) -> list[dict]:
+    """One section per report; ``clocks`` (point id -> its ``ClockState``s, at ``now``) adds what is
+    due next, breaches marked."""
+    from bot.blocks.targets import queue_mark
+
     if not points:
         return [{"type": "section", "text": _text(":tada: The queue is empty.", "mrkdwn")}]
     blocks = []
@@ -214,14 +223,21 @@ def build_queue_list(prefix: str, points: list[FrictionPoint], *, limit: int = 2
         ref = f"{prefix}-{point.id}"
         who = f"{len(point.reporters)} reporter{'s' if len(point.reporters) != 1 else ''}"
         owner = f" · <@{point.assignee}>" if point.assignee else " · unassigned"
-        blocks.append({"type": "section", "text": _text(f"{_title(ref, point)} · {who}{owner}\n>{mrkdwn(point.text, 200)}", "mrkdwn")})
+        mark = queue_mark(clocks.get(point.id, ()), now) if clocks else None
+        due = f"\n{mark}" if mark else ""
+        blocks.append({"type": "section", "text": _text(f"{_title(ref, point)} · {who}{owner}{due}\n>{mrkdwn(point.text, 200)}", "mrkdwn")})
     if len(points) > limit:
         blocks.append({"type": "context", "elements": [_text(f"…and {len(points) - limit} more.", "mrkdwn")]})
     return blocks
 
 
+ORDER_PRIORITY = "Ordered by priority: severity weight (low 1, medium 2, high 4, blocker 8) × reporters, plus one per week waiting."
+ORDER_DUE = "Ordered by what is due first (response targets, business time); breached reports on top, then the rest by priority."
+
+
 def build_host_home(
-    prefix: str, taxonomy: Taxonomy, headline: Headline, points: list[FrictionPoint], *, category: str | None, status: str | None
+    prefix: str, taxonomy: Taxonomy, headline: Headline, points: list[FrictionPoint], *, category: str | None, status: str | None,
+    clocks: dict | None = None, now=None, by_due: bool = False,
 ) -> dict:
     all_option = _option("All areas", "all")
     category_options = [all_option] + [_option(c.label, c.id) for c in taxonomy.categories][:99]
@@ -242,8 +258,8 @@ def build_host_home(
             ],
         },
         {"type": "actions", "block_id": "home_filters", "elements": [category_select, status_select]},
-        {"type": "context", "elements": [_text("Ordered by priority: severity weight (low 1, medium 2, high 4, blocker 8) × reporters, plus one per week waiting.", "mrkdwn")]},
+        {"type": "context", "elements": [_text(ORDER_DUE if by_due else ORDER_PRIORITY, "mrkdwn")]},
         {"type": "divider"},
-        *build_queue_list(prefix, points, limit=40),
+        *build_queue_list(prefix, points, limit=40, clocks=clocks, now=now),
     ]
     return {"type": "home", "blocks": blocks[:100]}

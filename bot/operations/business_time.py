@@ -7,6 +7,7 @@ so a working day is as long as its hours say on either side of a DST change (a 0
 package (https://github.com/vacanza/holidays) by country and subdivision.
 """
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -64,30 +65,61 @@ class BusinessCalendar:
     def is_working_day(self, day: date) -> bool:
         return day.weekday() in self._weekdays and day not in self.closed_dates and day not in self._public_holidays
 
+    @cached_property
+    def _days(self) -> dict[date, tuple[datetime, datetime] | None]:
+        return {}  # day -> its working window (UTC), None when closed; filled as asked
+
+    def _day(self, day: date) -> tuple[datetime, datetime] | None:
+        found = self._days.get(day, False)
+        if found is False:
+            found = self._days[day] = self._window(day) if self.is_working_day(day) else None
+        return found
+
     def _window(self, day: date) -> tuple[datetime, datetime]:
         opens = datetime.combine(day, self.opens, tzinfo=self.zone).astimezone(timezone.utc)
         closes = self._closing(day, self.zone).astimezone(timezone.utc)
         return opens, closes
+
+    @cached_property
+    def _sums(self) -> tuple[threading.Lock, dict]:
+        return threading.Lock(), {"base": None, "before": []}  # before[i]: business time in [base, base + i days)
+
+    def _since_base(self, at: datetime) -> tuple[date, timedelta]:
+        """Business time from the start of a fixed local day (``base``) to ``at``: a running sum
+        per day, extended as asked, so ``elapsed`` over months costs two look-ups, not a walk."""
+        day = at.astimezone(self.zone).date()
+        lock, sums = self._sums
+        with lock:
+            if sums["base"] is None or day < sums["base"]:
+                sums["base"], sums["before"] = day - timedelta(days=400), [timedelta()]
+            base, before = sums["base"], sums["before"]
+            while len(before) <= (day - base).days:
+                window = self._day(base + timedelta(days=len(before) - 1))
+                before.append(before[-1] + (window[1] - window[0] if window else timedelta()))
+            total = before[(day - base).days]
+        window = self._day(day)
+        if window:
+            total += max(timedelta(), min(at, window[1]) - window[0])
+        return base, total
 
     def windows(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Working intervals (UTC) from the local day of ``start`` on, in order, for at most about
         three years; the first may begin before ``start``."""
         day = start.astimezone(self.zone).date()
         for offset in range(_MAX_DAYS):
-            current = day + timedelta(days=offset)
-            if self.is_working_day(current):
-                yield self._window(current)
+            window = self._day(day + timedelta(days=offset))
+            if window:
+                yield window
 
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
         """Business time between two instants (zero if ``end <= start``)."""
-        total = timedelta()
         if end <= start:
-            return total
-        for opens, closes in self.windows(start):
-            if opens >= end:
-                break
-            total += max(timedelta(), min(closes, end) - max(opens, start))
-        return total
+            return timedelta()
+        while True:
+            base, upto_start = self._since_base(start)  # the earlier day first: it may move the base back
+            base_end, upto_end = self._since_base(end)
+            if base_end == base:  # else another thread moved the base back in between: again
+                return upto_end - upto_start
 
     def add(self, start: datetime, amount: timedelta) -> datetime | None:
         """The instant at which ``amount`` of business time has passed since ``start``; None when

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sqlmodel import Session
 
 from bot.blocks.insight import build_digest, category_label
-from bot.operations import insight
+from bot.operations import compliance, insight
 from bot.runtime.config import Policy
 from bot.web import charts
 from storage import outbox
@@ -15,9 +15,11 @@ from storage import outbox
 JOB = "insight.digest"
 
 
-def top(*, session: Session, days: int) -> tuple[insight.FrictionScores, insight.LoopHealth]:
-    """``/platform-feedback top``: friction scores and loop health over the last ``days`` days."""
-    return insight.friction_scores(session=session, days=days), insight.loop_health(session=session, days=days)
+def top(*, session: Session, days: int, policy: Policy | None = None) -> tuple[insight.FrictionScores, insight.LoopHealth, "compliance.Compliance | None"]:
+    """``/platform-feedback top``: friction scores, loop health and response-target compliance
+    (None when targets are off) over the last ``days`` days."""
+    targets = compliance.compliance(session=session, policy=policy, days=days) if policy is not None else None
+    return insight.friction_scores(session=session, days=days), insight.loop_health(session=session, days=days), targets
 
 
 def queue_digest(*, session: Session, occurrence: datetime, policy: Policy) -> None:
@@ -31,7 +33,8 @@ def queue_digest(*, session: Session, occurrence: datetime, policy: Policy) -> N
     key = f"{JOB}:{occurrence.astimezone(timezone.utc).isoformat()}"
     outbox.enqueue(
         session=session, dedupe_key=f"{key}:post", method="chat.postMessage",
-        payload={"channel": config.digest_channel, **build_digest(policy.taxonomy, scores, health)},
+        payload={"channel": config.digest_channel, **build_digest(policy.taxonomy, scores, health,
+                                                                 compliance.compliance(session=session, policy=policy, days=days, now=occurrence))},
     )
     weekly = insight.weekly_category_scores(session=session, weeks=config.chart_weeks, now=occurrence)
     if not weekly.categories:

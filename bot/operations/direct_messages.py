@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from bot.blocks.intake import build_filed_message
+from bot.operations import target_alerts
 from storage import friction, outbox
 from storage.friction import FrictionDraft
 from storage.models import FrictionPoint
@@ -33,17 +34,23 @@ def by_a_person(event: dict, bot_user_id: str | None) -> bool:
 class DmFiled:
     point: FrictionPoint
     created: bool
+    answered: bool = False  # not a new report: the reporter's answer to a host's question about ``point``
 
 
 def file_direct_message(*, session: Session, draft: FrictionDraft, event_id: str, dm_channel: str, prefix: str,
                         triage_channel: str | None) -> DmFiled | None:
-    """File ``draft`` (source dm) and queue its triage card and the one answer in ``dm_channel``.
+    """File ``draft`` (source dm) and queue its triage card and the one answer in ``dm_channel``;
+    or, when one of the writer's reports waits for their answer, take it as that answer instead.
     None: Slack delivered this event before (a retry). The card is queued by the triage module's
     ``enqueue_card`` (rendered at send time)."""
     from bot.operations.triage import enqueue_card  # the one card path (rendered when sent); see the report
 
     if not friction.first_delivery(session=session, event_id=event_id):
         return None
+    answered = target_alerts.answer_by_dm(session=session, user=draft.reporter_id, text=draft.text, dm_channel=dm_channel,
+                                          prefix=prefix, workspace=draft.workspace)
+    if answered is not None:
+        return DmFiled(answered, created=False, answered=True)
     filed = friction.file_friction(session=session, draft=draft)
     if not filed.created:
         return DmFiled(filed.point, created=False)

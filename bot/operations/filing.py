@@ -6,7 +6,7 @@ from sqlmodel import Session
 
 from bot.blocks.ids import Block
 from bot.blocks.intake import build_filed_message, build_thread_reply
-from bot.operations import triage
+from bot.operations import target_alerts, triage
 from bot.operations.triage import enqueue_card, sync_card
 from storage import friction, outbox
 from storage.friction import Filed, FrictionDraft
@@ -131,6 +131,10 @@ def add_details(*, session: Session, point_id: int, user: str, draft: FrictionDr
         session.add_all(entries)
         session.flush()
         sync_card(session=session, point=point, why=f"details:{entries[0].id}")
+    # Details sent while the team waits for this reporter answer its question: the clocks run again.
+    answered = target_alerts.reporter_answered(session=session, point=point, user=user)
+    if answered is not None:
+        sync_card(session=session, point=point, why=f"answered:{answered.id}")
     return point
 
 

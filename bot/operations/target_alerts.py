@@ -14,15 +14,16 @@ from sqlmodel import Session, col, select
 
 from bot.blocks.targets import build_breach_dm, build_target_alert
 from bot.operations.targets import Clock, ClockKind, ClockState, Threshold, calendar_for, clock_state, target_for
-from bot.operations.triage import lock_point, sync_card
+from bot.operations.triage import TriageError, lock_point, sync_card
 from bot.runtime.config import Policy
 from storage import outbox
-from storage.models import FrictionChange, FrictionPoint, Status, as_utc, utcnow
+from storage.models import FrictionChange, FrictionPoint, Reporter, Status, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 CLOSED = (Status.resolved, Status.wont_fix, Status.duplicate)
 WAITING, ANSWERED, REOPENED = "waiting", "answered", "reopened"  # FrictionChange.action values
-CLOCK_CHANGES = (WAITING, ANSWERED, REOPENED)
+STILL_BROKEN = "still_broken"  # a reporter's "still broken" on a closure: a reopen when it was closed
+CLOCK_CHANGES = (WAITING, ANSWERED, REOPENED, STILL_BROKEN)
 # Open reports are a working queue (hundreds), not the archive: a tick reads at most this many.
 MAX_OPEN = 5000
 
@@ -45,7 +46,11 @@ class PointClocks:
         return min(dues) if dues else None
 
 
-def _pauses(changes: Iterable[FrictionChange], since: datetime) -> tuple[tuple[datetime, datetime | None], ...]:
+def is_reopen(change: FrictionChange) -> bool:
+    return change.action == REOPENED or (change.action == STILL_BROKEN and change.old in CLOSED)
+
+
+def pauses_since(changes: Iterable[FrictionChange], since: datetime) -> tuple[tuple[datetime, datetime | None], ...]:
     out: list[tuple[datetime, datetime | None]] = []
     for change in changes:
         at = as_utc(change.at)
@@ -61,11 +66,11 @@ def clocks_for(point: FrictionPoint, changes: list[FrictionChange]) -> tuple[Clo
     """The first-response and resolution clocks of ``point`` from its ``changes`` (in time order),
     and the resolution cycle (0, then 1 after the first reopen...)."""
     filed = as_utc(point.created_at)
-    reopens = [as_utc(c.at) for c in changes if c.action == REOPENED]
+    reopens = [as_utc(c.at) for c in changes if is_reopen(c)]
     res_start = reopens[-1] if reopens else filed
-    first = Clock(ClockKind.first_response, filed, as_utc(point.first_response_at) if point.first_response_at else None, _pauses(changes, filed))
+    first = Clock(ClockKind.first_response, filed, as_utc(point.first_response_at) if point.first_response_at else None, pauses_since(changes, filed))
     resolved = as_utc(point.resolved_at) if point.resolved_at and point.status in CLOSED else None
-    resolution = Clock(ClockKind.resolution, res_start, resolved if resolved and resolved >= res_start else None, _pauses(changes, res_start))
+    resolution = Clock(ClockKind.resolution, res_start, resolved if resolved and resolved >= res_start else None, pauses_since(changes, res_start))
     return first, resolution, len(reopens)
 
 
@@ -84,7 +89,7 @@ def point_clocks(point: FrictionPoint, changes: list[FrictionChange], policy: Po
     return PointClocks(point, tuple(states), cycle)
 
 
-def _changes_by_point(session: Session, point_ids: list[int]) -> dict[int, list[FrictionChange]]:
+def changes_by_point(session: Session, point_ids: list[int]) -> dict[int, list[FrictionChange]]:
     found: dict[int, list[FrictionChange]] = defaultdict(list)
     if not point_ids:
         return found
@@ -109,7 +114,7 @@ def open_clocks(*, session: Session, policy: Policy, now: datetime | None = None
             .limit(MAX_OPEN)
         ).all()
     )
-    changes = _changes_by_point(session, [p.id for p in points])
+    changes = changes_by_point(session, [p.id for p in points])
     clocks = [point_clocks(p, changes.get(p.id, []), policy, now) for p in points]
     far = datetime.max.replace(tzinfo=now.tzinfo)
     return sorted(clocks, key=lambda c: c.next_due() or far)
@@ -117,7 +122,7 @@ def open_clocks(*, session: Session, policy: Policy, now: datetime | None = None
 
 def clocks_of(*, session: Session, point: FrictionPoint, policy: Policy, now: datetime | None = None) -> PointClocks:
     """One report's clocks (for its card)."""
-    return point_clocks(point, _changes_by_point(session, [point.id]).get(point.id, []), policy, now or utcnow())
+    return point_clocks(point, changes_by_point(session, [point.id]).get(point.id, []), policy, now or utcnow())
 
 
 # ------------------------------------------------------------------ waiting for the reporter
@@ -181,9 +186,14 @@ def check_targets(
     assignee, or the host on duty; at a breach the same thread, a DM to that person, and a DM to each
     of ``targets.escalate_to``'s users (its user group is named in the thread). Each also queues
     the card's redraw so it shows the new state. Returns how many alerts were queued."""
+    from bot.operations.compliance import record_breach
+    from storage.targets import known
+
     queued = 0
     prefix = policy.reference_prefix
-    for clocks in open_clocks(session=session, policy=policy, now=now):
+    every = open_clocks(session=session, policy=policy, now=now)
+    counted = known(session=session, point_ids=[c.point.id for c in every if c.next_due() and c.next_due() <= now])
+    for clocks in every:
         point = clocks.point
         owner = point.assignee or on_duty
         for state in clocks.running():
@@ -191,6 +201,8 @@ def check_targets(
                 if not state.passed(threshold, now):
                     continue
                 cycle = clocks.cycle if state.kind is ClockKind.resolution else 0
+                if threshold is Threshold.breach and (point.id, str(state.kind), cycle) not in counted:
+                    record_breach(session=session, point=point, state=state, cycle=cycle)  # counted in compliance from now on
                 key = f"target:{point.id}:{state.kind}:{cycle}:{threshold}"
                 alert = build_target_alert(f"{prefix}-{point.id}", point.text, state, threshold, now, owner=owner,
                                            escalate_group=policy.targets.escalate_to.usergroup if threshold is Threshold.breach else None)
@@ -211,10 +223,15 @@ def check_targets(
 
 def check_job(*, session: Session, occurrence: datetime, policy: Policy) -> None:
     """The scheduled job: ``check_targets`` at the tick's time, the host on duty then told when
-    nobody is assigned."""
+    nobody is assigned; then the clocks that stopped since are measured (``compliance.settle``)."""
+    from bot.operations.compliance import settle
+
     queued = check_targets(session=session, policy=policy, now=occurrence, on_duty=on_duty_at(policy, occurrence))
     if queued:
         log.info("response targets: %d warning(s) or breach(es) queued", queued)
+    settled = settle(session=session, policy=policy)
+    if settled:
+        log.info("response targets: %d stopped clock(s) measured", settled)
 
 
 # ------------------------------------------------------------------ operations a handler calls
@@ -224,9 +241,10 @@ def wait_for_reporter(*, session: Session, point_id: int, actor: str, question: 
     (once, through the outbox) with a Reply button, and the card is redrawn. TargetError if the point
     does not exist, is closed or already waits."""
     from bot.blocks.targets import build_question_dm
-    point = lock_point(session=session, point_id=point_id)
-    if point is None:
-        raise TargetError(f"There is no {prefix}-{point_id}.")
+    try:
+        point = lock_point(session=session, point_id=point_id)
+    except TriageError:
+        raise TargetError(f"There is no {prefix}-{point_id}.") from None
     entry = ask_reporter(session=session, point=point, actor=actor, question=question)
     for reporter in point.reporters:
         outbox.enqueue(session=session, dedupe_key=f"question:{entry.id}:{reporter.user_id}", method="chat.postMessage",
@@ -236,16 +254,18 @@ def wait_for_reporter(*, session: Session, point_id: int, actor: str, question: 
     return point
 
 
-def answer_as_reporter(*, session: Session, point_id: int, user: str, answer: str, prefix: str) -> bool:
-    """A reporter answers: the clocks run again and the answer goes to the card's thread. False when
-    the point is not theirs or does not wait for them (nothing changed)."""
+def answer_as_reporter(*, session: Session, point_id: int, user: str, answer: str, prefix: str) -> FrictionChange | None:
+    """A reporter answers (the Reply modal, a reply in the report's thread, a DM): the clocks run
+    again and the answer goes to the card's thread. Returns the history entry; None when the point
+    is not theirs or does not wait for them (nothing changed)."""
     from bot.blocks.targets import build_reporter_answer
-    point = lock_point(session=session, point_id=point_id)
-    if point is None:
-        return False
+    try:
+        point = lock_point(session=session, point_id=point_id)
+    except TriageError:
+        return None
     entry = reporter_answered(session=session, point=point, user=user)
     if entry is None:
-        return False
+        return None
     entry.note = answer
     session.add(entry)
     if point.card_channel and point.card_ts:
@@ -254,7 +274,36 @@ def answer_as_reporter(*, session: Session, point_id: int, user: str, answer: st
                                 **build_reporter_answer(f"{prefix}-{point.id}", user, answer)},
                        friction_point_id=point.id)
     sync_card(session=session, point=point, why=f"answered:{entry.id}")
-    return True
+    return entry
+
+
+def answer_in_thread(*, session: Session, channel: str, thread_ts: str, user: str, text: str, prefix: str) -> bool:
+    """A reply in the thread of the message a report was filed from (a reaction, a help-channel
+    question): the reporter's answer if that report waits for them. False: nothing changed."""
+    point_id = session.exec(select(FrictionPoint.id).where(FrictionPoint.intake_key == f"message:{channel}:{thread_ts}")).first()
+    return point_id is not None and answer_as_reporter(session=session, point_id=point_id, user=user, answer=text, prefix=prefix) is not None
+
+
+def answer_by_dm(*, session: Session, user: str, text: str, dm_channel: str, prefix: str, workspace=None) -> FrictionPoint | None:
+    """A DM from a reporter while one of their reports waits for them (the question came by DM):
+    the answer to the latest such question, confirmed once in the DM. None: nothing waits for them,
+    so the DM is a new report."""
+    from bot.blocks.targets import build_answer_received
+
+    asked = session.exec(
+        select(FrictionChange.friction_point_id)
+        .join(Reporter, col(Reporter.friction_point_id) == col(FrictionChange.friction_point_id))
+        .where(Reporter.user_id == user, FrictionChange.action == WAITING)
+        .order_by(col(FrictionChange.at).desc(), col(FrictionChange.id).desc()).limit(20)
+    ).all()
+    for point_id in dict.fromkeys(asked):
+        entry = _waiting(session, point_id) and answer_as_reporter(session=session, point_id=point_id, user=user, answer=text, prefix=prefix)
+        if entry:
+            outbox.enqueue(session=session, dedupe_key=f"answer-received:{entry.id}", method="chat.postMessage",
+                           payload={"channel": dm_channel, **build_answer_received(f"{prefix}-{point_id}")},
+                           friction_point_id=point_id, workspace=workspace)
+            return session.get(FrictionPoint, point_id)
+    return None
 
 
 def on_duty_at(policy: Policy, now: datetime) -> str | None:

@@ -129,8 +129,21 @@ def human(delta: timedelta) -> str:
     return " ".join(shown)
 
 
+_calendars: dict[int, tuple[Targets, BusinessCalendar]] = {}
+
+
 def calendar_for(targets: Targets) -> BusinessCalendar:
-    """The business calendar the policy's ``targets`` section describes."""
+    """The business calendar the policy's ``targets`` section describes: one per policy, kept, so
+    its holidays, day windows and running sums are worked out once, not once per report."""
+    found = _calendars.get(id(targets))
+    if found is None or found[0] is not targets:
+        if len(_calendars) > 16:  # policies are few and long-lived; tests make many
+            _calendars.clear()
+        found = _calendars[id(targets)] = (targets, _calendar(targets))
+    return found[1]
+
+
+def _calendar(targets: Targets) -> BusinessCalendar:
     start, end = targets.hours.split("-")
     return BusinessCalendar(
         timezone=targets.timezone,

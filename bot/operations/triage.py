@@ -294,8 +294,3 @@ def sync_card(*, session: Session, point: FrictionPoint, why: str) -> None:
         outbox.enqueue(session=session, dedupe_key=f"card-sync:{point.id}:{why}", method="chat.update",
                        payload={}, friction_point_id=point.id, purpose=CARD_PURPOSE)
 
-
-
-def host_view(*, session: Session, category: str | None, status: str | None) -> tuple[Headline, list[FrictionPoint]]:
-    """What a host's Home tab shows: the headline numbers and the first 40 of the filtered queue."""
-    return headline(session=session), open_queue(session=session, category=category, status=status, limit=40)

@@ -3,16 +3,18 @@ the triage card rendered when the outbox sends it. Plain functions on a session;
 (Apart from ``bot.operations.triage`` because the card's builders import that module.)"""
 
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlmodel import Session
 
+from bot.blocks.targets import due_line
 from bot.blocks.triage import build_card, build_reporter_notice
-from bot.operations import insight
+from bot.operations import insight, target_alerts
 from bot.operations.references import format_ref
 from bot.operations.triage import Applied, Change
 from bot.runtime.config import Policy
 from storage import friction, outbox
-from storage.models import FrictionPoint, OutboxMessage
+from storage.models import FrictionPoint, OutboxMessage, utcnow
 
 
 def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_resolved: Callable | None = None, **kwargs) -> Applied:
@@ -53,12 +55,16 @@ def queue_notices(*, session: Session, point: FrictionPoint, notice: dict, once:
         )
 
 
-def render_card(*, session: Session, policy: Policy, point: FrictionPoint) -> dict:
-    """The card as it stands (Block Kit ``{text, blocks}``), with an older open report it resembles
-    offered as a one-click merge."""
+def render_card(*, session: Session, policy: Policy, point: FrictionPoint, now: datetime | None = None) -> dict:
+    """The card as it stands at ``now`` (Block Kit ``{text, blocks}``): an older open report it
+    resembles offered as a one-click merge, and what its response targets say is due and when."""
     duplicate = insight.possible_duplicate(session=session, point=point, threshold=policy.insight.duplicate_threshold)
     prefix = policy.reference_prefix
-    return build_card(format_ref(prefix, point.id), point, policy.taxonomy, prefix, duplicate=duplicate)
+    due = None
+    if policy.targets.enabled:
+        now = now or utcnow()
+        due = due_line(target_alerts.clocks_of(session=session, point=point, policy=policy, now=now).states, now)
+    return build_card(format_ref(prefix, point.id), point, policy.taxonomy, prefix, duplicate=duplicate, due=due)
 
 
 def load_card(*, session: Session, policy: Policy, point_id: int) -> tuple[FrictionPoint | None, dict | None]:

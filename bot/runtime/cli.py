@@ -231,25 +231,29 @@ def _report(days: int | None, fmt: str | None) -> int:
     import csv
     import json
 
-    from bot.operations import insight
+    from bot.operations import compliance, insight
+    from bot.runtime import report_targets
 
     db, policy = _offline()
     days = days if days is not None else policy.insight.window_days
     if not 1 <= days <= 365:
         print("platform-feedback: --days must be between 1 and 365.", file=sys.stderr)
         return 2
-    scores, health = db.transact(lambda session: (
-        insight.friction_scores(session=session, days=days, limit=20), insight.loop_health(session=session, days=days)))
+    scores, health, targets = db.transact(lambda session: (
+        insight.friction_scores(session=session, days=days, limit=20), insight.loop_health(session=session, days=days),
+        compliance.compliance(session=session, policy=policy, days=days, weeks=policy.insight.chart_weeks)))
     data = _report_data(policy, scores, health)
+    if targets is not None:
+        data["targets"] = compliance.as_data(targets, policy.taxonomy.label)
     if fmt == "json":
         json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
         print()
     elif fmt == "csv":
         writer = SafeCsv(csv.writer(sys.stdout))
         writer.writerow(["section", "name", "label", "value", "previous"])
-        writer.writerows(_report_rows(data))
+        writer.writerows(_report_rows(data) + report_targets.csv_rows(data.get("targets")))
     else:
-        print(_report_table(data))
+        print(_report_table(data) + report_targets.table(data.get("targets")))
     return 0
 
 

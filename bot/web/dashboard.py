@@ -36,7 +36,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from bot.web import charts, focus_section
-from bot.operations import insight
+from bot.web.targets import targets_section
+from bot.operations import compliance, insight
 from bot.blocks.insight import FORMULA, category_label, point_trend, rate, trend
 from bot.blocks.triage import _duration as duration
 from bot.runtime.config import Policy
@@ -218,6 +219,7 @@ class DashboardData:
     weekly: insight.WeeklyScores
     nps: list[insight.NpsPoint]  # per pulse-survey run closed in the last NPS_DAYS, oldest first
     focus: focus_section.FocusSection | None = None  # with a policy only
+    targets: compliance.Compliance | None = None  # response targets; None when they are off
 
 
 def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None, policy: Policy | None = None) -> DashboardData:
@@ -232,6 +234,7 @@ def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None, p
         weekly=insight.weekly_category_scores(session=session, weeks=weeks, now=now, top=5),
         nps=insight.nps_series(session=session, window=insight.Window.last(NPS_DAYS, now)),
         focus=focus_section.gather(session=session, policy=policy, now=now) if policy else None,
+        targets=compliance.compliance(session=session, policy=policy, days=days, now=now, weeks=weeks) if policy else None,
     )
 
 
@@ -307,6 +310,7 @@ def render(policy: Policy, data: DashboardData) -> str:
         days=data.days, end=data.now.strftime("%Y-%m-%d %H:%M UTC"), windows=windows, path=PATH,
         areas=area_rows, points=point_rows, kpis=loop, charts={k: _markup(v) for k, v in svg.items()}, formula=FORMULA,
         reports=now.reports, focus=focus_section.context(data.focus, policy) if data.focus else None,
+        targets=targets_section(taxonomy, data.targets),
     )
 
 
