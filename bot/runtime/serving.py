@@ -91,9 +91,9 @@ async def check_command() -> int:
 
 
 def serve(*, no_migrate: bool, workers: int = 1) -> int:
-    """``platform-feedback serve``. ``workers`` > 1: that many uvicorn worker processes share the port,
-    each with its own app, outbox sender and scheduler (both take turns through the database: claimed
-    rows and ``scheduled_run``), so it needs PostgreSQL and HTTP mode (ConfigError otherwise)."""
+    """``platform-feedback serve``. ``workers`` > 1: that many serving processes share the port
+    (``bot.runtime.workers``), each with its own app, outbox sender and scheduler (they take turns
+    through the database), so it needs PostgreSQL and HTTP mode (ConfigError otherwise)."""
     from bot.runtime.check import policy_file, policy_summary
 
     settings = load_settings()
@@ -118,11 +118,11 @@ def serve(*, no_migrate: bool, workers: int = 1) -> int:
         return asyncio.run(_socket_mode(app, deps, settings))
     import uvicorn
 
-    if workers > 1:  # each worker process builds its own app (worker_app); this one only supervises
+    if workers > 1:  # each worker process builds its own app; this one only supervises them
+        from bot.runtime.workers import supervise
+
         db.dispose()
-        uvicorn.run("bot.runtime.serving:worker_app", factory=True, workers=workers, host=settings.host, port=settings.port,
-                    log_level="info", log_config=None)
-        return 0
+        return supervise(settings.host, settings.port, workers)
     from bot.web import charts
 
     charts.warm_up()  # the chart process starts now, not on the first dashboard load
@@ -140,19 +140,6 @@ def _check_workers(workers: int, settings) -> None:
                           "process on it (omit --workers) or set DATABASE_URL to a PostgreSQL database.")
     if settings.socket_mode:
         raise ConfigError(f"--workers {workers} is for HTTP mode: with SLACK_APP_TOKEN set (Socket Mode) run one process.")
-
-
-def worker_app():
-    """One uvicorn worker of ``serve --workers N`` (called in each worker process, by import path):
-    the same app ``serve`` builds, from the same environment; the parent already migrated."""
-    from bot.runtime.app import create_app, create_web_app
-    from bot.web import charts
-
-    settings = load_settings()
-    logs.configure(secrets=settings.secrets())
-    app, deps = create_app(settings, load_policy(settings.config_file), Database(settings.database_url))
-    charts.warm_up()
-    return create_web_app(app, deps)
 
 
 async def _token_check(client) -> None:
