@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             with ExitStack() as stack:
                 if args.compare_workers:  # "minimal" is then the same bot on 1 process: the baseline of the scale-out
                     minimal_base, minimal_proc = stack.enter_context(bot(Path(tmp) / "bot1", fake_url, BENCH_URL))
-                    bot_base, bot_proc = stack.enter_context(bot(Path(tmp) / "botN", fake_url, BENCH_URL, args.compare_workers))
+                    bot_base, bot_proc = stack.enter_context(bot(Path(tmp) / "bot", fake_url, BENCH_URL, args.compare_workers))
                 else:
                     bot_base, bot_proc = stack.enter_context(bot(Path(tmp) / "bot", fake_url, BENCH_URL, args.workers))
                     minimal_base, minimal_proc = stack.enter_context(minimal_app(Path(tmp), fake_url))

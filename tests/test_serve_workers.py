@@ -1,6 +1,6 @@
 """``platform-feedback serve --workers N``: N uvicorn worker processes on one port over PostgreSQL, each
 answering Slack; refused in one line on SQLite. (Throughput of two processes against one:
-``bench/scale_out.py``.)"""
+``python -m bench.ack_latency --compare-workers 2``.)"""
 
 import asyncio
 import json
