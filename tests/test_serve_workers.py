@@ -1,4 +1,4 @@
-"""``platform-feedback serve --workers N``: N uvicorn worker processes on one port over PostgreSQL, each
+"""``platform-feedback serve --workers N``: N serving processes on one port over PostgreSQL, each
 answering Slack; refused in one line on SQLite. (Throughput of two processes against one:
 ``python -m bench.ack_latency --compare-workers 2``.)"""
 
