@@ -150,11 +150,12 @@ def fake_slack_process():
 
 
 @contextmanager
-def bot(tmp: Path, fake_url: str, database_url: str):
-    """``platform-feedback serve`` (the tests' ``serving``), the bench policy in its working directory."""
+def bot(tmp: Path, fake_url: str, database_url: str, workers: int = 1):
+    """``platform-feedback serve [--workers N]`` (the tests' ``serving``), the bench policy in its working directory."""
     tmp.mkdir()
     (tmp / "platform-feedback.yml").write_text(POLICY)
-    with serving(tmp, SimpleNamespace(url=fake_url), database_url, stop=False) as (base, proc):
+    args = ("--workers", str(workers)) if workers > 1 else ()
+    with serving(tmp, SimpleNamespace(url=fake_url), database_url, stop=False, args=args) as (base, proc):
         try:
             yield base, proc
         finally:
@@ -186,8 +187,15 @@ def minimal_app(tmp: Path, fake_url: str):
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of ``pid`` and its live child processes (``serve --workers N``: the workers and
+    their chart processes)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for c in (task / "children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(c) for c in children)
 
 
 def settle(pid: int, *, idle: float = 0.15, timeout: float = 120) -> None:
@@ -269,6 +277,7 @@ async def measure(apps: dict, requests: dict, args) -> tuple[dict[str, list], di
     connections = {name: [httpx.AsyncClient(base_url=base, timeout=30) for _ in range(args.concurrency)]
                    for name, (base, _pid) in apps.items()}
     samples, cpu = {name: [] for name in apps}, dict.fromkeys(apps, 0.0)
+    wall = measure.wall = dict.fromkeys(apps, 0.0)  # seconds spent sending: requests a second achieved
     try:
         for name in apps:
             await send(connections[name], requests[name], args.warmup, args.rate)
@@ -278,8 +287,9 @@ async def measure(apps: dict, requests: dict, args) -> tuple[dict[str, list], di
                 pid = apps[name][1]
                 settle(pid)
                 await reconnect(connections[name])
-                before = cpu_seconds(pid)
+                before, began = cpu_seconds(pid), time.monotonic()
                 samples[name] += await send(connections[name], requests[name], per_round, args.rate)
+                wall[name] += time.monotonic() - began
                 settle(pid)
                 cpu[name] += cpu_seconds(pid) - before
                 print(f"  round {r + 1}/{args.rounds}: {name} done", flush=True)
@@ -332,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests per app first (default 300)")
     parser.add_argument("--rate", type=float, help="start requests at this many a second (open loop) instead of back to back")
     parser.add_argument("--mix", default="1,1,1", help="weights of modal,text,click requests (default 1,1,1)")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers N for the bot (default 1)")
+    parser.add_argument("--compare-workers", type=int, metavar="N",
+                        help="instead of the minimal app, compare the bot on 1 process with the bot on N (scale-out)")
     args = parser.parse_args(argv)
     weights = [float(w) for w in args.mix.split(",")]
     if len(weights) != len(KINDS) or sum(weights) <= 0:
@@ -343,8 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="pf-bench-ack-") as tmp, fake_slack_process() as (fake_url, answers):
             with ExitStack() as stack:
-                bot_base, bot_proc = stack.enter_context(bot(Path(tmp) / "bot", fake_url, BENCH_URL))
-                minimal_base, minimal_proc = stack.enter_context(minimal_app(Path(tmp), fake_url))
+                if args.compare_workers:  # "minimal" is then the same bot on 1 process: the baseline of the scale-out
+                    minimal_base, minimal_proc = stack.enter_context(bot(Path(tmp) / "bot1", fake_url, BENCH_URL))
+                    bot_base, bot_proc = stack.enter_context(bot(Path(tmp) / "bot", fake_url, BENCH_URL, args.compare_workers))
+                else:
+                    bot_base, bot_proc = stack.enter_context(bot(Path(tmp) / "bot", fake_url, BENCH_URL, args.workers))
+                    minimal_base, minimal_proc = stack.enter_context(minimal_app(Path(tmp), fake_url))
                 apps = {"bot": (bot_base, bot_proc.pid), "minimal": (minimal_base, minimal_proc.pid)}
                 requests = {name: Requests(fake_url, cards, weights) for name in apps}
                 pace = f"{args.rate:g} a second, at most {args.concurrency}" if args.rate else f"{args.concurrency}"
@@ -354,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
             log = (Path(tmp) / "bot" / "serve.log").read_text(errors="replace")
             errors = [line for line in log.splitlines() if '"level": "ERROR"' in line or "Traceback" in line]
         ok = report(samples, cpu)
+        for name, seconds in measure.wall.items():
+            print(f"{name}: {len(samples[name]) / seconds:.1f} requests a second achieved")
+        if args.compare_workers:
+            rates = {name: len(samples[name]) / seconds for name, seconds in measure.wall.items()}
+            print(f"throughput, {args.compare_workers} processes / 1: {rates['bot'] / rates['minimal']:.2f} "
+                  f"(\"minimal\" above is the bot on one process)")
         calls = answers["calls"]
         print(f"fake Slack answered: views.open {calls['views.open']}, response_url {calls['response_url']}, "
               f"chat.update {calls['chat.update']}, chat.postMessage {calls['chat.postMessage']}; "

@@ -60,8 +60,8 @@ def wait_until(check, *, timeout: float, what: str, log: Path):
 
 
 @contextmanager
-def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = True):
-    """Run `python -m bot.runtime.cli serve` until /healthz is up; yield its base URL; always stop it.
+def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = True, args: tuple[str, ...] = ()):
+    """Run `python -m bot.runtime.cli serve [args]` until /healthz is up; yield its base URL; always stop it.
     ``stop=False``: yield (base URL, process) for a test that ends the process itself."""
     port, log = free_port(), tmp_path / "serve.log"
     env = {
@@ -71,7 +71,7 @@ def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = 
         "PORT": str(port), "HOST": "127.0.0.1",
     }
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve"], cwd=tmp_path, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", *args], cwd=tmp_path, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the bot (HTTP, or Socket Mode when SLACK_APP_TOKEN is set)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply database migrations on start")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="serving processes sharing the port (default 1; more than 1 needs PostgreSQL and HTTP mode)")
     sub.add_parser("check", help="ask Slack about the token, scopes, channels, people and user groups the settings and policy name")
     sub.add_parser("migrate", help="apply database migrations (Alembic upgrade head)")
     sub.add_parser("jobs", help="list the scheduled jobs the team policy defines")
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             from bot.runtime.demo import run_demo
 
             return run_demo(port=args.port, db_file=args.db)
-        return serving.serve(no_migrate=args.no_migrate)
+        return serving.serve(no_migrate=args.no_migrate, workers=args.workers)
     except (ConfigError, NotMigrated, TokenRejected) as exc:  # each says in one line what to do
         print(f"platform-feedback: {exc}", file=sys.stderr)
         return 2

@@ -45,11 +45,12 @@ class RedactFilter(logging.Filter):
 
 
 def configure(*, secrets: list[str] = (), json: bool | None = None, level: int = logging.INFO) -> None:
-    """Route all logging through one handler on stderr, redacted, JSON unless stderr is a terminal."""
+    """Route all logging through one handler on stderr, redacted, JSON unless stderr is a terminal.
+    JSON records carry the process id: ``serve --workers N`` runs N processes logging to one stream."""
     use_json = (not sys.stderr.isatty()) if json is None else json
     handler = logging.StreamHandler(sys.stderr)
     if use_json:
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(ref)s",
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(ref)s %(process)d",
                                            rename_fields={"levelname": "level", "asctime": "time"}))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

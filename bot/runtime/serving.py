@@ -90,11 +90,16 @@ async def check_command() -> int:
     return 1 if blocking else 0
 
 
-def serve(*, no_migrate: bool) -> int:
+def serve(*, no_migrate: bool, workers: int = 1) -> int:
+    """``platform-feedback serve``. ``workers`` > 1: that many serving processes share the port
+    (``bot.runtime.workers``), each with its own app, outbox sender and scheduler (they take turns
+    through the database), so it needs PostgreSQL and HTTP mode (ConfigError otherwise)."""
     from bot.runtime.check import policy_file, policy_summary
 
     settings = load_settings()
     logs.configure(secrets=settings.secrets())
+    if workers != 1:
+        _check_workers(workers, settings)
     policy = load_policy(settings.config_file)
     summary, warnings = policy_summary(policy, policy_file(settings.config_file))
     log.info(summary)
@@ -113,8 +118,28 @@ def serve(*, no_migrate: bool) -> int:
         return asyncio.run(_socket_mode(app, deps, settings))
     import uvicorn
 
+    if workers > 1:  # each worker process builds its own app; this one only supervises them
+        from bot.runtime.workers import supervise
+
+        db.dispose()
+        return supervise(settings.host, settings.port, workers)
+    from bot.web import charts
+
+    charts.warm_up()  # the chart process starts now, not on the first dashboard load
     uvicorn.run(create_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None)
     return 0
+
+
+def _check_workers(workers: int, settings) -> None:
+    from bot.runtime.settings import ConfigError
+
+    if workers < 1:
+        raise ConfigError(f"--workers must be 1 or more (got {workers}).")
+    if settings.database_url.startswith("sqlite"):
+        raise ConfigError(f"--workers {workers} needs PostgreSQL: SQLite takes one writer at a time, so run one "
+                          "process on it (omit --workers) or set DATABASE_URL to a PostgreSQL database.")
+    if settings.socket_mode:
+        raise ConfigError(f"--workers {workers} is for HTTP mode: with SLACK_APP_TOKEN set (Socket Mode) run one process.")
 
 
 async def _token_check(client) -> None:

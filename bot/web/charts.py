@@ -1,117 +1,84 @@
-"""Chart images (PNG) for Slack posts and the CLI, and inline SVG for the dashboard. Rendered off-screen with matplotlib's Agg backend;
-callers run these in a worker thread (they are CPU work, not for the event loop)."""
+"""Charts drawn in a worker process: PNG (``line_chart``, ``bar_chart``) for Slack posts and the CLI,
+inline SVG (``svg_line_chart``, ``svg_bar_chart``) for the dashboard. Same signatures and results as
+``bot.web.drawing``, which does the drawing with matplotlib.
 
-import html
-import io
-import re
+Why a process: drawing holds the interpreter lock for hundreds of ms per chart; in the serving
+process that stalled every ack waiting on the event loop (issue #15: worst ack 3.7 times idle while
+the dashboard or the digest drew). The worker is one spawned process per calling process, started on
+first use (``warm_up`` starts it early), that never imports the bot's app, its database or Slack;
+the caller blocks in its own worker thread on the result, without the lock. The serving process
+never imports matplotlib. A worker that died is replaced once per call (``BrokenProcessPool``);
+errors raised while drawing reach the caller as they are.
+"""
+
+import multiprocessing
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display; must precede pyplot
-from matplotlib import pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_pool_pid = 0  # the process that made _pool: a forked child makes its own
 
 
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+def _draw(name: str, args: tuple, kwargs: dict):
+    """Runs in the worker: ``bot.web.drawing.<name>(*args, **kwargs)``. Imported there, by name, so the
+    caller never imports matplotlib to pickle a reference to the function."""
+    from bot.web import drawing
+
+    return getattr(drawing, name)(*args, **kwargs)
+
+
+def _executor(*, fresh: bool = False) -> ProcessPoolExecutor:
+    global _pool, _pool_pid
+    with _lock:
+        if fresh or _pool is None or _pool_pid != os.getpid():
+            if _pool is not None and _pool_pid == os.getpid():
+                _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def _call(name: str, *args, **kwargs):
+    try:
+        return _executor().submit(_draw, name, args, kwargs).result()
+    except BrokenProcessPool:  # the worker was killed (e.g. out of memory): one fresh one, once
+        return _executor(fresh=True).submit(_draw, name, args, kwargs).result()
+
+
+def warm_up() -> Future:
+    """Start the worker and import matplotlib there now, so the first chart does not wait ~1 s for it."""
+    return _executor().submit(_import_drawing)
+
+
+def _import_drawing() -> None:
+    from bot.web import drawing  # noqa: F401
 
 
 def line_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[float | None]], *, y_label: str = "") -> bytes:
-    """One line per series over ``labels`` (e.g. weeks or survey runs). None leaves a gap."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    for name, values in series.items():
-        ax.plot(list(labels), [float("nan") if v is None else v for v in values], marker="o", label=name)
-    ax.set_title(title)
-    ax.set_ylabel(y_label)
-    ax.grid(alpha=0.3)
-    if len(series) > 1:
-        ax.legend(loc="best", fontsize="small")
-    fig.autofmt_xdate()
-    return _png(fig)
+    """PNG: one line per series over ``labels`` (e.g. weeks or survey runs). None leaves a gap."""
+    return _call("line_chart", title, list(labels), {k: list(v) for k, v in series.items()}, y_label=y_label)
 
 
 def bar_chart(title: str, labels: Sequence[str], values: Sequence[float], *, y_label: str = "") -> bytes:
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.bar(list(labels), list(values), color="#4a90d9")
-    ax.set_title(title)
-    ax.set_ylabel(y_label)
-    ax.grid(axis="y", alpha=0.3)
-    fig.autofmt_xdate()
-    return _png(fig)
-
-
-# ------------------------------------------------------------------ SVG, inline in HTML (the dashboard)
-
-_SVG_LOCK = threading.Lock()  # matplotlib is not thread-safe; pages render in worker threads
-_SVG_COLORS = ["#2f6fb0", "#c0504d", "#4f9a4f", "#8064a2", "#d68a1a", "#4bacc6", "#7f7f7f"]
-
-
-def _plain(label: str) -> str:
-    """Text as written: matplotlib would read ``$...$`` as mathtext."""
-    return str(label).replace("$", r"\$")
-
-
-def _svg(fig: Figure, title: str, id_prefix: str) -> str:
-    """The figure as an ``<svg>`` element for inline use: text kept as text (escaped by matplotlib),
-    no XML prolog or metadata, every id prefixed so several charts can share one page, sized by its
-    viewBox (CSS sets the width)."""
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": id_prefix}):
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
-    svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
-    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
-    svg = re.sub(r'(\bid="|href="#|url\(#)', lambda m: m.group(1) + id_prefix + "-", svg)
-    head_end = svg.index(">")
-    head = re.sub(r'\s(width|height)="[^"]*"', "", svg[:head_end])
-    label = html.escape(title, quote=True)
-    return f'{head} class="chart" role="img" aria-label="{label}"{svg[head_end:]}'.strip()
+    """PNG: one bar per label."""
+    return _call("bar_chart", title, list(labels), list(values), y_label=y_label)
 
 
 def svg_line_chart(
     title: str, labels: Sequence[str], series: dict[str, Sequence[float | None]], *, y_label: str = "", id_prefix: str = "chart"
 ) -> str:
-    """``line_chart`` as inline SVG: one line per series over ``labels``; None leaves a gap."""
-    with _SVG_LOCK:
-        fig = Figure(figsize=(7, 3.2))
-        ax = fig.subplots()
-        for i, (name, values) in enumerate(series.items()):
-            ax.plot([_plain(x) for x in labels], [float("nan") if v is None else v for v in values], marker="o",
-                    label=_plain(name), color=_SVG_COLORS[i % len(_SVG_COLORS)])
-        ax.set_title(_plain(title))
-        ax.set_ylabel(_plain(y_label))
-        ax.grid(alpha=0.3)
-        ax.set_ylim(bottom=min(0, ax.get_ylim()[0]))
-        if len(series) > 1:  # beside the plot, never over the lines
-            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
-        fig.autofmt_xdate()
-        return _svg(fig, title, id_prefix)
+    """Inline ``<svg>``: one line per series over ``labels``; None leaves a gap."""
+    return _call("svg_line_chart", title, list(labels), {k: list(v) for k, v in series.items()}, y_label=y_label,
+                 id_prefix=id_prefix)
 
 
 def svg_bar_chart(
     title: str, labels: Sequence[str], series: dict[str, Sequence[float]], *, x_label: str = "", id_prefix: str = "chart"
 ) -> str:
-    """Horizontal grouped bars as inline SVG: one group per label (the first at the top), one bar
-    per series (e.g. this window and the one before)."""
-    with _SVG_LOCK:
-        rows = max(len(labels), 1)
-        fig = Figure(figsize=(7, 0.9 + 0.42 * rows))
-        ax = fig.subplots()
-        n = max(len(series), 1)
-        height = 0.8 / n
-        for i, (name, values) in enumerate(series.items()):
-            y = [r - 0.4 + height * (i + 0.5) for r in range(len(labels))]
-            ax.barh(y, list(values), height=height, label=_plain(name), color=_SVG_COLORS[i % len(_SVG_COLORS)])
-        ax.set_yticks(range(len(labels)), [_plain(x) for x in labels])
-        ax.invert_yaxis()
-        ax.set_title(_plain(title))
-        ax.set_xlabel(_plain(x_label))
-        ax.grid(axis="x", alpha=0.3)
-        if len(series) > 1:
-            ax.legend(loc="lower right", fontsize="small", frameon=False)
-        return _svg(fig, title, id_prefix)
+    """Inline ``<svg>``: horizontal grouped bars, one group per label (the first at the top), one bar per series."""
+    return _call("svg_bar_chart", title, list(labels), {k: list(v) for k, v in series.items()}, x_label=x_label,
+                 id_prefix=id_prefix)

@@ -1,0 +1,101 @@
+"""``serve --workers N``: N serving processes on one port, and the parent that supervises them.
+
+Each worker is a spawned process that builds the whole app from the environment (``worker_app``:
+Bolt app, outbox sender, scheduler, chart process) and listens on its own socket bound with
+``SO_REUSEPORT``, so the kernel deals new connections out over the workers by hash. (uvicorn's own
+``--workers`` shares one socket: an idle worker's accept loop took every connection of a burst, and
+the other worker sat idle.) The sender and the scheduler already take turns through PostgreSQL
+(claimed outbox rows, ``scheduled_run``), so N of them deliver each message and run each job once.
+
+The parent forwards SIGTERM and SIGINT to the workers as SIGTERM (each shuts down gracefully, as a
+single ``serve`` does), starts a worker again if one dies on its own (at most once every
+``RESTART_SECONDS``), and returns when all have stopped.
+"""
+
+import logging
+import multiprocessing
+import signal
+import socket
+import time
+
+log = logging.getLogger("platform_feedback")
+RESTART_SECONDS = 5.0
+
+
+def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A TCP socket on (host, port) that other processes can bind too (``SO_REUSEPORT``). OSError if
+    the port is taken by anything else."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    if listen:
+        sock.listen(2048)
+    return sock
+
+
+def worker_app():
+    """The app of one worker, built in the worker from the same environment; the parent migrated."""
+    from bot.runtime import logs
+    from bot.runtime.app import create_app, create_web_app
+    from bot.runtime.config import load_policy, load_settings
+    from bot.web import charts
+    from storage.database import Database
+
+    settings = load_settings()
+    logs.configure(secrets=settings.secrets())
+    app, deps = create_app(settings, load_policy(settings.config_file), Database(settings.database_url))
+    charts.warm_up()
+    return create_web_app(app, deps)
+
+
+def _worker(host: str, port: int) -> None:
+    import uvicorn
+
+    from bot.runtime import logs
+    from bot.runtime.config import load_settings
+
+    logs.configure(secrets=load_settings().secrets())
+    config = uvicorn.Config("bot.runtime.workers:worker_app", factory=True, log_level="info", log_config=None)
+    uvicorn.Server(config).run(sockets=[listening_socket(host, port)])
+
+
+def supervise(host: str, port: int, workers: int) -> int:
+    """Run ``workers`` worker processes until SIGTERM/SIGINT; 0 when they all stopped when asked."""
+    from bot.runtime.settings import ConfigError
+
+    try:  # bound, never listening (so no connection is dealt to it): a taken port is said once, here
+        listening_socket(host, port, listen=False).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start() -> multiprocessing.Process:
+        proc = ctx.Process(target=_worker, args=(host, port), name="platform-feedback-worker")
+        proc.start()
+        return proc
+
+    def stop(_signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: uvicorn's graceful shutdown, lifespan included
+
+    procs = [start() for _ in range(workers)]
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("serving on %s:%d with %d worker processes: %s", host, port, workers, ", ".join(str(p.pid) for p in procs))
+    last_restart = 0.0
+    while any(p.is_alive() for p in procs) or not stopping:
+        for i, proc in enumerate(procs):
+            proc.join(timeout=0.5)
+            if proc.exitcode is not None and not stopping:
+                wait = last_restart + RESTART_SECONDS - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                log.warning("worker %d exited with %s; starting another", proc.pid, proc.exitcode)
+                procs[i], last_restart = start(), time.monotonic()
+    return 0
