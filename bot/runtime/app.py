@@ -45,7 +45,9 @@ import handlers.webhooks
 import bot.web.dashboard
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
+from bot.operations.closing import apply_issue_event
 from bot.runtime.event_gate import EventGate, NotKept
+from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.metrics import UNOBSERVED, ArrivalTime, Metrics, listener_name, seconds_since_arrival
@@ -105,6 +107,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
                       signing_secret=settings.slack_signing_secret or None)
     deps.events = EventGate(spool=EventSpool(settings.event_spool_path, max_bytes=settings.event_spool_max_mb * 1_000_000),
                             db=db, secret=settings.slack_signing_secret.encode(), replay=replay.async_dispatch)
+    deps.identities = Identities(settings=settings, db=db, apply=apply_issue_event)
     _register(app, deps)
     _register(replay, dataclasses.replace(deps, scheduler=Scheduler(), commands={}))
     return app, deps

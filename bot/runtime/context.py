@@ -15,6 +15,7 @@ from storage.database import Database
 
 if TYPE_CHECKING:
     from bot.runtime.event_gate import EventGate
+    from bot.trackers.identity import Identities
 
 
 @dataclass
@@ -31,6 +32,8 @@ class Deps:
     commands: dict[str, Callable[..., Awaitable[None]]] = field(default_factory=dict)
     # Slack events during a database outage: kept in the local spool and replayed (bot.runtime.event_gate)
     events: "EventGate | None" = None
+    # Tracker issue ids asked of the tracker's API when a host links an issue (bot.trackers.identity)
+    identities: "Identities | None" = None
 
     def ref(self, point_id: int) -> str:
         return format_ref(self.policy.reference_prefix, point_id)
