@@ -58,9 +58,11 @@ class FakeTrackers:
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def to(self, tracker: str) -> list[Seen]:
+    def to(self, tracker: str, *, identity: bool = False) -> list[Seen]:
+        """Requests to ``tracker``: the poll's, or (``identity``) those asking an issue's ids at link time."""
         with self.lock:
-            return [s for s in self.seen if s.tracker == tracker]
+            return [s for s in self.seen if s.tracker == tracker
+                    and ("(issue identity)" in s.headers.get("user-agent", "")) == identity]
 
     def script(self, tracker: str, status: int, headers: dict, body: dict) -> None:
         self.scripted.setdefault(tracker, []).append((status, headers, body))

@@ -21,6 +21,7 @@ import httpx
 
 from bot.trackers import MODULES, IssueEvent, Tracker
 from bot.trackers.base import PollRequest
+from bot.trackers.polling import ours
 from bot.trackers.rate_limits import rate_limit_wait
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,10 @@ class Identities:
     def configured(self, tracker: Tracker) -> bool:
         return MODULES[tracker].poll_configured(self.settings)
 
-    def soon(self, tracker: Tracker, key: str) -> None:
-        """Learn the issue's identity in the background (call after the ack)."""
-        if not self.configured(tracker):
+    def soon(self, tracker: Tracker, key: str, url: str) -> None:
+        """Learn the issue's identity in the background (call after the ack). Only for a link on
+        the tracker instance the token is for (``url``'s host): another host is never sent it."""
+        if not self.configured(tracker) or not ours(self.settings, tracker, [url]):
             return
         task = asyncio.get_running_loop().create_task(self.learn(tracker, key))
         self._tasks.add(task)
