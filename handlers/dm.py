@@ -1,18 +1,13 @@
 """Direct messages to the bot (message.im): each a one-line report, answered in the DM."""
 
-import logging
-
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.blocks.text import from_slack
 from bot.operations.direct_messages import by_a_person, file_direct_message
 from bot.operations.intake import MAX_TEXT, suggest_categories
 from bot.runtime.context import Deps
-from storage.database import DatabaseUnavailable
 from storage.friction import FrictionDraft
 from storage.models import Source
-
-log = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -40,12 +35,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             message_ts=event["ts"],
             enterprise_id=body.get("enterprise_id"),
         )
-        try:
-            filed = await deps.db.run(file_direct_message, draft=draft, event_id=body["event_id"], dm_channel=channel,
-                                      prefix=policy.reference_prefix, triage_channel=policy.triage.channel)
-        except DatabaseUnavailable as exc:
-            # Acked already, so Slack will not retry: say so in the log; the person can write again.
-            log.warning("direct message %s not filed, database unavailable: %s", event["ts"], exc)
-            return
+        # DatabaseUnavailable here goes to the app's error handler, which keeps the event in the spool.
+        filed = await deps.db.run(file_direct_message, draft=draft, event_id=body["event_id"], dm_channel=channel,
+                                  prefix=policy.reference_prefix, triage_channel=policy.triage.channel)
         if filed is not None and (filed.created or filed.answered):
             deps.sender.wake()

@@ -53,21 +53,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
             message_ts=ts,
             enterprise_id=body.get("enterprise_id"),
         )
-        try:
-            async with asker_locks.setdefault(user, asyncio.Lock()):
-                taken = await deps.db.run(
-                    help_channel.take_question,
-                    draft=draft,
-                    event_id=body["event_id"],
-                    join_minutes=config.join_minutes,
-                    resolve_reaction=config.resolve_reaction,
-                    prefix=prefix,
-                    triage_channel=policy.triage.channel,
-                )
-        except DatabaseUnavailable as exc:
-            # Events are acked before this runs, so Slack will not retry.
-            log.warning("help-channel message %s not filed, database unavailable: %s", ts, exc)
-            return
+        # DatabaseUnavailable here goes to the app's error handler, which keeps the event in the spool.
+        async with asker_locks.setdefault(user, asyncio.Lock()):
+            taken = await deps.db.run(
+                help_channel.take_question,
+                draft=draft,
+                event_id=body["event_id"],
+                join_minutes=config.join_minutes,
+                resolve_reaction=config.resolve_reaction,
+                prefix=prefix,
+                triage_channel=policy.triage.channel,
+            )
         if taken is None:
             return
         deps.sender.wake()
@@ -76,12 +72,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     async def on_reporter_reply(event: dict) -> None:
         """A reply in the thread a report was filed from: its reporter's answer when it waits for them."""
-        try:
-            answered = await deps.db.run(target_alerts.answer_in_thread, channel=event["channel"], thread_ts=event["thread_ts"],
-                                         user=event["user"], text=message_text(event) or "(a message with no text)", prefix=prefix)
-        except DatabaseUnavailable as exc:
-            log.warning("reply %s not taken as an answer, database unavailable: %s", event["ts"], exc)
-            return
+        # DatabaseUnavailable goes to the app's error handler, which keeps the event in the spool.
+        answered = await deps.db.run(target_alerts.answer_in_thread, channel=event["channel"], thread_ts=event["thread_ts"],
+                                     user=event["user"], text=message_text(event) or "(a message with no text)", prefix=prefix)
         if answered:
             deps.sender.wake()
 
@@ -90,13 +83,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if not await deps.hosts.is_host(user):
             await on_reporter_reply(event)  # the asker and colleagues talk freely; only a host's answer is a response
             return
-        try:
-            applied = await deps.db.run(
-                help_channel.take_answer, event_id=body["event_id"], channel=event["channel"], thread_ts=event["thread_ts"], actor=user
-            )
-        except DatabaseUnavailable as exc:
-            log.warning("host reply %s not recorded, database unavailable: %s", event["ts"], exc)
-            return
+        applied = await deps.db.run(
+            help_channel.take_answer, event_id=body["event_id"], channel=event["channel"], thread_ts=event["thread_ts"], actor=user
+        )
         if applied is not None:
             deps.sender.wake()
 
@@ -141,9 +130,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
             )
         except triage.TriageError as exc:  # not theirs to resolve, already resolved, merged
             log.info("resolve reaction on %s ignored: %s", item["ts"], exc)
-            return
-        except DatabaseUnavailable as exc:
-            log.warning("resolve reaction on %s not applied, database unavailable: %s", item["ts"], exc)
             return
         if applied is not None:
             deps.sender.wake()

@@ -219,15 +219,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
             message_ts=ts,
             enterprise_id=body.get("enterprise_id"),
         )
-        try:
-            filed = await deps.db.run(
-                file_report, draft=draft, event_id=body["event_id"], thread_ts=thread_ts,
-                unread_note=unread and unread_note(unread.error), **filing
-            )
-        except DatabaseUnavailable as exc:
-            # Events are acked before this runs, so Slack will not retry; the reaction can be re-added.
-            log.warning("reaction in %s not filed, database unavailable: %s", channel, exc)
-            return
+        # DatabaseUnavailable here goes to the app's error handler, which keeps the event in the spool.
+        filed = await deps.db.run(
+            file_report, draft=draft, event_id=body["event_id"], thread_ts=thread_ts,
+            unread_note=unread and unread_note(unread.error), **filing
+        )
         if filed is None or not filed.created:
             return
         deps.sender.wake()

@@ -143,6 +143,7 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
             await ack(response_action="errors", errors={TRIAGE_INPUT_BLOCK: error[:300]})
         else:
             await ack()
+        return error
 
     def modal_input(view: dict) -> str:
         return str(flatten_state(view["state"]["values"]).get(TRIAGE_INPUT_BLOCK) or "").strip()
@@ -153,7 +154,8 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
         if issue is None:
             await ack(response_action="errors", errors={TRIAGE_INPUT_BLOCK: "Paste the URL of a GitHub, GitLab, Jira or Linear issue (or a GitHub PR)."})
             return
-        await submit(ack, body, view, client, triage.link, issue=issue)
+        if not await submit(ack, body, view, client, triage.link, issue=issue):
+            deps.identities.soon(issue.tracker, issue.key, issue.url)  # after the ack: the tracker's API may be slow
 
     @app.view(Callback.triage_merge)
     async def on_merge_submitted(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClient):
@@ -199,6 +201,8 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
             return
         error = await apply(user, triage.link, client, point_id=point_id, issue=issue)
         await respond(response_type="ephemeral", text=error or f"Linked {prefix}-{point_id} to {issue.key}.")
+        if not error:
+            deps.identities.soon(issue.tracker, issue.key, issue.url)
 
     async def resolve_command(user: str, args: str, respond: AsyncRespond, client: AsyncWebClient) -> None:
         ref, _, note = args.strip().partition(" ")

@@ -4,6 +4,7 @@
 import asyncio
 import os
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 
@@ -96,6 +97,8 @@ def policy() -> Policy:
 
 
 def make_settings(fake: FakeSlack, db: Database, **overrides) -> Settings:
+    # Each bot its own event spool, out of the working tree (it is only created if used).
+    overrides.setdefault("event_spool_path", os.path.join(tempfile.mkdtemp(prefix="pf-spool-"), "events.spool"))
     return Settings(
         slack_bot_token=TOKEN,
         slack_signing_secret=SIGNING_SECRET,

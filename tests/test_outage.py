@@ -1,9 +1,12 @@
-"""A real PostgreSQL outage, through a TCP proxy the tests take down: events are refused while the
-database cannot store them (Slack retries them) and stored when they come again, nothing gets a
-500, nothing waits longer than Slack's 3 s, and every "cannot reach" error is one
+"""A real PostgreSQL outage, through a TCP proxy the tests take down (closed, or hanging): events
+are acked and kept in the local spool while the database cannot store them, and stored once, in
+order, when it is back, over HTTP and Socket Mode, across a restart, longer than Slack would retry
+(no retry is sent), and when the database goes away between the check and the write. Nothing gets
+a 500, nothing waits longer than Slack's 3 s, and every "cannot reach" error is one
 DatabaseUnavailable. SQLite is a local file: it has no outage of this kind."""
 
 import asyncio
+import json
 import os
 import time
 
@@ -17,11 +20,13 @@ from sqlmodel import select
 
 from bot.runtime.app import create_app, create_web_app
 from bot.runtime.config import HelpChannel, Hosts, Policy, Triage
+from bot.runtime.event_gate import SpoolingSocketModeHandler
 from storage.database import Database, DatabaseUnavailable, is_unavailable
 from storage.models import FrictionPoint
 from tests.conftest import TABLES, Bot, make_settings
 from tests.fake_slack import TOKEN
 from tests.slack_requests import event_callback, interactive, modal_values, reaction_added, slash_command, view_submission
+from tests.fake_socket_mode import FakeSocketMode
 from tests.tcp_proxy import TcpProxy
 from tests.test_help_channel import message
 
@@ -47,22 +52,43 @@ def pg_db(pg_url, proxy):
     database.dispose()
 
 
+POLICY = Policy(help_channel=HelpChannel(channel=HELP, join_minutes=0), hosts=Hosts(users=["U0HOST0001"]),
+                triage=Triage(channel="C0TRIAGE01"))
+
+
 @pytest.fixture
-async def outage_bot(fake_slack, pg_db):
-    policy = Policy(help_channel=HelpChannel(channel=HELP, join_minutes=0), hosts=Hosts(users=["U0HOST0001"]),
-                    triage=Triage(channel="C0TRIAGE01"))
-    settings = make_settings(fake_slack, pg_db)
-    app, deps = create_app(settings, policy, pg_db, client=AsyncWebClient(token=TOKEN, base_url=settings.slack_api_url))
+def spool_path(tmp_path):
+    return tmp_path / "events.spool"
+
+
+def build(fake_slack, db, spool_path):
+    settings = make_settings(fake_slack, db, event_spool_path=spool_path)
+    return create_app(settings, POLICY, db, client=AsyncWebClient(token=TOKEN, base_url=settings.slack_api_url))
+
+
+@pytest.fixture
+async def outage_bot(fake_slack, pg_db, spool_path):
+    app, deps = build(fake_slack, pg_db, spool_path)
     web = create_web_app(app, deps, run_background=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver", timeout=30) as http:
         b = Bot(deps=deps, http=http, fake=fake_slack, db=pg_db)
         yield b
         await b.settle()
+        await deps.events.stop()
 
 
 def stored(db: Database) -> list[FrictionPoint]:
     with db.session() as s:
         return list(s.exec(select(FrictionPoint).order_by(FrictionPoint.id)).all())
+
+
+async def until_stored(db: Database, n: int) -> None:
+    """Wait (up to 30 s) for n data points: the socket client's and the replay's tasks run on, so
+    waiting for every task would wait for ever. Then a moment more, for anything stored twice."""
+    async with asyncio.timeout(30):
+        while len(stored(db)) < n:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
 
 
 async def timed(coro) -> tuple[httpx.Response, float]:
@@ -90,6 +116,18 @@ async def test_down_and_back_up_is_database_unavailable_then_works(pg_db, proxy)
     assert await pg_db.run(lambda session: session.exec(text("SELECT 1")).one()[0]) == 1
 
 
+def deliveries(fake, n: int) -> list[tuple[dict, str, str]]:
+    """(event, event_id, the text it files) for n reactions and n help-channel questions, alternating."""
+    found = []
+    for i in range(n):
+        ts = f"1700001{i:03d}.000100"
+        fake.add_message(OTHER, ts, f"reacted report {i}", user=f"U0AUTH{i:04d}")
+        found.append((reaction_added(channel=OTHER, ts=ts, user=f"U0REACT{i:03d}"), f"Ev0REACT{i:04d}", f"reacted report {i}"))
+        found.append((message(f"help question {i}", ts=f"1700002{i:03d}.000100", user=f"U0ASK{i:05d}"), f"Ev0ASK{i:06d}",
+                      f"help question {i}"))
+    return found
+
+
 async def test_a_hanging_database_gets_clear_answers_within_three_seconds(outage_bot, proxy):
     bot = outage_bot
     await bot.post(*slash_command("", fake_url=bot.fake.url))
@@ -102,50 +140,125 @@ async def test_a_hanging_database_gets_clear_answers_within_three_seconds(outage
     assert resp.status_code == 503 and resp.json() == {"ok": False, "database": "unavailable"} and took < SLACK_ACK_SECONDS
     bot.fake.add_message(OTHER, "1700000100.000001", "the wiki is down")
     resp, took = await timed(bot.post(*event_callback(reaction_added(channel=OTHER, ts="1700000100.000001"))))
-    assert resp.status_code == 503 and took < SLACK_ACK_SECONDS
+    assert resp.status_code == 200 and took < SLACK_ACK_SECONDS  # kept in the spool, acked
+    assert bot.deps.events.spool.held() == 1
     resp, took = await timed(bot.post(*interactive(view_submission(view, modal_values("runners are slow")))))
     assert resp.status_code == 200 and took < SLACK_ACK_SECONDS
     assert "database did not answer" in resp.json()["errors"]["text"]  # the modal stays open with the error
+    assert await bot.deps.events.replay_once() == 0  # still hanging: nothing leaves the spool
 
     proxy.open()
     resp = await bot.post(*interactive(view_submission(view, modal_values("runners are slow"))))
     assert resp.status_code == 200
+    assert await bot.deps.events.replay_once() == 1
     await bot.drain()
-    assert [p.text for p in stored(bot.db)] == ["runners are slow"]
+    assert sorted(p.text for p in stored(bot.db)) == ["runners are slow", "the wiki is down"]
+    assert bot.deps.events.spool.held() == 0
 
 
-async def test_a_30_second_outage_loses_no_reaction_or_question_and_gives_no_500(outage_bot, proxy):
+@pytest.mark.parametrize("down", ["closed", "hanging"])
+async def test_an_outage_longer_than_slacks_retries_loses_and_repeats_nothing(outage_bot, proxy, down):
+    """Slack retries a failed event three times over about five minutes; past that it sends
+    nothing more. Here it sends each event once, during the outage, and never again."""
     bot = outage_bot
     await bot.post(*slash_command("", fake_url=bot.fake.url))
     await bot.settle()
     view = bot.fake.calls_to("views.open")[-1].body["view"]
-    n = 24
-    deliveries = []
-    for i in range(n):
-        ts = f"1700001{i:03d}.000100"
-        bot.fake.add_message(OTHER, ts, f"reacted report {i}", user=f"U0AUTH{i:04d}")
-        deliveries.append((reaction_added(channel=OTHER, ts=ts, user=f"U0REACT{i:03d}"), f"Ev0REACT{i:04d}"))
-        deliveries.append((message(f"help question {i}", ts=f"1700002{i:03d}.000100", user=f"U0ASK{i:05d}"), f"Ev0ASK{i:06d}"))
-
-    proxy.close()
+    sent = deliveries(bot.fake, 24)
+    proxy.close() if down == "closed" else proxy.hang()
     down_at = time.monotonic()
-    statuses = []
-    for event, event_id in deliveries:
+    for event, event_id, _ in sent:
         resp, took = await timed(bot.post(*event_callback(event, event_id=event_id)))
-        statuses.append(resp.status_code)
-        assert took < SLACK_ACK_SECONDS
-    assert set(statuses) == {503}  # refused, so Slack delivers them again; none acked and dropped
+        assert resp.status_code == 200 and took < SLACK_ACK_SECONDS  # acked: kept in the spool
     resp = await bot.post(*interactive(view_submission(view, modal_values("submitted during the outage"))))
-    assert resp.status_code == 200 and "errors" in resp.json()
+    assert resp.status_code == 200 and "errors" in resp.json()  # a person waiting is told, not spooled
     await bot.settle()
+    assert bot.deps.events.spool.held() == len(sent)
     await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
     proxy.open()
 
-    # Slack's retries: the same event_id with X-Slack-Retry-Num, twice here (the second one a duplicate).
-    for retry in (1, 2):
-        for event, event_id in deliveries:
-            resp = await bot.post(*event_callback(event, event_id=event_id, retry_num=retry))
-            assert resp.status_code == 200
-        await bot.settle()  # the listeners' work; the outbox's paced replies are not what this test is about
-    texts = sorted(p.text for p in stored(bot.db))
-    assert texts == sorted([f"reacted report {i}" for i in range(n)] + [f"help question {i}" for i in range(n)])
+    assert await bot.deps.events.replay_once() == len(sent)
+    await bot.settle()
+    assert [p.text for p in stored(bot.db)] == [text for *_, text in sent]  # each once, in arrival order
+    # A late retry of any of them (Slack's, or a duplicate spool entry) stores nothing twice.
+    for event, event_id, _ in sent[:6]:
+        assert (await bot.post(*event_callback(event, event_id=event_id, retry_num=1))).status_code == 200
+    await bot.settle()
+    assert len(stored(bot.db)) == len(sent) and bot.deps.events.spool.held() == 0
+
+
+async def test_socket_mode_events_during_an_outage_are_acked_then_stored_once(fake_slack, pg_db, proxy, spool_path):
+    app, deps = build(fake_slack, pg_db, spool_path)
+    sent = deliveries(fake_slack, 6)
+    async with FakeSocketMode() as socket_slack:
+        handler = SpoolingSocketModeHandler(app, "xapp-1-A0APP0001-1-fake", gate=deps.events,
+                                            web_client=AsyncWebClient(base_url=socket_slack.url + "/api/"))
+        await handler.connect_async()
+        try:
+            await asyncio.wait_for(socket_slack.connected.wait(), 10)
+            proxy.close()
+            for event, event_id, _ in sent:
+                socket_slack.push(json.loads(event_callback(event, event_id=event_id)[0]))
+            await socket_slack.wait_for_acks(len(sent))  # every envelope acked, none left for Slack to resend
+            assert deps.events.spool.held() == len(sent)
+            proxy.open()
+            assert await deps.events.replay_once() == len(sent)
+            # Back to normal: the next event goes straight through, and a resend of an old one is a no-op.
+            extra_ts = "1700009999.000100"
+            fake_slack.add_message(OTHER, extra_ts, "after the outage")
+            socket_slack.push(json.loads(event_callback(reaction_added(channel=OTHER, ts=extra_ts), event_id="Ev0AFTER001")[0]))
+            socket_slack.push(json.loads(event_callback(sent[0][0], event_id=sent[0][1])[0]), retry_attempt=1)
+            await socket_slack.wait_for_acks(len(sent) + 2)
+            await until_stored(pg_db, len(sent) + 1)
+        finally:
+            await handler.close_async()
+            await deps.events.stop()
+    # Socket Mode hands each envelope to its own task, so arrival order is not push order here.
+    assert sorted(p.text for p in stored(pg_db)) == sorted([text for *_, text in sent] + ["after the outage"])
+
+
+async def test_spooled_events_wait_through_a_restart_and_are_replayed_at_start(fake_slack, pg_db, proxy, spool_path):
+    _, first = build(fake_slack, pg_db, spool_path)
+    sent = deliveries(fake_slack, 4)
+    proxy.close()
+    for event, event_id, _ in sent:
+        assert await first.events.admit(event_id=event_id, body=event_callback(event, event_id=event_id)[0].encode(),
+                                         headers={}, signed=False) is False  # kept
+    await first.events.stop()  # the bot stops while they wait
+
+    proxy.open()
+    _, second = build(fake_slack, pg_db, spool_path)  # a new process, the same spool file
+    assert second.events.spool.held() == len(sent)
+    second.events.start()  # serve's start-up
+    try:
+        async with asyncio.timeout(30):
+            while second.events.spool.held():
+                await asyncio.sleep(0.05)
+        await until_stored(pg_db, len(sent))
+    finally:
+        await second.events.stop()
+    assert [p.text for p in stored(pg_db)] == [text for *_, text in sent]
+
+
+async def test_the_database_going_away_between_check_and_write_loses_nothing(outage_bot, proxy):
+    """The gate's check passes; while the listener reads the message from Slack the database goes
+    away, so its write fails after the ack: that event is kept in the spool, not lost."""
+    bot = outage_bot
+    ts = "1700003000.000100"
+    bot.fake.add_message(OTHER, ts, "lost in the window")
+
+    def database_goes_down(method, _body):
+        if method == "conversations.history":
+            proxy.close()
+        return None  # answer normally
+
+    bot.fake.fail_when = database_goes_down
+    resp = await bot.post(*event_callback(reaction_added(channel=OTHER, ts=ts), event_id="Ev0WINDOW01"))
+    assert resp.status_code == 200
+    await bot.settle()
+    bot.fake.fail_when = None
+    assert bot.deps.events.spool.held() == 1
+    proxy.open()
+    assert await bot.deps.events.replay_once() == 1
+    await bot.settle()
+    assert [p.text for p in stored(bot.db)] == ["lost in the window"]

@@ -58,9 +58,11 @@ class FakeTrackers:
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def to(self, tracker: str) -> list[Seen]:
+    def to(self, tracker: str, *, identity: bool = False) -> list[Seen]:
+        """Requests to ``tracker``: the poll's, or (``identity``) those asking an issue's ids at link time."""
         with self.lock:
-            return [s for s in self.seen if s.tracker == tracker]
+            return [s for s in self.seen if s.tracker == tracker
+                    and ("(issue identity)" in s.headers.get("user-agent", "")) == identity]
 
     def script(self, tracker: str, status: int, headers: dict, body: dict) -> None:
         self.scripted.setdefault(tracker, []).append((status, headers, body))
@@ -105,6 +107,7 @@ class FakeTrackers:
 
     def linear_issue(self, key: str, state_type: str):
         self.linear[key] = {
+            "id": "2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9", "team": {"id": "72b2a2dc-6f4f-4423-9d34-24b5bd10634a"},
             "identifier": key, "url": f"https://linear.app/acme/issue/{key}/docs-search", "title": "Docs search is broken",
             "state": {"type": state_type}, "updatedAt": tr.tick(),
             "completedAt": "2026-11-24T10:00:00.000Z" if state_type == "completed" else None,
@@ -134,6 +137,9 @@ class FakeTrackers:
         if headers.get("authorization") != f"Bearer {GITHUB_TOKEN}":
             return 401, {}, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
         parts = path.split("/")  # /api/v3/repos/{owner}/{repo}/issues/{n}
+        if method == "GET" and len(parts) == 6 and parts[3] == "repos":  # Get a repository (the docs' example ids)
+            return 200, {}, {"id": 1296269, "node_id": "MDEwOlJlcG9zaXRvcnkxMjk2MjY5", "name": parts[5],
+                             "full_name": f"{parts[4]}/{parts[5]}", "private": False, "default_branch": "main"}
         if method != "GET" or len(parts) != 8 or parts[3] != "repos" or parts[6] != "issues":
             return 404, {}, {"message": "Not Found"}
         issue = self.github.get(f"{parts[4]}/{parts[5]}#{parts[7]}")

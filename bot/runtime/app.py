@@ -1,6 +1,7 @@
 """Builds the Bolt app and the HTTP server around it. Nothing runs at import time."""
 
 import contextlib
+import dataclasses
 import logging
 import time
 
@@ -14,6 +15,7 @@ from slack_bolt.adapter.starlette.async_handler import (
     to_starlette_response,
 )
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
@@ -43,10 +45,15 @@ import handlers.webhooks
 import bot.web.dashboard
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
+from bot.operations.closing import apply_issue_event
+from bot.runtime.event_gate import EventGate, NotKept
+from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.metrics import UNOBSERVED, ArrivalTime, Metrics, listener_name, seconds_since_arrival
 from bot.runtime.outbox import OutboxSender
+from bot.runtime.scheduler import Scheduler
+from bot.runtime.spool import EventSpool
 from bot.runtime.slack_reads import with_read_retries
 from bot.runtime.workspaces import (
     BOT_SCOPES,
@@ -73,7 +80,7 @@ MAX_BODY = 1_000_000  # Slack's payloads are far smaller; anything bigger is not
 def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient | None = None) -> tuple[AsyncApp, Deps]:
     client = with_read_retries(client or AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url))
     if settings.oauth:
-        app, workspaces = _oauth_app(settings, policy, db, client)
+        app, workspaces, authorize = _oauth_app(settings, policy, db, client)
     else:
         app = AsyncApp(
             client=client,
@@ -81,7 +88,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
             # Bolt checks the v0 signature (constant-time, 5-minute window) and answers 401 itself.
             request_verification_enabled=not settings.socket_mode,
         )
-        workspaces = Workspaces(client=client)
+        workspaces, authorize = Workspaces(client=client), None
     deps = Deps(
         settings=settings,
         policy=policy,
@@ -93,11 +100,31 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     )
     deps.scheduler.observer = lambda job, outcome: deps.metrics.scheduler_runs.labels(job, outcome).inc()
     deps.sender.observer = deps.metrics.observe_send
+    # The spool's replay goes through a twin of the app that runs each listener to its end before
+    # answering, so an event leaves the spool only once it was handled. Its registrations' jobs
+    # and commands go to throwaway copies (the app's own are the ones that run).
+    replay = AsyncApp(client=client, authorize=authorize, process_before_response=True, request_verification_enabled=False,
+                      signing_secret=settings.slack_signing_secret or None)
+    deps.events = EventGate(spool=EventSpool(settings.event_spool_path, max_bytes=settings.event_spool_max_mb * 1_000_000),
+                            db=db, secret=settings.slack_signing_secret.encode(), replay=replay.async_dispatch)
+    deps.identities = Identities(settings=settings, db=db, apply=apply_issue_event)
+    _register(app, deps)
+    _register(replay, dataclasses.replace(deps, scheduler=Scheduler(), commands={}))
+    return app, deps
+
+
+def _register(app: AsyncApp, deps: Deps) -> None:
+    """The error handler, the workspace gate and every surface's listeners, on ``app``."""
+    policy = deps.policy
 
     @app.error
-    async def on_error(error: Exception, body: dict, response: BoltResponse | None):
+    async def on_error(error: Exception, body: dict, request: AsyncBoltRequest, response: BoltResponse | None):
         # Logged with the payload type only: bodies can carry user text and response URLs.
         kind = body.get("type") if isinstance(body, dict) else None
+        if isinstance(error, DatabaseUnavailable) and kind == "event_callback":
+            # Acked already (the database went away after the gate's check): keep it for the replay.
+            await deps.events.keep_request(request)
+            return None
         if isinstance(error, (LookupError, TypeError, AttributeError, ValueError, RecursionError)):
             # A payload without the fields Slack always sends: the request is at fault, not us.
             log.warning("malformed %s payload: %r", kind, error)
@@ -106,7 +133,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         log.error("listener failed for %s: %r", kind, error, exc_info=error)
         return None
 
-    allowlist = Allowlist.from_settings(settings.allowed_workspaces, policy.workspace)
+    allowlist = Allowlist.from_settings(deps.settings.allowed_workspaces, policy.workspace)
 
     @app.middleware
     async def only_allowed_workspaces(context: AsyncBoltContext, next):
@@ -130,10 +157,9 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     handlers.focus.register(app, deps)
     handlers.home.register(app, deps)
     handlers.insight.register(app, deps)
-    return app, deps
 
 
-def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient) -> tuple[AsyncApp, Workspaces]:
+def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient) -> tuple[AsyncApp, Workspaces, AsyncInstallationStoreAuthorize]:
     """Installed into several workspaces: Bolt's OAuth flow (/slack/install, /slack/oauth_redirect)
     saves each installation in slack-sdk's SQLAlchemy store, which also answers which token a
     request or an outbox message is sent with."""
@@ -150,14 +176,15 @@ def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     ))
     # Installs only into the allowed workspaces / orgs (ALLOWED_WORKSPACES, default the policy's).
     flow.allowlist = Allowlist.from_settings(settings.allowed_workspaces, policy.workspace)
+    # Bolt's own, with its cache on: without it every request waits for an auth.test before its ack.
+    authorize = AsyncInstallationStoreAuthorize(
+        **credentials, installation_store=store, bot_only=True, cache_enabled=True, client=client, logger=log
+    )
     app = AsyncApp(
         client=client,
         signing_secret=settings.slack_signing_secret,
         oauth_flow=flow,
-        # Bolt's own, with its cache on: without it every request waits for an auth.test before its ack.
-        authorize=AsyncInstallationStoreAuthorize(
-            **credentials, installation_store=store, bot_only=True, cache_enabled=True, client=client, logger=log
-        ),
+        authorize=authorize,
         installation_store_bot_only=True,
         user_facing_authorize_error_message=NOT_INSTALLED,
     )
@@ -176,7 +203,7 @@ def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         workspaces.forget()
         log.info("uninstalled from %s", context.team_id or context.enterprise_id)
 
-    return app, workspaces
+    return app, workspaces, authorize
 
 
 async def _installed_page(args):
@@ -201,14 +228,18 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         listener = listener_name(bolt_request.body) if isinstance(bolt_request.body, dict) else "unknown"
         if isinstance(bolt_request.body, dict) and bolt_request.body.get("type") == "event_callback":
             # Events are acked before their listener runs and Slack resends only what it sees
-            # fail, so an event is refused (503, Slack retries it with the same event_id) while
-            # the database cannot store it, rather than acked and lost.
+            # fail: while the database cannot store them they are kept in the local spool and
+            # acked (replayed when it is back), or refused (503, Slack retries) if the spool cannot.
             try:
-                await deps.db.check()
-            except DatabaseUnavailable as exc:
-                log.warning("event refused for Slack to retry, database unavailable: %s", exc)
+                admitted = await deps.events.admit(event_id=bolt_request.body.get("event_id"), body=body,
+                                                   headers=dict(request.headers), signed=True)
+            except NotKept as exc:
+                log.warning("event refused for Slack to retry: database unavailable and %s", exc)
                 deps.metrics.requests.labels(listener, "503").inc()
                 return PlainTextResponse("database unavailable, please retry", status_code=503)
+            if not admitted:
+                deps.metrics.requests.labels(listener, "spooled").inc()
+                return PlainTextResponse("", status_code=200)
         try:
             response = to_starlette_response(await app.async_dispatch(bolt_request))
         except (LookupError, TypeError, AttributeError, ValueError, RecursionError) as exc:
@@ -243,9 +274,11 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         if run_background:
             deps.sender.start()
             deps.scheduler.start()
+            deps.events.start()
         try:
             yield
         finally:
+            await deps.events.stop()
             deps.scheduler.stop()
             await deps.sender.stop()
             await deps.db.dispose_async()

@@ -2,6 +2,7 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bot.runtime.config import Policy, Settings
 from bot.runtime.hosts import HostDirectory
@@ -11,6 +12,10 @@ from bot.operations.references import format_ref
 from bot.runtime.outbox import OutboxSender
 from bot.runtime.workspaces import Workspaces
 from storage.database import Database
+
+if TYPE_CHECKING:
+    from bot.runtime.event_gate import EventGate
+    from bot.trackers.identity import Identities
 
 
 @dataclass
@@ -25,6 +30,10 @@ class Deps:
     metrics: Metrics = field(default_factory=Metrics)
     # Slash-command subcommands other surfaces add: name -> fn(user, args, respond, client)
     commands: dict[str, Callable[..., Awaitable[None]]] = field(default_factory=dict)
+    # Slack events during a database outage: kept in the local spool and replayed (bot.runtime.event_gate)
+    events: "EventGate | None" = None
+    # Tracker issue ids asked of the tracker's API when a host links an issue (bot.trackers.identity)
+    identities: "Identities | None" = None
 
     def ref(self, point_id: int) -> str:
         return format_ref(self.policy.reference_prefix, point_id)

@@ -156,9 +156,8 @@ async def _token_check(client) -> None:
 
 
 async def _socket_mode(app, deps, settings) -> int:
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
     from bot.runtime.check import app_token_check
+    from bot.runtime.event_gate import SpoolingSocketModeHandler
 
     log.info("connecting to Slack over Socket Mode (%s): no HTTP server, so no /healthz, /metrics, dashboard "
              "or tracker webhooks", settings.slack_api_url)
@@ -171,14 +170,18 @@ async def _socket_mode(app, deps, settings) -> int:
             log.warning("Socket Mode: Slack cannot be reached (%s); trying again in %.0f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
-    handler = AsyncSocketModeHandler(app, settings.slack_app_token, logger=_OneLine(logging.getLogger("slack_sdk.socket_mode"), {}))
+    # Events the database cannot take go to the local spool and are acked (bot.runtime.event_gate).
+    handler = SpoolingSocketModeHandler(app, settings.slack_app_token, gate=deps.events,
+                                        logger=_OneLine(logging.getLogger("slack_sdk.socket_mode"), {}))
     deps.sender.start()
     deps.scheduler.start()
+    deps.events.start()
     try:
         await handler.connect_async()
         log.info("connected over Socket Mode")
         await asyncio.Event().wait()  # until the process is stopped
     finally:
+        await deps.events.stop()
         deps.scheduler.stop()
         await deps.sender.stop()
         await handler.close_async()

@@ -74,6 +74,12 @@ class Settings(DatabaseSettings):
         default=60, ge=5, le=3600, description="seconds (5-3600) a sender holds the outbox messages it claimed"
     )
     config_file: Path | None = Field(default=None, description="the path of the team-policy YAML file")
+    # Slack events acked while the database was down wait here (bot.runtime.spool): a local file,
+    # not on the database's server. One file per instance.
+    event_spool_path: Path = Field(default=Path("platform-feedback-events.spool"),
+                                   description="the path of the local file that keeps events during a database outage")
+    event_spool_max_mb: int = Field(default=100, ge=1, le=100_000,
+                                    description="megabytes (1-100000) of events the spool may hold; past it events are refused (503)")
     # Tracker webhooks: a route answers only when its secret is set.
     github_webhook_secret: str | None = Field(default=None, description="the secret of the GitHub webhook")
     jira_webhook_secret: str | None = Field(default=None, description="the secret of the Jira admin webhook")

@@ -201,3 +201,35 @@ def poll_events(key: str, issue: dict, settings=None, policy=None) -> list[Issue
     reason = issue.get("state_reason")
     outcome = Outcome.not_planned if reason in ("not_planned", "duplicate") else Outcome.fixed
     return [IssueEvent(TRACKER, key, outcome, url, title, **ident)]
+
+
+# ------------------------------------------------------------------ identity at link time
+
+
+def identity_request(settings, key: str, answers: list[dict]) -> PollRequest | None:
+    """First the issue (GET /repos/{owner}/{repo}/issues/{n}: ``id``, ``node_id``,
+    ``repository_url``); then, as the issue's answer names no ``repository.id``, its repository
+    (GET /repos/{owner}/{repo}: ``id``), under the repository the issue is in now (a transferred
+    issue answers from its new one). Source: docs.github.com "REST API endpoints for issues" (Get
+    an issue) and "REST API endpoints for repositories" (Get a repository)."""
+    if not answers:
+        return poll_request(settings, key)
+    issue = answers[0]
+    if len(answers) > 1 or obj(issue.get("repository")).get("id") is not None or not isinstance(issue.get("number"), int):
+        return None
+    owner, _, name = _repo_of(issue, key.rsplit("#", 1)[0]).partition("/")
+    url = f"{settings.github_api_url.rstrip('/')}/repos/{quote(owner)}/{quote(name)}"
+    return PollRequest("GET", url, poll_request(settings, key).headers)
+
+
+def identity_event(key: str, answers: list[dict], settings=None) -> IssueEvent | None:
+    """The issue's stable ids (and its key now: a transfer moves it) as a ``moved`` event."""
+    issue = answers[0] if answers else {}
+    number = issue.get("number")
+    if not isinstance(number, int) or isinstance(number, bool) or string(issue.get("id")) is None:
+        return None
+    repo = obj(issue.get("repository")) or (answers[1] if len(answers) > 1 else {})
+    current = normalise(f"{_repo_of(issue, key.rsplit('#', 1)[0])}#{number}")
+    return IssueEvent(TRACKER, current, Outcome.moved, string(issue.get("html_url")), string(issue.get("title")),
+                      issue_id=string(issue.get("id")), project_id=string(repo.get("id")),
+                      old_keys=(key,) if current != key else ())

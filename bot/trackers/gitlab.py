@@ -127,3 +127,20 @@ def poll_events(key: str, item: dict, settings=None, policy=None) -> list[IssueE
     if "!" in key:
         return [IssueEvent(TRACKER, key, Outcome.fixed, url, title, **ident)] if state == "merged" else []
     return [IssueEvent(TRACKER, key, Outcome.fixed, url, title, **ident)] if state == "closed" else []
+
+
+# ------------------------------------------------------------------ identity at link time
+
+
+def identity_request(settings, key: str, answers: list[dict]) -> PollRequest | None:
+    """GET /projects/:id/issues/:issue_iid (or merge_requests): ``id``, ``project_id``. Source:
+    docs.gitlab.com "Issues API" (Single project issue)."""
+    return None if answers else poll_request(settings, key)
+
+
+def identity_event(key: str, answers: list[dict], settings=None) -> IssueEvent | None:
+    item = answers[0] if answers else {}
+    if string(item.get("id")) is None:
+        return None
+    return IssueEvent(TRACKER, key, Outcome.moved, string(item.get("web_url")), string(item.get("title")),
+                      issue_id=string(item.get("id")), project_id=string(item.get("project_id")))

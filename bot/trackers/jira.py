@@ -111,3 +111,23 @@ def poll_events(key: str, issue: dict, settings, policy) -> list[IssueEvent]:
     name = text(obj(resolution).get("name")).strip().lower()
     outcome = Outcome.not_planned if name in _not_planned(policy) else Outcome.fixed
     return [IssueEvent(TRACKER, current, outcome, url, string(fields.get("summary")), **common)]
+
+
+# ------------------------------------------------------------------ identity at link time
+
+
+def identity_request(settings, key: str, answers: list[dict]) -> PollRequest | None:
+    """GET /rest/api/2/issue/{key}: ``id`` and ``key`` (the same shape as v3 on Cloud, and v2 also
+    answers on Data Center). A moved issue answers its old key with the new one. Source: Atlassian
+    "Jira Cloud platform REST API: Issues" (Get issue)."""
+    return None if answers else poll_request(settings, key)
+
+
+def identity_event(key: str, answers: list[dict], settings) -> IssueEvent | None:
+    issue = answers[0] if answers else {}
+    if string(issue.get("id")) is None:
+        return None
+    current = normalise(text(issue.get("key")) or key)
+    return IssueEvent(TRACKER, current, Outcome.moved, f"{settings.jira_base_url.rstrip('/')}/browse/{current}",
+                      string(obj(issue.get("fields")).get("summary")), issue_id=string(issue.get("id")),
+                      old_keys=(key,) if current != key else ())

@@ -24,7 +24,7 @@ MAX_AGE_MS = 60_000  # the SDK's own limit
 
 _PATH = re.compile(r"^/[\w-]+/issue/(?P<key>[A-Za-z][A-Za-z0-9]+-\d+)(?:/[\w-]*)?/?$")
 QUERY = ("query Issue($id: String!) { issue(id: $id) { id identifier url title updatedAt "
-         "previousIdentifiers state { type } completedAt canceledAt } }")
+         "previousIdentifiers state { type } team { id } completedAt canceledAt } }")
 
 
 def normalise(key: str) -> str:
@@ -56,7 +56,9 @@ def read(body: bytes, headers, policy=None) -> list[IssueEvent]:
 
 def _identity(data: dict) -> dict:
     previous = [normalise(p) for p in data.get("previousIdentifiers") or [] if isinstance(p, str)]
-    return dict(issue_id=string(data.get("id")), project_id=string(data.get("teamId")),
+    # Webhooks carry ``teamId``; the GraphQL API the ``team { id }`` asked for.
+    team = string(data.get("teamId")) or string(obj(data.get("team")).get("id"))
+    return dict(issue_id=string(data.get("id")), project_id=team,
                 at=iso(data.get("updatedAt")), old_keys=tuple(previous))
 
 
@@ -116,3 +118,24 @@ def poll_events(key: str, data: dict, settings=None, policy=None) -> list[IssueE
     if state:
         return [IssueEvent(TRACKER, current, Outcome.reopened, url, title, **ident)]
     return []
+
+
+# ------------------------------------------------------------------ identity at link time
+
+
+def identity_request(settings, key: str, answers: list[dict]) -> PollRequest | None:
+    """The GraphQL ``issue(id: "KEY-1")`` query (an identifier is accepted as the id): ``id`` (the
+    issue's UUID), ``identifier``, ``team { id }``. Source: Linear's GraphQL API docs ("Queries":
+    fetching an issue by identifier) and schema (Issue.id, Issue.team)."""
+    return None if answers else poll_request(settings, key)
+
+
+def identity_event(key: str, answers: list[dict], settings=None) -> IssueEvent | None:
+    issue = obj(obj((answers[0] if answers else {}).get("data")).get("issue"))
+    if string(issue.get("id")) is None:
+        return None
+    current = normalise(text(issue.get("identifier")) or key)
+    ident = _identity(issue)
+    old = tuple(dict.fromkeys([*ident["old_keys"], *([key] if current != key else [])]))
+    return IssueEvent(TRACKER, current, Outcome.moved, string(issue.get("url")), string(issue.get("title")),
+                      issue_id=ident["issue_id"], project_id=ident["project_id"], old_keys=old)

@@ -134,6 +134,19 @@ def record_answer(*, session: Session, due: Due, answer: Answer, now: datetime, 
     return applied
 
 
+def ours(settings: Settings, tracker: Tracker, urls: list[str]) -> bool:
+    """Whether issue links with these URLs live on the tracker instance the settings' API serves
+    (links elsewhere are another instance's: never asked about with this token)."""
+    api = {Tracker.github: settings.github_api_url, Tracker.gitlab: settings.gitlab_api_url,
+           Tracker.jira: settings.jira_base_url}.get(tracker)
+    if not api:
+        return True  # Linear: linear.app only
+    host = urlsplit(api).netloc.lower()
+    if tracker == Tracker.github and host.startswith("api."):
+        host = host[4:]  # api.github.com -> github.com, api.acme.ghe.com -> acme.ghe.com
+    return any(urlsplit(url).netloc.lower().removeprefix("www.") == host for url in urls)
+
+
 # ------------------------------------------------------------------ the poller
 
 
@@ -159,22 +172,8 @@ class Poller:
         """Trackers with API credentials set."""
         return [t for t, module in MODULES.items() if module.poll_configured(self.settings)]
 
-    def _web_host(self, tracker: Tracker) -> str | None:
-        """Where this tracker's issue links live; links elsewhere are another instance's."""
-        s = self.settings
-        api = {Tracker.github: s.github_api_url, Tracker.gitlab: s.gitlab_api_url, Tracker.jira: s.jira_base_url}.get(tracker)
-        if not api:
-            return None  # Linear: linear.app only
-        host = urlsplit(api).netloc.lower()
-        if tracker == Tracker.github and host.startswith("api."):
-            host = host[4:]  # api.github.com -> github.com, api.acme.ghe.com -> acme.ghe.com
-        return host
-
     def _ours(self, tracker: Tracker, urls: list[str]) -> bool:
-        host = self._web_host(tracker)
-        if host is None:
-            return True
-        return any(urlsplit(url).netloc.lower().removeprefix("www.") == host for url in urls)
+        return ours(self.settings, tracker, urls)
 
     # -------------------------------------------------------------- a pass
 

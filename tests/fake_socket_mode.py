@@ -1,0 +1,72 @@
+"""A fake Slack Socket Mode endpoint on 127.0.0.1: ``apps.connections.open`` hands out a WebSocket
+URL on the same server, which says ``hello`` and then sends the envelopes a test pushes, keeping
+every acknowledgement the client sends back. Envelope shape as Slack documents it (and as
+slack_sdk's ``SocketModeRequest.from_dict`` reads it): ``type``, ``envelope_id``, ``payload``,
+``accepts_response_payload``, ``retry_attempt``, ``retry_reason``."""
+
+import asyncio
+import json
+import uuid
+
+from aiohttp import WSMsgType, web
+
+
+class FakeSocketMode:
+    def __init__(self):
+        self.acks: list[str] = []  # envelope ids acknowledged, in order
+        self.url = ""
+        self._outgoing: asyncio.Queue = asyncio.Queue()
+        self._runner: web.AppRunner | None = None
+        self.connected = asyncio.Event()
+
+    async def __aenter__(self) -> "FakeSocketMode":
+        app = web.Application()
+        app.router.add_post("/api/apps.connections.open", self._open)
+        app.router.add_get("/link", self._link)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._runner.cleanup()
+
+    def push(self, payload: dict, *, retry_attempt: int = 0) -> str:
+        """Send an Events API envelope carrying ``payload`` (an event_callback body); its id."""
+        envelope_id = str(uuid.uuid4())
+        self._outgoing.put_nowait({"envelope_id": envelope_id, "payload": payload, "type": "events_api",
+                                   "accepts_response_payload": False, "retry_attempt": retry_attempt,
+                                   "retry_reason": "timeout" if retry_attempt else ""})
+        return envelope_id
+
+    async def wait_for_acks(self, n: int, timeout: float = 30) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.acks) < n:
+                await asyncio.sleep(0.02)
+
+    async def _open(self, _request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "url": self.url.replace("http://", "ws://") + "/link"})
+
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0APP0001"}}))
+        self.connected.set()
+
+        async def send():
+            while True:
+                await ws.send_str(json.dumps(await self._outgoing.get()))
+
+        sender = asyncio.get_running_loop().create_task(send())
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    data = json.loads(msg.data)
+                    if "envelope_id" in data:
+                        self.acks.append(data["envelope_id"])
+        finally:
+            sender.cancel()
+        return ws
