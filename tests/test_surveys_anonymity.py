@@ -230,3 +230,51 @@ async def test_postgresql_never_holds_an_answer_next_to_a_person(bot):
     assert secret_words.encode() not in pg_bytes(bot, since)
     await close(bot, run)
     assert re.search(r"Nobody reviews", json.dumps([r.comment for r in rows(bot.db, SurveyResponse)]))
+
+
+# ------------------------------------------------------------------ /metrics and logs during a run
+
+
+async def test_survey_messages_leave_metrics_and_logs_unchanged(bot, caplog):
+    """DMs and reminders (sent, or dropped for those who answered) are not counted on /metrics
+    and no log line names a recipient or a survey message's id."""
+    caplog.set_level("INFO")  # what `serve` logs (bot.runtime.logs)
+    before = [line for line in metrics(bot).splitlines() if line.startswith("pf_outbox_sent")]
+    run, answerers, others = await answered_and_reminded(bot)
+    after = [line for line in metrics(bot).splitlines() if line.startswith("pf_outbox_sent")]
+    assert after == before
+    people = EVERYONE | set(GROUP_ONLY)
+    for record in caplog.records:
+        assert not any(u in record.getMessage() for u in people), record.getMessage()
+
+
+# ------------------------------------------------------------------ PostgreSQL's pages after close
+
+
+def heap_tuples(bot, table: str) -> list[bytes]:
+    """Every tuple of ``table`` still in its pages, live or dead (pageinspect)."""
+    with bot.db.engine.begin() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pageinspect"))
+        pages = conn.execute(text("SELECT pg_relation_size(:t) / current_setting('block_size')::int"), {"t": table}).scalar()
+        return [bytes(data) for n in range(pages) for (data,) in conn.execute(
+            text("SELECT t_data FROM heap_page_items(get_raw_page(:t, :n)) WHERE t_data IS NOT NULL"), {"t": table, "n": n})]
+
+
+async def test_postgresql_pages_after_close_do_not_tell_who_answered(bot):
+    """After close, every version of every row (dead tuples included) is the same for those who
+    answered and those who did not, and the nonce that would open the pseudonyms is gone."""
+    if bot.db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's pages")
+    run, answerers, others = await answered_and_reminded(bot)
+    nonce = rows(bot.db, SurveyRun, SurveyRun.id == run.id)[0].secret.encode()
+    slots = [r.slot.encode() for r in rows(bot.db, SurveySealed)]
+    await close(bot, run)
+    # A recipient row has as many versions for one as for another (its page is small: never pruned).
+    tuples = heap_tuples(bot, "survey_recipient")
+    versions = {user: sum(user.encode() in t for t in tuples) for user in answerers + others}
+    assert len(set(versions.values())) == 1, versions
+    # (The outbox's pages are pruned as they fill, so its dead tuples are compared row by row while
+    # the run is open instead: test_while_open_no_row_tells_who_answered.)
+    for table in ("survey_run", "survey_sealed", "survey_recipient", "outbox_message"):
+        for data in heap_tuples(bot, table):
+            assert nonce not in data and not any(s in data for s in slots), table
