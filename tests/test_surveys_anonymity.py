@@ -278,3 +278,12 @@ async def test_postgresql_pages_after_close_do_not_tell_who_answered(bot):
     for table in ("survey_run", "survey_sealed", "survey_recipient", "outbox_message"):
         for data in heap_tuples(bot, table):
             assert nonce not in data and not any(s in data for s in slots), table
+
+
+def test_a_segment_label_never_pings_a_group_or_disguises_a_link():
+    from bot.blocks.surveys import segment_label
+
+    for segment in ("usergroup:S0DEVS0001", "usergroup:<!channel>", "channel:C0ENG00001", "channel:<!here|x>", "other:<@U1>"):
+        label = segment_label(segment)
+        assert "<!" not in label and "<@" not in label and "|" not in label, label
+    assert segment_label("channel:C0ENG00001") == "<#C0ENG00001>"
