@@ -44,10 +44,8 @@ class OutboxHook(Protocol):
     def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
         """Record what Slack answered (e.g. where a card was posted)."""
 
-    # Optional, ``discreet = True``: whether the message goes may say something about a person
-    # (a survey reminder is dropped for someone who answered). The sender then takes its turn in
-    # the pace before ``prepare`` and erases its row once it went, was dropped or failed for good,
-    # so those outcomes leave the same rows behind; its chain is its channel's, not the hook's.
+    # Optional ``discreet = True`` (whether it goes says something about a person): paced before
+    # ``prepare``, its row erased whether it went, was dropped or failed for good; chained by channel.
 
 
 class OutboxSender:
@@ -230,9 +228,8 @@ class OutboxSender:
         return back_in
 
     async def _prepare(self, message: OutboxMessage, run: Batch) -> tuple[str, dict] | float | None:
-        """The (method, payload) to send; or, when there is nothing to send now, what ``_send``
-        returns: the delay it went back to the outbox for (the database is down), or None (it
-        was dropped by its hook, or cannot be rendered: retried later, as a failure)."""
+        """The (method, payload) to send; else what ``_send`` returns: the delay it went back for
+        (database down), or None (dropped by its hook, or not renderable: retried as a failure)."""
         hooked = (message.purpose or "") in self.hooks
         try:
             if hooked:  # rendered now, from the latest state
