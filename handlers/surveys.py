@@ -96,6 +96,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
     policy = deps.policy
     runner = runner_for(deps)
     deps.sender.hooks[CSAT_PURPOSE] = CsatHook(policy)
+    deps.sender.hooks[ops.REMINDER_PURPOSE] = ops.ReminderHook(policy, runner.keys)
+    deps.sender.quiet |= ops.QUIET_PURPOSES
     by_name = {s.name: s for s in policy.surveys}
 
     for survey in policy.surveys:

@@ -326,7 +326,8 @@ class SurveyRun(SQLModel, table=True):
 
 
 class SurveyRecipient(SQLModel, table=True):
-    """A person asked in a run. Nothing here says what they answered."""
+    """A person asked in a run. Nothing here says what they answered, or whether: answering never
+    writes this row (their answers are in ``SurveySealed`` under a pseudonym)."""
 
     __tablename__ = "survey_recipient"
     __table_args__ = (UniqueConstraint("run_id", "user_id"),)
@@ -338,10 +339,19 @@ class SurveyRecipient(SQLModel, table=True):
     segment: str | None = Field(default=None, max_length=48)  # "usergroup:S123" or "channel:C123"
     deliver_at: datetime = Field(sa_type=DateTime(timezone=True))
     delivered: bool = False
-    answered: bool | None = False  # for reminders; erased (None) when an anonymous run closes
-    reminders: int = 0  # reminders queued; reset when an anonymous run closes
-    # Their answers while the run is open, sealed (bot.operations.surveys.sealing); erased at close.
-    sealed: str | None = Field(default=None, sa_column=Column(Text))
+    reminders: int = 0  # reminders queued: the same for everyone delivered (answered or not)
+
+
+class SurveySealed(SQLModel, table=True):
+    """One person's answers in an open run, sealed (``bot.operations.surveys.sealing``) under a
+    pseudonym: ``slot`` is HMAC(run key, user id), and the run key is never stored, so without the
+    bot's secret no row here, nor any of its versions, names anyone. Deleted at close."""
+
+    __tablename__ = "survey_sealed"
+
+    slot: str = Field(primary_key=True, max_length=64)  # hex
+    run_id: int = Field(foreign_key="survey_run.id", index=True)
+    sealed: str = Field(sa_column=Column(Text, nullable=False))
 
 
 class SurveyResponse(SQLModel, table=True):

@@ -4,7 +4,7 @@ import json
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, update
+from sqlalchemy import case, delete, func, update
 from storage.database import insert_unique
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, or_, select
@@ -154,6 +154,13 @@ def mark_sent_many(*, session: Session, message_ids: Iterable[int]) -> None:
             .where(table.c.id.in_(ids))
             .values(status=OutboxStatus.sent, sent_at=utcnow(), claimed_until=None, last_error=None)
         )
+
+
+def erase(*, session: Session, message_ids: Iterable[int]) -> None:
+    """Delete messages whose outcome must leave no trace (sent or dropped alike)."""
+    ids = list(message_ids)
+    if ids:
+        session.connection().execute(delete(OutboxMessage.__table__).where(OutboxMessage.__table__.c.id.in_(ids)))
 
 
 def release(*, session: Session, message_ids: Iterable[int], delay_seconds: float, error: str | None = None) -> None:

@@ -5,7 +5,7 @@ their reporter rows, their words where they wrote them, their name on history, t
 any message still addressed to them."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -29,8 +29,9 @@ FORGOTTEN = "forgotten"
 REDACTED = "[removed at the reporter's request]"
 
 
-def forget_user(*, session: Session, user_id: str) -> dict[str, int]:
-    """Remove or anonymise everything about ``user_id``; returns what was done, by kind."""
+def forget_user(*, session: Session, user_id: str, survey_slot: Callable[[int, str], str] | None = None) -> dict[str, int]:
+    """Remove or anonymise everything about ``user_id``; returns what was done, by kind.
+    ``survey_slot(run id, nonce)``: their pseudonym in an open survey run (``storage.surveys.forget_user``)."""
     done: dict[str, int] = {}
     own = list(session.exec(select(FrictionPoint).where(FrictionPoint.filed_by == user_id)).all())
     reported_ids = set(session.exec(select(Reporter.friction_point_id).where(Reporter.user_id == user_id)).all())
@@ -62,7 +63,7 @@ def forget_user(*, session: Session, user_id: str) -> dict[str, int]:
         delete(OutboxMessage).where(col(OutboxMessage.payload).contains(user_id))
     ).rowcount
     done["reports_touched"] = len(reported_ids | {p.id for p in own})
-    for kind, count in surveys.forget_user(session=session, user_id=user_id).items():
+    for kind, count in surveys.forget_user(session=session, user_id=user_id, slot_of=survey_slot).items():
         done[f"survey_{kind}"] = count
     session.flush()
     return done

@@ -2,14 +2,19 @@
 (``close_run``, the step that makes a run anonymous; see ``storage.surveys``), and reading them
 back for results. Queries with a keyword-only session."""
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from storage.models import OutboxMessage, RunStatus, SurveyAnswer, SurveyRecipient, SurveyResponse, SurveyRun, utcnow
+from storage.database import insert_unique
+from storage.models import OutboxMessage, RunStatus, SurveyAnswer, SurveyRecipient, SurveyResponse, SurveyRun, SurveySealed, utcnow
 
+
+log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------ answers
 
@@ -19,10 +24,31 @@ def answers_of(*, session: Session, response_id: str) -> dict[str, SurveyAnswer]
     return {a.question: a for a in rows}
 
 
-def sealed_of_run(*, session: Session, run_id: int) -> list[SurveyRecipient]:
-    """The recipients of a run who have answers sealed on their row."""
-    stmt = select(SurveyRecipient).where(SurveyRecipient.run_id == run_id, col(SurveyRecipient.sealed).is_not(None))
-    return list(session.exec(stmt.order_by(col(SurveyRecipient.id))).all())
+def sealed_of_run(*, session: Session, run_id: int) -> dict[str, str]:
+    """A run's sealed answer sets: slot -> sealed blob."""
+    return dict(session.exec(select(SurveySealed.slot, SurveySealed.sealed).where(SurveySealed.run_id == run_id)).all())
+
+
+def get_sealed(*, session: Session, slot: str, lock: bool = False) -> SurveySealed | None:
+    stmt = select(SurveySealed).where(SurveySealed.slot == slot)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.exec(stmt).first()
+
+
+def has_sealed(*, session: Session, slot: str) -> bool:
+    return session.exec(select(SurveySealed.slot).where(SurveySealed.slot == slot)).first() is not None
+
+
+def put_sealed(*, session: Session, run_id: int, slot: str, sealed: str, row: SurveySealed | None) -> bool:
+    """Store a sealed answer set under ``slot``: replace ``row`` (read with ``lock``), or add it.
+    False if another transaction added that slot meanwhile (read it again and retry)."""
+    if row is not None:
+        row.sealed = sealed
+        session.add(row)
+        session.flush()
+        return True
+    return insert_unique(session, SurveySealed(slot=slot, run_id=run_id, sealed=sealed))
 
 
 @dataclass
@@ -65,9 +91,10 @@ class NewResponse:
 def close_run(*, session: Session, run: SurveyRun, responses: list[NewResponse], answered: int, now: datetime | None = None) -> SurveyRun:
     """Close ``run`` (open, and locked by the caller with ``lock_run``): write ``responses`` in
     the order given (the caller shuffles them: row order must not be answer order), note that
-    ``answered`` people answered, and erase the nonce and every sealed blob. For an anonymous
-    run also erase who answered: the answered flags, reminder counts and the reminder messages in
-    the outbox (sent or taken back alike)."""
+    ``answered`` people answered, and erase the nonce, every sealed answer set and every reminder
+    message (sent, dropped or taken back alike). Nothing written while the run was open said who
+    answered (answering writes only ``survey_sealed``, under a pseudonym); ``wipe_files`` then
+    removes the old versions of what was erased from the database's files."""
     run.status = RunStatus.closed
     run.closed_at = now or utcnow()
     run.secret = None
@@ -80,24 +107,36 @@ def close_run(*, session: Session, run: SurveyRun, responses: list[NewResponse],
         for question, value in draft.answers.items():
             session.add(SurveyAnswer(response_id=response.id, question=question, score=value.get("score"),
                                      choice=value.get("choice"), text=value.get("text")))
-    scrub = {"sealed": None} | ({"answered": None, "reminders": 0} if run.anonymous else {})
+    session.exec(delete(SurveySealed).where(col(SurveySealed.run_id) == run.id).execution_options(synchronize_session=False))
     session.exec(
-        update(SurveyRecipient).where(col(SurveyRecipient.run_id) == run.id).values(**scrub).execution_options(synchronize_session=False)
+        delete(OutboxMessage).where(col(OutboxMessage.dedupe_key).like(f"survey:{run.id}:reminder%"))
+        .execution_options(synchronize_session=False)
     )
-    if run.anonymous:
-        session.exec(
-            delete(OutboxMessage).where(col(OutboxMessage.dedupe_key).like(f"survey:{run.id}:reminder%"))
-            .execution_options(synchronize_session=False)
-        )
     session.flush()
     return run
 
 
+# What a close erases, and the run row whose old version held the nonce: rewritten on PostgreSQL.
+WIPED_TABLES = ("survey_sealed", "survey_run")
+
+
 def wipe_files(engine) -> None:
-    """After a close, on SQLite: fold the WAL into the database file and truncate it to zero
-    bytes, so what the close erased (zeroed in the file by ``secure_delete``) is not left in the
-    WAL either. Best effort: a long-running reader can keep the WAL; the next call empties it.
-    Nothing to do on PostgreSQL (nothing linkable was written there)."""
+    """After a close, remove the old versions of what it erased from the database's files.
+    SQLite: fold the WAL into the database file and truncate it to zero bytes, so what the close
+    erased (zeroed in the file by ``secure_delete``) is not left in the WAL either (best effort: a
+    long-running reader can keep the WAL; the next call empties it). PostgreSQL: ``VACUUM FULL``
+    of ``WIPED_TABLES`` (both small: the sealed answers of open runs, and the runs), because a plain
+    VACUUM leaves a dead tuple's bytes in the page's free space; it takes each table's lock for a
+    moment. The WAL, archives, backups and replicas keep what they had (README, "Survey anonymity")."""
+    if engine.dialect.name == "postgresql":
+        try:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("SET lock_timeout = '10s'")  # never queue for long behind a writer
+                for table in WIPED_TABLES:
+                    conn.exec_driver_sql(f"VACUUM FULL {table}")
+        except SQLAlchemyError as exc:  # the next close rewrites them
+            log.warning("survey close: could not rewrite %s: %s", ", ".join(WIPED_TABLES), exc)
+        return
     if engine.dialect.name != "sqlite":
         return
     raw = engine.raw_connection()

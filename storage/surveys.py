@@ -3,22 +3,25 @@ follow-up after a resolve. Tables and queries (keyword-only session); no Slack i
 
 Anonymity is a property of the tables, not of the screens that read them:
 
-- ``survey_recipient`` is about people: who was asked, when their DM goes, whether they answered
-  (to remind only those who did not) and, while the run is open, their answers *sealed*
-  (encrypted under a run key that is never stored; see ``bot.operations.surveys.sealing``).
+- ``survey_recipient`` is about people: who was asked, when their DM goes, whether it went and
+  how many reminders were queued. Answering never writes it, so no version of a recipient row
+  differs between those who answered and those who did not.
+- ``survey_sealed`` holds, while the run is open, each answer set *sealed* (encrypted under a run
+  key that is never stored; see ``bot.operations.surveys.sealing``) under a pseudonym, HMAC(run
+  key, user id): without the bot's secret no row there names anyone.
 - ``survey_response`` / ``survey_answer`` are about answers, and are written only when the run
   closes (``close_run``): all at once, in random order, with random ids, without a time, and with
-  ``user_id`` only for surveys that are not anonymous. Before that nothing in the clear ties an
-  answer to anyone; after it nothing ties one to a person.
-- At close the run's nonce and every sealed blob are erased, segments with fewer answers than
-  the survey's ``min_group`` are generalised, and for anonymous runs the recipients' answered
-  flags, reminder counts and reminder messages are erased too (and if fewer than ``min_group``
-  answered, no answer is written, only their number). SQLite overwrites what is deleted with
-  zeros (``PRAGMA secure_delete``, ``storage.database``) and ``wipe_files`` empties the WAL.
+  ``user_id`` only for surveys that are not anonymous.
+- At close the run's nonce, every sealed answer set and every reminder message are erased, and
+  segments with fewer answers than the survey's ``min_group`` are generalised (if fewer than
+  ``min_group`` answered an anonymous run, no answer is written, only their number). SQLite
+  overwrites what is deleted with zeros (``PRAGMA secure_delete``, ``storage.database``);
+  ``wipe_files`` empties its WAL, or rewrites PostgreSQL's tables that held the erased rows.
 """
 
 import secrets
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,6 +42,7 @@ from storage.models import (  # noqa: F401 (the survey tables live in storage.mo
     SurveyRecipient,
     SurveyResponse,
     SurveyRun,
+    SurveySealed,
     utcnow,
 )
 
@@ -49,6 +53,9 @@ from storage.survey_answers import (  # noqa: E402,F401 (one import for callers:
     answers_of,
     close_run,
     get_response,
+    get_sealed,
+    has_sealed,
+    put_sealed,
     recipient_segments,
     responses_of,
     sealed_of_run,
@@ -267,11 +274,12 @@ def pending_runs_of(*, session: Session, user_id: str) -> list[int]:
 
 
 def reminder_candidates(*, session: Session, run_id: int) -> list[SurveyRecipient]:
-    """Who may still need a reminder: delivered, not answered, fewer than two reminders."""
+    """Who may still get a reminder: delivered, fewer than two reminders. Whether they answered
+    is not known here (it is not stored in the clear): the reminder's outbox hook looks at send
+    time and drops it for someone who did."""
     stmt = select(SurveyRecipient).where(
         SurveyRecipient.run_id == run_id,
         col(SurveyRecipient.delivered).is_(True),
-        col(SurveyRecipient.answered).is_not(True),
         SurveyRecipient.reminders < 2,
     )
     return list(session.exec(stmt.order_by(col(SurveyRecipient.id))).all())
@@ -339,16 +347,21 @@ def followup_scores(*, session: Session, since: datetime) -> tuple[int, list[int
 # ------------------------------------------------------------------ privacy
 
 
-def forget_user(*, session: Session, user_id: str) -> dict[str, int]:
+def forget_user(*, session: Session, user_id: str, slot_of: Callable[[int, str], str] | None = None) -> dict[str, int]:
     """A person's survey data, for ``storage.privacy.forget_user``: their answers in runs still
-    open (sealed on their recipient rows), their name on answers to surveys that were not
-    anonymous, their recipient entries and their CSAT follow-ups. Their opt-out is kept: someone
-    who asked to be forgotten is not surveyed again."""
-    live = select(SurveyRun.id).where(SurveyRun.status != RunStatus.closed)
-    removed = session.exec(
-        select(func.count()).select_from(SurveyRecipient)
-        .where(SurveyRecipient.user_id == user_id, col(SurveyRecipient.sealed).is_not(None), col(SurveyRecipient.run_id).in_(live))
-    ).one()  # their sealed answers go with their recipient rows
+    open (``slot_of(run id, run nonce)`` gives their pseudonym there, ``Keys.slot`` with the bot's
+    secret; without it those stay until the close, unlinkable without that secret), their name on
+    answers to surveys that were not anonymous, their recipient entries and their CSAT
+    follow-ups. Their opt-out is kept: someone who asked to be forgotten is not surveyed again."""
+    removed = 0
+    if slot_of is not None:
+        asked = select(SurveyRecipient.run_id).where(SurveyRecipient.user_id == user_id)
+        for run_id, nonce in session.exec(
+            select(SurveyRun.id, SurveyRun.secret)
+            .where(SurveyRun.status != RunStatus.closed, col(SurveyRun.secret).is_not(None), col(SurveyRun.id).in_(asked))
+        ).all():
+            removed += session.execute(delete(SurveySealed).where(
+                col(SurveySealed.run_id) == run_id, col(SurveySealed.slot) == slot_of(run_id, nonce))).rowcount
     return {
         "survey_responses_removed": removed,
         "survey_names_removed": session.execute(

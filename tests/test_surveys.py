@@ -26,7 +26,7 @@ from storage import surveys as store
 from storage.friction import FrictionDraft, file_friction
 from storage.models import FrictionPoint, OutboxMessage, OutboxStatus, ScheduledRun, Source, utcnow
 from storage.surveys import CsatFollowup as CsatRow
-from storage.surveys import NewRecipient, SurveyAnswer, SurveyRecipient, SurveyResponse, SurveyRun
+from storage.surveys import NewRecipient, SurveyAnswer, SurveyRecipient, SurveyResponse, SurveyRun, SurveySealed
 from tests.conftest import make_settings
 from tests.fake_slack import BOT_USER, TOKEN
 from tests.slack_requests import block_actions, element_action, interactive, slash_command, view_submission
@@ -88,10 +88,11 @@ def runner_of(bot) -> SurveyRunner:
 
 
 def opened(bot, run: SurveyRun, user: str) -> dict | None:
-    """A person's sealed answers in an open run, opened with the bot's keys."""
-    [recipient] = rows(bot.db, SurveyRecipient, SurveyRecipient.run_id == run.id, SurveyRecipient.user_id == user)
+    """A person's sealed answers in an open run, found under their pseudonym and opened with the bot's keys."""
+    keys = runner_of(bot).keys
     nonce = rows(bot.db, SurveyRun, SurveyRun.id == run.id)[0].secret
-    return runner_of(bot).keys.open(run.id, nonce, user, recipient.sealed)
+    found = rows(bot.db, SurveySealed, SurveySealed.slot == keys.slot(run.id, nonce, user))
+    return keys.open(run.id, nonce, user, found[0].sealed) if found else None
 
 
 def file_report(db, user: str, text: str = "the build cache is cold") -> int:
@@ -284,7 +285,7 @@ async def test_one_answer_per_person_answering_again_changes_it(bot):
     assert rows(bot.db, SurveyResponse) == [] and rows(bot.db, SurveyAnswer) == []  # nothing in the clear while open
     assert opened(bot, run, user) == {"a": {"nps": {"score": 3}, "ci": {"score": 4}}, "c": None}
     [recipient] = rows(bot.db, SurveyRecipient, SurveyRecipient.user_id == user)
-    assert recipient.answered is True and recipient.segment == f"usergroup:{DEVS}"
+    assert recipient.segment == f"usergroup:{DEVS}"
     # Two clicks at once from one person still make one answer set with both.
     dm = dms_to(bot, ENGINEERS[1])[0]
     await asyncio.gather(bot.post(*button(bot, dm, "nps", "10", ENGINEERS[1])), bot.post(*button(bot, dm, "ci", "5", ENGINEERS[1])))
@@ -299,7 +300,7 @@ async def test_one_answer_per_person_answering_again_changes_it(bot):
     # Someone who was not asked cannot answer through a copied button.
     await click(bot, dm, "nps", "0", STRANGER)
     assert rows(bot.db, SurveyRecipient, SurveyRecipient.user_id == STRANGER) == []
-    assert len(rows(bot.db, SurveyRecipient, SurveyRecipient.sealed.is_not(None))) == 2
+    assert len(rows(bot.db, SurveySealed)) == 2
     assert run.id == the_run(bot.db).id
 
 
@@ -379,7 +380,7 @@ async def test_an_anonymous_run_keeps_no_link_from_answers_to_people(bot):
     assert all(r.user_id is None for r in responses)
     assert "respondent_key" not in SurveyResponse.model_fields and not {"user_id", "created_at", "answered_at"} & set(SurveyAnswer.model_fields)
     recipients = rows(bot.db, SurveyRecipient)
-    assert all(r.answered is None and r.sealed is None and r.reminders == 0 for r in recipients)  # who answered is forgotten too
+    assert rows(bot.db, SurveySealed) == [] and len({r.reminders for r in recipients}) == 1  # nothing tells who answered
     # A segment too small to show is generalised in the database, not just hidden on screen.
     segments = [r.segment for r in responses]
     assert f"usergroup:{DEVS}" not in segments and segments.count(f"usergroup:{PAYMENTS}") == 3  # @devs had 2 answers
@@ -420,7 +421,7 @@ async def test_closing_posts_results_with_segments_change_and_a_chart(bot):
     assert "Survey results: Platform pulse" in text
     assert "*NPS +50*" in text and "vs. the previous run (-100)" in text  # 4 promoters, 4 passives; before: all detractors
     assert "Average 5.00 / 5" in text and "*8* of 10 people answered" in text
-    assert f"<!subteam^{PAYMENTS}>" in text and f"<!subteam^{DEVS}>" not in text  # @devs had 2 of the answers: hidden
+    assert f"user group {PAYMENTS}" in text and f"user group {DEVS}" not in text and "<!subteam" not in text  # @devs had 2 of the answers: hidden
     assert "Please fix the flaky runner" in text and "File as friction" in text
     [chart] = rows(bot.db, OutboxMessage, OutboxMessage.dedupe_key == f"survey:{second.id}:chart")
     payload = json.loads(chart.payload)
@@ -581,12 +582,15 @@ async def test_forgetting_a_person_and_purging_old_reports_cover_survey_data(bot
     await answer(bot, ENGINEERS[0], 7)
     await answer(bot, ENGINEERS[1], 8)
 
-    done = bot.db.transact(store.forget_user, user_id=ENGINEERS[0])
+    keys = runner_of(bot).keys
+    done = bot.db.transact(store.forget_user, user_id=ENGINEERS[0], slot_of=lambda run_id, nonce: keys.slot(run_id, nonce, ENGINEERS[0]))
     assert done == {"survey_responses_removed": 1, "survey_names_removed": 1, "survey_recipient_entries_removed": 2,
                     "csat_followups_removed": 1}
     assert [r.user_id for r in rows(bot.db, SurveyResponse, SurveyResponse.run_id == named.id)] == [None]
-    # In the open run: their sealed answers went with their recipient row; ENGINEERS[1]'s are kept.
-    assert [r.user_id for r in rows(bot.db, SurveyRecipient, SurveyRecipient.sealed.is_not(None))] == [ENGINEERS[1]]
+    # In the open run: their sealed answers are gone; ENGINEERS[1]'s are kept.
+    [run] = rows(bot.db, SurveyRun, SurveyRun.status == "open")
+    assert opened(bot, run, ENGINEERS[0]) is None and opened(bot, run, ENGINEERS[1])["a"]["nps"] == {"score": 8}
+    assert len(rows(bot.db, SurveySealed)) == 1
     assert ENGINEERS[0] not in {r.user_id for r in rows(bot.db, SurveyRecipient)}
 
     assert bot.db.transact(privacy.purge_older_than, cutoff=utcnow() + timedelta(days=1)) == 2

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from bot.runtime.metrics import listener_name
 from storage.models import OutboxMessage
-from storage.surveys import SurveyAnswer, SurveyRecipient, SurveyResponse, SurveyRun
+from storage.surveys import SurveyAnswer, SurveyRecipient, SurveyResponse, SurveyRun, SurveySealed
 from tests.test_surveys import (  # noqa: F401 (policy, directory: fixtures)
     ENGINEERS,
     EVERYONE,
@@ -85,21 +85,49 @@ async def test_results_of_an_open_run_do_not_change_as_people_answer(bot):
 # ------------------------------------------------------------------ database rows after close
 
 
-async def test_after_close_no_row_tells_who_answered(bot):
+async def answered_and_reminded(bot) -> tuple[SurveyRun, list[str], list[str]]:
+    """A run where four answered and the rest did not, after its last-call reminders went (to
+    the rest) and were dropped (for the four)."""
     run = await started(bot)
     answerers = ENGINEERS[:4]
     for user in answerers:
         await answer(bot, user, 8)
-    await runner_of(bot).tick(now=run.closes_at - timedelta(hours=13))  # the last call, to the others
+    await comment(bot, ENGINEERS[0], "Builds are slow", fix="caching")
+    await runner_of(bot).tick(now=run.closes_at - timedelta(hours=13))  # the last call
     await bot.drain()
-    assert any(c.body["text"].startswith("Reminder") for c in bot.fake.calls_to("chat.postMessage"))
-    await close(bot, run)
+    reminded = {c.body["channel"] for c in bot.fake.calls_to("chat.postMessage") if c.body["text"].startswith("Reminder")}
+    others = sorted(r.user_id for r in rows(bot.db, SurveyRecipient, SurveyRecipient.run_id == run.id) if r.user_id not in answerers)
+    assert reminded == set(others) and others
+    return run, answerers, others
 
-    def trace(row: SurveyRecipient) -> tuple:
-        return (row.answered, row.reminders, getattr(row, "sealed", None))
 
+def trace(row: SurveyRecipient) -> tuple:
+    return (row.delivered, row.reminders)
+
+
+async def test_while_open_no_row_tells_who_answered(bot):
+    """Answering writes no row that names the person; reminders are queued for everyone who
+    got the DM and leave the same rows behind whether they went or were dropped."""
+    run, answerers, others = await answered_and_reminded(bot)
     recipients = rows(bot.db, SurveyRecipient, SurveyRecipient.run_id == run.id)
-    assert {trace(r) for r in recipients} == {(None, 0, None)}  # answerers and the others look the same
+    assert len({trace(r) for r in recipients}) == 1 and recipients[0].delivered  # answerers and the others look the same
+    messages = rows(bot.db, OutboxMessage)
+    assert not [m.dedupe_key for m in messages if m.dedupe_key.startswith(f"survey:{run.id}:reminder")]
+    for message in messages:
+        assert message.last_error in (None, "opted out"), message.dedupe_key  # never "answered"
+    # What holds the answers names no one: a pseudonym and ciphertext.
+    people = EVERYONE | set(GROUP_ONLY)
+    for row in rows(bot.db, SurveySealed):
+        assert not any(u in json.dumps(row.model_dump(), default=str) for u in people)
+    assert len(rows(bot.db, SurveySealed)) == len(answerers)
+
+
+async def test_after_close_no_row_tells_who_answered(bot):
+    run, answerers, others = await answered_and_reminded(bot)
+    await close(bot, run)
+    recipients = rows(bot.db, SurveyRecipient, SurveyRecipient.run_id == run.id)
+    assert len({trace(r) for r in recipients}) == 1
+    assert rows(bot.db, SurveySealed) == []
     keys = [m.dedupe_key for m in rows(bot.db, OutboxMessage)]
     assert not [k for k in keys if k.startswith(f"survey:{run.id}:reminder")]
     people = EVERYONE | set(GROUP_ONLY)
@@ -155,7 +183,7 @@ async def test_sqlite_files_keep_nothing_that_opens_an_answer_after_close(bot):
         await answer(bot, user, 10 - i, ci=1 + i % 5)
     await comment(bot, ENGINEERS[1], "Nobody reviews my pull requests", fix="reviews")
     nonce = rows(bot.db, SurveyRun, SurveyRun.id == run.id)[0].secret
-    sealed = [r.sealed for r in rows(bot.db, SurveyRecipient) if getattr(r, "sealed", None)]
+    sealed = [r.sealed for r in rows(bot.db, SurveySealed)] + [r.slot for r in rows(bot.db, SurveySealed)]
     await close(bot, run)
     path = Path(bot.db.engine.url.database)
     files = {p.name: p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists()}
@@ -164,7 +192,7 @@ async def test_sqlite_files_keep_nothing_that_opens_an_answer_after_close(bot):
         assert nonce.encode() not in data, name  # the run's nonce: with the bot's secret it would open the blobs
         for blob in sealed:
             assert blob[:40].encode() not in data, name
-    assert nonce and len(sealed) == 5
+    assert nonce and len(sealed) == 10
     # ...and the answers themselves are there, without anyone's name next to them.
     assert b"Nobody reviews my pull requests" in b"".join(files.values())
 
@@ -202,3 +230,60 @@ async def test_postgresql_never_holds_an_answer_next_to_a_person(bot):
     assert secret_words.encode() not in pg_bytes(bot, since)
     await close(bot, run)
     assert re.search(r"Nobody reviews", json.dumps([r.comment for r in rows(bot.db, SurveyResponse)]))
+
+
+# ------------------------------------------------------------------ /metrics and logs during a run
+
+
+async def test_survey_messages_leave_metrics_and_logs_unchanged(bot, caplog):
+    """DMs and reminders (sent, or dropped for those who answered) are not counted on /metrics
+    and no log line names a recipient or a survey message's id."""
+    caplog.set_level("INFO")  # what `serve` logs (bot.runtime.logs)
+    before = [line for line in metrics(bot).splitlines() if line.startswith("pf_outbox_sent")]
+    run, answerers, others = await answered_and_reminded(bot)
+    after = [line for line in metrics(bot).splitlines() if line.startswith("pf_outbox_sent")]
+    assert after == before
+    people = EVERYONE | set(GROUP_ONLY)
+    for record in caplog.records:
+        assert not any(u in record.getMessage() for u in people), record.getMessage()
+
+
+# ------------------------------------------------------------------ PostgreSQL's pages after close
+
+
+def heap_tuples(bot, table: str) -> list[bytes]:
+    """Every tuple of ``table`` still in its pages, live or dead (pageinspect)."""
+    with bot.db.engine.begin() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pageinspect"))
+        pages = conn.execute(text("SELECT pg_relation_size(:t) / current_setting('block_size')::int"), {"t": table}).scalar()
+        return [bytes(data) for n in range(pages) for (data,) in conn.execute(
+            text("SELECT t_data FROM heap_page_items(get_raw_page(:t, :n)) WHERE t_data IS NOT NULL"), {"t": table, "n": n})]
+
+
+async def test_postgresql_pages_after_close_do_not_tell_who_answered(bot):
+    """After close, every version of every row (dead tuples included) is the same for those who
+    answered and those who did not, and the nonce that would open the pseudonyms is gone."""
+    if bot.db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's pages")
+    run, answerers, others = await answered_and_reminded(bot)
+    nonce = rows(bot.db, SurveyRun, SurveyRun.id == run.id)[0].secret.encode()
+    slots = [r.slot.encode() for r in rows(bot.db, SurveySealed)]
+    await close(bot, run)
+    # A recipient row has as many versions for one as for another (its page is small: never pruned).
+    tuples = heap_tuples(bot, "survey_recipient")
+    versions = {user: sum(user.encode() in t for t in tuples) for user in answerers + others}
+    assert len(set(versions.values())) == 1, versions
+    # (The outbox's pages are pruned as they fill, so its dead tuples are compared row by row while
+    # the run is open instead: test_while_open_no_row_tells_who_answered.)
+    for table in ("survey_run", "survey_sealed", "survey_recipient", "outbox_message"):
+        for data in heap_tuples(bot, table):
+            assert nonce not in data and not any(s in data for s in slots), table
+
+
+def test_a_segment_label_never_pings_a_group_or_disguises_a_link():
+    from bot.blocks.surveys import segment_label
+
+    for segment in ("usergroup:S0DEVS0001", "usergroup:<!channel>", "channel:C0ENG00001", "channel:<!here|x>", "other:<@U1>"):
+        label = segment_label(segment)
+        assert "<!" not in label and "<@" not in label and "|" not in label, label
+    assert segment_label("channel:C0ENG00001") == "<#C0ENG00001>"

@@ -69,8 +69,14 @@ def when(moment: datetime) -> str:
 
 
 def segment_label(segment: str) -> str:
+    """A results group as shown: a channel as its link (which notifies no one), a user group as
+    text, never ``<!subteam^…>`` (in the results channel it would ping the whole group)."""
     kind, _, ident = segment.partition(":")
-    return {"usergroup": f"<!subteam^{ident}>", "channel": f"<#{ident}>"}.get(kind, to_mrkdwn(segment))
+    if kind == "channel" and ident.isalnum():
+        return f"<#{ident}>"
+    if kind == "usergroup":
+        return to_mrkdwn(f"user group {ident}")
+    return to_mrkdwn(segment)
 
 
 def privacy_note(survey: Survey, results_channel: str | None) -> str:

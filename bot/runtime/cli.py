@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import os
 import sys
 
 from bot.runtime import logs
@@ -425,7 +426,18 @@ def _forget(user_id: str) -> int:
         print(f"platform-feedback: {user_id!r} is not a Slack user id (like U012ABCDEF).", file=sys.stderr)
         return 2
     db, _policy = _offline()
-    done = db.transact(forget_user, user_id=user_id)
+    # Their answers in an open survey run are under a pseudonym only the bot's secret gives.
+    secret = os.environ.get("SLACK_SIGNING_SECRET") or os.environ.get("SLACK_APP_TOKEN")
+    slot = None
+    if secret:
+        from bot.operations.surveys.sealing import Keys
+
+        keys = Keys(secret)
+        slot = lambda run_id, nonce: keys.slot(run_id, nonce, user_id)  # noqa: E731
+    else:
+        print("platform-feedback: without SLACK_SIGNING_SECRET their answers in open survey runs stay (without a name) "
+              "until those runs close.", file=sys.stderr)
+    done = db.transact(forget_user, user_id=user_id, survey_slot=slot)
     print(f"platform-feedback: forgot {user_id}:")
     for what, count in done.items():
         print(f"  {what.replace('_', ' ')}: {count}")

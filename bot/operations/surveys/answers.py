@@ -1,6 +1,7 @@
 """Answering a run: a button, the comment modal, reading one's own answers back, opting out, and
 a host filing a comment as a data point."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,7 +53,6 @@ class Answering:
     chosen: dict[str, str] | None = None
     texts: dict[str, str] | None = None
     comment: str | None = None
-    recipient: store.SurveyRecipient | None = None
     content: dict | None = None  # what is sealed: {"a": {question id: {"score"|"choice"|"text": value}}, "c": comment}
 
 
@@ -70,48 +70,58 @@ def _show(state: Answering) -> Answering:
     return state
 
 
-def _answering(session: Session, keys: Keys, run_id: int, user_id: str, now: datetime, lock: bool) -> Answering:
+def _read(session: Session, keys: Keys, run_id: int, user_id: str, now: datetime, lock: bool) -> tuple[Answering, store.SurveySealed | None]:
+    """The person's answers so far, and the row they are sealed in (None before the first).
+    Their recipient row is only read, never locked or written: a lock leaves the locker's
+    transaction id in the row on PostgreSQL, which would tell who answered."""
     run = store.get_run(session=session, run_id=run_id)
     if run is None:
-        return Answering("invalid")
+        return Answering("invalid"), None
     if not _is_open(run, now):
-        return Answering("closed", run)
-    recipient = store.get_recipient(session=session, run_id=run_id, user_id=user_id, lock=lock)
-    if recipient is None:
-        return Answering("not_yours", run)
+        return Answering("closed", run), None
+    if store.get_recipient(session=session, run_id=run_id, user_id=user_id) is None:
+        return Answering("not_yours", run), None
+    row = store.get_sealed(session=session, slot=keys.slot(run.id, run.secret, user_id), lock=lock)
     content = {"a": {}, "c": None}
-    if recipient.sealed is not None:
-        content = keys.open(run.id, run.secret, user_id, recipient.sealed)
+    if row is not None:
+        content = keys.open(run.id, run.secret, user_id, row.sealed)
         if content is None:  # the bot's secret changed since: what they gave stands
-            return Answering("kept", run)
-    return Answering("saved", run, run_survey(run), recipient=recipient, content=content)
+            return Answering("kept", run), None
+    return Answering("saved", run, run_survey(run), content=content), row
 
 
-def _seal(session: Session, keys: Keys, state: Answering, user_id: str, *, answered: bool) -> Answering:
-    recipient = state.recipient
-    recipient.sealed = keys.seal(state.run.id, state.run.secret, user_id, state.content)
-    if answered:
-        recipient.answered = True
-    session.add(recipient)
-    if answered:
-        store.cancel_pending(session=session, run_id=state.run.id, user_id=user_id, reminders_only=True, reason="answered")
-    return _show(state)
+def _answer(session: Session, keys: Keys, run_id: int, user_id: str, now: datetime | None, change: Callable[[Answering], bool]) -> Answering:
+    """Read the person's answers (locked), apply ``change`` (False: invalid, nothing written) and
+    seal them again under their pseudonym. Two first answers at once: the second sees the first's
+    row and applies its change on top."""
+    for _ in range(3):
+        state, row = _read(session, keys, run_id, user_id, now or utcnow(), lock=True)
+        if state.status != "saved":
+            return state
+        if not change(state):
+            return Answering("invalid", state.run)
+        slot = keys.slot(state.run.id, state.run.secret, user_id)
+        blob = keys.seal(state.run.id, state.run.secret, user_id, state.content)
+        if store.put_sealed(session=session, run_id=state.run.id, slot=slot, sealed=blob, row=row):
+            return _show(state)
+    raise SurveyError("Your answer could not be saved just now. Please press it again.")
 
 
 def record_answer(
     *, session: Session, keys: Keys, run_id: int, user_id: str, question_id: str, raw: str, now: datetime | None = None
 ) -> Answering:
-    """One button: the person's answer to one question, replacing any earlier one (sealed on
-    their recipient row until the run closes)."""
-    state = _answering(session, keys, run_id, user_id, now or utcnow(), lock=True)
-    if state.status != "saved":
-        return state
-    question = next((q for q in state.survey.questions if q.id == question_id), None)
-    value = read_button(question, raw) if question else None
-    if value is None:
-        return Answering("invalid", state.run)
-    state.content["a"][question_id] = value
-    return _seal(session, keys, state, user_id, answered=True)
+    """One button: the person's answer to one question, replacing any earlier one (sealed under
+    their pseudonym until the run closes)."""
+
+    def change(state: Answering) -> bool:
+        question = next((q for q in state.survey.questions if q.id == question_id), None)
+        value = read_button(question, raw) if question else None
+        if value is None:
+            return False
+        state.content["a"][question_id] = value
+        return True
+
+    return _answer(session, keys, run_id, user_id, now, change)
 
 
 def set_opt_out(*, session: Session, user_id: str, out: bool) -> bool:
@@ -127,22 +137,23 @@ def record_texts(
     *, session: Session, keys: Keys, run_id: int, user_id: str, texts: dict[str, str], comment: str | None, now: datetime | None = None
 ) -> Answering:
     """The modal: free-text answers and the comment (empty clears them)."""
-    state = _answering(session, keys, run_id, user_id, now or utcnow(), lock=True)
-    if state.status != "saved":
-        return state
-    known = {q.id for q in state.survey.questions if q.kind == "text"}
-    for qid, text in texts.items():
-        if qid in known:
-            if text:
-                state.content["a"][qid] = {"text": text}
-            else:
-                state.content["a"].pop(qid, None)
-    state.content["c"] = comment or None
-    return _seal(session, keys, state, user_id, answered=any(texts.get(q) for q in known) or bool(comment))
+
+    def change(state: Answering) -> bool:
+        known = {q.id for q in state.survey.questions if q.kind == "text"}
+        for qid, text in texts.items():
+            if qid in known:
+                if text:
+                    state.content["a"][qid] = {"text": text}
+                else:
+                    state.content["a"].pop(qid, None)
+        state.content["c"] = comment or None
+        return True
+
+    return _answer(session, keys, run_id, user_id, now, change)
 
 
 def current_answers(*, session: Session, keys: Keys, run_id: int, user_id: str, now: datetime | None = None) -> Answering:
-    state = _answering(session, keys, run_id, user_id, now or utcnow(), lock=False)
+    state, _ = _read(session, keys, run_id, user_id, now or utcnow(), lock=False)
     return _show(state) if state.status == "saved" else state
 
 

@@ -22,6 +22,14 @@ from storage.surveys import NewRecipient, NewResponse, RunStatus, SurveyRun
 
 log = logging.getLogger(__name__)
 
+# Outbox purposes of a run's messages to people. Their sends are not counted on /metrics nor
+# logged with an id (``OutboxSender.quiet``): how many reminders went, when, says how many, or
+# who, had not answered. A reminder is rendered when sent (``ReminderHook``).
+DM_PURPOSE = "survey_dm"
+REMINDER_PURPOSE = "survey_reminder"
+QUIET_PURPOSES = frozenset({DM_PURPOSE, REMINDER_PURPOSE})
+
+
 class SurveyError(Exception):
     """A survey action cannot apply; ``str()`` is what the person is told."""
 
@@ -108,16 +116,18 @@ def queue_recipients(*, session: Session, run_id: int, people: list[NewRecipient
     hold: dict[str, datetime] = {}
     for recipient in added:
         key = store.dm_key(run_id, recipient.user_id)
-        if outbox.enqueue(session=session, dedupe_key=key, method="chat.postMessage", payload={"channel": recipient.user_id, **dm}):
+        if outbox.enqueue(session=session, dedupe_key=key, method="chat.postMessage", purpose=DM_PURPOSE,
+                          payload={"channel": recipient.user_id, **dm}):
             hold[key] = recipient.deliver_at
     hold_until(session, hold)
     return len(added)
 
 
 def queue_reminders(*, session: Session, policy: Policy, now: datetime | None = None) -> int:
-    """Queue the reminders that are due in every open run: only to people who got the DM and have
-    not answered, at most two each (see ``bot.operations.surveys.reminder_times``). Someone who answers before
-    it goes has it taken back."""
+    """Queue the reminders that are due in every open run, at most two each (see
+    ``timing.reminder_times``), for everyone who got the DM: who answered is not known in the
+    clear, so the queue (and every version of its rows) is the same for those who did. The
+    ``ReminderHook`` drops it at send time for someone who answered."""
     now = now or utcnow()
     queued = 0
     for run in store.live_runs(session=session):
@@ -126,7 +136,6 @@ def queue_reminders(*, session: Session, policy: Policy, now: datetime | None = 
         survey = run_survey(run)
         closes_at = as_utc(run.closes_at)
         store.mark_delivered(session=session, run_id=run.id)
-        messages = {last: _dm(run, survey, policy, reminder=1, last_call=last) for last in (False, True)}
         for recipient in store.reminder_candidates(session=session, run_id=run.id):
             times = timing.reminder_times(as_utc(recipient.deliver_at), closes_at, remind_after_days=survey.remind_after_days,
                                          remind_before_close=survey.remind_before_close,
@@ -136,11 +145,38 @@ def queue_reminders(*, session: Session, policy: Policy, now: datetime | None = 
                 continue
             last_call = survey.remind_before_close and n == len(times) and closes_at - times[n - 1] <= timedelta(days=1) + timing.MIN_GAP
             outbox.enqueue(session=session, dedupe_key=store.dm_key(run.id, recipient.user_id, n), method="chat.postMessage",
-                           payload={"channel": recipient.user_id, **messages[bool(last_call)]})
+                           purpose=REMINDER_PURPOSE,
+                           payload={"channel": recipient.user_id, "run": run.id, "last_call": bool(last_call)})
             recipient.reminders = n
             session.add(recipient)
             queued += 1
     return queued
+
+
+class ReminderHook:
+    """Renders a reminder when it is sent, or drops it: the run closed, or the person answered
+    (their sealed answers hold an answer or a comment, found under their pseudonym). ``discreet``:
+    the sender paces it before asking, and erases its row whatever happens, so sent and dropped
+    leave the same rows behind (``bot.runtime.outbox.sender``)."""
+
+    discreet = True
+
+    def __init__(self, policy: Policy, keys: Keys):
+        self.policy, self.keys = policy, keys
+
+    def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
+        run = store.get_run(session=session, run_id=payload.get("run")) if isinstance(payload.get("run"), int) else None
+        user = payload.get("channel")
+        if run is None or run.status != RunStatus.open or not run.secret or not isinstance(user, str):
+            return None
+        row = store.get_sealed(session=session, slot=self.keys.slot(run.id, run.secret, user))
+        content = self.keys.open(run.id, run.secret, user, row.sealed) if row is not None else None
+        if row is not None and (content is None or content.get("a") or content.get("c")):
+            return None  # answered (or sealed under an earlier secret: answered too)
+        return "chat.postMessage", {"channel": user, **_dm(run, run_survey(run), self.policy, reminder=1, last_call=bool(payload.get("last_call")))}
+
+    def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
+        pass
 
 
 def _chart(session: Session, run: SurveyRun, results: RunResults) -> bytes | None:
@@ -153,16 +189,20 @@ def _chart(session: Session, run: SurveyRun, results: RunResults) -> bytes | Non
 
 
 def _unsealed(session: Session, keys: Keys, run: SurveyRun) -> list[NewResponse]:
-    """The run's sealed answers, opened; a blob that cannot be opened (the bot's secret changed
-    during the run) is lost, and said so in the log (a count, no name)."""
+    """The run's sealed answers, opened: each recipient's pseudonym finds theirs. A set that
+    cannot be opened (the bot's secret changed during the run) is lost, and said so in the log
+    (a count, no name)."""
+    sealed = store.sealed_of_run(session=session, run_id=run.id)
     drafts, lost = [], 0
-    for recipient in store.sealed_of_run(session=session, run_id=run.id):
-        content = keys.open(run.id, run.secret, recipient.user_id, recipient.sealed)
-        if content is None:
-            lost += 1
+    for recipient in store.recipients_of(session=session, run_id=run.id):
+        blob = sealed.pop(keys.slot(run.id, run.secret, recipient.user_id), None)
+        if blob is None:
             continue
-        if content.get("a") or content.get("c"):
+        content = keys.open(run.id, run.secret, recipient.user_id, blob)
+        lost += content is None
+        if content and (content.get("a") or content.get("c")):
             drafts.append(NewResponse(recipient.segment, None if run.anonymous else recipient.user_id, content.get("c"), content.get("a") or {}))
+    lost += len(sealed)  # under a pseudonym from another secret
     if lost:
         log.warning("survey run %s: %s sealed answer sets could not be opened (the bot's secret changed during the run)", run.id, lost)
     return drafts

@@ -1,4 +1,4 @@
-"""Sealed answers: while a run is open, each person's answers are kept on their own recipient row,
+"""Sealed answers: while a run is open, each person's answers are kept under a pseudonym (``slot``),
 encrypted (AES-256-GCM, the ``cryptography`` package) under a key that is never written anywhere.
 
 - The process key comes from the bot's own secret (the Slack signing secret, or the app-level
@@ -8,8 +8,9 @@ encrypted (AES-256-GCM, the ``cryptography`` package) under a key that is never 
 - The plaintext is padded to a multiple of ``PAD`` bytes, so a sealed blob's length says nothing
   about the score chosen (and little about a comment's length).
 
-Nothing that links a person to an answer is ever stored in the clear: the database holds
-(person, ciphertext) while the run is open, and (answer, no person) after it closed. See the
+Nothing that links a person to an answer, or to having answered, is ever stored in the clear:
+while the run is open the database holds (pseudonym, ciphertext), the pseudonym being
+HMAC(run key, user id) (``slot``), and after it closed (answer, no person). See the
 README's "Survey anonymity" for who can see what.
 """
 
@@ -42,6 +43,11 @@ class Keys:
 
     def run_key(self, run_id: int, nonce: str) -> bytes:
         return hmac.new(self._key, f"survey-run:{run_id}:{nonce}".encode("utf-8"), hashlib.sha256).digest()
+
+    def slot(self, run_id: int, nonce: str, user_id: str) -> str:
+        """The pseudonym (64 hex) a person's sealed answers are stored under in a run: nothing
+        without the run key (so the bot's secret) links it to them."""
+        return hmac.new(self.run_key(run_id, nonce), f"slot:{user_id}".encode("utf-8"), hashlib.sha256).hexdigest()
 
     def seal(self, run_id: int, nonce: str, user_id: str, content: dict) -> str:
         """``content`` (JSON-able) -> base64 text, bound to the run and the person (associated data)."""

@@ -28,10 +28,11 @@ class Results:
     retry: list[tuple[int, float, str]] = field(default_factory=list)  # id, delay, error
     failed: list[tuple[int, str]] = field(default_factory=list)
     released: list[tuple[int, float, str | None]] = field(default_factory=list)  # id, delay, error
+    erased: list[int] = field(default_factory=list)  # a discreet hook's messages, sent or not: deleted alike
     deferred: dict[str, datetime] = field(default_factory=dict)  # method -> paused until (wall clock)
 
     def __bool__(self) -> bool:
-        return any((self.sent, self.sent_hooked, self.retry, self.failed, self.released, self.deferred))
+        return any((self.sent, self.sent_hooked, self.retry, self.failed, self.released, self.erased, self.deferred))
 
     def merge(self, other: "Results") -> None:
         self.sent[:0] = other.sent
@@ -39,13 +40,14 @@ class Results:
         self.retry[:0] = other.retry
         self.failed[:0] = other.failed
         self.released[:0] = other.released
+        self.erased[:0] = other.erased
         for method, until in other.deferred.items():
             self.deferred[method] = max(until, self.deferred.get(method, until))
 
     def take(self) -> "Results":
         """Everything noted so far, leaving this empty (the same object: callers may hold it)."""
-        taken = Results(self.sent, self.sent_hooked, self.retry, self.failed, self.released, self.deferred)
-        self.sent, self.sent_hooked, self.retry, self.failed, self.released, self.deferred = [], [], [], [], [], {}
+        taken = Results(self.sent, self.sent_hooked, self.retry, self.failed, self.released, self.erased, self.deferred)
+        self.sent, self.sent_hooked, self.retry, self.failed, self.released, self.erased, self.deferred = [], [], [], [], [], [], {}
         return taken
 
     def defer(self, method: str, until: datetime) -> None:
@@ -67,6 +69,7 @@ def record(*, session: Session, results: Results, sent_hook: Callable[..., None]
         groups.setdefault((round(delay, 1), error), []).append(message_id)
     for (delay, error), ids in groups.items():
         outbox.release(session=session, message_ids=ids, delay_seconds=delay, error=error)
+    outbox.erase(session=session, message_ids=results.erased)
     for method, until in results.deferred.items():
         outbox.defer_method(session=session, method=method, until=until)
 

@@ -44,6 +44,9 @@ class OutboxHook(Protocol):
     def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
         """Record what Slack answered (e.g. where a card was posted)."""
 
+    # Optional ``discreet = True`` (whether it goes says something about a person): paced before
+    # ``prepare``, its row erased whether it went, was dropped or failed for good; chained by channel.
+
 
 class OutboxSender:
     def __init__(
@@ -73,6 +76,9 @@ class OutboxSender:
         self.idle_seconds = idle_seconds
         # Told of every send: (method, Slack's error code or None when sent); /metrics counts them.
         self.observer: Callable[[str, str | None], None] | None = None
+        # Purposes whose sends are neither counted for the observer nor logged with the message's id
+        # (survey DMs and reminders: their number over time would say who had not answered).
+        self.quiet: set[str] = set()
         self.pacing = Pacing(rates=rates, bursts=bursts, channel_rates=channel_rates,
                              channel_burst=channel_burst, clock=clock, sleep=sleep)
         self.max_in_flight = max_in_flight
@@ -164,24 +170,14 @@ class OutboxSender:
         results = self.recorder.pending
         if run.unrecorded:  # sends cannot be recorded: start no more than are already unrecorded
             return self._give_back(message, 0.0, run)
-        hooked = (message.purpose or "") in self.hooks
-        try:
-            if hooked:  # rendered now, from the latest state
-                rendered = await self.db.run(self._render, message=message, payload=run.payloads[message.id])
-            else:
-                rendered = self._render(session=None, message=message, payload=run.payloads[message.id])
-        except DatabaseUnavailable:
-            return self._give_back(message, 1.0, run)
-        except Exception as exc:  # a message that cannot be rendered must not stop the others
-            log.exception("outbox message %s could not be rendered", message.id)
-            self._broken(message, f"{type(exc).__name__}: {exc}", run)
-            return None
-        if rendered is None:
-            results.failed.append((message.id, "nothing to send"))
-            run.mark(message.id, DONE)
-            run.attempted += 1
-            return None
-        method, payload = rendered
+        discreet = getattr(self.hooks.get(message.purpose or ""), "discreet", False)
+        if discreet:  # paced as stored, asked after its turn: a drop takes the same turns as a send
+            method, payload = message.method, run.payloads[message.id]
+        else:
+            rendered = await self._prepare(message, run)
+            if not isinstance(rendered, tuple):
+                return rendered
+            method, payload = rendered
         # The channel's turn first (its chain waits, not the others), then a place among the
         # requests in flight, then the method's turn.
         channel_limiter = self.pacing.channel_limiter(method, payload.get("channel"))
@@ -191,6 +187,11 @@ class OutboxSender:
             limiter = self.pacing.limiter(method)
             if not await self.pacing.turn(limiter, run.latest):
                 return self._give_back(message, self._wait_for(limiter), run)
+            if discreet:
+                rendered = await self._prepare(message, run)
+                if not isinstance(rendered, tuple):
+                    return rendered
+                method, payload = rendered
             run.mark(message.id, IN_FLIGHT)
             run.attempted += 1
             since, response, failure = time.time() - 1.0, None, None  # a second's leeway for Slack's clock
@@ -203,13 +204,15 @@ class OutboxSender:
                 if failure.maybe_sent and method == "chat.postMessage":
                     response = await find_post(client, payload, since)
                     if response is not None:  # Slack posted it and answered too late: not sent again
-                        log.info("outbox message %s: %s, but Slack has it", message.id, failure.error)
+                        log.info("outbox %s: %s, but Slack has it", self._name(message), failure.error)
             if response is None:
                 back_in = self._failed(message, method, failure, run)
             else:
                 back_in = None
-                self._observe(method, None)
-                if hooked:
+                self._observe(message, method, None)
+                if discreet:
+                    results.erased.append(message.id)
+                elif message.purpose in self.hooks:
                     results.sent_hooked.append((message, response))
                 else:
                     results.sent.append(message.id)
@@ -224,8 +227,41 @@ class OutboxSender:
                 log.warning("outbox: could not record a send yet: %s", exc)
         return back_in
 
-    def _observe(self, method: str, error: str | None) -> None:
-        if self.observer is not None:
+    async def _prepare(self, message: OutboxMessage, run: Batch) -> tuple[str, dict] | float | None:
+        """The (method, payload) to send; else what ``_send`` returns: the delay it went back for
+        (database down), or None (dropped by its hook, or not renderable: retried as a failure)."""
+        hooked = (message.purpose or "") in self.hooks
+        try:
+            if hooked:  # rendered now, from the latest state
+                rendered = await self.db.run(self._render, message=message, payload=run.payloads[message.id])
+            else:
+                rendered = self._render(session=None, message=message, payload=run.payloads[message.id])
+        except DatabaseUnavailable:
+            return self._give_back(message, 1.0, run)
+        except Exception as exc:  # a message that cannot be rendered must not stop the others
+            log.exception("outbox %s could not be rendered", self._name(message))
+            self._broken(message, f"{type(exc).__name__}: {exc}", run)
+            return None
+        if rendered is None:
+            self._done(message, "nothing to send")
+            run.mark(message.id, DONE)
+            run.attempted += 1
+            return None
+        return rendered
+
+    def _done(self, message: OutboxMessage, error: str) -> None:
+        """Not sent, for good: failed with ``error``, or erased if its hook is discreet."""
+        if getattr(self.hooks.get(message.purpose or ""), "discreet", False):
+            self.recorder.pending.erased.append(message.id)
+        else:
+            self.recorder.pending.failed.append((message.id, error))
+
+    def _name(self, message: OutboxMessage) -> str:
+        """How the log names a message: by id, or for a quiet purpose only by its purpose."""
+        return f"a {message.purpose} message" if message.purpose in self.quiet else f"message {message.id}"
+
+    def _observe(self, message: OutboxMessage, method: str, error: str | None) -> None:
+        if self.observer is not None and message.purpose not in self.quiet:
             self.observer(method, error)
 
     def _wait_for(self, limiter: MethodLimiter) -> float:
@@ -240,7 +276,7 @@ class OutboxSender:
     def _broken(self, message: OutboxMessage, error: str, run: Batch) -> None:
         """Retried later like a transient error, and failed for good after MAX_ATTEMPTS."""
         if message.attempts >= MAX_ATTEMPTS:
-            self.recorder.pending.failed.append((message.id, error))
+            self._done(message, error)
         else:
             self.recorder.pending.retry.append((message.id, backoff(message.attempts), error))
         run.mark(message.id, DONE)
@@ -251,7 +287,7 @@ class OutboxSender:
         after which it comes back when the rest of its chain should wait for it, else None."""
         results = self.recorder.pending
         if failure.metric is not None:
-            self._observe(method, failure.metric)
+            self._observe(message, method, failure.metric)
         if failure.kind == "ratelimited":
             # Per method per workspace: pause the method, here and (through not_before) for every
             # sender sharing the outbox, and send this one again after the pause, not counted.
@@ -263,13 +299,13 @@ class OutboxSender:
         if failure.kind == "outage":
             return self._outage(message, method, failure.error)
         if failure.kind == "permanent":  # also not_installed: no token will ever come
-            log.warning("outbox message %s failed for good: %s", message.id, failure.error)
-            results.failed.append((message.id, failure.error))
+            log.warning("outbox %s failed for good: %s", self._name(message), failure.error)
+            self._done(message, failure.error)
             return None
         if failure.metric is None:  # not Slack's answer: e.g. arguments slack_sdk refuses
-            log.error("outbox message %s: %s failed", message.id, method, exc_info=failure.exc)
+            log.error("outbox %s: %s failed", self._name(message), method, exc_info=failure.exc)
         elif message.attempts >= MAX_ATTEMPTS:
-            log.warning("outbox message %s failed for good: %s", message.id, failure.error)
+            log.warning("outbox %s failed for good: %s", self._name(message), failure.error)
         self._broken(message, failure.error, run)
         run.attempted -= 1  # counted when it went in flight
         return None
