@@ -1,7 +1,7 @@
 """response targets: one outcome per report, clock and resolution cycle
 
 Revision ID: 0012
-Revises: 0005
+Revises: 0006p
 Create Date: 2026-12-01 00:30:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlmodel
 
 
 revision = '0012'
-down_revision = '0005'
+down_revision = '0006p'
 branch_labels = None
 depends_on = None
 
