@@ -12,7 +12,9 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import bot.blocks.changelog as changelog
 import bot.blocks.closing as closing
+import bot.blocks.focus as focus
 import bot.blocks.help_channel as help_channel
 import bot.blocks.home as home
 import bot.blocks.insight as insight
@@ -157,6 +159,7 @@ def every_builder(text: str, note: str, key: str) -> dict:
         "build_opt_out_answer": surveys.build_opt_out_answer(True),
         "build_csat_dm": surveys.build_csat_dm("FB-1", text, "Did this solve it?", 4, chosen=3, note=note),
         **_targets(text, note),
+        **_focus(text, note, key, p, q, scores),
     }
 
 
@@ -176,8 +179,29 @@ def _targets(text: str, note: str) -> dict:
     }
 
 
+def _focus(text: str, note: str, key: str, p: FrictionPoint, q: FrictionPoint, scores) -> dict:
+    from bot.operations.changelog import Fix
+    from bot.operations.focus import FocusReport, FocusState, ItemReport, ItemView, Measure, Pulse, Subject
+    from storage.focus import FocusItem
+
+    base = Measure(at=NOW.isoformat(), score=3.5, reports_per_week=1.5, reporters=4, hours_lost_per_week=2.0, pulse=Pulse(nps=10, nps_answers=6))
+    views = [ItemView(FocusItem(period_id=1, subject=f"report:{i}", picked_by="U0SAFE1", baseline="{}"), Subject("report", str(i)),
+                      t, 3, list(pt.links), i == 2, base) for i, t, pt in ((1, text, p), (2, note, q))]
+    views.append(ItemView(FocusItem(period_id=1, subject="area:ci", picked_by="U0SAFE1", baseline="{}"), Subject("area", "ci"), text, 5, [], False, base))
+    state = FocusState(None, "2026-Q1", views)
+    report = FocusReport("2026-Q1", [ItemReport(v, base) for v in views], Pulse(nps=10, nps_answers=6), Pulse(nps=30, nps_answers=7), ended=True)
+    fixes = [Fix("github", key, url, ((1, text), (2, note)), 3, NOW, focus=True) for url in (SAFE_URL, None, text)]
+    return {
+        "build_focus_picker": focus.build_focus_picker(state, scores, prefix="FB", taxonomy=Policy().taxonomy, size=3),
+        "build_focus_post": focus.build_focus_post(state, prefix="FB"),
+        "build_focus_dm": [focus.build_focus_dm("2026-Q1", t, "FB", s) for t in (text, note) for s in ("report:1", "area:ci")],
+        "build_focus_report": focus.build_focus_report(report, prefix="FB"),
+        "build_changelog": changelog.build_changelog("FB", fixes * 20, start=NOW - timedelta(days=7), end=NOW),
+    }
+
+
 def test_every_builder_is_under_test():
-    modules = (closing, help_channel, home, insight, intake, office_hours, surveys, targets, triage)  # not yet: focus
+    modules = (changelog, closing, focus, help_channel, home, insight, intake, office_hours, surveys, targets, triage)
     builders = {name for m in modules for name, f in inspect.getmembers(m, inspect.isfunction)
                 if name.startswith("build_") and f.__module__ == m.__name__}
     assert builders == set(every_builder("a", "b", "GH-1"))
