@@ -42,6 +42,9 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from bench.report import REPO, fresh_database
+from bot.operations.triage import CARD_PURPOSE
+from bot.operations.triage_flow import CardHook
+from bot.runtime.config import Policy
 from bot.runtime.outbox import OutboxSender
 from storage.database import Database
 from storage.models import ClosureNotice, FrictionPoint, OutboxMessage, Reporter, Source, Status, TrackerDelivery, TrackerLink
@@ -115,6 +118,7 @@ async def drain(db: Database, fake_url: str) -> None:
     client = AsyncWebClient(token=TOKEN, base_url=fake_url + "/api/")
     sender = OutboxSender(db, client, rates={"chat.postMessage": 10_000.0, "chat.update": 10_000.0},
                           bursts={"chat.postMessage": 10_000, "chat.update": 10_000}, channel_rates={})
+    sender.hooks[CARD_PURPOSE] = CardHook(Policy())  # card redraws are rendered at send time, as serve does
     deadline = time.monotonic() + 180  # what serve had claimed when stopped waits for its claim to run out
     while time.monotonic() < deadline:
         while await sender.drain_once():
