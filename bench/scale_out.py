@@ -1,8 +1,8 @@
 """Scale-out benchmark: does ``serve --workers 2`` sustain twice the ack-goal ceiling of one serving
 process, when each serving process has a CPU of its own?
 
-    python -m bench.scale_out [--points 300000] [--reuse] [--quota 0.25] [--period-ms 10]
-                              [--ladder 6,9,12,15,18,21] [--ceiling R] [--seconds 20] [--rounds 2]
+    python -m bench.scale_out [--points 300000] [--reuse] [--quota 0.5] [--period-ms 10]
+                              [--ladder 4,6,8,11,14,17,20] [--ceiling R] [--seconds 20] [--rounds 2]
 
 Why caps: this machine has two CPUs, which also carry PostgreSQL, the fake Slack and the load
 generator; a second bot process there only gets what those leave (``bench.ack_latency
@@ -179,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=300_000, help="data points in the database (default 300,000)")
     parser.add_argument("--reuse", action="store_true", help=f"keep {DB_NAME} if it already holds --points loaded points")
     parser.add_argument("--cards", type=int, default=2000, help="open points given a triage card, clicked at random")
-    parser.add_argument("--quota", type=float, default=0.25, help="CPU per serving process, of one CPU (default 0.25)")
+    parser.add_argument("--quota", type=float, default=0.5, help="CPU per serving process, of one CPU (default 0.5)")
     parser.add_argument("--period-ms", type=float, default=10, help="CFS period the quota is counted over (default 10)")
-    parser.add_argument("--ladder", default="6,9,12,15,18,21", help="open-loop rates tried for one process's ceiling")
+    parser.add_argument("--ladder", default="4,6,8,11,14,17,20", help="open-loop rates tried for one process's ceiling")
     parser.add_argument("--ceiling", type=float, help="take this as one process's ceiling instead of climbing the ladder")
     parser.add_argument("--seconds", type=float, default=20, help="seconds of load per stretch (default 20)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds at the ceiling (default 2)")

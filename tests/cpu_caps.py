@@ -3,6 +3,7 @@ small CPU of its own (``bench/scale_out.py``, ``tests/test_serve_workers.py``). 
 cpu controller mounted at /sys/fs/cgroup/cpu; OSError otherwise."""
 
 import json
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +51,17 @@ class CpuCap:
         """Periods in which the group ran out of quota, and the seconds it waited in them."""
         stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
         return int(stat["nr_throttled"]), int(stat["throttled_time"]) / 1e9
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by the processes now in the group (user and system)."""
+        total = 0
+        for p in (self.path / "cgroup.procs").read_text().split():
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def remove(self) -> None:
         """Moves what is left in back to the root group and removes the group."""
