@@ -106,7 +106,7 @@ def test_two_capped_workers_answer_a_burst_about_twice_as_fast_as_one(tmp_path, 
         bases = {"one": one_base, "two": stack.enter_context(serving(tmp_path / "two", fake, pg_url, args=("--workers", "2")))}
         for pid, cap in zip((one.pid, *worker_pids(tmp_path / "two" / "serve.log", 2)), caps):
             assert chart_process(pid) in cap.add(pid), "a serving process with its chart process"
-        seconds, groups = {"one": 0.0, "two": 0.0}, {"one": caps[:1], "two": caps[1:]}
+        seconds = {"one": 0.0, "two": 0.0}
         for name in seconds:  # unmeasured: first requests import and connect what they need
             quiet(caps)  # the chart processes import matplotlib at start, within the caps
             asyncio.run(burst(bases[name], fake, 10, 4))
