@@ -1,19 +1,27 @@
 """``platform-feedback serve --workers N``: N serving processes on one port over PostgreSQL, each
-answering Slack; refused in one line on SQLite. (Throughput of two processes against one:
-``python -m bench.ack_latency --compare-workers 2``.)"""
+answering Slack; refused in one line on SQLite; two workers, each capped to the same small CPU,
+answer a burst about twice as fast as one; Ctrl-C stops them cleanly. (Ack-goal ceilings of one
+process against two: ``python -m bench.scale_out``.)"""
 
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
+from contextlib import ExitStack
 
 import httpx
+import pytest
 
+from tests.cpu_caps import cpu_cap, subtree, worker_pids
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET, slash_command
-from tests.test_serve_http import REPO, serving, stored_reference, wait_until
+from tests.test_serve_http import REPO, free_port, serving, stop_process, stored_reference, wait_until
+
+QUOTA, PERIOD_US = 0.2, 10_000  # a fifth of a CPU per serving process, counted over 10 ms periods
 
 
 def records(log) -> list[dict]:
@@ -54,3 +62,118 @@ def test_workers_on_sqlite_are_refused_in_one_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "--workers 2 needs PostgreSQL" in out.stderr, out.stderr
     assert not (tmp_path / "bot.db").exists()  # refused before anything was created
+
+
+def answered(fake) -> int:
+    return sum("FB-" in c.body.get("text", "") for c in fake.calls_to("response_url"))
+
+
+async def burst(base: str, fake, count: int, in_flight: int) -> float:
+    """Seconds from the first of ``count`` reports sent back to back, ``in_flight`` at a time, until the
+    bot has answered every one on its response_url (its after-ack work included). A connection per
+    request: the kernel deals connections, not requests, over the workers, and a few long-lived ones
+    would split the burst unevenly by chance (7 of 12 on one worker makes 2x impossible)."""
+    before, began, left = answered(fake), time.monotonic(), iter(range(count))
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=0)
+
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+        async def sender():
+            for i in left:
+                body, headers = slash_command(f"the runner cache is cold {uuid.uuid4().hex[:8]} #{i}", fake_url=fake.url)
+                assert (await http.post("/slack/events", content=body.encode(), headers=headers)).status_code == 200
+
+        await asyncio.gather(*(sender() for _ in range(in_flight)))
+    while answered(fake) < before + count:
+        assert time.monotonic() - began < 120, "the bot did not answer the burst within 2 minutes"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - began
+
+
+def test_two_capped_workers_answer_a_burst_about_twice_as_fast_as_one(tmp_path, pg_url):
+    """Each serving process in a cgroup of its own with the same CPU quota (as if each had a small CPU
+    of its own, the rest of the machine uncapped): what a second process adds is then its own CPU,
+    whatever else the machine is doing. Bursts taken in turns (one, two, two, one)."""
+    with ExitStack() as stack:
+        try:
+            caps = [stack.enter_context(cpu_cap(f"pf-test-{os.getpid()}-{n}", QUOTA, PERIOD_US)) for n in range(3)]
+        except OSError as exc:
+            pytest.skip(f"cannot make CPU cgroups (needs root and the cgroup v1 cpu controller): {exc}")
+        fake = stack.enter_context(FakeSlackServer())
+        for name in ("one", "two"):
+            (tmp_path / name).mkdir()
+        one_base, one = stack.enter_context(serving(tmp_path / "one", fake, pg_url, stop=False))
+        stack.callback(stop_process, one)
+        bases = {"one": one_base, "two": stack.enter_context(serving(tmp_path / "two", fake, pg_url, args=("--workers", "2")))}
+        for pid, cap in zip((one.pid, *worker_pids(tmp_path / "two" / "serve.log", 2)), caps):
+            assert chart_process(pid) in cap.add(pid), "a serving process with its chart process"
+        seconds = {"one": 0.0, "two": 0.0}
+        for name in seconds:  # unmeasured: first requests import and connect what they need
+            quiet(caps)  # the chart processes import matplotlib at start, within the caps
+            asyncio.run(burst(bases[name], fake, 10, 4))
+        used = [0.0] * len(caps)
+        for name in ("one", "two", "two", "one"):
+            quiet(caps)
+            before = [cap.cpu_seconds() for cap in caps]
+            seconds[name] += asyncio.run(burst(bases[name], fake, 60, 12))
+            used = [u + cap.cpu_seconds() - b for u, cap, b in zip(used, caps, before)]
+        throttled = [cap.throttled()[0] for cap in caps]
+    figures = (f"seconds {seconds}; CPU seconds per group {[round(u, 2) for u in used]}; periods throttled {throttled}; "
+               f"load {os.getloadavg()}")
+    assert all(throttled), f"a cap never bit, so the bursts measured something else: {figures}"
+    assert seconds["one"] / seconds["two"] >= 1.6, figures
+
+
+def test_ctrl_c_stops_the_workers_and_their_chart_processes_cleanly(tmp_path, pg_url):
+    """A terminal's Ctrl-C signals the whole process group: the parent, each worker and each worker's
+    chart process. Each must end by its owner's shutdown, without a KeyboardInterrupt traceback."""
+    log = tmp_path / "serve.log"
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "SLACK_BOT_TOKEN": TOKEN,
+           "SLACK_SIGNING_SECRET": SIGNING_SECRET, "DATABASE_URL": pg_url, "PORT": str(free_port()), "HOST": "127.0.0.1"}
+    with FakeSlackServer() as fake, log.open("wb") as out:
+        env["SLACK_API_URL"] = fake.url + "/api/"
+        proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", "--workers", "2"], cwd=tmp_path,
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            workers = worker_pids(log, 2)
+            # Each worker's chart process started and done importing (idle): before that, a signal
+            # stops the interpreter start-up itself, as it would any Python program.
+            wait_until(lambda: all(chart_process(w) and idle(chart_process(w)) for w in workers),
+                       timeout=60, what="each worker's chart process up and idle", log=log)
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output and "leaked" not in output, output
+    assert sum(r["message"] == "Application shutdown complete." for r in records(log)) == 2
+
+
+def quiet(caps, *, timeout: float = 60) -> None:
+    """Wait until no group uses more than 5 % of a CPU over half a second (start-up, after-ack work done)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = [cap.cpu_seconds() for cap in caps]
+        time.sleep(0.5)
+        if all(cap.cpu_seconds() - b <= 0.025 for cap, b in zip(caps, before)):
+            return
+    pytest.fail(f"the serving processes were still busy after {timeout} s")
+
+
+def chart_process(pid: int) -> int | None:
+    """The spawned chart process among ``pid``'s descendants (beside multiprocessing's resource tracker)."""
+    for p in subtree(pid)[1:]:
+        if "spawn_main" in open(f"/proc/{p}/cmdline").read():
+            return p
+    return None
+
+
+def idle(pid: int) -> bool:
+    """``pid`` used (almost) no CPU over a quarter of a second."""
+    def ticks() -> int:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    before = ticks()
+    time.sleep(0.25)
+    return ticks() - before <= 1

@@ -13,6 +13,7 @@ errors raised while drawing reach the caller as they are.
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -37,9 +38,17 @@ def _executor(*, fresh: bool = False) -> ProcessPoolExecutor:
         if fresh or _pool is None or _pool_pid != os.getpid():
             if _pool is not None and _pool_pid == os.getpid():
                 _pool.shutdown(wait=False, cancel_futures=True)
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_ignore_interrupt)
             _pool_pid = os.getpid()
         return _pool
+
+
+def _ignore_interrupt() -> None:
+    """In the worker: Ctrl-C in a terminal signals the whole process group, this worker too; the
+    process that owns it ends it (at its own shutdown), so SIGINT must not kill it mid-wait with a
+    KeyboardInterrupt traceback (and leaked semaphores) in the log."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _call(name: str, *args, **kwargs):
