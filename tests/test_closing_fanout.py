@@ -100,7 +100,11 @@ async def test_a_2000_reporter_closure_writes_in_short_transactions_and_notifies
     assert first.status_code == 200
     await bot.settle()
     assert [code for code, _ in answered] == [200] * 20
-    assert max(seconds for _, seconds in answered) < 1.0, answered
+    # Well inside the trackers' delivery timeouts (Linear's 5 s is the shortest) even on a loaded
+    # test machine; the figure at a quiet moment is in bench/README.md (tens of ms). Before, each
+    # waited for the closure's one long transaction (seconds) and on SQLite could pass the busy
+    # timeout (503).
+    assert max(seconds for _, seconds in answered) < 3.0, answered
     # Besides the links themselves (one transaction: their state moves at once), no transaction
     # wrote more than a step's worth: a chunk of reports (state, first response, history, card
     # redraw) or of reporters (notice, DM). Before, one wrote all 2,000 of each (8,000 rows).
