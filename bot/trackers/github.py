@@ -71,12 +71,15 @@ def _repo(payload: dict) -> dict:
     return repo
 
 
-def _issue_event(repo_name: str, repo_id, item: dict, outcome: Outcome, at) -> IssueEvent:
+def _issue_event(repo_name: str, repo_id, item: dict, outcome: Outcome, at, *, pull: bool = False) -> IssueEvent:
+    """``pull``: ``item`` is a ``pull_request``, whose ``id`` is not an issue id (another sequence,
+    and not the id the issues API gives the same pull request): it is matched by key alone."""
     number = item.get("number")
     if not isinstance(number, int) or isinstance(number, bool):
         raise Malformed("no issue number")
     return IssueEvent(TRACKER, normalise(f"{repo_name}#{number}"), outcome, string(item.get("html_url")),
-                      string(item.get("title")), issue_id=string(item.get("id")), project_id=string(repo_id), at=iso(at))
+                      string(item.get("title")), issue_id=None if pull else string(item.get("id")),
+                      project_id=string(repo_id), at=iso(at))
 
 
 def _repo_of(item: dict, fallback: str) -> str:
@@ -122,11 +125,11 @@ def events(event_name: str, payload: dict) -> list[IssueEvent]:
         return []
     pr = obj(payload.get("pull_request"))
     if action == "reopened":
-        return [_issue_event(name, repo_id, pr, Outcome.reopened, pr.get("updated_at"))]
+        return [_issue_event(name, repo_id, pr, Outcome.reopened, pr.get("updated_at"), pull=True)]
     if action != "closed" or pr.get("merged") is not True:
         return []  # closed unmerged: nothing was fixed
     at = pr.get("merged_at") or pr.get("updated_at")
-    found = [_issue_event(name, repo_id, pr, Outcome.fixed, at)]
+    found = [_issue_event(name, repo_id, pr, Outcome.fixed, at, pull=True)]
     base = obj(pr.get("base"))
     default = repo.get("default_branch") or obj(base.get("repo")).get("default_branch")
     if default and base.get("ref") == default:

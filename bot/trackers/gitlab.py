@@ -35,6 +35,13 @@ def normalise(key: str) -> str:
     return key.lower()
 
 
+def item_id(key: str, value: object) -> str | None:
+    """A link's stable id for an issue or (key ``group/project!N``) a merge request: GitLab keeps
+    them in separate tables, so MR id 309 and issue id 309 are different things; an MR's is ``mr:309``."""
+    ident = string(value)
+    return f"mr:{ident}" if ident is not None and "!" in key else ident
+
+
 def parse_url(host: str, path: str, url: str) -> IssueRef | None:
     m = _PATH.match(path)
     if not m:
@@ -78,10 +85,10 @@ def events(payload: dict) -> list[IssueEvent]:
     if not isinstance(path, str) or not isinstance(iid, int) or isinstance(iid, bool):
         raise Malformed("no project.path_with_namespace or object_attributes.iid")
     action = attrs.get("action")
-    common = dict(url=string(attrs.get("url")), title=string(attrs.get("title")), issue_id=string(attrs.get("id")),
+    key = normalise(f"{path}{'!' if kind == 'merge_request' else '#'}{iid}")
+    common = dict(url=string(attrs.get("url")), title=string(attrs.get("title")), issue_id=item_id(key, attrs.get("id")),
                   project_id=string(project.get("id")), at=iso(attrs.get("updated_at")))
     if kind in ("issue", "work_item"):
-        key = normalise(f"{path}#{iid}")
         moved_to = string(attrs.get("moved_to_id"))
         if action == "close" and moved_to:
             # Moving an issue closes it and makes a new one with a new id; follow the new id.
@@ -91,10 +98,10 @@ def events(payload: dict) -> list[IssueEvent]:
             return [IssueEvent(TRACKER, key, Outcome.reopened if action == "reopen" else Outcome.fixed, **common)]
         return []
     if action == "reopen":
-        return [IssueEvent(TRACKER, normalise(f"{path}!{iid}"), Outcome.reopened, **common)]
+        return [IssueEvent(TRACKER, key, Outcome.reopened, **common)]
     if action != "merge":
         return []
-    found = [IssueEvent(TRACKER, normalise(f"{path}!{iid}"), Outcome.fixed, **common)]
+    found = [IssueEvent(TRACKER, key, Outcome.fixed, **common)]
     default = project.get("default_branch") or obj(attrs.get("target")).get("default_branch")
     if default and attrs.get("target_branch") == default:
         # Closing patterns act only on merges into the default branch.
@@ -121,7 +128,7 @@ def poll_request(settings, key: str) -> PollRequest:
 def poll_events(key: str, item: dict, settings=None, policy=None) -> list[IssueEvent]:
     """An issue (opened/closed) or a merge request (opened/closed/locked/merged)."""
     url, title, state = string(item.get("web_url")), string(item.get("title")), item.get("state")
-    ident = dict(issue_id=string(item.get("id")), project_id=string(item.get("project_id")), at=iso(item.get("updated_at")))
+    ident = dict(issue_id=item_id(key, item.get("id")), project_id=string(item.get("project_id")), at=iso(item.get("updated_at")))
     if state in ("opened", "reopened"):
         return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident)]
     if "!" in key:
@@ -143,4 +150,4 @@ def identity_event(key: str, answers: list[dict], settings=None) -> IssueEvent |
     if string(item.get("id")) is None:
         return None
     return IssueEvent(TRACKER, key, Outcome.moved, string(item.get("web_url")), string(item.get("title")),
-                      issue_id=string(item.get("id")), project_id=string(item.get("project_id")))
+                      issue_id=item_id(key, item.get("id")), project_id=string(item.get("project_id")))

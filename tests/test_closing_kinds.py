@@ -1,0 +1,77 @@
+"""Issue #12, other inputs of the same kinds as its numbered ones, through the real app (SQLite and
+PostgreSQL): ids that are not the issue's, closing references GitHub or GitLab would not act on (or
+would), issue URLs in the other forms people paste, tracker states that mean "not planned", and
+deliveries that do match counted as matched."""
+
+import json
+import logging
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+from sqlmodel import select
+
+from storage.database import alembic_config
+
+from storage.models import TrackerLink
+from tests import tracker_requests as tr
+from tests.slack_requests import USER
+from tests.test_closing import HOST, deliver, file_and_link, notices_to, point, run  # noqa: F401
+from tests.test_closing import policy, settings_overrides  # noqa: F401
+
+OTHER = "U0OTHER001"
+
+
+def links(bot) -> list[TrackerLink]:
+    with bot.db.session() as s:
+        return list(s.exec(select(TrackerLink).order_by(TrackerLink.id)).all())
+
+
+# Ids of another kind of object ---------------------------------------------------------------
+
+
+async def test_a_merge_request_never_closes_an_issue_that_shares_its_database_id(bot):
+    """GitLab numbers issues and merge requests in separate tables: MR id 309 is not issue id 309."""
+    point_id = await file_and_link(bot, "runner images stale", "https://gitlab.com/acme/runners/-/issues/9")
+    await deliver(bot, "gitlab", *tr.gitlab("acme/runners", 9, "reopen"))  # tells us the issue's id: 309
+    assert links(bot)[0].issue_id == "309"
+    body, _ = tr.gitlab("acme/runners", 5, "merge", kind="merge_request", description="Speeds up the runners")
+    payload = json.loads(body)
+    payload["object_attributes"]["id"] = 309
+    await deliver(bot, "gitlab", *tr.gitlab_signed(payload))
+    assert notices_to(bot, USER) == [] and point(bot, point_id).status == "linked"
+
+
+async def test_a_pull_request_id_is_not_an_issue_id(bot):
+    """GitHub's ``pull_request.id`` is another sequence than issue ids (and than the id the issues
+    API gives the same pull request): a merged PR whose id equals a linked issue's closes nothing."""
+    point_id = await file_and_link(bot, "staging deploys hang")
+    await deliver(bot, "github", *tr.github("issues", tr.github_issue("acme/platform", 42, action="reopened")))
+    assert links(bot)[0].issue_id == "1042"
+    payload = tr.github_pr_merged("acme/platform", 77, "Speeds up deploys")
+    payload["pull_request"]["id"] = 1042
+    await deliver(bot, "github", *tr.github("pull_request", payload))
+    assert notices_to(bot, USER) == [] and point(bot, point_id).status == "linked"
+
+
+async def test_a_linked_merge_request_closes_on_merge_after_its_id_was_learned(bot):
+    await file_and_link(bot, "runner images stale", "https://gitlab.com/acme/runners/-/merge_requests/5")
+    await deliver(bot, "gitlab", *tr.gitlab("acme/runners", 5, "reopen", kind="merge_request"))
+    await deliver(bot, "gitlab", *tr.gitlab("acme/runners", 5, "merge", kind="merge_request"))
+    assert len(notices_to(bot, USER)) == 1
+
+
+async def test_ids_stored_by_the_previous_release_are_upgraded(bot):
+    """Migration 0014: a merge request link's bare id becomes ``mr:<id>``; a pull request link's
+    id from its webhooks is dropped. Both still close on the next delivery."""
+    await file_and_link(bot, "runner images stale", "https://gitlab.com/acme/runners/-/merge_requests/5")
+    await file_and_link(bot, "deploys hang", "https://github.com/acme/platform/pull/77", user=OTHER)
+    config = alembic_config(bot.db.engine)
+    command.downgrade(config, "0013")
+    with bot.db.engine.begin() as conn:
+        conn.execute(text("UPDATE tracker_link SET issue_id = CASE tracker WHEN 'gitlab' THEN '305' ELSE '279147437' END"))
+    command.upgrade(config, "head")
+    assert [l.issue_id for l in links(bot)] == ["mr:305", None]
+    await deliver(bot, "gitlab", *tr.gitlab("acme/runners", 5, "merge", kind="merge_request"))
+    await deliver(bot, "github", *tr.github("pull_request", tr.github_pr_merged("acme/platform", 77, "")))
+    assert len(notices_to(bot, USER)) == 1 and len(notices_to(bot, OTHER)) == 1
