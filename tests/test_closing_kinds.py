@@ -75,3 +75,41 @@ async def test_ids_stored_by_the_previous_release_are_upgraded(bot):
     await deliver(bot, "gitlab", *tr.gitlab("acme/runners", 5, "merge", kind="merge_request"))
     await deliver(bot, "github", *tr.github("pull_request", tr.github_pr_merged("acme/platform", 77, "")))
     assert len(notices_to(bot, USER)) == 1 and len(notices_to(bot, OTHER)) == 1
+
+
+# Closing references as each tracker reads them ----------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    "<!-- Link the issue: Fixes #42 -->\nSpeeds up deploys.",  # a PR template's hint, not rendered
+    "Speeds up deploys.\n\n```\ngit commit -m 'Fixes #42'\n```",
+    "Speeds up deploys. Write `Fixes #42` to close an issue.",
+    "Speeds up deploys.\n\n~~~text\nFixes #42\n~~~",
+])
+async def test_github_keywords_in_comments_and_code_close_nothing(bot, body):
+    """GitHub links references only in rendered text (not in code or HTML comments), and closing
+    keywords are references; an issue GitHub does close still sends its own ``closed``."""
+    point_id = await file_and_link(bot, "staging deploys hang")
+    await deliver(bot, "github", *tr.github("pull_request", tr.github_pr_merged("acme/platform", 77, body)))
+    assert notices_to(bot, USER) == [] and point(bot, point_id).status == "linked"
+    later = "```\nexample\n```\nFixes #42 `and a code span`"
+    await deliver(bot, "github", *tr.github("pull_request", tr.github_pr_merged("acme/platform", 78, later)))
+    assert len(notices_to(bot, USER)) == 1
+
+
+async def test_gitlab_closes_only_issue_urls_on_its_own_host(bot):
+    await file_and_link(bot, "runner images stale", "https://gitlab.com/acme/runners/-/issues/9")
+    elsewhere = "Closes https://gitlab.example.org/acme/runners/-/issues/9"  # a mirror on another instance
+    await deliver(bot, "gitlab", *tr.gitlab("acme/runners", 3, "merge", kind="merge_request", description=elsewhere))
+    assert notices_to(bot, USER) == []
+    here = "Closes https://gitlab.com/Acme/Runners/-/issues/9"
+    await deliver(bot, "gitlab", *tr.gitlab("acme/runners", 4, "merge", kind="merge_request", description=here))
+    assert len(notices_to(bot, USER)) == 1
+
+
+async def test_gitlab_project_reference_in_the_same_namespace_closes(bot):
+    """GitLab's reference ``project#123`` names a project in the current project's namespace."""
+    await file_and_link(bot, "docs outdated", "https://gitlab.com/acme/platform/docs/-/issues/12")
+    body = "Fixes docs#12"
+    await deliver(bot, "gitlab", *tr.gitlab("acme/platform/runners", 3, "merge", kind="merge_request", description=body))
+    assert len(notices_to(bot, USER)) == 1

@@ -29,6 +29,17 @@ _CLOSING = re.compile(
 )
 
 
+# What GitHub does not render as text, so it links no reference in it (and a closing keyword is a
+# reference): HTML comments (PR templates' hints), fenced code blocks (``` or ~~~, to the closing
+# fence or the end), and code spans (a run of backticks to the next run of the same length).
+_NOT_TEXT = re.compile(
+    r"<!--.*?(?:-->|\Z)"
+    r"|^[ ]{0,3}(?P<fence>`{3,}|~{3,}).*?(?:^[ ]{0,3}(?P=fence)[`~]*[ \t]*$|\Z)"
+    r"|(?P<ticks>`+).+?(?<!`)(?P=ticks)(?!`)",
+    re.DOTALL | re.MULTILINE,
+)
+
+
 def normalise(key: str) -> str:
     return key.lower()
 
@@ -143,9 +154,12 @@ def events(event_name: str, payload: dict) -> list[IssueEvent]:
 def closing_references(body: str, repo: str, host: str = "github.com") -> list[str]:
     """Normalised keys a pull request body closes on merge: ``Fixes #1``, ``closes owner/repo#2``,
     ``Resolves: https://github.com/owner/repo/issues/3``; one keyword per reference (GitHub's
-    "Linking a pull request to an issue": "use full syntax for each issue")."""
+    "Linking a pull request to an issue": "use full syntax for each issue"). Not in code or HTML
+    comments: GitHub renders no reference there; and when GitHub does close an issue, the issue's
+    own ``closed`` delivery says so, so a reference missed here costs nothing while one read
+    wrongly tells a reporter it is fixed."""
     keys = []
-    for m in _CLOSING.finditer(body[:65536]):
+    for m in _CLOSING.finditer(_NOT_TEXT.sub(" ", body[:65536])):
         if m["url"]:
             parts = urlsplit(m["url"])
             ref = parse_url(parts.netloc.lower(), parts.path, m["url"]) if parts.netloc.lower() == host else None

@@ -20,15 +20,15 @@ DELIVERY_HEADER = "idempotency-key"
 _PATH = re.compile(r"^/(?P<project>[\w.-]+(?:/[\w.-]+)+)/-/(?P<kind>issues|merge_requests|work_items)/(?P<n>\d+)/?$")
 
 # GitLab's default issue_closing_pattern, with %{issue_ref} as its reference forms: #N,
-# group/project#N, and an issue or work item URL. Keywords are case-sensitive after the first
+# group/project#N, project#N (a project in the same namespace), and an issue or work item URL. Keywords are case-sensitive after the first
 # letter, as in GitLab ("Closes", "closes"; not "CLOSES"). One difference: "and" may start a new
 # line, as in the documented example ("fixes #18, #19\nand https://…/issues/23" closes #23).
-_REF = r"(?:(?:[\w.-]+/)+[\w.-]+)?#\d+|https?://[^\s,]+/-/(?:issues|work_items)/\d+"
+_REF = r"(?:[\w.-]+(?:/[\w.-]+)*)?#\d+|https?://[^\s,]+/-/(?:issues|work_items)/\d+"
 _CLOSING = re.compile(
     r"\b(?:[Cc]los(?:e[sd]?|ing)|\b[Ff]ix(?:e[sd]|ing)?|\b[Rr]esolv(?:e[sd]?|ing)|\b[Ii]mplement(?:s|ed|ing)?)(?::?) +"
     r"(?:(?:issues? +)?(?:" + _REF + r")(?:(?: *,?\s+and +| *,? *)?)|[A-Z][A-Z0-9_]+-\d+)+"
 )
-_ONE_REF = re.compile(r"(?P<url>https?://[^\s,]+/-/(?:issues|work_items)/\d+)|(?P<project>(?:[\w.-]+/)+[\w.-]+)?#(?P<n>\d+)")
+_ONE_REF = re.compile(r"(?P<url>https?://[^\s,]+/-/(?:issues|work_items)/\d+)|(?P<project>[\w.-]+(?:/[\w.-]+)*)?#(?P<n>\d+)")
 
 
 def normalise(key: str) -> str:
@@ -59,17 +59,23 @@ def read(body: bytes, headers, policy=None) -> list[IssueEvent]:
     return events(decode_json(body))
 
 
-def closing_references(text_: str, project: str) -> list[str]:
+def closing_references(text_: str, project: str, host: str | None = None) -> list[str]:
     """Normalised issue keys a merge request description closes, as GitLab's default pattern reads
-    it: "Fix #20, Fixes #21 and Closes group/otherproject#22", lists such as "fixes #18, #19 and <url>"."""
+    it: "Fix #20, Fixes #21 and Closes group/otherproject#22", lists such as "fixes #18, #19 and <url>".
+    GitLab scans the raw text (code blocks included). A URL is a reference only on GitLab's own
+    ``host`` (the project's; None: any), as GitLab's reference filters read only its own links."""
     keys = []
+    namespace = project.rpartition("/")[0]
     for match in _CLOSING.finditer(text_[:65536]):
         for ref in _ONE_REF.finditer(match.group(0)):
             if ref["url"]:
                 parts = urlsplit(ref["url"])
-                found = parse_url(parts.netloc.lower(), parts.path, ref["url"])
+                netloc = parts.netloc.lower()
+                found = parse_url(netloc, parts.path, ref["url"]) if host is None or netloc == host else None
                 if found and "#" in found.key:
                     keys.append(found.key)
+            elif ref["project"] and "/" not in ref["project"]:
+                keys.append(normalise(f"{namespace}/{ref['project']}#{ref['n']}"))
             else:
                 keys.append(normalise(f"{ref['project'] or project}#{ref['n']}"))
     return list(dict.fromkeys(keys))
@@ -105,7 +111,8 @@ def events(payload: dict) -> list[IssueEvent]:
     default = project.get("default_branch") or obj(attrs.get("target")).get("default_branch")
     if default and attrs.get("target_branch") == default:
         # Closing patterns act only on merges into the default branch.
-        for key in closing_references(text(attrs.get("description")), path):
+        host = urlsplit(text(project.get("web_url")) or text(attrs.get("url"))).netloc.lower() or None
+        for key in closing_references(text(attrs.get("description")), path, host):
             found.append(IssueEvent(TRACKER, key, Outcome.fixed, common["url"], common["title"], at=common["at"]))
     return list({e.key: e for e in found}.values())
 
