@@ -113,3 +113,20 @@ async def test_gitlab_project_reference_in_the_same_namespace_closes(bot):
     body = "Fixes docs#12"
     await deliver(bot, "gitlab", *tr.gitlab("acme/platform/runners", 3, "merge", kind="merge_request", description=body))
     assert len(notices_to(bot, USER)) == 1
+
+
+# Issue URLs in the forms people paste --------------------------------------------------------
+
+
+@pytest.mark.parametrize("pasted,tracker,key", [
+    ("<https://github.com/acme/platform/pull/7/files|acme/platform#7>", "github", "acme/platform#7"),
+    ("https://github.com/acme/platform/pull/7/commits/abc123", "github", "acme/platform#7"),
+    ("https://gitlab.com/Acme/Sub/Proj/-/merge_requests/3/diffs", "gitlab", "acme/sub/proj!3"),
+    ("https://acme.atlassian.net/jira/software/projects/NET/issues/NET-7", "jira", "NET-7"),
+    ("<https://acme.atlassian.net/jira/software/c/projects/NET/boards/1?selectedIssue=net-7&amp;quickFilter=2|board>",
+     "jira", "NET-7"),
+])
+async def test_issue_urls_in_the_other_forms_people_paste_are_linked(bot, pasted, tracker, key):
+    await run(bot, "deploys hang", USER)
+    await run(bot, f"link FB-1 {pasted}", HOST)
+    assert [(l.tracker, l.key) for l in links(bot)] == [(tracker, key)]

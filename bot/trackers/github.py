@@ -19,7 +19,8 @@ TRACKER = Tracker.github
 SECRET_SETTING = "github_webhook_secret"
 DELIVERY_HEADER = "x-github-delivery"
 
-_PATH = re.compile(r"^/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/(?P<kind>issues|pull)/(?P<n>\d+)/?$")
+# A pull request's tabs (/files, /commits/<sha>, /checks) are the same pull request.
+_PATH = re.compile(r"^/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/(?P<kind>issues|pull)/(?P<n>\d+)(?:/[^?#]*)?$")
 # "Linking a pull request to an issue": one keyword per reference, optional colon; the reference
 # is #N, owner/repo#N, or the issue's URL. Keywords are matched case-insensitively by GitHub.
 _CLOSING = re.compile(

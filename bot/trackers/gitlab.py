@@ -17,7 +17,8 @@ TRACKER = Tracker.gitlab
 SECRET_SETTING = "gitlab_webhook_token"
 DELIVERY_HEADER = "idempotency-key"
 
-_PATH = re.compile(r"^/(?P<project>[\w.-]+(?:/[\w.-]+)+)/-/(?P<kind>issues|merge_requests|work_items)/(?P<n>\d+)/?$")
+# A merge request's tabs (/diffs, /commits, /pipelines) and an issue's (/designs) are the same item.
+_PATH = re.compile(r"^/(?P<project>[\w.-]+(?:/[\w.-]+)+)/-/(?P<kind>issues|merge_requests|work_items)/(?P<n>\d+)(?:/[^?#]*)?$")
 
 # GitLab's default issue_closing_pattern, with %{issue_ref} as its reference forms: #N,
 # group/project#N, project#N (a project in the same namespace), and an issue or work item URL. Keywords are case-sensitive after the first
