@@ -11,6 +11,7 @@ from alembic import command
 from sqlalchemy import text
 from sqlmodel import select
 
+from bot.trackers import linear
 from storage.database import alembic_config
 
 from storage.models import TrackerLink
@@ -130,3 +131,17 @@ async def test_issue_urls_in_the_other_forms_people_paste_are_linked(bot, pasted
     await run(bot, "deploys hang", USER)
     await run(bot, f"link FB-1 {pasted}", HOST)
     assert [(l.tracker, l.key) for l in links(bot)] == [(tracker, key)]
+
+
+# Tracker states that mean "not planned" ------------------------------------------------------
+
+
+async def test_a_linear_issue_marked_duplicate_is_not_planned(bot):
+    point_id = await file_and_link(bot, "docs search broken", "https://linear.app/acme/issue/DOC-3/docs-search")
+    body, headers = tr.linear("DOC-3", "duplicate", {"stateId": "state-1", "canceledAt": None})
+    await deliver(bot, "linear", body, headers)
+    [notice] = notices_to(bot, USER)
+    assert "fixed" not in notice["text"] and point(bot, point_id).status == "wont_fix"
+    # A poll reads it the same way (not as open: that would reopen the report).
+    answer = {"data": {"issue": {"id": "u1", "identifier": "DOC-3", "state": {"type": "duplicate"}}}}
+    assert [e.outcome for e in linear.poll_events("DOC-3", answer)] == ["not_planned"]
