@@ -145,3 +145,17 @@ async def test_a_linear_issue_marked_duplicate_is_not_planned(bot):
     # A poll reads it the same way (not as open: that would reopen the report).
     answer = {"data": {"issue": {"id": "u1", "identifier": "DOC-3", "state": {"type": "duplicate"}}}}
     assert [e.outcome for e in linear.poll_events("DOC-3", answer)] == ["not_planned"]
+
+
+# Counted once per delivery ------------------------------------------------------------------
+
+
+async def test_a_merged_pr_that_closes_a_linked_issue_is_not_counted_or_logged_as_unmatched(bot, caplog):
+    await file_and_link(bot, "staging deploys hang")
+    caplog.set_level(logging.WARNING, logger="bot.operations.deliveries")
+    await deliver(bot, "github", *tr.github("pull_request", tr.github_pr_merged("acme/platform", 77, "Fixes #42")))
+    assert len(notices_to(bot, USER)) == 1
+    metrics = (await bot.http.get("/metrics")).text
+    assert 'pf_tracker_events_total{outcome="applied",tracker="github"} 1.0' in metrics
+    assert 'outcome="unmatched"' not in metrics
+    assert not [r for r in caplog.records if "matches no linked report" in r.getMessage()]
