@@ -29,8 +29,8 @@ def _answer(status: int, message: str) -> JSONResponse:
 
 
 def routes(deps: Deps) -> list[Route]:
-    events = Counter("pf_tracker_events", "Tracker webhook events applied, by tracker and outcome "
-                     "(applied, unchanged, unmatched: no linked report has the issue)",
+    events = Counter("pf_tracker_events", "Tracker webhook deliveries applied, by tracker and outcome "
+                     "(applied, unchanged, unmatched: no linked report has any issue it names)",
                      ["tracker", "outcome"], registry=deps.metrics.registry)
     runner = deliveries.Deliveries(db=deps.db, policy=deps.policy, observe=lambda t, o: events.labels(t, o).inc(),
                                    wake=deps.sender.wake)

@@ -9,9 +9,17 @@ import pytest
 from sqlmodel import select
 
 from storage.models import TrackerLink
+from tests import tracker_requests as tr
+from tests.test_closing import deliver
 from tests.test_polling import (  # noqa: F401 (fixtures)
-    HOST, file_and_link, policy, run, settings_overrides, trackers,
+    HOST, USER, file_and_link, notices_to, policy, run, trackers,
 )
+from tests.test_polling import settings_overrides as polling_settings
+
+
+@pytest.fixture
+def settings_overrides(trackers) -> dict:
+    return {**polling_settings.__wrapped__(trackers), **tr.SETTINGS}
 
 
 def link_of(bot, point_id: int) -> TrackerLink:
@@ -68,3 +76,15 @@ async def test_a_limit_longer_than_a_minute_is_left_to_the_first_delivery(bot, t
 async def test_without_a_token_nothing_is_asked(bot, trackers):
     point_id = await file_and_link(bot, "deploys hang", "https://github.com/acme/platform/issues/42")
     assert link_of(bot, point_id).issue_id is None and trackers.seen == []
+
+
+async def test_a_linked_pull_request_closes_on_merge_after_its_identity_was_learned(bot, trackers):
+    """The issues API gives a pull request an issue id; its ``pull_request`` deliveries carry the
+    pull request's own id, another number: the merge still reaches the link."""
+    trackers.github_issue("acme/platform", 77, pr_merged=False)
+    point_id = await file_and_link(bot, "deploys hang", trackers.url + "/acme/platform/pull/77")
+    assert link_of(bot, point_id).issue_id == "1077"
+    payload = tr.github_pr_merged("acme/platform", 77, "Speeds up deploys")
+    payload["pull_request"]["id"] = 279147437  # the id in GitHub's own pull_request example
+    await deliver(bot, "github", *tr.github("pull_request", payload))
+    assert len(notices_to(bot, USER)) == 1

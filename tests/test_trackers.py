@@ -54,6 +54,10 @@ def test_gitlab_closing_references_on_the_documented_example():
     assert sorted(gitlab.closing_references(message, "group/project")) == sorted([
         "group/project#18", "group/project#19", "group/project#20", "group/project#21",
         "group/otherproject#22", "group/otherproject#23"])
+    # Its URL is a reference on its own instance only; "project#N" is a project in the same namespace.
+    assert "group/otherproject#23" in gitlab.closing_references(message, "group/project", "gitlab.example.com")
+    assert "group/otherproject#23" not in gitlab.closing_references(message, "group/project", "gitlab.com")
+    assert gitlab.closing_references("Closes otherproject#5", "group/project") == ["group/otherproject#5"]
     assert gitlab.closing_references("Closes #4, #6, Related to #5", "g/p") == ["g/p#4", "g/p#6"]
     assert gitlab.closing_references("Implements #8 and closing #9", "g/p") == ["g/p#8", "g/p#9"]
     assert gitlab.closing_references("CLOSES #1", "g/p") == []  # GitLab's pattern: first letter only may be capital

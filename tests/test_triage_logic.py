@@ -12,7 +12,7 @@ from storage.models import FrictionPoint, Source
 
 @pytest.mark.parametrize("url,tracker,key", [
     ("https://github.com/acme/ci/issues/12", "github", "acme/ci#12"),
-    ("https://github.com/acme/ci/pull/7/files", None, None),
+    ("https://github.com/acme/ci/pull/7/files", "github", "acme/ci#7"),  # a pull request tab is the pull request
     ("https://github.com/acme/ci/pull/7", "github", "acme/ci#7"),
     ("https://ghe.acme.corp/platform/runner/issues/3", "github", "platform/runner#3"),
     ("https://gitlab.com/acme/infra/tools/-/issues/9", "gitlab", "acme/infra/tools#9"),

@@ -358,6 +358,14 @@ class DeliveryResult:
     def closures(self) -> int:
         return sum(1 for *_, o in self.outcomes if o == "applied")
 
+    @property
+    def outcome(self) -> str | None:
+        """The delivery's as a whole: "applied" when an event closed links, "unchanged" when one
+        matched a link, else "unmatched" (None: no events). A merged pull request names itself as
+        well as the issues it closes; nobody links the pull request, and that is no miss."""
+        found = {o for *_, o in self.outcomes}
+        return next((o for o in ("applied", "unchanged", "unmatched") if o in found), None)
+
 
 def apply_delivery(*, session: Session, delivery_id: int) -> DeliveryResult | None:
     """Apply a recorded delivery's events to the links once (None: applied already, by this or

@@ -44,7 +44,8 @@ def prune(*, session: Session, occurrence, job: str = "closing.deliveries") -> N
 
 class Deliveries:
     """Applies recorded deliveries off the request. ``observe(tracker, outcome)`` is told of each
-    event's outcome (applied, unchanged, unmatched); ``wake`` is called when messages were queued."""
+    delivery's outcome (applied, unchanged, unmatched: ``DeliveryResult.outcome``); ``wake`` is
+    called when messages were queued."""
 
     def __init__(self, *, db: Database, policy, observe: Callable[[str, str], None], wake: Callable[[], None]):
         self.db, self.policy, self.observe, self.wake = db, policy, observe, wake
@@ -74,10 +75,12 @@ class Deliveries:
             return False
         if result is None:
             return True
-        for tracker, key, outcome in result.outcomes:
-            self.observe(tracker, outcome)
-            if outcome == "unmatched":
-                self._log_unmatched(tracker, key)
+        if result.outcome is not None:
+            tracker = result.outcomes[0][0]
+            self.observe(tracker, result.outcome)
+            if result.outcome == "unmatched":
+                for _, key, _ in result.outcomes:
+                    self._log_unmatched(tracker, key)
         if result.closures:
             self.wake()
         remaining = result.steps

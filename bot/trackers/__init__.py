@@ -23,10 +23,12 @@ def normalise(tracker: Tracker | str, key: str) -> str:
 
 def parse_issue_url(url: str) -> IssueRef | None:
     """The issue a URL points at, or None if it is not a tracker issue we know. Takes Slack's link
-    markup as Slack sends what a person pasted: ``<url>`` and ``<url|label>``."""
+    markup as Slack sends what a person pasted: ``<url>`` and ``<url|label>``, with ``&``, ``<``
+    and ``>`` escaped as ``&amp;``, ``&lt;`` and ``&gt;`` (in message and command text alike)."""
     url = url.strip()
     if url.startswith("<") and url.endswith(">"):
         url = url[1:-1].split("|", 1)[0].strip()
+    url = url.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     if len(url) > 3000:
         return None
     try:
@@ -42,4 +44,4 @@ def parse_issue_url(url: str) -> IssueRef | None:
     for module in _URL_ORDER[1:]:
         if ref := module.parse_url(host, parts.path, clean):
             return ref
-    return None
+    return jira.parse_selected(parts.path, parts.query, f"{parts.scheme}://{parts.netloc}")

@@ -19,13 +19,25 @@ TRACKER = Tracker.github
 SECRET_SETTING = "github_webhook_secret"
 DELIVERY_HEADER = "x-github-delivery"
 
-_PATH = re.compile(r"^/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/(?P<kind>issues|pull)/(?P<n>\d+)/?$")
+# A pull request's tabs (/files, /commits/<sha>, /checks) are the same pull request.
+_PATH = re.compile(r"^/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/(?P<kind>issues|pull)/(?P<n>\d+)(?:/[^?#]*)?$")
 # "Linking a pull request to an issue": one keyword per reference, optional colon; the reference
 # is #N, owner/repo#N, or the issue's URL. Keywords are matched case-insensitively by GitHub.
 _CLOSING = re.compile(
     r"(?<![\w/#-])(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+"
     r"(?:(?P<repo>[\w.-]+/[\w.-]+)?#(?P<n>\d+)|(?P<url>https?://[^\s)<>\]]+/(?:issues|pull)/\d+))(?![\w])",
     re.IGNORECASE,
+)
+
+
+# What GitHub does not render as text, so it links no reference in it (and a closing keyword is a
+# reference): HTML comments (PR templates' hints), fenced code blocks (``` or ~~~, to the closing
+# fence or the end), and code spans (a run of backticks to the next run of the same length).
+_NOT_TEXT = re.compile(
+    r"<!--.*?(?:-->|\Z)"
+    r"|^[ ]{0,3}(?P<fence>`{3,}|~{3,}).*?(?:^[ ]{0,3}(?P=fence)[`~]*[ \t]*$|\Z)"
+    r"|(?P<ticks>`+).+?(?<!`)(?P=ticks)(?!`)",
+    re.DOTALL | re.MULTILINE,
 )
 
 
@@ -71,12 +83,15 @@ def _repo(payload: dict) -> dict:
     return repo
 
 
-def _issue_event(repo_name: str, repo_id, item: dict, outcome: Outcome, at) -> IssueEvent:
+def _issue_event(repo_name: str, repo_id, item: dict, outcome: Outcome, at, *, pull: bool = False) -> IssueEvent:
+    """``pull``: ``item`` is a ``pull_request``, whose ``id`` is not an issue id (another sequence,
+    and not the id the issues API gives the same pull request): it is matched by key alone."""
     number = item.get("number")
     if not isinstance(number, int) or isinstance(number, bool):
         raise Malformed("no issue number")
     return IssueEvent(TRACKER, normalise(f"{repo_name}#{number}"), outcome, string(item.get("html_url")),
-                      string(item.get("title")), issue_id=string(item.get("id")), project_id=string(repo_id), at=iso(at))
+                      string(item.get("title")), issue_id=None if pull else string(item.get("id")),
+                      project_id=string(repo_id), at=iso(at))
 
 
 def _repo_of(item: dict, fallback: str) -> str:
@@ -122,11 +137,11 @@ def events(event_name: str, payload: dict) -> list[IssueEvent]:
         return []
     pr = obj(payload.get("pull_request"))
     if action == "reopened":
-        return [_issue_event(name, repo_id, pr, Outcome.reopened, pr.get("updated_at"))]
+        return [_issue_event(name, repo_id, pr, Outcome.reopened, pr.get("updated_at"), pull=True)]
     if action != "closed" or pr.get("merged") is not True:
         return []  # closed unmerged: nothing was fixed
     at = pr.get("merged_at") or pr.get("updated_at")
-    found = [_issue_event(name, repo_id, pr, Outcome.fixed, at)]
+    found = [_issue_event(name, repo_id, pr, Outcome.fixed, at, pull=True)]
     base = obj(pr.get("base"))
     default = repo.get("default_branch") or obj(base.get("repo")).get("default_branch")
     if default and base.get("ref") == default:
@@ -140,9 +155,12 @@ def events(event_name: str, payload: dict) -> list[IssueEvent]:
 def closing_references(body: str, repo: str, host: str = "github.com") -> list[str]:
     """Normalised keys a pull request body closes on merge: ``Fixes #1``, ``closes owner/repo#2``,
     ``Resolves: https://github.com/owner/repo/issues/3``; one keyword per reference (GitHub's
-    "Linking a pull request to an issue": "use full syntax for each issue")."""
+    "Linking a pull request to an issue": "use full syntax for each issue"). Not in code or HTML
+    comments: GitHub renders no reference there; and when GitHub does close an issue, the issue's
+    own ``closed`` delivery says so, so a reference missed here costs nothing while one read
+    wrongly tells a reporter it is fixed."""
     keys = []
-    for m in _CLOSING.finditer(body[:65536]):
+    for m in _CLOSING.finditer(_NOT_TEXT.sub(" ", body[:65536])):
         if m["url"]:
             parts = urlsplit(m["url"])
             ref = parse_url(parts.netloc.lower(), parts.path, m["url"]) if parts.netloc.lower() == host else None

@@ -17,22 +17,30 @@ TRACKER = Tracker.gitlab
 SECRET_SETTING = "gitlab_webhook_token"
 DELIVERY_HEADER = "idempotency-key"
 
-_PATH = re.compile(r"^/(?P<project>[\w.-]+(?:/[\w.-]+)+)/-/(?P<kind>issues|merge_requests|work_items)/(?P<n>\d+)/?$")
+# A merge request's tabs (/diffs, /commits, /pipelines) and an issue's (/designs) are the same item.
+_PATH = re.compile(r"^/(?P<project>[\w.-]+(?:/[\w.-]+)+)/-/(?P<kind>issues|merge_requests|work_items)/(?P<n>\d+)(?:/[^?#]*)?$")
 
 # GitLab's default issue_closing_pattern, with %{issue_ref} as its reference forms: #N,
-# group/project#N, and an issue or work item URL. Keywords are case-sensitive after the first
+# group/project#N, project#N (a project in the same namespace), and an issue or work item URL. Keywords are case-sensitive after the first
 # letter, as in GitLab ("Closes", "closes"; not "CLOSES"). One difference: "and" may start a new
 # line, as in the documented example ("fixes #18, #19\nand https://…/issues/23" closes #23).
-_REF = r"(?:(?:[\w.-]+/)+[\w.-]+)?#\d+|https?://[^\s,]+/-/(?:issues|work_items)/\d+"
+_REF = r"(?:[\w.-]+(?:/[\w.-]+)*)?#\d+|https?://[^\s,]+/-/(?:issues|work_items)/\d+"
 _CLOSING = re.compile(
     r"\b(?:[Cc]los(?:e[sd]?|ing)|\b[Ff]ix(?:e[sd]|ing)?|\b[Rr]esolv(?:e[sd]?|ing)|\b[Ii]mplement(?:s|ed|ing)?)(?::?) +"
     r"(?:(?:issues? +)?(?:" + _REF + r")(?:(?: *,?\s+and +| *,? *)?)|[A-Z][A-Z0-9_]+-\d+)+"
 )
-_ONE_REF = re.compile(r"(?P<url>https?://[^\s,]+/-/(?:issues|work_items)/\d+)|(?P<project>(?:[\w.-]+/)+[\w.-]+)?#(?P<n>\d+)")
+_ONE_REF = re.compile(r"(?P<url>https?://[^\s,]+/-/(?:issues|work_items)/\d+)|(?P<project>[\w.-]+(?:/[\w.-]+)*)?#(?P<n>\d+)")
 
 
 def normalise(key: str) -> str:
     return key.lower()
+
+
+def item_id(key: str, value: object) -> str | None:
+    """A link's stable id for an issue or (key ``group/project!N``) a merge request: GitLab keeps
+    them in separate tables, so MR id 309 and issue id 309 are different things; an MR's is ``mr:309``."""
+    ident = string(value)
+    return f"mr:{ident}" if ident is not None and "!" in key else ident
 
 
 def parse_url(host: str, path: str, url: str) -> IssueRef | None:
@@ -52,17 +60,23 @@ def read(body: bytes, headers, policy=None) -> list[IssueEvent]:
     return events(decode_json(body))
 
 
-def closing_references(text_: str, project: str) -> list[str]:
+def closing_references(text_: str, project: str, host: str | None = None) -> list[str]:
     """Normalised issue keys a merge request description closes, as GitLab's default pattern reads
-    it: "Fix #20, Fixes #21 and Closes group/otherproject#22", lists such as "fixes #18, #19 and <url>"."""
+    it: "Fix #20, Fixes #21 and Closes group/otherproject#22", lists such as "fixes #18, #19 and <url>".
+    GitLab scans the raw text (code blocks included). A URL is a reference only on GitLab's own
+    ``host`` (the project's; None: any), as GitLab's reference filters read only its own links."""
     keys = []
+    namespace = project.rpartition("/")[0]
     for match in _CLOSING.finditer(text_[:65536]):
         for ref in _ONE_REF.finditer(match.group(0)):
             if ref["url"]:
                 parts = urlsplit(ref["url"])
-                found = parse_url(parts.netloc.lower(), parts.path, ref["url"])
+                netloc = parts.netloc.lower()
+                found = parse_url(netloc, parts.path, ref["url"]) if host is None or netloc == host else None
                 if found and "#" in found.key:
                     keys.append(found.key)
+            elif ref["project"] and "/" not in ref["project"]:
+                keys.append(normalise(f"{namespace}/{ref['project']}#{ref['n']}"))
             else:
                 keys.append(normalise(f"{ref['project'] or project}#{ref['n']}"))
     return list(dict.fromkeys(keys))
@@ -78,10 +92,10 @@ def events(payload: dict) -> list[IssueEvent]:
     if not isinstance(path, str) or not isinstance(iid, int) or isinstance(iid, bool):
         raise Malformed("no project.path_with_namespace or object_attributes.iid")
     action = attrs.get("action")
-    common = dict(url=string(attrs.get("url")), title=string(attrs.get("title")), issue_id=string(attrs.get("id")),
+    key = normalise(f"{path}{'!' if kind == 'merge_request' else '#'}{iid}")
+    common = dict(url=string(attrs.get("url")), title=string(attrs.get("title")), issue_id=item_id(key, attrs.get("id")),
                   project_id=string(project.get("id")), at=iso(attrs.get("updated_at")))
     if kind in ("issue", "work_item"):
-        key = normalise(f"{path}#{iid}")
         moved_to = string(attrs.get("moved_to_id"))
         if action == "close" and moved_to:
             # Moving an issue closes it and makes a new one with a new id; follow the new id.
@@ -91,14 +105,15 @@ def events(payload: dict) -> list[IssueEvent]:
             return [IssueEvent(TRACKER, key, Outcome.reopened if action == "reopen" else Outcome.fixed, **common)]
         return []
     if action == "reopen":
-        return [IssueEvent(TRACKER, normalise(f"{path}!{iid}"), Outcome.reopened, **common)]
+        return [IssueEvent(TRACKER, key, Outcome.reopened, **common)]
     if action != "merge":
         return []
-    found = [IssueEvent(TRACKER, normalise(f"{path}!{iid}"), Outcome.fixed, **common)]
+    found = [IssueEvent(TRACKER, key, Outcome.fixed, **common)]
     default = project.get("default_branch") or obj(attrs.get("target")).get("default_branch")
     if default and attrs.get("target_branch") == default:
         # Closing patterns act only on merges into the default branch.
-        for key in closing_references(text(attrs.get("description")), path):
+        host = urlsplit(text(project.get("web_url")) or text(attrs.get("url"))).netloc.lower() or None
+        for key in closing_references(text(attrs.get("description")), path, host):
             found.append(IssueEvent(TRACKER, key, Outcome.fixed, common["url"], common["title"], at=common["at"]))
     return list({e.key: e for e in found}.values())
 
@@ -121,7 +136,7 @@ def poll_request(settings, key: str) -> PollRequest:
 def poll_events(key: str, item: dict, settings=None, policy=None) -> list[IssueEvent]:
     """An issue (opened/closed) or a merge request (opened/closed/locked/merged)."""
     url, title, state = string(item.get("web_url")), string(item.get("title")), item.get("state")
-    ident = dict(issue_id=string(item.get("id")), project_id=string(item.get("project_id")), at=iso(item.get("updated_at")))
+    ident = dict(issue_id=item_id(key, item.get("id")), project_id=string(item.get("project_id")), at=iso(item.get("updated_at")))
     if state in ("opened", "reopened"):
         return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident)]
     if "!" in key:
@@ -143,4 +158,4 @@ def identity_event(key: str, answers: list[dict], settings=None) -> IssueEvent |
     if string(item.get("id")) is None:
         return None
     return IssueEvent(TRACKER, key, Outcome.moved, string(item.get("web_url")), string(item.get("title")),
-                      issue_id=string(item.get("id")), project_id=string(item.get("project_id")))
+                      issue_id=item_id(key, item.get("id")), project_id=string(item.get("project_id")))

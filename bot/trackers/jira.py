@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 import re
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from bot.trackers.base import (
     IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, iso, obj, same, string, text,
@@ -21,7 +21,13 @@ TRACKER = Tracker.jira
 SECRET_SETTING = "jira_webhook_secret"
 DELIVERY_HEADER = "x-atlassian-webhook-identifier"
 
-_PATH = re.compile(r"^(?:/jira)?/browse/(?P<key>[A-Za-z][A-Za-z0-9_]+-\d+)/?$")
+# /browse/KEY (Data Center under a /jira context path too), and the project views: Cloud's
+# /jira/software/projects/NET/issues/NET-7, /jira/software/c/projects/..., /jira/servicedesk/
+# projects/SD/queues/custom/1/SD-5, Data Center's /projects/NET/issues/NET-7. Boards name the
+# issue open beside them in ``selectedIssue`` (Cloud /jira/..., Data Center /secure/RapidBoard.jspa).
+_PATH = re.compile(r"^(?:(?:/jira)?/browse|(?:/[\w-]+)*?/projects/[A-Za-z][A-Za-z0-9_]*(?:/[\w-]+)*?)"
+                   r"/(?P<key>[A-Za-z][A-Za-z0-9_]+-\d+)/?$")
+_SELECTING = re.compile(r"^(?P<context>/jira)?/(?:software|core|servicedesk|secure|issues)/")
 _KEY = re.compile(r"^[A-Z][A-Z0-9_]+-\d+$")
 
 
@@ -31,7 +37,24 @@ def normalise(key: str) -> str:
 
 def parse_url(host: str, path: str, url: str) -> IssueRef | None:
     m = _PATH.match(path)
-    return IssueRef(TRACKER, normalise(m["key"]), url) if m else None
+    if not m:
+        return None
+    if "/browse/" in path:
+        return IssueRef(TRACKER, normalise(m["key"]), url)
+    origin = url[: len(url) - len(path)]  # ``url`` is scheme://netloc + path
+    return IssueRef(TRACKER, normalise(m["key"]), f"{origin}/browse/{normalise(m['key'])}")
+
+
+def parse_selected(path: str, query: str, origin: str) -> IssueRef | None:
+    """A board, backlog or search URL with the issue open beside it (``?selectedIssue=NET-7``)."""
+    if not (selecting := _SELECTING.match(path)):
+        return None
+    selected = parse_qs(query).get("selectedIssue") or [""]
+    key = normalise(selected[0].strip())
+    if not _KEY.match(key):
+        return None
+    context = selecting["context"] if path.startswith("/jira/secure/") else ""  # Data Center under /jira
+    return IssueRef(TRACKER, key, f"{origin}{context or ''}/browse/{key}")
 
 
 def verify(secret: str, body: bytes, headers) -> bool:

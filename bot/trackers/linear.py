@@ -21,6 +21,10 @@ TRACKER = Tracker.linear
 SECRET_SETTING = "linear_webhook_secret"
 DELIVERY_HEADER = "linear-delivery"
 MAX_AGE_MS = 60_000  # the SDK's own limit
+# Workflow state types that close an issue without a fix. The schema's WorkflowState.type: "One of
+# "triage", "backlog", "unstarted", "started", "completed", "canceled", "duplicate"" (an issue
+# marked as a duplicate of another is closed, not fixed, and not open).
+NOT_PLANNED = ("canceled", "duplicate")
 
 _PATH = re.compile(r"^/[\w-]+/issue/(?P<key>[A-Za-z][A-Za-z0-9]+-\d+)(?:/[\w-]*)?/?$")
 QUERY = ("query Issue($id: String!) { issue(id: $id) { id identifier url title updatedAt "
@@ -77,7 +81,7 @@ def events(payload: dict) -> list[IssueEvent]:
     if "stateId" in before:
         if state == "completed":
             return [IssueEvent(TRACKER, key, Outcome.fixed, url, title, **ident)]
-        if state == "canceled":
+        if state in NOT_PLANNED:
             return [IssueEvent(TRACKER, key, Outcome.not_planned, url, title, **ident)]
         if before.get("completedAt") or before.get("canceledAt"):
             # updatedFrom holds the previous values: it was completed or canceled, and is not any more.
@@ -113,7 +117,7 @@ def poll_events(key: str, data: dict, settings=None, policy=None) -> list[IssueE
     state = obj(issue.get("state")).get("type")
     if state == "completed":
         return [IssueEvent(TRACKER, current, Outcome.fixed, url, title, **ident)]
-    if state == "canceled":
+    if state in NOT_PLANNED:
         return [IssueEvent(TRACKER, current, Outcome.not_planned, url, title, **ident)]
     if state:
         return [IssueEvent(TRACKER, current, Outcome.reopened, url, title, **ident)]
