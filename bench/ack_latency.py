@@ -47,7 +47,7 @@ from types import SimpleNamespace
 import httpx
 import psycopg
 
-from bench.report import PG_ADMIN_URL, REPO, generate, load_postgresql
+from bench.report import PG_ADMIN_URL, REPO, generate, load_average, load_postgresql
 from bot.blocks.triage import card_block_id
 from bot.blocks.ids import Action
 from storage.database import Database
@@ -367,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
                 pace = f"{args.rate:g} a second, at most {args.concurrency}" if args.rate else f"{args.concurrency}"
                 print(f"{args.warmup} warm-up and {args.requests} measured requests per app, {pace} in flight, "
                       f"mix modal,text,click = {args.mix}", flush=True)
+                print(f"load average before: {load_average()}", flush=True)
                 samples, cpu = asyncio.run(measure(apps, requests, args))
+                print(f"load average after: {load_average()}", flush=True)
             log = (Path(tmp) / "bot" / "serve.log").read_text(errors="replace")
             errors = [line for line in log.splitlines() if '"level": "ERROR"' in line or "Traceback" in line]
         ok = report(samples, cpu)
