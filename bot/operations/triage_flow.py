@@ -39,6 +39,16 @@ def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_reso
     return applied
 
 
+def apply_and_render(*, session: Session, policy: Policy, action: Callable, on_resolved: Callable | None = None,
+                     **kwargs) -> tuple[Applied, dict | None]:
+    """``apply_and_notify``, then the point's card as the change left it (Block Kit ``{text, blocks}``;
+    None when its card is not posted yet), rendered in the same transaction rather than loaded again
+    in another. Raises ``TriageError`` as ``apply_and_notify`` does."""
+    applied = apply_and_notify(session=session, action=action, prefix=policy.reference_prefix, on_resolved=on_resolved, **kwargs)
+    point = applied.point
+    return applied, (render_card(session=session, policy=policy, point=point) if point.card_ts else None)
+
+
 def queue_notices(*, session: Session, point: FrictionPoint, notice: dict, once: str, skip: set[str]) -> None:
     """Queue ``notice`` as one DM to each of ``point``'s reporters but ``skip``, through their own
     workspace, once per ``once`` key and person."""
@@ -57,8 +67,9 @@ def queue_notices(*, session: Session, point: FrictionPoint, notice: dict, once:
 
 def render_card(*, session: Session, policy: Policy, point: FrictionPoint, now: datetime | None = None) -> dict:
     """The card as it stands at ``now`` (Block Kit ``{text, blocks}``): an older open report it
-    resembles offered as a one-click merge, and what its response targets say is due and when."""
-    duplicate = insight.possible_duplicate(session=session, point=point, threshold=policy.insight.duplicate_threshold)
+    resembles offered as a one-click merge (``insight.card_duplicate``, which may write the point's
+    kept suggestion in ``session``), and what its response targets say is due and when."""
+    duplicate = insight.card_duplicate(session=session, point=point, threshold=policy.insight.duplicate_threshold)
     prefix = policy.reference_prefix
     due = None
     if policy.targets.enabled:
