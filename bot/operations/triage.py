@@ -275,7 +275,8 @@ def history(*, session: Session, point_id: int) -> list[FrictionChange]:
 # ------------------------------------------------------------------ the card
 
 def enqueue_card(*, session: Session, point_id: int, channel: str | None) -> None:
-    """Queue the new point's card. It is rendered when sent, so it shows the latest state."""
+    """Queue the card of a point filed in this transaction. It is rendered when sent, so it shows
+    the latest state."""
     if channel:
         outbox.enqueue(
             session=session,
@@ -284,6 +285,7 @@ def enqueue_card(*, session: Session, point_id: int, channel: str | None) -> Non
             payload={"channel": channel},
             friction_point_id=point_id,
             purpose=CARD_PURPOSE,
+            fresh=True,  # a point made in this transaction has no card queued yet
         )
 
 
