@@ -16,6 +16,8 @@ import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -37,6 +39,13 @@ def insert_unique(session: Session, *rows) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def insert_or_skip(session: Session, model):
+    """``INSERT ... ON CONFLICT DO NOTHING`` for ``model`` on the session's database (SQLite and
+    PostgreSQL spell it alike): the bulk form of ``insert_unique``."""
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model).on_conflict_do_nothing()
 
 
 class DatabaseUnavailable(Exception):

@@ -209,10 +209,10 @@ class TrackerDelivery(SQLModel, table=True):
     tracker: str = Field(max_length=16)
     body_sha256: str = Field(max_length=64, unique=True)
     events: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of IssueEvent
-    # Once applied: the notices it owes, JSON [[notice id, event index], ...], queued in batches;
-    # ``queued`` of them are in the outbox. applied_at is set when all are.
-    notices: str | None = Field(default=None, sa_column=Column(Text))
-    queued: int = 0
+    # Once its links are changed: the steps its events owe (bot.operations.closing.Applied.steps),
+    # JSON, each run in its own transaction; ``done`` of them have run. applied_at: all have.
+    work: str | None = Field(default=None, sa_column=Column(Text))
+    done: int = 0
     received_at: datetime = _ts(index=True)
     applied_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
     attempts: int = 0

@@ -5,7 +5,7 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, delete, func, update
-from storage.database import insert_unique
+from storage.database import insert_or_skip, insert_unique
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, or_, select
 
@@ -44,6 +44,20 @@ def enqueue(
         session.add(message)
         return True
     return insert_unique(session, message)
+
+
+def enqueue_many(*, session: Session, messages: list[dict]) -> None:
+    """``enqueue`` for many calls in one INSERT (``messages``: dicts of enqueue's arguments but the
+    session); a dedupe key already queued is skipped, as one at a time."""
+    if not messages:
+        return
+    now = utcnow()
+    rows = [dict(dedupe_key=m["dedupe_key"], method=m["method"], payload=json.dumps(m["payload"], ensure_ascii=False),
+                 friction_point_id=m.get("friction_point_id"), purpose=m.get("purpose"),
+                 team_id=m["workspace"].team_id if m.get("workspace") else None,
+                 enterprise_id=m["workspace"].enterprise_id if m.get("workspace") else None,
+                 status=OutboxStatus.pending, attempts=0, not_before=now, created_at=now) for m in messages]
+    session.execute(insert_or_skip(session, OutboxMessage), rows)
 
 
 def exists(*, session: Session, dedupe_key: str) -> bool:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.runtime.cli import SafeCsv
+from bot.runtime.report import SafeCsv
 from storage.models import TrackerLink
 from tests.test_insight import add_point
 from tests.test_insight_cli import run_cli

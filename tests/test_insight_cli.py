@@ -114,7 +114,7 @@ def test_report_needs_no_slack_settings_and_says_when_the_database_is_missing(tm
 
 def test_report_table_shows_the_pulse_nps(filled, tmp_path):
     """Issue #11 item 10: the README lists NPS in the report; the table used to leave it out."""
-    from bot.runtime.cli import _report_table
+    from bot.runtime.report import report_table as _report_table
 
     table = run_cli(tmp_path, "report", **filled["env"])
     assert "Pulse NPS" in table.stdout and "no survey with an NPS question closed in this window" in table.stdout

@@ -209,6 +209,23 @@ async def test_uninstalling_removes_the_installation_and_its_messages_fail_witho
         assert (failed.status, failed.last_error) == (OutboxStatus.failed, "not_installed")
 
 
+async def test_an_uninstall_spooled_during_an_outage_is_applied_by_the_replay(oauth_bot, fake_slack):
+    """The replay runs a twin of the app: Bolt's uninstall listeners must be on it too, or an
+    app_uninstalled kept during a database outage would leave the installation and its token."""
+    await install(oauth_bot, team=HOME)
+    await install(oauth_bot, team=OTHER)
+    await oauth_bot.deps.workspaces.token(Workspace(team_id=OTHER))  # cached
+    body, headers = event_callback({"type": "app_uninstalled", "event_ts": "1700000000.000300"}, team=OTHER)
+    gate = oauth_bot.deps.events
+    await gate._keep("Ev0UNINSTALL1", body.encode(), headers, signed=True)  # as the gate keeps it in an outage
+    assert await gate.replay_once() == 1
+    store = oauth_bot.deps.workspaces.store
+    assert await store.async_find_bot(enterprise_id=None, team_id=OTHER) is None
+    assert await store.async_find_bot(enterprise_id=None, team_id=HOME) is not None
+    with pytest.raises(NotInstalled):
+        await oauth_bot.deps.workspaces.token(Workspace(team_id=OTHER))
+
+
 async def test_the_oauth_callback_refuses_a_forged_or_replayed_state(oauth_bot, fake_slack):
     page = await oauth_bot.http.get("/slack/install")
     cookie = page.headers["set-cookie"].split(";")[0]

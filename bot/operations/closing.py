@@ -6,17 +6,18 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, update
-from sqlalchemy.orm import lazyload
+from sqlalchemy import func, insert, update
+from sqlalchemy.orm import lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from bot.blocks.closing import build_announcement, build_closure_notice, build_still_broken_alert
 from bot.trackers import IssueEvent, Outcome
 from bot.trackers.base import parse_time
-from bot.operations.triage import sync_card
+from bot.operations.triage import sync_card, sync_cards
 from storage import links as link_queries
 from storage import outbox
+from storage.database import insert_or_skip
 from storage.models import (
     ClosureNotice,
     FrictionChange,
@@ -31,15 +32,21 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 CLOSED = (Status.resolved, Status.wont_fix)
-# What the card sync hook renders at send time (bot/runtime's triage-card purpose).
+
+
+CHUNK = 200  # reports or reporters per step; one step is one short transaction (on SQLite every
+# other write waits for it, the next tracker delivery's recording included)
 
 
 @dataclass
-class Closure:
-    event: IssueEvent
-    closure: int  # how many times this issue has closed, this one included
-    points: list[FrictionPoint]  # the linked points this closure resolved or declined
-    notices: list["Notice"] = field(default_factory=list)  # one per reporter, new this closure
+class Applied:
+    """What one event did: ``matched`` links (0: a key no link has), ``closure`` (its number) when it
+    closed them, and the ``steps`` it owes, to run in order with ``run_step`` (JSON-able dicts:
+    close reports, notify reporters, announce; or reopen reports), each at most ``CHUNK`` rows."""
+
+    matched: int = 0
+    closure: int | None = None
+    steps: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -53,19 +60,15 @@ class Notice:
     outcome: str
 
 
-@dataclass
-class Applied:
-    """What one event did: ``matched`` links (0: a key no link has), ``closure`` when it closed them."""
-
-    matched: int = 0
-    closure: Closure | None = None
-
-
-def apply_issue_event(*, session: Session, event: IssueEvent) -> Applied:
+def apply_issue_event(*, session: Session, event: IssueEvent, index: int = 0) -> Applied:
     """Apply the tracker's news to the links it names: by stable id first, then by normalised key
     (old keys included), following the issue's new key and id. A close or reopen applies only to
     links whose last applied state is older than the event (the tracker's own time), so replays
-    and out-of-order deliveries change nothing; a close notifies once per real closure."""
+    and out-of-order deliveries change nothing; a close notifies once per real closure.
+
+    Only the links change here; what follows for the reports and their reporters comes back as
+    ``steps`` (``index``: the event's place in its delivery, kept in each step), so a closure
+    reaching thousands of reports never holds the database in one long transaction."""
     if event.outcome == Outcome.renamed:
         return Applied(_rename(session, event))
     links = _matching(session, event)
@@ -79,35 +82,136 @@ def apply_issue_event(*, session: Session, event: IssueEvent) -> Applied:
     if at is not None:
         _set(session, TrackerLink, fresh, state_at=at)
     if event.outcome == Outcome.reopened:
-        _reopen(session, event, [l for l in fresh if l.closed])
-        return Applied(len(links))
+        reopening = [l for l in fresh if l.closed]
+        _set(session, TrackerLink, reopening, closed=False)
+        head = dict(do="reopen", event=index, links=[l.id for l in reopening])
+        return Applied(len(links), steps=[dict(head, points=c) for c in _chunks(_targets(session, reopening))])
     closing = [l for l in fresh if not l.closed]
     if not closing:
         return Applied(len(links))
-    now = utcnow()
     closure = max(link.closures for link in links) + 1
-    _set(session, TrackerLink, closing, closed=True, closures=closure, closed_at=now)
+    _set(session, TrackerLink, closing, closed=True, closures=closure, closed_at=utcnow())
     points = _targets(session, closing)
-    still_open = [p for p in points if p.status not in CLOSED]
-    old = {p.id: str(p.status) for p in still_open}
-    new = Status.resolved if event.outcome == Outcome.fixed else Status.wont_fix
-    _set(session, FrictionPoint, still_open, status=new, resolved_at=now, updated_at=now)
-    _set(session, FrictionPoint, [p for p in still_open if p.first_response_at is None], first_response_at=now)
-    if old:
-        # Bulk, as the notices below: one closure can resolve thousands of reports.
+    owners = _reporters(session, points)
+    head = dict(event=index, closure=closure, links=[l.id for l in closing])
+    steps = [dict(head, do="close", points=c) for c in _chunks(points)]
+    steps += [dict(head, do="notify", owners=c) for c in _chunks([[u, p] for u, p in owners.items()])]
+    steps.append(dict(head, do="announce", points=points[:20], reporters=len(owners)))
+    return Applied(len(links), closure, steps)
+
+
+def run_step(*, session: Session, event: IssueEvent, step: dict, policy) -> None:
+    """Do one step an event owes (``Applied.steps``). A step whose links have moved on since (closed
+    again, or reopened, by a later delivery) is dropped: state only moves forward. Every write is
+    keyed (history per step, notices unique per reporter and closure, outbox dedupe keys), and the
+    caller records the step as done in the same transaction."""
+    if not _still_current(session, step):
+        log.info("%s %s: %s step superseded by a later change", event.tracker, event.key, step["do"])
+        return
+    {"close": _close, "reopen": _reopen, "notify": _notify, "announce": _announce, "queue": _queue_notices}[step["do"]](
+        session, event, step, policy)
+
+
+def _chunks(items: list) -> list[list]:
+    return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+
+
+def _still_current(session: Session, step: dict) -> bool:
+    """The step's links are still as its event left them (open; or closed at its closure)."""
+    if "links" not in step:  # notices written before steps existed (migration 0013): owed as they are
+        return True
+    stmt = select(func.count()).select_from(TrackerLink).where(col(TrackerLink.id).in_(step["links"]))
+    if step["do"] == "reopen":
+        stmt = stmt.where(col(TrackerLink.closed).is_(False))
+    else:
+        stmt = stmt.where(col(TrackerLink.closed).is_(True), TrackerLink.closures == step["closure"])
+    return session.exec(stmt).one() > 0
+
+
+def _close(session: Session, event: IssueEvent, step: dict, policy) -> None:
+    """The step's reports that are still open become resolved (fixed) or won't fix; every card redrawn."""
+    now, new = utcnow(), Status.resolved if event.outcome == Outcome.fixed else Status.wont_fix
+    rows = session.exec(select(FrictionPoint.id, FrictionPoint.status, FrictionPoint.first_response_at, FrictionPoint.card_ts)
+                        .where(col(FrictionPoint.id).in_(step["points"]))).all()
+    still_open = [r for r in rows if r.status not in CLOSED]
+    _update(session, [r.id for r in still_open], status=new, resolved_at=now, updated_at=now)
+    _update(session, [r.id for r in still_open if r.first_response_at is None], first_response_at=now)
+    if still_open:
         session.execute(insert(FrictionChange), [
-            dict(friction_point_id=i, actor=f"tracker:{event.tracker}", action="closed", old=o, new=str(new),
-                 note=event.url, at=now) for i, o in old.items()])
-    result = Closure(event, closure, points)
+            dict(friction_point_id=r.id, actor=f"tracker:{event.tracker}", action="closed", old=str(r.status), new=str(new),
+                 note=event.url, at=now) for r in still_open])
+    sync_cards(session=session, point_ids=[r.id for r in rows if r.card_ts],
+               why=f"closure:{event.tracker}:{event.key}:{step['closure']}")
+
+
+def _reopen(session: Session, event: IssueEvent, step: dict, policy) -> None:
+    """The step's closed reports go back to linked, and their cards are redrawn."""
+    now = utcnow()
+    rows = session.exec(select(FrictionPoint.id, FrictionPoint.status, FrictionPoint.card_ts)
+                        .where(col(FrictionPoint.id).in_(step["points"]))).all()
+    reopened = [r for r in rows if r.status in CLOSED]
+    if not reopened:
+        return
+    _update(session, [r.id for r in reopened], status=Status.linked, resolved_at=None, updated_at=now)
+    session.execute(insert(FrictionChange), [
+        dict(friction_point_id=r.id, actor=f"tracker:{event.tracker}", action="reopened", old=str(r.status),
+             new=str(Status.linked), note=event.url, at=now) for r in reopened])
+    # Keyed by the change's time: each reopen is its own redraw.
+    sync_cards(session=session, point_ids=[r.id for r in reopened if r.card_ts],
+               why=f"reopen:{event.tracker}:{event.key}:{now.isoformat()}")
+
+
+def _notify(session: Session, event: IssueEvent, step: dict, policy) -> None:
+    """One notice per reporter in the step (unique per reporter and closure), each queued as a DM."""
+    now = utcnow()
     rows = [dict(friction_point_id=point_id, user_id=user_id, tracker=str(event.tracker), key=event.key,
-                 closure=closure, outcome=str(event.outcome), created_at=now)
-            for user_id, point_id in _reporters(session, points).items()]
-    if rows:
-        stmt = insert(ClosureNotice).returning(ClosureNotice.id, sort_by_parameter_order=True)
-        ids = session.execute(stmt, rows).scalars().all()
-        result.notices = [Notice(i, r["user_id"], r["friction_point_id"], r["key"], r["outcome"]) for i, r in zip(ids, rows)]
-    session.flush()
-    return Applied(len(links), result)
+                 closure=step["closure"], outcome=str(event.outcome), created_at=now) for user_id, point_id in step["owners"]]
+    stmt = insert_or_skip(session, ClosureNotice).returning(ClosureNotice.id, ClosureNotice.user_id)
+    ids = dict((user, i) for i, user in session.execute(stmt, rows).all())
+    _queue(session, event, [Notice(ids[r["user_id"]], r["user_id"], r["friction_point_id"], r["key"], r["outcome"])
+                            for r in rows if r["user_id"] in ids], policy)
+
+
+def _announce(session: Session, event: IssueEvent, step: dict, policy) -> None:
+    """"You said, we did" in the announcement channel, once per closure (when the policy asks)."""
+    channel = policy.closing.announce_channel
+    if not channel or policy.closing.announce != "per_closure" or event.outcome != Outcome.fixed or not step["points"]:
+        return
+    points = list(session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(step["points"]))
+                               .options(lazyload("*")).order_by(col(FrictionPoint.id))).all())
+    if not points:
+        return
+    post = build_announcement(policy.reference_prefix, event.key, event.url, event.title, points, step["reporters"])
+    outbox.enqueue(session=session, dedupe_key=f"announce:{event.tracker}:{event.key}:{step['closure']}",
+                   method="chat.postMessage", payload={"channel": channel, **post})
+
+
+def _queue(session: Session, event: IssueEvent, notices: list[Notice], policy) -> None:
+    """Queue each notice's "you reported this, it's fixed" DM (once: keyed by the notice's id)."""
+    points = {p.id: p for p in session.exec(select(FrictionPoint).options(selectinload(FrictionPoint.reporters))
+                                            .where(col(FrictionPoint.id).in_({n.friction_point_id for n in notices})))}
+    messages = []
+    for notice in notices:
+        point = points.get(notice.friction_point_id)
+        if point is None:
+            continue  # erased since (retention)
+        message = build_closure_notice(f"{policy.reference_prefix}-{point.id}", point, notice, event.url, event.title,
+                                       not_planned_message=policy.closing.not_planned_message)
+        messages.append(dict(dedupe_key=f"closure-notice:{notice.id}", method="chat.postMessage",
+                             payload={"channel": notice.user_id, **message}, friction_point_id=point.id,
+                             workspace=point.reporter_workspace(notice.user_id)))
+    outbox.enqueue_many(session=session, messages=messages)
+
+
+def _queue_notices(session: Session, event: IssueEvent, step: dict, policy) -> None:
+    rows = session.exec(select(ClosureNotice).where(col(ClosureNotice.id).in_(step["notices"]))).all()
+    _queue(session, event, [Notice(n.id, n.user_id, n.friction_point_id, n.key, n.outcome) for n in rows], policy)
+
+
+def _update(session: Session, ids: list[int], **values) -> None:
+    for chunk in _chunks(ids):
+        session.execute(update(FrictionPoint).where(col(FrictionPoint.id).in_(chunk)).values(**values)
+                        .execution_options(synchronize_session=False))
 
 
 def _matching(session: Session, event: IssueEvent) -> list[TrackerLink]:
@@ -161,22 +265,22 @@ def _rename(session: Session, event: IssueEvent) -> int:
     return len(links)
 
 
-def _targets(session: Session, links: list[TrackerLink]) -> list[FrictionPoint]:
-    """The points linked to the issue; a link on a merged duplicate counts for the point it joined.
-    Their relationships load only if used (a closure can reach thousands of points)."""
+def _targets(session: Session, links: list[TrackerLink]) -> list[int]:
+    """Ids of the points linked to the issue, in id order; a link on a merged duplicate counts for
+    the point it joined."""
     ids = {link.friction_point_id for link in links}
-    points = list(session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(ids))
-                               .options(lazyload("*")).order_by(col(FrictionPoint.id))).all())
-    merged_into = {p.duplicate_of_id for p in points if p.duplicate_of_id}
+    if not ids:
+        return []
+    rows = list(session.exec(select(FrictionPoint.id, FrictionPoint.duplicate_of_id).where(col(FrictionPoint.id).in_(ids))).all())
+    merged_into = {into for _, into in rows if into}
     if merged_into:
-        points += session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(merged_into)).options(lazyload("*"))).all()
-    return list({p.id: p for p in points if p.duplicate_of_id is None}.values())
+        rows += session.exec(select(FrictionPoint.id, FrictionPoint.duplicate_of_id).where(col(FrictionPoint.id).in_(merged_into))).all()
+    return sorted({point_id for point_id, into in rows if into is None})
 
 
-def _reporters(session: Session, points: list[FrictionPoint]) -> dict[str, int]:
+def _reporters(session: Session, ids: list[int]) -> dict[str, int]:
     """Every reporter of these points and of the duplicates merged into them, once each, with the
     id of the report that is theirs (a duplicate they filed: their own words)."""
-    ids = [p.id for p in points]
     if not ids:
         return {}
     duplicates = list(session.exec(select(FrictionPoint.id).where(col(FrictionPoint.duplicate_of_id).in_(ids))
@@ -188,22 +292,6 @@ def _reporters(session: Session, points: list[FrictionPoint]) -> dict[str, int]:
     for point_id, user_id in sorted(rows, key=lambda r: order[r[0]]):  # stable: reporters in id order per point
         owners.setdefault(user_id, point_id)
     return owners
-
-
-def _reopen(session: Session, event: IssueEvent, links: list[TrackerLink]) -> None:
-    if not links:
-        return
-    for link in links:
-        link.closed = False
-        session.add(link)
-    for point in _targets(session, links):
-        if point.status in CLOSED:
-            old = point.status
-            point.status = Status.linked
-            point.resolved_at = None
-            point.updated_at = utcnow()
-            session.add(point)
-            session.add(FrictionChange(friction_point_id=point.id, actor=f"tracker:{event.tracker}", action="reopened", old=old, new=Status.linked, note=event.url))
 
 
 def record_feedback(*, session: Session, notice_id: int, user_id: str, works: bool, comment: str | None = None) -> tuple[ClosureNotice, FrictionPoint] | None:
@@ -247,40 +335,15 @@ def answer_notice(*, session: Session, notice_id: int, user_id: str, works: bool
     return ref
 
 
-# ------------------------------------------------------------------ queuing what a closure owes
+# ------------------------------------------------------------------ deliveries and polls
 
 
-
-
-def queue_notice(*, session: Session, notice: Notice, event: IssueEvent, policy, point: FrictionPoint | None = None) -> None:
-    """Queue one "you reported this, it's fixed" DM (once: the dedupe key is the notice's id)."""
-    point = point or session.get(FrictionPoint, notice.friction_point_id)  # the reporter's own report
-    message = build_closure_notice(f"{policy.reference_prefix}-{point.id}", point, notice, event.url, event.title,
-                                   not_planned_message=policy.closing.not_planned_message)
-    outbox.enqueue(session=session, dedupe_key=f"closure-notice:{notice.id}", method="chat.postMessage",
-                   payload={"channel": notice.user_id, **message}, friction_point_id=point.id,
-                   workspace=point.reporter_workspace(notice.user_id))
-
-
-def apply_and_queue(*, session: Session, event: IssueEvent, policy, notices: bool = True) -> Applied:
-    """Apply a tracker event and queue, in the same transaction, the card updates, the
-    announcement and (``notices``) one notice per reporter; with ``notices=False`` the caller
-    queues them (``queue_notice``). Repeats of the same news queue nothing."""
+def apply_and_queue(*, session: Session, event: IssueEvent, policy) -> Applied:
+    """Apply a tracker event and everything it owes in this one transaction (the poller's path:
+    nobody waits on it). Repeats of the same news queue nothing."""
     applied = apply_issue_event(session=session, event=event)
-    closure = applied.closure
-    if closure is None:
-        return applied
-    prefix = policy.reference_prefix
-    if notices:
-        for notice in closure.notices:
-            queue_notice(session=session, notice=notice, event=event, policy=policy)
-    for point in closure.points:
-        sync_card(session=session, point=point, why=f"closure:{event.tracker}:{event.key}:{closure.closure}")
-    channel = policy.closing.announce_channel
-    if channel and policy.closing.announce == "per_closure" and event.outcome == Outcome.fixed and closure.points:
-        post = build_announcement(prefix, event.key, event.url, event.title, closure.points, len(closure.notices))
-        outbox.enqueue(session=session, dedupe_key=f"announce:{event.tracker}:{event.key}:{closure.closure}",
-                       method="chat.postMessage", payload={"channel": channel, **post})
+    for step in applied.steps:
+        run_step(session=session, event=event, step=step, policy=policy)
     return applied
 
 
@@ -289,59 +352,51 @@ class DeliveryResult:
     """What applying one recorded delivery did, per event: (tracker, key, "applied" | "unchanged" | "unmatched")."""
 
     outcomes: list[tuple[str, str, str]] = field(default_factory=list)
-    to_queue: int = 0  # notices owed, queued afterwards in batches (``queue_notices``)
+    steps: int = 0  # steps owed, run afterwards one transaction each (``run_steps``)
 
     @property
     def closures(self) -> int:
         return sum(1 for *_, o in self.outcomes if o == "applied")
 
 
-def apply_delivery(*, session: Session, delivery_id: int, policy) -> DeliveryResult | None:
-    """Apply a recorded delivery's events once (None: applied already, by this or another
-    instance). The notices it owes are recorded on the delivery and queued by ``queue_notices``
+def apply_delivery(*, session: Session, delivery_id: int) -> DeliveryResult | None:
+    """Apply a recorded delivery's events to the links once (None: applied already, by this or
+    another instance). The steps they owe are recorded on the delivery and run by ``run_steps``
     in short transactions (on SQLite a long one would hold up every other write, the next
     delivery's answer included)."""
     delivery = link_queries.claim_delivery(session=session, delivery_id=delivery_id)
     if delivery is None:
         return None
     result = DeliveryResult()
-    if delivery.notices is not None:  # applied; its notices were being queued when we stopped
-        result.to_queue = len(json.loads(delivery.notices)) - delivery.queued
+    if delivery.work is not None:  # applied; its steps were running when we stopped
+        result.steps = len(json.loads(delivery.work)) - delivery.done
         return result
-    owed = []
+    steps = []
     for index, data in enumerate(json.loads(delivery.events)):
         event = IssueEvent.from_json(data)
-        applied = apply_and_queue(session=session, event=event, policy=policy, notices=False)
+        applied = apply_issue_event(session=session, event=event, index=index)
         outcome = "applied" if applied.closure else "unchanged" if applied.matched else "unmatched"
         result.outcomes.append((str(event.tracker), event.key, outcome))
-        if applied.closure:
-            owed += [[n.id, index] for n in applied.closure.notices]
-    delivery.notices, delivery.queued = json.dumps(owed), 0
-    if not owed:
+        steps += applied.steps
+    delivery.work, delivery.done = json.dumps(steps), 0
+    if not steps:
         delivery.applied_at = utcnow()
     session.add(delivery)
-    result.to_queue = len(owed)
+    result.steps = len(steps)
     return result
 
 
-def queue_notices(*, session: Session, delivery_id: int, policy, limit: int = 50) -> int:
-    """Queue the next ``limit`` notices a delivery owes; returns how many remain (0: done)."""
+def run_steps(*, session: Session, delivery_id: int, policy, limit: int = 1) -> int:
+    """Run the next ``limit`` steps a delivery owes, and count them done in the same transaction;
+    returns how many remain (0: the delivery is applied)."""
     delivery = link_queries.claim_delivery(session=session, delivery_id=delivery_id)
-    if delivery is None or delivery.notices is None:
+    if delivery is None or delivery.work is None:
         return 0
-    owed, events = json.loads(delivery.notices), [IssueEvent.from_json(e) for e in json.loads(delivery.events)]
-    batch = owed[delivery.queued:delivery.queued + limit]
-    rows = {n.id: n for n in session.exec(select(ClosureNotice).where(col(ClosureNotice.id).in_([i for i, _ in batch])))}
-    point_ids = {n.friction_point_id for n in rows.values()}
-    points = {p.id: p for p in session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(point_ids)))}
-    for notice_id, index in batch:
-        row = rows.get(notice_id)
-        if row is None:
-            continue  # erased since (retention)
-        notice = Notice(row.id, row.user_id, row.friction_point_id, row.key, row.outcome)
-        queue_notice(session=session, notice=notice, event=events[index], policy=policy, point=points[row.friction_point_id])
-    delivery.queued += len(batch)
-    if delivery.queued >= len(owed):
+    steps, events = json.loads(delivery.work), [IssueEvent.from_json(e) for e in json.loads(delivery.events)]
+    for step in steps[delivery.done:delivery.done + limit]:
+        run_step(session=session, event=events[step["event"]], step=step, policy=policy)
+    delivery.done = min(len(steps), delivery.done + limit)
+    if delivery.done >= len(steps):
         delivery.applied_at = utcnow()
     session.add(delivery)
-    return len(owed) - delivery.queued
+    return len(steps) - delivery.done

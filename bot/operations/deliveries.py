@@ -2,8 +2,11 @@
 applied again on the next tick if the process stopped in between.
 
 The answer waits only for one insert, whatever the fan-out: a closure that owes 2,000 DMs is
-applied after the answer (one transaction: the links, the points, a notice and an outbox row per
-reporter), well inside GitHub's and GitLab's 10 s and Linear's 5 s delivery timeouts.
+applied after the answer, well inside GitHub's and GitLab's 10 s and Linear's 5 s delivery
+timeouts: first its links (one short transaction), then the steps that owes (the reports' state,
+one notice and DM per reporter, the announcement), each at most ``closing.CHUNK`` rows in a
+transaction of its own, so another delivery's recording never waits long behind it (SQLite has one
+writer at a time).
 """
 
 import asyncio
@@ -24,7 +27,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5  # a delivery that fails to apply this often is left for an operator (logged)
 IN_FLIGHT = timedelta(seconds=30)  # younger pending deliveries are being applied by their request
-BATCH_PAUSE = 0.2  # seconds between batches of queued notices
+STEP_PAUSE = 0.05  # seconds between a delivery's steps
 KEEP = timedelta(days=7)  # applied deliveries are kept this long (their hash catches replays)
 
 
@@ -56,7 +59,7 @@ class Deliveries:
     async def apply(self, delivery_id: int) -> bool:
         """Apply one delivery; False if it failed (it stays pending for the next tick)."""
         try:
-            result = await self.db.run(closing.apply_delivery, delivery_id=delivery_id, policy=self.policy)
+            result = await self.db.run(closing.apply_delivery, delivery_id=delivery_id)
         except DatabaseUnavailable as exc:
             log.warning("tracker delivery %d not applied yet: database unavailable: %s", delivery_id, exc)
             return False
@@ -77,16 +80,16 @@ class Deliveries:
                 self._log_unmatched(tracker, key)
         if result.closures:
             self.wake()
-        remaining = result.to_queue
+        remaining = result.steps
         try:
             while remaining:
-                remaining = await self.db.run(closing.queue_notices, delivery_id=delivery_id, policy=self.policy)
+                remaining = await self.db.run(closing.run_steps, delivery_id=delivery_id, policy=self.policy)
                 self.wake()
-                # A pause between batches: SQLite's busy handler is not fair, and a writer that
+                # A pause between steps: SQLite's busy handler is not fair, and a writer that
                 # re-takes the lock at once would starve the next delivery's answer.
-                await asyncio.sleep(BATCH_PAUSE)
+                await asyncio.sleep(STEP_PAUSE)
         except DatabaseUnavailable as exc:
-            log.warning("tracker delivery %d: notices not all queued yet: database unavailable: %s", delivery_id, exc)
+            log.warning("tracker delivery %d: not all applied yet: database unavailable: %s", delivery_id, exc)
             return False
         return True
 

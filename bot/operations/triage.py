@@ -296,3 +296,11 @@ def sync_card(*, session: Session, point: FrictionPoint, why: str) -> None:
         outbox.enqueue(session=session, dedupe_key=f"card-sync:{point.id}:{why}", method="chat.update",
                        payload={}, friction_point_id=point.id, purpose=CARD_PURPOSE)
 
+
+
+def sync_cards(*, session: Session, point_ids: list[int], why: str) -> None:
+    """``sync_card`` for many posted cards at once (``point_ids``: points that have a card), in
+    one INSERT: a tracker closure can redraw thousands."""
+    outbox.enqueue_many(session=session, messages=[
+        dict(dedupe_key=f"card-sync:{i}:{why}", method="chat.update", payload={}, friction_point_id=i, purpose=CARD_PURPOSE)
+        for i in point_ids])

@@ -109,6 +109,8 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     deps.events = EventGate(spool=EventSpool(settings.event_spool_path, max_bytes=settings.event_spool_max_mb * 1_000_000),
                             db=db, secret=settings.slack_signing_secret.encode(), replay=replay.async_dispatch)
     deps.identities = Identities(settings=settings, db=db, apply=apply_issue_event)
+    if settings.oauth:
+        _forget_installations(replay, owner=app, workspaces=workspaces)
     _register(app, deps)
     _register(replay, dataclasses.replace(deps, scheduler=Scheduler(), commands={}))
     return app, deps
@@ -199,8 +201,15 @@ def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         user_facing_authorize_error_message=NOT_INSTALLED,
     )
     workspaces = Workspaces(store=store, home=policy.workspace, api_url=settings.slack_api_url)
-    # Bolt's own listeners delete the installation; then no cached token may outlive it.
-    revoked, uninstalled = app.default_tokens_revoked_event_listener(), app.default_app_uninstalled_event_listener()
+    _forget_installations(app, owner=app, workspaces=workspaces)
+    return app, workspaces, authorize
+
+
+def _forget_installations(app: AsyncApp, *, owner: AsyncApp, workspaces: Workspaces) -> None:
+    """On ``app`` (the serving app, or its replay twin for events spooled during an outage): Bolt's
+    own listeners of ``owner``, which holds the installation store, delete the installation; then
+    no cached token may outlive it."""
+    revoked, uninstalled = owner.default_tokens_revoked_event_listener(), owner.default_app_uninstalled_event_listener()
 
     @app.event("tokens_revoked")
     async def on_tokens_revoked(event: dict, context: AsyncBoltContext):
@@ -212,8 +221,6 @@ def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         await uninstalled(context=context)
         workspaces.forget()
         log.info("uninstalled from %s", context.team_id or context.enterprise_id)
-
-    return app, workspaces, authorize
 
 
 async def _installed_page(args):

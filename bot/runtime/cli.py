@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     run_job = sub.add_parser("run-job", help="run one scheduled job now (once per occurrence, as the scheduler would)")
     run_job.add_argument("name", help="a job name from `platform-feedback jobs`")
     run_job.add_argument("--at", help="the occurrence, ISO 8601 with offset (default: the one due now)")
-    report = sub.add_parser("report", help="top friction and loop numbers (needs only DATABASE_URL)")
-    report.add_argument("--days", type=int, help="the window in days, 1-365 (default: insight.window_days)")
-    report.add_argument("--focus", action="store_true", help="the quarter's focus instead: each item's baseline against now, pulse before/after")
-    report_format = report.add_mutually_exclusive_group()
+    report_parser = sub.add_parser("report", help="top friction and loop numbers (needs only DATABASE_URL)")
+    report_parser.add_argument("--days", type=int, help="the window in days, 1-365 (default: insight.window_days)")
+    report_parser.add_argument("--focus", action="store_true", help="the quarter's focus instead: each item's baseline against now, pulse before/after")
+    report_format = report_parser.add_mutually_exclusive_group()
     report_format.add_argument("--json", action="store_const", const="json", dest="format", help="as JSON")
     report_format.add_argument("--csv", action="store_const", const="csv", dest="format", help="as CSV (section,name,label,value,previous)")
     export = sub.add_parser("export", help="every data point as one CSV row, or all data as JSON (needs only DATABASE_URL)")
@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "survey":
             return asyncio.run(_survey_send(args.name, now=args.now))
         if args.command == "report":
-            return _focus_report(args.format) if args.focus else _report(args.days, args.format)
+            from bot.runtime import report  # the analytics are imported only by the commands that use them
+
+            return report.focus_report(*_offline(), args.format) if args.focus else report.report(*_offline(), args.days, args.format)
         if args.command == "export":
             return _export(args.csv_file) if args.csv_file else _export_json(args.json_file)
         if args.command == "forget":
@@ -208,165 +210,6 @@ def _offline():
     return db, policy
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-class SafeCsv:
-    """A csv writer whose text cells cannot run as spreadsheet formulas: a cell starting with
-    ``= + - @``, tab or CR gets a leading ``'`` (OWASP, "CSV Injection"). Numbers are left as they are."""
-
-    def __init__(self, writer):
-        self.writer = writer
-
-    @staticmethod
-    def cell(value):
-        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
-
-    def writerow(self, row) -> None:
-        self.writer.writerow([self.cell(v) for v in row])
-
-    def writerows(self, rows) -> None:
-        for row in rows:
-            self.writerow(row)
-
-
-def _report(days: int | None, fmt: str | None) -> int:
-    import csv
-    import json
-
-    from bot.operations import compliance, insight
-    from bot.runtime import report_targets
-
-    db, policy = _offline()
-    days = days if days is not None else policy.insight.window_days
-    if not 1 <= days <= 365:
-        print("platform-feedback: --days must be between 1 and 365.", file=sys.stderr)
-        return 2
-    scores, health, targets = db.transact(lambda session: (
-        insight.friction_scores(session=session, days=days, limit=20), insight.loop_health(session=session, days=days),
-        compliance.compliance(session=session, policy=policy, days=days, weeks=policy.insight.chart_weeks)))
-    data = _report_data(policy, scores, health)
-    if targets is not None:
-        data["targets"] = compliance.as_data(targets, policy.taxonomy.label)
-    if fmt == "json":
-        json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
-        print()
-    elif fmt == "csv":
-        writer = SafeCsv(csv.writer(sys.stdout))
-        writer.writerow(["section", "name", "label", "value", "previous"])
-        writer.writerows(_report_rows(data) + report_targets.csv_rows(data.get("targets")))
-    else:
-        print(_report_table(data) + report_targets.table(data.get("targets")))
-    return 0
-
-
-def _focus_report(fmt: str | None) -> int:
-    """``report --focus``: the current period's focus, or the last finished one (``bot.operations.focus_data``)."""
-    import json
-
-    from bot.operations import focus_data
-
-    if fmt == "csv":
-        print("platform-feedback: report --focus prints a table or --json, not --csv.", file=sys.stderr)
-        return 2
-    db, policy = _offline()
-    data = db.transact(focus_data.gather, policy=policy)
-    print(json.dumps(data, indent=2, ensure_ascii=False) if fmt == "json" else focus_data.report_text(data))
-    return 0
-
-
-def _hours(value) -> float | None:
-    return None if value is None else round(value.total_seconds() / 3600, 2)
-
-
-def _report_data(policy, scores, health) -> dict:
-    """The report as plain data: what --json prints, and what the table and CSV are made from."""
-    from bot.blocks.insight import FORMULA, category_label
-
-    def loop(n) -> dict:
-        return {
-            "reports": n.reports, "reports_per_week": round(n.reports_per_week, 2), "active_reporters": n.active_reporters,
-            "median_first_response_hours": _hours(n.median_first_response), "median_resolution_hours": _hours(n.median_resolution),
-            "resolved": n.resolved, "closed_loop": n.closed_loop,
-            "closed_loop_rate": None if n.closed_loop_rate is None else round(n.closed_loop_rate, 4),
-        }
-
-    window = scores.window
-    return {
-        "window": {"days": round(window.days), "start": window.start.isoformat(), "end": window.end.isoformat()},
-        "formula": FORMULA,
-        "categories": [
-            {"id": c.category, "label": category_label(policy.taxonomy, c.category), "score": round(c.score, 2),
-             "previous": round(c.previous, 2), "change": round(c.change, 2), "points": c.points,
-             "reporters": c.reporters, "hours_lost": round(c.hours_lost, 2)}
-            for c in scores.categories
-        ],
-        "open_points": [
-            {"ref": f"{policy.reference_prefix}-{p.point_id}", "score": round(p.score, 2), "previous": round(p.previous, 2),
-             "reporters": p.reporters, "severity": p.severity, "status": p.status, "categories": list(p.categories), "text": p.text}
-            for p in scores.open_points
-        ],
-        "loop": {
-            "current": loop(health.current),
-            "previous": loop(health.previous),
-            "weeks": [{"start": w.start.isoformat(), "reports": w.reports, "active_reporters": w.active_reporters} for w in health.weeks],
-            "nps": [{"at": n.at.isoformat(), "score": n.score, "responses": n.responses} for n in health.nps],
-        },
-    }
-
-
-def _report_rows(data: dict) -> list[list]:
-    rows = [["category", c["id"], c["label"], c["score"], c["previous"]] for c in data["categories"]]
-    rows += [["open_point", p["ref"], p["text"], p["score"], p["previous"]] for p in data["open_points"]]
-    now, before = data["loop"]["current"], data["loop"]["previous"]
-    rows += [["loop", key, "", now[key], before[key]] for key in now]
-    for week in data["loop"]["weeks"]:
-        rows += [["week", week["start"], "reports", week["reports"], ""], ["week", week["start"], "active_reporters", week["active_reporters"], ""]]
-    rows += [["nps", n["at"], "", n["score"], ""] for n in data["loop"]["nps"]]
-    return rows
-
-
-def _table(header: list[str], rows: list[list]) -> list[str]:
-    """Aligned columns: the first and a "text" column to the left, numbers to the right."""
-    cells = [[str("–" if v is None else v) for v in row] for row in [header, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    left = {0} | {i for i, h in enumerate(header) if h == "text"}
-    return ["  " + "  ".join(v.ljust(w) if i in left else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip()
-            for r in cells]
-
-
-def _report_table(data: dict) -> str:
-    from bot.blocks.insight import trend
-
-    w = data["window"]
-    lines = [f"Top friction, last {w['days']} days (to {w['end'][:16]} UTC); trend vs the {w['days']} days before", ""]
-    categories = [c for c in data["categories"] if c["score"] or c["previous"]]
-    lines += _table(["area", "score", "trend", "reports", "reporters", "hours lost"],
-                    [[c["label"], f"{c['score']:.1f}", trend(c["score"], c["previous"]), c["points"], c["reporters"], f"{c['hours_lost']:.1f}"]
-                     for c in categories]) if categories else ["  no friction reported in this window"]
-    if data["open_points"]:
-        lines += ["", "Top open reports", *_table(["ref", "score", "trend", "reporters", "text"], [
-            [p["ref"], f"{p['score']:.1f}", trend(p["score"], p["previous"]), p["reporters"], " ".join(p["text"].split())[:60]]
-            for p in data["open_points"]])]
-    now, before = data["loop"]["current"], data["loop"]["previous"]
-    rate = lambda n: "–" if n["closed_loop_rate"] is None else f"{n['closed_loop_rate']:.0%} of {n['resolved']}"  # noqa: E731
-    loop = [["reports per week", now["reports_per_week"], before["reports_per_week"]],
-            ["active reporters", now["active_reporters"], before["active_reporters"]],
-            ["median first response (h)", now["median_first_response_hours"], before["median_first_response_hours"]],
-            ["median time to resolve (h)", now["median_resolution_hours"], before["median_resolution_hours"]],
-            ["closed-loop rate", rate(now), rate(before)]]
-    lines += ["", "Closing the loop", *_table(["", "now", "before"], loop)]
-    weeks = data["loop"]["weeks"]
-    lines += ["", "Weekly (oldest first)", *_table(["week from", "reports", "active reporters"],
-                                                  [[x["start"][:10], x["reports"], x["active_reporters"]] for x in weeks])]
-    nps = data["loop"]["nps"]
-    lines += ["", "Pulse NPS (-100 to 100; surveys closed in the window, oldest first)",
-              *(_table(["closed", "NPS", "answers"], [[n["at"][:10], n["score"], n["responses"]] for n in nps])
-                if nps else ["  no survey with an NPS question closed in this window"])]
-    lines += ["", data["formula"]]
-    return "\n".join(lines)
-
-
 def _export(path: str) -> int:
     import csv
     from contextlib import nullcontext
@@ -376,6 +219,8 @@ def _export(path: str) -> int:
     db, policy = _offline()
 
     def write(session, out) -> int:
+        from bot.runtime.report import SafeCsv
+
         writer = SafeCsv(csv.writer(out))
         writer.writerow(insight.EXPORT_COLUMNS)
         count = 0
