@@ -84,7 +84,8 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
             return str(exc)
         except DatabaseUnavailable:
             return build_try_again("that change")["text"]
-        deps.sender.wake()
+        if applied.queued:  # otherwise nothing to send: a claim per click would find nothing
+            deps.sender.wake()
         await cards.show(client, applied.point, card)
         if applied.change == triage.Change.merged and applied.point.duplicate_of_id:
             await refresh_card(client, applied.point.duplicate_of_id)

@@ -56,6 +56,7 @@ class Applied:
     entry: FrictionChange
     first_response: bool  # this change was the point's first host action
     picked_up: bool  # the point left "new" with this change
+    queued: bool = False  # messages for the outbox were queued with it (``triage_flow.apply_and_notify``)
 
 
 def lock_point(*, session: Session, point_id: int) -> FrictionPoint:

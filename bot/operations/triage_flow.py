@@ -18,17 +18,20 @@ from storage.models import FrictionPoint, OutboxMessage, utcnow
 
 
 def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_resolved: Callable | None = None, **kwargs) -> Applied:
-    """Apply one triage change and, in the same transaction, queue the reporters' DMs.
+    """Apply one triage change and, in the same transaction, queue the reporters' DMs
+    (``Applied.queued`` says whether anything may have been queued).
     ``on_resolved(session=, applied=)`` runs in that transaction after a resolve (the CSAT follow-up).
     Raises ``TriageError`` (nothing written) when the change cannot apply."""
     result = action(session=session, prefix=prefix, **kwargs)
     applied = result[0] if isinstance(result, tuple) else result
     if on_resolved is not None and applied.change == Change.resolved:
         on_resolved(session=session, applied=applied)
+        applied.queued = True  # it may have queued a follow-up
     point, ref = applied.point, f"{prefix}-{applied.point.id}"
     notice = build_reporter_notice(ref, point, applied.change, applied.entry.actor, picked_up=applied.picked_up)
     if notice is None:
         return applied
+    applied.queued = True
     # One DM per change that matters: "picked up" once ever, a link once per issue, a closure once per closure.
     once = {
         Change.linked: f"linked:{point.id}:{applied.entry.new}",
