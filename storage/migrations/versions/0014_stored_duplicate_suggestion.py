@@ -17,12 +17,12 @@ depends_on = None
 def upgrade() -> None:
     # Nullable, no default: instant on PostgreSQL at any size. Existing reports get theirs computed
     # the first time their card is drawn (``bot.operations.insight.card_duplicate``).
-    with op.batch_alter_table('friction_point', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('suggested_duplicate_id', sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column('suggested_similarity', sa.Float(), nullable=True))
+    op.add_column('friction_point', sa.Column('suggested_duplicate_id', sa.Integer(), nullable=True))
+    op.add_column('friction_point', sa.Column('suggested_similarity', sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('friction_point', schema=None) as batch_op:
-        batch_op.drop_column('suggested_similarity')
-        batch_op.drop_column('suggested_duplicate_id')
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+ has it): a batch operation would copy
+    # friction_point into a new table, which the foreign keys pointing at it refuse on SQLite.
+    op.drop_column('friction_point', 'suggested_similarity')
+    op.drop_column('friction_point', 'suggested_duplicate_id')
