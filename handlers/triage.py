@@ -4,6 +4,7 @@ host-only commands. Only hosts may triage; anyone else gets an ephemeral refusal
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
@@ -25,6 +26,7 @@ from bot.operations.references import parse_ref
 from bot.trackers import parse_issue_url
 from bot.runtime.slack_reads import read_deadline
 from storage.database import DatabaseUnavailable
+from storage.models import FrictionPoint, as_utc
 
 log = logging.getLogger(__name__)
 
@@ -32,36 +34,59 @@ NOT_A_HOST = "Only office-hours hosts can triage reports. Nothing was changed."
 ACK_BUDGET = 2.0  # seconds a view submission may spend on Slack reads before it acks (Slack allows 3)
 
 
-def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) -> None:
-    prefix = deps.policy.reference_prefix
-    card_locks: dict[int, asyncio.Lock] = {}
-    deps.sender.hooks[triage.CARD_PURPOSE] = triage_flow.CardHook(deps.policy)
+class CardUpdates:
+    """Triage cards updated in place: one update at a time per card, and none from an older state
+    than the last one sent (two clicks' cards, each rendered in its own transaction, may come out
+    in either order), so Slack is never left showing an older state."""
 
-    async def refresh_card(client: AsyncWebClient, point_id: int) -> None:
-        """Update the card in place. One refresh at a time per card, each reading the latest
-        state, so the last update Slack gets is never an older state."""
-        lock = card_locks.setdefault(point_id, asyncio.Lock())
-        async with lock:
-            point, card = await deps.db.run(triage_flow.load_card, policy=deps.policy, point_id=point_id)
-            if card is None:
-                return  # gone, or not posted yet: the queued post renders the latest state
+    def __init__(self, ref: Callable[[int], str]):
+        self.ref = ref
+        self.locks: dict[int, asyncio.Lock] = {}
+        self.shown: dict[int, datetime] = {}  # per card, the point's ``updated_at`` in the last update sent
+
+    async def show(self, client: AsyncWebClient, point: FrictionPoint, card: dict | None) -> bool:
+        """Update ``point``'s card with ``card``, rendered from ``point`` as it is here. False: not
+        sent (no card: not posted yet, and the queued post renders the latest state; or older than
+        what was sent)."""
+        if card is None:
+            return False
+        async with self.locks.setdefault(point.id, asyncio.Lock()):
+            version = as_utc(point.updated_at)
+            if point.id in self.shown and version < self.shown[point.id]:
+                return False
+            self.shown[point.id] = version
             try:
                 await client.chat_update(channel=point.card_channel, ts=point.card_ts, **card)
             except SlackApiError as exc:
-                log.warning("card %s not updated: %s", deps.ref(point_id), exc.response.get("error"))
+                log.warning("card %s not updated: %s", self.ref(point.id), exc.response.get("error"))
+            return True
+
+
+def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) -> None:
+    prefix = deps.policy.reference_prefix
+    deps.sender.hooks[triage.CARD_PURPOSE] = triage_flow.CardHook(deps.policy)
+    cards = CardUpdates(deps.ref)
+
+    async def refresh_card(client: AsyncWebClient, point_id: int) -> None:
+        """Update the card in place from the latest state, loaded now."""
+        point, card = await deps.db.run(triage_flow.load_card, policy=deps.policy, point_id=point_id)
+        if point is not None:
+            await cards.show(client, point, card)
 
     async def apply(user: str, action: Callable, client: AsyncWebClient, **kwargs) -> str | None:
-        """Apply a change as ``user``; returns what to tell them if it did not apply."""
+        """Apply a change as ``user`` and update the card; returns what to tell them if it did not apply."""
         if not await deps.hosts.is_host(user):
             return NOT_A_HOST
         try:
-            applied = await deps.db.run(triage_flow.apply_and_notify, action=action, prefix=prefix, actor=user, on_resolved=on_resolved, **kwargs)
+            applied, card = await deps.db.run(triage_flow.apply_and_render, policy=deps.policy, action=action, actor=user,
+                                              on_resolved=on_resolved, **kwargs)
         except triage.TriageError as exc:
             return str(exc)
         except DatabaseUnavailable:
             return build_try_again("that change")["text"]
-        deps.sender.wake()
-        await refresh_card(client, applied.point.id)
+        if applied.queued:  # otherwise nothing to send: a claim per click would find nothing
+            deps.sender.wake()
+        await cards.show(client, applied.point, card)
         if applied.change == triage.Change.merged and applied.point.duplicate_of_id:
             await refresh_card(client, applied.point.duplicate_of_id)
         return None

@@ -55,10 +55,6 @@ class Filed:
 
 def file_friction(*, session: Session, draft: FrictionDraft) -> Filed:
     """Create the data point for ``draft``, or return the one its ``intake_key`` already made."""
-    existing = session.exec(select(FrictionPoint).where(FrictionPoint.intake_key == draft.intake_key)).first()
-    if existing is not None:
-        added = add_reporter(session=session, point=existing, user_id=draft.reporter_id, workspace=draft.workspace)
-        return Filed(existing, created=False, new_reporter=added)
     point = FrictionPoint(
         team_id=draft.team_id,
         filed_by=draft.filed_by,
@@ -76,8 +72,11 @@ def file_friction(*, session: Session, draft: FrictionDraft) -> Filed:
     point.tags = _tags(draft)
     point.reporters = [Reporter(user_id=draft.reporter_id, team_id=draft.team_id, enterprise_id=draft.enterprise_id)]
     if not insert_unique(session, point):
-        # Another request with the same intake key won the race: theirs is the data point.
-        return file_friction(session=session, draft=draft)
+        # The same intake again (Slack's retry, a double submit, another instance that won the race):
+        # the data point is the one already there. Tried in this order because nearly every intake is new.
+        existing = session.exec(select(FrictionPoint).where(FrictionPoint.intake_key == draft.intake_key)).one()
+        added = add_reporter(session=session, point=existing, user_id=draft.reporter_id, workspace=draft.workspace)
+        return Filed(existing, created=False, new_reporter=added)
     session.add(FrictionChange(friction_point_id=point.id, actor=draft.filed_by, action="filed", new=point.status))
     return Filed(point, created=True)
 

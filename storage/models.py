@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
 
-from sqlalchemy import Column, DateTime, String, Text, UniqueConstraint
+from sqlalchemy import Column, DateTime, String, Text, UniqueConstraint, event
 from sqlmodel import Field, Relationship, SQLModel
 
 
@@ -88,6 +88,13 @@ class FrictionPoint(SQLModel, table=True):
     # Where its triage card was posted, once it was.
     card_channel: str | None = Field(default=None, max_length=32)
     card_ts: str | None = Field(default=None, max_length=32)
+    # The older open report this one most resembles and how much (rapidfuzz's 0-100), kept so that
+    # redrawing its card does not compare it with hundreds of others again
+    # (``bot.operations.insight.card_duplicate``). Similarity None: not computed yet; 0 with no id:
+    # nothing resembles it. No foreign key: the suggested report may be purged; the card then
+    # looks again.
+    suggested_duplicate_id: int | None = None
+    suggested_similarity: float | None = None
     created_at: datetime = _ts(index=True)
     updated_at: datetime = _ts()
     first_response_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
@@ -110,6 +117,14 @@ class FrictionPoint(SQLModel, table=True):
     def reporter_workspace(self, user_id: str) -> Workspace | None:
         """Where the bot reaches this reporter (None: not one of its reporters)."""
         return next((r.workspace for r in self.reporters if r.user_id == user_id), None)
+
+
+@event.listens_for(FrictionPoint.text, "set")
+def _forget_suggestion(point: FrictionPoint, text, old, _initiator) -> None:
+    """Whatever changes a report's words (Add details, a help-channel follow-up, a redaction) makes
+    its kept duplicate suggestion stale: the card computes it again."""
+    if text != old:
+        point.suggested_similarity = None
 
 
 class FrictionTag(SQLModel, table=True):

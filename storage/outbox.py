@@ -25,9 +25,12 @@ def enqueue(
     friction_point_id: int | None = None,
     purpose: str | None = None,
     workspace: Workspace | None = None,
+    fresh: bool = False,
 ) -> bool:
     """Queue one call, sent through ``workspace``'s installation (None: the team policy's).
-    The same ``dedupe_key`` twice queues it once; returns False the second time."""
+    The same ``dedupe_key`` twice queues it once; returns False the second time. ``fresh``: the key
+    names a row made in this same transaction, so it cannot be taken yet; added without the
+    savepoint that the check needs (two statements less)."""
     message = OutboxMessage(
         dedupe_key=dedupe_key,
         method=method,
@@ -37,6 +40,9 @@ def enqueue(
         team_id=workspace.team_id if workspace else None,
         enterprise_id=workspace.enterprise_id if workspace else None,
     )
+    if fresh:
+        session.add(message)
+        return True
     return insert_unique(session, message)
 
 

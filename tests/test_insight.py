@@ -12,6 +12,7 @@ from bot.operations import insight
 from bot.operations import triage
 from bot.runtime.config import Hosts, Insight, Policy, Triage
 from handlers.insight import JOB, digest_trigger, latest_occurrence
+from storage.privacy import purge_older_than
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, OutboxMessage, Reporter, ScheduledRun
 from tests.slack_requests import USER, block_actions, element_action, interactive, slash_command
 
@@ -175,6 +176,62 @@ def test_possible_duplicate_is_the_most_similar_older_open_report(db):
         assert insight.possible_duplicate(session=s, point=s.get(FrictionPoint, later.id), threshold=70).point_id == old.id  # the closest
         assert insight.possible_duplicate(session=s, point=s.get(FrictionPoint, twin_b.id), threshold=70).point_id == twin_a.id
         assert insight.possible_duplicate(session=s, point=s.get(FrictionPoint, twin_a.id), threshold=70) is None
+
+
+def test_the_card_keeps_its_duplicate_suggestion_until_it_no_longer_holds(db, monkeypatch):
+    with db.session() as s, s.begin():
+        old = add_point(s, created=at(6, 1), text="the ci pipeline is flaky on main")
+        close = add_point(s, created=at(6, 2), text="the ci pipeline is flaky on main branch")
+        new = add_point(s, created=at(6, 10), text="CI pipeline flaky on main branch again today")
+        lone = add_point(s, created=at(6, 11), text="terraform state lock is stuck")
+
+    def card(point_id: int, threshold: int = 70):
+        return db.transact(lambda session: insight.card_duplicate(session=session, point=session.get(FrictionPoint, point_id), threshold=threshold))
+
+    def computed(point_id: int, threshold: int = 70):
+        return db.transact(lambda session: insight.possible_duplicate(session=session, point=session.get(FrictionPoint, point_id), threshold=threshold))
+
+    first = card(new.id)
+    assert first == computed(new.id) and first.point_id == close.id  # the same answer as computing it
+    assert card(lone.id) is None
+    with db.session() as s:
+        kept = s.get(FrictionPoint, new.id)
+        assert (kept.suggested_duplicate_id, round(kept.suggested_similarity)) == (close.id, first.similarity)
+        assert s.get(FrictionPoint, lone.id).suggested_similarity < 70  # kept below the threshold too
+
+    def no_comparing(*args):
+        raise AssertionError("compared again")
+
+    with monkeypatch.context() as patched:  # a redraw: no comparing with other reports
+        patched.setattr(insight, "_most_similar", no_comparing)
+        assert card(new.id) == first and card(lone.id) is None
+        assert card(new.id, threshold=0) is None  # off
+        assert card(new.id, threshold=first.similarity + 1) is None  # a stricter threshold applies at once
+    # The suggested report resolved, then purged: the next most similar open one is offered, as computing it says.
+    with db.session() as s, s.begin():
+        s.get(FrictionPoint, close.id).status = "resolved"
+    assert card(new.id) == computed(new.id) and card(new.id).point_id == old.id
+    with db.session() as s, s.begin():
+        s.get(FrictionPoint, new.id).suggested_duplicate_id = close.id  # as kept before it closed
+        assert purge_older_than(session=s, cutoff=at(6, 3)) == 1
+    assert card(new.id).point_id == old.id
+    # Its own words changed: compared again (nothing resembles them now).
+    with db.session() as s, s.begin():
+        s.get(FrictionPoint, new.id).text = "the vpn drops every hour"
+    with db.session() as s:
+        assert s.get(FrictionPoint, new.id).suggested_similarity is None  # forgotten with the change
+    assert card(new.id) is None and computed(new.id) is None
+    # The suggested report's words changed: their similarity is not the one kept, so compared again.
+    with db.session() as s, s.begin():
+        s.get(FrictionPoint, new.id).text = "the ci pipeline is flaky on main, again"
+    assert card(new.id).point_id == old.id
+    with db.session() as s, s.begin():
+        s.get(FrictionPoint, old.id).text = "the ci pipeline is flaky on main sometimes"
+    assert card(new.id) == computed(new.id)
+    # Merged away: no suggestion left pointing at it.
+    with db.session() as s, s.begin():
+        s.get(FrictionPoint, old.id).status, s.get(FrictionPoint, old.id).duplicate_of_id = "duplicate", lone.id
+    assert card(new.id) is None and computed(new.id) is None
 
 
 # ------------------------------------------------------------------ Slack: top, the card, the digest

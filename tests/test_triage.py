@@ -2,12 +2,16 @@
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import delete, select
 
 from bot.runtime.config import Hosts, Policy, Triage
+from handlers.triage import CardUpdates
 from storage.models import FrictionChange, FrictionPoint, FrictionTag, OutboxMessage, Reporter, TrackerLink
+from tests.fake_slack import TOKEN
 from tests.slack_requests import (
     USER,
     app_home_opened,
@@ -292,3 +296,19 @@ async def test_hosts_from_a_user_group_are_looked_up_once_and_cached(fake_slack,
     hosts.refresh_seconds = 0  # due for a refresh: a member who left the group is no longer a host
     fake_slack.usergroups["S0PLATFORM"] = []
     assert not await hosts.is_host("U0GROUP001")
+
+
+async def test_a_card_rendered_from_an_older_state_is_not_sent_after_a_newer_one(fake_slack):
+    """Two clicks' cards come out of their transactions in either order: Slack keeps the newest."""
+    client = AsyncWebClient(token=TOKEN, base_url=f"{fake_slack.url}/api/")
+    cards = CardUpdates(lambda point_id: f"FB-{point_id}")
+
+    def point(minute: int) -> FrictionPoint:
+        return FrictionPoint(id=7, card_channel=TRIAGE_CHANNEL, card_ts="1700000000.000007",
+                             updated_at=datetime(2025, 6, 1, 12, minute, tzinfo=UTC))
+
+    assert await cards.show(client, point(2), {"text": "FB-7: second"})
+    assert not await cards.show(client, point(1), {"text": "FB-7: first"})  # rendered before, came out after
+    assert await cards.show(client, point(3), {"text": "FB-7: third"})
+    assert not await cards.show(client, point(3), None)  # not posted yet
+    assert [c.body["text"] for c in fake_slack.calls_to("chat.update")] == ["FB-7: second", "FB-7: third"]

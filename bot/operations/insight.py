@@ -280,9 +280,51 @@ class DuplicateSuggestion:
 def possible_duplicate(*, session: Session, point: FrictionPoint, threshold: int, candidates: int = DUPLICATE_CANDIDATES) -> DuplicateSuggestion | None:
     """The older open report most like ``point``, if it reaches ``threshold``; None otherwise, or
     when ``threshold`` is 0 (off). Similarity is rapidfuzz's ``token_set_ratio`` on ``similarity_text``;
-    it scores any subset 100, so ties go to the closest overall wording (``token_sort_ratio``)."""
-    if threshold <= 0 or point.status not in OPEN_STATUSES or point.duplicate_of_id is not None:
+    it scores any subset 100, so ties go to the closest overall wording (``token_sort_ratio``).
+    Compares with up to ``candidates`` reports: the card uses ``card_duplicate``, which keeps the answer."""
+    if threshold <= 0 or not _may_suggest(point):
         return None
+    best = _most_similar(session, point, threshold, candidates)
+    return best and _shown(*best, threshold)
+
+
+def card_duplicate(*, session: Session, point: FrictionPoint, threshold: int, candidates: int = DUPLICATE_CANDIDATES) -> DuplicateSuggestion | None:
+    """``possible_duplicate`` as the triage card shows it, kept on the point
+    (``suggested_duplicate_id``, ``suggested_similarity``, written in ``session``): computed the first
+    time, and again when its text changed (``storage.models`` forgets it then), when the suggested
+    report is no longer open (closed, merged, purged: the next most similar may be shown), or when
+    that report's text changed (their similarity is no longer the one kept). Otherwise a redraw costs
+    one primary-key lookup and one comparison instead of scoring ``candidates`` reports. Kept with
+    no threshold, so a changed ``threshold`` applies at once. Not looked at again: an older report
+    reopened after this one's suggestion was kept."""
+    if threshold <= 0 or not _may_suggest(point):
+        return None
+    if point.suggested_similarity is not None:
+        if point.suggested_duplicate_id is None:
+            return None  # nothing resembled it
+        other = session.exec(
+            select(FrictionPoint.text, FrictionPoint.status, FrictionPoint.duplicate_of_id)
+            .where(FrictionPoint.id == point.suggested_duplicate_id)
+        ).first()
+        if (other is not None and other.status in OPEN_STATUSES and other.duplicate_of_id is None
+                and fuzz.token_set_ratio(similarity_text(point.text), similarity_text(other.text)) == point.suggested_similarity):
+            return _shown(point.suggested_duplicate_id, point.suggested_similarity, other.text, threshold)
+    best = _most_similar(session, point, 1, candidates)  # 1: the lowest threshold there is
+    point.suggested_duplicate_id, point.suggested_similarity = best[:2] if best else (None, 0.0)
+    session.add(point)
+    return best and _shown(*best, threshold)
+
+
+def _may_suggest(point: FrictionPoint) -> bool:
+    return point.status in OPEN_STATUSES and point.duplicate_of_id is None
+
+
+def _shown(point_id: int, score: float, text: str, threshold: int) -> DuplicateSuggestion | None:
+    return DuplicateSuggestion(point_id, int(round(score)), text) if score >= threshold else None
+
+
+def _most_similar(session: Session, point: FrictionPoint, cutoff: float, candidates: int) -> tuple[int, float, str] | None:
+    """(id, score 0-100, text) of the older open report most like ``point`` scoring at least ``cutoff``."""
     created = as_utc(point.created_at)
     rows = session.exec(
         select(FrictionPoint.id, FrictionPoint.text, FrictionPoint.created_at)
@@ -295,11 +337,11 @@ def possible_duplicate(*, session: Session, point: FrictionPoint, threshold: int
     originals = {pid: text for pid, text, at in rows if (as_utc(at), pid) < (created, point.id)}
     choices = {pid: similarity_text(text) for pid, text in originals.items()}
     query = similarity_text(point.text)
-    matches = process.extract(query, choices, scorer=fuzz.token_set_ratio, score_cutoff=threshold, limit=None)
+    matches = process.extract(query, choices, scorer=fuzz.token_set_ratio, score_cutoff=cutoff, limit=None)
     if not matches:
         return None
     _words, score, pid = max(matches, key=lambda m: (m[1], fuzz.token_sort_ratio(query, m[0])))
-    return DuplicateSuggestion(point_id=pid, similarity=int(round(score)), text=originals[pid])
+    return pid, score, originals[pid]
 
 
 # ------------------------------------------------------------------ export

@@ -56,6 +56,7 @@ class Applied:
     entry: FrictionChange
     first_response: bool  # this change was the point's first host action
     picked_up: bool  # the point left "new" with this change
+    queued: bool = False  # messages for the outbox were queued with it (``triage_flow.apply_and_notify``)
 
 
 def lock_point(*, session: Session, point_id: int) -> FrictionPoint:
@@ -275,7 +276,8 @@ def history(*, session: Session, point_id: int) -> list[FrictionChange]:
 # ------------------------------------------------------------------ the card
 
 def enqueue_card(*, session: Session, point_id: int, channel: str | None) -> None:
-    """Queue the new point's card. It is rendered when sent, so it shows the latest state."""
+    """Queue the card of a point filed in this transaction. It is rendered when sent, so it shows
+    the latest state."""
     if channel:
         outbox.enqueue(
             session=session,
@@ -284,6 +286,7 @@ def enqueue_card(*, session: Session, point_id: int, channel: str | None) -> Non
             payload={"channel": channel},
             friction_point_id=point_id,
             purpose=CARD_PURPOSE,
+            fresh=True,  # a point made in this transaction has no card queued yet
         )
 
 

@@ -18,17 +18,20 @@ from storage.models import FrictionPoint, OutboxMessage, utcnow
 
 
 def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_resolved: Callable | None = None, **kwargs) -> Applied:
-    """Apply one triage change and, in the same transaction, queue the reporters' DMs.
+    """Apply one triage change and, in the same transaction, queue the reporters' DMs
+    (``Applied.queued`` says whether anything may have been queued).
     ``on_resolved(session=, applied=)`` runs in that transaction after a resolve (the CSAT follow-up).
     Raises ``TriageError`` (nothing written) when the change cannot apply."""
     result = action(session=session, prefix=prefix, **kwargs)
     applied = result[0] if isinstance(result, tuple) else result
     if on_resolved is not None and applied.change == Change.resolved:
         on_resolved(session=session, applied=applied)
+        applied.queued = True  # it may have queued a follow-up
     point, ref = applied.point, f"{prefix}-{applied.point.id}"
     notice = build_reporter_notice(ref, point, applied.change, applied.entry.actor, picked_up=applied.picked_up)
     if notice is None:
         return applied
+    applied.queued = True
     # One DM per change that matters: "picked up" once ever, a link once per issue, a closure once per closure.
     once = {
         Change.linked: f"linked:{point.id}:{applied.entry.new}",
@@ -37,6 +40,16 @@ def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_reso
     }.get(applied.change, f"picked-up:{point.id}")
     queue_notices(session=session, point=point, notice=notice, once=once, skip={applied.entry.actor})
     return applied
+
+
+def apply_and_render(*, session: Session, policy: Policy, action: Callable, on_resolved: Callable | None = None,
+                     **kwargs) -> tuple[Applied, dict | None]:
+    """``apply_and_notify``, then the point's card as the change left it (Block Kit ``{text, blocks}``;
+    None when its card is not posted yet), rendered in the same transaction rather than loaded again
+    in another. Raises ``TriageError`` as ``apply_and_notify`` does."""
+    applied = apply_and_notify(session=session, action=action, prefix=policy.reference_prefix, on_resolved=on_resolved, **kwargs)
+    point = applied.point
+    return applied, (render_card(session=session, policy=policy, point=point) if point.card_ts else None)
 
 
 def queue_notices(*, session: Session, point: FrictionPoint, notice: dict, once: str, skip: set[str]) -> None:
@@ -57,8 +70,9 @@ def queue_notices(*, session: Session, point: FrictionPoint, notice: dict, once:
 
 def render_card(*, session: Session, policy: Policy, point: FrictionPoint, now: datetime | None = None) -> dict:
     """The card as it stands at ``now`` (Block Kit ``{text, blocks}``): an older open report it
-    resembles offered as a one-click merge, and what its response targets say is due and when."""
-    duplicate = insight.possible_duplicate(session=session, point=point, threshold=policy.insight.duplicate_threshold)
+    resembles offered as a one-click merge (``insight.card_duplicate``, which may write the point's
+    kept suggestion in ``session``), and what its response targets say is due and when."""
+    duplicate = insight.card_duplicate(session=session, point=point, threshold=policy.insight.duplicate_threshold)
     prefix = policy.reference_prefix
     due = None
     if policy.targets.enabled:

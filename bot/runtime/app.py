@@ -50,6 +50,7 @@ from bot.runtime.event_gate import EventGate, NotKept
 from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.hosts import HostDirectory
+from bot.runtime.respond import KeptAliveRespond
 from bot.runtime.metrics import UNOBSERVED, ArrivalTime, Metrics, listener_name, seconds_since_arrival
 from bot.runtime.outbox import OutboxSender
 from bot.runtime.scheduler import Scheduler
@@ -144,6 +145,15 @@ def _register(app: AsyncApp, deps: Deps) -> None:
             return await next()
         log.warning("refused a request from %s", context.enterprise_id or context.team_id)
         return BoltResponse(status=200, body=REFUSED)
+
+    @app.middleware
+    async def responses_kept_alive(context: AsyncBoltContext, next):
+        # respond() through the one session of every Web API call (``lifespan``): no session and
+        # connection per answer. Without it (no lifespan: tests on the Bolt app alone) Bolt's own.
+        session = app.client.session
+        if context.response_url and session is not None and not session.closed:
+            context["respond"] = KeptAliveRespond(response_url=context.response_url, session=session)
+        return await next()
 
     handlers.intake.register(app, deps)
     handlers.triage.register(app, deps, on_resolved=survey_ops.csat_followup_hook(policy))
