@@ -65,6 +65,12 @@ def test_workers_on_sqlite_are_refused_in_one_line(tmp_path):
 
 
 def answered(fake) -> int:
+    """Answers sent on response URLs: "filed as FB-n", or "try again" when the database took longer
+    than a person is kept waiting (a capped process on a loaded machine can)."""
+    return len(fake.calls_to("response_url"))
+
+
+def filed(fake) -> int:
     return sum("FB-" in c.body.get("text", "") for c in fake.calls_to("response_url"))
 
 
@@ -107,6 +113,7 @@ def test_two_capped_workers_answer_a_burst_about_twice_as_fast_as_one(tmp_path, 
         for pid, cap in zip((one.pid, *worker_pids(tmp_path / "two" / "serve.log", 2)), caps):
             assert chart_process(pid) in cap.add(pid), "a serving process with its chart process"
         seconds = {"one": 0.0, "two": 0.0}
+        answers_before = answered(fake) - filed(fake)
         for name in seconds:  # unmeasured: first requests import and connect what they need
             quiet(caps)  # the chart processes import matplotlib at start, within the caps
             asyncio.run(burst(bases[name], fake, 10, 4))
@@ -117,6 +124,10 @@ def test_two_capped_workers_answer_a_burst_about_twice_as_fast_as_one(tmp_path, 
             seconds[name] += asyncio.run(burst(bases[name], fake, 60, 12))
             used = [u + cap.cpu_seconds() - b for u, cap, b in zip(used, caps, before)]
         throttled = [cap.throttled()[0] for cap in caps]
+        unfiled = answered(fake) - filed(fake) - answers_before
+    if unfiled:  # each of them cost less than filing: the times compare something else
+        pytest.skip(f"{unfiled} reports were answered 'try again' (the database answered a capped process too late "
+                    f"on this loaded machine, load {os.getloadavg()}); the comparison needs every report filed")
     figures = (f"seconds {seconds}; CPU seconds per group {[round(u, 2) for u in used]}; periods throttled {throttled}; "
                f"load {os.getloadavg()}")
     assert all(throttled), f"a cap never bit, so the bursts measured something else: {figures}"
