@@ -51,6 +51,7 @@ from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.respond import KeptAliveRespond
+from bot.web import charts
 from bot.runtime.metrics import UNOBSERVED, ArrivalTime, Metrics, listener_name, seconds_since_arrival
 from bot.runtime.outbox import OutboxSender
 from bot.runtime.scheduler import Scheduler
@@ -298,6 +299,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             await deps.events.stop()
             deps.scheduler.stop()
             await deps.sender.stop()
+            await anyio.to_thread.run_sync(charts.stop)  # waits for the chart process to leave
             await deps.db.dispose_async()
             await session.close()
 

@@ -14,6 +14,7 @@ single ``serve`` does), starts a worker again if one dies on its own (at most on
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import time
@@ -50,11 +51,13 @@ def worker_app():
     return create_web_app(app, deps)
 
 
-def _worker(host: str, port: int) -> None:
+def _worker(host: str, port: int, parent: int) -> None:
     import uvicorn
 
-    from bot.runtime import logs
+    from bot.runtime import lifeline, logs
     from bot.runtime.config import load_settings
+
+    lifeline.follow(parent)
 
     logs.configure(secrets=load_settings().secrets())
     config = uvicorn.Config("bot.runtime.workers:worker_app", factory=True, log_level="info", log_config=None)
@@ -73,7 +76,7 @@ def supervise(host: str, port: int, workers: int) -> int:
     stopping = False
 
     def start() -> multiprocessing.Process:
-        proc = ctx.Process(target=_worker, args=(host, port), name="platform-feedback-worker")
+        proc = ctx.Process(target=_worker, args=(host, port, os.getpid()), name="platform-feedback-worker")
         proc.start()
         return proc
 

@@ -39,16 +39,20 @@ def _executor(*, fresh: bool = False) -> ProcessPoolExecutor:
             if _pool is not None and _pool_pid == os.getpid():
                 _pool.shutdown(wait=False, cancel_futures=True)
             _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_ignore_interrupt)
+                                        initializer=_in_worker, initargs=(os.getpid(),))
             _pool_pid = os.getpid()
         return _pool
 
 
-def _ignore_interrupt() -> None:
+def _in_worker(owner: int) -> None:
     """In the worker: Ctrl-C in a terminal signals the whole process group, this worker too; the
     process that owns it ends it (at its own shutdown), so SIGINT must not kill it mid-wait with a
-    KeyboardInterrupt traceback (and leaked semaphores) in the log."""
+    KeyboardInterrupt traceback (and leaked semaphores) in the log. An owner that ends without
+    stopping it (killed) takes it along (``lifeline``)."""
+    from bot.runtime import lifeline
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lifeline.follow(owner)
 
 
 def _call(name: str, *args, **kwargs):
@@ -61,6 +65,16 @@ def _call(name: str, *args, **kwargs):
 def warm_up() -> Future:
     """Start the worker and import matplotlib there now, so the first chart does not wait ~1 s for it."""
     return _executor().submit(_import_drawing)
+
+
+def stop() -> None:
+    """End this process's chart worker, if it started one (at the serving process's shutdown): it
+    leaves when asked, its queues' semaphores released, rather than being ended by its lifeline."""
+    global _pool
+    with _lock:
+        if _pool is not None and _pool_pid == os.getpid():
+            _pool.shutdown(wait=True, cancel_futures=True)
+        _pool = None
 
 
 def _import_drawing() -> None:
