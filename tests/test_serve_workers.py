@@ -137,16 +137,21 @@ def test_two_capped_workers_answer_a_burst_about_twice_as_fast_as_one(tmp_path, 
     assert seconds["one"] / seconds["two"] >= 1.6, figures
 
 
+def start_two_workers(tmp_path, fake, pg_url: str, out) -> subprocess.Popen:
+    """``serve --workers 2`` in a process group of its own (as a terminal's foreground job), its log to ``out``."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "SLACK_BOT_TOKEN": TOKEN,
+           "SLACK_SIGNING_SECRET": SIGNING_SECRET, "DATABASE_URL": pg_url, "PORT": str(free_port()), "HOST": "127.0.0.1",
+           "SLACK_API_URL": fake.url + "/api/"}
+    return subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", "--workers", "2"], cwd=tmp_path,
+                            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def test_ctrl_c_stops_the_workers_and_their_chart_processes_cleanly(tmp_path, pg_url):
     """A terminal's Ctrl-C signals the whole process group: the parent, each worker and each worker's
     chart process. Each must end by its owner's shutdown, without a KeyboardInterrupt traceback."""
     log = tmp_path / "serve.log"
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "SLACK_BOT_TOKEN": TOKEN,
-           "SLACK_SIGNING_SECRET": SIGNING_SECRET, "DATABASE_URL": pg_url, "PORT": str(free_port()), "HOST": "127.0.0.1"}
     with FakeSlackServer() as fake, log.open("wb") as out:
-        env["SLACK_API_URL"] = fake.url + "/api/"
-        proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", "--workers", "2"], cwd=tmp_path,
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = start_two_workers(tmp_path, fake, pg_url, out)
         try:
             workers = worker_pids(log, 2)
             # Each worker's chart process started and done importing (idle): before that, a signal
@@ -206,12 +211,8 @@ def test_a_killed_serve_takes_its_workers_and_chart_processes_along(tmp_path, pg
     so each must notice its parent is gone and end. Left running, a worker keeps its SO_REUSEPORT
     socket and takes a share of the next serve's connections with the old code."""
     log = tmp_path / "serve.log"
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "SLACK_BOT_TOKEN": TOKEN,
-           "SLACK_SIGNING_SECRET": SIGNING_SECRET, "DATABASE_URL": pg_url, "PORT": str(free_port()), "HOST": "127.0.0.1"}
     with FakeSlackServer() as fake, log.open("wb") as out:
-        env["SLACK_API_URL"] = fake.url + "/api/"
-        proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", "--workers", "2"], cwd=tmp_path,
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = start_two_workers(tmp_path, fake, pg_url, out)
         children: list[int] = []
         try:
             workers = worker_pids(log, 2)

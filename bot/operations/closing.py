@@ -208,9 +208,10 @@ def _queue_notices(session: Session, event: IssueEvent, step: dict, policy) -> N
     _queue(session, event, [Notice(n.id, n.user_id, n.friction_point_id, n.key, n.outcome) for n in rows], policy)
 
 
-def _update(session: Session, ids: list[int], **values) -> None:
+def _update(session: Session, ids: list[int], *, model=FrictionPoint, **values) -> None:
+    """One UPDATE of ``model`` per ``CHUNK`` ids."""
     for chunk in _chunks(ids):
-        session.execute(update(FrictionPoint).where(col(FrictionPoint.id).in_(chunk)).values(**values)
+        session.execute(update(model).where(col(model.id).in_(chunk)).values(**values)
                         .execution_options(synchronize_session=False))
 
 
@@ -239,12 +240,9 @@ def _follow(session: Session, event: IssueEvent, links: list[TrackerLink]) -> No
 
 
 def _set(session: Session, model, rows: list, **values) -> None:
-    """One UPDATE per 500 ``rows`` (objects of ``model``), and the same values on the objects
+    """``_update`` of ``rows`` (objects of ``model``), and the same values on the objects
     (evaluating the UPDATE against the session's objects instead costs seconds for thousands)."""
-    ids = [row.id for row in rows]
-    for start in range(0, len(ids), 500):
-        stmt = update(model).where(col(model.id).in_(ids[start:start + 500])).values(**values)
-        session.execute(stmt.execution_options(synchronize_session=False))
+    _update(session, [row.id for row in rows], model=model, **values)
     for row in rows:
         for name, value in values.items():
             set_committed_value(row, name, value)
