@@ -124,12 +124,14 @@ def make_async_engine(url: str) -> AsyncEngine:
 
 
 class Database:
-    def __init__(self, url: str, *, answer_seconds: float | None = None):
+    def __init__(self, url: str, *, answer_seconds: float | None = None, background_workers: int = 0):
         """``answer_seconds``: how long ``run`` and ``check`` wait before raising DatabaseUnavailable;
         default ANSWER_SECONDS on a server database (a network partition can hang a connection that
         is already open, which no driver timeout covers), none on SQLite (a local file; its busy
-        timeout bounds lock waits)."""
+        timeout bounds lock waits). ``background_workers``: PostgreSQL parallel workers a
+        ``background`` transaction's queries may use (``max_parallel_workers_per_gather``)."""
         self.url = url
+        self.background_workers = int(background_workers)
         self.engine = make_engine(url)
         self._async_engine: AsyncEngine | None = None
         self.answer_seconds = answer_seconds if answer_seconds is not None else (None if url.startswith("sqlite") else ANSWER_SECONDS)
@@ -156,10 +158,22 @@ class Database:
         still commit later (every write here is keyed to be safe to repeat)."""
         return await self._in_thread(partial(self.transact, fn, *args, **kwargs), self.answer_seconds)
 
+    def background(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
+        """``transact`` for work nobody waits on within seconds (scheduled jobs, the dashboard,
+        reports, exports): its queries may use at most ``background_workers`` PostgreSQL parallel
+        workers, so that one of them scanning a million rows leaves the server's other CPUs to the
+        queries people wait on. On a 2-CPU machine PostgreSQL's default (2) made the acks around a
+        first dashboard load 1.4x slower and the analytics themselves no faster: friction_scores at
+        1M points 2.4 s with parallel workers, 1.7 s without (bench/README.md, issue #15)."""
+        with unavailable_as_one(), self.session() as session, session.begin():
+            if self.engine.dialect.name == "postgresql":
+                session.execute(text(f"SET LOCAL max_parallel_workers_per_gather = {self.background_workers:d}"))
+            return fn(*args, session=session, **kwargs)
+
     async def work(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
-        """``transact`` in a worker thread with no deadline: for background work nobody waits on
-        (scheduled jobs), which may legitimately take longer than a person would wait."""
-        return await self._in_thread(partial(self.transact, fn, *args, **kwargs), None)
+        """``background`` in a worker thread with no deadline: for work nobody waits on (scheduled
+        jobs, the dashboard), which may legitimately take longer than a person would wait."""
+        return await self._in_thread(partial(self.background, fn, *args, **kwargs), None)
 
     async def check(self) -> None:
         """Raise DatabaseUnavailable unless a ``SELECT 1`` answers within ``answer_seconds``."""

@@ -205,3 +205,35 @@ def test_unreachable_database_raises_database_unavailable():
             db.transact(reports_of, user_id="U1")
     finally:
         db.dispose()
+
+
+def test_background_work_leaves_the_database_servers_other_cpus_to_the_acks(pg_url):
+    """The dashboard, the digest and other background work may not use PostgreSQL's parallel
+    workers (unless DATABASE_BACKGROUND_WORKERS says so): on a small server they starved the
+    queries people wait on. Requests' own transactions keep the server's setting."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from bot.runtime.config import ConfigError, load_settings
+    from bot.runtime.settings import DatabaseSettings
+
+    def show(*, session):
+        return session.execute(text("SHOW max_parallel_workers_per_gather")).scalar()
+
+    db = load_settings(DatabaseSettings, database_url=pg_url).database()
+    wider = load_settings(DatabaseSettings, database_url=pg_url, database_background_workers=3).database()
+    try:
+        server = db.transact(show)
+        assert server != "0", "the test needs a server that allows parallel workers (PostgreSQL's default is 2)"
+        assert db.background(show) == "0"
+        assert asyncio.run(db.work(show)) == "0"
+        assert db.transact(show) == server  # SET LOCAL: the pooled connection goes back as it was
+        assert asyncio.run(db.run(show)) == server
+        assert wider.background(show) == "3"
+    finally:
+        db.dispose()
+        wider.dispose()
+    with pytest.raises(ConfigError) as info:
+        load_settings(DatabaseSettings, database_url=pg_url, database_background_workers=-1)
+    assert "DATABASE_BACKGROUND_WORKERS" in str(info.value) and "\n" not in str(info.value)

@@ -3,7 +3,6 @@
 import contextlib
 import dataclasses
 import logging
-import time
 
 import aiohttp
 import anyio.to_thread

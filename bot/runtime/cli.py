@@ -10,7 +10,7 @@ from bot.runtime.check import NETWORK_ERRORS, TokenRejected
 from bot.runtime import serving
 from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
 from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_settings
-from storage.database import Database, DatabaseUnavailable
+from storage.database import DatabaseUnavailable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     export_format.add_argument("--json", metavar="FILE", dest="json_file", help="every table as JSON, for a backup or a move ('-': standard output)")
     forget = sub.add_parser("forget", help="remove or anonymise everything about one person (needs only DATABASE_URL)")
     forget.add_argument("user_id", help="the person's Slack user id, e.g. U012ABCDEF")
-    purge = sub.add_parser("purge", help="delete closed reports older than retention.friction_days now")
+    sub.add_parser("purge", help="delete closed reports older than retention.friction_days now")
     survey = sub.add_parser("survey", help="pulse surveys")
     survey_sub = survey.add_subparsers(dest="survey_command", required=True)
     survey_send = survey_sub.add_parser("send", help="start a run of a survey now (its DMs go at each person's delivery hour)")
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _migrate() -> int:
-    db = Database(load_settings(DatabaseSettings).database_url)
+    db = load_settings(DatabaseSettings).database()
     migrate_db(db)
     print("platform-feedback: database is up to date")
     return 0
@@ -105,7 +105,7 @@ def _build():
     settings = load_settings()
     logs.configure(secrets=settings.secrets())
     policy = load_policy(settings.config_file)
-    db = Database(settings.database_url)
+    db = settings.database()
     app, deps = create_app(settings, policy, db)
     return db, app, deps
 
@@ -205,7 +205,7 @@ def _offline():
 
     settings = load_settings(ReportSettings)
     policy = load_policy(settings.config_file)
-    db = Database(settings.database_url)
+    db = settings.database()
     require_migrated(db)  # before any output: no CSV header, then an error
     return db, policy
 
@@ -239,7 +239,7 @@ def _export(path: str) -> int:
         print(f"platform-feedback: cannot write {path}: {exc.strerror}.", file=sys.stderr)
         return 2
     with target as out:
-        count = db.transact(write, out=out)
+        count = db.background(write, out=out)
     print(f"platform-feedback: exported {count} data points to {path}", file=sys.stderr)
     return 0
 
@@ -256,7 +256,7 @@ def _export_json(path: str) -> int:
         print(f"platform-feedback: cannot write {path}: {exc.strerror}.", file=sys.stderr)
         return 2
     with target as out:
-        counts = db.transact(export_json, out=out)
+        counts = db.background(export_json, out=out)
     summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing"
     print(f"platform-feedback: exported {summary}", file=sys.stderr)
     return 0

@@ -37,7 +37,7 @@ def report(db, policy, days: int | None, fmt: str | None) -> int:
     if not 1 <= days <= 365:
         print("platform-feedback: --days must be between 1 and 365.", file=sys.stderr)
         return 2
-    scores, health, targets = db.transact(lambda session: (
+    scores, health, targets = db.background(lambda session: (
         insight.friction_scores(session=session, days=days, limit=20), insight.loop_health(session=session, days=days),
         compliance.compliance(session=session, policy=policy, days=days, weeks=policy.insight.chart_weeks)))
     data = report_data(policy, scores, health)
@@ -60,7 +60,7 @@ def focus_report(db, policy, fmt: str | None) -> int:
     if fmt == "csv":
         print("platform-feedback: report --focus prints a table or --json, not --csv.", file=sys.stderr)
         return 2
-    data = db.transact(focus_data.gather, policy=policy)
+    data = db.background(focus_data.gather, policy=policy)
     print(json.dumps(data, indent=2, ensure_ascii=False) if fmt == "json" else focus_data.report_text(data))
     return 0
 

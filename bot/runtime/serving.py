@@ -66,7 +66,7 @@ async def check_command() -> int:
     if settings.oauth:
         from bot.runtime.workspaces import NotInstalled, Workspaces, installation_store
 
-        db = Database(settings.database_url)
+        db = settings.database()
         require_migrated(db)
         try:
             token = await Workspaces(store=installation_store(db, settings.slack_client_id), home=policy.workspace).token(None)
@@ -105,16 +105,18 @@ def serve(*, no_migrate: bool, workers: int = 1) -> int:
     log.info(summary)
     for warning in warnings:
         log.warning(warning)
-    db = Database(settings.database_url)
+    db = settings.database()
     if not no_migrate:
         migrate_db(db)
 
     from bot.runtime.app import create_app, create_web_app
+    from bot.runtime.interpreter import set_for_serving
 
     app, deps = create_app(settings, policy, db)
     if settings.slack_bot_token:  # OAuth: each installation's token is checked by Bolt's authorize
         asyncio.run(_token_check(app.client))
     if settings.socket_mode:
+        set_for_serving()
         return asyncio.run(_socket_mode(app, deps, settings))
     import uvicorn
 
@@ -126,7 +128,9 @@ def serve(*, no_migrate: bool, workers: int = 1) -> int:
     from bot.web import charts
 
     charts.warm_up()  # the chart process starts now, not on the first dashboard load
-    uvicorn.run(create_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None)
+    web = create_web_app(app, deps)
+    set_for_serving()
+    uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", log_config=None)
     return 0
 
 

@@ -6,12 +6,15 @@ The team policy (one YAML file) is ``bot.runtime.config``.
 
 import re
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.runtime.config_errors import settings_problems
+
+if TYPE_CHECKING:
+    from storage.database import Database
 
 
 class ConfigError(Exception):
@@ -27,6 +30,11 @@ class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     database_url: str = Field(default="sqlite:///platform-feedback.db", description="a SQLAlchemy database URL")
+    # PostgreSQL's default lets one big query take three of the server's CPUs (a leader and two
+    # parallel workers); on a small server that starves the acks' own queries (bench/README.md).
+    database_background_workers: int = Field(
+        default=0, ge=0, le=64,
+        description="PostgreSQL parallel workers (0-64) each background query (dashboard, digest, reports, exports) may use")
 
     @field_validator("database_url")
     @classmethod
@@ -38,6 +46,12 @@ class DatabaseSettings(BaseSettings):
         if not v.startswith(("sqlite:", "postgresql+psycopg:")):
             raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
         return v
+
+    def database(self) -> "Database":
+        """The database these settings name, as they configure it."""
+        from storage.database import Database
+
+        return Database(self.database_url, background_workers=self.database_background_workers)
 
 
 class ReportSettings(DatabaseSettings):

@@ -41,14 +41,16 @@ def worker_app():
     from bot.runtime import logs
     from bot.runtime.app import create_app, create_web_app
     from bot.runtime.config import load_policy, load_settings
+    from bot.runtime.interpreter import set_for_serving
     from bot.web import charts
-    from storage.database import Database
 
     settings = load_settings()
     logs.configure(secrets=settings.secrets())
-    app, deps = create_app(settings, load_policy(settings.config_file), Database(settings.database_url))
+    app, deps = create_app(settings, load_policy(settings.config_file), settings.database())
     charts.warm_up()
-    return create_web_app(app, deps)
+    web = create_web_app(app, deps)
+    set_for_serving()
+    return web
 
 
 def _worker(host: str, port: int, parent: int) -> None:
