@@ -165,10 +165,12 @@ class Database:
         queries people wait on. On a 2-CPU machine PostgreSQL's default (2) made the acks around a
         first dashboard load 1.4x slower and the analytics themselves no faster: friction_scores at
         1M points 2.4 s with parallel workers, 1.7 s without (bench/README.md, issue #15)."""
-        with unavailable_as_one(), self.session() as session, session.begin():
-            if self.engine.dialect.name == "postgresql":
-                session.execute(text(f"SET LOCAL max_parallel_workers_per_gather = {self.background_workers:d}"))
-            return fn(*args, session=session, **kwargs)
+        return self.transact(self._without_spare_workers, fn, *args, **kwargs)
+
+    def _without_spare_workers(self, fn: Callable[..., T], /, *args, session: Session, **kwargs) -> T:
+        if self.engine.dialect.name == "postgresql":  # SET LOCAL: until this transaction ends
+            session.execute(text(f"SET LOCAL max_parallel_workers_per_gather = {self.background_workers:d}"))
+        return fn(*args, session=session, **kwargs)
 
     async def work(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``background`` in a worker thread with no deadline: for work nobody waits on (scheduled

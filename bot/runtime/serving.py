@@ -109,7 +109,7 @@ def serve(*, no_migrate: bool, workers: int = 1) -> int:
     if not no_migrate:
         migrate_db(db)
 
-    from bot.runtime.app import create_app, create_web_app
+    from bot.runtime.app import create_app
     from bot.runtime.interpreter import set_for_serving
 
     app, deps = create_app(settings, policy, db)
@@ -125,13 +125,22 @@ def serve(*, no_migrate: bool, workers: int = 1) -> int:
 
         db.dispose()
         return supervise(settings.host, settings.port, workers)
+    uvicorn.run(serving_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None)
+    return 0
+
+
+def serving_web_app(app, deps):
+    """The HTTP app of a process about to serve (``serve``, each ``--workers`` worker): its chart
+    process started now, not on the first dashboard load, and its interpreter set last, once
+    everything it keeps is built (``bot.runtime.interpreter``)."""
+    from bot.runtime.app import create_web_app
+    from bot.runtime.interpreter import set_for_serving
     from bot.web import charts
 
-    charts.warm_up()  # the chart process starts now, not on the first dashboard load
+    charts.warm_up()
     web = create_web_app(app, deps)
     set_for_serving()
-    uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", log_config=None)
-    return 0
+    return web
 
 
 def _check_workers(workers: int, settings) -> None:

@@ -39,18 +39,13 @@ def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.soc
 def worker_app():
     """The app of one worker, built in the worker from the same environment; the parent migrated."""
     from bot.runtime import logs
-    from bot.runtime.app import create_app, create_web_app
+    from bot.runtime.app import create_app
     from bot.runtime.config import load_policy, load_settings
-    from bot.runtime.interpreter import set_for_serving
-    from bot.web import charts
+    from bot.runtime.serving import serving_web_app
 
     settings = load_settings()
     logs.configure(secrets=settings.secrets())
-    app, deps = create_app(settings, load_policy(settings.config_file), settings.database())
-    charts.warm_up()
-    web = create_web_app(app, deps)
-    set_for_serving()
-    return web
+    return serving_web_app(*create_app(settings, load_policy(settings.config_file), settings.database()))
 
 
 def _worker(host: str, port: int, parent: int) -> None:
