@@ -10,11 +10,11 @@ is None when the report's severity had no target for that clock (not counted in 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import DateTime, UniqueConstraint, case, func
+from sqlalchemy import UniqueConstraint, case, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from storage.database import insert_unique
-from storage.models import FrictionTag
+from storage.models import FrictionTag, instant
 
 
 class TargetOutcome(SQLModel, table=True):
@@ -27,9 +27,9 @@ class TargetOutcome(SQLModel, table=True):
     cycle: int = 0
     severity: str = Field(max_length=16)  # the report's severity when the row was last written
     target_minutes: int | None = None
-    due_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    breached_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
-    stopped_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
+    due_at: datetime | None = instant(default=None)
+    breached_at: datetime | None = instant(default=None, index=True)
+    stopped_at: datetime | None = instant(default=None, index=True)
     used_minutes: int | None = None
     met: bool | None = None
     # The history entry (resolve, decline, tracker close) that stopped a resolution clock.
