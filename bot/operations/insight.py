@@ -212,8 +212,13 @@ def loop_numbers(*, session: Session, window: Window) -> LoopNumbers:
     reports = session.exec(select(func.count()).select_from(FrictionPoint).where(*_in(FrictionPoint.created_at, window))).one()
     active = session.exec(select(func.count(func.distinct(Reporter.user_id))).where(*_in(Reporter.reported_at, window))).one()
     bounds = {"start": window.start, "end": window.end}
-    first = stored.median_duration(session=session, since=FrictionPoint.created_at, until=FrictionPoint.first_response_at, **bounds)
-    resolution = stored.median_duration(session=session, since=FrictionPoint.created_at, until=FrictionPoint.resolved_at, **bounds)
+    # Merged duplicates count not at all in the medians (as in the resolved count and in target
+    # compliance): merging one is not a response to it, and its reporters wait on the report it joined.
+    canonical = (col(FrictionPoint.duplicate_of_id).is_(None),)
+    first = stored.median_duration(session=session, since=FrictionPoint.created_at, until=FrictionPoint.first_response_at,
+                                   where=canonical, **bounds)
+    resolution = stored.median_duration(session=session, since=FrictionPoint.created_at, until=FrictionPoint.resolved_at,
+                                        where=canonical, **bounds)
     resolved, closed_loop = stored.resolved_and_closed(session=session, **bounds)
     return LoopNumbers(
         window=window,
