@@ -84,7 +84,7 @@ def cpu_cap(name: str, quota: float, period_us: int):
         cap.remove()
 
 
-def worker_pids(log: Path, workers: int, timeout: float = 90) -> list[int]:
+def worker_pids(log: Path, workers: int, timeout: float = 120) -> list[int]:
     """The pids of ``serve --workers N``'s workers, from its log, once each has started its app."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
