@@ -320,7 +320,8 @@ async def test_a_transaction_older_than_the_close_does_not_keep_what_it_erased(b
 
     handler, logger = KeptSeen(level=logging.DEBUG), logging.getLogger("storage.survey_answers")
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.DEBUG
+    level = logger.level
+    logger.setLevel(logging.DEBUG)  # setLevel, not .level: the logger caches what it had let through
     reader = threading.Thread(target=older_reader)
     reader.start()
     try:
