@@ -230,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.in_progress += 1
         try:
             self._answer()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up first (a test held the answer)
+            pass
         finally:
             with self.fake._lock:
                 self.fake.in_progress -= 1
