@@ -3,6 +3,9 @@
 back for results. Queries with a keyword-only session."""
 
 import logging
+import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -118,32 +121,81 @@ def close_run(*, session: Session, run: SurveyRun, responses: list[NewResponse],
 
 # What a close erases, and the run row whose old version held the nonce: rewritten on PostgreSQL.
 WIPED_TABLES = ("survey_sealed", "survey_run")
+# How long a close keeps rewriting while an older transaction still sees what it erased (a report,
+# a backup's dump, autovacuum's ANALYZE): such versions are copied into the new files, not dropped.
+REWRITE_SECONDS = 60.0
 
 
-def wipe_files(engine) -> None:
+def wipe_files(engine, *, within: float = REWRITE_SECONDS, sleep: Callable[[float], None] = time.sleep) -> bool:
     """After a close, remove the old versions of what it erased from the database's files.
     SQLite: fold the WAL into the database file and truncate it to zero bytes, so what the close
     erased (zeroed in the file by ``secure_delete``) is not left in the WAL either (best effort: a
     long-running reader can keep the WAL; the next call empties it). PostgreSQL: ``VACUUM FULL``
     of ``WIPED_TABLES`` (both small: the sealed answers of open runs, and the runs), because a plain
     VACUUM leaves a dead tuple's bytes in the page's free space; it takes each table's lock for a
-    moment. The WAL, archives, backups and replicas keep what they had (README, "Survey anonymity")."""
+    moment. A rewrite copies a dead version that a transaction begun before the close could still
+    see ("N dead row versions cannot be removed yet", in VACUUM VERBOSE's detail), so each table is
+    rewritten again, 0.1 s then up to 2 s apart, until none is kept, for at most ``within`` seconds.
+    Returns False if something was left (logged; the caller tries again later). The WAL, archives,
+    backups and replicas keep what they had (README, "Survey anonymity")."""
     if engine.dialect.name == "postgresql":
-        try:
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("SET lock_timeout = '10s'")  # never queue for long behind a writer
-                for table in WIPED_TABLES:
-                    conn.exec_driver_sql(f"VACUUM FULL {table}")
-        except SQLAlchemyError as exc:  # the next close rewrites them
-            log.warning("survey close: could not rewrite %s: %s", ", ".join(WIPED_TABLES), exc)
-        return
+        deadline = time.monotonic() + within
+        clean = [_rewrite(engine, table, deadline, sleep) for table in WIPED_TABLES]  # each, whatever the one before did
+        return all(clean)
     if engine.dialect.name != "sqlite":
-        return
+        return True
     raw = engine.raw_connection()
     try:
         raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         raw.close()
+    return True
+
+
+def _rewrite(engine, table: str, deadline: float, sleep: Callable[[float], None]) -> bool:
+    """``VACUUM (FULL, VERBOSE) table`` until it keeps no dead version (or ``deadline`` passes)."""
+    pause = 0.1
+    while True:
+        try:
+            kept = _vacuum_full(engine, table)
+        except SQLAlchemyError as exc:  # e.g. lock_timeout behind a long writer
+            kept, why = None, f"could not rewrite it: {exc}".splitlines()[0]
+        else:
+            why = f"{kept} dead versions are kept for a transaction older than the close"
+        if kept == 0:
+            return True
+        if time.monotonic() + pause > deadline:
+            log.warning("survey close: %s still holds what the close erased (%s); the next survey tick rewrites it again",
+                        table, why)
+            return False
+        log.debug("survey close: %s: %s; rewriting again in %.1f s", table, why, pause)
+        sleep(pause)
+        pause = min(2.0, pause * 2)
+
+
+def _vacuum_full(engine, table: str) -> int:
+    """Rewrite ``table``; return how many dead versions the rewrite had to keep (VACUUM VERBOSE's
+    detail line "N dead row versions cannot be removed yet.", its first number in any language)."""
+    details: list[str] = []
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        driver = conn.connection.driver_connection  # psycopg 3: INFO notices reach its handlers
+
+        def notice(diag) -> None:
+            if diag.message_detail:
+                details.append(diag.message_detail)
+
+        driver.add_notice_handler(notice)
+        try:
+            conn.exec_driver_sql("SET lock_timeout = '10s'")  # never queue for long behind a writer
+            conn.exec_driver_sql(f"VACUUM (FULL, VERBOSE) {table}")
+            conn.exec_driver_sql("RESET lock_timeout")  # the pooled connection goes back as it came
+        finally:
+            driver.remove_notice_handler(notice)
+    counts = [int(m.group(1)) for d in details if (m := re.match(r"\D*(\d+)", d.splitlines()[0]))]
+    if not counts:  # a server that says nothing of it: taken as done, once
+        log.info("survey close: VACUUM VERBOSE did not say what it kept of %s; rewritten once", table)
+        return 0
+    return sum(counts)
 
 
 def recipient_segments(*, session: Session, run_id: int) -> dict[str | None, tuple[int, int]]:

@@ -4,9 +4,10 @@ cpu controller mounted at /sys/fs/cgroup/cpu; OSError otherwise."""
 
 import json
 import os
-import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.waiting import wait_for
 
 CPU_CGROUPS = Path("/sys/fs/cgroup/cpu")
 SHARES = 8192  # eight times a root-level process's weight: under contention the group still gets its quota
@@ -84,14 +85,15 @@ def cpu_cap(name: str, quota: float, period_us: int):
         cap.remove()
 
 
-def worker_pids(log: Path, workers: int, timeout: float = 90) -> list[int]:
+def worker_pids(log: Path, workers: int, timeout: float = 120) -> list[int]:
     """The pids of ``serve --workers N``'s workers, from its log, once each has started its app."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listed() -> list[int] | None:
         records = [json.loads(line) for line in log.read_text(errors="replace").splitlines() if line.startswith("{")]
         started = sum(r["message"] == "Application startup complete." for r in records)
-        listed = [r["message"].rsplit(": ", 1)[1] for r in records if r["message"].startswith("serving on ")]
-        if started >= workers and listed:
-            return [int(p) for p in listed[-1].split(", ")]
-        time.sleep(0.2)
-    raise RuntimeError(f"{workers} workers did not start within {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+        serving = [r["message"].rsplit(": ", 1)[1] for r in records if r["message"].startswith("serving on ")]
+        return [int(p) for p in serving[-1].split(", ")] if started >= workers and serving else None
+
+    try:
+        return wait_for(listed, what=f"{workers} workers started", timeout=timeout, interval=0.2)
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}:\n{log.read_text(errors='replace')[-3000:]}") from None

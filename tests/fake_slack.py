@@ -57,6 +57,7 @@ class FakeSlack:
     client_id: str = "1111111111.2222222222"
     client_secret: str = "fake-client-secret-0000"
     oauth_grants: dict = field(default_factory=dict)
+    in_progress: int = 0  # requests being answered right now (a test waits for 0: every answer is out)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -225,6 +226,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _handle(self):
+        with self.fake._lock:
+            self.fake.in_progress += 1
+        try:
+            self._answer()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up first (a test held the answer)
+            pass
+        finally:
+            with self.fake._lock:
+                self.fake.in_progress -= 1
+
+    def _answer(self):
         parsed = urlparse(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         data = self.rfile.read(length) if length else b""

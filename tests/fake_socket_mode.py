@@ -10,6 +10,8 @@ import uuid
 
 from aiohttp import WSMsgType, web
 
+from tests.waiting import WAIT_SECONDS, until
+
 
 class FakeSocketMode:
     def __init__(self):
@@ -42,10 +44,8 @@ class FakeSocketMode:
                                    "retry_reason": "timeout" if retry_attempt else ""})
         return envelope_id
 
-    async def wait_for_acks(self, n: int, timeout: float = 30) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.acks) < n:
-                await asyncio.sleep(0.02)
+    async def wait_for_acks(self, n: int, timeout: float = WAIT_SECONDS) -> None:
+        await until(lambda: len(self.acks) >= n, what=f"{n} envelopes acked", timeout=timeout)
 
     async def _open(self, _request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "url": self.url.replace("http://", "ws://") + "/link"})

@@ -22,6 +22,7 @@ from storage.models import OutboxMessage, ScheduledRun
 from storage.surveys import SurveyRun
 from tests.conftest import make_settings
 from tests.fake_slack import TOKEN
+from tests.waiting import until
 
 UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -136,10 +137,7 @@ async def test_start_catches_up_at_once(fake_slack, db, policy):
     ran_before(db, deps, DOWN)
     deps.scheduler.start()
     try:
-        for _ in range(100):
-            if DUE.astimezone(UTC) in claims(db, DIGEST):
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: DUE.astimezone(UTC) in claims(db, DIGEST), what="the missed digest claimed", interval=0.1)
     finally:
         deps.scheduler.stop()
     assert DUE.astimezone(UTC) in claims(db, DIGEST)

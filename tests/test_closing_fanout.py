@@ -90,7 +90,7 @@ async def test_a_2000_reporter_closure_writes_in_short_transactions_and_notifies
     answered = []
 
     async def other(n: int):  # deliveries arriving while the closure is applied (they match nothing)
-        await asyncio.sleep(0.05 * n)
+        await asyncio.sleep(0.05 * n)  # not a wait for something: their arrivals, spread out
         started = time.perf_counter()
         resp = await bot.http.post("/webhooks/github", content=(d := tr.github("issues", tr.github_issue("acme/other", n)))[0],
                                    headers=d[1])
@@ -99,12 +99,11 @@ async def test_a_2000_reporter_closure_writes_in_short_transactions_and_notifies
     first, *_ = await asyncio.gather(closing_delivery, *(other(n) for n in range(1, 21)))
     assert first.status_code == 200
     await bot.settle()
-    assert [code for code, _ in answered] == [200] * 20
-    # Well inside the trackers' delivery timeouts (Linear's 5 s is the shortest) even on a loaded
-    # test machine; the figure at a quiet moment is in bench/README.md (tens of ms). Before, each
-    # waited for the closure's one long transaction (seconds) and on SQLite could pass the busy
-    # timeout (503).
-    assert max(seconds for _, seconds in answered) < 3.0, answered
+    # Each answered: before, each waited for the closure's one long transaction (seconds) and on
+    # SQLite could pass the busy timeout (503). How soon (well inside the trackers' delivery
+    # timeouts, Linear's 5 s the shortest) is a timing goal: bench/closing_ack.py measures it
+    # (tens of ms, bench/README.md); here the cause is checked, the short transactions below.
+    assert [code for code, _ in answered] == [200] * 20, answered
     # Besides the links themselves (one transaction: their state moves at once), no transaction
     # wrote more than a step's worth: a chunk of reports (state, first response, history, card
     # redraw) or of reporters (notice, DM). Before, one wrote all 2,000 of each (8,000 rows).

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 from markupsafe import escape
@@ -33,7 +32,8 @@ from storage.models import ClosureNotice, FrictionPoint, Severity, Source, Track
 from tests.conftest import make_settings
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET, slash_command
-from tests.test_serve_http import free_port, stop_process, wait_until
+from tests.test_serve_http import START_SECONDS, free_port, stop_process, wait_until
+from tests.waiting import until
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD_TOKEN = "dashboard-token-" + "x" * 16
@@ -155,11 +155,9 @@ async def test_user_text_is_escaped(fake_slack, db):
             body, headers = slash_command("&lt;script&gt;alert('pwned')&lt;/script&gt; &lt;img src=x onerror=alert(1)&gt; deploys are slow",
                                           fake_url=fake_slack.url)
             assert (await slack.post("/slack/events", content=body, headers=headers)).status_code == 200
-            stored = None
-            with anyio.fail_after(10):  # the bot files it right after the ack
-                while stored is None:
-                    stored = db.transact(lambda session: session.exec(select(FrictionPoint.text)).first())
-                    await anyio.sleep(0.05)
+            # The bot files it right after the ack.
+            stored = await until(lambda: db.transact(lambda session: session.exec(select(FrictionPoint.text)).first()),
+                                 what="the report filed", interval=0.05)
         assert stored.startswith("<script>")  # kept as written
         page = (await http.get("/dashboard", headers={"x-forwarded-email": "dev@example.com"})).text
     assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt; &lt;img src=x onerror=alert(1)&gt; deploys are slow" in page
@@ -263,7 +261,7 @@ def test_demo_command_fills_and_serves_the_dashboard_without_slack(tmp_path):
                 return None
             return m.group(0)
 
-        address = wait_until(url, timeout=90, what="the demo's dashboard URL", log=log)
+        address = wait_until(url, timeout=START_SECONDS, what="the demo's dashboard URL", log=log)
         assert re.search(r"2000 data points", log.read_text())
         with httpx.Client(timeout=30, follow_redirects=True) as http:
             page = http.get(address)
@@ -299,7 +297,7 @@ def serving_dashboard(tmp_path: Path, database_url: str, policy_file: Path | Non
                 return False
 
         try:
-            wait_until(healthy, timeout=30, what="GET /healthz to answer 200", log=log)
+            wait_until(healthy, timeout=START_SECONDS, what="GET /healthz to answer 200", log=log)
             yield base
         finally:
             stop_process(proc)

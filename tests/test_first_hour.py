@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from tests.fake_slack import TOKEN
 from tests.slack_requests import SIGNING_SECRET
 from tests.test_config_cli import run_cli
 from tests.test_serve_http import free_port, serving, stop_process
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -111,9 +111,7 @@ def test_socket_mode_backs_off_with_one_line_each_while_slack_is_unreachable(tmp
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve"], cwd=tmp_path, env=values, stdout=out, stderr=out)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and log.read_text().count("trying again in") < 3:
-            time.sleep(0.2)
+        wait_for(lambda: log.read_text().count("trying again in") >= 3, what="three 'trying again in' lines", interval=0.2)
     finally:
         stop_process(proc, signal.SIGINT)
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]

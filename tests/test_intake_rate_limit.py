@@ -63,7 +63,7 @@ async def test_a_retry_after_longer_than_a_read_may_wait_is_not_waited_for(bot):
     bot.fake.add_message(CHANNEL, "1700000500.000300", "not waited for")
     bot.fake.script("conversations.history", limited(120))
     elapsed = await react(bot, "1700000500.000300")
-    assert elapsed < 10
+    assert elapsed < 60  # not the 120 s asked for (60: a loaded machine is slow, never 120 s slow)
     assert len(bot.fake.calls_to("conversations.history")) == 1
     [point] = points(bot.db)
     assert point.text == UNREAD_TEXT
@@ -77,7 +77,7 @@ async def test_a_rate_limited_write_still_reaches_the_outbox_sender(bot):
     await bot.settle()
     started = time.monotonic()
     await bot.deps.sender.drain_once()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 25  # not the 30 s pause (25: a loaded machine is slow, never 30 s slow)
     assert len(bot.fake.calls_to("chat.postMessage")) == 1  # tried once, then left to the sender's pause
 
 

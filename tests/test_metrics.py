@@ -3,6 +3,7 @@ body had been read (issue #15)."""
 
 import asyncio
 import re
+import time
 
 from tests.slack_requests import slash_command
 
@@ -36,7 +37,13 @@ async def test_the_ack_histogram_counts_the_time_the_body_took_to_arrive(bot):
 
 
 async def test_a_quick_request_is_a_quick_ack(bot):
+    """Counted from the request's arrival, not from anything earlier: never longer than the client
+    saw it take (on a quiet machine well under the 1 s bucket; on a loaded one whatever it took)."""
     body, headers = slash_command("help", fake_url=bot.fake.url)
+    started = time.monotonic()
     assert (await bot.http.post("/slack/events", content=body, headers=headers)).status_code == 200
+    took = time.monotonic() - started
     total, buckets = ack_histogram((await bot.http.get("/metrics")).text, "command:/platform-feedback")
-    assert total < 1.0 and buckets["1.0"] == 1
+    assert 0 < total <= took and buckets["+Inf"] == 1
+    if took < 1.0:
+        assert buckets["1.0"] == 1

@@ -14,6 +14,7 @@ from storage import outbox
 from storage.database import Database, DatabaseUnavailable
 from storage.models import OutboxMessage, as_utc, utcnow
 from tests.fake_slack import TOKEN
+from tests.waiting import until, wait_for
 
 RATELIMITED = (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "30"})
 
@@ -43,15 +44,22 @@ def make_due(db: Database) -> None:
 
 
 FAST = {"chat.postMessage": 1000.0, "chat.update": 1000.0}  # pacing out of the way
+# The client's timeout where Slack answers after it (held until the client gave up): long enough
+# that the answers that are not held come back in time on a loaded machine.
+LATE_TIMEOUT = 3.0
 
 
 class FakeClock:
-    """Monotonic time that moves only when the sender sleeps (or a test moves it)."""
+    """Monotonic time that moves only when the sender sleeps (or a test moves it). With
+    ``answers_first``, a sleep returns only once every Slack call in flight (``record_call_times``
+    counts them) has its answer: on this clock Slack answers at once, however long a loaded machine
+    takes to carry the answer."""
 
-    def __init__(self, real_seconds_per_sleep: float = 0.0):
+    def __init__(self, answers_first: bool = False):
         self.now = 1000.0
         self.slept: list[float] = []
-        self.real = real_seconds_per_sleep  # lets Slack's answers to calls in flight arrive meanwhile
+        self.answers_first = answers_first
+        self.in_flight = 0
 
     def __call__(self) -> float:
         return self.now
@@ -59,7 +67,9 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now = max(self.now, self.now + seconds)
-        await asyncio.sleep(self.real)
+        await asyncio.sleep(0)
+        if self.answers_first:
+            await until(lambda: self.in_flight == 0, what="Slack's answers to the calls in flight", interval=0.005)
 
 
 def sender(db: Database, fake, clock: FakeClock | None = None, **options) -> OutboxSender:
@@ -78,7 +88,11 @@ def record_call_times(s: OutboxSender, clock: FakeClock) -> list[tuple[float, st
 
     async def api_call(method, **kwargs):
         times.append((clock(), method, kwargs["json"].get("channel")))
-        return await real(method, **kwargs)
+        clock.in_flight += 1
+        try:
+            return await real(method, **kwargs)
+        finally:
+            clock.in_flight -= 1
 
     s.workspaces.single.api_call = api_call
     return times
@@ -225,12 +239,12 @@ async def test_failures_of_requests_already_in_flight_pause_the_method_once(db, 
     fake_slack.fail_when = lambda method, body: UNAVAILABLE
     clock = FakeClock()
     s = sender(db, fake_slack, clock)  # 4 in flight at once: all four fail
-    before = utcnow()
     assert await s.drain_once() == 4
+    after = utcnow()  # not_before is on the wall clock: counted from when the batch ended, however slowly it ran
     rows = messages(db)
     assert [(r.status, r.attempts, r.last_error) for r in rows] == [("pending", 1, "service_unavailable")] * 4
     # One failure in a row (a pause of 1-2 s), not four (8-16 s): they were sent before the first came back.
-    assert all(as_utc(r.not_before) <= before + timedelta(seconds=2.5) for r in rows)
+    assert all(as_utc(r.not_before) <= after + timedelta(seconds=2.5) for r in rows)
     assert 1 <= s.limiter("chat.postMessage").paused_until - clock() <= 2
 
 
@@ -299,11 +313,10 @@ async def test_the_sender_outlives_a_batch_that_raises(db, fake_slack):
 
     s.drain_once = once_broken
     s.start()
-    for _ in range(100):
-        if posted(fake_slack):
-            break
-        await asyncio.sleep(0.02)
-    await s.stop()
+    try:
+        await until(lambda: posted(fake_slack), what="the post after the batch that raised")
+    finally:
+        await s.stop()
     assert raised and len(posted(fake_slack)) == 1
 
 
@@ -413,9 +426,20 @@ async def test_429_is_not_counted_toward_max_attempts(db, fake_slack):
 
 
 async def test_a_429_stops_a_send_already_waiting_for_its_turn(db, fake_slack):
+    import time
+
     queue(db, 2)
-    fake_slack.script("chat.postMessage", (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "3"}))
-    clock = FakeClock(real_seconds_per_sleep=0.2)
+    answered = []
+
+    def first_429_slowly(method, body):  # as a loaded machine carries it: 0.3 s
+        if answered:
+            return None
+        answered.append(method)
+        time.sleep(0.3)
+        return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "3"}
+
+    fake_slack.fail_when = first_429_slowly
+    clock = FakeClock(answers_first=True)
     s = sender(db, fake_slack, clock, rates={"chat.postMessage": 2.0}, bursts={"chat.postMessage": 1}, max_in_flight=2)
     start = clock()
     times = record_call_times(s, clock)
@@ -575,16 +599,29 @@ async def test_hooks_render_when_sent_and_see_what_the_previous_send_recorded(db
 
 
 async def test_stopping_mid_batch_records_what_went_and_gives_back_the_rest(db, fake_slack):
+    import threading
+
     payloads = queue(db, 20)
+    # The sixth post is held at Slack until the sender was stopped: it is cut off mid-flight.
+    sixth_arrived, release, arrived = threading.Event(), threading.Event(), []
+
+    def hold_the_sixth(method, body):
+        arrived.append(method)
+        if len(arrived) == 6:
+            sixth_arrived.set()
+            release.wait(60)
+        return None
+
+    fake_slack.fail_when = hold_the_sixth
     s = sender(db, fake_slack, rates={"chat.postMessage": 20.0}, bursts={"chat.postMessage": 1}, max_in_flight=1)
     s.start()
-    for _ in range(200):
-        if len(posted(fake_slack)) >= 5:
-            break
-        await asyncio.sleep(0.01)
-    await s.stop()
-    went = {p["text"] for p in posted(fake_slack)}
-    assert 5 <= len(went) < 20
+    try:
+        await until(sixth_arrived.is_set, what="the sixth post on its way to Slack")
+        await s.stop()
+        went = {p["text"] for p in posted(fake_slack)}
+    finally:
+        release.set()
+    assert len(went) == 5
     rows = messages(db)
     in_flight = [r for r in rows if r.status == "pending" and r.claimed_until is not None]
     assert len(in_flight) <= 1  # a request cut off mid-flight keeps its claim: Slack may have it
@@ -659,33 +696,36 @@ async def test_slack_answering_after_our_timeout_duplicates_at_most_the_calls_in
     tell whether it went (a DM's history is not readable with the bot's scopes), so it sends it again
     rather than lose it: at-least-once, and only for the calls in flight when Slack was slow."""
     import threading
-    import time
 
     payloads = queue(db, 8)
-    slow, lock = [4], threading.Lock()
+    slow, lock, answer_late = [4], threading.Lock(), threading.Event()
 
     def posts_then_answers_late(method, body):
         with lock:
             late = slow[0] > 0
             slow[0] -= late
-        if late:
-            time.sleep(0.6)  # the fake posts it (it is kept in fake.calls), past the client's timeout
+        if late:  # the fake posts it (it is kept in fake.calls) and answers after the client gave up
+            answer_late.wait(60)
         return None
 
     fake_slack.fail_when = posts_then_answers_late
-    client = AsyncWebClient(token=TOKEN, base_url=fake_slack.url + "/api/", timeout=0.3)
+    client = AsyncWebClient(token=TOKEN, base_url=fake_slack.url + "/api/", timeout=LATE_TIMEOUT)
     s = OutboxSender(db, client, rates=FAST, channel_rates={}, max_in_flight=4)
-    assert await s.drain_once() == 8
+    try:
+        assert await s.drain_once() == 8
+    finally:
+        answer_late.set()
     timed_out = [r for r in messages(db) if r.status == "pending"]
     assert len(timed_out) == 4 and {r.last_error for r in timed_out} == {"TimeoutError"}
-    for _ in range(60):
+
+    async def all_sent():
         make_due(db)
         s.limiter("chat.postMessage").paused_until = 0  # the outage pause, on real time: skip it
         await s.drain_once()
-        if all(r.status == "sent" for r in messages(db)):
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(0.5)  # the late answers' posts are all in
+        return all(r.status == "sent" for r in messages(db))
+
+    await until(all_sent, what="every message sent", interval=0.1)
+    wait_for(lambda: fake_slack.in_progress == 0, what="the late answers' posts")
     texts = [p["text"] for p in posted(fake_slack)]
     assert set(texts) == {p["text"] for p in payloads}  # nobody missed
     assert len(texts) - len(payloads) <= 4  # each call in flight when Slack was slow went twice at most
@@ -696,16 +736,21 @@ async def test_the_next_batch_is_claimed_while_the_last_calls_of_the_one_before_
     """No idle pace at a batch boundary (issue #15): once every message of a batch is in flight, the
     next batch is claimed and its calls take the free places, up to ``max_in_flight`` in all."""
     import threading
-    import time
 
     queue(db, 9)
     now, most, lock = [0], [0], threading.Lock()
+
+    four = threading.Event()
 
     def slow(method, body):
         with lock:
             now[0] += 1
             most[0] = max(most[0], now[0])
-        time.sleep(0.3)
+            if now[0] >= 4:
+                four.set()
+        # Held until a fourth call joins the first batch's three (the next batch's): then none is
+        # held. A sender that waited for the batch to end holds each one for the 30 s and fails.
+        four.wait(30)
         with lock:
             now[0] -= 1
         return None
@@ -715,11 +760,11 @@ async def test_the_next_batch_is_claimed_while_the_last_calls_of_the_one_before_
     s = sender(db, fake_slack, bursts={"chat.postMessage": 1}, batch_seconds=0.002, max_in_flight=4, idle_seconds=0.05)
     assert s.pacing.claim_limit("chat.postMessage", s.batch_seconds) == 3
     s.start()
-    for _ in range(200):
-        if all(r.status == "sent" for r in messages(db)):
-            break
-        await asyncio.sleep(0.05)
-    await s.stop()
+    try:
+        await until(lambda: all(r.status == "sent" for r in messages(db)), what="all nine sent", timeout=150, interval=0.05)
+    finally:
+        await s.stop()
+        four.set()
     assert [r.status for r in messages(db)] == ["sent"] * 9
     assert most[0] == 4  # one batch alone never has more than 3 in flight
     assert len(posted(fake_slack)) == 9
@@ -733,7 +778,7 @@ async def test_a_channel_post_slack_answered_too_late_is_looked_up_not_sent_agai
 
     for i in range(4):
         db.transact(outbox.enqueue, dedupe_key=f"c{i}", method="chat.postMessage", payload={"channel": "C0TEAM0001", "text": f"#{i} & <ok>"})
-    history, lock = [], threading.Lock()
+    history, lock, answer_late = [], threading.Lock(), threading.Event()
 
     def slack(method, body):
         if method == "conversations.history":  # newest first, after ``oldest`` (exclusive)
@@ -741,16 +786,20 @@ async def test_a_channel_post_slack_answered_too_late_is_looked_up_not_sent_agai
                 found = [m for m in reversed(history) if float(m["ts"]) > float(body["oldest"])]
             return 200, {"ok": True, "messages": found, "has_more": False}, {}
         if method == "chat.postMessage":
-            with lock:  # posted, then answered past the client's timeout
+            with lock:  # posted, then answered once the client gave up
                 history.append({"type": "message", "ts": f"{time.time():.6f}", "text": body["text"], "bot_id": "B0BOT0001"})
-            time.sleep(0.6)
+            answer_late.wait(60)
         return None
 
     fake_slack.fail_when = slack
-    client = AsyncWebClient(token=TOKEN, base_url=fake_slack.url + "/api/", timeout=0.3)
+    client = AsyncWebClient(token=TOKEN, base_url=fake_slack.url + "/api/", timeout=LATE_TIMEOUT)
     s = OutboxSender(db, client, rates=FAST, channel_rates={}, max_in_flight=4)
-    assert await s.drain_once() == 4
-    await asyncio.sleep(0.7)  # the late answers are in
-    assert [p["text"] for p in posted(fake_slack)] == [f"#{i} & <ok>" for i in range(4)]  # each once, in order
+    try:
+        assert await s.drain_once() == 4
+    finally:
+        answer_late.set()
+    wait_for(lambda: fake_slack.in_progress == 0, what="the late answers")
+    assert [m["text"] for m in history] == [f"#{i} & <ok>" for i in range(4)]  # in order, as Slack got them
+    assert sorted(p["text"] for p in posted(fake_slack)) == [f"#{i} & <ok>" for i in range(4)]  # each once
     assert [r.status for r in messages(db)] == ["sent"] * 4
     assert len(fake_slack.calls_to("conversations.history")) == 4

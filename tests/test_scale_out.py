@@ -3,7 +3,9 @@
 import os
 import subprocess
 import sys
+import threading
 import time
+from datetime import timedelta
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -13,11 +15,12 @@ from sqlmodel import func, select
 
 from storage import outbox
 from storage.database import Database
-from storage.models import OutboxMessage, OutboxStatus, utcnow
+from storage.models import OutboxMessage, OutboxStatus, as_utc, utcnow
 from tests.conftest import TABLES
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET
 from tests.test_serve_http import free_port, serving
+from tests.waiting import until, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,10 +47,7 @@ def test_two_serve_processes_send_each_message_once(tmp_path, pg):
         for n in range(2):
             (tmp_path / f"p{n}").mkdir()
             stack.enter_context(serving(tmp_path / f"p{n}", fake, pg.url))
-        deadline = time.monotonic() + 60
-        while pending(pg) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert pending(pg) == 0
+        wait_for(lambda: pending(pg) == 0, what="every message sent", timeout=120, interval=0.2)
     texts = [c.body["text"] for c in fake.calls_to("chat.postMessage")]
     assert sorted(texts) == sorted(f"message {i}" for i in range(60))  # every one, none twice
 
@@ -65,7 +65,7 @@ def test_a_scheduled_occurrence_runs_once_across_processes(tmp_path, pg):
         procs = [subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "run-job", job, "--at", "2026-11-24T14:00:00+01:00"],
                                   cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                  for _ in range(3)]
-        outputs = [p.communicate(timeout=60)[0] for p in procs]
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
         assert all(p.returncode == 0 for p in procs), outputs
         assert sum("had already run" in o for o in outputs) == 2, outputs
         posts = [c for c in fake.calls_to("chat.postMessage") if c.body["channel"] == "C0OFFICE01"]
@@ -100,16 +100,42 @@ def test_two_processes_restarting_after_a_due_time_run_the_missed_digest_once(tm
         def digest_posts():
             return [c for c in fake.calls_to("chat.postMessage") if c.body.get("channel") == "C0DIGEST01"]
 
-        deadline = time.monotonic() + 60
-        while not digest_posts() and time.monotonic() < deadline:
-            assert all(p.poll() is None for p in procs)
-            time.sleep(0.2)
-        time.sleep(2)  # room for a second, wrong, post
+        def posted_or_exited():
+            assert all(p.poll() is None for p in procs), "a serve process exited"
+            return digest_posts()
+
+        wait_for(posted_or_exited, what="the missed digest posted", timeout=120, interval=0.2)
+        time.sleep(2)  # not a wait for something: the window in which a second, wrong, post would show
         logs = [(tmp_path / f"serve{n}.log").read_text(errors="replace") for n in range(2)]
         assert len(digest_posts()) == 1, logs
     with pg.session() as s:
         runs = s.exec(select(ScheduledRun).where(ScheduledRun.job == "insight.digest")).all()
     assert sorted(r.occurrence for r in runs) == [due - timedelta(days=7), due]
+
+
+class HeldPosts:
+    """Slack (the fake) takes every chat.postMessage after the first ``n`` and answers it only once
+    ``release`` is set: a sender killed meanwhile has exactly those calls in flight (``held`` of them)."""
+
+    def __init__(self, fake, n: int):
+        self.release, self.held, self._seen, self._lock, self._n = threading.Event(), 0, 0, threading.Lock(), n
+        fake.fail_when = self._hold
+
+    def _hold(self, method, body):
+        if method == "chat.postMessage":
+            with self._lock:
+                self._seen += 1
+                late = self._seen > self._n
+                self.held += late
+            if late:
+                self.release.wait(120)
+        return None
+
+
+def latest_claim(db):
+    with db.session() as s:
+        until = s.exec(select(func.max(OutboxMessage.claimed_until)).where(OutboxMessage.status == OutboxStatus.pending)).one()
+    return as_utc(until) if until is not None else None
 
 
 def held(db) -> int:
@@ -134,25 +160,28 @@ def test_kill_9_mid_fan_out_loses_nothing(tmp_path, pg):
         for name in ("a", "b"):  # each process reads the setting from the .env in its working directory
             (tmp_path / name).mkdir()
             (tmp_path / name / ".env").write_text(f"OUTBOX_CLAIM_SECONDS={CLAIM_SECONDS}\n")
-        with serving(tmp_path / "a", fake, pg.url, stop=False) as (_, proc):
-            deadline = time.monotonic() + 30
-            while len(fake.calls_to("chat.postMessage")) < 25 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-        killed = time.monotonic()
+        # From the 26th post on, Slack holds each one until the kill: it lands mid fan-out, with
+        # calls in flight, however slowly a loaded machine runs the sender.
+        posts = HeldPosts(fake, 25)
+        try:
+            with serving(tmp_path / "a", fake, pg.url, stop=False) as (_, proc):
+                wait_for(lambda: posts.held, what="a post held in flight after the first 25", timeout=120)
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
+            claims_end = latest_claim(pg)
+        finally:
+            posts.release.set()
+        wait_for(lambda: fake.in_progress == 0, what="the held posts answered")
+        fake.fail_when = None
         sent_before = len(fake.calls_to("chat.postMessage"))
         assert 25 <= sent_before < 60, "the kill came too late to test anything"
         left_claimed = held(pg)
         assert 0 < left_claimed <= 60 - sent_before, "the kill left no claims to run out"
+        # The claims run out after CLAIM_SECONDS (the .env's setting), not the default 60 s.
+        assert claims_end is not None and claims_end <= utcnow() + timedelta(seconds=CLAIM_SECONDS)
         with serving(tmp_path / "b", fake, pg.url):
-            deadline = time.monotonic() + 60
-            while pending(pg) and time.monotonic() < deadline:
-                time.sleep(0.5)
-        assert pending(pg) == 0
-        # The claims ran out after CLAIM_SECONDS, not the default 60 s (paced at 2 a second, the rest
-        # take under 20 s to send once free).
-        assert time.monotonic() - killed < CLAIM_SECONDS + 30
+            wait_for(lambda: pending(pg) == 0, what="the rest sent once the claims ran out", timeout=CLAIM_SECONDS + 120,
+                     interval=0.5)
     texts = [c.body["text"] for c in fake.calls_to("chat.postMessage")]
     assert set(texts) == {f"message {i}" for i in range(60)}  # nothing lost
     assert len(texts) - 60 <= 8  # at most the requests in flight at the kill (OutboxSender's max_in_flight)
@@ -188,25 +217,28 @@ def test_kill_9_at_50_dms_a_second_sends_twice_at_most_the_calls_in_flight(tmp_p
                     payload={"channel": f"U{i:08d}", "text": f"message {i}"})
     with FakeSlackServer() as fake:
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
+        posts = HeldPosts(fake, 100)  # the kill lands with every place in flight taken
         proc = subprocess.Popen([sys.executable, "-c", SENDER, pg.url, fake.url + "/api/", TOKEN, str(rate), str(in_flight),
                                  str(CLAIM_SECONDS)], env=env, cwd=tmp_path)
         try:
-            deadline = time.monotonic() + 60
-            while len(fake.calls_to("chat.postMessage")) < 100 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for(lambda: posts.held >= in_flight, what=f"{in_flight} posts held in flight after the first 100", timeout=120)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
+            posts.release.set()
+        wait_for(lambda: fake.in_progress == 0, what="the held posts answered")
+        fake.fail_when = None
         sent_before = len(fake.calls_to("chat.postMessage"))
         assert 100 <= sent_before < count, "the kill came too late to test anything"
 
         async def the_rest():
             sender = OutboxSender(pg, AsyncWebClient(token=TOKEN, base_url=fake.url + "/api/"),
                                   rates={"chat.postMessage": 200.0}, channel_rates={}, max_in_flight=4)
-            deadline = time.monotonic() + CLAIM_SECONDS + 60
-            while pending(pg) and time.monotonic() < deadline:
-                if not await sender.drain_once():
-                    await asyncio.sleep(0.5)
+            async def sent_all():
+                await sender.drain_once()
+                return pending(pg) == 0
+
+            await until(sent_all, what="the rest sent once the claims ran out", timeout=CLAIM_SECONDS + 120, interval=0.5)
 
         import asyncio
 

@@ -22,8 +22,10 @@ from storage.database import Database
 from storage.models import FrictionPoint
 from tests.fake_slack import TOKEN, FakeSlack, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET, signed, slash_command
+from tests.waiting import WAIT_SECONDS, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
+START_SECONDS = 120  # `serve` up and answering /healthz, on a loaded machine
 
 
 def free_port() -> int:
@@ -32,7 +34,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
     """Ask ``proc`` to stop with ``sig``; kill it if it has not within ``timeout`` seconds."""
     proc.send_signal(sig)
     try:
@@ -49,14 +51,12 @@ def sign_bytes(body: bytes, content_type: str) -> dict:
     return {"content-type": content_type, "x-slack-request-timestamp": ts, "x-slack-signature": f"v0={digest}"}
 
 
-def wait_until(check, *, timeout: float, what: str, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    pytest.fail(f"gave up after {timeout}s waiting for {what}; server log:\n{log.read_text(errors='replace')}")
+def wait_until(check, *, what: str, log: Path, timeout: float = WAIT_SECONDS):
+    """tests.waiting.wait_for, with the server's log when it gives up."""
+    try:
+        return wait_for(check, what=what, timeout=timeout, interval=0.1)
+    except AssertionError as exc:
+        pytest.fail(f"{exc}; server log:\n{log.read_text(errors='replace')}")
 
 
 @contextmanager
@@ -78,22 +78,23 @@ def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = 
     def healthy():
         assert proc.poll() is None, f"serve exited with {proc.returncode}:\n{log.read_text(errors='replace')}"
         try:
-            r = httpx.get(base + "/healthz", timeout=2)
+            r = httpx.get(base + "/healthz", timeout=10)
         except httpx.TransportError:
             return False
         return r.status_code == 200 and r.json() == {"ok": True}
 
     try:
-        wait_until(healthy, timeout=20, what="GET /healthz to answer 200", log=log)
+        # A start on a loaded machine (imports, migrations, the chart process) can take a minute.
+        wait_until(healthy, timeout=START_SECONDS, what="GET /healthz to answer 200", log=log)
         if not stop:
             yield base, proc
             return
         yield base
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=WAIT_SECONDS)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"serve did not exit within 15 s of SIGTERM:\n{log.read_text(errors='replace')}")
+            pytest.fail(f"serve did not exit within {WAIT_SECONDS:g} s of SIGTERM:\n{log.read_text(errors='replace')}")
         output = log.read_text(errors="replace")
         # uvicorn shuts down gracefully (lifespan, outbox sender), then re-raises the signal.
         assert proc.returncode in (0, -signal.SIGTERM), output
@@ -111,7 +112,7 @@ def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = 
 def exercise(base: str, fake: FakeSlack, log_dir: Path, text: str) -> str:
     """Drive the running server over TCP; returns the reference the bot answered with."""
     log = log_dir / "serve.log"
-    with httpx.Client(base_url=base, timeout=10) as http:
+    with httpx.Client(base_url=base, timeout=WAIT_SECONDS) as http:
         def post(body, headers) -> httpx.Response:
             return http.post("/slack/events", content=body if isinstance(body, bytes) else body.encode(), headers=headers)
 
@@ -120,7 +121,7 @@ def exercise(base: str, fake: FakeSlack, log_dir: Path, text: str) -> str:
         def answered():
             return next((c for c in fake.calls_to("response_url") if "FB-" in c.body.get("text", "")), None)
 
-        answer = wait_until(answered, timeout=10, what="the response_url answer with a reference", log=log)
+        answer = wait_until(answered, what="the response_url answer with a reference", log=log)
 
         body, headers = slash_command("this must never be stored anywhere", fake_url=fake.url)
         assert post(body, {**headers, "x-slack-signature": "v0=" + "0" * 64}).status_code == 401

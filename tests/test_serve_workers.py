@@ -19,7 +19,8 @@ import pytest
 from tests.cpu_caps import cpu_cap, subtree, worker_pids
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET, slash_command
-from tests.test_serve_http import REPO, free_port, serving, stop_process, stored_reference, wait_until
+from tests.test_serve_http import REPO, START_SECONDS, free_port, serving, stop_process, stored_reference, wait_until
+from tests.waiting import WAIT_SECONDS, until, wait_for
 
 QUOTA, PERIOD_US = 0.2, 10_000  # a fifth of a CPU per serving process, counted over 10 ms periods
 
@@ -31,7 +32,7 @@ def records(log) -> list[dict]:
 async def file_all(base: str, texts: list[str], fake_url: str) -> list[int]:
     async def one(text: str) -> int:
         body, headers = slash_command(text, fake_url=fake_url)
-        async with httpx.AsyncClient(base_url=base, timeout=20) as http:  # a connection each: the kernel deals them out
+        async with httpx.AsyncClient(base_url=base, timeout=WAIT_SECONDS) as http:  # a connection each: the kernel deals them out
             return (await http.post("/slack/events", content=body.encode(), headers=headers)).status_code
 
     return await asyncio.gather(*(one(t) for t in texts))
@@ -42,10 +43,10 @@ def test_two_workers_share_the_port_and_both_answer(tmp_path, pg_url):
     log = tmp_path / "serve.log"
     with FakeSlackServer() as fake, serving(tmp_path, fake, pg_url, args=("--workers", "2")) as base:
         wait_until(lambda: sum(r["message"] == "Application startup complete." for r in records(log)) == 2,
-                   timeout=60, what="two workers started (each its own app, sender and scheduler)", log=log)
+                   timeout=START_SECONDS, what="two workers started (each its own app, sender and scheduler)", log=log)
         assert asyncio.run(file_all(base, texts, fake.url)) == [200] * len(texts)
         wait_until(lambda: sum("FB-" in c.body.get("text", "") for c in fake.calls_to("response_url")) == len(texts),
-                   timeout=30, what="every report answered", log=log)
+                   what="every report answered", log=log)
     for text in texts:  # each stored exactly once
         stored_reference(pg_url, text)
     output = records(log)
@@ -89,9 +90,7 @@ async def burst(base: str, fake, count: int, in_flight: int) -> float:
                 assert (await http.post("/slack/events", content=body.encode(), headers=headers)).status_code == 200
 
         await asyncio.gather(*(sender() for _ in range(in_flight)))
-    while answered(fake) < before + count:
-        assert time.monotonic() - began < 120, "the bot did not answer the burst within 2 minutes"
-        await asyncio.sleep(0.02)
+    await until(lambda: answered(fake) >= before + count, what=f"the bot's answers to the burst of {count}", timeout=120)
     return time.monotonic() - began
 
 
@@ -157,9 +156,9 @@ def test_ctrl_c_stops_the_workers_and_their_chart_processes_cleanly(tmp_path, pg
             # Each worker's chart process started and done importing (idle): before that, a signal
             # stops the interpreter start-up itself, as it would any Python program.
             wait_until(lambda: all(chart_process(w) and idle(chart_process(w)) for w in workers),
-                       timeout=60, what="each worker's chart process up and idle", log=log)
+                       timeout=START_SECONDS, what="each worker's chart process up and idle", log=log)
             os.killpg(proc.pid, signal.SIGINT)
-            assert proc.wait(timeout=20) == 0
+            assert proc.wait(timeout=WAIT_SECONDS) == 0
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -216,14 +215,11 @@ def test_a_killed_serve_takes_its_workers_and_chart_processes_along(tmp_path, pg
         children: list[int] = []
         try:
             workers = worker_pids(log, 2)
-            wait_until(lambda: all(chart_process(w) for w in workers), timeout=60, what="each worker's chart process", log=log)
+            wait_until(lambda: all(chart_process(w) for w in workers), timeout=START_SECONDS, what="each worker's chart process", log=log)
             children = [*workers, *(chart_process(w) for w in workers)]
             proc.kill()
-            proc.wait(timeout=10)
-            deadline = time.monotonic() + 20
-            while any(alive(p) for p in children) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert not [p for p in children if alive(p)], "children outlived their killed parent"
+            proc.wait(timeout=WAIT_SECONDS)
+            wait_for(lambda: not any(alive(p) for p in children), what="the killed parent's children to end", interval=0.2)
         finally:
             for pid in children:
                 if alive(pid):
@@ -236,10 +232,7 @@ def test_a_stopped_serve_ends_its_chart_process(tmp_path, pg_url):
     """SIGTERM (a deploy, Ctrl-C in the foreground): the chart process leaves with its owner. It used
     to stay behind, one orphan of ~120 MB per restart."""
     with FakeSlackServer() as fake, serving(tmp_path, fake, pg_url, stop=False) as (_base, proc):
-        wait_until(lambda: chart_process(proc.pid), timeout=60, what="the chart process", log=tmp_path / "serve.log")
+        wait_until(lambda: chart_process(proc.pid), timeout=START_SECONDS, what="the chart process", log=tmp_path / "serve.log")
         chart = chart_process(proc.pid)
         stop_process(proc)
-    deadline = time.monotonic() + 10
-    while alive(chart) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not alive(chart)
+    wait_for(lambda: not alive(chart), what="the chart process to end with its owner", interval=0.2)

@@ -7,6 +7,7 @@ together, so ten minutes of outage take a few seconds.
 """
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import socket
@@ -25,6 +26,7 @@ from storage import outbox
 from storage.database import Database
 from storage.models import OutboxMessage, utcnow
 from tests.fake_slack import TOKEN
+from tests.waiting import until
 
 OUTAGE = 600.0  # ten minutes: well past what MAX_ATTEMPTS backed-off attempts last (2 to 4 minutes)
 MESSAGES = 30
@@ -43,8 +45,10 @@ FAILURES = {
 class SimClock:
     """Monotonic seconds for the sender, and a wall clock for the outbox, moving together: only
     when the sender sleeps or the test moves them. Sleepers wake one at a time, earliest first, each
-    moving the clock to its own wake-up time (not by the sum of everyone's sleeps), with a moment of
-    real time in between for answers in flight to arrive."""
+    moving the clock to its own wake-up time (not by the sum of everyone's sleeps), and only once no
+    Slack call is in flight (``calling``): on the simulated clock Slack answers at once, however long
+    the real answer took on a loaded machine (a clock that moved on while an answer was on its way
+    let a 502 arrive "5.2 s" after its call, and the sender's backoff looked wrong)."""
 
     def __init__(self):
         self.start = self.now = 1000.0
@@ -52,6 +56,16 @@ class SimClock:
         self._sleepers: list[tuple[float, int, asyncio.Future]] = []
         self._count = itertools.count()
         self._waker: asyncio.Task | None = None
+        self.in_flight = 0
+
+    @contextlib.asynccontextmanager
+    async def calling(self):
+        """Around a Slack call: the clock stands still until its answer is in."""
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
 
     def __call__(self) -> float:
         return self.now
@@ -68,7 +82,8 @@ class SimClock:
 
     async def _wake(self) -> None:
         while self._sleepers:
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # what the last one woken does next, up to its next await
+            await until(lambda: self.in_flight == 0, what="Slack's answers to the calls in flight", interval=0.002)
             at, _, woken = heapq.heappop(self._sleepers)
             self.now = max(self.now, at)
             if not woken.done():  # not cancelled meanwhile
@@ -112,7 +127,8 @@ def make_sender(db: Database, url: str, clock: SimClock) -> tuple[OutboxSender, 
 
     async def api_call(method, **kwargs):
         started.append(clock())
-        return await real(method, **kwargs)
+        async with clock.calling():
+            return await real(method, **kwargs)
 
     client.api_call = api_call
     return s, client, started

@@ -287,3 +287,51 @@ def test_a_segment_label_never_pings_a_group_or_disguises_a_link():
         label = segment_label(segment)
         assert "<!" not in label and "<@" not in label and "|" not in label, label
     assert segment_label("channel:C0ENG00001") == "<#C0ENG00001>"
+
+
+async def test_a_transaction_older_than_the_close_does_not_keep_what_it_erased(bot):
+    """A reader that began before the close (a report, a backup's dump, autovacuum's ANALYZE) still
+    sees the run's old version with its nonce, so a rewrite during it copies that version into the
+    new files. The close rewrites again until nothing is kept: once the reader ends, it is gone."""
+    if bot.db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's pages")
+    import logging
+    import threading
+
+    run, _, _ = await answered_and_reminded(bot)
+    nonce = rows(bot.db, SurveyRun, SurveyRun.id == run.id)[0].secret.encode()
+    holding, rewrite_kept, closed = threading.Event(), threading.Event(), threading.Event()
+
+    class KeptSeen(logging.Handler):
+        def emit(self, record):
+            if "kept for a transaction older than the close" in record.getMessage():
+                rewrite_kept.set()
+
+    def older_reader():
+        with bot.db.engine.connect() as conn:
+            conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            conn.execute(text("SELECT count(*) FROM survey_run")).scalar()  # its snapshot, from before the close
+            holding.set()
+            # Ends once the close's first rewrite had to keep something (or, on code that does not
+            # look, once the close is over), as a report would end while the close goes on.
+            while not (rewrite_kept.is_set() or closed.is_set()):
+                rewrite_kept.wait(0.05)
+            conn.rollback()
+
+    handler, logger = KeptSeen(level=logging.DEBUG), logging.getLogger("storage.survey_answers")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)  # setLevel, not .level: the logger caches what it had let through
+    reader = threading.Thread(target=older_reader)
+    reader.start()
+    try:
+        assert holding.wait(60), "the older reader never began"
+        await close(bot, run)
+    finally:
+        closed.set()
+        reader.join(60)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert rewrite_kept.is_set(), "the close's rewrite did not notice what it kept for the older reader"
+    for table in ("survey_run", "survey_sealed"):
+        assert not any(nonce in data for data in heap_tuples(bot, table)), f"the nonce is still in {table}'s pages"

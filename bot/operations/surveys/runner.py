@@ -61,6 +61,7 @@ class SurveyRunner:
         self._call = read
         self.keys = keys
         self._lock = asyncio.Lock()
+        self._unwiped = False  # a close's rewrite left old versions behind: the next tick rewrites again
         self._tasks: set[asyncio.Task] = set()
 
     def _survey(self, name: str) -> Survey | None:
@@ -90,8 +91,8 @@ class SurveyRunner:
                 closed = False
                 for run_id in await db.run(store.runs_due_to_close, now=now):
                     closed |= await db.run(close_and_report, keys=self.keys, run_id=run_id, policy=self.deps.policy, now=now)
-                if closed:
-                    await anyio.to_thread.run_sync(store.wipe_files, db.engine)
+                if closed or self._unwiped:  # a rewrite that gave up (an older snapshot) is tried again
+                    self._unwiped = not await anyio.to_thread.run_sync(store.wipe_files, db.engine)
             except DatabaseUnavailable as exc:
                 log.warning("surveys: database unavailable: %s", exc)
             except Exception:
