@@ -60,9 +60,10 @@ CREATE TABLE IF NOT EXISTS spooled_event (
 )"""
 # Added after the first release: a spool file from before gets them on open.
 _ADDED_COLUMNS = {"owner": "TEXT", "kind": "TEXT NOT NULL DEFAULT 'slack'"}
-# Headers kept with an event: what its signature needs, Slack's retry marks, a delivery's mac.
+# Headers kept with an event: what its signature needs, Slack's retry marks; for a tracker
+# delivery, its parsed events (JSON) and their mark (``delivery_mac``).
 KEPT_HEADERS = ("content-type", "x-slack-request-timestamp", "x-slack-signature", "x-slack-retry-num", "x-slack-retry-reason",
-                "mac")
+                "events", "mac")
 RESERVE_BYTES = 256 * 1024  # a few hundred bookkeeping writes of SQLite's WAL (4 kB pages), however full the disk
 LIVE, WAITING, REPLAYING = "live", "waiting", "replaying"
 
@@ -375,7 +376,7 @@ def signature_holds(secret: bytes, entry: Spooled) -> bool:
 
 
 def delivery_mac(secret: str, kind: str, body: bytes) -> str:
-    """A tracker delivery's mark in the spool: HMAC-SHA256 of its tracker and body under that
-    tracker's webhook secret (the delivery's own signature scheme may have a time window, e.g.
+    """A tracker delivery's mark in the spool: HMAC-SHA256 of its tracker and ``body`` (the
+    delivery's body and its parsed events) under that tracker's webhook secret (the delivery's own signature scheme may have a time window, e.g.
     Linear's, that a replay an hour later would fail)."""
     return hmac.new(secret.encode(), kind.encode() + b"\n" + body, hashlib.sha256).hexdigest()
