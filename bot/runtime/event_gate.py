@@ -83,6 +83,7 @@ class EventGate:
         self._task: asyncio.Task | None = None
         self._live: set[asyncio.Task] = set()
         self._resting_until = 0.0  # monotonic: after a replay met the outage again, wait a tick
+        self._trouble: str | None = None  # why the last replay pass could not go on (logged once)
 
     # ---------------------------------------------------------- arrivals
 
@@ -204,8 +205,17 @@ class EventGate:
                     await anyio.to_thread.run_sync(self.spool.restore_reserve)
                     await self.replay_once()
                 except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad pass; the events stay spooled
-                    log.error("event spool replay cannot go on: %s; trying again in %g s", " ".join(str(exc).split())[:200],
-                              self.tick_seconds)
+                    trouble = " ".join(str(exc).split())[:200] or type(exc).__name__
+                    if trouble != self._trouble:  # one line while it lasts, not one per tick
+                        log.error("event spool replay cannot go on: %s; trying again every %g s", trouble, self.tick_seconds)
+                    self._trouble = trouble
+                    self.spool.problem = f"replay stopped: {trouble}"
+                else:
+                    if self._trouble:
+                        log.warning("event spool replay goes on again")
+                        if self.spool.problem == f"replay stopped: {self._trouble}":
+                            self.spool.problem = None
+                    self._trouble = None
             try:
                 async with asyncio.timeout(self.tick_seconds):
                     await self._woken.wait()
