@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import os
 import random
-import re
 import signal
 import sqlite3
 import threading
@@ -144,7 +143,8 @@ class Sent:
         if self.answer is None or self.answer.status_code not in (200, 202):
             return False
         if self.kind == "report":  # acked as kept only when the answer names the reference
-            said = self.answer.json().get("text", "")
+            json_answer = self.answer.headers.get("content-type", "").startswith("application/json")
+            said = self.answer.json().get("text", "") if json_answer else self.answer.text
             assert "FB-" in said or "try again" in said, f"report {self.key!r} acked with {said!r}"
             return "FB-" in said
         return True
@@ -220,9 +220,10 @@ def link_reports(serve: Serve, fake, url: str, numbers: list[int]) -> dict[int, 
     texts = {}
     for number in numbers:
         text = f"staging deploys hang, issue {number}"
-        answer = post(serve.base, *slash_command(text, fake_url=fake.url, user="U0LINKER1"))
-        ref = re.search(r"FB-\d+", answer.json()["text"]).group(0)
-        post(serve.base, *slash_command(f"link {ref} https://github.com/acme/platform/issues/{number}", fake_url=fake.url,
+        post(serve.base, *slash_command(text, fake_url=fake.url, user="U0LINKER1"))
+        point_id = wait_for(lambda: next((p.id for p in points(url) if p.text == text), None), timeout=20,
+                            what=f"the report for issue {number}", serve=serve)
+        post(serve.base, *slash_command(f"link FB-{point_id} https://github.com/acme/platform/issues/{number}", fake_url=fake.url,
                                         user="U0HOST0001"))
         texts[number] = text
     db = Database(url)
