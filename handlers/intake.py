@@ -48,7 +48,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             unknown = parsed.text if parsed.kind == CommandKind.unknown else None
             await ack(response_type="ephemeral", **build_usage(policy.intake.reaction, unknown=unknown))
             return
-        await ack()
+        if parsed.kind != CommandKind.report:
+            await ack()
         user, team = command["user_id"], command["team_id"]
         if parsed.kind == CommandKind.modal:
             metadata = ReportMetadata(source=Source.modal, channel_id=command.get("channel_id"))
@@ -81,16 +82,15 @@ def register(app: AsyncApp, deps: Deps) -> None:
             channel_id=command.get("channel_id"),
             enterprise_id=command.get("enterprise_id"),
         )
+        # Acked means kept: a one-line report is stored before the ack, and the ack is its answer.
+        # A process killed before that answers nothing, and Slack tells the person the command failed.
         try:
             filed = await deps.db.run(file_report, draft=draft, **filing)
         except DatabaseUnavailable:
-            await respond(response_type="ephemeral", **build_try_again("your report", text))
+            await ack(response_type="ephemeral", **build_try_again("your report", text))
             return
         deps.sender.wake()
-        await respond(
-            response_type="ephemeral",
-            **build_filed_message(deps.ref(filed.point.id), filed.point, with_details_button=True),
-        )
+        await ack(response_type="ephemeral", **build_filed_message(deps.ref(filed.point.id), filed.point, with_details_button=True))
 
     @app.shortcut(Callback.report_shortcut)
     async def on_message_shortcut(ack: AsyncAck, shortcut: dict, client: AsyncWebClient):

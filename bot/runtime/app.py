@@ -108,6 +108,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
                       signing_secret=settings.slack_signing_secret or None)
     deps.events = EventGate(spool=EventSpool(settings.event_spool_path, max_bytes=settings.event_spool_max_mb * 1_000_000),
                             db=db, secret=settings.slack_signing_secret.encode(), replay=replay.async_dispatch)
+    deps.metrics.watch_spool(deps.events.status)
     deps.identities = Identities(settings=settings, db=db, apply=apply_issue_event)
     if settings.oauth:
         _forget_installations(replay, owner=app, workspaces=workspaces)
@@ -243,20 +244,30 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             # deeper than Python's parser goes (a signed body 1,000 levels deep).
             return PlainTextResponse("malformed body", status_code=400)
         listener = listener_name(bolt_request.body) if isinstance(bolt_request.body, dict) else "unknown"
-        if isinstance(bolt_request.body, dict) and bolt_request.body.get("type") == "event_callback":
-            # Events are acked before their listener runs and Slack resends only what it sees
-            # fail: while the database cannot store them they are kept in the local spool and
-            # acked (replayed when it is back), or refused (503, Slack retries) if the spool cannot.
+        if isinstance(bolt_request.body, dict) and bolt_request.body.get("type") == "event_callback" and bolt_request.body.get("event_id"):
+            # Acked means kept: the event is in the local spool (fsynced) before its 200, and its
+            # listener runs after the answer; a process killed in between leaves it there for the
+            # replay (bot.runtime.event_gate). The spool refusing it (full, disk full): the listener
+            # runs before the answer instead, and 503 (Slack retries) if the database cannot take it.
+            headers = dict(request.headers)
             try:
-                admitted = await deps.events.admit(event_id=bolt_request.body.get("event_id"), body=body,
-                                                   headers=dict(request.headers), signed=True)
+                admitted = await deps.events.admit(event_id=bolt_request.body["event_id"], body=body, headers=headers, signed=True)
             except NotKept as exc:
+                if await deps.events.handle_now(body, headers):
+                    deps.metrics.requests.labels(listener, "200").inc()
+                    return PlainTextResponse("", status_code=200)
                 log.warning("event refused for Slack to retry: database unavailable and %s", exc)
                 deps.metrics.requests.labels(listener, "503").inc()
                 return PlainTextResponse("database unavailable, please retry", status_code=503)
-            if not admitted:
-                deps.metrics.requests.labels(listener, "spooled").inc()
-                return PlainTextResponse("", status_code=200)
+            if admitted.live:
+                deps.events.handle_live(admitted, body, headers)
+                status = "200"
+            else:
+                status = "spooled"
+            if listener not in UNOBSERVED:
+                deps.metrics.ack_seconds.labels(listener).observe(seconds_since_arrival(request.scope))
+            deps.metrics.requests.labels(listener, status).inc()
+            return PlainTextResponse("", status_code=200)
         try:
             response = to_starlette_response(await app.async_dispatch(bolt_request))
         except (LookupError, TypeError, AttributeError, ValueError, RecursionError) as exc:
@@ -275,12 +286,18 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(_request: Request) -> Response:
+        # The spool's state rides along: events waiting for the database, and a full disk (the
+        # bot still works then, answering events after their listener ran, so it stays "ok").
+        try:
+            spool = await anyio.to_thread.run_sync(deps.events.status)
+        except Exception as exc:  # noqa: BLE001 - a spool file that cannot be read is the spool's problem, said here
+            spool = {"problem": f"the spool file cannot be read: {' '.join(str(exc).split())[:200]}"}
         try:
             await deps.db.check()  # answers within the database's answer_seconds, even on a hung connection
         except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
             log.warning("healthz: database unavailable: %s", exc)
-            return JSONResponse({"ok": False, "database": "unavailable"}, status_code=503)
-        return JSONResponse({"ok": True})
+            return JSONResponse({"ok": False, "database": "unavailable", "spool": spool}, status_code=503)
+        return JSONResponse({"ok": True, "spool": spool})
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

@@ -27,6 +27,10 @@ class Metrics:
         if outbox_stats is not None:
             self.registry.register(_OutboxCollector(outbox_stats))
 
+    def watch_spool(self, status: Callable[[], dict]) -> None:
+        """Gauges of the event spool read at scrape time (``EventSpool.status``)."""
+        self.registry.register(_SpoolCollector(status))
+
     def observe_send(self, method: str, error: str | None) -> None:
         if error is None:
             self.sent.labels(method).inc()
@@ -70,6 +74,25 @@ class _OutboxCollector:
         depth, age = self.stats()
         yield GaugeMetricFamily("pf_outbox_depth", "Outbox messages waiting to be sent", value=depth)
         yield GaugeMetricFamily("pf_outbox_oldest_age_seconds", "Age of the oldest message waiting", value=age)
+
+    def describe(self):
+        return []
+
+
+class _SpoolCollector:
+    def __init__(self, status: Callable[[], dict]):
+        self.status = status
+
+    def collect(self):
+        state = self.status()
+        events = GaugeMetricFamily("pf_event_spool_events", "Events and deliveries in the local spool, by state "
+                                   "(live: acked and being handled; waiting/replaying: for the database)", labels=["state"])
+        for name in ("live", "waiting", "replaying"):
+            events.add_metric([name], state.get(name, 0))
+        yield events
+        yield GaugeMetricFamily("pf_event_spool_bytes", "Bytes of bodies held in the local spool", value=state.get("bytes", 0))
+        yield GaugeMetricFamily("pf_event_spool_ok", "1 when the spool can keep new events (0: disk full or failing; "
+                                "see /healthz and the log)", value=0 if state.get("problem") else 1)
 
     def describe(self):
         return []
