@@ -11,6 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from urllib.parse import quote, unquote_plus
 
 from starlette.responses import PlainTextResponse
 
@@ -76,16 +77,45 @@ def signed_by_slack(secret: bytes, body: bytes, headers) -> bool:
     return hmac.compare_digest(expected.encode(), signature.encode("latin-1", "replace"))
 
 
-_SECRET_QUERY = re.compile(r"((?:^|[?&;])(?:token|code|state)=)[^&;\s\"]*", re.IGNORECASE)
+SECRET_PARAMETERS = frozenset({"token", "code", "state"})  # the dashboard token, OAuth codes and states
+
+
+def redact_query(text: str) -> str:
+    """``text`` (a logged path such as ``/dashboard?days=7&%74oken=abc``) with the value of every
+    query parameter whose *decoded* name is a secret's replaced by ``[redacted]``, written under its
+    decoded name (``token=[redacted]``). Names are compared the way a server reads them, after
+    percent-decoding (``urllib.parse.unquote_plus``, repeated while it changes, so an encoding of an
+    encoding is caught too), without surrounding spaces, in any case: a literal ``token=`` match
+    missed ``%74oken=``, which Starlette decodes to ``token`` and signs in with. Both ``&`` and ``;``
+    separate parameters. Text without ``?`` is returned as it is."""
+    path, mark, query = text.partition("?")
+    if not mark:
+        return text
+    parts = re.split(r"([&;])", query)  # separators kept, so the rest of the line is unchanged
+    for i in range(0, len(parts), 2):
+        name, eq, _value = parts[i].partition("=")
+        decoded = _decoded(name)
+        if eq and decoded.strip().lower() in SECRET_PARAMETERS:
+            parts[i] = f"{quote(decoded.strip(), safe='')}=[redacted]"
+    return path + mark + "".join(parts)
+
+
+def _decoded(name: str) -> str:
+    for _ in range(5):
+        once = unquote_plus(name)
+        if once == name:
+            break
+        name = once
+    return name
 
 
 class RedactQuery(logging.Filter):
-    """Takes ``token=``, ``code=`` and ``state=`` values out of uvicorn's access log lines (the
-    dashboard token, OAuth codes and states)."""
+    """Takes the values of ``token``, ``code`` and ``state`` query parameters (``redact_query``)
+    out of uvicorn's access log lines (the dashboard token, OAuth codes and states)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_SECRET_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in record.args)
         return True
 
 
