@@ -414,3 +414,13 @@ class CsatFollowup(SQLModel, table=True):
     asked_at: datetime = _ts(index=True)
     score: int | None = None
     answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class SeenRequest(SQLModel, table=True):
+    """A signed Slack request already applied, by its ``X-Slack-Signature`` (``storage.replays``):
+    the same signature again within Slack's five-minute window is a replay."""
+
+    __tablename__ = "seen_request"
+
+    signature: str = Field(primary_key=True, max_length=80)  # "v0=" and 64 hex digits
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
