@@ -4,7 +4,9 @@ the triage card rendered when the outbox sends it. Plain functions on a session;
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
+import anyio.to_thread
 from sqlmodel import Session
 
 from bot.blocks.targets import due_line
@@ -70,9 +72,9 @@ def queue_notices(*, session: Session, point: FrictionPoint, notice: dict, once:
 
 def render_card(*, session: Session, policy: Policy, point: FrictionPoint, now: datetime | None = None) -> dict:
     """The card as it stands at ``now`` (Block Kit ``{text, blocks}``): an older open report it
-    resembles offered as a one-click merge (``insight.card_duplicate``, which may write the point's
-    kept suggestion in ``session``), and what its response targets say is due and when."""
-    duplicate = insight.card_duplicate(session=session, point=point, threshold=policy.insight.duplicate_threshold)
+    resembles offered as a one-click merge (the suggestion kept by ``insight.keep_duplicate``, never
+    scored here: this runs inside write transactions), and what its response targets say is due and when."""
+    duplicate = insight.card_duplicate(session=session, point=point, threshold=policy.insight.duplicate_threshold, compute=False)
     prefix = policy.reference_prefix
     due = None
     if policy.targets.enabled:
@@ -92,6 +94,14 @@ class CardHook:
 
     def __init__(self, policy: Policy):
         self.policy = policy
+
+    async def ready(self, db, message: OutboxMessage) -> None:
+        """Before ``prepare``'s transaction: the point's duplicate suggestion scored and kept
+        (``insight.keep_duplicate``), in a worker thread and outside any write transaction, so a
+        new card's check of 500 open reports holds neither SQLite's write lock nor the event loop."""
+        if message.friction_point_id is not None:
+            await anyio.to_thread.run_sync(partial(insight.keep_duplicate, db, point_id=message.friction_point_id,
+                                                   threshold=self.policy.insight.duplicate_threshold))
 
     def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
         point = friction.get_point(session=session, point_id=message.friction_point_id)
