@@ -320,7 +320,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         ],
         lifespan=lifespan,
         # ArrivalTime outermost, so the ack clock starts before BodyLimit reads the body.
-        middleware=[Middleware(ArrivalTime), Middleware(BodyLimit, limit=body_limit)],
+        middleware=[Middleware(ArrivalTime), Middleware(BodyLimit, limit=body_limit, seconds=deps.settings.http_body_seconds)],
     )
     return web
 

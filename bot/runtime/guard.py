@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote, unquote_plus
 
+import anyio
 from starlette.responses import PlainTextResponse
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,15 @@ class BodyLimit:
     routes the body it read. A ``Content-Length`` over the limit is answered 413 before a byte is
     read; a stream that goes over it is answered 413 as soon as it does (the rest is never read:
     the server closes the connection). A ``Content-Length`` that is not a number is answered 400.
-    At most ``limit`` bytes per request are held, whatever the client sends."""
+    At most ``limit`` bytes per request are held, whatever the client sends. A body not all
+    received within ``seconds`` of the request's start is answered 408 and the connection closed
+    (``bot.runtime.http_limits`` closes a connection whose body was not all read): a client that
+    sends a byte now and then cannot hold the request's memory as long as it likes."""
 
-    def __init__(self, app, limit: Callable[[str], int]):
+    def __init__(self, app, limit: Callable[[str], int], seconds: float | None = None):
         self.app = app
         self.limit = limit
+        self.seconds = seconds
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -42,17 +47,23 @@ class BodyLimit:
             if int(length) > limit:
                 return await PlainTextResponse("payload too large", status_code=413)(scope, receive, send)
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return await PlainTextResponse("payload too large", status_code=413)(scope, receive, send)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            with anyio.fail_after(self.seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        return await PlainTextResponse("payload too large", status_code=413)(scope, receive, send)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            chunks.clear()
+            return await PlainTextResponse("request body too slow: send it whole within %g s" % self.seconds, status_code=408,
+                                           headers={"connection": "close"})(scope, receive, send)
         body, given = b"".join(chunks), False
 
         async def replay():
