@@ -339,22 +339,29 @@ def keep_duplicate(db, *, point_id: int, threshold: int, candidates: int = DUPLI
     ``db``: ``storage.database.Database``; raises DatabaseUnavailable as it does."""
     if threshold <= 0:
         return False
-    read = db.read(_to_score, point_id=point_id, threshold=threshold, candidates=candidates)
+    read = db.read(to_score, point_id=point_id, threshold=threshold, candidates=candidates)
     if read is None:
         return False
     text, originals = read
-    best = _best(text, originals, 1)
-    return db.transact(_keep, point_id=point_id, text=text, best=best)
+    return db.transact(keep_scored, point_id=point_id, text=text, best=best_duplicate(text, originals))
 
 
-def _to_score(*, session: Session, point_id: int, threshold: int, candidates: int) -> tuple[str, dict[int, str]] | None:
+def to_score(*, session: Session, point_id: int, threshold: int, candidates: int = DUPLICATE_CANDIDATES) -> tuple[str, dict[int, str]] | None:
+    """``keep_duplicate``'s read: (the point's words, id -> words of the reports to compare with),
+    or None when there is nothing to score (gone, closed, or its suggestion still holds)."""
     point = session.get(FrictionPoint, point_id)
     if point is None or not _may_suggest(point) or _kept(session, point, threshold)[0]:
         return None
     return point.text, _candidates(session, point, candidates)
 
 
-def _keep(*, session: Session, point_id: int, text: str, best: tuple[int, float, str] | None) -> bool:
+def best_duplicate(text: str, originals: dict[int, str]) -> tuple[int, float, str] | None:
+    """``keep_duplicate``'s scoring: pure CPU, no database."""
+    return _best(text, originals, 1)  # 1: the lowest threshold there is (kept with no threshold)
+
+
+def keep_scored(*, session: Session, point_id: int, text: str, best: tuple[int, float, str] | None) -> bool:
+    """``keep_duplicate``'s write: ``best`` kept on the point if its words are still ``text``."""
     point = session.get(FrictionPoint, point_id)
     if point is None or point.text != text:
         return False  # its words changed meanwhile: the next drawing scores them

@@ -14,6 +14,7 @@ from bot.blocks.triage import build_card, build_reporter_notice
 from bot.operations import insight, target_alerts
 from bot.operations.references import format_ref
 from bot.operations.triage import Applied, Change
+from bot.runtime import cpu
 from bot.runtime.config import Policy
 from storage import friction, outbox
 from storage.models import FrictionPoint, OutboxMessage, utcnow
@@ -96,12 +97,20 @@ class CardHook:
         self.policy = policy
 
     async def ready(self, db, message: OutboxMessage) -> None:
-        """Before ``prepare``'s transaction: the point's duplicate suggestion scored and kept
-        (``insight.keep_duplicate``), in a worker thread and outside any write transaction, so a
-        new card's check of 500 open reports holds neither SQLite's write lock nor the event loop."""
-        if message.friction_point_id is not None:
-            await anyio.to_thread.run_sync(partial(insight.keep_duplicate, db, point_id=message.friction_point_id,
-                                                   threshold=self.policy.insight.duplicate_threshold))
+        """Before ``prepare``'s transaction: the point's duplicate suggestion scored and kept as
+        ``insight.keep_duplicate`` does, in three steps: a read-only transaction and a short write
+        in worker threads, and between them, outside any transaction, the scoring in the
+        low-priority thread (``bot.runtime.cpu``), so a new card's check of 500 open reports holds
+        neither SQLite's write lock, nor the event loop, nor the CPU the acks need."""
+        threshold = self.policy.insight.duplicate_threshold
+        if message.friction_point_id is None or threshold <= 0:
+            return
+        read = await anyio.to_thread.run_sync(partial(db.read, insight.to_score, point_id=message.friction_point_id, threshold=threshold))
+        if read is None:
+            return
+        text, originals = read
+        best = await cpu.low_priority(partial(insight.best_duplicate, text, originals))
+        await anyio.to_thread.run_sync(partial(db.transact, insight.keep_scored, point_id=message.friction_point_id, text=text, best=best))
 
     def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
         point = friction.get_point(session=session, point_id=message.friction_point_id)
