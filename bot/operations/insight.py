@@ -413,24 +413,44 @@ def _alike(query: str, other: str) -> bool:
     return len(mine & theirs) >= MIN_SHARED_WORDS or (bool(mine) and mine == theirs)
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """One duplicate check's input, in three steps so the caller can run each where it belongs:
+    ``prepare`` (Python: holds the GIL), ``scores`` (C++: releases it, the bulk of the CPU), ``pick``
+    (Python). ``_best`` runs all three."""
+
+    text: str
+    originals: dict[int, str]  # id -> words of the reports compared with
+    query: str
+    choices: list[str]  # similarity_text of each of ``originals``, in its order
+
+    @classmethod
+    def prepare(cls, text: str, originals: dict[int, str]) -> "Scoring":
+        return cls(text, originals, similarity_text(text), [similarity_text(t) for t in originals.values()])
+
+    def scores(self, cutoff: float = 1) -> list[float]:
+        """rapidfuzz's ``process.cdist`` scores in C++ without the GIL (``process.extract`` held it
+        for ~0.5 s for 500 reports of 3,000 characters, and the event loop with it)."""
+        if not self.choices:
+            return []
+        return [float(s) for s in process.cdist([self.query], self.choices, scorer=fuzz.token_set_ratio, score_cutoff=cutoff, workers=1)[0]]
+
+    def pick(self, scores: list[float], cutoff: float = 1) -> tuple[int, float, str] | None:
+        """(id, score, text) of the report scoring highest, at least ``cutoff``, among those
+        ``_alike`` it; ties go to the closest overall wording (``token_sort_ratio``)."""
+        found = [(score, pid, words) for score, pid, words in zip(scores, self.originals, self.choices)
+                 if score >= cutoff and _alike(self.text, self.originals[pid])]
+        if not found:
+            return None
+        top = max(f[0] for f in found)
+        _score, pid, _w = max((f for f in found if f[0] == top), key=lambda f: fuzz.token_sort_ratio(self.query, f[2]))
+        return pid, top, self.originals[pid]
+
+
 def _best(text: str, originals: dict[int, str], cutoff: float) -> tuple[int, float, str] | None:
-    """(id, score, text) of the entry of ``originals`` (id -> text) most like ``text``, scoring at
-    least ``cutoff``, among those ``_alike`` it; ties go to the closest overall wording
-    (``token_sort_ratio``). Pure CPU: ``process.cdist`` scores in C++ without the GIL
-    (``process.extract`` held it for ~0.5 s for 500 reports of 3,000 characters)."""
-    if not originals:
-        return None
-    ids = list(originals)
-    query = similarity_text(text)
-    choices = [similarity_text(originals[i]) for i in ids]
-    scores = process.cdist([query], choices, scorer=fuzz.token_set_ratio, score_cutoff=cutoff, workers=1)[0]
-    found = [(float(score), pid, words) for score, pid, words in zip(scores, ids, choices)
-             if score >= cutoff and _alike(text, originals[pid])]
-    if not found:
-        return None
-    top = max(f[0] for f in found)
-    _score, pid, _w = max((f for f in found if f[0] == top), key=lambda f: fuzz.token_sort_ratio(query, f[2]))
-    return pid, top, originals[pid]
+    """(id, score, text) of the entry of ``originals`` (id -> text) most like ``text``: ``Scoring``'s steps."""
+    scoring = Scoring.prepare(text, originals)
+    return scoring.pick(scoring.scores(cutoff), cutoff)
 
 
 # ------------------------------------------------------------------ export

@@ -108,9 +108,12 @@ class CardHook:
         read = await anyio.to_thread.run_sync(partial(db.read, insight.to_score, point_id=message.friction_point_id, threshold=threshold))
         if read is None:
             return
-        text, originals = read
-        best = await cpu.low_priority(partial(insight.best_duplicate, text, originals))
-        await anyio.to_thread.run_sync(partial(db.transact, insight.keep_scored, point_id=message.friction_point_id, text=text, best=best))
+        scoring = await anyio.to_thread.run_sync(insight.Scoring.prepare, *read)  # Python: a thread at the process's priority
+        # Only the GIL-free C++ scoring at low priority: a low-priority thread holding the GIL
+        # (or a lock) would make the serving thread wait for it.
+        scores = await cpu.low_priority(scoring.scores)
+        best = await anyio.to_thread.run_sync(scoring.pick, scores)
+        await anyio.to_thread.run_sync(partial(db.transact, insight.keep_scored, point_id=message.friction_point_id, text=scoring.text, best=best))
 
     def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
         point = friction.get_point(session=session, point_id=message.friction_point_id)
