@@ -95,6 +95,9 @@ def unavailable_as_one() -> Iterator[None]:
         raise DatabaseUnavailable(" ".join(str(orig).split())[:200] or type(orig).__name__) from exc
 
 
+READ_ONLY = "platform_feedback_read_only"  # a connection execution option: Database.read's transactions
+
+
 def make_engine(url: str, *, idle_in_transaction_seconds: float = IDLE_IN_TRANSACTION_SECONDS) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
@@ -114,8 +117,9 @@ def make_engine(url: str, *, idle_in_transaction_seconds: float = IDLE_IN_TRANSA
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):
             # Take the write lock up front: two read-then-write transactions then queue up
-            # (busy timeout) instead of one failing or losing the other's update.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # (busy timeout) instead of one failing or losing the other's update. ``Database.read``
+            # asks for a deferred one: it only reads, and in WAL mode readers never wait for the writer.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     # Short connect and pool timeouts: a user waiting in Slack gets "try again" rather than silence.
@@ -170,6 +174,14 @@ class Database:
     def transact(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """Run ``fn(session=..., ...)`` in one transaction: all of it is written, or none."""
         with unavailable_as_one(), self.session() as session, session.begin():
+            return fn(*args, session=session, **kwargs)
+
+    def read(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
+        """``fn(session=..., ...)`` in a transaction that only reads: on SQLite a deferred one,
+        which takes no write lock (``transact``'s take it up front), for reads that are long or
+        that come before slow work (the duplicate check's 500 reports). A write in it may fail."""
+        with unavailable_as_one(), self.engine.connect().execution_options(**{READ_ONLY: True}) as conn, \
+                Session(bind=conn, expire_on_commit=False) as session, session.begin():
             return fn(*args, session=session, **kwargs)
 
     async def run(self, fn: Callable[..., T], /, *args, **kwargs) -> T:

@@ -447,3 +447,13 @@ class CsatFollowup(SQLModel, table=True):
     asked_at: datetime = _ts(index=True)
     score: int | None = None
     answered_at: datetime | None = instant(default=None)
+
+
+class SeenRequest(SQLModel, table=True):
+    """A signed Slack request already applied, by its ``X-Slack-Signature`` (``storage.replays``):
+    the same signature again within Slack's five-minute window is a replay."""
+
+    __tablename__ = "seen_request"
+
+    signature: str = Field(primary_key=True, max_length=80)  # "v0=" and 64 hex digits
+    expires_at: datetime = instant(index=True)

@@ -60,7 +60,8 @@ def wait_until(check, *, what: str, log: Path, timeout: float = WAIT_SECONDS):
 
 
 @contextmanager
-def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = True, args: tuple[str, ...] = ()):
+def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = True, args: tuple[str, ...] = (),
+            env_extra: dict | None = None):
     """Run `python -m bot.runtime.cli serve [args]` until /healthz is up; yield its base URL; always stop it.
     ``stop=False``: yield (base URL, process) for a test that ends the process itself."""
     port, log = free_port(), tmp_path / "serve.log"
@@ -68,7 +69,7 @@ def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = 
         "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO),
         "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": fake.url + "/api/", "DATABASE_URL": database_url,
-        "PORT": str(port), "HOST": "127.0.0.1",
+        "PORT": str(port), "HOST": "127.0.0.1", **(env_extra or {}),
     }
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", *args], cwd=tmp_path, env=env,

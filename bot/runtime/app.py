@@ -49,6 +49,7 @@ from bot.runtime.event_gate import EventGate, NotKept
 from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.hosts import HostDirectory
+from bot.runtime.replays import Replays
 from bot.runtime.respond import KeptAliveRespond
 from bot.web import charts
 from bot.runtime.metrics import UNOBSERVED, ArrivalTime, Metrics, listener_name, seconds_since_arrival
@@ -230,6 +231,7 @@ async def _installed_page(args):
 
 def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) -> Starlette:
     secret = deps.settings.slack_signing_secret.encode()
+    replays = Replays(deps.db)
 
     async def slack_events(request: Request) -> Response:
         body = await request.body()  # at most MAX_BODY bytes: BodyLimit stopped reading there
@@ -244,6 +246,10 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             # deeper than Python's parser goes (a signed body 1,000 levels deep).
             return PlainTextResponse("malformed body", status_code=400)
         listener = listener_name(bolt_request.body) if isinstance(bolt_request.body, dict) else "unknown"
+        if not deps.settings.socket_mode and isinstance(bolt_request.body, dict) and await replays.seen_before(request.headers, bolt_request.body):
+            # Acknowledged, not applied again: the same signed bytes within Slack's window (bot.runtime.replays).
+            deps.metrics.requests.labels(listener, "replay").inc()
+            return PlainTextResponse("", status_code=200)
         if isinstance(bolt_request.body, dict) and bolt_request.body.get("type") == "event_callback" and bolt_request.body.get("event_id"):
             # Acked means kept: the event is in the local spool (fsynced) before its 200, and its
             # listener runs after the answer; a process killed in between leaves it there for the
@@ -331,7 +337,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         ],
         lifespan=lifespan,
         # ArrivalTime outermost, so the ack clock starts before BodyLimit reads the body.
-        middleware=[Middleware(ArrivalTime), Middleware(BodyLimit, limit=body_limit)],
+        middleware=[Middleware(ArrivalTime), Middleware(BodyLimit, limit=body_limit, seconds=deps.settings.http_body_seconds)],
     )
     return web
 

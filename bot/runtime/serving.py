@@ -125,7 +125,10 @@ def serve(*, no_migrate: bool, workers: int = 1) -> int:
 
         db.dispose()
         return supervise(settings.host, settings.port, workers)
-    uvicorn.run(serving_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None)
+    from bot.runtime.http_limits import uvicorn_options
+
+    uvicorn.run(serving_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None,
+                **uvicorn_options(settings))
     return 0
 
 

@@ -80,6 +80,16 @@ class Settings(DatabaseSettings):
     slack_api_url: str = Field(default="https://slack.com/api/", description="the Slack Web API base URL")
     port: int = Field(default=3000, ge=1, le=65535, description="a TCP port number (1-65535)")
     host: str = Field(default="0.0.0.0", description="the address to listen on")
+    # What one client may hold of the HTTP server (bot.runtime.http_limits): Slack and the trackers
+    # send a whole request in well under a second; a client that dawdles on purpose is cut off.
+    http_header_seconds: float = Field(default=10, gt=0, le=300,
+                                       description="seconds (up to 300) a client has to send a request's headers")
+    http_body_seconds: float = Field(default=30, gt=0, le=600,
+                                     description="seconds (up to 600) a client has to send a request's body")
+    http_keep_alive_seconds: float = Field(default=5, gt=0, le=300,
+                                           description="seconds (up to 300) an idle connection is kept open between requests")
+    http_max_connections: int = Field(default=500, ge=1, le=100_000,
+                                      description="connections (1-100000) open at once; past it new ones are closed")
     # How long a sender holds the outbox messages it claimed: after a kill -9 the rest go after this.
     # A batch starts its requests within 10 s (half the claim if less) and slack_sdk waits up to 30 s for
     # an answer: with several instances, below about 45 s a slow request's message could be claimed and
