@@ -3,7 +3,7 @@
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.blocks.text import from_slack
-from bot.operations.direct_messages import by_a_person, file_direct_message
+from bot.operations.direct_messages import DM_ANSWER_PURPOSE, DmAnswerHook, add_from_thread, by_a_person, file_direct_message
 from bot.operations.intake import MAX_TEXT, suggest_categories
 from bot.runtime.context import Deps
 from storage.friction import FrictionDraft
@@ -12,6 +12,7 @@ from storage.models import Source
 
 def register(app: AsyncApp, deps: Deps) -> None:
     policy = deps.policy
+    deps.sender.hooks[DM_ANSWER_PURPOSE] = DmAnswerHook()
 
     async def is_dm(event: dict) -> bool:
         return event.get("channel_type") == "im"
@@ -35,6 +36,15 @@ def register(app: AsyncApp, deps: Deps) -> None:
             message_ts=event["ts"],
             enterprise_id=body.get("enterprise_id"),
         )
+        thread_ts = event.get("thread_ts")
+        if thread_ts and thread_ts != event["ts"]:  # a reply in a thread: more about a report, if it is one's
+            # DatabaseUnavailable here goes to the app's error handler, which keeps the event in the spool.
+            added = await deps.db.run(add_from_thread, event_id=body["event_id"], dm_channel=channel, thread_ts=thread_ts,
+                                      ts=event["ts"], user=event["user"], text=text[:MAX_TEXT], prefix=policy.reference_prefix,
+                                      workspace=draft.workspace)
+            if added is not None:
+                deps.sender.wake()
+                return
         # DatabaseUnavailable here goes to the app's error handler, which keeps the event in the spool.
         filed = await deps.db.run(file_direct_message, draft=draft, event_id=body["event_id"], dm_channel=channel,
                                   prefix=policy.reference_prefix, triage_channel=policy.triage.channel)
