@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.blocks.help_channel import RESOLVE_ACTION, build_help_reply
 from bot.blocks.intake import build_try_again
 from bot.operations import help_channel, target_alerts, triage
+from bot.operations.emoji_names import same_emoji
 from bot.operations.intake import suggest_categories
 from bot.operations.messages import message_text
 from bot.runtime.context import Deps
@@ -117,7 +118,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         item = event.get("item") or {}
         if (
             not config.channel
-            or event.get("reaction") != config.resolve_reaction
+            or not same_emoji(event.get("reaction") or "", config.resolve_reaction)
             or item.get("type") != "message"
             or item.get("channel") != config.channel
         ):

@@ -15,6 +15,7 @@ from bot.blocks.intake import (
 )
 from bot.blocks.ids import Action, Block, Callback
 from bot.blocks.text import from_slack
+from bot.operations.emoji_names import same_emoji
 from bot.operations.filing import DetailsRefused, add_details, details_point, file_report
 from bot.operations.intake import CommandKind, parse_command, read_modal, suggest_categories
 from bot.operations.messages import message_text
@@ -182,7 +183,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await remember_permalink(deps.db, client, filed.point.id, metadata.channel_id, metadata.message_ts)
 
     async def is_filing_reaction(event: dict) -> bool:
-        return event.get("reaction") == policy.intake.reaction
+        # Any skin tone, any of the emoji's names (bot.operations.emoji_names).
+        return same_emoji(event.get("reaction") or "", policy.intake.reaction)
 
     # Only the filing emoji: other reactions go on to the listeners registered after this one.
     @app.event("reaction_added", matchers=[is_filing_reaction])
