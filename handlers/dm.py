@@ -5,6 +5,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from bot.blocks.text import from_slack
 from bot.operations.direct_messages import DM_ANSWER_PURPOSE, DmAnswerHook, add_from_thread, by_a_person, file_direct_message
 from bot.operations.intake import MAX_TEXT, suggest_categories
+from bot.operations.messages import message_text
 from bot.runtime.context import Deps
 from storage.friction import FrictionDraft
 from storage.models import Source
@@ -22,7 +23,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def on_direct_message(body: dict, event: dict, context: AsyncBoltContext):
         if not by_a_person(event, context.bot_user_id):
             return  # edits, deletions, bots (the bot's own answers included): nothing to file
-        text = from_slack(event["text"])
+        # The words as typed; a file sent with none is named by message_text ("Files: shot.png").
+        text = from_slack(event.get("text") or "").strip() or message_text(event) or "(a message with no text)"
         channel = event["channel"]
         draft = FrictionDraft(
             team_id=body.get("team_id") or event.get("team") or "",

@@ -3,6 +3,7 @@
 import logging
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.intake import (
@@ -28,7 +29,15 @@ from storage.models import Source
 
 log = logging.getLogger(__name__)
 
+FORM_NOT_OPENED = ("Slack did not let me open the form just now (`{error}`). Please run `/platform-feedback` again, "
+                   "or type your report after it: `/platform-feedback the staging VPN drops every hour`.")
 UNREAD_TEXT = "(Slack did not let the bot read this message; the link to it is on the report.)"
+
+
+def _code(exc: SlackApiError) -> str:
+    """Slack's error code, and nothing else of its answer."""
+    error = str((exc.response.data or {}).get("error", "") if isinstance(exc.response.data, dict) else "")
+    return "".join(c for c in error if c.isalnum() or c == "_")[:60] or "error"
 
 
 def unread_note(error: str) -> str:
@@ -53,7 +62,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
         user, team = command["user_id"], command["team_id"]
         if parsed.kind == CommandKind.modal:
             metadata = ReportMetadata(source=Source.modal, channel_id=command.get("channel_id"))
-            await client.views_open(trigger_id=command["trigger_id"], view=build_report_modal(policy.taxonomy, metadata))
+            try:
+                await client.views_open(trigger_id=command["trigger_id"], view=build_report_modal(policy.taxonomy, metadata))
+            except SlackApiError as exc:
+                # Slack lets a trigger open a form within 3 s, once (expired_trigger_id,
+                # exchanged_trigger_id): say so, and how to report without the form.
+                await respond(response_type="ephemeral", text=FORM_NOT_OPENED.format(error=_code(exc)))
             return
         if parsed.kind == CommandKind.mine:
             try:

@@ -40,7 +40,7 @@ def by_a_person(event: dict, bot_user_id: str | None) -> bool:
         and not event.get("bot_id")
         and bool(event.get("user"))
         and event.get("user") != bot_user_id
-        and bool((event.get("text") or "").strip())
+        and bool((event.get("text") or "").strip() or event.get("files"))  # a screenshot alone is a report too
     )
 
 
