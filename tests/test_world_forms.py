@@ -12,7 +12,7 @@ from bot.blocks.help_channel import RESOLVE_ACTION
 from bot.runtime.config import HelpChannel, Hosts, Policy, Triage
 from storage.models import FrictionPoint
 from tests.fake_slack import BOT_USER, TEAM
-from tests.slack_requests import APP_ID, block_actions, element_action, event_callback, interactive
+from tests.slack_requests import APP_ID, block_actions, element_action, event_callback, interactive, slash_command
 
 HELP, TRIAGE = "C0HELP0001", "C0TRIAGE01"
 HOST, ASKER = "U0HOST0001", "U0ASKER001"
@@ -87,6 +87,11 @@ async def test_a_form_post_naming_nobody_is_reported_by_the_workflow(bot):
     [point] = points(bot.db)
     assert [r.user_id for r in point.reporters] == [WORKFLOW_BOT] == [point.filed_by]
     assert len(thread_replies(bot, "1700000300.000100")) == 1
+    # Resolved by a host: the answer is in the thread; no DM is tried to the workflow's bot id.
+    await bot.post(*slash_command(f"resolve FB-{point.id} rotated the runners", fake_url=bot.fake.url, user=HOST))
+    await bot.drain()
+    assert points(bot.db)[0].status == "resolved"
+    assert not [c for c in bot.fake.calls_to("chat.postMessage") if c.body["channel"].startswith("B")]
 
 
 async def test_two_submissions_by_one_person_are_two_questions(bot):
