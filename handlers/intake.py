@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 FORM_NOT_OPENED = ("Slack did not let me open the form just now (`{error}`). Please run `/platform-feedback` again, "
                    "or type your report after it: `/platform-feedback the staging VPN drops every hour`.")
+SHORTCUT_NOT_OPENED = "Slack did not let me open the form just now (`{error}`). Please choose the shortcut on the message again."
 UNREAD_TEXT = "(Slack did not let the bot read this message; the link to it is on the report.)"
 
 
@@ -108,7 +109,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         )
 
     @app.shortcut(Callback.report_shortcut)
-    async def on_message_shortcut(ack: AsyncAck, shortcut: dict, client: AsyncWebClient):
+    async def on_message_shortcut(ack: AsyncAck, shortcut: dict, client: AsyncWebClient, respond: AsyncRespond):
         await ack()
         message = shortcut.get("message") or {}
         metadata = ReportMetadata(
@@ -116,7 +117,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
         )
         text = message_text(message)
         view = build_report_modal(policy.taxonomy, metadata, text=text, categories=list(suggest_categories(text, policy.taxonomy)))
-        await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+        try:
+            await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+        except SlackApiError as exc:  # expired_trigger_id: a message shortcut can still be answered by its response_url
+            log.warning("report form not opened for a message shortcut: %s", _code(exc))
+            if shortcut.get("response_url"):
+                await respond(response_type="ephemeral", text=SHORTCUT_NOT_OPENED.format(error=_code(exc)))
 
     @app.action(Action.add_details)
     async def on_add_details(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):

@@ -149,3 +149,16 @@ async def test_slacks_ssl_check_is_answered_200(bot):
     resp = await bot.post(*form("ssl_check=1&token=XXXXXXXXXXXXXXXXXXXXXXXX"))
     assert resp.status_code == 200
     assert points(bot.db) == []
+
+
+# slackapi/bolt-python#772: the trigger of a message shortcut expired before views.open.
+async def test_a_shortcut_form_slack_would_not_open_is_explained(bot):
+    from tests.slack_requests import interactive, message_shortcut
+
+    bot.fake.fail_when = lambda method, body: (200, {"ok": False, "error": "expired_trigger_id"}, {}) if method == "views.open" else None
+    payload = message_shortcut(message_text="the VPN drops", message_ts="1700000900.000100")
+    payload["response_url"] = f"{bot.fake.url}/response_url/shortcut"
+    assert (await bot.post(*interactive(payload))).status_code == 200
+    await bot.settle()
+    [told] = bot.fake.calls_to("response_url")
+    assert "expired_trigger_id" in told.body["text"] and "shortcut" in told.body["text"]
