@@ -142,6 +142,8 @@ def every_builder(text: str, note: str, key: str) -> dict:
         "build_digest": insight.build_digest(tax, scores, health),
         "build_report_modal": intake.build_report_modal(tax, intake.ReportMetadata(), text=text[:3000], link_url=SAFE_URL),
         "build_filed_message": intake.build_filed_message("FB-1", p, with_details_button=True),
+        "build_added_to_report": intake.build_added_to_report("FB-1"),
+        "build_addition_alert": intake.build_addition_alert("FB-1", "U0SAFE1", text),
         "build_thread_reply": intake.build_thread_reply("FB-1", "U0SAFE1"),
         "build_reports_list": intake.build_reports_list("FB", [p, q] * 10, heading="Your reports"),
         "build_usage": intake.build_usage("ticket", unknown=text),
