@@ -93,3 +93,20 @@ async def test_a_reply_to_a_merged_duplicate_goes_to_the_report_it_joined(bot):
 async def test_a_reply_in_some_other_thread_is_still_a_new_report(bot):
     await send(bot, reply("the docs search is broken", "1700000800.000100", "1690000000.000001"))
     assert len(points(bot.db)) == 1
+
+
+def test_answers_to_different_people_do_not_wait_for_each_other():
+    """The answer's hook records where it went, but the answers are chained by DM channel (like any
+    unhooked message), not one after another across everyone (as a card's post and its updates are)."""
+    import asyncio
+
+    from bot.operations.direct_messages import DM_ANSWER_PURPOSE, DmAnswerHook
+    from bot.runtime.outbox.claiming import Batch, chains
+    from storage.models import OutboxMessage
+
+    def answer(i: int, channel: str) -> OutboxMessage:
+        return OutboxMessage(id=i, dedupe_key=f"dm-filed:{i}", method="chat.postMessage", payload=json.dumps({"channel": channel}),
+                             purpose=DM_ANSWER_PURPOSE, friction_point_id=i)
+
+    batch = Batch([answer(1, "D0AAAAAAA1"), answer(2, "D0BBBBBBB2"), answer(3, "D0AAAAAAA1")], latest=0.0, semaphore=asyncio.Semaphore(4))
+    assert sorted([m.id for m in chain] for chain in chains(batch, {DM_ANSWER_PURPOSE: DmAnswerHook()})) == [[1, 3], [2]]

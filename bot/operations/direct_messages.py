@@ -86,6 +86,8 @@ class DmAnswerHook:
     """Outbox hook (``DM_ANSWER_PURPOSE``): the answer goes as queued; once Slack has it, where it
     is (``ts``) is kept with its report, so a reply in its thread finds the report."""
 
+    by_channel = True  # answers to different people do not wait for each other
+
     def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
         return message.method, payload
 

@@ -46,6 +46,8 @@ class OutboxHook(Protocol):
 
     # Optional ``discreet = True`` (whether it goes says something about a person): paced before
     # ``prepare``, its row erased whether it went, was dropped or failed for good; chained by channel.
+    # Optional ``by_channel = True``: its messages do not depend on each other (no post before its
+    # updates), so they are chained by channel like unhooked ones, not one after another.
 
 
 class OutboxSender:
