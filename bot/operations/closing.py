@@ -293,7 +293,8 @@ def _reporters(session: Session, ids: list[int]) -> dict[str, int]:
 
 
 def record_feedback(*, session: Session, notice_id: int, user_id: str, works: bool, comment: str | None = None) -> tuple[ClosureNotice, FrictionPoint] | None:
-    """The reporter's answer to a notice. "Still broken" puts the point back in the triage queue."""
+    """The reporter's answer to a notice. "Still broken" puts the report back in the triage queue:
+    the one it was merged into when it is a duplicate (``_canonical``), which is the one returned."""
     notice = session.get(ClosureNotice, notice_id)
     if notice is None or notice.user_id != user_id:
         return None
@@ -301,7 +302,7 @@ def record_feedback(*, session: Session, notice_id: int, user_id: str, works: bo
     notice.feedback_at = utcnow()
     notice.comment = comment
     session.add(notice)
-    point = session.exec(select(FrictionPoint).where(FrictionPoint.id == notice.friction_point_id).with_for_update()).one()
+    point = _canonical(session, notice.friction_point_id)
     if not works:
         old = point.status
         if point.status in CLOSED:
@@ -316,8 +317,24 @@ def record_feedback(*, session: Session, notice_id: int, user_id: str, works: bo
     return notice, point
 
 
+def _canonical(session: Session, point_id: int) -> FrictionPoint:
+    """The report a notice's answer belongs to, locked: the notice names the reporter's own report
+    (their words), but a duplicate merged into another is closed, reopened and watched as that one
+    (its card, its hosts). Followed through at most a few merges."""
+    point = session.exec(select(FrictionPoint).where(FrictionPoint.id == point_id).with_for_update()).one()
+    for _ in range(5):
+        if point.duplicate_of_id is None:
+            break
+        into = session.exec(select(FrictionPoint).where(FrictionPoint.id == point.duplicate_of_id).with_for_update()).first()
+        if into is None:  # purged since: the duplicate is all there is
+            break
+        point = into
+    return point
+
+
 def answer_notice(*, session: Session, notice_id: int, user_id: str, works: bool, comment: str | None, prefix: str) -> str | None:
-    """Record the answer; "still broken" alerts the hosts in the card's thread. Returns the ref."""
+    """Record the answer; "still broken" alerts the hosts in the card's thread of the report that is
+    back in the queue (a merged duplicate's canonical report). Returns that report's ref."""
     recorded = record_feedback(session=session, notice_id=notice_id, user_id=user_id, works=works, comment=comment)
     if recorded is None:
         return None

@@ -250,6 +250,8 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             # Acknowledged, not applied again: the same signed bytes within Slack's window (bot.runtime.replays).
             deps.metrics.requests.labels(listener, "replay").inc()
             return PlainTextResponse("", status_code=200)
+        if listener == "app_rate_limited":
+            return rate_limited_notice(bolt_request.body, deps)
         if isinstance(bolt_request.body, dict) and bolt_request.body.get("type") == "event_callback" and bolt_request.body.get("event_id"):
             # Acked means kept: the event is in the local spool (fsynced) before its 200, and its
             # listener runs after the answer; a process killed in between leaves it there for the
@@ -280,6 +282,10 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             # Bolt's own payload helpers assume Slack's shapes; a signed body without them lands here.
             log.warning("malformed Slack payload: %r", exc)
             response = PlainTextResponse("malformed payload", status_code=400)
+        if response.status_code == 404:
+            # Bolt's "unhandled request": signed, from Slack, and nothing here takes it. A 404 makes
+            # Slack retry it and count it a failure (too many and it turns the app's events off).
+            response = unhandled(listener, deps)
         # Bolt answers once the listener acks: from the request's arrival (ArrivalTime, before the
         # body was read) to here is the ack latency Slack sees.
         if listener not in UNOBSERVED:
@@ -340,6 +346,32 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         middleware=[Middleware(ArrivalTime), Middleware(BodyLimit, limit=body_limit, seconds=deps.settings.http_body_seconds)],
     )
     return web
+
+
+_UNHANDLED_LOGGED: set[str] = set()
+
+
+def unhandled(listener: str, deps: Deps) -> Response:
+    """200 with nothing to show (a slash command's or an action's answer body would be shown to the
+    person), counted in /metrics by kind, logged once per kind per process."""
+    deps.metrics.unhandled.labels(listener).inc()
+    if listener not in _UNHANDLED_LOGGED:
+        _UNHANDLED_LOGGED.add(listener)
+        log.warning("Slack sent a %s request no listener takes: answered 200, not acted on (counted in pf_slack_unhandled)", listener)
+    return Response(b"", status_code=200)
+
+
+def rate_limited_notice(body: dict, deps: Deps) -> Response:
+    """Slack's ``app_rate_limited`` notice (no inner event: ``team_id``, ``minute_rate_limited``, the
+    minute as epoch seconds; https://docs.slack.dev/reference/events/app_rate_limited/): events from
+    that workspace are being dropped. Acked, one warning line, counted by workspace."""
+    team = str(body.get("team_id") or "?")
+    team = team if team.isalnum() and len(team) <= 32 else "?"  # a label: nothing else from the payload
+    minute = body.get("minute_rate_limited")
+    deps.metrics.slack_dropped.labels(team).inc()
+    log.warning("Slack is dropping events from workspace %s (app_rate_limited since minute %s): more than 30,000 events "
+                "in an hour; reports, answers and replies sent meanwhile are not delivered to the bot", team, minute)
+    return PlainTextResponse("noted", status_code=200)
 
 
 def body_limit(path: str) -> int:

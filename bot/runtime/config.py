@@ -345,7 +345,9 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _distinct_reactions(self) -> "Policy":
-        if self.help_channel.channel and self.help_channel.resolve_reaction == self.intake.reaction:
+        from bot.operations.emoji_names import canonical  # thumbsup is +1: one emoji, whatever its name
+
+        if self.help_channel.channel and canonical(self.help_channel.resolve_reaction) == canonical(self.intake.reaction):
             raise ValueError("help_channel.resolve_reaction must differ from intake.reaction (one files, the other resolves)")
         return self
 

@@ -22,6 +22,14 @@ class Metrics:
         self.sent = Counter("pf_outbox_sent", "Outbox messages sent, by method", ["method"], registry=self.registry)
         self.scheduler_runs = Counter("pf_scheduler_runs", "Scheduled job runs by job and outcome (ran, skipped, failed)",
                                       ["job", "outcome"], registry=self.registry)
+        # Slack's own word that it dropped events (app_rate_limited: over 30,000 events an hour from
+        # one workspace, https://docs.slack.dev/reference/events/app_rate_limited/), by workspace.
+        self.slack_dropped = Counter("pf_slack_rate_limited_notices", "app_rate_limited notices: Slack dropped events for the app, by workspace",
+                                     ["team"], registry=self.registry)
+        # Correctly signed requests no listener takes (an event type or id the bot does not handle):
+        # answered 200 rather than Bolt's 404, which Slack retries and counts against the app.
+        self.unhandled = Counter("pf_slack_unhandled", "Signed Slack requests the bot does not act on (answered 200), by kind",
+                                 ["listener"], registry=self.registry)
         self.webhooks = Counter("pf_webhooks", "Tracker webhook deliveries by tracker and status",
                                 ["tracker", "status"], registry=self.registry)
         if outbox_stats is not None:

@@ -48,6 +48,8 @@ class OutboxHook(Protocol):
     # ``prepare``, its row erased whether it went, was dropped or failed for good; chained by channel.
     # Optional ``async ready(db, message)``: slow work done before ``prepare``, outside its
     # transaction (the triage card's duplicate scoring); DatabaseUnavailable gives the message back.
+    # Optional ``by_channel = True``: its messages do not depend on each other (no post before its
+    # updates), so they are chained by channel like unhooked ones, not one after another.
 
 
 class OutboxSender:
