@@ -6,7 +6,7 @@ import logging
 
 from bot.runtime import logs
 from bot.runtime.check import SlackUnreachable
-from bot.runtime.config import load_policy, load_settings
+from bot.runtime.config import ConfigError, load_policy, load_settings
 from storage.database import Database, DatabaseUnavailable
 
 log = logging.getLogger("platform_feedback")
@@ -62,7 +62,10 @@ async def check_command() -> int:
 
     settings = load_settings()
     logs.configure(secrets=settings.secrets())
-    policy = load_policy(settings.config_file)
+    try:
+        policy = load_policy(settings.config_file)
+    except ConfigError as exc:
+        return await _check_names(settings, exc)
     if settings.oauth:
         from bot.runtime.workspaces import NotInstalled, Workspaces, installation_store
 
@@ -88,6 +91,28 @@ async def check_command() -> int:
     blocking = sum(1 for line in lines if line.status == "block")
     print(f"{blocking} problem(s) to fix before serving." if blocking else "Ready: `platform-feedback serve`.")
     return 1 if blocking else 0
+
+
+async def _check_names(settings, problem: Exception) -> int:
+    """``check`` on a policy that does not load: its one line, and when it names channels, people or
+    user groups by name, each looked up through Slack (one workspace's token) with the id to write."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.runtime.check import TIMEOUT_SECONDS, Line, policy_file
+    from bot.runtime.name_lookup import names_in, resolve
+
+    names = names_in(policy_file(settings.config_file))
+    lines = [Line("block", str(problem))]
+    if names and settings.slack_bot_token:
+        client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=TIMEOUT_SECONDS)
+        try:
+            lines += await resolve(client, names)
+        except SlackUnreachable as exc:
+            lines.append(Line("block", f"Slack cannot be reached to look the names up ({exc}): write the ids"))
+    for line in lines:
+        print(line)
+    print(f"{len(lines)} problem(s) to fix before serving.")
+    return 1
 
 
 def serve(*, no_migrate: bool, workers: int = 1) -> int:
