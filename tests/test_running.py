@@ -70,3 +70,120 @@ def test_check_asks_slack_about_the_app_token(tmp_path, fake_slack):
     accepted = run_cli(tmp_path, "check", **slack_env(tmp_path, fake_slack, SLACK_APP_TOKEN="xapp-1-A0-1-good"))
     assert "✓ SLACK_APP_TOKEN: Slack opens Socket Mode connections for it" in accepted.stdout.splitlines()
     assert fake_slack.calls_to("apps.connections.open")
+
+
+# ---------------------------------------------------------------- item 5: settings that say what is wrong
+
+
+@pytest.mark.parametrize("token, says", [
+    ("xoxb-…", "SLACK_BOT_TOKEN is the placeholder 'xoxb-…': set it to your app's real token"),
+    ("xoxb-...", "SLACK_BOT_TOKEN is the placeholder 'xoxb-...'"),
+    ("xoxb-1234567890-abcdef ", "SLACK_BOT_TOKEN has spaces or a line break around it (pasted with a trailing space?): remove them"),
+    ("xoxp-1234567890-abcdef", "must be a bot token starting with xoxb- (this one is a user token)"),
+])
+def test_a_bad_token_says_what_is_wrong_with_it(tmp_path, token, says):
+    result = run_cli(tmp_path, "check", SLACK_BOT_TOKEN=token, SLACK_SIGNING_SECRET=SIGNING_SECRET)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert says in line, line
+
+
+def test_with_nothing_set_every_missing_variable_is_named_at_once(tmp_path):
+    result = run_cli(tmp_path, "serve")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert "SLACK_BOT_TOKEN is not set" in line and "SLACK_SIGNING_SECRET is not set" in line, line
+
+
+def test_migrate_says_what_it_applied_and_names_the_database(tmp_path):
+    first = run_cli(tmp_path, "migrate", DATABASE_URL=f"sqlite:///{tmp_path}/bot.db")
+    assert first.returncode == 0, first.stderr
+    assert re.fullmatch(rf"platform-feedback: applied (\d+) migration\(s\) to sqlite:///{tmp_path}/bot.db "
+                        r"\(from an empty database to \w+\)\n", first.stdout), first.stdout
+    again = run_cli(tmp_path, "migrate", DATABASE_URL=f"sqlite:///{tmp_path}/bot.db")
+    assert again.stdout.startswith(f"platform-feedback: sqlite:///{tmp_path}/bot.db is up to date (revision ")
+    assert again.stdout.endswith("nothing to apply\n")
+
+
+def test_migrate_names_a_postgresql_database_without_its_password(tmp_path, pg_url):
+    from sqlalchemy import make_url
+
+    url = make_url(pg_url).set(password="s3cret-pw").render_as_string(hide_password=False)
+    result = run_cli(tmp_path, "migrate", DATABASE_URL=url)  # the server trusts local connections: any password does
+    assert result.returncode == 0, result.stderr
+    assert "is up to date" in result.stdout and "***@" in result.stdout and "s3cret-pw" not in result.stdout + result.stderr
+
+
+def test_report_in_an_empty_folder_says_there_is_no_database_and_creates_none(tmp_path):
+    result = run_cli(tmp_path, "report")
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert "there is no database at platform-feedback.db" in line and "DATABASE_URL" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- items 4, 5, 6: serve's start
+
+
+def test_serve_no_migrate_on_an_unmigrated_database_refuses_to_start(tmp_path, fake_slack):
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path}/bot.db")  # a database file, but never migrated
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE unrelated (x INTEGER)"))
+    engine.dispose()
+    from tests.test_serve_http import free_port
+
+    result = run_cli(tmp_path, "serve", "--no-migrate", **slack_env(tmp_path, fake_slack, PORT=str(free_port()), HOST="127.0.0.1"))
+    assert result.returncode == 2, result.stderr
+    [problem] = [line for line in result.stderr.splitlines() if line.startswith("platform-feedback:")]
+    assert "has no tables yet: run `platform-feedback migrate`" in problem and "Traceback" not in result.stderr
+
+
+def test_a_taken_port_is_one_line_before_anything_is_migrated(tmp_path, fake_slack):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli(tmp_path, "serve", **slack_env(tmp_path, fake_slack, PORT=str(port), HOST="127.0.0.1"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("platform-feedback:")]
+    assert line.startswith(f"platform-feedback: cannot listen on 127.0.0.1:{port} (") and "set PORT to a free port" in line
+    assert not (tmp_path / "bot.db").exists()  # found before migrating
+
+
+def test_a_second_serve_on_the_same_spool_or_sqlite_file_refuses(tmp_path, fake_slack):
+    from tests.test_serve_http import free_port, serving
+
+    database_url = f"sqlite:///{tmp_path}/bot.db"
+    with serving(tmp_path, fake_slack, database_url, stop=False) as (_base, first):
+        env = slack_env(tmp_path, fake_slack, DATABASE_URL=database_url, PORT=str(free_port()), HOST="127.0.0.1")
+        same_spool = run_cli(tmp_path, "serve", **env)
+        own_spool = run_cli(tmp_path, "serve", **env, EVENT_SPOOL_PATH="other.spool")
+        first.terminate()
+        first.wait(timeout=15)
+    for result, says in [(same_spool, "platform-feedback-events.spool: each instance needs its own EVENT_SPOOL_PATH"),
+                         (own_spool, "bot.db: SQLite takes one process at a time")]:
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        [line] = [line for line in result.stderr.splitlines() if line.startswith("platform-feedback:")]
+        assert f"another `platform-feedback serve` (pid {first.pid}) uses " in line and says in line, line
+
+
+def test_a_wrong_signing_secret_is_a_warning_naming_it_and_counted(tmp_path, fake_slack):
+    import httpx
+
+    from tests.slack_requests import signed, slash_command
+    from tests.test_serve_http import serving
+
+    with serving(tmp_path, fake_slack, f"sqlite:///{tmp_path}/bot.db") as base:
+        body, headers = slash_command("the VPN drops every hour", fake_url=fake_slack.url)
+        wrong = signed(body, secret="a-secret-from-another-app-0000", content_type=headers["content-type"])
+        for _ in range(5):
+            assert httpx.post(base + "/slack/events", content=body.encode(), headers=wrong).status_code == 401
+        metrics = httpx.get(base + "/metrics").text
+    assert 'pf_slack_signature_refused_total{reason="mismatch"} 5.0' in metrics
+    records = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines() if line.startswith("{")]
+    warnings = [r["message"] for r in records if r["level"] == "WARNING" and "SLACK_SIGNING_SECRET" in r["message"]]
+    assert len(warnings) == 1 and "Basic Information > App Credentials" in warnings[0], warnings

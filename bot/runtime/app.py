@@ -48,6 +48,7 @@ from bot.operations.closing import apply_issue_event
 from bot.runtime.event_gate import EventGate, NotKept
 from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
+from bot.runtime.signature_watch import SignatureWatch
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.respond import KeptAliveRespond
 from bot.web import charts
@@ -229,12 +230,14 @@ async def _installed_page(args):
 
 def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) -> Starlette:
     secret = deps.settings.slack_signing_secret.encode()
+    refusals = SignatureWatch(deps.metrics)
 
     async def slack_events(request: Request) -> Response:
         body = await request.body()  # at most MAX_BODY bytes: BodyLimit stopped reading there
         # Bolt verifies every request again itself; this gate also turns away what would make its
         # verifier raise (a missing or non-numeric timestamp) and bodies it cannot parse.
         if not deps.settings.socket_mode and not signed_by_slack(secret, body, request.headers):
+            refusals.refused(request.url.path, request.headers)  # counted; a warning naming SLACK_SIGNING_SECRET
             return PlainTextResponse("invalid signature", status_code=401)
         try:
             bolt_request = to_async_bolt_request(request, body)

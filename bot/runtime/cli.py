@@ -7,6 +7,7 @@ import sys
 
 from bot.runtime import logs
 from bot.runtime.check import NETWORK_ERRORS, TokenRejected
+from bot.runtime.instance_lock import AlreadyServing
 from bot.runtime import serving
 from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
 from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_settings
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_demo(port=args.port, db_file=args.db)
         return serving.serve(no_migrate=args.no_migrate, workers=args.workers)
-    except (ConfigError, NotMigrated, TokenRejected) as exc:  # each says in one line what to do
+    except (ConfigError, NotMigrated, TokenRejected, AlreadyServing) as exc:  # each says in one line what to do
         print(f"platform-feedback: {exc}", file=sys.stderr)
         return 2
     except DatabaseUnavailable as exc:
@@ -93,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _migrate() -> int:
+    from bot.runtime.serving import migrate_and_say
+
     db = load_settings(DatabaseSettings).database()
-    migrate_db(db)
-    print("platform-feedback: database is up to date")
+    print(f"platform-feedback: {migrate_and_say(db)}")
     return 0
 
 

@@ -22,6 +22,9 @@ class Metrics:
         self.sent = Counter("pf_outbox_sent", "Outbox messages sent, by method", ["method"], registry=self.registry)
         self.scheduler_runs = Counter("pf_scheduler_runs", "Scheduled job runs by job and outcome (ran, skipped, failed)",
                                       ["job", "outcome"], registry=self.registry)
+        # bot.runtime.signature_watch: a wrong SLACK_SIGNING_SECRET shows here (reason "mismatch")
+        self.signature_refused = Counter("pf_slack_signature_refused", "Slack requests refused (401) for their signature, "
+                                         "by reason (missing, stale, mismatch)", ["reason"], registry=self.registry)
         self.webhooks = Counter("pf_webhooks", "Tracker webhook deliveries by tracker and status",
                                 ["tracker", "status"], registry=self.registry)
         if outbox_stats is not None:
