@@ -171,7 +171,7 @@ def test_a_second_serve_on_the_same_spool_or_sqlite_file_refuses(tmp_path, fake_
         assert f"another `platform-feedback serve` (pid {first.pid}) uses " in line and says in line, line
 
 
-def test_a_wrong_signing_secret_is_a_warning_naming_it_and_counted(tmp_path, fake_slack):
+def test_the_start_log_says_the_dashboard_is_off_and_a_wrong_signing_secret_is_a_warning_naming_it(tmp_path, fake_slack):
     import httpx
 
     from tests.slack_requests import signed, slash_command
@@ -187,3 +187,39 @@ def test_a_wrong_signing_secret_is_a_warning_naming_it_and_counted(tmp_path, fak
     records = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines() if line.startswith("{")]
     warnings = [r["message"] for r in records if r["level"] == "WARNING" and "SLACK_SIGNING_SECRET" in r["message"]]
     assert len(warnings) == 1 and "Basic Information > App Credentials" in warnings[0], warnings
+    # Item 6: the start says the dashboard is off, and is quiet otherwise.
+    info = [r["message"] for r in records if r["level"] in ("INFO", "WARNING")]
+    assert any(m.startswith("dashboard: off (/dashboard answers 404): set DASHBOARD_TOKEN") for m in info), info
+    assert not [m for m in info if "will be unused" in m or m.startswith("serving interpreter")], info
+
+
+# ---------------------------------------------------------------- item 6: ask without targets
+
+
+def _ask_policy(with_targets: bool):
+    from bot.runtime.config import Hosts, Policy, Targets, Triage
+    from tests.test_targets_surfaces import HOST, TARGETS, TRIAGE
+
+    return Policy(hosts=Hosts(users=[HOST]), triage=Triage(channel=TRIAGE), targets=TARGETS if with_targets else Targets())
+
+
+@pytest.fixture
+def policy(request):
+    return _ask_policy(request.param)
+
+
+@pytest.mark.parametrize("policy", [False, True], indirect=True, ids=["no-targets", "targets"])
+async def test_ask_speaks_of_paused_clocks_only_when_there_are_targets(bot, policy):
+    from datetime import timedelta
+
+    from storage.models import utcnow
+    from tests.slack_requests import slash_command
+    from tests.test_targets_surfaces import HOST, add
+
+    point_id = add(bot.db, created=utcnow() - timedelta(minutes=5))
+    await bot.post(*slash_command(f"ask FB-{point_id} which runner were you on?", fake_url=bot.fake.url, user=HOST))
+    await bot.drain()
+    [answer] = [c.body["text"] for c in bot.fake.calls_to("response_url") if "Asked the reporter" in c.body.get("text", "")]
+    assert ("clocks are paused" in answer) is policy.targets.enabled, answer
+    if not policy.targets.enabled:
+        assert answer == f"Asked the reporter of FB-{point_id}; their answer goes to the card's thread."

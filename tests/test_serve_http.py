@@ -26,6 +26,12 @@ from tests.slack_requests import SIGNING_SECRET, signed, slash_command
 REPO = Path(__file__).resolve().parent.parent
 
 
+# `platform-feedback serve`, with the serving interpreter's DEBUG line (bot.runtime.interpreter: how
+# many objects were frozen) in the log, so run_serve_test can see it was set before serving.
+SERVE_TELLING_ITS_INTERPRETER = ("import logging, sys; logging.getLogger('bot.runtime.interpreter').setLevel(logging.DEBUG); "
+                                 "from bot.runtime.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,7 +77,7 @@ def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = 
         "PORT": str(port), "HOST": "127.0.0.1",
     }
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", *args], cwd=tmp_path, env=env,
+        proc = subprocess.Popen([sys.executable, "-c", SERVE_TELLING_ITS_INTERPRETER, "serve", *args], cwd=tmp_path, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 

@@ -14,6 +14,7 @@ from slack_bolt.adapter.starlette.async_handler import (
     to_starlette_response,
 )
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions
@@ -115,6 +116,18 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     _register(app, deps)
     _register(replay, dataclasses.replace(deps, scheduler=Scheduler(), commands={}))
     return app, deps
+
+
+class _SameToken(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment itself, then warns (once per app: the serving
+    app and its replay twin) that the client we give it wins, though that client holds the very
+    same token: a warning about nothing, at every start."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_SameToken())
 
 
 def _register(app: AsyncApp, deps: Deps) -> None:

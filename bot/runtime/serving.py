@@ -167,6 +167,7 @@ def serve(*, no_migrate: bool, workers: int = 1) -> int:
     for warning in warnings:
         log.warning(warning)
     if not settings.socket_mode:
+        log.info(_dashboard_line(settings))
         _port_free(settings.host, settings.port)  # before migrating: a taken port is one line, not a traceback after start-up
     db = settings.database()
     _hold_locks(settings, db)
@@ -207,6 +208,14 @@ def serving_web_app(app, deps):
     web = create_web_app(app, deps)
     set_for_serving()
     return web
+
+
+def _dashboard_line(settings) -> str:
+    """Whether /dashboard answers, said at start: while off it is a bare 404 (bot.web.dashboard)."""
+    if settings.dashboard_token or settings.dashboard_trusted_header:
+        how = "DASHBOARD_TOKEN" if settings.dashboard_token else f"the {settings.dashboard_trusted_header} header"
+        return f"dashboard: on at /dashboard ({how})"
+    return "dashboard: off (/dashboard answers 404): set DASHBOARD_TOKEN (16+ random characters) or DASHBOARD_TRUSTED_HEADER to turn it on"
 
 
 def _port_free(host: str, port: int) -> None:
