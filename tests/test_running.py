@@ -223,3 +223,63 @@ async def test_ask_speaks_of_paused_clocks_only_when_there_are_targets(bot, poli
     assert ("clocks are paused" in answer) is policy.targets.enabled, answer
     if not policy.targets.enabled:
         assert answer == f"Asked the reporter of FB-{point_id}; their answer goes to the card's thread."
+
+
+# ---------------------------------------------------------------- item 6: rough edges of the offline commands
+
+
+@pytest.fixture
+def filled_db(db, tmp_path):
+    """A database with two reports: one long, one a formula; returns the CLI's environment."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.test_insight import add_point
+
+    now = datetime.now(UTC)
+    with db.session() as s, s.begin():
+        for text in ["the staging deploy pipeline hangs for twenty minutes before every single release candidate build",
+                     '=HYPERLINK("https://evil.example","x")']:
+            add_point(s, created=now - timedelta(days=1), reporters=[("U1", now - timedelta(days=1))], tags=("ci",), text=text)
+    return {"DATABASE_URL": db.url}
+
+
+def test_export_has_what_people_wrote_and_report_cuts_it_with_an_ellipsis(filled_db, tmp_path):
+    import csv
+    import io
+
+    export = run_cli(tmp_path, "export", "--csv", "-", **filled_db)
+    assert export.returncode == 0, export.stderr
+    texts = sorted(r["text"] for r in csv.DictReader(io.StringIO(export.stdout)))
+    assert texts == ["'=HYPERLINK(\"https://evil.example\",\"x\")",  # inert (tests/test_csv_injection.py)
+                     "the staging deploy pipeline hangs for twenty minutes before every single release candidate build"]
+    table = run_cli(tmp_path, "report", **filled_db).stdout
+    [row] = [line for line in table.splitlines() if "staging deploy" in line]
+    assert row.endswith("…") and "every single" not in row, row
+    loop = {line.split("  ")[1].strip(): line for line in table.splitlines() if line.startswith("  reports per week")
+            or line.startswith("  median")}
+    assert all(re.search(r"(\d+\.\d|–)\s+(\d+\.\d|–)$", line) for line in loop.values()), loop
+    assert re.search(r"reports per week\s+0\.5\s+0\.0$", table, re.M), table
+
+
+@pytest.mark.parametrize("args", [["report", "--csv"], ["export", "--csv", "-"], ["export", "--json", "-"]])
+def test_a_reader_that_stops_early_ends_the_command_quietly(filled_db, tmp_path, args):
+    import os
+    import subprocess
+    import sys
+
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), **filled_db}
+    # `… | head` once head has what it wants: here a reader that reads nothing and is gone before the
+    # command writes its first line (the interpreter takes far longer to start than `true` to end).
+    command = " ".join([f"'{sys.executable}'", "-m", "bot.runtime.cli", *args]) + " | true; echo ${PIPESTATUS[0]}"
+    result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert "BrokenPipeError" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+def test_gitignore_keeps_the_databases_side_files_the_spool_and_secrets_out():
+    import subprocess
+
+    names = ["platform-feedback.db-wal", "platform-feedback.db-shm", "platform-feedback-events.spool",
+             "platform-feedback-events.spool-wal", "platform-feedback-events.spool.lock", "platform-feedback.db.lock", ".env"]
+    ignored = subprocess.run(["git", "check-ignore", *names], cwd=REPO, capture_output=True, text=True).stdout.split()
+    assert sorted(ignored) == sorted(names)

@@ -348,7 +348,7 @@ def _most_similar(session: Session, point: FrictionPoint, cutoff: float, candida
 
 EXPORT_COLUMNS = (
     "ref", "created", "status", "severity", "minutes_lost", "kind", "source", "categories",
-    "reporters", "links", "first_response", "resolved",
+    "reporters", "links", "first_response", "resolved", "text",
 )
 
 
@@ -366,6 +366,7 @@ class ExportRow:
     links: tuple[str, ...]  # tracker issue URLs
     first_response: datetime | None
     resolved: datetime | None
+    text: str  # what the reporter wrote, as stored (the CSV writer makes a formula-like cell inert)
 
 
 def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator[ExportRow]:
@@ -373,7 +374,7 @@ def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator
     after = 0
     columns = (FrictionPoint.id, FrictionPoint.created_at, FrictionPoint.status, FrictionPoint.severity,
                FrictionPoint.minutes_lost, FrictionPoint.kind, FrictionPoint.source,
-               FrictionPoint.first_response_at, FrictionPoint.resolved_at)
+               FrictionPoint.first_response_at, FrictionPoint.resolved_at, FrictionPoint.text)
     while True:
         rows = session.exec(select(*columns).where(FrictionPoint.id > after).order_by(col(FrictionPoint.id)).limit(batch)).all()
         if not rows:
@@ -393,10 +394,11 @@ def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator
                 select(Reporter.friction_point_id, func.count()).where(Reporter.friction_point_id >= lo, Reporter.friction_point_id <= hi).group_by(Reporter.friction_point_id)
             ).all()
         )
-        for pid, created, status, severity, minutes, kind, source, first, resolved in rows:
+        for pid, created, status, severity, minutes, kind, source, first, resolved, text in rows:
             yield ExportRow(
                 ref=f"{prefix}-{pid}", created=as_utc(created), status=status, severity=severity, minutes_lost=minutes,
                 kind=kind, source=source, categories=tuple(tags[pid]), reporters=reporters.get(pid, 0),
                 links=tuple(links[pid]), first_response=first and as_utc(first), resolved=resolved and as_utc(resolved),
+                text=text,
             )
         after = hi

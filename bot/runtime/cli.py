@@ -58,6 +58,18 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.configure()
     try:
+        code = _run(args)
+        sys.stdout.flush()  # here, not at exit: a reader that went away is seen while it can be handled
+        return code
+    except BrokenPipeError:
+        # `report --csv | head`: the reader stopped reading and wants no more; nothing went wrong here.
+        # Standard output now goes nowhere, so the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _run(args) -> int:
+    try:
         if args.command == "migrate":
             return _migrate()
         if args.command == "check":
@@ -231,6 +243,7 @@ def _export(path: str) -> int:
                 row.ref, row.created.isoformat(), row.status, row.severity, "" if row.minutes_lost is None else row.minutes_lost,
                 row.kind, row.source, ";".join(row.categories), row.reporters, " ".join(row.links),
                 row.first_response.isoformat() if row.first_response else "", row.resolved.isoformat() if row.resolved else "",
+                row.text,
             ])
             count += 1
         return count
