@@ -142,8 +142,11 @@ def posting_channels(policy: Policy) -> dict[str, str]:
 
 async def check(settings: Settings, policy: Policy, client: AsyncWebClient, source: Path | None) -> list[Line]:
     """Every line of ``platform-feedback check``, in order: token, scopes, channels, people, user groups, trackers."""
+    from bot import examples
+
     lines = [Line("ok", f"policy: {source}") if source else
-             Line("warn", f"no policy file: copy platform-feedback.example.yml to {DEFAULT_POLICY_FILE} (or set CONFIG_FILE) and fill it")]
+             Line("warn", f"no policy file: run `platform-feedback init` to write the commented example here as "
+                          f"{DEFAULT_POLICY_FILE} (it is also at {examples.path(examples.POLICY)}), or set CONFIG_FILE; then fill it")]
     try:
         me, headers = await auth_test(client)
     except TokenRejected as exc:

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--no-migrate", action="store_true", help="do not apply database migrations on start")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="serving processes sharing the port (default 1; more than 1 needs PostgreSQL and HTTP mode)")
+    sub.add_parser("init", help="write the example team policy (platform-feedback.yml) and .env here, never over a file, "
+                                "and print the Slack app manifest")
     sub.add_parser("check", help="ask Slack about the token, scopes, channels, people and user groups the settings and policy name")
     sub.add_parser("migrate", help="apply database migrations (Alembic upgrade head)")
     sub.add_parser("jobs", help="list the scheduled jobs the team policy defines")
@@ -72,6 +74,12 @@ def _run(args) -> int:
     try:
         if args.command == "migrate":
             return _migrate()
+        if args.command == "init":
+            from pathlib import Path
+
+            from bot.runtime.init_command import init
+
+            return init(Path.cwd())
         if args.command == "check":
             return asyncio.run(check_command())
         if args.command == "jobs":
