@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     export = sub.add_parser("export", help="every data point as one CSV row, or all data as JSON (needs only DATABASE_URL)")
     export_format = export.add_mutually_exclusive_group(required=True)
     export_format.add_argument("--csv", metavar="FILE", dest="csv_file", help="data points as CSV ('-': standard output)")
-    export_format.add_argument("--json", metavar="FILE", dest="json_file", help="every table as JSON, for a backup or a move ('-': standard output)")
+    export_format.add_argument("--json", metavar="FILE", dest="json_file",
+                               help="every table as JSON, to read or archive; nothing imports it: back up or move the "
+                                    "database itself (pg_dump, sqlite3 .backup) ('-': standard output)")
     forget = sub.add_parser("forget", help="remove or anonymise everything about one person (needs only DATABASE_URL)")
     forget.add_argument("user_id", help="the person's Slack user id, e.g. U012ABCDEF")
     sub.add_parser("purge", help="delete closed reports older than retention.friction_days now")
