@@ -20,6 +20,8 @@ NOT_SETTINGS = {
     "HOME": "the systemd unit's", "FB": "a reference prefix", "GET": "HTTP", "POST": "HTTP",
     "FILE": "a placeholder (`export --csv FILE`)", "SO_REUSEPORT": "a socket option",
 }
+# Pages another branch writes, linked before they land: a missing one is let pass only while it is missing.
+PENDING = {"docs/architecture.md": "the code's layout, written with the redesign (issue #24, branch redesign)"}
 # Scopes a page names that are not the bot token's, and why.
 NOT_BOT_SCOPES = {"chat:write.public": "named as the scope the manifest leaves out on purpose",
                   "connections:write": "the app-level token's scope (Socket Mode), not the bot token's"}
@@ -137,6 +139,8 @@ def test_every_link_resolves(page):
             continue
         path, _, anchor = target.partition("#")
         file = (page.parent / path).resolve() if path else page
+        if not file.exists() and file.is_relative_to(REPO) and file.relative_to(REPO).as_posix() in PENDING:
+            continue
         if not file.exists():
             broken.append(f"{target}: no {file.relative_to(REPO) if file.is_relative_to(REPO) else file}")
         elif anchor and (file.suffix != ".md" or anchor not in anchors(file)):

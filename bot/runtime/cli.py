@@ -45,8 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     export_format = export.add_mutually_exclusive_group(required=True)
     export_format.add_argument("--csv", metavar="FILE", dest="csv_file", help="data points as CSV ('-': standard output)")
     export_format.add_argument("--json", metavar="FILE", dest="json_file",
-                               help="every table as JSON, to read or archive; nothing imports it: back up or move the "
-                                    "database itself (pg_dump, sqlite3 .backup) ('-': standard output)")
+                               help="every table as JSON, for a backup or a move (`platform-feedback import --json` reads "
+                                    "it back) ('-': standard output)")
+    importing = sub.add_parser("import", help="read back what export --json wrote, into an empty database or the one it "
+                                              "came from (needs only DATABASE_URL)")
+    importing.add_argument("--json", metavar="FILE", dest="json_file", required=True,
+                           help="a file written by `platform-feedback export --json` ('-': standard input)")
     forget = sub.add_parser("forget", help="remove or anonymise everything about one person (needs only DATABASE_URL)")
     forget.add_argument("user_id", help="the person's Slack user id, e.g. U012ABCDEF")
     sub.add_parser("purge", help="delete closed reports older than retention.friction_days now")
@@ -96,6 +100,8 @@ def _run(args) -> int:
             return report.focus_report(*_offline(), args.format) if args.focus else report.report(*_offline(), args.days, args.format)
         if args.command == "export":
             return _export(args.csv_file) if args.csv_file else _export_json(args.json_file)
+        if args.command == "import":
+            return _import_json(args.json_file)
         if args.command == "forget":
             return _forget(args.user_id)
         if args.command == "purge":
@@ -284,6 +290,41 @@ def _export_json(path: str) -> int:
         counts = db.background(export_json, out=out)
     summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing"
     print(f"platform-feedback: exported {summary}", file=sys.stderr)
+    return 0
+
+
+def _import_json(path: str) -> int:
+    import json
+
+    from sqlalchemy.exc import IntegrityError
+
+    from bot.runtime.serving import safe_url
+    from storage.transfer import ImportRefused, import_json
+
+    try:
+        document = json.load(sys.stdin) if path == "-" else json.loads(open(path, encoding="utf-8").read())
+    except OSError as exc:
+        print(f"platform-feedback: cannot read {path}: {exc.strerror}.", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"platform-feedback: {path} is not JSON ({exc}): give the file `platform-feedback export --json` wrote.",
+              file=sys.stderr)
+        return 2
+    db = load_settings(DatabaseSettings).database()
+    require_migrated(db)
+    try:
+        done = db.transact(import_json, document=document)
+    except ImportRefused as exc:
+        print(f"platform-feedback: nothing imported: {exc}.", file=sys.stderr)
+        return 2
+    except IntegrityError as exc:  # a row that clashes with one there under another key: the whole import is undone
+        print(f"platform-feedback: nothing imported: a row clashes with one in the database "
+              f"({' '.join(str(exc.orig).split())[:200]}): import into an empty database.", file=sys.stderr)
+        return 2
+    added = sum(a for a, _ in done.values())
+    there = sum(t for _, t in done.values())
+    detail = ", ".join(f"{a} {name}" for name, (a, _) in done.items() if a) or "nothing new"
+    print(f"platform-feedback: imported {added} rows into {safe_url(db)} ({detail}); {there} were there already")
     return 0
 
 
