@@ -295,6 +295,7 @@ def _export_json(path: str) -> int:
 
 def _import_json(path: str) -> int:
     import json
+    from pathlib import Path
 
     from sqlalchemy.exc import IntegrityError
 
@@ -302,7 +303,7 @@ def _import_json(path: str) -> int:
     from storage.transfer import ImportRefused, import_json
 
     try:
-        document = json.load(sys.stdin) if path == "-" else json.loads(open(path, encoding="utf-8").read())
+        document = json.load(sys.stdin) if path == "-" else json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         print(f"platform-feedback: cannot read {path}: {exc.strerror}.", file=sys.stderr)
         return 2
