@@ -56,7 +56,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await respond(response_type="ephemeral", **build_try_again("that question"))
             return
         deps.sender.wake()
-        await respond(response_type="ephemeral", text=f"Asked the reporter of {prefix}-{point_id}; its clocks are paused until they answer.")
+        clocks = ("; its response-target clocks are paused until they answer" if deps.policy.targets.enabled
+                  else "; their answer goes to the card's thread")  # no targets set: no clock to pause
+        await respond(response_type="ephemeral", text=f"Asked the reporter of {prefix}-{point_id}{clocks}.")
 
     deps.commands["ask"] = ask_command
 

@@ -93,7 +93,7 @@ def test_export_writes_every_data_point(filled, tmp_path):
     assert "exported 4 data points" in result.stderr
     rows = list(csv.DictReader(out.open(newline="", encoding="utf-8")))
     assert list(rows[0]) == ["ref", "created", "status", "severity", "minutes_lost", "kind", "source", "categories",
-                             "reporters", "links", "first_response", "resolved"]
+                             "reporters", "links", "first_response", "resolved", "text"]
     by_ref = {r["ref"]: r for r in rows}
     assert len(rows) == 4 and len(by_ref) == 4
     ci, dup, docs = by_ref[f"PF-{filled['ci']}"], by_ref[f"PF-{filled['dup']}"], by_ref[f"PF-{filled['docs']}"]

@@ -28,6 +28,12 @@ REPO = Path(__file__).resolve().parent.parent
 START_SECONDS = 120  # `serve` up and answering /healthz, on a loaded machine
 
 
+# `platform-feedback serve`, with the serving interpreter's DEBUG line (bot.runtime.interpreter: how
+# many objects were frozen) in the log, so run_serve_test can see it was set before serving.
+SERVE_TELLING_ITS_INTERPRETER = ("import logging, sys; logging.getLogger('bot.runtime.interpreter').setLevel(logging.DEBUG); "
+                                 "from bot.runtime.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,7 +78,7 @@ def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = 
         "PORT": str(port), "HOST": "127.0.0.1", **(env_extra or {}),
     }
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", *args], cwd=tmp_path, env=env,
+        proc = subprocess.Popen([sys.executable, "-c", SERVE_TELLING_ITS_INTERPRETER, "serve", *args], cwd=tmp_path, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 

@@ -462,7 +462,7 @@ def _best(text: str, originals: dict[int, str], cutoff: float) -> tuple[int, flo
 
 EXPORT_COLUMNS = (
     "ref", "created", "status", "severity", "minutes_lost", "kind", "source", "categories",
-    "reporters", "links", "first_response", "resolved",
+    "reporters", "links", "first_response", "resolved", "text",
 )
 
 
@@ -480,6 +480,7 @@ class ExportRow:
     links: tuple[str, ...]  # tracker issue URLs
     first_response: datetime | None
     resolved: datetime | None
+    text: str  # what the reporter wrote, as stored (the CSV writer makes a formula-like cell inert)
 
 
 def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator[ExportRow]:
@@ -487,7 +488,7 @@ def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator
     after = 0
     columns = (FrictionPoint.id, FrictionPoint.created_at, FrictionPoint.status, FrictionPoint.severity,
                FrictionPoint.minutes_lost, FrictionPoint.kind, FrictionPoint.source,
-               FrictionPoint.first_response_at, FrictionPoint.resolved_at)
+               FrictionPoint.first_response_at, FrictionPoint.resolved_at, FrictionPoint.text)
     while True:
         rows = session.exec(select(*columns).where(FrictionPoint.id > after).order_by(col(FrictionPoint.id)).limit(batch)).all()
         if not rows:
@@ -507,10 +508,11 @@ def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator
                 select(Reporter.friction_point_id, func.count()).where(Reporter.friction_point_id >= lo, Reporter.friction_point_id <= hi).group_by(Reporter.friction_point_id)
             ).all()
         )
-        for pid, created, status, severity, minutes, kind, source, first, resolved in rows:
+        for pid, created, status, severity, minutes, kind, source, first, resolved, text in rows:
             yield ExportRow(
                 ref=f"{prefix}-{pid}", created=as_utc(created), status=status, severity=severity, minutes_lost=minutes,
                 kind=kind, source=source, categories=tuple(tags[pid]), reporters=reporters.get(pid, 0),
                 links=tuple(links[pid]), first_response=first and as_utc(first), resolved=resolved and as_utc(resolved),
+                text=text,
             )
         after = hi

@@ -14,6 +14,7 @@ from slack_bolt.adapter.starlette.async_handler import (
     to_starlette_response,
 )
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions
@@ -48,6 +49,7 @@ from bot.operations.closing import apply_issue_event
 from bot.runtime.event_gate import EventGate, NotKept
 from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
+from bot.runtime.signature_watch import SignatureWatch
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.replays import Replays
 from bot.runtime.respond import KeptAliveRespond
@@ -116,6 +118,18 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     _register(app, deps)
     _register(replay, dataclasses.replace(deps, scheduler=Scheduler(), commands={}))
     return app, deps
+
+
+class _SameToken(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment itself, then warns (once per app: the serving
+    app and its replay twin) that the client we give it wins, though that client holds the very
+    same token: a warning about nothing, at every start."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_SameToken())
 
 
 def _register(app: AsyncApp, deps: Deps) -> None:
@@ -232,12 +246,14 @@ async def _installed_page(args):
 def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) -> Starlette:
     secret = deps.settings.slack_signing_secret.encode()
     replays = Replays(deps.db)
+    refusals = SignatureWatch(deps.metrics)
 
     async def slack_events(request: Request) -> Response:
         body = await request.body()  # at most MAX_BODY bytes: BodyLimit stopped reading there
         # Bolt verifies every request again itself; this gate also turns away what would make its
         # verifier raise (a missing or non-numeric timestamp) and bodies it cannot parse.
         if not deps.settings.socket_mode and not signed_by_slack(secret, body, request.headers):
+            refusals.refused(request.url.path, request.headers)  # counted; a warning naming SLACK_SIGNING_SECRET
             return PlainTextResponse("invalid signature", status_code=401)
         try:
             bolt_request = to_async_bolt_request(request, body)

@@ -30,6 +30,9 @@ class Metrics:
         # answered 200 rather than Bolt's 404, which Slack retries and counts against the app.
         self.unhandled = Counter("pf_slack_unhandled", "Signed Slack requests the bot does not act on (answered 200), by kind",
                                  ["listener"], registry=self.registry)
+        # bot.runtime.signature_watch: a wrong SLACK_SIGNING_SECRET shows here (reason "mismatch")
+        self.signature_refused = Counter("pf_slack_signature_refused", "Slack requests refused (401) for their signature, "
+                                         "by reason (missing, stale, mismatch)", ["reason"], registry=self.registry)
         self.webhooks = Counter("pf_webhooks", "Tracker webhook deliveries by tracker and status",
                                 ["tracker", "status"], registry=self.registry)
         if outbox_stats is not None:
