@@ -210,3 +210,21 @@ async def test_two_hosts_ask_at_once_on_two_instances(bot, clock):
     asked = [h for h in history(bot.db, point_id) if h.action == "waiting"]
     questions = [c.body for c in bot.fake.calls_to("chat.postMessage") if c.body["channel"] == USER and "question" in c.body["text"]]
     assert len(asked) == 1 and len(questions) == 1
+
+
+async def test_an_alert_sent_before_the_upgrade_is_not_sent_again(bot, clock):
+    """Before issue #30 an alert's key did not name the target in force; one sent then, for the
+    target still in force, is not sent again after the upgrade (a restart says nothing twice)."""
+    from storage import outbox
+
+    point_id = await file(bot, "the staging deploy hangs on the migration step")
+    clock.move_to(T0 + timedelta(minutes=50))
+    with bot.db.session() as s, s.begin():  # what the earlier version queued at its warning
+        outbox.enqueue(session=s, dedupe_key=f"target:{point_id}:first_response:0:warning:thread", method="chat.postMessage",
+                       payload={"channel": TRIAGE, "text": "earlier"}, friction_point_id=point_id)
+    await bot.drain()
+    await tick(bot, clock, T0 + timedelta(minutes=50))
+    assert alerts(bot, point_id) == []
+    await tick(bot, clock, T0 + timedelta(minutes=65))  # the breach was never sent: it is now
+    assert [a.split(":")[1].split()[:2] for a in alerts(bot, point_id)] == [["first", "response"]]
+    assert "overdue" in alerts(bot, point_id)[0]

@@ -202,6 +202,7 @@ def _focus(text: str, note: str, key: str, p: FrictionPoint, q: FrictionPoint, s
         "build_focus_picker": focus.build_focus_picker(state, scores, prefix="FB", taxonomy=tax, size=3),
         "build_focus_post": focus.build_focus_post(state, prefix="FB"),
         "build_focus_dm": [focus.build_focus_dm("2026-Q1", t, "FB", s) for t in (text, note) for s in ("report:1", "area:ci")],
+        "build_focus_dm_for": [focus.build_focus_dm_for("2026-Q1", [(text, "report:1"), (note, "area:ci"), (text, "report:2")], "FB")],
         "build_focus_report": focus.build_focus_report(report, prefix="FB"),
         "build_changelog": changelog.build_changelog("FB", fixes * 20, start=NOW - timedelta(days=7), end=NOW),
     }

@@ -17,7 +17,7 @@ from bot.operations.targets import Clock, ClockKind, ClockState, Threshold, cale
 from bot.operations.triage import TriageError, lock_point, sync_card
 from bot.runtime.config import Policy
 from storage import outbox
-from storage.models import FrictionChange, FrictionPoint, Reporter, Status, as_utc, utcnow
+from storage.models import FrictionChange, FrictionPoint, OutboxMessage, Reporter, Status, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 CLOSED = (Status.resolved, Status.wont_fix, Status.duplicate)
@@ -241,6 +241,8 @@ def check_targets(
                 if threshold is Threshold.breach and (point.id, str(state.kind), cycle) not in counted:
                     record_breach(session=session, point=point, state=state, cycle=cycle)  # counted in compliance from now on
                 key = f"target:{point.id}:{state.kind}:{cycle}:{in_force(point, state)}:{threshold}"
+                if _sent_before_keys_named_targets(session, point.id, f"target:{point.id}:{state.kind}:{cycle}:{threshold}"):
+                    continue
                 alert = build_target_alert(f"{prefix}-{point.id}", point.text, state, threshold, now, owner=owner,
                                            escalate_group=policy.targets.escalate_to.usergroup if threshold is Threshold.breach else None)
                 channel = point.card_channel or policy.triage.channel
@@ -256,6 +258,17 @@ def check_targets(
                         queued += outbox.enqueue(session=session, dedupe_key=f"{key}:dm:{person}", method="chat.postMessage",
                                                  payload={"channel": person, **dm}, friction_point_id=point.id)
     return queued
+
+
+def _sent_before_keys_named_targets(session: Session, point_id: int, legacy: str) -> bool:
+    """Whether this alert went out under the key without the target in force (before issue #30),
+    for the target still in force: no severity change since. Without this, upgrading would send
+    each alert of an open report again once."""
+    sent = session.exec(select(OutboxMessage.created_at).where(OutboxMessage.dedupe_key == f"{legacy}:thread")).first()
+    if sent is None:
+        return False
+    return session.exec(select(FrictionChange.id).where(FrictionChange.friction_point_id == point_id, FrictionChange.action == "severity",
+                                                        col(FrictionChange.at) > sent).limit(1)).first() is None
 
 
 def in_force(point: FrictionPoint, state: ClockState) -> str:
