@@ -11,6 +11,7 @@ import hmac
 import re
 from urllib.parse import parse_qs, quote, urlsplit
 
+from bot.trackers.markdown import blank_code
 from bot.trackers.base import (
     IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, iso, obj, same, string, text,
 )
@@ -23,22 +24,15 @@ DELIVERY_HEADER = "x-github-delivery"
 _PATH = re.compile(r"^/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/(?P<kind>issues|pull)/(?P<n>\d+)(?:/[^?#]*)?$")
 # "Linking a pull request to an issue": one keyword per reference, optional colon; the reference
 # is #N, owner/repo#N, or the issue's URL. Keywords are matched case-insensitively by GitHub.
+# Linear in the body's length (issue #26 item 4): the whitespace around the colon is possessive
+# (``\s*:?\s+`` backtracked quadratically over a run of spaces), and the reference's parts are
+# separated by characters their classes exclude, so no part can give back what the next needs.
 _CLOSING = re.compile(
-    r"(?<![\w/#-])(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+"
-    r"(?:(?P<repo>[\w.-]+/[\w.-]+)?#(?P<n>\d+)|(?P<url>https?://[^\s)<>\]]+/(?:issues|pull)/\d+))(?![\w])",
+    r"(?<![\w/#-])(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)(?:\s*+:)?+\s++"
+    r"(?:(?P<repo>[\w.-]++/[\w.-]++)?#(?P<n>\d++)|(?P<url>https?://[^\s)<>\]]+/(?:issues|pull)/\d++))(?!\w)",
     re.IGNORECASE,
 )
-
-
-# What GitHub does not render as text, so it links no reference in it (and a closing keyword is a
-# reference): HTML comments (PR templates' hints), fenced code blocks (``` or ~~~, to the closing
-# fence or the end), and code spans (a run of backticks to the next run of the same length).
-_NOT_TEXT = re.compile(
-    r"<!--.*?(?:-->|\Z)"
-    r"|^[ ]{0,3}(?P<fence>`{3,}|~{3,}).*?(?:^[ ]{0,3}(?P=fence)[`~]*[ \t]*$|\Z)"
-    r"|(?P<ticks>`+).+?(?<!`)(?P=ticks)(?!`)",
-    re.DOTALL | re.MULTILINE,
-)
+MAX_REFERENCES = 50  # closing references read per body (issue #26 item 5): the rest are counted, not applied
 
 
 def normalise(key: str) -> str:
@@ -158,17 +152,24 @@ def closing_references(body: str, repo: str, host: str = "github.com") -> list[s
     "Linking a pull request to an issue": "use full syntax for each issue"). Not in code or HTML
     comments: GitHub renders no reference there; and when GitHub does close an issue, the issue's
     own ``closed`` delivery says so, so a reference missed here costs nothing while one read
-    wrongly tells a reporter it is fixed."""
-    keys = []
-    for m in _CLOSING.finditer(_NOT_TEXT.sub(" ", body[:65536])):
+    wrongly tells a reporter it is fixed. At most ``MAX_REFERENCES`` (see ``counted_references``)."""
+    return counted_references(body, repo, host)[0]
+
+
+def counted_references(body: str, repo: str, host: str = "github.com") -> tuple[list[str], int]:
+    """The first ``MAX_REFERENCES`` distinct keys ``body`` closes, and how many more it names.
+    Linear in the body (its first 64 KiB): see ``bot.trackers.markdown``."""
+    keys: dict[str, None] = {}
+    for m in _CLOSING.finditer(blank_code(body[:65536])):
         if m["url"]:
             parts = urlsplit(m["url"])
             ref = parse_url(parts.netloc.lower(), parts.path, m["url"]) if parts.netloc.lower() == host else None
             if ref:
-                keys.append(ref.key)
+                keys[ref.key] = None
         else:
-            keys.append(normalise(f"{m['repo'] or repo}#{m['n']}"))
-    return list(dict.fromkeys(keys))
+            keys[normalise(f"{m['repo'] or repo}#{m['n']}")] = None
+    found = list(keys)
+    return found[:MAX_REFERENCES], max(0, len(found) - MAX_REFERENCES)
 
 
 def _repository_change(payload: dict, action: str) -> list[IssueEvent]:

@@ -1,0 +1,122 @@
+"""What a Markdown body shows as text, found in time linear in its length (issue #26 item 4).
+
+GitHub links no reference in HTML comments, fenced code blocks or code spans, so a closing
+keyword there closes nothing. ``blank_code`` replaces each of those with one space:
+
+- an HTML comment: ``<!--`` to the first ``-->`` after it, or to the end;
+- a fenced code block: a line starting with at most three spaces and a run of three or more
+  backticks or tildes, to the first later line that starts with at most three spaces, the same
+  run, any further backticks or tildes, and only spaces or tabs after them; or to the end;
+- a code span: a run of N backticks to the first later run of exactly N backticks; when no later
+  run has N, the longest shorter length that has one (the run's first backticks are then text of
+  the span); a run with no later run of any length it could use is text.
+
+These are the rules the bot's earlier regular expression applied (tests/backtracking_parsers.py),
+which backtracked: ``"a" + 900 backticks + "x"`` took 2 s. Here each character is looked at a
+bounded number of times, and the runs of backticks are indexed by length once: O(n log n).
+"""
+
+import bisect
+import re
+
+# The next place something may start: a comment, a fence at a line start, or a backtick. Each
+# alternative is a literal or a bounded run (at most three spaces), so the search never backtracks.
+_START = re.compile(r"(?P<comment><!--)|(?P<fence>^ {0,3}(?:```|~~~))|`", re.MULTILINE)
+_TICKS = re.compile(r"`+")
+
+
+def blank_code(body: str) -> str:
+    """``body`` with every comment, fenced block and code span replaced by one space."""
+    spans = code_spans(body)
+    if not spans:
+        return body
+    out, last = [], 0
+    for start, end in spans:
+        out.append(body[last:start])
+        out.append(" ")
+        last = end
+    out.append(body[last:])
+    return "".join(out)
+
+
+def code_spans(body: str) -> list[tuple[int, int]]:
+    """The (start, end) offsets of what is not text, in order and not overlapping."""
+    runs = _Runs(body)
+    spans: list[tuple[int, int]] = []
+    pos, n = 0, len(body)
+    while pos < n:
+        m = _START.search(body, pos)
+        if not m:
+            break
+        start = m.start()
+        if m["comment"]:
+            close = body.find("-->", start + 4)
+            end = n if close < 0 else close + 3
+        elif m["fence"]:
+            end = _fence_end(body, start)
+        else:  # a backtick: the start of a run (a span or a fence ends where no run continues)
+            end = runs.span_end(start)
+            if end is None:
+                pos = runs.run_end(start)
+                continue
+        spans.append((start, end))
+        pos = end
+    return spans
+
+
+def _line_start(body: str, at: int) -> bool:
+    return at == 0 or body[at - 1] == "\n"
+
+
+def _fence_end(body: str, start: int) -> int:
+    """Where the fenced block opening at the line starting at ``start`` ends (exclusive)."""
+    n = len(body)
+    i = start
+    while body[i] == " ":
+        i += 1
+    char, j = body[i], i
+    while j < n and body[j] == char:
+        j += 1
+    fence = body[i:j]
+    line = body.find("\n", j)
+    while line >= 0:
+        k = line + 1
+        spaces = 0
+        while k < n and body[k] == " " and spaces < 3:
+            k, spaces = k + 1, spaces + 1
+        if body.startswith(fence, k):
+            e = k + len(fence)
+            while e < n and body[e] in "`~":
+                e += 1
+            while e < n and body[e] in " \t":
+                e += 1
+            if e == n or body[e] == "\n":
+                return e
+        line = body.find("\n", line + 1)
+    return n
+
+
+class _Runs:
+    """The maximal runs of backticks in a body, by length: where the first run of a length after
+    an offset starts, in O(log n)."""
+
+    def __init__(self, body: str):
+        self.body = body
+        self.by_length: dict[int, list[int]] = {}
+        for m in _TICKS.finditer(body):
+            self.by_length.setdefault(m.end() - m.start(), []).append(m.start())
+        self.lengths = sorted(self.by_length)
+
+    def run_end(self, start: int) -> int:
+        return _TICKS.match(self.body, start).end()  # type: ignore[union-attr]  # body[start] is a backtick
+
+    def span_end(self, start: int) -> int | None:
+        """The end of the code span opened by the run at ``start``, or None (no usable closing run)."""
+        end = self.run_end(start)
+        top = bisect.bisect_right(self.lengths, end - start)
+        for length in reversed(self.lengths[:top]):
+            starts = self.by_length[length]
+            k = bisect.bisect_right(starts, end)
+            if k < len(starts):
+                return starts[k] + length
+        return None
