@@ -10,13 +10,19 @@ import re
 from urllib.parse import quote, urlsplit
 
 from bot.trackers.base import (
-    IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, iso, obj, same, string, text,
+    Events, IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, events_of, iso, nothing, obj, same,
+    string, text,
 )
 
 TRACKER = Tracker.gitlab
 SECRET_SETTING = "gitlab_webhook_token"
 DELIVERY_HEADER = "idempotency-key"
 
+# A group's work item (an epic, GitLab 17.2+; a group-level issue later), in the URL form of either
+# era: /groups/<group path>/-/work_items/<iid> and /groups/<group path>/-/epics/<iid> (an epic's
+# work item keeps the epic's iid). Keyed ``<group path>#<iid>``: a group and a project never share
+# a full path, so this cannot meet a project's issue. ``search``: after a relative URL root too.
+_GROUP_ITEM = re.compile(r"/groups/(?P<group>[\w.-]+(?:/[\w.-]+)*)/-/(?:work_items|epics)/(?P<n>\d+)(?:/[^?#]*)?$")
 # A merge request's tabs (/diffs, /commits, /pipelines) and an issue's (/designs) are the same item.
 _PATH = re.compile(r"^/(?P<project>[\w.-]+(?:/[\w.-]+)+)/-/(?P<kind>issues|merge_requests|work_items)/(?P<n>\d+)(?:/[^?#]*)?$")
 
@@ -56,6 +62,8 @@ def item_id(key: str, value: object) -> str | None:
 
 
 def parse_url(host: str, path: str, url: str) -> IssueRef | None:
+    if (group := _GROUP_ITEM.match(path)) is not None:
+        return IssueRef(TRACKER, normalise(f"{group['group']}#{group['n']}"), url)
     m = _PATH.match(path)
     if not m:
         return None
@@ -68,7 +76,7 @@ def verify(secret: str, body: bytes, headers) -> bool:
     return same(secret, text(headers.get("x-gitlab-token")))
 
 
-def read(body: bytes, headers, policy=None) -> list[IssueEvent]:
+def read(body: bytes, headers, policy=None) -> Events:
     return events(decode_json(body))
 
 
@@ -106,40 +114,66 @@ def counted_references(text_: str, project: str, host: str | None = None) -> tup
     return found_keys[:MAX_REFERENCES], max(0, len(found_keys) - MAX_REFERENCES)
 
 
-def events(payload: dict) -> list[IssueEvent]:
-    """Issue Hook close/reopen (a close with ``moved_to_id`` is a move), Merge Request Hook merge."""
+def _label(value: object) -> str:
+    return re.sub(r"[^a-z0-9_.:-]", "", text(value).lower())[:40]
+
+
+def _where(project: dict, attrs: dict, kind: str) -> tuple[str, tuple[str, ...]]:
+    """The item's key, and other keys a host may have linked it by. A project's item is
+    ``path_with_namespace`` + ``#iid`` (``!iid`` for a merge request); a group's work item
+    (``"project": null``) is its group path from its URL + ``#iid``. A self-managed GitLab under a
+    relative URL root (https://host/gitlab/g/p/-/issues/1) makes a pasted URL read as
+    ``gitlab/g/p#1``: that key is an old key, so such a link matches and follows the real one."""
+    iid = attrs.get("iid")
+    if not isinstance(iid, int) or isinstance(iid, bool):
+        raise Malformed("no object_attributes.iid")
+    url_path = urlsplit(text(attrs.get("url"))).path
+    from_url = parse_url("", url_path, text(attrs.get("url")))
+    path = project.get("path_with_namespace")
+    if isinstance(path, str):
+        key = normalise(f"{path}{'!' if kind == 'merge_request' else '#'}{iid}")
+    elif kind == "work_item" and (group := _GROUP_ITEM.search(url_path)) is not None and int(group["n"]) == iid:
+        key = normalise(f"{group['group']}#{iid}")
+    else:
+        raise Malformed("no project.path_with_namespace, and not a group's work item")
+    return key, ((from_url.key,) if from_url and from_url.key != key else ())
+
+
+def events(payload: dict) -> Events:
+    """Issue Hook and work item close/reopen (a close with ``moved_to_id`` is a move; a group's
+    work item, ``"project": null``, too), Merge Request Hook merge; anything else is no event,
+    with the reason (``Events``)."""
     kind = payload.get("object_kind")
     if kind not in ("issue", "work_item", "merge_request"):
-        return []
+        return nothing("event", f"{_label(kind) or 'unnamed'} events are not read")
     project, attrs = obj(payload.get("project")), obj(payload.get("object_attributes"))
-    path, iid = project.get("path_with_namespace"), attrs.get("iid")
-    if not isinstance(path, str) or not isinstance(iid, int) or isinstance(iid, bool):
-        raise Malformed("no project.path_with_namespace or object_attributes.iid")
+    key, old_keys = _where(project, attrs, kind)
     action = attrs.get("action")
-    key = normalise(f"{path}{'!' if kind == 'merge_request' else '#'}{iid}")
     common = dict(url=string(attrs.get("url")), title=string(attrs.get("title")), issue_id=item_id(key, attrs.get("id")),
-                  project_id=string(project.get("id")), at=iso(attrs.get("updated_at")))
+                  project_id=string(project.get("id")), at=iso(attrs.get("updated_at")), old_keys=old_keys)
     if kind in ("issue", "work_item"):
         moved_to = string(attrs.get("moved_to_id"))
         if action == "close" and moved_to:
             # Moving an issue closes it and makes a new one with a new id; follow the new id.
-            return [IssueEvent(TRACKER, key, Outcome.moved, **{**common, "issue_id": moved_to},
-                               old_ids=tuple(filter(None, [common["issue_id"]])))]
+            return events_of([IssueEvent(TRACKER, key, Outcome.moved, **{**common, "issue_id": moved_to},
+                                         old_ids=tuple(filter(None, [common["issue_id"]])))])
         if action in ("close", "reopen"):
-            return [IssueEvent(TRACKER, key, Outcome.reopened if action == "reopen" else Outcome.fixed, **common)]
-        return []
+            return events_of([IssueEvent(TRACKER, key, Outcome.reopened if action == "reopen" else Outcome.fixed, **common)])
+        return nothing("action", f"{kind}.{_label(action) or 'unnamed'} changes no issue's state")
     if action == "reopen":
-        return [IssueEvent(TRACKER, key, Outcome.reopened, **common)]
+        return events_of([IssueEvent(TRACKER, key, Outcome.reopened, **common)])
     if action != "merge":
-        return []
-    found = [IssueEvent(TRACKER, key, Outcome.fixed, **common)]
+        return nothing("not_merged" if action == "close" else "action",
+                       f"merge_request.{_label(action) or 'unnamed'} changes no issue's state")
+    found, dropped = [IssueEvent(TRACKER, key, Outcome.fixed, **common)], 0
     default = project.get("default_branch") or obj(attrs.get("target")).get("default_branch")
     if default and attrs.get("target_branch") == default:
         # Closing patterns act only on merges into the default branch.
         host = urlsplit(text(project.get("web_url")) or text(attrs.get("url"))).netloc.lower() or None
-        for key in closing_references(text(attrs.get("description")), path, host):
-            found.append(IssueEvent(TRACKER, key, Outcome.fixed, common["url"], common["title"], at=common["at"]))
-    return list({e.key: e for e in found}.values())
+        keys, dropped = counted_references(text(attrs.get("description")), text(project.get("path_with_namespace")), host)
+        for ref in keys:
+            found.append(IssueEvent(TRACKER, ref, Outcome.fixed, common["url"], common["title"], at=common["at"]))
+    return events_of(list({e.key: e for e in found}.values()), dropped)
 
 
 # ------------------------------------------------------------------ polling
