@@ -97,26 +97,42 @@ def _fence_end(body: str, start: int) -> int:
 
 
 class _Runs:
-    """The maximal runs of backticks in a body, by length: where the first run of a length after
-    an offset starts, in O(log n)."""
+    """The maximal runs of backticks in a body: for the run at an offset, its end and where the
+    first later run of a given length starts. The usual case (a later run of the same length) is
+    one lookup; a shorter length is a binary search per length present."""
 
     def __init__(self, body: str):
         self.body = body
+        spans = [m.span() for m in _TICKS.finditer(body)]
+        self.index = {start: i for i, (start, _) in enumerate(spans)}
+        self.spans = spans
         self.by_length: dict[int, list[int]] = {}
-        for m in _TICKS.finditer(body):
-            self.by_length.setdefault(m.end() - m.start(), []).append(m.start())
+        for start, end in spans:
+            self.by_length.setdefault(end - start, []).append(start)
         self.lengths = sorted(self.by_length)
+        # next_same[i]: the start of the first run after run i with the same length, or -1.
+        self.next_same = [-1] * len(spans)
+        seen: dict[int, int] = {}
+        for i in range(len(spans) - 1, -1, -1):
+            start, end = spans[i]
+            self.next_same[i] = seen.get(end - start, -1)
+            seen[end - start] = start
 
     def run_end(self, start: int) -> int:
-        return _TICKS.match(self.body, start).end()  # type: ignore[union-attr]  # body[start] is a backtick
+        i = self.index.get(start)
+        return self.spans[i][1] if i is not None else _TICKS.match(self.body, start).end()  # type: ignore[union-attr]
 
     def span_end(self, start: int) -> int | None:
         """The end of the code span opened by the run at ``start``, or None (no usable closing run)."""
+        i = self.index.get(start)
         end = self.run_end(start)
-        top = bisect.bisect_right(self.lengths, end - start)
-        for length in reversed(self.lengths[:top]):
-            starts = self.by_length[length]
+        length = end - start
+        if i is not None and self.next_same[i] >= 0:
+            return self.next_same[i] + length
+        top = bisect.bisect_right(self.lengths, length)
+        for shorter in reversed(self.lengths[:top]):
+            starts = self.by_length[shorter]
             k = bisect.bisect_right(starts, end)
             if k < len(starts):
-                return starts[k] + length
+                return starts[k] + shorter
         return None
