@@ -46,6 +46,7 @@ from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.operations.closing import apply_issue_event
 from bot.runtime.event_gate import EventGate, NotKept
+from bot.trackers import configure_hosts
 from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.hosts import HostDirectory
@@ -109,6 +110,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     deps.events = EventGate(spool=EventSpool(settings.event_spool_path, max_bytes=settings.event_spool_max_mb * 1_000_000),
                             db=db, secret=settings.slack_signing_secret.encode(), replay=replay.async_dispatch)
     deps.identities = Identities(settings=settings, db=db, apply=apply_issue_event)
+    configure_hosts(settings)  # which tracker a pasted URL is on, by its host
     if settings.oauth:
         _forget_installations(replay, owner=app, workspaces=workspaces)
     _register(app, deps)

@@ -59,6 +59,18 @@ def read(body: bytes, headers, policy=None) -> Events:
     return events(decode_json(body))
 
 
+def identifier(data: dict) -> str | None:
+    """The issue's key: ``identifier``, or (payloads without it, e.g. some ``remove`` deliveries)
+    its team's key and its ``number``, which is what Linear's identifier is made of."""
+    key = data.get("identifier")
+    if isinstance(key, str):
+        return key
+    team, number = obj(data.get("team")).get("key"), data.get("number")
+    if isinstance(team, str) and isinstance(number, int) and not isinstance(number, bool):
+        return f"{team}-{number}"
+    return None
+
+
 def _identity(data: dict) -> dict:
     previous = [normalise(p) for p in data.get("previousIdentifiers") or [] if isinstance(p, str)]
     # Webhooks carry ``teamId``; the GraphQL API the ``team { id }`` asked for.
@@ -73,17 +85,16 @@ def _label(value: object) -> str:
 
 def events(payload: dict) -> Events:
     """``Issue`` ``update``: a state change into completed/canceled (closed) or out of them
-    (reopened), or a team move (``updatedFrom.teamId``); ``Issue`` ``remove``: deleted (Linear
-    sends it when an issue is deleted, or archived... see docs/notes/trackers.md). Anything else is
-    no event, with the reason (``Events``)."""
+    (reopened), or a team move (``updatedFrom.teamId``); ``Issue`` ``remove``: the issue was
+    deleted (moved to Linear's trash). Anything else is no event, with the reason (``Events``)."""
     kind, action = payload.get("type"), payload.get("action")
     if kind != "Issue":
         return nothing("event", f"{_label(kind) or 'unnamed'} events are not read")
     if action not in ("update", "remove"):
         return nothing("action", f"Issue.{_label(action) or 'unnamed'} changes no issue's state")
     data, before = obj(payload.get("data")), obj(payload.get("updatedFrom"))
-    key = data.get("identifier")
-    if not isinstance(key, str):
+    key = identifier(data)
+    if key is None:
         raise Malformed("no data.identifier")
     key, url, title = normalise(key), string(data.get("url")), string(data.get("title"))
     ident = _identity(data)
