@@ -436,8 +436,14 @@ def apply_delivery(*, session: Session, delivery_id: int) -> DeliveryResult | No
         result.steps = len(json.loads(delivery.work)) - delivery.done
         return result
     steps = []
-    for index, data in enumerate(json.loads(delivery.events)):
-        event = IssueEvent.from_json(data)
+    events = [IssueEvent.from_json(data) for data in json.loads(delivery.events)]
+    known = _known(session, events)
+    for index, event in enumerate(events):
+        if event.outcome != Outcome.renamed and not known & {event.key, *event.old_keys, event.issue_id, *event.old_ids} - {None}:
+            # No link has any key or id it names: nothing to lock or change (a body naming fifty
+            # issues nobody linked costs one query, not fifty).
+            result.outcomes.append((str(event.tracker), event.key, "unmatched"))
+            continue
         applied = apply_issue_event(session=session, event=event, index=index, received_at=delivery.received_at)
         for step in applied.steps:
             step["event"] = index
@@ -450,6 +456,20 @@ def apply_delivery(*, session: Session, delivery_id: int) -> DeliveryResult | No
     session.add(delivery)
     result.steps = len(steps)
     return result
+
+
+def _known(session: Session, events: list[IssueEvent]) -> set[str]:
+    """The keys and ids, of those the events name, that some link of their tracker has."""
+    if not events:
+        return set()
+    keys = sorted({k for e in events for k in (e.key, *e.old_keys)})
+    ids = sorted({i for e in events for i in (e.issue_id, *e.old_ids) if i})
+    condition = col(TrackerLink.key).in_(keys)
+    if ids:
+        condition = condition | col(TrackerLink.issue_id).in_(ids)
+    rows = session.exec(select(TrackerLink.key, TrackerLink.issue_id)
+                        .where(TrackerLink.tracker == str(events[0].tracker), condition)).all()
+    return {value for row in rows for value in row if value}
 
 
 def run_steps(*, session: Session, delivery_id: int, policy, limit: int = 1) -> int:

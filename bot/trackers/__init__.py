@@ -10,8 +10,8 @@ gitlab.com and the host of ``GITLAB_API_URL`` (self-managed: https://HOST[/root]
 GitLab, whose older URL forms without ``/-/`` (``/group/project/issues/1``, the form GitHub also
 uses) are then GitLab's, and whose relative URL root (``/root``) is not part of the path; the host
 of ``JIRA_BASE_URL`` and ``*.atlassian.net`` are Jira; linear.app is Linear. A URL on another host
-is read by its path alone, as before: GitLab's ``/-/`` and ``merge_requests`` forms, then GitHub's,
-then Jira's.
+(or on one several settings name) is read by its path alone, as before: GitLab's ``/-/`` and
+``merge_requests`` forms, then GitHub's, then Jira's.
 """
 
 from dataclasses import dataclass
@@ -63,6 +63,13 @@ def configure_hosts(settings) -> Hosts:
     return _hosts
 
 
+def _without_root(path: str) -> str:
+    for root in _hosts.gitlab_roots:
+        if path.startswith(root + "/"):
+            return path[len(root):]
+    return path
+
+
 def normalise(tracker: Tracker | str, key: str) -> str:
     return MODULES[Tracker(tracker)].normalise(key)
 
@@ -87,19 +94,20 @@ def parse_issue_url(url: str) -> IssueRef | None:
     clean = f"{parts.scheme}://{parts.netloc}{parts.path}"
     if host == "linear.app":
         return linear.parse_url(host, parts.path, clean)
-    if host in _hosts.gitlab:
-        path = parts.path
-        for root in _hosts.gitlab_roots:
-            if path.startswith(root + "/"):
-                path = path[len(root):]
-        return gitlab.parse_url(host, path, clean) or gitlab.parse_old_url(host, path, clean)
-    if host in _hosts.github:
+    owners = [name for name, hosts in (("gitlab", _hosts.gitlab), ("github", _hosts.github), ("jira", _hosts.jira)) if host in hosts]
+    if host.endswith(".atlassian.net"):
+        owners.append("jira")
+    gitlab_path = _without_root(parts.path) if "gitlab" in owners else parts.path
+    if owners == ["gitlab"]:
+        return gitlab.parse_url(host, gitlab_path, clean) or gitlab.parse_old_url(host, gitlab_path, clean)
+    if owners == ["github"]:
         return github.parse_url(host, parts.path, clean)
-    if host in _hosts.jira or host.endswith(".atlassian.net"):
+    if owners == ["jira"]:
         return jira.parse_url(host, parts.path, clean) or jira.parse_selected(parts.path, parts.query, f"{parts.scheme}://{parts.netloc}")
-    if ref := gitlab.parse_old_url(host, parts.path, clean, merge_requests_only=True):
+    # A host no setting names, or that several name (one test server for all): read by the path.
+    if ref := gitlab.parse_url(host, gitlab_path, clean) or gitlab.parse_old_url(host, gitlab_path, clean, merge_requests_only=True):
         return ref
-    for module in _URL_ORDER[1:]:
+    for module in _URL_ORDER[2:]:
         if ref := module.parse_url(host, parts.path, clean):
             return ref
     return jira.parse_selected(parts.path, parts.query, f"{parts.scheme}://{parts.netloc}")
