@@ -91,7 +91,8 @@ def build_issue_deleted_alert(ref: str, point: FrictionPoint, tracker: str, key:
     went back to the queue (it had no other link)."""
     who = f"<@{point.assignee}> " if point.assignee else ""
     then = "It is back in the queue, unlinked: link it again or resolve it." if back else "Its other links and status stay as they are."
-    msg = f":wastebasket: {who}{mrkdwn(key, 100)}, linked to *{ref}*, was deleted in {mrkdwn(tracker.title(), 20)}. {then}"
+    name = {"github": "GitHub", "gitlab": "GitLab", "jira": "Jira", "linear": "Linear"}.get(tracker, tracker)
+    msg = f":wastebasket: {who}{mrkdwn(key, 100)}, linked to *{ref}*, was deleted in {mrkdwn(name, 20)}. {then}"
     return {"text": f"The issue linked to {ref} was deleted", "blocks": [{"type": "section", "text": _text(msg, "mrkdwn")}]}
 
 

@@ -170,10 +170,15 @@ def closing_references(body: str, repo: str, host: str = "github.com") -> list[s
 
 
 def counted_references(body: str, repo: str, host: str = "github.com") -> tuple[list[str], int]:
-    """The first ``MAX_REFERENCES`` distinct keys ``body`` closes, and how many more it names.
-    Linear in the body (its first 64 KiB): see ``bot.trackers.markdown``."""
+    """The first ``MAX_REFERENCES`` distinct keys ``body`` closes, and how many references it
+    names after them (each mention counted: past the cap nothing is built per reference, so a
+    body of thousands costs little more than reading it). Linear in the body (its first 64 KiB):
+    see ``bot.trackers.markdown``."""
     keys: dict[str, None] = {}
-    for m in _CLOSING.finditer(blank_code(body[:65536])):
+    shown = blank_code(body[:65536])
+    for m in _CLOSING.finditer(shown):
+        if len(keys) >= MAX_REFERENCES:
+            return list(keys), 1 + len(_CLOSING.findall(shown, m.end()))
         if m["url"]:
             parts = urlsplit(m["url"])
             ref = parse_url(parts.netloc.lower(), parts.path, m["url"]) if parts.netloc.lower() == host else None
@@ -181,8 +186,7 @@ def counted_references(body: str, repo: str, host: str = "github.com") -> tuple[
                 keys[ref.key] = None
         else:
             keys[normalise(f"{m['repo'] or repo}#{m['n']}")] = None
-    found = list(keys)
-    return found[:MAX_REFERENCES], max(0, len(found) - MAX_REFERENCES)
+    return list(keys), 0
 
 
 def _repository_change(payload: dict, action: str) -> list[IssueEvent]:

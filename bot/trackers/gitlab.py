@@ -104,14 +104,18 @@ def closing_references(text_: str, project: str, host: str | None = None) -> lis
 
 
 def counted_references(text_: str, project: str, host: str | None = None) -> tuple[list[str], int]:
-    """The first ``MAX_REFERENCES`` distinct keys, and how many more the description names."""
+    """The first ``MAX_REFERENCES`` distinct keys, and how many references the description names
+    after them (each mention counted, nothing built for them)."""
     keys: dict[str, None] = {}
     namespace = project.rpartition("/")[0]
-    body, pos = text_[:65536], 0
+    body, pos, more = text_[:65536], 0, 0
     while (keyword := _KEYWORD.search(body, pos)) is not None:
         pos = keyword.end()
         while (item := _ITEM.match(body, pos)) is not None:
             pos = item.end()
+            if len(keys) >= MAX_REFERENCES:
+                more += item["n"] is not None or item["url"] is not None
+                continue
             if item["url"]:
                 parts = urlsplit(item["url"])
                 netloc = parts.netloc.lower()
@@ -124,8 +128,7 @@ def counted_references(text_: str, project: str, host: str | None = None) -> tup
                 keys[normalise(f"{namespace}/{item['project']}#{item['n']}")] = None
             else:
                 keys[normalise(f"{item['project'] or project}#{item['n']}")] = None
-    found_keys = list(keys)
-    return found_keys[:MAX_REFERENCES], max(0, len(found_keys) - MAX_REFERENCES)
+    return list(keys), more
 
 
 def _label(value: object) -> str:

@@ -19,9 +19,7 @@ bounded number of times, and the runs of backticks are indexed by length once: O
 import bisect
 import re
 
-# The next place something may start: a comment, a fence at a line start, or a backtick. Each
-# alternative is a literal or a bounded run (at most three spaces), so the search never backtracks.
-_START = re.compile(r"(?P<comment><!--)|(?P<fence>^ {0,3}(?:```|~~~))|`", re.MULTILINE)
+_FENCE = re.compile(r"^ {0,3}(?:```|~~~)", re.MULTILINE)  # at most three spaces: never backtracks far
 _TICKS = re.compile(r"`+")
 
 
@@ -40,23 +38,36 @@ def blank_code(body: str) -> str:
 
 
 def code_spans(body: str) -> list[tuple[int, int]]:
-    """The (start, end) offsets of what is not text, in order and not overlapping."""
+    """The (start, end) offsets of what is not text, in order and not overlapping. The next
+    comment and the next fence are searched for only once the position has passed the last one
+    found (the search start only moves forward), and runs of backticks are walked in order, so
+    the whole body is scanned a bounded number of times."""
     runs = _Runs(body)
     spans: list[tuple[int, int]] = []
-    pos, n = 0, len(body)
+    n, pos, r = len(body), 0, 0
+    comment = fence = -1  # the next one at or after pos (n: none), or -1: not searched yet
+    starts = [start for start, _ in runs.spans]
     while pos < n:
-        m = _START.search(body, pos)
-        if not m:
+        if comment < pos:
+            found = body.find("<!--", pos)
+            comment = n if found < 0 else found
+        if fence < pos:
+            m = _FENCE.search(body, pos)
+            fence = m.start() if m else n
+        while r < len(starts) and starts[r] < pos:
+            r += 1
+        tick = starts[r] if r < len(starts) else n
+        start = min(comment, fence, tick)
+        if start >= n:
             break
-        start = m.start()
-        if m["comment"]:
+        if start == comment:
             close = body.find("-->", start + 4)
             end = n if close < 0 else close + 3
-        elif m["fence"]:
+        elif start == fence:  # a fence at a line start wins over the backticks it starts with
             end = _fence_end(body, start)
-        else:  # a backtick: the start of a run (a span or a fence ends where no run continues)
+        else:
             end = runs.span_end(start)
-            if end is None:
+            if end is None:  # no closing run of any usable length: the run is text
                 pos = runs.run_end(start)
                 continue
         spans.append((start, end))
