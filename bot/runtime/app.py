@@ -47,6 +47,7 @@ from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.operations.closing import apply_issue_event
 from bot.runtime.event_gate import EventGate, NotKept
+from bot.trackers import configure_hosts
 from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.signature_watch import SignatureWatch
@@ -113,6 +114,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
                             db=db, secret=settings.slack_signing_secret.encode(), replay=replay.async_dispatch)
     deps.metrics.watch_spool(deps.events.status)
     deps.identities = Identities(settings=settings, db=db, apply=apply_issue_event)
+    configure_hosts(settings)  # which tracker a pasted URL is on, by its host
     if settings.oauth:
         _forget_installations(replay, owner=app, workspaces=workspaces)
     _register(app, deps)
