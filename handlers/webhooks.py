@@ -19,11 +19,10 @@ A body larger than ``READ_IN_THREAD`` bytes is read in a worker thread: the read
 (``bot.trackers.markdown``), but a 5 MB JSON body still takes milliseconds the loop owes others.
 """
 
+import asyncio
 import hashlib
 import hmac
 import json
-
-import asyncio
 import logging
 
 from prometheus_client import Counter
