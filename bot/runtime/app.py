@@ -113,6 +113,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     deps.events = EventGate(spool=EventSpool(settings.event_spool_path, max_bytes=settings.event_spool_max_mb * 1_000_000),
                             db=db, secret=settings.slack_signing_secret.encode(), replay=replay.async_dispatch)
     deps.metrics.watch_spool(deps.events.status)
+    deps.events.on_unhandled = lambda body: count_unhandled(listener_name(body), deps)
     deps.identities = Identities(settings=settings, db=db, apply=apply_issue_event)
     configure_hosts(settings)  # which tracker a pasted URL is on, by its host
     if settings.oauth:
@@ -372,11 +373,17 @@ _UNHANDLED_LOGGED: set[str] = set()
 def unhandled(listener: str, deps: Deps) -> Response:
     """200 with nothing to show (a slash command's or an action's answer body would be shown to the
     person), counted in /metrics by kind, logged once per kind per process."""
+    count_unhandled(listener, deps)
+    return Response(b"", status_code=200)
+
+
+def count_unhandled(listener: str, deps: Deps) -> None:
+    """A signed request no listener took: counted by kind, logged once per kind per process (events
+    are acked before their listener runs, so theirs is counted after: ``EventGate.on_unhandled``)."""
     deps.metrics.unhandled.labels(listener).inc()
     if listener not in _UNHANDLED_LOGGED:
         _UNHANDLED_LOGGED.add(listener)
         log.warning("Slack sent a %s request no listener takes: answered 200, not acted on (counted in pf_slack_unhandled)", listener)
-    return Response(b"", status_code=200)
 
 
 def rate_limited_notice(body: dict, deps: Deps) -> Response:

@@ -84,6 +84,9 @@ class EventGate:
         self._live: set[asyncio.Task] = set()
         self._resting_until = 0.0  # monotonic: after a replay met the outage again, wait a tick
         self._trouble: str | None = None  # why the last replay pass could not go on (logged once)
+        # Called with the payload of an event no listener took (Bolt answered 404 after our ack):
+        # the app counts it (pf_slack_unhandled) and logs it once per kind.
+        self.on_unhandled: Callable[[dict], None] | None = None
 
     # ---------------------------------------------------------- arrivals
 
@@ -108,10 +111,11 @@ class EventGate:
 
     async def _handle_live(self, seq: int, request: AsyncBoltRequest) -> None:
         try:
-            await self.replay(request)  # Bolt's error handler sees a listener's failure (and may put it back)
+            response = await self.replay(request)  # Bolt's error handler sees a listener's failure (and may put it back)
         except Exception:  # noqa: BLE001 - not Bolt's: the row stays, to be looked at again by a restart
             log.exception("event handling failed outside its listener; it stays in the spool")
             return
+        self._unhandled(request, response)
         await anyio.to_thread.run_sync(self.spool.finish, seq, LIVE)
 
     async def handle_now(self, body: bytes, headers: dict[str, str]) -> bool:
@@ -120,10 +124,15 @@ class EventGate:
         outcome: dict = {}
         token = _answering.set(outcome)
         try:
-            await self.replay(self.request(body, headers))
+            request = self.request(body, headers)
+            self._unhandled(request, await self.replay(request))
         finally:
             _answering.reset(token)
         return not outcome.get("unavailable")
+
+    def _unhandled(self, request: AsyncBoltRequest, response: BoltResponse | None) -> None:
+        if response is not None and response.status == 404 and self.on_unhandled is not None and isinstance(request.body, dict):
+            self.on_unhandled(request.body)
 
     @staticmethod
     def request(body: bytes, headers: dict[str, str]) -> AsyncBoltRequest:
