@@ -57,7 +57,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         parsed = parse_command(command.get("text", ""))
         if parsed.kind in (CommandKind.help, CommandKind.unknown):
             unknown = parsed.text if parsed.kind == CommandKind.unknown else None
-            await ack(response_type="ephemeral", **build_usage(policy.intake.reaction, unknown=unknown))
+            await ack(response_type="ephemeral", **build_usage(policy.intake.reaction, unknown=unknown, prefix=policy.reference_prefix))
             return
         if parsed.kind != CommandKind.report:
             await ack()

@@ -1,5 +1,6 @@
 """The slash command, driven over HTTP with signed requests against the fake Slack."""
 
+import pytest
 import json
 
 from sqlmodel import select
@@ -97,3 +98,21 @@ async def test_database_down_tells_the_user_to_try_again_with_their_text(bot):
     resp = await bot.post(*slash_command("my text must not be lost", fake_url=bot.fake.url))
     answer = resp.json()  # the ack says it, so nothing was acked as if kept
     assert "try again" in answer["text"] and "my text must not be lost" in answer["text"]
+
+
+def test_help_lists_every_registered_subcommand(tmp_path):
+    # One registry (issue #25, 6): every word a surface answers is in the help, with hosts' words apart,
+    # and DMing the bot is named; a word with no handler, or a handler with no word, stops the start.
+    from bot.blocks.intake import build_usage
+    from bot.operations.intake import OTHER_SUBCOMMANDS, SUBCOMMANDS, check_handled
+
+    text = build_usage("ticket", prefix="PLAT")["text"]
+    for command in SUBCOMMANDS:
+        assert f"/platform-feedback {command.name}" in text, command.name
+    for word in ("survey", "changelog", "focus", "ask"):
+        assert f"`/platform-feedback {word}" in text
+    assert "direct message" in text and "PLAT-12" in text and "FB-12" not in text
+    assert text.index("*Hosts*") < text.index("/platform-feedback queue")
+    check_handled(set(OTHER_SUBCOMMANDS))
+    with pytest.raises(RuntimeError, match="without a handler: \\['queue'\\]"):
+        check_handled(OTHER_SUBCOMMANDS - {"queue"})

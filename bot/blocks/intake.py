@@ -7,7 +7,7 @@ from bot.blocks.ids import Action, Block, Callback
 from bot.blocks.text import fit, mrkdwn
 from storage.models import FrictionKind, FrictionPoint, Severity, Source
 
-from bot.operations.intake import MAX_TEXT
+from bot.operations.intake import MAX_TEXT, SUBCOMMANDS, Subcommand
 
 SEVERITY_LABELS = {
     Severity.low: "Low: an annoyance",
@@ -232,23 +232,29 @@ def build_reports_list(prefix: str, points: list[FrictionPoint], *, heading: str
     return blocks
 
 
-USAGE = "\n".join(
-    [
+def _usage_line(command: Subcommand, prefix: str) -> str:
+    args = f" {command.args}" if command.args else ""
+    return f"• `/platform-feedback {command.name}{args}` {command.does}".replace("FB-", f"{prefix}-")
+
+
+def usage_text(reaction: str, prefix: str = "FB") -> str:
+    """The help, made from ``SUBCOMMANDS`` (every registered subcommand, hosts' ones apart)."""
+    lines = [
         "*How to use /platform-feedback*",
         "• `/platform-feedback` opens a form to report what got in your way.",
-        "• `/platform-feedback &lt;one line&gt;` files it straight away (you can add details after).",
-        "• `/platform-feedback mine` lists your reports and their status.",
-        "• `/platform-feedback top [days]` shows the top friction points and how the loop is doing.",
-        "• `/platform-feedback help` shows this.",
-        "• The *Report platform friction* message shortcut, or a :{reaction}: reaction, files any message.",
-        "Hosts: `queue` (the open queue), `link FB-12 &lt;issue URL&gt;`, `resolve FB-12 [what was done]`.",
+        "• `/platform-feedback <one line>` files it straight away (you can add details after).",
+        *(_usage_line(c, prefix) for c in SUBCOMMANDS if c.who == "anyone"),
+        f"• The *Report platform friction* message shortcut, or a :{reaction}: reaction, files any message.",
+        "• Or send me a direct message: each message is a report, and a reply in its thread adds to it.",
+        "*Hosts*",
+        *(_usage_line(c, prefix) for c in SUBCOMMANDS if c.who == "hosts"),
     ]
-)
+    return "\n".join(lines).replace("<", "&lt;").replace(">", "&gt;")
 
 
-def build_usage(reaction: str, *, unknown: str | None = None) -> dict:
+def build_usage(reaction: str, *, unknown: str | None = None, prefix: str = "FB") -> dict:
     lead = f"I don't know `{mrkdwn(unknown, 40)}`.\n" if unknown else ""
-    text = lead + USAGE.format(reaction=reaction)
+    text = lead + usage_text(reaction, prefix)
     return {"text": text, "blocks": [{"type": "section", "text": _text(text, "mrkdwn")}]}
 
 

@@ -46,6 +46,7 @@ import bot.web.dashboard
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.operations.closing import apply_issue_event
+from bot.operations.intake import check_handled
 from bot.runtime.event_gate import EventGate, NotKept
 from bot.trackers import configure_hosts
 from bot.trackers.identity import Identities
@@ -119,6 +120,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     if settings.oauth:
         _forget_installations(replay, owner=app, workspaces=workspaces)
     _register(app, deps)
+    check_handled(set(deps.commands))  # the help lists every subcommand, and each one listed answers
     _register(replay, dataclasses.replace(deps, scheduler=Scheduler(), commands={}))
     return app, deps
 
