@@ -46,7 +46,7 @@ def _typed(table: Table, row: dict) -> dict:
     typed = dict(row)
     for column in table.columns:
         value = typed.get(column.name)
-        if isinstance(value, str) and isinstance(column.type, DateTime):
+        if isinstance(value, str) and isinstance(getattr(column.type, "impl", column.type), DateTime):  # UtcDateTime too
             typed[column.name] = datetime.fromisoformat(value)
     return typed
 

@@ -205,7 +205,7 @@ async def test_two_hosts_ask_at_once_on_two_instances(bot, clock):
         await other.settle()
         await bot.drain()
     said = sorted(c.body["text"] for c in bot.fake.calls_to("response_url")[told_before:])
-    assert said == [f"Asked the reporter of FB-{point_id}; its clocks are paused until they answer.",
+    assert said == [f"Asked the reporter of FB-{point_id}; its response-target clocks are paused until they answer.",
                     "That report is already waiting for the reporter."]
     asked = [h for h in history(bot.db, point_id) if h.action == "waiting"]
     questions = [c.body for c in bot.fake.calls_to("chat.postMessage") if c.body["channel"] == USER and "question" in c.body["text"]]
