@@ -4,6 +4,7 @@ the bot's start-up check and `platform-feedback check` talk to it instead of sla
 Usage: python fake_slack.py PORT_FILE TOKEN. Listens on a free port (written to PORT_FILE). Every
 method answers ``ok`` for TOKEN (channels exist and the bot is a member, people and user groups
 exist) with manifest.yml's scopes in X-OAuth-Scopes, as Slack does; any other token is invalid_auth.
+Posts to ``/response_url/...`` (a slash command's answer) are appended to PORT_FILE.responses.
 """
 
 import json
@@ -17,6 +18,7 @@ SCOPES = "commands,chat:write,reactions:read,channels:history,groups:history,use
 
 class Handler(BaseHTTPRequestHandler):
     token = ""
+    responses_file = ""  # PORT_FILE.responses: one JSON line per post to a response URL
 
     def log_message(self, *args):
         pass
@@ -26,7 +28,11 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length).decode() if length else ""
         body = json.loads(raw) if raw and "json" in self.headers.get("Content-Type", "") else dict(parse_qsl(raw))
         method = urlparse(self.path).path.rsplit("/", 1)[-1]
-        if self.headers.get("Authorization", "") != f"Bearer {self.token}":
+        if urlparse(self.path).path.startswith("/response_url/"):  # a command's answer: kept for first_hour to read
+            with open(self.responses_file, "a", encoding="utf-8") as out:
+                out.write(json.dumps(body) + "\n")
+            answer = {"ok": True}
+        elif self.headers.get("Authorization", "") != f"Bearer {self.token}":
             answer = {"ok": False, "error": "invalid_auth"}
         elif method == "auth.test":
             answer = {"ok": True, "url": "https://ci.slack.com/", "team": "CI", "user": "platform-feedback",
@@ -52,6 +58,7 @@ class Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     Handler.token = sys.argv[2]
+    Handler.responses_file = sys.argv[1] + ".responses"
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     Path(sys.argv[1]).write_text(str(server.server_port))
     server.serve_forever()

@@ -4,6 +4,7 @@ The post is a scheduled job, ``closing.changelog``, at the digest's slot (``insi
 and ``digest_time`` in ``insight.timezone``), covering the 7 days before it.
 """
 
+import dataclasses
 from datetime import timedelta
 from functools import partial
 
@@ -13,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.changelog import build_changelog
 from bot.operations.changelog import JOB, fixes, latest_slot, queue_changelog
+from bot.runtime import access
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job
 from storage.database import DatabaseUnavailable
@@ -33,9 +35,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
         start = end - timedelta(weeks=int(arg or 1))
         try:
             found = await deps.db.run(fixes, start=start, end=end)
+            reader = await access.reader(deps, user, [pid for fix in found for pid, _text in fix.points])
         except DatabaseUnavailable:
             await respond(response_type="ephemeral", text=":warning: I couldn't read the changelog just now (our database did not answer). Please try again in a minute.")
             return
+        found = [dataclasses.replace(fix, points=tuple((pid, reader.words(pid, text)) for pid, text in fix.points)) for fix in found]
         await respond(response_type="ephemeral", **build_changelog(policy.reference_prefix, found, start=start, end=end))
 
     deps.commands["changelog"] = changelog_command

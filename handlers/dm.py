@@ -3,8 +3,9 @@
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.blocks.text import from_slack
-from bot.operations.direct_messages import by_a_person, file_direct_message
+from bot.operations.direct_messages import DM_ANSWER_PURPOSE, DmAnswerHook, add_from_thread, by_a_person, file_direct_message
 from bot.operations.intake import MAX_TEXT, suggest_categories
+from bot.operations.messages import message_text
 from bot.runtime.context import Deps
 from storage.friction import FrictionDraft
 from storage.models import Source
@@ -12,6 +13,7 @@ from storage.models import Source
 
 def register(app: AsyncApp, deps: Deps) -> None:
     policy = deps.policy
+    deps.sender.hooks[DM_ANSWER_PURPOSE] = DmAnswerHook()
 
     async def is_dm(event: dict) -> bool:
         return event.get("channel_type") == "im"
@@ -21,7 +23,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def on_direct_message(body: dict, event: dict, context: AsyncBoltContext):
         if not by_a_person(event, context.bot_user_id):
             return  # edits, deletions, bots (the bot's own answers included): nothing to file
-        text = from_slack(event["text"])
+        # The words as typed; a file sent with none is named by message_text ("Files: shot.png").
+        text = from_slack(event.get("text") or "").strip() or message_text(event) or "(a message with no text)"
         channel = event["channel"]
         draft = FrictionDraft(
             team_id=body.get("team_id") or event.get("team") or "",
@@ -35,6 +38,15 @@ def register(app: AsyncApp, deps: Deps) -> None:
             message_ts=event["ts"],
             enterprise_id=body.get("enterprise_id"),
         )
+        thread_ts = event.get("thread_ts")
+        if thread_ts and thread_ts != event["ts"]:  # a reply in a thread: more about a report, if it is one's
+            # DatabaseUnavailable here goes to the app's error handler, which keeps the event in the spool.
+            added = await deps.db.run(add_from_thread, event_id=body["event_id"], dm_channel=channel, thread_ts=thread_ts,
+                                      ts=event["ts"], user=event["user"], text=text[:MAX_TEXT], prefix=policy.reference_prefix,
+                                      workspace=draft.workspace)
+            if added is not None:
+                deps.sender.wake()
+                return
         # DatabaseUnavailable here goes to the app's error handler, which keeps the event in the spool.
         filed = await deps.db.run(file_direct_message, draft=draft, event_id=body["event_id"], dm_channel=channel,
                                   prefix=policy.reference_prefix, triage_channel=policy.triage.channel)

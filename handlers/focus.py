@@ -2,6 +2,7 @@
 Publish buttons, the announcement rendered when sent and kept up to date, and the end-of-period
 report (a scheduled job, once per period across instances)."""
 
+import dataclasses
 import logging
 from functools import partial
 
@@ -11,6 +12,7 @@ from bot.blocks.focus import build_focus_picker, build_focus_report
 from bot.blocks.ids import Action
 from bot.blocks.intake import build_try_again
 from bot.operations import focus, focus_flow
+from bot.runtime import access
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job, interval_slot, interval_trigger
 from storage.database import DatabaseUnavailable
@@ -36,8 +38,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def allowed(user: str) -> bool:
         return user in policy.focus.leads or await deps.hosts.is_host(user)
 
-    async def picker(respond: AsyncRespond, note: str | None = None) -> None:
+    async def picker(user: str, respond: AsyncRespond, note: str | None = None) -> None:
         current, ranking = await deps.db.run(focus_flow.picker, policy=policy)
+        current, ranking = await readable(user, current, ranking)
         view = build_focus_picker(current, ranking, prefix=prefix, taxonomy=policy.taxonomy, size=policy.focus.size)
         if note:
             view["blocks"].insert(0, {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
@@ -56,13 +59,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await respond(response_type="ephemeral", replace_original=False, **build_try_again("that change"))
             return
         deps.sender.wake()
-        await picker(respond, done)
+        await picker(user, respond, done)
 
     async def focus_command(user: str, args: str, respond: AsyncRespond, client) -> None:
         word = args.strip().lower()
         try:
             if word == "":
-                await picker(respond)
+                await picker(user, respond)
             elif word == "publish":
                 await change(user, respond, focus.publish, "Published: the announcement and the reporters' DMs are on their way.", actor=user)
             elif word == "report":
@@ -70,13 +73,27 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 if result is None:
                     await respond(response_type="ephemeral", text="Nothing is in this quarter's focus yet: `/platform-feedback focus` to pick.")
                 else:
-                    await respond(response_type="ephemeral", **build_focus_report(result, prefix=prefix))
+                    views, _ = await readable_views(user, [item.view for item in result.items])
+                    items = [dataclasses.replace(item, view=view) for item, view in zip(result.items, views)]
+                    await respond(response_type="ephemeral", **build_focus_report(dataclasses.replace(result, items=items), prefix=prefix))
             else:
                 await respond(response_type="ephemeral", text=USAGE)
         except DatabaseUnavailable:
             await respond(response_type="ephemeral", **build_try_again("the focus"))
 
     deps.commands["focus"] = focus_command
+
+    async def readable_views(user: str, views: list, point_ids=()) -> tuple[list, access.Reader]:
+        """``views`` with the words of reports ``user`` may not read hidden (``bot.runtime.access``)."""
+        ids = [int(v.subject.value) for v in views if v.subject.kind == "report"] + list(point_ids)
+        reader = await access.reader(deps, user, ids)
+        return [dataclasses.replace(v, title=reader.words(int(v.subject.value), v.title)) if v.subject.kind == "report" else v
+                for v in views], reader
+
+    async def readable(user: str, current: focus.FocusState, ranking):
+        views, reader = await readable_views(user, current.items, [p.point_id for p in ranking.open_points])
+        points = [dataclasses.replace(p, text=reader.words(p.point_id, p.text)) for p in ranking.open_points]
+        return dataclasses.replace(current, items=views), dataclasses.replace(ranking, open_points=points)
 
     def subject_of(action: dict) -> focus.Subject | None:
         try:

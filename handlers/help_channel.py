@@ -14,12 +14,13 @@ else pressing Resolve is told so ephemerally and nothing changes; anyone else's 
 import asyncio
 import logging
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.help_channel import RESOLVE_ACTION, build_help_reply
 from bot.blocks.intake import build_try_again
 from bot.operations import help_channel, target_alerts, triage
+from bot.operations.emoji_names import same_emoji
 from bot.operations.intake import suggest_categories
 from bot.operations.messages import message_text
 from bot.runtime.context import Deps
@@ -37,13 +38,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
     # One question at a time per person: a quick follow-up must find the question it joins.
     asker_locks: dict[str, asyncio.Lock] = {}
 
-    async def on_question(body: dict, event: dict, client: AsyncWebClient) -> None:
-        channel, ts, user = event["channel"], event["ts"], event["user"]
+    async def on_question(body: dict, event: dict, client: AsyncWebClient, *, form: bool = False) -> None:
+        channel, ts = event["channel"], event["ts"]
+        # A form's post (Workflow Builder): filed by the workflow, reported by the person it names,
+        # or by the workflow itself when it names nobody; never joined to an earlier question.
+        user = event["bot_id"] if form else event["user"]
+        reporter = (help_channel.form_submitter(event) or user) if form else user
         text = message_text(event) or "(a message with no text)"
         draft = FrictionDraft(
             team_id=body.get("team_id") or event.get("team") or "",
             filed_by=user,
-            reporter_id=user,
+            reporter_id=reporter,
             text=text[: help_channel.MAX_TEXT],
             source=Source.help_channel,
             intake_key=help_channel.intake_key(channel, ts),
@@ -59,7 +64,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 help_channel.take_question,
                 draft=draft,
                 event_id=body["event_id"],
-                join_minutes=config.join_minutes,
+                join_minutes=0 if form else config.join_minutes,
                 resolve_reaction=config.resolve_reaction,
                 prefix=prefix,
                 triage_channel=policy.triage.channel,
@@ -92,8 +97,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
     # Every message event the bot receives lands here (Bolt would answer 404 to one no listener
     # takes, and Slack would retry it); only the help channel's are looked at.
     @app.event("message")
-    async def on_message(body: dict, event: dict, client: AsyncWebClient):
+    async def on_message(body: dict, event: dict, client: AsyncWebClient, context: AsyncBoltContext):
         if not help_channel.by_a_person(event):
+            own = {context.bot_id, context.bot_user_id, body.get("api_app_id")} - {None}
+            if config.channel and event.get("channel") == config.channel and help_channel.is_form_post(event, own):
+                await on_question(body, event, client, form=True)
             return
         if not config.channel or event.get("channel") != config.channel:
             if not help_channel.is_top_level(event):  # a thread elsewhere: maybe a reaction-filed report's
@@ -110,7 +118,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         item = event.get("item") or {}
         if (
             not config.channel
-            or event.get("reaction") != config.resolve_reaction
+            or not same_emoji(event.get("reaction") or "", config.resolve_reaction)
             or item.get("type") != "message"
             or item.get("channel") != config.channel
         ):

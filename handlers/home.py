@@ -8,6 +8,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.operations import due_queue, triage
 from bot.blocks.home import build_home
 from bot.blocks.triage import build_host_home
+from bot.runtime import access
 from bot.runtime.context import Deps
 from bot.blocks.ids import Action
 from storage import friction
@@ -21,7 +22,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     async def publish(client: AsyncWebClient, user: str, *, category: str | None = None, status: str | None = None):
         try:
-            if await deps.hosts.is_host(user):
+            if (await access.reader(deps, user)).host:  # the queue is others' words (bot.runtime.access)
                 queue = await deps.db.run(due_queue.host_view, policy=policy, category=category, status=status)
                 view = build_host_home(policy.reference_prefix, policy.taxonomy, queue.headline, queue.points, category=category,
                                        status=status, clocks=queue.clocks, now=queue.now, by_due=queue.by_due)

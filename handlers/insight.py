@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.blocks.insight import build_top
 from bot.operations.digest import JOB, queue_digest, top
 from bot.runtime.config import Insight
+from bot.runtime import access
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job
 from storage.database import DatabaseUnavailable
@@ -57,7 +58,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except DatabaseUnavailable:
             await respond(response_type="ephemeral", text=":warning: I couldn't read the numbers just now (our database did not answer). Please try again in a minute.")
             return
-        show_points = await deps.hosts.is_host(user)  # others' words only for the people who triage them
+        show_points = (await access.reader(deps, user)).host  # a list of others' words: hosts only (bot.runtime.access)
         await respond(response_type="ephemeral", **build_top(policy.reference_prefix, policy.taxonomy, scores, health, show_points=show_points,
                                                                 targets=targets))
 

@@ -3,6 +3,7 @@
 import logging
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.intake import (
@@ -15,6 +16,7 @@ from bot.blocks.intake import (
 )
 from bot.blocks.ids import Action, Block, Callback
 from bot.blocks.text import from_slack
+from bot.operations.emoji_names import same_emoji
 from bot.operations.filing import DetailsRefused, add_details, details_point, file_report
 from bot.operations.intake import CommandKind, parse_command, read_modal, suggest_categories
 from bot.operations.messages import message_text
@@ -27,7 +29,16 @@ from storage.models import Source
 
 log = logging.getLogger(__name__)
 
+FORM_NOT_OPENED = ("Slack did not let me open the form just now (`{error}`). Please run `/platform-feedback` again, "
+                   "or type your report after it: `/platform-feedback the staging VPN drops every hour`.")
+SHORTCUT_NOT_OPENED = "Slack did not let me open the form just now (`{error}`). Please choose the shortcut on the message again."
 UNREAD_TEXT = "(Slack did not let the bot read this message; the link to it is on the report.)"
+
+
+def _code(exc: SlackApiError) -> str:
+    """Slack's error code, and nothing else of its answer."""
+    error = str((exc.response.data or {}).get("error", "") if isinstance(exc.response.data, dict) else "")
+    return "".join(c for c in error if c.isalnum() or c == "_")[:60] or "error"
 
 
 def unread_note(error: str) -> str:
@@ -48,11 +59,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
             unknown = parsed.text if parsed.kind == CommandKind.unknown else None
             await ack(response_type="ephemeral", **build_usage(policy.intake.reaction, unknown=unknown))
             return
-        await ack()
+        if parsed.kind != CommandKind.report:
+            await ack()
         user, team = command["user_id"], command["team_id"]
         if parsed.kind == CommandKind.modal:
             metadata = ReportMetadata(source=Source.modal, channel_id=command.get("channel_id"))
-            await client.views_open(trigger_id=command["trigger_id"], view=build_report_modal(policy.taxonomy, metadata))
+            try:
+                await client.views_open(trigger_id=command["trigger_id"], view=build_report_modal(policy.taxonomy, metadata))
+            except SlackApiError as exc:
+                # Slack lets a trigger open a form within 3 s, once (expired_trigger_id,
+                # exchanged_trigger_id): say so, and how to report without the form.
+                await respond(response_type="ephemeral", text=FORM_NOT_OPENED.format(error=_code(exc)))
             return
         if parsed.kind == CommandKind.mine:
             try:
@@ -81,19 +98,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
             channel_id=command.get("channel_id"),
             enterprise_id=command.get("enterprise_id"),
         )
+        # Acked means kept: a one-line report is stored before the ack, and the ack is its answer.
+        # A process killed before that answers nothing, and Slack tells the person the command failed.
         try:
             filed = await deps.db.run(file_report, draft=draft, **filing)
         except DatabaseUnavailable:
-            await respond(response_type="ephemeral", **build_try_again("your report", text))
+            await ack(response_type="ephemeral", **build_try_again("your report", text))
             return
         deps.sender.wake()
-        await respond(
-            response_type="ephemeral",
-            **build_filed_message(deps.ref(filed.point.id), filed.point, with_details_button=True),
-        )
+        await ack(response_type="ephemeral", **build_filed_message(deps.ref(filed.point.id), filed.point, with_details_button=True))
 
     @app.shortcut(Callback.report_shortcut)
-    async def on_message_shortcut(ack: AsyncAck, shortcut: dict, client: AsyncWebClient):
+    async def on_message_shortcut(ack: AsyncAck, shortcut: dict, client: AsyncWebClient, respond: AsyncRespond):
         await ack()
         message = shortcut.get("message") or {}
         metadata = ReportMetadata(
@@ -101,7 +117,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
         )
         text = message_text(message)
         view = build_report_modal(policy.taxonomy, metadata, text=text, categories=list(suggest_categories(text, policy.taxonomy)))
-        await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+        try:
+            await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+        except SlackApiError as exc:  # expired_trigger_id: a message shortcut can still be answered by its response_url
+            log.warning("report form not opened for a message shortcut: %s", _code(exc))
+            if shortcut.get("response_url"):
+                await respond(response_type="ephemeral", text=SHORTCUT_NOT_OPENED.format(error=_code(exc)))
 
     @app.action(Action.add_details)
     async def on_add_details(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
@@ -182,7 +203,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await remember_permalink(deps.db, client, filed.point.id, metadata.channel_id, metadata.message_ts)
 
     async def is_filing_reaction(event: dict) -> bool:
-        return event.get("reaction") == policy.intake.reaction
+        # Any skin tone, any of the emoji's names (bot.operations.emoji_names).
+        return same_emoji(event.get("reaction") or "", policy.intake.reaction)
 
     # Only the filing emoji: other reactions go on to the listeners registered after this one.
     @app.event("reaction_added", matchers=[is_filing_reaction])

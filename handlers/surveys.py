@@ -114,7 +114,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
     if policy.surveys:
         # Not a claimed job: everything a tick does is safe to repeat and to run from several instances.
         deps.scheduler.aps.add_job(runner.tick, IntervalTrigger(minutes=TICK_MINUTES), id="surveys.tick", name="surveys.tick",
-                                   replace_existing=True, coalesce=True, max_instances=1, next_run_time=datetime.now(timezone.utc))
+                                   replace_existing=True, coalesce=True, max_instances=1, next_run_time=datetime.now(timezone.utc),
+                                   # Due "now" at registration, but it fires only once the scheduler starts
+                                   # (seconds later on a loaded host): never too late to run (issue #26, 13).
+                                   misfire_grace_time=None)
 
     async def tell(respond: AsyncRespond, message: dict | str) -> None:
         message = {"text": message} if isinstance(message, str) else message

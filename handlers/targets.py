@@ -11,6 +11,7 @@ from bot.blocks.ids import Action, Callback
 from bot.blocks.intake import build_try_again
 from bot.blocks.targets import ASK_BLOCK, ASK_INPUT, REPLY_BLOCK, REPLY_INPUT, build_ask_modal, build_reply_modal
 from bot.operations import target_alerts
+from bot.operations.intake import first_word
 from bot.operations.references import parse_ref
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job, interval_slot, interval_trigger
@@ -36,7 +37,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         )
 
     async def ask_command(user: str, args: str, respond: AsyncRespond, client: AsyncWebClient) -> None:
-        ref, _, question = args.strip().partition(" ")
+        ref, question = first_word(args)
         point_id = parse_ref(prefix, ref)
         if point_id is None or not question.strip():
             await respond(response_type="ephemeral", text=f"Usage: `/platform-feedback ask {prefix}-12 <your question for the reporter>`: "
@@ -55,7 +56,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await respond(response_type="ephemeral", **build_try_again("that question"))
             return
         deps.sender.wake()
-        await respond(response_type="ephemeral", text=f"Asked the reporter of {prefix}-{point_id}; its clocks are paused until they answer.")
+        clocks = ("; its response-target clocks are paused until they answer" if deps.policy.targets.enabled
+                  else "; their answer goes to the card's thread")  # no targets set: no clock to pause
+        await respond(response_type="ephemeral", text=f"Asked the reporter of {prefix}-{point_id}{clocks}.")
 
     deps.commands["ask"] = ask_command
 

@@ -21,7 +21,7 @@ from bot.blocks.triage import (
 )
 from bot.runtime.context import Deps
 from bot.blocks.ids import Action, Callback
-from bot.operations.intake import flatten_state
+from bot.operations.intake import first_word, flatten_state
 from bot.operations.references import parse_ref
 from bot.trackers import parse_issue_url
 from bot.runtime.slack_reads import read_deadline
@@ -219,7 +219,7 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
         await respond(response_type="ephemeral", text="Open queue", blocks=blocks)
 
     async def link_command(user: str, args: str, respond: AsyncRespond, client: AsyncWebClient) -> None:
-        ref, _, url = args.strip().partition(" ")
+        ref, url = first_word(args)
         point_id, issue = parse_ref(prefix, ref), parse_issue_url(url.strip())
         if point_id is None or issue is None:
             await respond(response_type="ephemeral", text=f"Usage: `/platform-feedback link {prefix}-12 <issue or PR URL>` (GitHub, GitLab, Jira, Linear).")
@@ -230,7 +230,7 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
             deps.identities.soon(issue.tracker, issue.key, issue.url)
 
     async def resolve_command(user: str, args: str, respond: AsyncRespond, client: AsyncWebClient) -> None:
-        ref, _, note = args.strip().partition(" ")
+        ref, note = first_word(args)
         point_id = parse_ref(prefix, ref)
         if point_id is None:
             await respond(response_type="ephemeral", text=f"Usage: `/platform-feedback resolve {prefix}-12 [what was done]`.")

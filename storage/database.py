@@ -57,6 +57,14 @@ class DatabaseUnavailable(Exception):
 ANSWER_SECONDS = 2.5
 CONNECT_SECONDS = 2  # libpq's connect_timeout (whole seconds): a refused or silent server fails here
 POOL_SECONDS = 2  # waiting for a pooled connection while the others hang
+# A host that dies in the middle of a transaction leaves its PostgreSQL session "idle in
+# transaction", holding its locks (the unique keys it inserted: an event's id, a report's intake
+# key) until the server notices the connection is gone, which TCP keepalive does after about two
+# hours by default. Every replay of that event would wait on those locks and give up, and the
+# events behind it with it. The server ends such a session after this long
+# (``idle_in_transaction_session_timeout``, per session); the bot's own transactions never wait
+# between two statements for anywhere near as long.
+IDLE_IN_TRANSACTION_SECONDS = 300
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -87,7 +95,10 @@ def unavailable_as_one() -> Iterator[None]:
         raise DatabaseUnavailable(" ".join(str(orig).split())[:200] or type(orig).__name__) from exc
 
 
-def make_engine(url: str) -> Engine:
+READ_ONLY = "platform_feedback_read_only"  # a connection execution option: Database.read's transactions
+
+
+def make_engine(url: str, *, idle_in_transaction_seconds: float = IDLE_IN_TRANSACTION_SECONDS) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
 
@@ -106,12 +117,23 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):
             # Take the write lock up front: two read-then-write transactions then queue up
-            # (busy timeout) instead of one failing or losing the other's update.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # (busy timeout) instead of one failing or losing the other's update. ``Database.read``
+            # asks for a deferred one: it only reads, and in WAL mode readers never wait for the writer.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     # Short connect and pool timeouts: a user waiting in Slack gets "try again" rather than silence.
-    return create_engine(url, pool_pre_ping=True, pool_timeout=POOL_SECONDS, connect_args={"connect_timeout": CONNECT_SECONDS})
+    engine = create_engine(url, pool_pre_ping=True, pool_timeout=POOL_SECONDS, connect_args={"connect_timeout": CONNECT_SECONDS})
+
+    @event.listens_for(engine, "connect")
+    def _session_settings(dbapi_connection, _record):
+        # A SET once per connection rather than libpq's startup ``options``, which a pooler in
+        # front of the server (PgBouncer) may refuse to pass on.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {int(idle_in_transaction_seconds * 1000)}")
+        dbapi_connection.commit()
+
+    return engine
 
 
 def make_async_engine(url: str) -> AsyncEngine:
@@ -124,15 +146,18 @@ def make_async_engine(url: str) -> AsyncEngine:
 
 
 class Database:
-    def __init__(self, url: str, *, answer_seconds: float | None = None, background_workers: int = 0):
+    def __init__(self, url: str, *, answer_seconds: float | None = None, background_workers: int = 0,
+                 idle_in_transaction_seconds: float = IDLE_IN_TRANSACTION_SECONDS):
         """``answer_seconds``: how long ``run`` and ``check`` wait before raising DatabaseUnavailable;
         default ANSWER_SECONDS on a server database (a network partition can hang a connection that
         is already open, which no driver timeout covers), none on SQLite (a local file; its busy
         timeout bounds lock waits). ``background_workers``: PostgreSQL parallel workers a
-        ``background`` transaction's queries may use (``max_parallel_workers_per_gather``)."""
+        ``background`` transaction's queries may use (``max_parallel_workers_per_gather``).
+        ``idle_in_transaction_seconds``: on PostgreSQL, when the server ends a session of this
+        handle that sits in a transaction sending nothing (a host that died holding it)."""
         self.url = url
         self.background_workers = int(background_workers)
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, idle_in_transaction_seconds=idle_in_transaction_seconds)
         self._async_engine: AsyncEngine | None = None
         self.answer_seconds = answer_seconds if answer_seconds is not None else (None if url.startswith("sqlite") else ANSWER_SECONDS)
 
@@ -149,6 +174,14 @@ class Database:
     def transact(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """Run ``fn(session=..., ...)`` in one transaction: all of it is written, or none."""
         with unavailable_as_one(), self.session() as session, session.begin():
+            return fn(*args, session=session, **kwargs)
+
+    def read(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
+        """``fn(session=..., ...)`` in a transaction that only reads: on SQLite a deferred one,
+        which takes no write lock (``transact``'s take it up front), for reads that are long or
+        that come before slow work (the duplicate check's 500 reports). A write in it may fail."""
+        with unavailable_as_one(), self.engine.connect().execution_options(**{READ_ONLY: True}) as conn, \
+                Session(bind=conn, expire_on_commit=False) as session, session.begin():
             return fn(*args, session=session, **kwargs)
 
     async def run(self, fn: Callable[..., T], /, *args, **kwargs) -> T:

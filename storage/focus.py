@@ -3,11 +3,11 @@ period, each with its baseline at the time it was picked, and the period's annou
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from storage.database import insert_unique
-from storage.models import _ts
+from storage.models import _ts, instant
 
 
 class FocusPeriod(SQLModel, table=True):
@@ -17,9 +17,9 @@ class FocusPeriod(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=16, unique=True)  # e.g. 2026-Q4
-    starts_at: datetime = Field(sa_type=DateTime(timezone=True))
-    ends_at: datetime = Field(sa_type=DateTime(timezone=True))
-    published_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    starts_at: datetime = instant()
+    ends_at: datetime = instant()
+    published_at: datetime | None = instant(default=None)
     published_by: str | None = Field(default=None, max_length=32)
     # Where the announcement was posted, once it was (kept up to date in place).
     post_channel: str | None = Field(default=None, max_length=32)

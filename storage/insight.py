@@ -150,12 +150,12 @@ def weekly_category_totals(*, session: Session, edges: Sequence[datetime], weigh
 # ------------------------------------------------------------------ loop numbers
 
 
-def median_duration(*, session: Session, since, until, start: datetime, end: datetime) -> timedelta | None:
-    """The median of ``until - since`` over rows whose ``until`` falls in ``[start, end)``; None if
-    there are none. PostgreSQL: ``percentile_cont(0.5)``. SQLite has no percentile: the one or two
+def median_duration(*, session: Session, since, until, start: datetime, end: datetime, where=()) -> timedelta | None:
+    """The median of ``until - since`` over rows whose ``until`` falls in ``[start, end)`` (and
+    that meet the conditions ``where``); None if there are none. PostgreSQL: ``percentile_cont(0.5)``. SQLite has no percentile: the one or two
     middle rows by ``julianday`` difference (``ORDER BY ... LIMIT/OFFSET``), whose exact
     difference Python then takes from their timestamps."""
-    where = (until >= start, until < end)
+    where = (until >= start, until < end, *where)
     if session.get_bind().dialect.name == "postgresql":
         seconds = session.scalar(
             select(func.percentile_cont(0.5).within_group(cast(func.extract("epoch", until - since), Float))).where(*where)

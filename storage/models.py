@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 
 from sqlalchemy import Column, DateTime, String, Text, UniqueConstraint, event
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
 
 
@@ -19,8 +20,40 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+class UtcDateTime(TypeDecorator):
+    """An instant, stored as UTC on every database. PostgreSQL's ``timestamptz`` keeps an offset,
+    SQLite's text drops it: a value written with a local offset (a quarter's end in
+    America/Los_Angeles) would come back as that wall-clock time in UTC, hours off. So every
+    value, written or compared against in a query, is converted to UTC here, in one place, and
+    comes back aware, in UTC. A naive value is refused (``ValueError``): which instant it means
+    cannot be known."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"an instant must be a datetime, not {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"a naive datetime is not an instant: {value.isoformat()} (give it a time zone)")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def instant(**kw):
+    """A column holding an instant (``UtcDateTime``); ``Field`` keywords as given."""
+    return Field(sa_type=UtcDateTime(), **kw)
+
+
 def _ts(**kw):
-    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+    return instant(default_factory=utcnow, **kw)
 
 
 @dataclass(frozen=True)
@@ -97,8 +130,8 @@ class FrictionPoint(SQLModel, table=True):
     suggested_similarity: float | None = None
     created_at: datetime = _ts(index=True)
     updated_at: datetime = _ts()
-    first_response_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    resolved_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
+    first_response_at: datetime | None = instant(default=None)
+    resolved_at: datetime | None = instant(default=None, index=True)
 
     tags: list["FrictionTag"] = Relationship(
         sa_relationship_kwargs={"lazy": "selectin", "cascade": "all, delete-orphan", "order_by": "FrictionTag.id"}
@@ -186,16 +219,16 @@ class TrackerLink(SQLModel, table=True):
     # closed-again issue notifies again, once.
     closed: bool = False
     closures: int = 0
-    closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    closed_at: datetime | None = instant(default=None)
     etag: str | None = Field(default=None, max_length=255)  # for conditional polling
-    checked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    checked_at: datetime | None = instant(default=None)
     # The tracker's stable identity of the issue, filled from the first delivery or poll that
     # names it: GitHub/GitLab issue id, Jira issue id, Linear issue UUID; GitHub repository id or
     # GitLab project id. Deliveries match by these first, so renames, transfers and moves follow.
     issue_id: str | None = Field(default=None, max_length=64, index=True)
     project_id: str | None = Field(default=None, max_length=64, index=True)
     # The tracker's own time of the last state applied: older or repeated news changes nothing.
-    state_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    state_at: datetime | None = instant(default=None)
 
 
 class TrackerDelivery(SQLModel, table=True):
@@ -214,7 +247,7 @@ class TrackerDelivery(SQLModel, table=True):
     work: str | None = Field(default=None, sa_column=Column(Text))
     done: int = 0
     received_at: datetime = _ts(index=True)
-    applied_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
+    applied_at: datetime | None = instant(default=None, index=True)
     attempts: int = 0
 
 
@@ -233,7 +266,7 @@ class ClosureNotice(SQLModel, table=True):
     outcome: str = Field(max_length=16)  # fixed | not_planned
     created_at: datetime = _ts()
     feedback: str | None = Field(default=None, max_length=16)  # works | broken
-    feedback_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    feedback_at: datetime | None = instant(default=None)
     comment: str | None = Field(default=None, sa_column=Column(Text))
 
 
@@ -266,7 +299,7 @@ class OutboxMessage(SQLModel, table=True):
     attempts: int = 0
     not_before: datetime = _ts(index=True)
     # A sender holds a claim until this time; a crashed sender's claim simply runs out.
-    claimed_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    claimed_until: datetime | None = instant(default=None)
     last_error: str | None = Field(default=None, max_length=255)
     friction_point_id: int | None = Field(default=None, foreign_key="friction_point.id", index=True)
     # Set when the payload is rendered at send time by a hook (e.g. "triage_card").
@@ -276,7 +309,7 @@ class OutboxMessage(SQLModel, table=True):
     team_id: str | None = Field(default=None, max_length=32)
     enterprise_id: str | None = Field(default=None, max_length=32)
     created_at: datetime = _ts()
-    sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    sent_at: datetime | None = instant(default=None)
 
     @property
     def workspace(self) -> Workspace | None:
@@ -294,9 +327,9 @@ class ScheduledRun(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     job: str = Field(max_length=64)
-    occurrence: datetime = Field(sa_type=DateTime(timezone=True))
+    occurrence: datetime = instant()
     started_at: datetime = _ts()
-    finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    finished_at: datetime | None = instant(default=None)
 
 
 # ------------------------------------------------------------------ pulse surveys
@@ -321,7 +354,7 @@ class SurveyRun(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     survey: str = Field(max_length=32, index=True)
-    occurrence: datetime = Field(sa_type=DateTime(timezone=True))
+    occurrence: datetime = instant()
     manual: bool = False
     started_by: str | None = Field(default=None, max_length=32)
     # The survey's definition when the run started (JSON), so its results read right after the policy changes.
@@ -331,13 +364,13 @@ class SurveyRun(SQLModel, table=True):
     status: str = Field(default=RunStatus.resolving, sa_type=String(16), index=True)
     # A random nonce (hex): with the process key it gives the run's key (never stored); erased at close.
     secret: str | None = Field(default=None, max_length=64)
-    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # who is resolving it
+    lease_until: datetime | None = instant(default=None)  # who is resolving it
     recipients: int = 0
     responses: int = 0  # how many answered, counted at close (the answers of a too-small anonymous run are not kept)
     error: str | None = Field(default=None, max_length=255)  # e.g. an audience channel the bot cannot read
     started_at: datetime = _ts()
-    closes_at: datetime = Field(sa_type=DateTime(timezone=True))
-    closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    closes_at: datetime = instant()
+    closed_at: datetime | None = instant(default=None)
 
 
 class SurveyRecipient(SQLModel, table=True):
@@ -352,7 +385,7 @@ class SurveyRecipient(SQLModel, table=True):
     user_id: str = Field(max_length=32)
     tz: str = Field(max_length=64)
     segment: str | None = Field(default=None, max_length=48)  # "usergroup:S123" or "channel:C123"
-    deliver_at: datetime = Field(sa_type=DateTime(timezone=True))
+    deliver_at: datetime = instant()
     delivered: bool = False
     reminders: int = 0  # reminders queued: the same for everyone delivered (answered or not)
 
@@ -413,4 +446,14 @@ class CsatFollowup(SQLModel, table=True):
     user_id: str = Field(max_length=32)
     asked_at: datetime = _ts(index=True)
     score: int | None = None
-    answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    answered_at: datetime | None = instant(default=None)
+
+
+class SeenRequest(SQLModel, table=True):
+    """A signed Slack request already applied, by its ``X-Slack-Signature`` (``storage.replays``):
+    the same signature again within Slack's five-minute window is a replay."""
+
+    __tablename__ = "seen_request"
+
+    signature: str = Field(primary_key=True, max_length=80)  # "v0=" and 64 hex digits
+    expires_at: datetime = instant(index=True)

@@ -31,6 +31,8 @@ def enqueue(
     The same ``dedupe_key`` twice queues it once; returns False the second time. ``fresh``: the key
     names a row made in this same transaction, so it cannot be taken yet; added without the
     savepoint that the check needs (two statements less)."""
+    if _to_a_bot(method, payload):
+        return False
     message = OutboxMessage(
         dedupe_key=dedupe_key,
         method=method,
@@ -49,6 +51,7 @@ def enqueue(
 def enqueue_many(*, session: Session, messages: list[dict]) -> None:
     """``enqueue`` for many calls in one INSERT (``messages``: dicts of enqueue's arguments but the
     session); a dedupe key already queued is skipped, as one at a time."""
+    messages = [m for m in messages if not _to_a_bot(m["method"], m["payload"])]
     if not messages:
         return
     now = utcnow()
@@ -58,6 +61,14 @@ def enqueue_many(*, session: Session, messages: list[dict]) -> None:
                  enterprise_id=m["workspace"].enterprise_id if m.get("workspace") else None,
                  status=OutboxStatus.pending, attempts=0, not_before=now, created_at=now) for m in messages]
     session.execute(insert_or_skip(session, OutboxMessage), rows)
+
+
+def _to_a_bot(method: str, payload: dict) -> bool:
+    """A post addressed to a bot id (``B…``): the reporter of a Workflow Builder form that named
+    nobody is the workflow (``bot.operations.help_channel``). Slack has no conversation with a bot
+    id, so such a DM could only fail: it is not queued."""
+    channel = payload.get("channel")
+    return method == "chat.postMessage" and isinstance(channel, str) and channel.startswith("B")
 
 
 def exists(*, session: Session, dedupe_key: str) -> bool:

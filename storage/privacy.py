@@ -80,7 +80,9 @@ def _plain(value):
 def export_rows(*, session: Session) -> Iterator[tuple[str, dict]]:
     """Every row of every table, parents before children, as (table name, plain dict). Not
     slack-sdk's installation tables: they hold bot tokens, and a moved bot is simply installed again."""
-    for table in SQLModel.metadata.sorted_tables:
+    from storage.transfer import all_tables  # every table, not only those whose module was imported
+
+    for table in all_tables():
         for row in session.execute(sa_select(table).order_by(*table.primary_key.columns)).mappings():
             yield table.name, {k: _plain(v) for k, v in row.items()}
 

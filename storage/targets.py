@@ -10,11 +10,11 @@ is None when the report's severity had no target for that clock (not counted in 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import DateTime, UniqueConstraint, case, func
+from sqlalchemy import UniqueConstraint, case, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from storage.database import insert_unique
-from storage.models import FrictionTag
+from storage.models import FrictionPoint, FrictionTag, instant
 
 
 class TargetOutcome(SQLModel, table=True):
@@ -27,9 +27,9 @@ class TargetOutcome(SQLModel, table=True):
     cycle: int = 0
     severity: str = Field(max_length=16)  # the report's severity when the row was last written
     target_minutes: int | None = None
-    due_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    breached_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
-    stopped_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)
+    due_at: datetime | None = instant(default=None)
+    breached_at: datetime | None = instant(default=None, index=True)
+    stopped_at: datetime | None = instant(default=None, index=True)
     used_minutes: int | None = None
     met: bool | None = None
     # The history entry (resolve, decline, tracker close) that stopped a resolution clock.
@@ -76,10 +76,17 @@ class Rate:
         return round(100 * self.met / self.measured, 1) if self.measured else None
 
 
+def _canonical(stmt):
+    """Only the outcomes of reports that are not merged duplicates: a report measured (or breached)
+    and then merged into another counts not at all, whenever the merge came."""
+    return stmt.join(FrictionPoint, col(FrictionPoint.id) == col(TargetOutcome.friction_point_id)).where(
+        col(FrictionPoint.duplicate_of_id).is_(None))
+
+
 def rates(*, session: Session, start: datetime, end: datetime) -> dict[str, Rate]:
     """Per clock: how many clocks with a target stopped in [start, end) and how many met it."""
     rows = session.exec(
-        select(TargetOutcome.clock, func.count(), func.sum(case((col(TargetOutcome.met).is_(True), 1), else_=0)))
+        _canonical(select(TargetOutcome.clock, func.count(), func.sum(case((col(TargetOutcome.met).is_(True), 1), else_=0))))
         .where(col(TargetOutcome.met).is_not(None), col(TargetOutcome.stopped_at) >= start, col(TargetOutcome.stopped_at) < end)
         .group_by(TargetOutcome.clock)
     ).all()
@@ -89,7 +96,7 @@ def rates(*, session: Session, start: datetime, end: datetime) -> dict[str, Rate
 def breaches_by_severity(*, session: Session, start: datetime, end: datetime) -> dict[str, int]:
     """Clocks whose target was passed in [start, end) (stopped late or still overdue), by severity."""
     rows = session.exec(
-        select(TargetOutcome.severity, func.count())
+        _canonical(select(TargetOutcome.severity, func.count()))
         .where(col(TargetOutcome.breached_at) >= start, col(TargetOutcome.breached_at) < end)
         .group_by(TargetOutcome.severity)
     ).all()
@@ -102,7 +109,8 @@ def breaches_by_area(*, session: Session, start: datetime, end: datetime) -> dic
         select(FrictionTag.category, func.count(TargetOutcome.id))
         .select_from(TargetOutcome)
         .outerjoin(FrictionTag, col(FrictionTag.friction_point_id) == col(TargetOutcome.friction_point_id))
-        .where(col(TargetOutcome.breached_at) >= start, col(TargetOutcome.breached_at) < end)
+        .join(FrictionPoint, col(FrictionPoint.id) == col(TargetOutcome.friction_point_id))
+        .where(col(FrictionPoint.duplicate_of_id).is_(None), col(TargetOutcome.breached_at) >= start, col(TargetOutcome.breached_at) < end)
         .group_by(FrictionTag.category)
     ).all()
     return {category: int(n) for category, n in rows}

@@ -37,6 +37,7 @@ class FakeSlack:
     scripted: dict = field(default_factory=dict)
     block_kit_errors: list[str] = field(default_factory=list)
     usergroups: dict = field(default_factory=dict)  # usergroup id -> [user ids]
+    usergroup_handles: dict = field(default_factory=dict)  # usergroup id -> its handle, for usergroups.list
     uploads: dict = field(default_factory=dict)  # file id -> bytes posted to its upload URL
     # users.info / users.list: user id -> profile fields (tz, is_bot, deleted...); unknown ids are user_not_found
     users: dict = field(default_factory=dict)
@@ -167,6 +168,15 @@ class FakeSlack:
             if group not in self.usergroups:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": list(self.usergroups[group])}
+        if method == "conversations.list":  # the channels of self.channels, archived ones left out when asked
+            listed = [{"id": c, "is_channel": True, "is_archived": False, **info} for c, info in self.channels.items()]
+            if body.get("exclude_archived") in ("true", "1", True):
+                listed = [c for c in listed if not c["is_archived"]]
+            page, cursor = _page(listed, body, 100)
+            return {"ok": True, "channels": page, "response_metadata": {"next_cursor": cursor}}
+        if method == "usergroups.list":  # handle: usergroup_handles, else the id in lower case
+            return {"ok": True, "usergroups": [{"id": g, "handle": self.usergroup_handles.get(g, g.lower()), "name": g}
+                                               for g in self.usergroups]}
         if method == "conversations.info":
             channel = self.channels.get(body.get("channel"))
             if channel is None:

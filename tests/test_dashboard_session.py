@@ -53,3 +53,22 @@ def test_the_token_never_reaches_the_access_log(tmp_path):
                        what="both requests in the access log")
     assert "GET /dashboard?" in log  # the access log is on, and says which page
     assert DASHBOARD_TOKEN not in log and quote(DASHBOARD_TOKEN, safe="") not in log and "token=[redacted]" in log
+
+
+def test_a_percent_encoded_token_name_never_reaches_the_access_log(tmp_path):
+    """Issue #26 item 9: ``%74oken`` is ``token`` to the server (it signs in), so it is ``token`` to
+    the redaction too; so is an encoded value, and a name in capitals or encoded twice."""
+    from bot.runtime.guard import redact_query
+
+    encoded_value = "".join(f"%{b:02X}" for b in DASHBOARD_TOKEN.encode())
+    with serving_dashboard(tmp_path, f"sqlite:///{tmp_path}/bot.db") as base:
+        with httpx.Client(timeout=30) as http:
+            assert http.get(f"{base}/dashboard?%74oken={DASHBOARD_TOKEN}").status_code == 303  # it signs in
+            assert http.get(f"{base}/dashboard?days=7&tok%65n={encoded_value}").status_code == 303
+            http.get(f"{base}/dashboard?TOKEN={DASHBOARD_TOKEN}&%2574oken={DASHBOARD_TOKEN}")
+        time.sleep(0.5)
+        log = (tmp_path / "serve.log").read_text(errors="replace")
+    assert "GET /dashboard?" in log
+    assert DASHBOARD_TOKEN not in log and encoded_value not in log and DASHBOARD_TOKEN[:12] not in log
+    assert "days=7&token=[redacted]" in log
+    assert redact_query("/x?a=1;%53tate=s&code=c&codex=2") == "/x?a=1;State=[redacted]&code=[redacted]&codex=2"

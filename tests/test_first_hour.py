@@ -197,3 +197,85 @@ def test_socket_mode_reconnect_failures_are_one_line(caplog):
             _OneLine(logging.getLogger("slack_sdk.socket_mode"), {}).exception(f"Failed to connect (error: {exc}); Retrying...")
     [record] = caplog.records
     assert record.levelname == "WARNING" and record.exc_info is None and "connection reset" in record.getMessage()
+
+
+# ---------------------------------------------------------------- issue #25: the README's Set it up, as written
+
+
+def test_the_readmes_set_it_up_path(tmp_path, fake_slack):
+    """README.md *Set it up*, HTTP variant, with the installed `platform-feedback` in an empty folder:
+    `init > manifest.yml`, fill the policy's ids and the .env, `check`, `serve`, and a signed slash
+    command answered with its reference. Nothing but the folder's files configures it (no CONFIG_FILE,
+    no Slack settings in the environment). .ci/first_hour does the same on a fresh `pip install .`."""
+    import httpx
+
+    from tests.slack_requests import slash_command
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "platform-feedback init > manifest.yml" in readme and "platform-feedback check" in readme
+    bin_ = Path(sys.executable).parent / "platform-feedback"
+    folder = tmp_path / "bot"
+    folder.mkdir()
+    base_env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(bin_), *args], cwd=folder, env=base_env, capture_output=True, text=True, timeout=120)
+
+    init = run("init")
+    assert init.returncode == 0, init.stderr
+    (folder / "manifest.yml").write_text(init.stdout)
+    assert "/platform-feedback" in init.stdout and (folder / "platform-feedback.yml").exists()
+    # Step 2: the policy's ids, as a person fills them in the commented file.
+    policy = (folder / "platform-feedback.yml").read_text(encoding="utf-8")
+    filled = re.sub(r"(?m)^  users: \[\].*$", "  users: [U0HOST0001]", policy)
+    filled = re.sub(r"(?m)^  channel: null( +# example: C0123TRIAGE.*)$", "  channel: C0TRIAGE01", filled)
+    assert filled.count("U0HOST0001") == 1 and filled.count("C0TRIAGE01") == 1, "the example's hosts/triage lines changed"
+    (folder / "platform-feedback.yml").write_text(filled, encoding="utf-8")
+    # The HTTP variant's settings, in the .env init wrote.
+    port = free_port()
+    env_text = (folder / ".env").read_text(encoding="utf-8")
+    env_text = env_text.replace("SLACK_BOT_TOKEN=\n", f"SLACK_BOT_TOKEN={TOKEN}\n").replace(
+        "SLACK_SIGNING_SECRET=\n", f"SLACK_SIGNING_SECRET={SIGNING_SECRET}\n")
+    env_text += f"SLACK_API_URL={fake_slack.url}/api/\nHOST=127.0.0.1\nPORT={port}\n"
+    (folder / ".env").write_text(env_text, encoding="utf-8")
+    fake_slack.channels["C0TRIAGE01"] = {"name": "platform-triage", "is_private": False, "is_member": True}
+    fake_slack.users["U0HOST0001"] = {}
+
+    check = run("check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.splitlines()[-1] == "Ready: `platform-feedback serve`."
+
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(bin_), "serve"], cwd=folder, env=base_env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy():
+            assert proc.poll() is None, log.read_text(errors="replace")
+            try:
+                return httpx.get(base + "/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, 120, "/healthz", log)
+        body, headers = slash_command("the VPN drops every hour", fake_url=fake_slack.url)
+        assert httpx.post(base + "/slack/events", content=body.encode(), headers=headers, timeout=10).status_code == 200
+        answer = wait_for(lambda: next((c for c in fake_slack.calls_to("response_url") if "FB-" in c.body.get("text", "")), None),
+                          60, "the answer with a reference", log)
+        assert "FB-1" in answer.body["text"]
+        wait_for(lambda: [c for c in fake_slack.calls_to("chat.postMessage") if c.body.get("channel") == "C0TRIAGE01"],
+                 60, "the triage card in triage.channel", log)
+    finally:
+        stop_process(proc)
+    assert (folder / "platform-feedback.db").exists()  # the SQLite file, in the folder, as the README says
+
+
+def wait_for(check, timeout: float, what: str, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    pytest.fail(f"gave up after {timeout} s waiting for {what}:\n{log.read_text(errors='replace')[-3000:]}")

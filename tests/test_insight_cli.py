@@ -60,8 +60,8 @@ def test_report_json_has_the_right_numbers(filled, tmp_path):
     assert (top["ref"], top["score"], top["reporters"], top["status"]) == (f"PF-{filled['ci']}", 13.12, 3, "linked")
     loop = data["loop"]["current"]
     assert (loop["reports"], loop["active_reporters"], loop["resolved"], loop["closed_loop"], loop["closed_loop_rate"]) == (3, 4, 1, 1, 1.0)
-    # First responses: 2 h, 4 h, and the merge (now) a day after the duplicate was filed; one resolution, 24 h.
-    assert (loop["median_first_response_hours"], loop["median_resolution_hours"]) == (4.0, 24.0)
+    # First responses: 2 h and 4 h (the merged duplicate counts not at all, issue #30); one resolution, 24 h.
+    assert (loop["median_first_response_hours"], loop["median_resolution_hours"]) == (3.0, 24.0)
     assert data["loop"]["previous"]["reports"] == 1 and data["loop"]["nps"] == []
     assert sum(w["reports"] for w in data["loop"]["weeks"]) == 4  # eight weeks reach back past the access report
 
@@ -93,7 +93,7 @@ def test_export_writes_every_data_point(filled, tmp_path):
     assert "exported 4 data points" in result.stderr
     rows = list(csv.DictReader(out.open(newline="", encoding="utf-8")))
     assert list(rows[0]) == ["ref", "created", "status", "severity", "minutes_lost", "kind", "source", "categories",
-                             "reporters", "links", "first_response", "resolved"]
+                             "reporters", "links", "first_response", "resolved", "text"]
     by_ref = {r["ref"]: r for r in rows}
     assert len(rows) == 4 and len(by_ref) == 4
     ci, dup, docs = by_ref[f"PF-{filled['ci']}"], by_ref[f"PF-{filled['dup']}"], by_ref[f"PF-{filled['docs']}"]

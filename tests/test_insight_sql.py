@@ -160,8 +160,9 @@ def test_sql_weekly_series_and_loop_numbers_match_a_reference_computation(db, se
         assert got.reports == sum(inside(p[5]) for p in points.values())
         assert got.active_reporters == len({u for p in points.values() for u, at in p[8] if inside(at)})
         assert (got.resolved, got.closed_loop) == (len(resolved), len(closed))
-        for ours, theirs in [(got.median_first_response, median((p[5], p[6]) for p in points.values())),
-                             (got.median_resolution, median((p[5], p[7]) for p in points.values()))]:
+        canonical = [p for p in points.values() if p[1] is None]  # merged duplicates count not at all (issue #30)
+        for ours, theirs in [(got.median_first_response, median((p[5], p[6]) for p in canonical)),
+                             (got.median_resolution, median((p[5], p[7]) for p in canonical))]:
             assert (ours is None) == (theirs is None)
             if theirs is not None:
                 assert abs(ours - theirs) < timedelta(milliseconds=1)

@@ -95,6 +95,11 @@ async def until_stored(db: Database, n: int) -> None:
     await asyncio.sleep(0.5)  # not waiting for something: the window in which a duplicate would show
 
 
+async def until_handled(deps) -> None:
+    """Wait until no event is being handled live: each has finished or waits."""
+    await until(lambda: not deps.events.spool.counts()["live"], what="no event handled live")
+
+
 async def timed(coro) -> tuple[httpx.Response, float]:
     started = time.monotonic()
     resp = await coro
@@ -143,7 +148,7 @@ async def test_a_hanging_database_gets_clear_answers_within_three_seconds(outage
     assert bot.db.answer_seconds < SLACK_ACK_SECONDS
 
     resp, took = await timed(bot.http.get("/healthz"))
-    assert resp.status_code == 503 and resp.json() == {"ok": False, "database": "unavailable"} and took < GAVE_UP_SECONDS
+    assert resp.status_code == 503 and resp.json()["database"] == "unavailable" and took < GAVE_UP_SECONDS
     bot.fake.add_message(OTHER, "1700000100.000001", "the wiki is down")
     resp, took = await timed(bot.post(*event_callback(reaction_added(channel=OTHER, ts="1700000100.000001"))))
     assert resp.status_code == 200 and took < GAVE_UP_SECONDS  # kept in the spool, acked
@@ -207,6 +212,7 @@ async def test_socket_mode_events_during_an_outage_are_acked_then_stored_once(fa
             for event, event_id, _ in sent:
                 socket_slack.push(json.loads(event_callback(event, event_id=event_id)[0]))
             await socket_slack.wait_for_acks(len(sent))  # every envelope acked, none left for Slack to resend
+            await until_handled(deps)  # each was kept before its ack, met the outage and waits
             assert deps.events.spool.held() == len(sent)
             proxy.open()
             assert await deps.events.replay_once() == len(sent)
@@ -229,8 +235,11 @@ async def test_spooled_events_wait_through_a_restart_and_are_replayed_at_start(f
     sent = deliveries(fake_slack, 4)
     proxy.close()
     for event, event_id, _ in sent:
-        assert await first.events.admit(event_id=event_id, body=event_callback(event, event_id=event_id)[0].encode(),
-                                         headers={}, signed=False) is False  # kept
+        body = event_callback(event, event_id=event_id)[0].encode()
+        admitted = await first.events.admit(event_id=event_id, body=body, headers={}, signed=False)  # kept, then acked
+        if admitted.live:
+            first.events.handle_live(admitted, body, {})  # meets the outage: waits in the spool
+    await until_handled(first)
     await first.events.stop()  # the bot stops while they wait
 
     proxy.open()

@@ -92,7 +92,8 @@ def test_two_processes_restarting_after_a_due_time_run_the_missed_digest_once(tm
             stack.callback(log.close)
             env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "SLACK_BOT_TOKEN": TOKEN,
                    "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake.url + "/api/",
-                   "DATABASE_URL": pg.url, "CONFIG_FILE": "policy.yml", "PORT": str(free_port()), "HOST": "127.0.0.1"}
+                   "DATABASE_URL": pg.url, "CONFIG_FILE": "policy.yml", "PORT": str(free_port()), "HOST": "127.0.0.1",
+                   "EVENT_SPOOL_PATH": f"events{n}.spool"}  # one spool per instance (a shared one is refused)
             proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
             stack.callback(lambda p=proc: (p.terminate(), p.wait(timeout=WAIT_SECONDS)))
             procs.append(proc)

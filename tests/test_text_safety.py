@@ -104,9 +104,11 @@ def point(text: str, note: str, key: str, i: int = 1, status: Status = Status.li
     return p
 
 
-def every_builder(text: str, note: str, key: str) -> dict:
-    """Each build_* with ``text`` (a person's), ``note`` (a host's) and ``key`` (a tracker's) in every field."""
-    policy = Policy()
+def every_builder(text: str, note: str, key: str, policy: Policy | None = None, survey_fields: dict | None = None) -> dict:
+    """Each build_* with ``text`` (a person's), ``note`` (a host's) and ``key`` (a tracker's) in every field;
+    ``policy`` and ``survey_fields`` (a survey's definition) give the policy's own strings (default: the example's)."""
+    policy = policy or Policy()
+    survey_fields = survey_fields or {}
     tax = policy.taxonomy
     p, q = point(text, note, key), point(note, text, key, i=2, status=Status.resolved)
     notice = ClosureNotice(id=5, friction_point_id=1, user_id="U0SAFE1", tracker="github", key=key, closure=1, outcome="fixed")
@@ -116,11 +118,12 @@ def every_builder(text: str, note: str, key: str) -> dict:
     health = ops.LoopHealth(numbers, numbers, [ops.WeekActivity(NOW, 2, 1)], [])
     scores = ops.FrictionScores(window, [ops.CategoryScore("ci", 4.0, 1.0, 2, 3, 1.5)],
                                 [ops.PointScore(i, 3.0, 1.0, 2, "high", "new", ("ci",), text) for i in range(10)])
-    run = run_row(anonymous=False)
-    rows = [ResponseRow(f"r{i:02d}", "channel:C0SAFE1", f"U0SAFE{i}", text, answers(i % 11, 1 + i % 5, "Docs", note))
+    run = run_row(**{"anonymous": False} | survey_fields)
+    s = survey(**survey_fields)
+    choice = next((q.options[-1] for q in s.questions if q.kind == "choice"), "Docs")
+    rows = [ResponseRow(f"r{i:02d}", "channel:C0SAFE1", f"U0SAFE{i}", text, answers(i % 11, 1 + i % 5, choice, note))
             for i in range(25)]
     results = logic.compute_results(run, logic.run_survey(run), rows, {"channel:C0SAFE1": (25, 25)})
-    s = survey()
     start = NOW.astimezone(timezone(timedelta(hours=1)))
     return {
         "build_card": triage.build_card("FB-1", p, tax, "FB", ops.DuplicateSuggestion(2, 80, text)),
@@ -129,11 +132,12 @@ def every_builder(text: str, note: str, key: str) -> dict:
                                   for c in Change for pt in (p, q)],
         "build_queue_list": triage.build_queue_list("FB", [p, q] * 20, limit=20),
         "build_host_home": triage.build_host_home("FB", tax, Headline(3, None, None, 1), [p, q] * 25, category=None, status=None),
-        "build_closure_notice": [closing.build_closure_notice("FB-1", p, n, SAFE_URL, key, not_planned_message="Closed as not planned.")
+        "build_closure_notice": [closing.build_closure_notice("FB-1", p, n, SAFE_URL, key, not_planned_message=policy.closing.not_planned_message)
                                  for n in (notice, gone)],
         "build_feedback_thanks": closing.build_feedback_thanks(True, "FB-1"),
         "build_still_broken_modal": closing.build_still_broken_modal(5, "FB-1"),
         "build_still_broken_alert": closing.build_still_broken_alert("FB-1", p, "U0SAFE1", text),
+        "build_issue_deleted_alert": closing.build_issue_deleted_alert("FB-1", p, "github", key, back=True),
         "build_announcement": [closing.build_announcement("FB", key, SAFE_URL, t, [p, q], 2) for t in (text, None)],
         "build_help_reply": help_channel.build_help_reply("FB-1", 1, "white_check_mark"),
         "build_resolved_reply": help_channel.build_resolved_reply("FB-1", "U0SAFE1"),
@@ -142,6 +146,8 @@ def every_builder(text: str, note: str, key: str) -> dict:
         "build_digest": insight.build_digest(tax, scores, health),
         "build_report_modal": intake.build_report_modal(tax, intake.ReportMetadata(), text=text[:3000], link_url=SAFE_URL),
         "build_filed_message": intake.build_filed_message("FB-1", p, with_details_button=True),
+        "build_added_to_report": intake.build_added_to_report("FB-1"),
+        "build_addition_alert": intake.build_addition_alert("FB-1", "U0SAFE1", text),
         "build_thread_reply": intake.build_thread_reply("FB-1", "U0SAFE1"),
         "build_reports_list": intake.build_reports_list("FB", [p, q] * 10, heading="Your reports"),
         "build_usage": intake.build_usage("ticket", unknown=text),
@@ -157,13 +163,13 @@ def every_builder(text: str, note: str, key: str) -> dict:
         "build_results": surveys.build_results(results, command="/platform-feedback survey results pulse"),
         "build_surveys_list": surveys.build_surveys_list([s], live={}, next_runs={}, opted_out=False),
         "build_opt_out_answer": surveys.build_opt_out_answer(True),
-        "build_csat_dm": surveys.build_csat_dm("FB-1", text, "Did this solve it?", 4, chosen=3, note=note),
-        **_targets(text, note),
-        **_focus(text, note, key, p, q, scores),
+        "build_csat_dm": surveys.build_csat_dm("FB-1", text, policy.csat_followup.question, 4, chosen=3, note=note),
+        **_targets(text, note, tax),
+        **_focus(text, note, key, p, q, scores, tax),
     }
 
 
-def _targets(text: str, note: str) -> dict:
+def _targets(text: str, note: str, tax) -> dict:
     clock = ClockState(ClockKind.first_response, timedelta(hours=4), timedelta(hours=5), NOW, NOW, False, False)
     return {
         "build_target_alert": [targets.build_target_alert("FB-1", text, clock, t, NOW, owner="U0SAFE1") for t in Threshold],
@@ -176,10 +182,12 @@ def _targets(text: str, note: str) -> dict:
         # An area label is the policy's, but a stored tag outlives a taxonomy edit: shown as text.
         "build_compliance_blocks": {"text": "compliance", "blocks": targets.build_compliance_blocks(
             Compliance(NOW, NOW, Rate(3, 2), Rate(2, 1), Rate(0, 0), Rate(1, 1), {"medium": 2}, {text: 1, None: 1}), lambda c: c)},
+        "build_compliance_blocks (areas)": {"text": "compliance", "blocks": targets.build_compliance_blocks(
+            Compliance(NOW, NOW, Rate(3, 2), Rate(2, 1), Rate(0, 0), Rate(1, 1), {"medium": 2}, {c.id: 1 for c in tax.categories}), tax.label)},
     }
 
 
-def _focus(text: str, note: str, key: str, p: FrictionPoint, q: FrictionPoint, scores) -> dict:
+def _focus(text: str, note: str, key: str, p: FrictionPoint, q: FrictionPoint, scores, tax) -> dict:
     from bot.operations.changelog import Fix
     from bot.operations.focus import FocusReport, FocusState, ItemReport, ItemView, Measure, Pulse, Subject
     from storage.focus import FocusItem
@@ -192,9 +200,10 @@ def _focus(text: str, note: str, key: str, p: FrictionPoint, q: FrictionPoint, s
     report = FocusReport("2026-Q1", [ItemReport(v, base) for v in views], Pulse(nps=10, nps_answers=6), Pulse(nps=30, nps_answers=7), ended=True)
     fixes = [Fix("github", key, url, ((1, text), (2, note)), 3, NOW, focus=True) for url in (SAFE_URL, None, text)]
     return {
-        "build_focus_picker": focus.build_focus_picker(state, scores, prefix="FB", taxonomy=Policy().taxonomy, size=3),
+        "build_focus_picker": focus.build_focus_picker(state, scores, prefix="FB", taxonomy=tax, size=3),
         "build_focus_post": focus.build_focus_post(state, prefix="FB"),
         "build_focus_dm": [focus.build_focus_dm("2026-Q1", t, "FB", s) for t in (text, note) for s in ("report:1", "area:ci")],
+        "build_focus_dm_for": [focus.build_focus_dm_for("2026-Q1", [(text, "report:1"), (note, "area:ci"), (text, "report:2")], "FB")],
         "build_focus_report": focus.build_focus_report(report, prefix="FB"),
         "build_changelog": changelog.build_changelog("FB", fixes * 20, start=NOW - timedelta(days=7), end=NOW),
     }
@@ -204,7 +213,7 @@ def test_every_builder_is_under_test():
     modules = (changelog, closing, focus, help_channel, home, insight, intake, office_hours, surveys, targets, triage)
     builders = {name for m in modules for name, f in inspect.getmembers(m, inspect.isfunction)
                 if name.startswith("build_") and f.__module__ == m.__name__}
-    assert builders == set(every_builder("a", "b", "GH-1"))
+    assert builders == {name.split(" (")[0] for name in every_builder("a", "b", "GH-1")}
 
 
 @PROPERTY
@@ -235,3 +244,44 @@ def test_a_2400_character_xml_report_echoed_back_fits_3000():
     assert len(section) <= 3000 and "&lt;item&gt;&lt;name&gt;a&amp;b" in section
     assert not re.search(r"&[a-z]*…", section)  # never cut inside an entity
     assert len(mrkdwn(xml, 2500)) <= 2500
+
+
+# Issue #26 item 12: the policy's own words (area labels, survey titles, questions and options, the
+# CSAT question, the not-planned message) are text too: a YAML file is edited by many hands.
+LIVE = "<!channel> <https://evil.example|https://ci.corp.example> <@U0VICTIM1> @here"  # 75 characters at most
+
+
+def hostile_policy() -> tuple[Policy, dict]:
+    labels = {c: f"{c.upper()} {LIVE}"[:75] for c in ("ci", "docs", "deploys")}
+    policy = Policy.model_validate({
+        "taxonomy": {"categories": [{"id": c, "label": label} for c, label in labels.items()]},
+        "closing": {"not_planned_message": f"Closed as not planned {LIVE} <!subteam^S0TEAM|@ops>"},
+        "csat_followup": {"enabled": True, "question": f"Solved? {LIVE}"},
+    })
+    survey_fields = {"title": f"Pulse {LIVE}", "questions": [
+        {"id": "nps", "kind": "nps", "text": f"Recommend us? {LIVE}"},
+        {"id": "ci", "kind": "csat", "text": f"CI? {LIVE}"},
+        {"id": "slow", "kind": "choice", "text": f"What slows you? {LIVE}", "options": [f"{o} {LIVE}"[:75] for o in ("CI", "Deploys", "Docs")]},
+        {"id": "fix", "kind": "text", "text": f"Fix next? {LIVE}"},
+    ]}
+    return policy, survey_fields
+
+
+def test_policy_text_is_shown_as_text_on_every_surface():
+    policy, survey_fields = hostile_policy()
+    assert "<!channel>" in policy.taxonomy.label("ci")  # the policy took it as written
+    for name, payload in every_builder("plain words", "a note", "GH-1", policy, survey_fields).items():
+        for one in payload if isinstance(payload, list) and payload and "type" not in payload[0] else [payload]:
+            if one is not None:
+                try:
+                    check(one)
+                except AssertionError as exc:
+                    raise AssertionError(f"{name}: {exc}") from exc
+
+
+def test_the_survey_chart_comment_is_text():
+    policy, survey_fields = hostile_policy()
+    run = run_row(**survey_fields)
+    results = logic.compute_results(run, logic.run_survey(run), [], {})
+    comment = surveys.chart_comment(results)  # files.uploadV2's initial_comment is mrkdwn
+    assert not re.findall(r"<[^<>]*>", comment) and not PING.search(comment), comment

@@ -217,7 +217,7 @@ async def test_an_uninstall_spooled_during_an_outage_is_applied_by_the_replay(oa
     await oauth_bot.deps.workspaces.token(Workspace(team_id=OTHER))  # cached
     body, headers = event_callback({"type": "app_uninstalled", "event_ts": "1700000000.000300"}, team=OTHER)
     gate = oauth_bot.deps.events
-    await gate._keep("Ev0UNINSTALL1", body.encode(), headers, signed=True)  # as the gate keeps it in an outage
+    await gate._keep("Ev0UNINSTALL1", body.encode(), headers, signed=True, live=False)  # as the gate keeps it in an outage
     assert await gate.replay_once() == 1
     store = oauth_bot.deps.workspaces.store
     assert await store.async_find_bot(enterprise_id=None, team_id=OTHER) is None

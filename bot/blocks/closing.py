@@ -86,6 +86,16 @@ def build_still_broken_alert(ref: str, point: FrictionPoint, user: str, comment:
     return {"text": f"{ref} is still broken", "blocks": [{"type": "section", "text": _text(msg, "mrkdwn")}]}
 
 
+def build_issue_deleted_alert(ref: str, point: FrictionPoint, tracker: str, key: str, *, back: bool) -> dict:
+    """In the card's thread: the linked issue is gone (deleted in its tracker). ``back``: the report
+    went back to the queue (it had no other link)."""
+    who = f"<@{point.assignee}> " if point.assignee else ""
+    then = "It is back in the queue, unlinked: link it again or resolve it." if back else "Its other links and status stay as they are."
+    name = {"github": "GitHub", "gitlab": "GitLab", "jira": "Jira", "linear": "Linear"}.get(tracker, tracker)
+    msg = f":wastebasket: {who}{mrkdwn(key, 100)}, linked to *{ref}*, was deleted in {mrkdwn(name, 20)}. {then}"
+    return {"text": f"The issue linked to {ref} was deleted", "blocks": [{"type": "section", "text": _text(msg, "mrkdwn")}]}
+
+
 def build_announcement(prefix: str, key: str, url: str | None, title: str | None, points: list[FrictionPoint], reporters: int) -> dict:
     refs = ", ".join(f"{prefix}-{p.id}" for p in points[:20])
     what = mrkdwn(title, 150) if title else mrkdwn(points[0].text, 150)

@@ -16,6 +16,8 @@ def _subject_label(subject: str, prefix: str, taxonomy: Taxonomy) -> str:
 
 def _item_line(view: ItemView, prefix: str) -> str:
     name = f"*{prefix}-{view.subject.value}*: " if view.subject.kind == "report" else "*Area:* "
+    if view.merged_into:
+        name = f"*{prefix}-{view.subject.value}* (merged into {prefix}-{view.merged_into}): "
     links = ", ".join(link(item.url, item.key) for item in view.links)
     state = " :white_check_mark: fixed" if view.fixed else ""
     people = f"raised by {view.people} {'person' if view.people == 1 else 'people'}"
@@ -65,11 +67,23 @@ def build_focus_post(state: FocusState, *, prefix: str) -> dict:
 
 
 def build_focus_dm(key: str, title: str, prefix: str, subject: str) -> dict:
-    kind, _, value = subject.partition(":")
-    what = f"your report *{prefix}-{value}*" if kind == "report" else "friction you reported in this area"
-    head = f":dart: You told us, and we listened: {what} is in the platform team's focus for {key}:\n>{mrkdwn(title, 280)}"
+    return build_focus_dm_for(key, [(title, subject)], prefix)
+
+
+def build_focus_dm_for(key: str, items: list[tuple[str, str]], prefix: str) -> dict:
+    """One person's one DM about the focus: every item (title, subject) they reported, however many."""
+    def what(subject: str) -> str:
+        kind, _, value = subject.partition(":")
+        return f"your report *{prefix}-{value}*" if kind == "report" else "friction you reported in this area"
+
+    if len(items) == 1:
+        (title, subject), = items
+        head = f":dart: You told us, and we listened: {what(subject)} is in the platform team's focus for {key}:\n>{mrkdwn(title, 280)}"
+    else:
+        lines = "\n".join(f"• {what(subject)}: {mrkdwn(title, 200)}" for title, subject in items[:10])
+        head = f":dart: You told us, and we listened: {len(items)} things you reported are in the platform team's focus for {key}:\n{lines}"
     return {"text": f"Something you reported is in the platform team's focus for {key}.",
-            "blocks": [{"type": "section", "text": _text(head, "mrkdwn")}]}
+            "blocks": [{"type": "section", "text": _text(shorten(head, 2900), "mrkdwn")}]}
 
 
 def _change(before: float, after: float, unit: str = "") -> str:

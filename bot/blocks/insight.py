@@ -96,7 +96,7 @@ def build_top(prefix: str, taxonomy: Taxonomy, scores: FrictionScores, health: L
         {"type": "context", "elements": [_text(f"{FORMULA} Trends compare with the {days} days before.", "mrkdwn")]},
     ]
     top = next((c for c in scores.categories if c.score > 0), None)
-    text = f"Top friction, last {days} days" + (f": {category_label(taxonomy, top.category)} leads" if top else "")
+    text = f"Top friction, last {days} days" + (f": {to_mrkdwn(category_label(taxonomy, top.category))} leads" if top else "")
     return {"text": text, "blocks": blocks}
 
 

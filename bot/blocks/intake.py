@@ -257,3 +257,15 @@ def build_try_again(what: str, text: str | None = None) -> dict:
     if text:
         msg += f"\nWhat you wrote, so nothing is lost:\n>{mrkdwn(text, 2500)}"
     return {"text": msg, "blocks": [{"type": "section", "text": _text(msg, "mrkdwn")}]}
+
+
+def build_added_to_report(ref: str) -> dict:
+    """The reporter's one confirmation, in their DM thread, that their reply joined ``ref``."""
+    msg = f":heavy_plus_sign: Added to *{ref}*; the platform team sees it on the report."
+    return {"text": f"Added to {ref}.", "blocks": [{"type": "section", "text": _text(msg, "mrkdwn")}]}
+
+
+def build_addition_alert(ref: str, user: str, text: str) -> dict:
+    """For the hosts, in the report's card thread: what its reporter added (their words as text)."""
+    msg = f":speech_balloon: <@{user}> added to *{ref}*:\n>{mrkdwn(text, 2500)}"
+    return {"text": f"More on {ref} from its reporter", "blocks": [{"type": "section", "text": _text(msg, "mrkdwn")}]}

@@ -157,7 +157,7 @@ def build_survey_dm(
         f"{status}You can change your answers until {when(closes_at)}. "
         "Rather not get surveys? `/platform-feedback surveys off`."
     )]})
-    text = f"{'Reminder: ' if reminder else ''}{shorten(title, 100)} (a short survey from the platform team)"
+    text = f"{'Reminder: ' if reminder else ''}{mrkdwn(title, 100)} (a short survey from the platform team)"
     return {"text": text, "blocks": blocks[:MAX_BLOCKS]}
 
 
@@ -253,7 +253,7 @@ def build_results(results: RunResults, *, command: str | None = None) -> dict:
         asked = results.delivered or results.recipients
         summary = (f"Open until {when(run.closes_at)}; {asked} {'person' if asked == 1 else 'people'} asked so far. "
                    "Answers are sealed until it closes: the results, and how many answered, are shown then.")
-        return {"text": f"{title}: open", "blocks": [{"type": "header", "text": _text(shorten(title, 150))},
+        return {"text": f"{to_mrkdwn(title)}: open", "blocks": [{"type": "header", "text": _text(shorten(title, 150))},
                                                      {"type": "section", "text": _md(summary)}]}
     rate = f" ({results.rate:.0f}%)" if results.rate is not None else ""
     summary = f"*{results.responses}* of {results.delivered or results.recipients} people answered{rate}."
@@ -292,7 +292,7 @@ def build_results(results: RunResults, *, command: str | None = None) -> dict:
                 blocks.append({"type": "context", "elements": [_md(more)]})
     blocks.append({"type": "context", "elements": [_md("Anonymous survey: no names are kept with answers." if run.anonymous
                                                        else "Not anonymous: answers were given by name.")]})
-    text = f"{title}: {results.responses} answered"
+    text = f"{to_mrkdwn(title)}: {results.responses} answered"
     if results.score_name and results.score is not None:
         text += f", {results.score_name} {_score(results.score_name, results.score)}"
     return {"text": text, "blocks": blocks[:MAX_BLOCKS]}
@@ -300,7 +300,7 @@ def build_results(results: RunResults, *, command: str | None = None) -> dict:
 
 def chart_comment(results: RunResults) -> str:
     name = results.score_name or "Score"
-    return f"{results.survey.display_title}: {name} over the last runs."
+    return f"{to_mrkdwn(results.survey.display_title)}: {name} over the last runs."
 
 
 # ------------------------------------------------------------------ list, opt-out
@@ -352,4 +352,4 @@ def build_csat_dm(ref: str, point_text: str, question: str, followup_id: int, *,
             ":white_check_mark: Thanks, noted. You can change it by pressing another." if chosen
             else "The platform team sees your answer with your name, to follow up if it did not help.")]},
     ]
-    return {"text": f"{ref} was resolved. {question}", "blocks": blocks}
+    return {"text": f"{ref} was resolved. {mrkdwn(question, 200)}", "blocks": blocks}

@@ -8,7 +8,7 @@ from bot.blocks.intake import SEVERITY_LABELS, STATUS_LABELS, _option, _text
 from bot.runtime.config import Taxonomy
 from bot.blocks.ids import Action, Callback
 from bot.operations.insight import DuplicateSuggestion
-from bot.blocks.text import link, mrkdwn, shorten
+from bot.blocks.text import link, mrkdwn, shorten, to_mrkdwn
 from bot.operations.triage import Change, Headline
 from storage.models import FrictionPoint, Severity, Status
 
@@ -39,7 +39,7 @@ def _facts(point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> list[str]:
     where = f" in <#{point.channel_id}>" if point.channel_id and not point.channel_id.startswith("D") else ""
     facts = [f"Reported by {reporters} via {point.source}{where} on {point.created_at:%Y-%m-%d}"]
     if point.tags:
-        facts.append("Area: " + ", ".join(taxonomy.label(t.category) + (" (auto)" if t.automatic else "") for t in point.tags))
+        facts.append("Area: " + ", ".join(to_mrkdwn(taxonomy.label(t.category)) + (" (auto)" if t.automatic else "") for t in point.tags))
     if point.assignee:
         facts.append(f"Assigned to <@{point.assignee}>")
     if point.links:

@@ -5,13 +5,14 @@ Plain functions on a session; no Slack in here."""
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import delete, func, insert, update
 from sqlalchemy.orm import lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from bot.blocks.closing import build_announcement, build_closure_notice, build_still_broken_alert
+from bot.blocks.closing import build_announcement, build_closure_notice, build_issue_deleted_alert, build_still_broken_alert
 from bot.trackers import IssueEvent, Outcome
 from bot.trackers.base import parse_time
 from bot.operations.triage import sync_card, sync_cards
@@ -32,6 +33,10 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 CLOSED = (Status.resolved, Status.wont_fix)
+# A tracker's time later than this past the delivery's receipt is not believed for ordering (issue
+# #26 item 11): one delivery stamped 2099 would otherwise make every real change after it "older".
+# Such a time counts as the receipt time. Five minutes covers clocks that are merely off.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 CHUNK = 200  # reports or reporters per step; one step is one short transaction (on SQLite every
@@ -60,7 +65,7 @@ class Notice:
     outcome: str
 
 
-def apply_issue_event(*, session: Session, event: IssueEvent, index: int = 0) -> Applied:
+def apply_issue_event(*, session: Session, event: IssueEvent, index: int = 0, received_at: datetime | None = None) -> Applied:
     """Apply the tracker's news to the links it names: by stable id first, then by normalised key
     (old keys included), following the issue's new key and id. A close or reopen applies only to
     links whose last applied state is older than the event (the tracker's own time), so replays
@@ -68,17 +73,25 @@ def apply_issue_event(*, session: Session, event: IssueEvent, index: int = 0) ->
 
     Only the links change here; what follows for the reports and their reporters comes back as
     ``steps`` (``index``: the event's place in its delivery, kept in each step), so a closure
-    reaching thousands of reports never holds the database in one long transaction."""
+    reaching thousands of reports never holds the database in one long transaction.
+
+    Time: ``at`` later than ``received_at`` (default now) + ``MAX_CLOCK_SKEW`` counts as
+    ``received_at``. Two events of the same time (trackers with one-second timestamps: a GitLab
+    close and reopen in the same second) both apply, in the order they are applied (deliveries in
+    the order received): the later one is the state that stands. Repeating a state changes nothing
+    (a closed link is not closed again), so an equal time never notifies twice."""
     if event.outcome == Outcome.renamed:
         return Applied(_rename(session, event))
     links = _matching(session, event)
     if not links:
         return Applied()
+    if event.outcome == Outcome.deleted:
+        return Applied(len(links), steps=_unlink_deleted(session, event, links))
     _follow(session, event, links)
     if event.outcome == Outcome.moved:
         return Applied(len(links))
-    at = parse_time(event.at)
-    fresh = [l for l in links if at is None or l.state_at is None or at > as_utc(l.state_at)]
+    at = believable_time(parse_time(event.at), received_at)
+    fresh = [l for l in links if at is None or l.state_at is None or at >= as_utc(l.state_at)]
     if at is not None:
         _set(session, TrackerLink, fresh, state_at=at)
     if event.outcome == Outcome.reopened:
@@ -100,6 +113,50 @@ def apply_issue_event(*, session: Session, event: IssueEvent, index: int = 0) ->
     return Applied(len(links), closure, steps)
 
 
+def believable_time(at: datetime | None, received_at: datetime | None = None) -> datetime | None:
+    """``at``, or the receipt time when ``at`` is implausibly far ahead of it (see ``MAX_CLOCK_SKEW``)."""
+    if at is None:
+        return None
+    received = as_utc(received_at) if received_at is not None else utcnow()
+    return received if at > received + MAX_CLOCK_SKEW else at
+
+
+def _unlink_deleted(session: Session, event: IssueEvent, links: list[TrackerLink]) -> list[dict]:
+    """The issue was deleted in its tracker: no closure can come. Its links are removed here; each
+    report it was linked to gets one ``deleted`` step (history entry, back to the queue when that
+    was its only link and it is open, its card redrawn, the hosts told in the card's thread). Its
+    reporters are told nothing: nothing was fixed, and a host decides what happens next."""
+    points = sorted({l.friction_point_id for l in links})
+    for chunk in _chunks([l.id for l in links]):
+        session.execute(delete(TrackerLink).where(col(TrackerLink.id).in_(chunk)).execution_options(synchronize_session=False))
+    for link in links:
+        session.expunge(link)
+    log.info("%s %s was deleted: %d link(s) removed", event.tracker, event.key, len(links))
+    return [dict(do="deleted", event=0, points=c) for c in _chunks(points)]
+
+
+def _deleted(session: Session, event: IssueEvent, step: dict, policy) -> None:
+    now = utcnow()
+    rows = session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(step["points"]))
+                        .options(selectinload(FrictionPoint.links)).execution_options(populate_existing=True)).all()
+    for point in rows:
+        old = point.status
+        if point.status == Status.linked and not point.links:
+            point.status = Status.acknowledged if point.assignee else Status.new
+            point.updated_at = now
+            session.add(point)
+        session.add(FrictionChange(friction_point_id=point.id, actor=f"tracker:{event.tracker}", action="issue_deleted",
+                                   old=str(old), new=str(point.status), note=f"{event.tracker}:{event.key}", at=now))
+        why = f"deleted:{event.tracker}:{event.key}:{now.isoformat()}"
+        sync_card(session=session, point=point, why=why)
+        if point.card_ts:
+            ref = f"{policy.reference_prefix}-{point.id}"
+            outbox.enqueue(session=session, dedupe_key=f"issue-deleted:{point.id}:{why}", method="chat.postMessage",
+                           payload={"channel": point.card_channel, "thread_ts": point.card_ts,
+                                    **build_issue_deleted_alert(ref, point, str(event.tracker), event.key, back=old != point.status)},
+                           friction_point_id=point.id)
+
+
 def run_step(*, session: Session, event: IssueEvent, step: dict, policy) -> None:
     """Do one step an event owes (``Applied.steps``). A step whose links have moved on since (closed
     again, or reopened, by a later delivery) is dropped: state only moves forward. Every write is
@@ -108,7 +165,8 @@ def run_step(*, session: Session, event: IssueEvent, step: dict, policy) -> None
     if not _still_current(session, step):
         log.info("%s %s: %s step superseded by a later change", event.tracker, event.key, step["do"])
         return
-    {"close": _close, "reopen": _reopen, "notify": _notify, "announce": _announce, "queue": _queue_notices}[step["do"]](
+    {"close": _close, "reopen": _reopen, "notify": _notify, "announce": _announce, "queue": _queue_notices,
+     "deleted": _deleted}[step["do"]](
         session, event, step, policy)
 
 
@@ -118,7 +176,7 @@ def _chunks(items: list) -> list[list]:
 
 def _still_current(session: Session, step: dict) -> bool:
     """The step's links are still as its event left them (open; or closed at its closure)."""
-    if "links" not in step:  # notices written before steps existed (migration 0013): owed as they are
+    if "links" not in step:  # notices written before steps existed (migration 0013), and deletions (their links are gone)
         return True
     stmt = select(func.count()).select_from(TrackerLink).where(col(TrackerLink.id).in_(step["links"]))
     if step["do"] == "reopen":
@@ -293,7 +351,8 @@ def _reporters(session: Session, ids: list[int]) -> dict[str, int]:
 
 
 def record_feedback(*, session: Session, notice_id: int, user_id: str, works: bool, comment: str | None = None) -> tuple[ClosureNotice, FrictionPoint] | None:
-    """The reporter's answer to a notice. "Still broken" puts the point back in the triage queue."""
+    """The reporter's answer to a notice. "Still broken" puts the report back in the triage queue:
+    the one it was merged into when it is a duplicate (``_canonical``), which is the one returned."""
     notice = session.get(ClosureNotice, notice_id)
     if notice is None or notice.user_id != user_id:
         return None
@@ -301,7 +360,7 @@ def record_feedback(*, session: Session, notice_id: int, user_id: str, works: bo
     notice.feedback_at = utcnow()
     notice.comment = comment
     session.add(notice)
-    point = session.exec(select(FrictionPoint).where(FrictionPoint.id == notice.friction_point_id).with_for_update()).one()
+    point = _canonical(session, notice.friction_point_id)
     if not works:
         old = point.status
         if point.status in CLOSED:
@@ -316,8 +375,24 @@ def record_feedback(*, session: Session, notice_id: int, user_id: str, works: bo
     return notice, point
 
 
+def _canonical(session: Session, point_id: int) -> FrictionPoint:
+    """The report a notice's answer belongs to, locked: the notice names the reporter's own report
+    (their words), but a duplicate merged into another is closed, reopened and watched as that one
+    (its card, its hosts). Followed through at most a few merges."""
+    point = session.exec(select(FrictionPoint).where(FrictionPoint.id == point_id).with_for_update()).one()
+    for _ in range(5):
+        if point.duplicate_of_id is None:
+            break
+        into = session.exec(select(FrictionPoint).where(FrictionPoint.id == point.duplicate_of_id).with_for_update()).first()
+        if into is None:  # purged since: the duplicate is all there is
+            break
+        point = into
+    return point
+
+
 def answer_notice(*, session: Session, notice_id: int, user_id: str, works: bool, comment: str | None, prefix: str) -> str | None:
-    """Record the answer; "still broken" alerts the hosts in the card's thread. Returns the ref."""
+    """Record the answer; "still broken" alerts the hosts in the card's thread of the report that is
+    back in the queue (a merged duplicate's canonical report). Returns that report's ref."""
     recorded = record_feedback(session=session, notice_id=notice_id, user_id=user_id, works=works, comment=comment)
     if recorded is None:
         return None
@@ -378,9 +453,17 @@ def apply_delivery(*, session: Session, delivery_id: int) -> DeliveryResult | No
         result.steps = len(json.loads(delivery.work)) - delivery.done
         return result
     steps = []
-    for index, data in enumerate(json.loads(delivery.events)):
-        event = IssueEvent.from_json(data)
-        applied = apply_issue_event(session=session, event=event, index=index)
+    events = [IssueEvent.from_json(data) for data in json.loads(delivery.events)]
+    known = _known(session, events)
+    for index, event in enumerate(events):
+        if event.outcome != Outcome.renamed and not known & {event.key, *event.old_keys, event.issue_id, *event.old_ids} - {None}:
+            # No link has any key or id it names: nothing to lock or change (a body naming fifty
+            # issues nobody linked costs one query, not fifty).
+            result.outcomes.append((str(event.tracker), event.key, "unmatched"))
+            continue
+        applied = apply_issue_event(session=session, event=event, index=index, received_at=delivery.received_at)
+        for step in applied.steps:
+            step["event"] = index
         outcome = "applied" if applied.closure else "unchanged" if applied.matched else "unmatched"
         result.outcomes.append((str(event.tracker), event.key, outcome))
         steps += applied.steps
@@ -390,6 +473,20 @@ def apply_delivery(*, session: Session, delivery_id: int) -> DeliveryResult | No
     session.add(delivery)
     result.steps = len(steps)
     return result
+
+
+def _known(session: Session, events: list[IssueEvent]) -> set[str]:
+    """The keys and ids, of those the events name, that some link of their tracker has."""
+    if not events:
+        return set()
+    keys = sorted({k for e in events for k in (e.key, *e.old_keys)})
+    ids = sorted({i for e in events for i in (e.issue_id, *e.old_ids) if i})
+    condition = col(TrackerLink.key).in_(keys)
+    if ids:
+        condition = condition | col(TrackerLink.issue_id).in_(ids)
+    rows = session.exec(select(TrackerLink.key, TrackerLink.issue_id)
+                        .where(TrackerLink.tracker == str(events[0].tracker), condition)).all()
+    return {value for row in rows for value in row if value}
 
 
 def run_steps(*, session: Session, delivery_id: int, policy, limit: int = 1) -> int:

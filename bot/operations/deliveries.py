@@ -79,8 +79,7 @@ class Deliveries:
             tracker = result.outcomes[0][0]
             self.observe(tracker, result.outcome)
             if result.outcome == "unmatched":
-                for _, key, _ in result.outcomes:
-                    self._log_unmatched(tracker, key)
+                self._log_unmatched(tracker, [key for _, key, _ in result.outcomes])
         if result.closures:
             self.wake()
         remaining = result.steps
@@ -106,12 +105,16 @@ class Deliveries:
             log.info("applied %d of %d pending tracker deliveries", done, len(ids))
         return done
 
-    def _log_unmatched(self, tracker: str, key: str) -> None:
-        """Once per key (per process, the last 1,000 keys): a webhook pointed at the wrong bot or a
-        link with a typo shows up in the log without flooding it."""
-        if (tracker, key) in self._logged:
+    def _log_unmatched(self, tracker: str, keys: list[str]) -> None:
+        """One line per delivery, naming the keys not logged before (per process, the last 1,000
+        keys): a webhook pointed at the wrong bot or a link with a typo shows up in the log without
+        flooding it, whatever a body names."""
+        new = [key for key in keys if (tracker, key) not in self._logged]
+        if not new:
             return
-        self._logged[(tracker, key)] = None
-        if len(self._logged) > 1000:
+        for key in new:
+            self._logged[(tracker, key)] = None
+        while len(self._logged) > 1000:
             self._logged.popitem(last=False)
-        log.warning("%s delivery for %s matches no linked report", tracker, key)
+        shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
+        log.warning("%s delivery for %s matches no linked report", tracker, shown)

@@ -87,10 +87,20 @@ class Measure:
     told_fixed: int = 0  # reporters told it was fixed since the period began (the "now" side only)
 
 
+def merged_into(session: Session, subject: Subject) -> int | None:
+    """The report a picked report was merged into since it was picked (None: it was not, or an area)."""
+    if subject.kind != "report":
+        return None
+    return session.exec(select(FrictionPoint.duplicate_of_id).where(FrictionPoint.id == int(subject.value))).first()
+
+
 def _points(session: Session, subject: Subject) -> list[int]:
+    """The reports an item stands for: a report with its merged duplicates, following a merge made
+    after it was picked (the report it joined, and that one's duplicates: itself among them), or
+    every report in an area."""
     if subject.kind == "report":
-        pid = int(subject.value)
-        dups = session.exec(select(FrictionPoint.id).where(FrictionPoint.duplicate_of_id == pid)).all()
+        pid = merged_into(session, subject) or int(subject.value)
+        dups = session.exec(select(FrictionPoint.id).where(FrictionPoint.duplicate_of_id == pid).order_by(col(FrictionPoint.id))).all()
         return [pid, *dups]
     return list(session.exec(select(FrictionTag.friction_point_id).where(FrictionTag.category == subject.value)).all())
 
@@ -138,8 +148,8 @@ def measure(*, session: Session, subject: Subject, now: datetime, window_days: i
             select(func.count(func.distinct(Reporter.user_id)))
             .where(col(Reporter.friction_point_id).in_(ids), col(Reporter.reported_at) >= start, col(Reporter.reported_at) < now)
         ).one()
-        if subject.kind == "report":
-            severity = session.exec(select(FrictionPoint.severity).where(FrictionPoint.id == int(subject.value))).first()
+        if subject.kind == "report":  # ids[0]: the report itself, or the one it was merged into
+            severity = session.exec(select(FrictionPoint.severity).where(FrictionPoint.id == ids[0])).first()
             score = insight.point_score(reporters, str(severity or "medium"), minutes)
         else:
             scores = insight.friction_scores(session=session, days=window_days, now=now, limit=1)
@@ -172,21 +182,25 @@ class ItemView:
     links: list[TrackerLink]
     fixed: bool  # every linked issue is closed, or the report is resolved
     baseline: Measure
+    merged_into: int | None = None  # the report it was merged into after it was picked: it is followed there
 
 
 def _item_view(session: Session, item: FocusItem, policy: Policy) -> ItemView:
     subject = Subject.parse(item.subject)
     ids = _points(session, subject)
     people = session.exec(select(func.count(func.distinct(Reporter.user_id))).where(col(Reporter.friction_point_id).in_(ids))).one() if ids else 0
+    into = None
     if subject.kind == "report":
         point = session.get(FrictionPoint, int(subject.value))
         title = point.text if point else f"{policy.reference_prefix}-{subject.value} (deleted)"
-        links = list(point.links) if point else []
-        fixed = bool(point) and (point.status == Status.resolved or (bool(links) and all(link.closed for link in links)))
+        into = point.duplicate_of_id if point else None
+        followed = session.get(FrictionPoint, into) if into else point  # merged since it was picked: its fate is the other's
+        links = list(followed.links) if followed else []
+        fixed = bool(followed) and (followed.status == Status.resolved or (bool(links) and all(link.closed for link in links)))
     else:
         title, links = policy.taxonomy.label(subject.value), []
         fixed = False
-    return ItemView(item, subject, title, int(people), links, fixed, _measure_from(item.baseline))
+    return ItemView(item, subject, title, int(people), links, fixed, _measure_from(item.baseline), into)
 
 
 @dataclass(frozen=True)
@@ -197,7 +211,8 @@ class FocusState:
 
     def fingerprint(self) -> str:
         """Changes when what the announcement shows changes (links, closures, fixes)."""
-        shown = [(v.item.subject, v.fixed, [(link.key, link.closed, link.closures) for link in v.links]) for v in self.items]
+        shown = [(v.item.subject, v.fixed, v.merged_into, v.people, [(link.key, link.closed, link.closures) for link in v.links])
+                 for v in self.items]
         return hashlib.sha256(json.dumps(shown, default=str).encode()).hexdigest()[:16]
 
 
@@ -237,6 +252,28 @@ def _tell_reporters(session: Session, period: FocusPeriod, item: FocusItem, titl
     return told
 
 
+def _tell_everyone(session: Session, period: FocusPeriod, views: list[ItemView], policy: Policy) -> int:
+    """At publish: one DM per person, naming every item they reported (a person behind two items,
+    or behind a report and its duplicate, hears once). Returns how many were queued."""
+    from bot.blocks.focus import build_focus_dm_for
+
+    theirs: dict[str, list[ItemView]] = {}
+    where: dict[str, Reporter] = {}
+    for view in views:
+        for reporter in _reporters(session, view.subject):
+            where.setdefault(reporter.user_id, reporter)
+            if view not in theirs.setdefault(reporter.user_id, []):
+                theirs[reporter.user_id].append(view)
+    told = 0
+    for user_id, items in theirs.items():
+        told += outbox.enqueue(
+            session=session, dedupe_key=f"focus:{period.key}:dm:{user_id}", method="chat.postMessage",
+            payload={"channel": user_id, **build_focus_dm_for(period.key, [(v.title, v.item.subject) for v in items], policy.reference_prefix)},
+            workspace=where[user_id].workspace,
+        )
+    return told
+
+
 def sync_post(session: Session, period: FocusPeriod, why: str) -> None:
     """Queue the announcement's redraw (``why`` makes each distinct state one update)."""
     if period.published_at is not None:
@@ -261,6 +298,9 @@ def pick(*, session: Session, policy: Policy, actor: str, subject: Subject, now:
         raise FocusError(f"There is no area {subject.value!r}.")
     key, start, end = period_for(now, policy.insight.timezone)
     period = store.ensure_period(session=session, key=key, starts_at=start, ends_at=end)
+    # Two hosts picking at the same moment (two instances on one PostgreSQL) take turns here, so
+    # the second sees the first's pick: the focus never holds more than its size.
+    period = session.exec(select(FocusPeriod).where(FocusPeriod.id == period.id).with_for_update()).one()
     picked = store.items(session=session, period_id=period.id)
     if any(i.subject == str(subject) for i in picked):
         raise FocusError("That is already in this quarter's focus.")
@@ -305,8 +345,7 @@ def publish(*, session: Session, policy: Policy, actor: str, now: datetime | Non
     session.add(period)
     outbox.enqueue(session=session, dedupe_key=f"focus:{period.key}:post", method="chat.postMessage",
                    payload={"channel": policy.closing.announce_channel, "period": period.key}, purpose=POST_PURPOSE)
-    for view in current.items:
-        _tell_reporters(session, period, view.item, view.title, policy)
+    _tell_everyone(session, period, current.items, policy)
     return current
 
 

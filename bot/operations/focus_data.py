@@ -27,7 +27,7 @@ def pulse_compared(name: str, before: Pulse, after: Pulse) -> dict:
 
 
 def report_data(report: FocusReport, policy: Policy) -> dict:
-    """``{"period", "ended", "items": [{"subject", "ref", "title", "people", "fixed", "links",
+    """``{"period", "ended", "items": [{"subject", "ref", "merged_into", "title", "people", "fixed", "links",
     "baseline": {...}, "now": {...}}], "pulse": [NPS, CSAT]}``; each side of an item has score,
     reports_per_week, reporters, hours_lost_per_week (the insight window before it), ``now`` also
     told_fixed (reporters told it was fixed during the period)."""
@@ -39,6 +39,7 @@ def report_data(report: FocusReport, policy: Policy) -> dict:
         items.append({
             "subject": str(view.subject),
             "ref": f"{policy.reference_prefix}-{view.subject.value}" if view.subject.kind == "report" else None,
+            "merged_into": f"{policy.reference_prefix}-{view.merged_into}" if view.merged_into else None,
             "area": view.subject.value if view.subject.kind == "area" else None,
             "title": view.title, "people": view.people, "fixed": view.fixed,
             "links": [{"key": link.key, "url": link.url, "closed": link.closed} for link in view.links],
@@ -71,6 +72,8 @@ def report_text(data: dict | None) -> str:
     lines = [f"Focus {data['period']}: baseline (when picked) against {'the end of the period' if data['ended'] else 'now'}", ""]
     for item in data["items"]:
         name = item["ref"] or f"area {item['area']}"
+        if item.get("merged_into"):
+            name += f" (merged into {item['merged_into']})"
         title = " ".join(item["title"].split())[:70]
         lines.append(f"{name}: {title} (raised by {item['people']}{', fixed' if item['fixed'] else ''})")
         for key, label in NUMBERS:

@@ -6,6 +6,7 @@ Times here are Slack's message timestamps (``ts``), not when the event reached u
 delivery up to about five minutes late, and a follow-up must join by when it was written.
 """
 
+import re
 from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
@@ -34,6 +35,57 @@ def intake_key(channel: str, ts: str) -> str:
 
 def by_a_person(event: dict) -> bool:
     return event.get("subtype") in PERSON_SUBTYPES and not event.get("bot_id") and bool(event.get("user"))
+
+
+# Workflow Builder's "send a message" step posts a form's answers as the workflow, not the person:
+# a ``bot_id`` and no ``user``, with ``subtype: bot_message`` (legacy workflows, and what Slack
+# answered in slackapi/bolt-python#817) or with none and a ``bot_profile`` (newer ones). The
+# submitter appears only as a mention the form's author put in: ``<@U123>`` in the text, a ``user``
+# element of a rich_text block, or an attachment field.
+FORM_SUBTYPES = (None, "bot_message")
+_MENTION = re.compile(r"<@([UW][A-Z0-9]{2,31})(?:\|[^>]*)?>")
+
+
+def is_form_post(event: dict, own: set[str]) -> bool:
+    """A top-level post by a bot or workflow that is not this app (``own``: its bot id, bot user id
+    and app id: the bot's own posts are never filed, or it would file its own answers)."""
+    return (
+        event.get("subtype") in FORM_SUBTYPES
+        and bool(event.get("bot_id"))
+        and not ({event.get("bot_id"), event.get("user"), event.get("app_id"), (event.get("bot_profile") or {}).get("app_id")} & own)
+        and is_top_level(event)
+    )
+
+
+def form_submitter(event: dict) -> str | None:
+    """Who filled in the form: the first person the post mentions (its text, then its blocks, then
+    its attachments), or None when it names nobody."""
+    found = _MENTION.search(event.get("text") or "")
+    if found:
+        return found.group(1)
+    for element in _walk(event.get("blocks")):
+        if element.get("type") == "user" and isinstance(element.get("user_id"), str):
+            return element["user_id"]
+    for attachment in event.get("attachments") or []:
+        if isinstance(attachment, dict):
+            words = " ".join(str(v) for v in [attachment.get("text"), attachment.get("pretext"),
+                                              *[f.get("value") for f in attachment.get("fields") or [] if isinstance(f, dict)]] if v)
+            found = _MENTION.search(words)
+            if found:
+                return found.group(1)
+    return None
+
+
+def _walk(value):
+    """Every dict inside a blocks structure, depth first (rich_text nests sections in lists)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(reversed([v for v in item.values() if isinstance(v, (dict, list))]))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
 
 
 def is_top_level(event: dict) -> bool:

@@ -212,8 +212,13 @@ def loop_numbers(*, session: Session, window: Window) -> LoopNumbers:
     reports = session.exec(select(func.count()).select_from(FrictionPoint).where(*_in(FrictionPoint.created_at, window))).one()
     active = session.exec(select(func.count(func.distinct(Reporter.user_id))).where(*_in(Reporter.reported_at, window))).one()
     bounds = {"start": window.start, "end": window.end}
-    first = stored.median_duration(session=session, since=FrictionPoint.created_at, until=FrictionPoint.first_response_at, **bounds)
-    resolution = stored.median_duration(session=session, since=FrictionPoint.created_at, until=FrictionPoint.resolved_at, **bounds)
+    # Merged duplicates count not at all in the medians (as in the resolved count and in target
+    # compliance): merging one is not a response to it, and its reporters wait on the report it joined.
+    canonical = (col(FrictionPoint.duplicate_of_id).is_(None),)
+    first = stored.median_duration(session=session, since=FrictionPoint.created_at, until=FrictionPoint.first_response_at,
+                                   where=canonical, **bounds)
+    resolution = stored.median_duration(session=session, since=FrictionPoint.created_at, until=FrictionPoint.resolved_at,
+                                        where=canonical, **bounds)
     resolved, closed_loop = stored.resolved_and_closed(session=session, **bounds)
     return LoopNumbers(
         window=window,
@@ -288,7 +293,8 @@ def possible_duplicate(*, session: Session, point: FrictionPoint, threshold: int
     return best and _shown(*best, threshold)
 
 
-def card_duplicate(*, session: Session, point: FrictionPoint, threshold: int, candidates: int = DUPLICATE_CANDIDATES) -> DuplicateSuggestion | None:
+def card_duplicate(*, session: Session, point: FrictionPoint, threshold: int, candidates: int = DUPLICATE_CANDIDATES,
+                   compute: bool = True) -> DuplicateSuggestion | None:
     """``possible_duplicate`` as the triage card shows it, kept on the point
     (``suggested_duplicate_id``, ``suggested_similarity``, written in ``session``): computed the first
     time, and again when its text changed (``storage.models`` forgets it then), when the suggested
@@ -296,23 +302,77 @@ def card_duplicate(*, session: Session, point: FrictionPoint, threshold: int, ca
     that report's text changed (their similarity is no longer the one kept). Otherwise a redraw costs
     one primary-key lookup and one comparison instead of scoring ``candidates`` reports. Kept with
     no threshold, so a changed ``threshold`` applies at once. Not looked at again: an older report
-    reopened after this one's suggestion was kept."""
+    reopened after this one's suggestion was kept.
+
+    ``compute=False`` (the card's renderings, inside write transactions): never scores; a point
+    whose suggestion is not kept or no longer holds shows none. The scoring is ``keep_duplicate``'s,
+    outside any write transaction, before the card is drawn (issue #26 item 6)."""
     if threshold <= 0 or not _may_suggest(point):
         return None
-    if point.suggested_similarity is not None:
-        if point.suggested_duplicate_id is None:
-            return None  # nothing resembled it
-        other = session.exec(
-            select(FrictionPoint.text, FrictionPoint.status, FrictionPoint.duplicate_of_id)
-            .where(FrictionPoint.id == point.suggested_duplicate_id)
-        ).first()
-        if (other is not None and other.status in OPEN_STATUSES and other.duplicate_of_id is None
-                and fuzz.token_set_ratio(similarity_text(point.text), similarity_text(other.text)) == point.suggested_similarity):
-            return _shown(point.suggested_duplicate_id, point.suggested_similarity, other.text, threshold)
+    held, kept = _kept(session, point, threshold)
+    if held or not compute:
+        return kept
     best = _most_similar(session, point, 1, candidates)  # 1: the lowest threshold there is
     point.suggested_duplicate_id, point.suggested_similarity = best[:2] if best else (None, 0.0)
     session.add(point)
     return best and _shown(*best, threshold)
+
+
+def _kept(session: Session, point: FrictionPoint, threshold: int) -> tuple[bool, DuplicateSuggestion | None]:
+    """(whether ``point``'s kept suggestion still holds, what it shows at ``threshold``)."""
+    if point.suggested_similarity is None:
+        return False, None
+    if point.suggested_duplicate_id is None:
+        return True, None  # nothing resembled it
+    other = session.exec(
+        select(FrictionPoint.text, FrictionPoint.status, FrictionPoint.duplicate_of_id)
+        .where(FrictionPoint.id == point.suggested_duplicate_id)
+    ).first()
+    if (other is not None and other.status in OPEN_STATUSES and other.duplicate_of_id is None
+            and fuzz.token_set_ratio(similarity_text(point.text), similarity_text(other.text)) == point.suggested_similarity):
+        return True, _shown(point.suggested_duplicate_id, point.suggested_similarity, other.text, threshold)
+    return False, None
+
+
+def keep_duplicate(db, *, point_id: int, threshold: int, candidates: int = DUPLICATE_CANDIDATES) -> bool:
+    """Compute and keep report ``point_id``'s duplicate suggestion if it is not kept or no longer
+    holds, without holding a write lock while scoring: the point and up to ``candidates`` open
+    reports are read in a read-only transaction (``Database.read``: on SQLite no write lock), scored
+    outside any transaction (``_best``: rapidfuzz's ``cdist``, which releases the GIL, so the event
+    loop keeps answering), and kept in a short write transaction, only if the point's words are
+    still the ones scored. Blocking: call it in a worker thread. True if it wrote a suggestion.
+    ``db``: ``storage.database.Database``; raises DatabaseUnavailable as it does."""
+    if threshold <= 0:
+        return False
+    read = db.read(to_score, point_id=point_id, threshold=threshold, candidates=candidates)
+    if read is None:
+        return False
+    text, originals = read
+    return db.transact(keep_scored, point_id=point_id, text=text, best=best_duplicate(text, originals))
+
+
+def to_score(*, session: Session, point_id: int, threshold: int, candidates: int = DUPLICATE_CANDIDATES) -> tuple[str, dict[int, str]] | None:
+    """``keep_duplicate``'s read: (the point's words, id -> words of the reports to compare with),
+    or None when there is nothing to score (gone, closed, or its suggestion still holds)."""
+    point = session.get(FrictionPoint, point_id)
+    if point is None or not _may_suggest(point) or _kept(session, point, threshold)[0]:
+        return None
+    return point.text, _candidates(session, point, candidates)
+
+
+def best_duplicate(text: str, originals: dict[int, str]) -> tuple[int, float, str] | None:
+    """``keep_duplicate``'s scoring: pure CPU, no database."""
+    return _best(text, originals, 1)  # 1: the lowest threshold there is (kept with no threshold)
+
+
+def keep_scored(*, session: Session, point_id: int, text: str, best: tuple[int, float, str] | None) -> bool:
+    """``keep_duplicate``'s write: ``best`` kept on the point if its words are still ``text``."""
+    point = session.get(FrictionPoint, point_id)
+    if point is None or point.text != text:
+        return False  # its words changed meanwhile: the next drawing scores them
+    point.suggested_duplicate_id, point.suggested_similarity = best[:2] if best else (None, 0.0)
+    session.add(point)
+    return True
 
 
 def _may_suggest(point: FrictionPoint) -> bool:
@@ -325,6 +385,11 @@ def _shown(point_id: int, score: float, text: str, threshold: int) -> DuplicateS
 
 def _most_similar(session: Session, point: FrictionPoint, cutoff: float, candidates: int) -> tuple[int, float, str] | None:
     """(id, score 0-100, text) of the older open report most like ``point`` scoring at least ``cutoff``."""
+    return _best(point.text, _candidates(session, point, candidates), cutoff)
+
+
+def _candidates(session: Session, point: FrictionPoint, candidates: int) -> dict[int, str]:
+    """id -> text of up to ``candidates`` open reports older than ``point``, newest first."""
     created = as_utc(point.created_at)
     rows = session.exec(
         select(FrictionPoint.id, FrictionPoint.text, FrictionPoint.created_at)
@@ -334,21 +399,70 @@ def _most_similar(session: Session, point: FrictionPoint, cutoff: float, candida
         .limit(candidates)
     ).all()
     # Older as triage.merge decides it: earlier creation, then lower id.
-    originals = {pid: text for pid, text, at in rows if (as_utc(at), pid) < (created, point.id)}
-    choices = {pid: similarity_text(text) for pid, text in originals.items()}
-    query = similarity_text(point.text)
-    matches = process.extract(query, choices, scorer=fuzz.token_set_ratio, score_cutoff=cutoff, limit=None)
-    if not matches:
-        return None
-    _words, score, pid = max(matches, key=lambda m: (m[1], fuzz.token_sort_ratio(query, m[0])))
-    return pid, score, originals[pid]
+    return {pid: text for pid, text, at in rows if (as_utc(at), pid) < (created, point.id)}
+
+
+MIN_SHARED_WORDS = 2  # one word in common is not similarity (token_set_ratio scores any subset 100)
+
+
+@functools.lru_cache(maxsize=4096)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(similarity_text(text).split())
+
+
+def _alike(query: str, other: str) -> bool:
+    """Whether two reports share enough words to be compared at all: at least MIN_SHARED_WORDS
+    distinct words (not stop words), or the very same words. "flaky" and "flaky tests on main"
+    share one word: token_set_ratio says 100, and they are not the same report."""
+    mine, theirs = _words(query), _words(other)
+    return len(mine & theirs) >= MIN_SHARED_WORDS or (bool(mine) and mine == theirs)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """One duplicate check's input, in three steps so the caller can run each where it belongs:
+    ``prepare`` (Python: holds the GIL), ``scores`` (C++: releases it, the bulk of the CPU), ``pick``
+    (Python). ``_best`` runs all three."""
+
+    text: str
+    originals: dict[int, str]  # id -> words of the reports compared with
+    query: str
+    choices: list[str]  # similarity_text of each of ``originals``, in its order
+
+    @classmethod
+    def prepare(cls, text: str, originals: dict[int, str]) -> "Scoring":
+        return cls(text, originals, similarity_text(text), [similarity_text(t) for t in originals.values()])
+
+    def scores(self, cutoff: float = 1) -> list[float]:
+        """rapidfuzz's ``process.cdist`` scores in C++ without the GIL (``process.extract`` held it
+        for ~0.5 s for 500 reports of 3,000 characters, and the event loop with it)."""
+        if not self.choices:
+            return []
+        return [float(s) for s in process.cdist([self.query], self.choices, scorer=fuzz.token_set_ratio, score_cutoff=cutoff, workers=1)[0]]
+
+    def pick(self, scores: list[float], cutoff: float = 1) -> tuple[int, float, str] | None:
+        """(id, score, text) of the report scoring highest, at least ``cutoff``, among those
+        ``_alike`` it; ties go to the closest overall wording (``token_sort_ratio``)."""
+        found = [(score, pid, words) for score, pid, words in zip(scores, self.originals, self.choices)
+                 if score >= cutoff and _alike(self.text, self.originals[pid])]
+        if not found:
+            return None
+        top = max(f[0] for f in found)
+        _score, pid, _w = max((f for f in found if f[0] == top), key=lambda f: fuzz.token_sort_ratio(self.query, f[2]))
+        return pid, top, self.originals[pid]
+
+
+def _best(text: str, originals: dict[int, str], cutoff: float) -> tuple[int, float, str] | None:
+    """(id, score, text) of the entry of ``originals`` (id -> text) most like ``text``: ``Scoring``'s steps."""
+    scoring = Scoring.prepare(text, originals)
+    return scoring.pick(scoring.scores(cutoff), cutoff)
 
 
 # ------------------------------------------------------------------ export
 
 EXPORT_COLUMNS = (
     "ref", "created", "status", "severity", "minutes_lost", "kind", "source", "categories",
-    "reporters", "links", "first_response", "resolved",
+    "reporters", "links", "first_response", "resolved", "text",
 )
 
 
@@ -366,6 +480,7 @@ class ExportRow:
     links: tuple[str, ...]  # tracker issue URLs
     first_response: datetime | None
     resolved: datetime | None
+    text: str  # what the reporter wrote, as stored (the CSV writer makes a formula-like cell inert)
 
 
 def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator[ExportRow]:
@@ -373,7 +488,7 @@ def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator
     after = 0
     columns = (FrictionPoint.id, FrictionPoint.created_at, FrictionPoint.status, FrictionPoint.severity,
                FrictionPoint.minutes_lost, FrictionPoint.kind, FrictionPoint.source,
-               FrictionPoint.first_response_at, FrictionPoint.resolved_at)
+               FrictionPoint.first_response_at, FrictionPoint.resolved_at, FrictionPoint.text)
     while True:
         rows = session.exec(select(*columns).where(FrictionPoint.id > after).order_by(col(FrictionPoint.id)).limit(batch)).all()
         if not rows:
@@ -393,10 +508,11 @@ def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator
                 select(Reporter.friction_point_id, func.count()).where(Reporter.friction_point_id >= lo, Reporter.friction_point_id <= hi).group_by(Reporter.friction_point_id)
             ).all()
         )
-        for pid, created, status, severity, minutes, kind, source, first, resolved in rows:
+        for pid, created, status, severity, minutes, kind, source, first, resolved, text in rows:
             yield ExportRow(
                 ref=f"{prefix}-{pid}", created=as_utc(created), status=status, severity=severity, minutes_lost=minutes,
                 kind=kind, source=source, categories=tuple(tags[pid]), reporters=reporters.get(pid, 0),
                 links=tuple(links[pid]), first_response=first and as_utc(first), resolved=resolved and as_utc(resolved),
+                text=text,
             )
         after = hi

@@ -41,19 +41,47 @@ class ParsedCommand:
     name: str = ""
 
 
+# Characters that separate words without being whitespace to ``str.split``: zero-width space
+# (U+200B, used as a word break in scripts without spaces), word joiner (U+2060), the byte-order
+# mark (U+FEFF, pasted from files) and the Mongolian vowel separator (U+180E, whitespace before
+# Unicode 6.3). Every Unicode space (U+00A0 from Option-Space on a Mac, U+3000 ideographic space,
+# U+2007, U+202F...) is whitespace to ``str.split()`` already.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u180e"), " ")
+
+
+def first_word(text: str) -> tuple[str, str]:
+    """``text``'s first word and the rest (stripped), split at any Unicode whitespace or invisible
+    separator: ``resolve\u00a0FB-1 fixed`` is ``("resolve", "FB-1 fixed")``."""
+    parts = (text or "").translate(_INVISIBLE).split(None, 1)
+    return (parts[0] if parts else "", parts[1].strip() if len(parts) > 1 else "")
+
+
+def _strip(text: str) -> str:
+    while text != (stripped := text.strip().strip("\u200b\u2060\ufeff\u180e")):
+        text = stripped
+    return text
+
+
+def looks_like_a_word(token: str) -> bool:
+    """One word of Latin letters (``lsit``): a mistyped subcommand more likely than a report. A
+    single token in a script written without spaces (Japanese, Chinese, Thai) is a sentence."""
+    return token.isascii() and token.isalpha() and len(token) <= 20
+
+
 def parse_command(text: str) -> ParsedCommand:
-    """``/platform-feedback [text]``: no text opens the modal; one line of two or more words
-    files a report; ``help``/``mine`` are subcommands; any other single word gets the usage."""
-    text = (text or "").strip()
-    if not text:
+    """``/platform-feedback [text]``: no text opens the modal; ``help``/``mine`` and the other
+    surfaces' words are subcommands (the first word, however the words are separated); a single
+    Latin word that is none of them gets the usage; any other text, in any script, files a report."""
+    first, rest = first_word(text)
+    if not first:
         return ParsedCommand(CommandKind.modal)
-    first, _, rest = text.partition(" ")
+    text = _strip(text)  # a report keeps its words as written, separators included
     word = first.lower()
     if word in OWN_SUBCOMMANDS:
-        return ParsedCommand(CommandKind(word), rest.strip())
+        return ParsedCommand(CommandKind(word), rest)
     if word in OTHER_SUBCOMMANDS:
-        return ParsedCommand(CommandKind.sub, rest.strip(), name=word)
-    if not rest.strip():
+        return ParsedCommand(CommandKind.sub, rest, name=word)
+    if not rest and looks_like_a_word(first):
         return ParsedCommand(CommandKind.unknown, text)
     return ParsedCommand(CommandKind.report, text)
 

@@ -17,13 +17,17 @@ from bot.operations.targets import Clock, ClockKind, ClockState, Threshold, cale
 from bot.operations.triage import TriageError, lock_point, sync_card
 from bot.runtime.config import Policy
 from storage import outbox
-from storage.models import FrictionChange, FrictionPoint, Reporter, Status, as_utc, utcnow
+from storage.models import FrictionChange, FrictionPoint, OutboxMessage, Reporter, Status, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 CLOSED = (Status.resolved, Status.wont_fix, Status.duplicate)
 WAITING, ANSWERED, REOPENED = "waiting", "answered", "reopened"  # FrictionChange.action values
 STILL_BROKEN = "still_broken"  # a reporter's "still broken" on a closure: a reopen when it was closed
-CLOCK_CHANGES = (WAITING, ANSWERED, REOPENED, STILL_BROKEN)
+# What ends a report's cycle: it is closed (resolve, decline, a tracker closure) or merged into
+# another. What belongs to the cycle ends with it: a pause, a question waiting for the reporter.
+# A reopen starts a fresh cycle, with nothing waiting.
+CYCLE_ENDS = ("resolved", "declined", "closed", "merged")
+CLOCK_CHANGES = (WAITING, ANSWERED, REOPENED, STILL_BROKEN, *CYCLE_ENDS)
 # Open reports are a working queue (hundreds), not the archive: a tick reads at most this many.
 MAX_OPEN = 5000
 
@@ -50,13 +54,35 @@ def is_reopen(change: FrictionChange) -> bool:
     return change.action == REOPENED or (change.action == STILL_BROKEN and change.old in CLOSED)
 
 
+def ends_cycle(change: FrictionChange) -> bool:
+    """``change`` closed the report or merged it into another. (The report a duplicate joined gets
+    a "merged" entry too, with no ``new``: that one goes on.)"""
+    if change.action == "merged":
+        return change.new is not None
+    return change.action in CYCLE_ENDS
+
+
+def waiting_in(changes: Iterable[FrictionChange]) -> bool:
+    """Whether, after ``changes`` (in time order), the report waits for its reporter: a question
+    asked and neither answered nor ended with its cycle (a close, a merge, a reopen)."""
+    waiting = False
+    for change in changes:
+        if change.action == WAITING:
+            waiting = True
+        elif change.action == ANSWERED or ends_cycle(change) or is_reopen(change):
+            waiting = False
+    return waiting
+
+
 def pauses_since(changes: Iterable[FrictionChange], since: datetime) -> tuple[tuple[datetime, datetime | None], ...]:
+    """The pauses (waiting for the reporter) as (start, end): a pause ends at the answer, or with
+    its cycle (closed, merged, reopened), so none runs on into a reopened report."""
     out: list[tuple[datetime, datetime | None]] = []
     for change in changes:
         at = as_utc(change.at)
         if change.action == WAITING and (not out or out[-1][1] is not None):
             out.append((at, None))
-        elif change.action == ANSWERED and out and out[-1][1] is None:
+        elif (change.action == ANSWERED or ends_cycle(change) or is_reopen(change)) and out and out[-1][1] is None:
             out[-1] = (out[-1][0], at)
     # A pause that ended before this clock started does not touch it; one that spans the start is cut.
     return tuple((max(a, since), b) for a, b in out if b is None or b > since)
@@ -129,13 +155,22 @@ def clocks_of(*, session: Session, point: FrictionPoint, policy: Policy, now: da
 
 
 def _waiting(session: Session, point_id: int) -> bool:
-    last = session.exec(
-        select(FrictionChange.action)
-        .where(FrictionChange.friction_point_id == point_id, col(FrictionChange.action).in_((WAITING, ANSWERED)))
+    """Whether the report's latest question still waits: only the changes since its last question count."""
+    asked = session.exec(
+        select(FrictionChange)
+        .where(FrictionChange.friction_point_id == point_id, FrictionChange.action == WAITING)
         .order_by(col(FrictionChange.at).desc(), col(FrictionChange.id).desc())
         .limit(1)
     ).first()
-    return last == WAITING
+    if asked is None:
+        return False
+    since = session.exec(
+        select(FrictionChange)
+        .where(FrictionChange.friction_point_id == point_id, col(FrictionChange.action).in_(CLOCK_CHANGES),
+               col(FrictionChange.at) >= asked.at)
+        .order_by(col(FrictionChange.at), col(FrictionChange.id))
+    ).all()
+    return waiting_in(c for c in since if (as_utc(c.at), c.id) >= (as_utc(asked.at), asked.id))
 
 
 def is_waiting(*, session: Session, point_id: int) -> bool:
@@ -182,7 +217,9 @@ def check_targets(
     on_duty: str | None,
 ) -> int:
     """Queue each warning and breach that has fallen due and was not queued before (dedupe keys
-    ``target:{point}:{clock}:{cycle}:{threshold}:{to}``): a warning in the card's thread to the
+    ``target:{point}:{clock}:{cycle}:{target in force}:{threshold}:{to}``, the target in force e.g.
+    ``medium-360m``, so a severity change that brings another target brings its own warning and
+    breach, and going back to a target already alerted on says nothing twice): a warning in the card's thread to the
     assignee, or the host on duty; at a breach the same thread, a DM to that person, and a DM to each
     of ``targets.escalate_to``'s users (its user group is named in the thread). Each also queues
     the card's redraw so it shows the new state. Returns how many alerts were queued."""
@@ -203,7 +240,9 @@ def check_targets(
                 cycle = clocks.cycle if state.kind is ClockKind.resolution else 0
                 if threshold is Threshold.breach and (point.id, str(state.kind), cycle) not in counted:
                     record_breach(session=session, point=point, state=state, cycle=cycle)  # counted in compliance from now on
-                key = f"target:{point.id}:{state.kind}:{cycle}:{threshold}"
+                key = f"target:{point.id}:{state.kind}:{cycle}:{in_force(point, state)}:{threshold}"
+                if _sent_before_keys_named_targets(session, point.id, f"target:{point.id}:{state.kind}:{cycle}:{threshold}"):
+                    continue
                 alert = build_target_alert(f"{prefix}-{point.id}", point.text, state, threshold, now, owner=owner,
                                            escalate_group=policy.targets.escalate_to.usergroup if threshold is Threshold.breach else None)
                 channel = point.card_channel or policy.triage.channel
@@ -219,6 +258,22 @@ def check_targets(
                         queued += outbox.enqueue(session=session, dedupe_key=f"{key}:dm:{person}", method="chat.postMessage",
                                                  payload={"channel": person, **dm}, friction_point_id=point.id)
     return queued
+
+
+def _sent_before_keys_named_targets(session: Session, point_id: int, legacy: str) -> bool:
+    """Whether this alert went out under the key without the target in force (before issue #30),
+    for the target still in force: no severity change since. Without this, upgrading would send
+    each alert of an open report again once."""
+    sent = session.exec(select(OutboxMessage.created_at).where(OutboxMessage.dedupe_key == f"{legacy}:thread")).first()
+    if sent is None:
+        return False
+    return session.exec(select(FrictionChange.id).where(FrictionChange.friction_point_id == point_id, FrictionChange.action == "severity",
+                                                        col(FrictionChange.at) > sent).limit(1)).first() is None
+
+
+def in_force(point: FrictionPoint, state: ClockState) -> str:
+    """The target a clock runs against, as it goes in an alert's key: ``medium-360m``."""
+    return f"{point.severity}-{int(state.target.total_seconds() // 60)}m"
 
 
 def check_job(*, session: Session, occurrence: datetime, policy: Policy) -> None:

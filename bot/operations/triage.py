@@ -242,12 +242,12 @@ def headline(*, session: Session, now: datetime | None = None) -> Headline:
     )
     responded = session.exec(
         select(FrictionPoint.created_at, FrictionPoint.first_response_at).where(
-            col(FrictionPoint.first_response_at) >= month_start
+            col(FrictionPoint.first_response_at) >= month_start, col(FrictionPoint.duplicate_of_id).is_(None)
         )
     ).all()
     closed = session.exec(
         select(FrictionPoint.created_at, FrictionPoint.resolved_at).where(
-            col(FrictionPoint.resolved_at) >= month_start
+            col(FrictionPoint.resolved_at) >= month_start, col(FrictionPoint.duplicate_of_id).is_(None)
         )
     ).all()
     closed_week = [r for c, r in closed if as_utc(r) >= week_start]

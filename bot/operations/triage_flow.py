@@ -4,7 +4,9 @@ the triage card rendered when the outbox sends it. Plain functions on a session;
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
+import anyio.to_thread
 from sqlmodel import Session
 
 from bot.blocks.targets import due_line
@@ -12,6 +14,7 @@ from bot.blocks.triage import build_card, build_reporter_notice
 from bot.operations import insight, target_alerts
 from bot.operations.references import format_ref
 from bot.operations.triage import Applied, Change
+from bot.runtime import cpu
 from bot.runtime.config import Policy
 from storage import friction, outbox
 from storage.models import FrictionPoint, OutboxMessage, utcnow
@@ -70,9 +73,9 @@ def queue_notices(*, session: Session, point: FrictionPoint, notice: dict, once:
 
 def render_card(*, session: Session, policy: Policy, point: FrictionPoint, now: datetime | None = None) -> dict:
     """The card as it stands at ``now`` (Block Kit ``{text, blocks}``): an older open report it
-    resembles offered as a one-click merge (``insight.card_duplicate``, which may write the point's
-    kept suggestion in ``session``), and what its response targets say is due and when."""
-    duplicate = insight.card_duplicate(session=session, point=point, threshold=policy.insight.duplicate_threshold)
+    resembles offered as a one-click merge (the suggestion kept by ``insight.keep_duplicate``, never
+    scored here: this runs inside write transactions), and what its response targets say is due and when."""
+    duplicate = insight.card_duplicate(session=session, point=point, threshold=policy.insight.duplicate_threshold, compute=False)
     prefix = policy.reference_prefix
     due = None
     if policy.targets.enabled:
@@ -92,6 +95,25 @@ class CardHook:
 
     def __init__(self, policy: Policy):
         self.policy = policy
+
+    async def ready(self, db, message: OutboxMessage) -> None:
+        """Before ``prepare``'s transaction: the point's duplicate suggestion scored and kept as
+        ``insight.keep_duplicate`` does, in three steps: a read-only transaction and a short write
+        in worker threads, and between them, outside any transaction, the scoring in the
+        low-priority thread (``bot.runtime.cpu``), so a new card's check of 500 open reports holds
+        neither SQLite's write lock, nor the event loop, nor the CPU the acks need."""
+        threshold = self.policy.insight.duplicate_threshold
+        if message.friction_point_id is None or threshold <= 0:
+            return
+        read = await anyio.to_thread.run_sync(partial(db.read, insight.to_score, point_id=message.friction_point_id, threshold=threshold))
+        if read is None:
+            return
+        scoring = await anyio.to_thread.run_sync(insight.Scoring.prepare, *read)  # Python: a thread at the process's priority
+        # Only the GIL-free C++ scoring at low priority: a low-priority thread holding the GIL
+        # (or a lock) would make the serving thread wait for it.
+        scores = await cpu.low_priority(scoring.scores)
+        best = await anyio.to_thread.run_sync(scoring.pick, scores)
+        await anyio.to_thread.run_sync(partial(db.transact, insight.keep_scored, point_id=message.friction_point_id, text=scoring.text, best=best))
 
     def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
         point = friction.get_point(session=session, point_id=message.friction_point_id)

@@ -14,6 +14,7 @@ from slack_bolt.adapter.starlette.async_handler import (
     to_starlette_response,
 )
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions
@@ -46,9 +47,12 @@ from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.operations.closing import apply_issue_event
 from bot.runtime.event_gate import EventGate, NotKept
+from bot.trackers import configure_hosts
 from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
+from bot.runtime.signature_watch import SignatureWatch
 from bot.runtime.hosts import HostDirectory
+from bot.runtime.replays import Replays
 from bot.runtime.respond import KeptAliveRespond
 from bot.web import charts
 from bot.runtime.metrics import UNOBSERVED, ArrivalTime, Metrics, listener_name, seconds_since_arrival
@@ -108,12 +112,27 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
                       signing_secret=settings.slack_signing_secret or None)
     deps.events = EventGate(spool=EventSpool(settings.event_spool_path, max_bytes=settings.event_spool_max_mb * 1_000_000),
                             db=db, secret=settings.slack_signing_secret.encode(), replay=replay.async_dispatch)
+    deps.metrics.watch_spool(deps.events.status)
+    deps.events.on_unhandled = lambda body: count_unhandled(listener_name(body), deps)
     deps.identities = Identities(settings=settings, db=db, apply=apply_issue_event)
+    configure_hosts(settings)  # which tracker a pasted URL is on, by its host
     if settings.oauth:
         _forget_installations(replay, owner=app, workspaces=workspaces)
     _register(app, deps)
     _register(replay, dataclasses.replace(deps, scheduler=Scheduler(), commands={}))
     return app, deps
+
+
+class _SameToken(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment itself, then warns (once per app: the serving
+    app and its replay twin) that the client we give it wins, though that client holds the very
+    same token: a warning about nothing, at every start."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_SameToken())
 
 
 def _register(app: AsyncApp, deps: Deps) -> None:
@@ -229,12 +248,15 @@ async def _installed_page(args):
 
 def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) -> Starlette:
     secret = deps.settings.slack_signing_secret.encode()
+    replays = Replays(deps.db)
+    refusals = SignatureWatch(deps.metrics)
 
     async def slack_events(request: Request) -> Response:
         body = await request.body()  # at most MAX_BODY bytes: BodyLimit stopped reading there
         # Bolt verifies every request again itself; this gate also turns away what would make its
         # verifier raise (a missing or non-numeric timestamp) and bodies it cannot parse.
         if not deps.settings.socket_mode and not signed_by_slack(secret, body, request.headers):
+            refusals.refused(request.url.path, request.headers)  # counted; a warning naming SLACK_SIGNING_SECRET
             return PlainTextResponse("invalid signature", status_code=401)
         try:
             bolt_request = to_async_bolt_request(request, body)
@@ -243,26 +265,46 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             # deeper than Python's parser goes (a signed body 1,000 levels deep).
             return PlainTextResponse("malformed body", status_code=400)
         listener = listener_name(bolt_request.body) if isinstance(bolt_request.body, dict) else "unknown"
-        if isinstance(bolt_request.body, dict) and bolt_request.body.get("type") == "event_callback":
-            # Events are acked before their listener runs and Slack resends only what it sees
-            # fail: while the database cannot store them they are kept in the local spool and
-            # acked (replayed when it is back), or refused (503, Slack retries) if the spool cannot.
+        if not deps.settings.socket_mode and isinstance(bolt_request.body, dict) and await replays.seen_before(request.headers, bolt_request.body):
+            # Acknowledged, not applied again: the same signed bytes within Slack's window (bot.runtime.replays).
+            deps.metrics.requests.labels(listener, "replay").inc()
+            return PlainTextResponse("", status_code=200)
+        if listener == "app_rate_limited":
+            return rate_limited_notice(bolt_request.body, deps)
+        if isinstance(bolt_request.body, dict) and bolt_request.body.get("type") == "event_callback" and bolt_request.body.get("event_id"):
+            # Acked means kept: the event is in the local spool (fsynced) before its 200, and its
+            # listener runs after the answer; a process killed in between leaves it there for the
+            # replay (bot.runtime.event_gate). The spool refusing it (full, disk full): the listener
+            # runs before the answer instead, and 503 (Slack retries) if the database cannot take it.
+            headers = dict(request.headers)
             try:
-                admitted = await deps.events.admit(event_id=bolt_request.body.get("event_id"), body=body,
-                                                   headers=dict(request.headers), signed=True)
+                admitted = await deps.events.admit(event_id=bolt_request.body["event_id"], body=body, headers=headers, signed=True)
             except NotKept as exc:
+                if await deps.events.handle_now(body, headers):
+                    deps.metrics.requests.labels(listener, "200").inc()
+                    return PlainTextResponse("", status_code=200)
                 log.warning("event refused for Slack to retry: database unavailable and %s", exc)
                 deps.metrics.requests.labels(listener, "503").inc()
                 return PlainTextResponse("database unavailable, please retry", status_code=503)
-            if not admitted:
-                deps.metrics.requests.labels(listener, "spooled").inc()
-                return PlainTextResponse("", status_code=200)
+            if admitted.live:
+                deps.events.handle_live(admitted, body, headers)
+                status = "200"
+            else:
+                status = "spooled"
+            if listener not in UNOBSERVED:
+                deps.metrics.ack_seconds.labels(listener).observe(seconds_since_arrival(request.scope))
+            deps.metrics.requests.labels(listener, status).inc()
+            return PlainTextResponse("", status_code=200)
         try:
             response = to_starlette_response(await app.async_dispatch(bolt_request))
         except (LookupError, TypeError, AttributeError, ValueError, RecursionError) as exc:
             # Bolt's own payload helpers assume Slack's shapes; a signed body without them lands here.
             log.warning("malformed Slack payload: %r", exc)
             response = PlainTextResponse("malformed payload", status_code=400)
+        if response.status_code == 404:
+            # Bolt's "unhandled request": signed, from Slack, and nothing here takes it. A 404 makes
+            # Slack retry it and count it a failure (too many and it turns the app's events off).
+            response = unhandled(listener, deps)
         # Bolt answers once the listener acks: from the request's arrival (ArrivalTime, before the
         # body was read) to here is the ack latency Slack sees.
         if listener not in UNOBSERVED:
@@ -275,12 +317,18 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(_request: Request) -> Response:
+        # The spool's state rides along: events waiting for the database, and a full disk (the
+        # bot still works then, answering events after their listener ran, so it stays "ok").
+        try:
+            spool = await anyio.to_thread.run_sync(deps.events.status)
+        except Exception as exc:  # noqa: BLE001 - a spool file that cannot be read is the spool's problem, said here
+            spool = {"problem": f"the spool file cannot be read: {' '.join(str(exc).split())[:200]}"}
         try:
             await deps.db.check()  # answers within the database's answer_seconds, even on a hung connection
         except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
             log.warning("healthz: database unavailable: %s", exc)
-            return JSONResponse({"ok": False, "database": "unavailable"}, status_code=503)
-        return JSONResponse({"ok": True})
+            return JSONResponse({"ok": False, "database": "unavailable", "spool": spool}, status_code=503)
+        return JSONResponse({"ok": True, "spool": spool})
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -314,9 +362,41 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         ],
         lifespan=lifespan,
         # ArrivalTime outermost, so the ack clock starts before BodyLimit reads the body.
-        middleware=[Middleware(ArrivalTime), Middleware(BodyLimit, limit=body_limit)],
+        middleware=[Middleware(ArrivalTime), Middleware(BodyLimit, limit=body_limit, seconds=deps.settings.http_body_seconds)],
     )
     return web
+
+
+_UNHANDLED_LOGGED: set[str] = set()
+
+
+def unhandled(listener: str, deps: Deps) -> Response:
+    """200 with nothing to show (a slash command's or an action's answer body would be shown to the
+    person), counted in /metrics by kind, logged once per kind per process."""
+    count_unhandled(listener, deps)
+    return Response(b"", status_code=200)
+
+
+def count_unhandled(listener: str, deps: Deps) -> None:
+    """A signed request no listener took: counted by kind, logged once per kind per process (events
+    are acked before their listener runs, so theirs is counted after: ``EventGate.on_unhandled``)."""
+    deps.metrics.unhandled.labels(listener).inc()
+    if listener not in _UNHANDLED_LOGGED:
+        _UNHANDLED_LOGGED.add(listener)
+        log.warning("Slack sent a %s request no listener takes: answered 200, not acted on (counted in pf_slack_unhandled)", listener)
+
+
+def rate_limited_notice(body: dict, deps: Deps) -> Response:
+    """Slack's ``app_rate_limited`` notice (no inner event: ``team_id``, ``minute_rate_limited``, the
+    minute as epoch seconds; https://docs.slack.dev/reference/events/app_rate_limited/): events from
+    that workspace are being dropped. Acked, one warning line, counted by workspace."""
+    team = str(body.get("team_id") or "?")
+    team = team if team.isalnum() and len(team) <= 32 else "?"  # a label: nothing else from the payload
+    minute = body.get("minute_rate_limited")
+    deps.metrics.slack_dropped.labels(team).inc()
+    log.warning("Slack is dropping events from workspace %s (app_rate_limited since minute %s): more than 30,000 events "
+                "in an hour; reports, answers and replies sent meanwhile are not delivered to the bot", team, minute)
+    return PlainTextResponse("noted", status_code=200)
 
 
 def body_limit(path: str) -> int:

@@ -142,8 +142,11 @@ def posting_channels(policy: Policy) -> dict[str, str]:
 
 async def check(settings: Settings, policy: Policy, client: AsyncWebClient, source: Path | None) -> list[Line]:
     """Every line of ``platform-feedback check``, in order: token, scopes, channels, people, user groups, trackers."""
+    from bot import examples
+
     lines = [Line("ok", f"policy: {source}") if source else
-             Line("warn", f"no policy file: copy platform-feedback.example.yml to {DEFAULT_POLICY_FILE} (or set CONFIG_FILE) and fill it")]
+             Line("warn", f"no policy file: run `platform-feedback init` to write the commented example here as "
+                          f"{DEFAULT_POLICY_FILE} (it is also at {examples.path(examples.POLICY)}), or set CONFIG_FILE; then fill it")]
     try:
         me, headers = await auth_test(client)
     except TokenRejected as exc:
@@ -152,6 +155,8 @@ async def check(settings: Settings, policy: Policy, client: AsyncWebClient, sour
         return [*lines, Line("block", f"Slack cannot be reached ({exc}): check the network or SLACK_API_URL")]
     lines.append(Line("ok", f"token: bot {me.get('user_id')} in workspace {me.get('team_id')} ({me.get('url', '')})"))
     lines.append(_scopes(headers))
+    if settings.socket_mode:
+        lines.append(await _app_token(settings))
     for channel, setting in posting_channels(policy).items():
         lines.append(await _channel(client, channel, setting, member=True))
     audience = {c: f"surveys[{s.name}].audience.channels" for s in policy.surveys for c in s.audience.channels}
@@ -175,6 +180,18 @@ async def check(settings: Settings, policy: Policy, client: AsyncWebClient, sour
     if not policy.triage.channel:
         lines.append(Line("block", "triage.channel: not set: add the channel (C...) where hosts see new reports"))
     return lines + trackers(settings, policy)
+
+
+async def _app_token(settings: Settings) -> Line:
+    """Socket Mode: ask Slack for a connection with the app-level token, as ``serve`` will."""
+    try:
+        await app_token_check(settings.slack_app_token, settings.slack_api_url)
+    except TokenRejected as exc:
+        return Line("block", str(exc))
+    except SlackUnreachable as exc:
+        return Line("block", f"SLACK_APP_TOKEN: Slack did not open a Socket Mode connection ({exc}): check the token's "
+                             "connections:write scope and that Socket Mode is on in the app's settings")
+    return Line("ok", "SLACK_APP_TOKEN: Slack opens Socket Mode connections for it")
 
 
 def _scopes(headers: dict) -> Line:

@@ -7,6 +7,7 @@ import sys
 
 from bot.runtime import logs
 from bot.runtime.check import NETWORK_ERRORS, TokenRejected
+from bot.runtime.instance_lock import AlreadyServing
 from bot.runtime import serving
 from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
 from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_settings
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--no-migrate", action="store_true", help="do not apply database migrations on start")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="serving processes sharing the port (default 1; more than 1 needs PostgreSQL and HTTP mode)")
+    sub.add_parser("init", help="write the example team policy (platform-feedback.yml) and .env here, never over a file, "
+                                "and print the Slack app manifest")
     sub.add_parser("check", help="ask Slack about the token, scopes, channels, people and user groups the settings and policy name")
     sub.add_parser("migrate", help="apply database migrations (Alembic upgrade head)")
     sub.add_parser("jobs", help="list the scheduled jobs the team policy defines")
@@ -41,7 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     export = sub.add_parser("export", help="every data point as one CSV row, or all data as JSON (needs only DATABASE_URL)")
     export_format = export.add_mutually_exclusive_group(required=True)
     export_format.add_argument("--csv", metavar="FILE", dest="csv_file", help="data points as CSV ('-': standard output)")
-    export_format.add_argument("--json", metavar="FILE", dest="json_file", help="every table as JSON, for a backup or a move ('-': standard output)")
+    export_format.add_argument("--json", metavar="FILE", dest="json_file",
+                               help="every table as JSON, for a backup or a move (`platform-feedback import --json` reads "
+                                    "it back) ('-': standard output)")
+    importing = sub.add_parser("import", help="read back what export --json wrote, into an empty database or the one it "
+                                              "came from (needs only DATABASE_URL)")
+    importing.add_argument("--json", metavar="FILE", dest="json_file", required=True,
+                           help="a file written by `platform-feedback export --json` ('-': standard input)")
     forget = sub.add_parser("forget", help="remove or anonymise everything about one person (needs only DATABASE_URL)")
     forget.add_argument("user_id", help="the person's Slack user id, e.g. U012ABCDEF")
     sub.add_parser("purge", help="delete closed reports older than retention.friction_days now")
@@ -57,8 +66,26 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.configure()
     try:
+        code = _run(args)
+        sys.stdout.flush()  # here, not at exit: a reader that went away is seen while it can be handled
+        return code
+    except BrokenPipeError:
+        # `report --csv | head`: the reader stopped reading and wants no more; nothing went wrong here.
+        # Standard output now goes nowhere, so the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _run(args) -> int:
+    try:
         if args.command == "migrate":
             return _migrate()
+        if args.command == "init":
+            from pathlib import Path
+
+            from bot.runtime.init_command import init
+
+            return init(Path.cwd())
         if args.command == "check":
             return asyncio.run(check_command())
         if args.command == "jobs":
@@ -73,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return report.focus_report(*_offline(), args.format) if args.focus else report.report(*_offline(), args.days, args.format)
         if args.command == "export":
             return _export(args.csv_file) if args.csv_file else _export_json(args.json_file)
+        if args.command == "import":
+            return _import_json(args.json_file)
         if args.command == "forget":
             return _forget(args.user_id)
         if args.command == "purge":
@@ -82,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_demo(port=args.port, db_file=args.db)
         return serving.serve(no_migrate=args.no_migrate, workers=args.workers)
-    except (ConfigError, NotMigrated, TokenRejected) as exc:  # each says in one line what to do
+    except (ConfigError, NotMigrated, TokenRejected, AlreadyServing) as exc:  # each says in one line what to do
         print(f"platform-feedback: {exc}", file=sys.stderr)
         return 2
     except DatabaseUnavailable as exc:
@@ -93,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _migrate() -> int:
+    from bot.runtime.serving import migrate_and_say
+
     db = load_settings(DatabaseSettings).database()
-    migrate_db(db)
-    print("platform-feedback: database is up to date")
+    print(f"platform-feedback: {migrate_and_say(db)}")
     return 0
 
 
@@ -229,6 +259,7 @@ def _export(path: str) -> int:
                 row.ref, row.created.isoformat(), row.status, row.severity, "" if row.minutes_lost is None else row.minutes_lost,
                 row.kind, row.source, ";".join(row.categories), row.reporters, " ".join(row.links),
                 row.first_response.isoformat() if row.first_response else "", row.resolved.isoformat() if row.resolved else "",
+                row.text,
             ])
             count += 1
         return count
@@ -259,6 +290,42 @@ def _export_json(path: str) -> int:
         counts = db.background(export_json, out=out)
     summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing"
     print(f"platform-feedback: exported {summary}", file=sys.stderr)
+    return 0
+
+
+def _import_json(path: str) -> int:
+    import json
+    from pathlib import Path
+
+    from sqlalchemy.exc import IntegrityError
+
+    from bot.runtime.serving import safe_url
+    from storage.transfer import ImportRefused, import_json
+
+    try:
+        document = json.load(sys.stdin) if path == "-" else json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        print(f"platform-feedback: cannot read {path}: {exc.strerror}.", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"platform-feedback: {path} is not JSON ({exc}): give the file `platform-feedback export --json` wrote.",
+              file=sys.stderr)
+        return 2
+    db = load_settings(DatabaseSettings).database()
+    require_migrated(db)
+    try:
+        done = db.transact(import_json, document=document)
+    except ImportRefused as exc:
+        print(f"platform-feedback: nothing imported: {exc}.", file=sys.stderr)
+        return 2
+    except IntegrityError as exc:  # a row that clashes with one there under another key: the whole import is undone
+        print(f"platform-feedback: nothing imported: a row clashes with one in the database "
+              f"({' '.join(str(exc.orig).split())[:200]}): import into an empty database.", file=sys.stderr)
+        return 2
+    added = sum(a for a, _ in done.values())
+    there = sum(t for _, t in done.values())
+    detail = ", ".join(f"{a} {name}" for name, (a, _) in done.items() if a) or "nothing new"
+    print(f"platform-feedback: imported {added} rows into {safe_url(db)} ({detail}); {there} were there already")
     return 0
 
 

@@ -65,7 +65,7 @@ class Intake(_Strict):
     reaction: Annotated[str, Field(pattern=r"^[a-z0-9_+'-]+$")] = "ticket"
 
 
-ChannelId = Annotated[str, Field(pattern=r"^[CG][A-Z0-9]+$")]
+from bot.runtime.slack_ids import ChannelId, UserGroupId, UserId  # noqa: E402  (a name where an id belongs: one line saying where the id is)
 
 
 def _zone(v: str) -> str:
@@ -80,8 +80,8 @@ TimeZone = Annotated[str, AfterValidator(_zone)]  # an IANA name, e.g. Europe/Be
 
 
 class Hosts(_Strict):
-    users: list[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]+$")]] = []
-    usergroup: Annotated[str, Field(pattern=r"^S[A-Z0-9]+$")] | None = None
+    users: list[UserId] = []
+    usergroup: UserGroupId | None = None
     refresh_minutes: Annotated[int, Field(ge=1, le=1440)] = 10
 
 
@@ -89,7 +89,6 @@ class Triage(_Strict):
     channel: ChannelId | None = None  # where each new report's card is posted
 
 
-UserId = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]+$")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -145,7 +144,6 @@ class Insight(_Strict):
 # ---------------------------------------------------------------- pulse surveys
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
-UserGroupId = Annotated[str, Field(pattern=r"^S[A-Z0-9]+$")]
 MAX_QUESTIONS = 10  # a DM holds each question's buttons; 10 keeps it under Slack's 50 blocks
 
 
@@ -345,7 +343,9 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _distinct_reactions(self) -> "Policy":
-        if self.help_channel.channel and self.help_channel.resolve_reaction == self.intake.reaction:
+        from bot.operations.emoji_names import canonical  # thumbsup is +1: one emoji, whatever its name
+
+        if self.help_channel.channel and canonical(self.help_channel.resolve_reaction) == canonical(self.intake.reaction):
             raise ValueError("help_channel.resolve_reaction must differ from intake.reaction (one files, the other resolves)")
         return self
 

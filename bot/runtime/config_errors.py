@@ -20,8 +20,10 @@ def settings_problems(kind: type[BaseSettings], exc: ValidationError) -> str:
         hint = field.description if field else ""
         if err["type"] == "missing":
             lines.append(f"{name.upper()} is not set: set it to {hint}")
+        elif (msg := str(err["msg"]).removeprefix("Value error, ")).startswith(("is the placeholder", "has spaces")):
+            lines.append(f"{name.upper()} {msg}")  # says itself what is wrong and what to do
         else:
-            lines.append(f"{name.upper()} is invalid ({str(err['msg']).removeprefix('Value error, ')}): set it to {hint}")
+            lines.append(f"{name.upper()} is invalid ({msg}): set it to {hint}")
     return "; ".join(lines) + "."
 
 

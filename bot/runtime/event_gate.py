@@ -1,26 +1,40 @@
-"""What happens to a Slack event while the database is down: it is kept in the local spool
-(``bot.runtime.spool``) and acked, then replayed in arrival order once the database answers again.
+"""Acked means kept: every Slack event is in the local spool (``bot.runtime.spool``, fsynced)
+before it is acked, and leaves it only once its listener has finished. A process killed between
+the two (kill -9, a host that dies holding its database connections) leaves it there, and the
+replay handles it again; Slack never resends an event it saw acked. The same replay applies the
+tracker deliveries that arrived while the database was down (``handlers.webhooks``).
 
-- ``admit``, before Bolt sees an event (HTTP route, Socket Mode handler): the database answers a
-  ``SELECT 1`` → dispatch it; it does not → keep the event, ack it. While the spool holds events,
-  new ones queue behind them, so the replay keeps Slack's order.
-- ``keep_request``: a listener found the database gone after the ack (the instant between the
-  check and its write): the app's error handler keeps that event too.
-- The replay runs at start, on a tick (``TICK_SECONDS``) and when woken, through a Bolt app that
-  runs each listener to its end before answering (``process_before_response``), so an event
-  leaves the spool only once its listener has finished; a listener that met the outage again puts
-  it back and the replay waits for the next tick. Slack's ``event_id`` makes a second store of
-  the same event a no-op, so a replay cut short by a crash is simply replayed again.
-- The spool refusing an event (full, disk error) is ``NotKept``: HTTP answers 503 and Socket Mode
-  does not ack, and Slack retries it.
+- ``admit``, before the ack (HTTP route, Socket Mode handler): the event is written to the spool
+  as ``live`` and ``Admitted.live`` says to handle it now, after the ack (``handle_live``: through
+  the replay's Bolt app, which runs the listener to its end, then the row is dropped). While the
+  spool holds events waiting for the database, a new one queues behind them (``live`` false), so
+  the replay keeps Slack's order. An event already held (Slack's retry) is acked and not handled
+  twice.
+- The spool refusing an event (full, the disk full or failing) is ``NotKept``: the caller handles
+  it before answering (``handle_now``: its listener commits to the database before the ack), and
+  answers 503 (HTTP) or no ack (Socket Mode) if the database cannot take it either, so Slack
+  retries.
+- ``keep_request``: a listener met the outage after the ack: the app's error handler puts its
+  event back to ``waiting``.
+- The replay runs at start, on a tick (``TICK_SECONDS``) and when woken: it first takes back the
+  rows of processes that are gone (``EventSpool.reclaim``), then replays what waits, oldest first,
+  while the database answers. An event leaves the spool only once its listener has finished; one
+  that met the outage again is put back and the replay waits for the next tick. Slack's
+  ``event_id`` makes a second store of the same event a no-op, so a replay cut short by a crash
+  is simply replayed again (duplicates at most the messages in flight: a listener's Slack calls
+  made before the crash).
+- The spool's own trouble (a full disk) is one log line when it starts and one when it ends,
+  and ``status()`` for /healthz and /metrics.
 """
 
 import asyncio
+import contextvars
 import json
 import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import anyio.to_thread
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -30,16 +44,30 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from bot.runtime.spool import EventSpool, SpoolFull, signature_holds
+from bot.runtime.spool import LIVE, EventSpool, Spooled, SpoolFull, signature_holds
 from storage.database import Database, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 5.0  # how often the replay looks at the spool when nothing wakes it
+STOP_SECONDS = 5.0  # a graceful stop waits this long for events being handled live
+# Set while an event is handled before its answer (the spool refused it): a listener meeting the
+# outage then marks it here instead of spooling it, and the caller answers 503.
+_answering: contextvars.ContextVar[dict | None] = contextvars.ContextVar("answering", default=None)
+
+# A spooled row of another kind (a tracker's delivery): applied by ``appliers[kind](entry)``,
+# which returns False when the database was unavailable (the row then waits for the next tick).
+Applier = Callable[[Spooled], Awaitable[bool]]
 
 
 class NotKept(Exception):
-    """The spool could not keep the event (full, or the disk refused): refuse it so Slack retries."""
+    """The spool could not keep the event (full, or the disk refused)."""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    seq: int | None  # the spool row to drop once handled live
+    live: bool  # handle it now, after the ack (False: it waits in the spool, or was there already)
 
 
 class EventGate:
@@ -49,58 +77,118 @@ class EventGate:
         replay). ``replay``: dispatches a request and returns once its listener has finished."""
         self.spool, self.db, self.secret, self.replay = spool, db, secret, replay
         self.tick_seconds = tick_seconds
+        self.appliers: dict[str, Applier] = {}
         self._woken = asyncio.Event()
         self._replaying = asyncio.Lock()
         self._task: asyncio.Task | None = None
+        self._live: set[asyncio.Task] = set()
         self._resting_until = 0.0  # monotonic: after a replay met the outage again, wait a tick
+        self._trouble: str | None = None  # why the last replay pass could not go on (logged once)
+        # Called with the payload of an event no listener took (Bolt answered 404 after our ack):
+        # the app counts it (pf_slack_unhandled) and logs it once per kind.
+        self.on_unhandled: Callable[[dict], None] | None = None
 
     # ---------------------------------------------------------- arrivals
 
-    async def admit(self, *, event_id: str | None, body: bytes, headers: dict[str, str], signed: bool) -> bool:
-        """True: dispatch the event now. False: it was kept in the spool; ack it. Raises NotKept."""
+    async def admit(self, *, event_id: str | None, body: bytes, headers: dict[str, str], signed: bool) -> Admitted | None:
+        """Before the ack. None: not an Events API delivery (Bolt answers it). Raises NotKept."""
         if not event_id:
-            return True  # not an Events API delivery Slack sent: Bolt answers it
-        if not await anyio.to_thread.run_sync(self.spool.held):
-            try:
-                await self.db.check()
-                return True
-            except DatabaseUnavailable as exc:
-                log.warning("event %s kept in the spool, database unavailable: %s", event_id, exc)
-        await self._keep(event_id, body, headers, signed)
-        return False
+            return None
+        kept = await self._keep(event_id, body, headers, signed, live=True)
+        if kept is None:
+            return Admitted(None, live=False)  # held already: Slack's retry
+        seq, state = kept
+        live = state == LIVE
+        if not live:
+            log.warning("event %s kept in the spool behind the events waiting for the database", event_id)
+        return Admitted(seq, live=live)
+
+    def handle_live(self, admitted: Admitted, body: bytes, headers: dict[str, str]) -> None:
+        """After the ack: run the event's listener to its end, then drop its row."""
+        task = asyncio.get_running_loop().create_task(self._handle_live(admitted.seq, self.request(body, headers)))
+        self._live.add(task)
+        task.add_done_callback(self._live.discard)
+
+    async def _handle_live(self, seq: int, request: AsyncBoltRequest) -> None:
+        try:
+            response = await self.replay(request)  # Bolt's error handler sees a listener's failure (and may put it back)
+        except Exception:  # noqa: BLE001 - not Bolt's: the row stays, to be looked at again by a restart
+            log.exception("event handling failed outside its listener; it stays in the spool")
+            return
+        self._unhandled(request, response)
+        await anyio.to_thread.run_sync(self.spool.finish, seq, LIVE)
+
+    async def handle_now(self, body: bytes, headers: dict[str, str]) -> bool:
+        """The spool refused the event: run its listener before answering. False: the database
+        could not take it either (answer so that Slack retries)."""
+        outcome: dict = {}
+        token = _answering.set(outcome)
+        try:
+            request = self.request(body, headers)
+            self._unhandled(request, await self.replay(request))
+        finally:
+            _answering.reset(token)
+        return not outcome.get("unavailable")
+
+    def _unhandled(self, request: AsyncBoltRequest, response: BoltResponse | None) -> None:
+        if response is not None and response.status == 404 and self.on_unhandled is not None and isinstance(request.body, dict):
+            self.on_unhandled(request.body)
+
+    @staticmethod
+    def request(body: bytes, headers: dict[str, str]) -> AsyncBoltRequest:
+        # "socket_mode": Bolt reads the body as the payload JSON and checks no signature (the
+        # route checked it; a replay checks it again from the spool).
+        return AsyncBoltRequest(body=body.decode("utf-8"), headers=headers, mode="socket_mode")
 
     async def keep_request(self, request: AsyncBoltRequest) -> None:
         """A listener met the outage after the ack: keep its event for the replay (or log it lost)."""
+        outcome = _answering.get()
+        if outcome is not None:  # handled before its answer: the caller refuses it instead
+            outcome["unavailable"] = True
+            return
         body = request.body if isinstance(request.body, dict) else {}
         event_id = body.get("event_id")
         if not event_id:
             return
         headers = {k: v[0] for k, v in request.headers.items() if v}
-        if request.mode == "socket_mode":  # from the socket, or a replay: the payload as JSON
+        if request.mode == "socket_mode":  # live, from the socket, or a replay: the payload as JSON
             raw, signed = json.dumps(body).encode(), False
             headers["content-type"] = "application/json"
         else:
             raw, signed = request.raw_body.encode(), True
         try:
-            await self._keep(event_id, raw, headers, signed)
+            await self._keep(event_id, raw, headers, signed, live=False)  # held already: back to waiting
         except NotKept as exc:
             log.error("event %s lost: the database was unavailable after its ack and %s", event_id, exc)
             return
         log.warning("event %s kept in the spool: the database became unavailable after its ack", event_id)
 
-    async def _keep(self, event_id: str, body: bytes, headers: dict[str, str], signed: bool) -> None:
+    async def keep_other(self, *, kind: str, key: str, body: bytes, headers: dict[str, str]) -> bool:
+        """Keep a delivery of another kind (a tracker's) for ``appliers[kind]``; True if new here.
+        Raises NotKept."""
+        return await self._keep(key, body, headers, False, live=False, kind=kind) is not None
+
+    async def _keep(self, event_id: str, body: bytes, headers: dict[str, str], signed: bool, *, live: bool,
+                    kind: str = "slack") -> tuple[int, str] | None:
         try:
-            await anyio.to_thread.run_sync(lambda: self.spool.keep(event_id=event_id, body=body, headers=headers, signed=signed))
+            kept = await anyio.to_thread.run_sync(lambda: self.spool.keep(
+                event_id=event_id, body=body, headers=headers, signed=signed, live=live, kind=kind))
         except SpoolFull as exc:
             raise NotKept(str(exc)) from None
         except (OSError, sqlite3.Error) as exc:
             raise NotKept(f"the spool file refused it: {exc}") from None
-        self.wake()
+        if kept is None or kept[1] != LIVE:
+            self.wake()
+        return kept
 
     # ---------------------------------------------------------- the replay
 
     def wake(self) -> None:
         self._woken.set()
+
+    def status(self) -> dict:
+        """The spool's rows per state, bytes held and problem (None, or one line): for /healthz."""
+        return self.spool.status()
 
     def start(self) -> None:
         """Replay at once, then on every tick and wake (call from the running event loop)."""
@@ -115,15 +203,28 @@ class EventGate:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._live:  # events acked and being handled: let them finish (or stay spooled)
+            await asyncio.wait(set(self._live), timeout=STOP_SECONDS)
         await anyio.to_thread.run_sync(self.spool.close)
 
     async def _run(self) -> None:
         while True:
             if time.monotonic() >= self._resting_until:
                 try:
+                    await anyio.to_thread.run_sync(self.spool.restore_reserve)
                     await self.replay_once()
-                except Exception:  # noqa: BLE001 - the loop must outlive one bad pass; the events stay spooled
-                    log.exception("event spool replay failed; trying again on the next tick")
+                except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad pass; the events stay spooled
+                    trouble = " ".join(str(exc).split())[:200] or type(exc).__name__
+                    if trouble != self._trouble:  # one line while it lasts, not one per tick
+                        log.error("event spool replay cannot go on: %s; trying again every %g s", trouble, self.tick_seconds)
+                    self._trouble = trouble
+                    self.spool.problem = f"replay stopped: {trouble}"
+                else:
+                    if self._trouble:
+                        log.warning("event spool replay goes on again")
+                        if self.spool.problem == f"replay stopped: {self._trouble}":
+                            self.spool.problem = None
+                    self._trouble = None
             try:
                 async with asyncio.timeout(self.tick_seconds):
                     await self._woken.wait()
@@ -134,7 +235,10 @@ class EventGate:
     async def replay_once(self) -> int:
         """Replay what the spool holds, oldest first, while the database answers; how many left it."""
         async with self._replaying:
-            if not await anyio.to_thread.run_sync(self.spool.held):
+            reclaimed = await anyio.to_thread.run_sync(self.spool.reclaim)
+            if reclaimed:
+                log.warning("event spool: %d event(s) acked by a process that stopped before handling them go again", reclaimed)
+            if not await anyio.to_thread.run_sync(self.spool.waiting):
                 return 0
             try:
                 await self.db.check()
@@ -142,41 +246,67 @@ class EventGate:
                 return 0
             done = 0
             while (entry := await anyio.to_thread.run_sync(self.spool.take)) is not None:
+                if entry.kind != "slack":
+                    if not await self._apply_other(entry):
+                        break
+                    done += 1
+                    continue
                 if entry.signed and not signature_holds(self.secret, entry):
                     log.error("spooled event %s dropped: its Slack signature does not hold", entry.event_id)
                     await anyio.to_thread.run_sync(self.spool.drop, entry.seq)
                     continue
-                request = AsyncBoltRequest(body=entry.body.decode("utf-8"), headers=entry.headers, mode="socket_mode")
-                await self.replay(request)  # Bolt's error handler sees a listener's failure
+                await self.replay(self.request(entry.body, entry.headers))  # Bolt's error handler sees a listener's failure
                 if not await anyio.to_thread.run_sync(self.spool.finish, entry.seq):
-                    self._resting_until = time.monotonic() + self.tick_seconds
-                    log.warning("event spool replay paused: the database is unavailable again")
+                    self._pause()
                     break
                 done += 1
             if done:
-                log.info("replayed %d spooled event(s); %d still spooled", done, self.spool.held())
+                log.info("replayed %d spooled event(s); %d still spooled", done, await anyio.to_thread.run_sync(self.spool.waiting))
             return done
+
+    async def _apply_other(self, entry: Spooled) -> bool:
+        applier = self.appliers.get(entry.kind)
+        if applier is None:  # its tracker is no longer configured: it waits until it is again
+            log.warning("spooled %s delivery waits: no %s webhook is configured now", entry.kind, entry.kind)
+            await anyio.to_thread.run_sync(lambda: self.spool.keep(event_id=entry.event_id, body=b"", headers={}, signed=False))
+            return False
+        if await applier(entry):
+            await anyio.to_thread.run_sync(self.spool.finish, entry.seq)
+            return True
+        await anyio.to_thread.run_sync(lambda: self.spool.keep(event_id=entry.event_id, body=b"", headers={}, signed=False))
+        self._pause()
+        return False
+
+    def _pause(self) -> None:
+        self._resting_until = time.monotonic() + self.tick_seconds
+        log.warning("event spool replay paused: the database is unavailable again")
 
 
 class SpoolingSocketModeHandler(AsyncSocketModeHandler):
-    """Bolt's Socket Mode handler, with Events API envelopes admitted through the gate first: one
-    kept in the spool is acked at once; one the spool refused is not acked, so Slack sends it again."""
+    """Bolt's Socket Mode handler, with Events API envelopes kept in the spool before their ack
+    and handled after it (``EventGate``); one the spool refused is handled before the ack, and
+    not acked if the database could not take it either, so Slack sends it again."""
 
     def __init__(self, app, app_token: str, *, gate: EventGate, **kwargs):
         super().__init__(app, app_token, **kwargs)
         self.gate = gate
 
     async def handle(self, client, req: SocketModeRequest) -> None:
-        if req.type == "events_api" and isinstance(req.payload, dict):
+        if req.type == "events_api" and isinstance(req.payload, dict) and req.payload.get("event_id"):
             headers = {k: str(v) for k, v in (build_headers(req) or {}).items()}
             headers["content-type"] = "application/json"
+            body = json.dumps(req.payload).encode()
+            ack = SocketModeResponse(envelope_id=req.envelope_id)
             try:
-                admitted = await self.gate.admit(event_id=req.payload.get("event_id"), body=json.dumps(req.payload).encode(),
-                                                 headers=headers, signed=False)
+                admitted = await self.gate.admit(event_id=req.payload["event_id"], body=body, headers=headers, signed=False)
             except NotKept as exc:
-                log.warning("event %s not acked, Slack will send it again: %s", req.payload.get("event_id"), exc)
+                if await self.gate.handle_now(body, headers):
+                    await client.send_socket_mode_response(ack)
+                else:
+                    log.warning("event %s not acked, Slack will send it again: %s", req.payload.get("event_id"), exc)
                 return
-            if not admitted:
-                await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
-                return
+            await client.send_socket_mode_response(ack)
+            if admitted.live:
+                self.gate.handle_live(admitted, body, headers)
+            return
         await super().handle(client, req)

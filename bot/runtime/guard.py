@@ -11,7 +11,9 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from urllib.parse import quote, unquote_plus
 
+import anyio
 from starlette.responses import PlainTextResponse
 
 log = logging.getLogger(__name__)
@@ -24,11 +26,15 @@ class BodyLimit:
     routes the body it read. A ``Content-Length`` over the limit is answered 413 before a byte is
     read; a stream that goes over it is answered 413 as soon as it does (the rest is never read:
     the server closes the connection). A ``Content-Length`` that is not a number is answered 400.
-    At most ``limit`` bytes per request are held, whatever the client sends."""
+    At most ``limit`` bytes per request are held, whatever the client sends. A body not all
+    received within ``seconds`` of the request's start is answered 408 and the connection closed
+    (``bot.runtime.http_limits`` closes a connection whose body was not all read): a client that
+    sends a byte now and then cannot hold the request's memory as long as it likes."""
 
-    def __init__(self, app, limit: Callable[[str], int]):
+    def __init__(self, app, limit: Callable[[str], int], seconds: float | None = None):
         self.app = app
         self.limit = limit
+        self.seconds = seconds
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -41,17 +47,23 @@ class BodyLimit:
             if int(length) > limit:
                 return await PlainTextResponse("payload too large", status_code=413)(scope, receive, send)
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return await PlainTextResponse("payload too large", status_code=413)(scope, receive, send)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            with anyio.fail_after(self.seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        return await PlainTextResponse("payload too large", status_code=413)(scope, receive, send)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            chunks.clear()
+            return await PlainTextResponse("request body too slow: send it whole within %g s" % self.seconds, status_code=408,
+                                           headers={"connection": "close"})(scope, receive, send)
         body, given = b"".join(chunks), False
 
         async def replay():
@@ -76,16 +88,45 @@ def signed_by_slack(secret: bytes, body: bytes, headers) -> bool:
     return hmac.compare_digest(expected.encode(), signature.encode("latin-1", "replace"))
 
 
-_SECRET_QUERY = re.compile(r"((?:^|[?&;])(?:token|code|state)=)[^&;\s\"]*", re.IGNORECASE)
+SECRET_PARAMETERS = frozenset({"token", "code", "state"})  # the dashboard token, OAuth codes and states
+
+
+def redact_query(text: str) -> str:
+    """``text`` (a logged path such as ``/dashboard?days=7&%74oken=abc``) with the value of every
+    query parameter whose *decoded* name is a secret's replaced by ``[redacted]``, written under its
+    decoded name (``token=[redacted]``). Names are compared the way a server reads them, after
+    percent-decoding (``urllib.parse.unquote_plus``, repeated while it changes, so an encoding of an
+    encoding is caught too), without surrounding spaces, in any case: a literal ``token=`` match
+    missed ``%74oken=``, which Starlette decodes to ``token`` and signs in with. Both ``&`` and ``;``
+    separate parameters. Text without ``?`` is returned as it is."""
+    path, mark, query = text.partition("?")
+    if not mark:
+        return text
+    parts = re.split(r"([&;])", query)  # separators kept, so the rest of the line is unchanged
+    for i in range(0, len(parts), 2):
+        name, eq, _value = parts[i].partition("=")
+        decoded = _decoded(name)
+        if eq and decoded.strip().lower() in SECRET_PARAMETERS:
+            parts[i] = f"{quote(decoded.strip(), safe='')}=[redacted]"
+    return path + mark + "".join(parts)
+
+
+def _decoded(name: str) -> str:
+    for _ in range(5):
+        once = unquote_plus(name)
+        if once == name:
+            break
+        name = once
+    return name
 
 
 class RedactQuery(logging.Filter):
-    """Takes ``token=``, ``code=`` and ``state=`` values out of uvicorn's access log lines (the
-    dashboard token, OAuth codes and states)."""
+    """Takes the values of ``token``, ``code`` and ``state`` query parameters (``redact_query``)
+    out of uvicorn's access log lines (the dashboard token, OAuth codes and states)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_SECRET_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in record.args)
         return True
 
 

@@ -29,5 +29,5 @@ def set_for_serving() -> None:
     sys.setswitchinterval(SWITCH_SECONDS)
     gc.collect()
     gc.freeze()
-    log.info("serving interpreter: %d objects of the start kept out of garbage collection, thread switch interval %g ms",
+    log.debug("serving interpreter: %d objects of the start kept out of garbage collection, thread switch interval %g ms",
              gc.get_freeze_count(), sys.getswitchinterval() * 1000)

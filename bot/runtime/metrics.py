@@ -22,10 +22,25 @@ class Metrics:
         self.sent = Counter("pf_outbox_sent", "Outbox messages sent, by method", ["method"], registry=self.registry)
         self.scheduler_runs = Counter("pf_scheduler_runs", "Scheduled job runs by job and outcome (ran, skipped, failed)",
                                       ["job", "outcome"], registry=self.registry)
+        # Slack's own word that it dropped events (app_rate_limited: over 30,000 events an hour from
+        # one workspace, https://docs.slack.dev/reference/events/app_rate_limited/), by workspace.
+        self.slack_dropped = Counter("pf_slack_rate_limited_notices", "app_rate_limited notices: Slack dropped events for the app, by workspace",
+                                     ["team"], registry=self.registry)
+        # Correctly signed requests no listener takes (an event type or id the bot does not handle):
+        # answered 200 rather than Bolt's 404, which Slack retries and counts against the app.
+        self.unhandled = Counter("pf_slack_unhandled", "Signed Slack requests the bot does not act on (answered 200), by kind",
+                                 ["listener"], registry=self.registry)
+        # bot.runtime.signature_watch: a wrong SLACK_SIGNING_SECRET shows here (reason "mismatch")
+        self.signature_refused = Counter("pf_slack_signature_refused", "Slack requests refused (401) for their signature, "
+                                         "by reason (missing, stale, mismatch)", ["reason"], registry=self.registry)
         self.webhooks = Counter("pf_webhooks", "Tracker webhook deliveries by tracker and status",
                                 ["tracker", "status"], registry=self.registry)
         if outbox_stats is not None:
             self.registry.register(_OutboxCollector(outbox_stats))
+
+    def watch_spool(self, status: Callable[[], dict]) -> None:
+        """Gauges of the event spool read at scrape time (``EventSpool.status``)."""
+        self.registry.register(_SpoolCollector(status))
 
     def observe_send(self, method: str, error: str | None) -> None:
         if error is None:
@@ -70,6 +85,25 @@ class _OutboxCollector:
         depth, age = self.stats()
         yield GaugeMetricFamily("pf_outbox_depth", "Outbox messages waiting to be sent", value=depth)
         yield GaugeMetricFamily("pf_outbox_oldest_age_seconds", "Age of the oldest message waiting", value=age)
+
+    def describe(self):
+        return []
+
+
+class _SpoolCollector:
+    def __init__(self, status: Callable[[], dict]):
+        self.status = status
+
+    def collect(self):
+        state = self.status()
+        events = GaugeMetricFamily("pf_event_spool_events", "Events and deliveries in the local spool, by state "
+                                   "(live: acked and being handled; waiting/replaying: for the database)", labels=["state"])
+        for name in ("live", "waiting", "replaying"):
+            events.add_metric([name], state.get(name, 0))
+        yield events
+        yield GaugeMetricFamily("pf_event_spool_bytes", "Bytes of bodies held in the local spool", value=state.get("bytes", 0))
+        yield GaugeMetricFamily("pf_event_spool_ok", "1 when the spool can keep new events (0: disk full or failing; "
+                                "see /healthz and the log)", value=0 if state.get("problem") else 1)
 
     def describe(self):
         return []

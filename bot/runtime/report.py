@@ -125,6 +125,20 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
             for r in cells]
 
 
+TEXT_WIDTH = 60  # characters of a report's text in the table (--json and --csv keep all of it)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis when it was longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+def one_place(value) -> str | None:
+    """A number with one decimal (the table's hours and rates), None as is (shown as –)."""
+    return None if value is None else f"{value:.1f}"
+
+
 def report_table(data: dict) -> str:
     from bot.blocks.insight import trend
 
@@ -136,14 +150,14 @@ def report_table(data: dict) -> str:
                      for c in categories]) if categories else ["  no friction reported in this window"]
     if data["open_points"]:
         lines += ["", "Top open reports", *_table(["ref", "score", "trend", "reporters", "text"], [
-            [p["ref"], f"{p['score']:.1f}", trend(p["score"], p["previous"]), p["reporters"], " ".join(p["text"].split())[:60]]
+            [p["ref"], f"{p['score']:.1f}", trend(p["score"], p["previous"]), p["reporters"], clip(p["text"], TEXT_WIDTH)]
             for p in data["open_points"]])]
     now, before = data["loop"]["current"], data["loop"]["previous"]
     rate = lambda n: "–" if n["closed_loop_rate"] is None else f"{n['closed_loop_rate']:.0%} of {n['resolved']}"  # noqa: E731
-    loop = [["reports per week", now["reports_per_week"], before["reports_per_week"]],
+    loop = [["reports per week", one_place(now["reports_per_week"]), one_place(before["reports_per_week"])],
             ["active reporters", now["active_reporters"], before["active_reporters"]],
-            ["median first response (h)", now["median_first_response_hours"], before["median_first_response_hours"]],
-            ["median time to resolve (h)", now["median_resolution_hours"], before["median_resolution_hours"]],
+            ["median first response (h)", one_place(now["median_first_response_hours"]), one_place(before["median_first_response_hours"])],
+            ["median time to resolve (h)", one_place(now["median_resolution_hours"]), one_place(before["median_resolution_hours"])],
             ["closed-loop rate", rate(now), rate(before)]]
     lines += ["", "Closing the loop", *_table(["", "now", "before"], loop)]
     weeks = data["loop"]["weeks"]

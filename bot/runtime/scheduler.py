@@ -247,6 +247,7 @@ class Scheduler:
             self.aps.add_job(
                 self.catch_up, IntervalTrigger(seconds=CATCH_UP_SECONDS), id=CATCH_UP_JOB, name=CATCH_UP_JOB,
                 replace_existing=True, coalesce=True, max_instances=1, next_run_time=datetime.now(timezone.utc),
+                misfire_grace_time=None,  # the start-up pass runs however late the loop gets to it
             )
             self.aps.start()
 

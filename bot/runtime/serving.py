@@ -6,7 +6,7 @@ import logging
 
 from bot.runtime import logs
 from bot.runtime.check import SlackUnreachable
-from bot.runtime.config import load_policy, load_settings
+from bot.runtime.config import ConfigError, load_policy, load_settings
 from storage.database import Database, DatabaseUnavailable
 
 log = logging.getLogger("platform_feedback")
@@ -25,8 +25,8 @@ class NotMigrated(Exception):
     """The database has not been migrated to this version's schema. ``str()``: one line saying what to run."""
 
 
-def require_migrated(db: Database) -> None:
-    """Raise NotMigrated unless the database is at the migrations' head (DatabaseUnavailable if unreachable)."""
+def revisions(db: Database) -> tuple[str | None, str]:
+    """(the database's Alembic revision, None if never migrated; this version's head). DatabaseUnavailable if unreachable."""
     from alembic.script import ScriptDirectory
     from sqlalchemy import inspect, text
     from sqlalchemy.exc import OperationalError
@@ -39,7 +39,43 @@ def require_migrated(db: Database) -> None:
             current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar() if has else None
     except OperationalError as exc:
         raise DatabaseUnavailable(" ".join(str(exc.orig).split())[:200]) from None
-    head = ScriptDirectory.from_config(alembic_config(db.engine)).get_current_head()
+    return current, ScriptDirectory.from_config(alembic_config(db.engine)).get_current_head()
+
+
+def migrate_and_say(db: Database) -> str:
+    """``migrate``: apply what is missing; one line naming the database (no password) and what was applied."""
+    from alembic.script import ScriptDirectory
+
+    from storage.database import alembic_config
+
+    before, head = revisions(db)
+    migrate_db(db)
+    if before == head:
+        return f"{safe_url(db)} is up to date (revision {head}): nothing to apply"
+    script = ScriptDirectory.from_config(alembic_config(db.engine))
+    applied = len(list(script.iterate_revisions(head, before or "base")))
+    start = f"from revision {before}" if before else "from an empty database"
+    return f"applied {applied} migration(s) to {safe_url(db)} ({start} to {head})"
+
+
+def sqlite_file(db: Database):
+    """The file a SQLite URL names (a Path), or None (PostgreSQL, or SQLite in memory)."""
+    from pathlib import Path
+
+    from sqlalchemy import make_url
+
+    url = make_url(db.url)
+    return Path(url.database) if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") else None
+
+
+def require_migrated(db: Database) -> None:
+    """Raise NotMigrated unless the database is at the migrations' head (DatabaseUnavailable if
+    unreachable). A SQLite file that does not exist is not created (connecting would create it)."""
+    path = sqlite_file(db)
+    if path is not None and not path.exists():
+        raise NotMigrated(f"there is no database at {path} (DATABASE_URL {safe_url(db)}): run this where the bot's "
+                          "database is, point DATABASE_URL at it, or run `platform-feedback migrate` to create one.")
+    current, head = revisions(db)
     if current is None:
         raise NotMigrated(f"the database ({safe_url(db)}) has no tables yet: run `platform-feedback migrate` "
                           "(or `serve`, which migrates), or point DATABASE_URL at the bot's database.")
@@ -62,7 +98,10 @@ async def check_command() -> int:
 
     settings = load_settings()
     logs.configure(secrets=settings.secrets())
-    policy = load_policy(settings.config_file)
+    try:
+        policy = load_policy(settings.config_file)
+    except ConfigError as exc:
+        return await _check_names(settings, exc)
     if settings.oauth:
         from bot.runtime.workspaces import NotInstalled, Workspaces, installation_store
 
@@ -90,6 +129,28 @@ async def check_command() -> int:
     return 1 if blocking else 0
 
 
+async def _check_names(settings, problem: Exception) -> int:
+    """``check`` on a policy that does not load: its one line, and when it names channels, people or
+    user groups by name, each looked up through Slack (one workspace's token) with the id to write."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.runtime.check import TIMEOUT_SECONDS, Line, policy_file
+    from bot.runtime.name_lookup import names_in, resolve
+
+    names = names_in(policy_file(settings.config_file))
+    lines = [Line("block", str(problem))]
+    if names and settings.slack_bot_token:
+        client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=TIMEOUT_SECONDS)
+        try:
+            lines += await resolve(client, names)
+        except SlackUnreachable as exc:
+            lines.append(Line("block", f"Slack cannot be reached to look the names up ({exc}): write the ids"))
+    for line in lines:
+        print(line)
+    print(f"{len(lines)} problem(s) to fix before serving.")
+    return 1
+
+
 def serve(*, no_migrate: bool, workers: int = 1) -> int:
     """``platform-feedback serve``. ``workers`` > 1: that many serving processes share the port
     (``bot.runtime.workers``), each with its own app, outbox sender and scheduler (they take turns
@@ -105,8 +166,14 @@ def serve(*, no_migrate: bool, workers: int = 1) -> int:
     log.info(summary)
     for warning in warnings:
         log.warning(warning)
+    if not settings.socket_mode:
+        log.info(_dashboard_line(settings))
+        _port_free(settings.host, settings.port)  # before migrating: a taken port is one line, not a traceback after start-up
     db = settings.database()
-    if not no_migrate:
+    _hold_locks(settings, db)
+    if no_migrate:
+        require_migrated(db)  # else /healthz would say 200 while every event went to the spool
+    else:
         migrate_db(db)
 
     from bot.runtime.app import create_app
@@ -125,7 +192,10 @@ def serve(*, no_migrate: bool, workers: int = 1) -> int:
 
         db.dispose()
         return supervise(settings.host, settings.port, workers)
-    uvicorn.run(serving_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None)
+    from bot.runtime.http_limits import uvicorn_options
+
+    uvicorn.run(serving_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None,
+                **uvicorn_options(settings))
     return 0
 
 
@@ -141,6 +211,43 @@ def serving_web_app(app, deps):
     web = create_web_app(app, deps)
     set_for_serving()
     return web
+
+
+def _dashboard_line(settings) -> str:
+    """Whether /dashboard answers, said at start: while off it is a bare 404 (bot.web.dashboard)."""
+    if settings.dashboard_token or settings.dashboard_trusted_header:
+        how = "DASHBOARD_TOKEN" if settings.dashboard_token else f"the {settings.dashboard_trusted_header} header"
+        return f"dashboard: on at /dashboard ({how})"
+    return "dashboard: off (/dashboard answers 404): set DASHBOARD_TOKEN (16+ random characters) or DASHBOARD_TRUSTED_HEADER to turn it on"
+
+
+def _port_free(host: str, port: int) -> None:
+    """ConfigError (one line) if nothing can listen on (host, port) now. Bound with SO_REUSEADDR as
+    uvicorn binds, so a port left in TIME_WAIT by the previous run is not taken for busy."""
+    import socket
+
+    from bot.runtime.settings import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}): stop what uses it (another "
+                              "`platform-feedback serve`?) or set PORT to a free port.") from None
+
+
+def _hold_locks(settings, db: Database) -> None:
+    """One serve per event spool, and per SQLite file (bot.runtime.instance_lock)."""
+    from bot.runtime.instance_lock import hold
+
+    hold(settings.event_spool_path.resolve(), "each instance needs its own EVENT_SPOOL_PATH: stop the other, or set "
+         "EVENT_SPOOL_PATH to a file of this instance's own.")
+    path = sqlite_file(db)
+    if path is not None:
+        hold(path.resolve(), "SQLite takes one process at a time: stop the other, or use PostgreSQL (DATABASE_URL) "
+             "to run several.")
 
 
 def _check_workers(workers: int, settings) -> None:

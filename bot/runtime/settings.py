@@ -80,6 +80,16 @@ class Settings(DatabaseSettings):
     slack_api_url: str = Field(default="https://slack.com/api/", description="the Slack Web API base URL")
     port: int = Field(default=3000, ge=1, le=65535, description="a TCP port number (1-65535)")
     host: str = Field(default="0.0.0.0", description="the address to listen on")
+    # What one client may hold of the HTTP server (bot.runtime.http_limits): Slack and the trackers
+    # send a whole request in well under a second; a client that dawdles on purpose is cut off.
+    http_header_seconds: float = Field(default=10, gt=0, le=300,
+                                       description="seconds (up to 300) a client has to send a request's headers")
+    http_body_seconds: float = Field(default=30, gt=0, le=600,
+                                     description="seconds (up to 600) a client has to send a request's body")
+    http_keep_alive_seconds: float = Field(default=5, gt=0, le=300,
+                                           description="seconds (up to 300) an idle connection is kept open between requests")
+    http_max_connections: int = Field(default=500, ge=1, le=100_000,
+                                      description="connections (1-100000) open at once; past it new ones are closed")
     # How long a sender holds the outbox messages it claimed: after a kill -9 the rest go after this.
     # A batch starts its requests within 10 s (half the claim if less) and slack_sdk waits up to 30 s for
     # an answer: with several instances, below about 45 s a slow request's message could be claimed and
@@ -122,8 +132,10 @@ class Settings(DatabaseSettings):
     @field_validator("slack_bot_token")
     @classmethod
     def _bot_token(cls, v: str | None) -> str | None:
-        if v and (not v.startswith("xoxb-") or v.strip() != v or len(v) < 10):
-            raise ValueError("must be a bot token starting with xoxb-")
+        if v:
+            _token_shape(v, "xoxb-", "a bot token")
+            if len(v) < 10:
+                raise ValueError("must be a bot token starting with xoxb-")
         return v or None
 
     @field_validator("dashboard_token")
@@ -143,8 +155,8 @@ class Settings(DatabaseSettings):
     @field_validator("slack_app_token")
     @classmethod
     def _app_token(cls, v: str | None) -> str | None:
-        if v and not v.startswith("xapp-"):
-            raise ValueError("must be an app-level token starting with xapp-")
+        if v:
+            _token_shape(v, "xapp-", "an app-level token")
         return v or None
 
     @field_validator("slack_api_url")
@@ -162,32 +174,32 @@ class Settings(DatabaseSettings):
         return v or None
 
     @model_validator(mode="after")
-    def _one_way_to_get_a_token(self) -> "Settings":
+    def _slack_credentials(self) -> "Settings":
+        # Every problem at once (a model validator that raises stops the ones after it): with
+        # nothing set, both the token and the signing secret are named in the one line.
+        problems = []
         oauth = [bool(self.slack_client_id), bool(self.slack_client_secret)]
         if any(oauth) and not all(oauth):
-            raise ValueError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together: set both to install through OAuth")
-        if self.slack_bot_token and all(oauth):
-            raise ValueError(
-                "set SLACK_BOT_TOKEN for one workspace, or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install "
-                "into several, not both"
-            )
-        if not self.slack_bot_token and not all(oauth):
-            raise ValueError(
-                "SLACK_BOT_TOKEN is not set: set it to the bot token (xoxb-...) from OAuth & Permissions, or set "
-                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install into several workspaces"
-            )
+            problems.append("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together: set both to install through OAuth")
+        elif self.slack_bot_token and all(oauth):
+            problems.append("set SLACK_BOT_TOKEN for one workspace, or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install "
+                            "into several, not both")
+        elif not self.slack_bot_token and not all(oauth):
+            problems.append("SLACK_BOT_TOKEN is not set: set it to the bot token (xoxb-...) from OAuth & Permissions, or set "
+                            "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install into several workspaces")
         if self.oauth and self.slack_app_token:
-            raise ValueError("installing through OAuth needs HTTP: unset SLACK_APP_TOKEN (Socket Mode) or the OAuth settings")
-        return self
-
-    @model_validator(mode="after")
-    def _signing_secret_unless_socket_mode(self) -> "Settings":
+            problems.append("installing through OAuth needs HTTP: unset SLACK_APP_TOKEN (Socket Mode) or the OAuth settings")
         if not self.slack_app_token and not self.slack_signing_secret:
-            raise ValueError("SLACK_SIGNING_SECRET is required unless SLACK_APP_TOKEN (Socket Mode) is set")
-        if not self.slack_app_token and len(self.slack_signing_secret) < 8:
+            problems.append("SLACK_SIGNING_SECRET is not set: set it to the Signing Secret from Basic Information > App "
+                            "Credentials (not needed with SLACK_APP_TOKEN, Socket Mode)")
+        elif not self.slack_app_token and len(self.slack_signing_secret) < 8:
             # Slack's are 32 hex characters; a few characters are a paste gone wrong, not a secret.
-            raise ValueError(f"SLACK_SIGNING_SECRET is too short ({len(self.slack_signing_secret)} characters): copy the "
-                             "Signing Secret from Basic Information > App Credentials (32 characters)")
+            problems.append(f"SLACK_SIGNING_SECRET is too short ({len(self.slack_signing_secret)} characters): copy the "
+                            "Signing Secret from Basic Information > App Credentials (32 characters)")
+        elif not self.slack_app_token and self.slack_signing_secret.strip() != self.slack_signing_secret:
+            problems.append("SLACK_SIGNING_SECRET has spaces around it (pasted with a trailing space?): remove them")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def secrets(self) -> list[str]:
@@ -203,6 +215,19 @@ class Settings(DatabaseSettings):
     def oauth(self) -> bool:
         """Installed into workspaces through OAuth, each with its own token (not one SLACK_BOT_TOKEN)."""
         return self.slack_client_id is not None
+
+
+def _token_shape(value: str, prefix: str, what: str) -> None:
+    """Raise ValueError saying what is wrong with a Slack token as written: the README's placeholder,
+    spaces around it (a paste), or another kind of token (https://api.slack.com/authentication/token-types)."""
+    if "…" in value or "..." in value or value.strip().rstrip(".…") == prefix:
+        raise ValueError(f"is the placeholder {value.strip()!r}: set it to your app's real token ({what}, {prefix}...)")
+    if value.strip() != value:
+        raise ValueError("has spaces or a line break around it (pasted with a trailing space?): remove them")
+    if not value.startswith(prefix):
+        kind = {"xoxb-": "a bot token", "xoxp-": "a user token", "xapp-": "an app-level token", "xoxe": "a refresh token"}
+        seen = next((k for p, k in kind.items() if value.startswith(p)), None)
+        raise ValueError(f"must be {what} starting with {prefix}" + (f" (this one is {seen})" if seen else ""))
 
 
 S = TypeVar("S", bound=BaseSettings)

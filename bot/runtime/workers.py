@@ -56,8 +56,12 @@ def _worker(host: str, port: int, parent: int) -> None:
 
     lifeline.follow(parent)
 
-    logs.configure(secrets=load_settings().secrets())
-    config = uvicorn.Config("bot.runtime.workers:worker_app", factory=True, log_level="info", log_config=None)
+    from bot.runtime.http_limits import uvicorn_options
+
+    settings = load_settings()
+    logs.configure(secrets=settings.secrets())
+    config = uvicorn.Config("bot.runtime.workers:worker_app", factory=True, log_level="info", log_config=None,
+                            **uvicorn_options(settings))
     uvicorn.Server(config).run(sockets=[listening_socket(host, port)])
 
 

@@ -32,6 +32,7 @@ class Outcome(StrEnum):
     reopened = "reopened"
     moved = "moved"  # the issue has a new key or id (transfer, project move): follow it, notify nobody
     renamed = "renamed"  # a project/repository renamed: ``old_keys`` and ``key`` are key prefixes
+    deleted = "deleted"  # the issue is gone (GitHub issues.deleted, Jira jira:issue_deleted, Linear remove)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,30 @@ class IssueEvent:
     def from_json(cls, data: dict) -> "IssueEvent":
         return cls(**{**data, "tracker": Tracker(data["tracker"]), "outcome": Outcome(data["outcome"]),
                       "old_keys": tuple(data.get("old_keys") or ()), "old_ids": tuple(data.get("old_ids") or ())})
+
+
+class Events(list):
+    """What one delivery says: its ``IssueEvent`` items. When there are none, ``reason`` says why
+    in a short fixed code (a /metrics label: ``event``, ``action``, ``not_merged``,
+    ``no_state_change``) and ``detail`` in words for the answer's body. ``dropped``: closing
+    references named beyond the per-body cap (``github.MAX_REFERENCES``), counted, not applied."""
+
+    reason: str | None = None
+    detail: str = ""
+    dropped: int = 0
+
+
+def nothing(reason: str, detail: str) -> Events:
+    """No events, and why (see ``Events``)."""
+    found = Events()
+    found.reason, found.detail = reason, detail
+    return found
+
+
+def events_of(items, dropped: int = 0) -> Events:
+    found = Events(items)
+    found.dropped = dropped
+    return found
 
 
 class Malformed(ValueError):

@@ -12,8 +12,10 @@ import re
 from urllib.parse import parse_qs, quote, urlsplit
 
 from bot.trackers.base import (
-    IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, iso, obj, same, string, text,
+    Events, IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, events_of, iso, nothing, obj, same,
+    string, text,
 )
+from bot.trackers.markdown import blank_code
 
 TRACKER = Tracker.github
 SECRET_SETTING = "github_webhook_secret"
@@ -23,22 +25,15 @@ DELIVERY_HEADER = "x-github-delivery"
 _PATH = re.compile(r"^/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/(?P<kind>issues|pull)/(?P<n>\d+)(?:/[^?#]*)?$")
 # "Linking a pull request to an issue": one keyword per reference, optional colon; the reference
 # is #N, owner/repo#N, or the issue's URL. Keywords are matched case-insensitively by GitHub.
+# Linear in the body's length (issue #26 item 4): the whitespace around the colon is possessive
+# (``\s*:?\s+`` backtracked quadratically over a run of spaces), and the reference's parts are
+# separated by characters their classes exclude, so no part can give back what the next needs.
 _CLOSING = re.compile(
-    r"(?<![\w/#-])(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+"
-    r"(?:(?P<repo>[\w.-]+/[\w.-]+)?#(?P<n>\d+)|(?P<url>https?://[^\s)<>\]]+/(?:issues|pull)/\d+))(?![\w])",
+    r"(?<![\w/#-])(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)(?:\s*+:)?+\s++"
+    r"(?:(?P<repo>[\w.-]++/[\w.-]++)?#(?P<n>\d++)|(?P<url>https?://[^\s)<>\]]+/(?:issues|pull)/\d++))(?!\w)",
     re.IGNORECASE,
 )
-
-
-# What GitHub does not render as text, so it links no reference in it (and a closing keyword is a
-# reference): HTML comments (PR templates' hints), fenced code blocks (``` or ~~~, to the closing
-# fence or the end), and code spans (a run of backticks to the next run of the same length).
-_NOT_TEXT = re.compile(
-    r"<!--.*?(?:-->|\Z)"
-    r"|^[ ]{0,3}(?P<fence>`{3,}|~{3,}).*?(?:^[ ]{0,3}(?P=fence)[`~]*[ \t]*$|\Z)"
-    r"|(?P<ticks>`+).+?(?<!`)(?P=ticks)(?!`)",
-    re.DOTALL | re.MULTILINE,
-)
+MAX_REFERENCES = 50  # closing references read per body (issue #26 item 5): the rest are counted, not applied
 
 
 def normalise(key: str) -> str:
@@ -72,7 +67,12 @@ def payload(body: bytes, headers) -> dict:
     return decode_json(body)
 
 
-def read(body: bytes, headers, policy=None) -> list[IssueEvent]:
+def _label(value: object) -> str:
+    """An event or action name as the vendor sent it, cut to what a log line and an answer can show."""
+    return re.sub(r"[^a-z0-9_.:-]", "", text(value).lower())[:40]
+
+
+def read(body: bytes, headers, policy=None) -> Events:
     return events(text(headers.get("x-github-event")), payload(body, headers))
 
 
@@ -101,14 +101,15 @@ def _repo_of(item: dict, fallback: str) -> str:
     return m.group(1) if m else fallback
 
 
-def events(event_name: str, payload: dict) -> list[IssueEvent]:
-    """The issue events in one delivery. ``issues`` closed/reopened/transferred/opened-by-transfer,
-    ``pull_request`` closed (merged) / reopened, ``repository`` renamed/transferred."""
+def events(event_name: str, payload: dict) -> Events:
+    """The issue events in one delivery. ``issues`` closed/reopened/deleted/transferred/
+    opened-by-transfer, ``pull_request`` closed (merged) / reopened, ``repository``
+    renamed/transferred; anything else is no event, with the reason (``Events``)."""
     action = payload.get("action")
     if event_name == "repository" and action in ("renamed", "transferred"):
-        return _repository_change(payload, action)
+        return events_of(_repository_change(payload, action))
     if event_name not in ("issues", "pull_request"):
-        return []
+        return nothing("event", f"{_label(event_name) or 'unnamed'} events are not read")
     repo = _repo(payload)
     name, repo_id = repo["full_name"], repo.get("id")
     if event_name == "issues":
@@ -120,36 +121,42 @@ def events(event_name: str, payload: dict) -> list[IssueEvent]:
                 raise Malformed("transfer without changes.new_repository")
             old = _issue_event(_repo_of(issue, name), None, issue, Outcome.moved, None)
             new = _issue_event(new_repo["full_name"], new_repo.get("id"), new_issue, Outcome.moved, new_issue.get("updated_at"))
-            return [IssueEvent(**{**new.to_json(), "old_keys": (old.key,), "old_ids": tuple(filter(None, [old.issue_id]))})]
+            return events_of([IssueEvent(**{**new.to_json(), "old_keys": (old.key,), "old_ids": tuple(filter(None, [old.issue_id]))})])
         if action == "opened" and obj(payload.get("changes")).get("old_issue"):
             changes = obj(payload.get("changes"))
             old_issue, old_repo = obj(changes.get("old_issue")), obj(changes.get("old_repository"))
             old = _issue_event(text(old_repo.get("full_name")) or _repo_of(old_issue, name), None, old_issue, Outcome.moved, None)
             new = _issue_event(name, repo_id, issue, Outcome.moved, issue.get("updated_at"))
-            return [IssueEvent(**{**new.to_json(), "old_keys": (old.key,), "old_ids": tuple(filter(None, [old.issue_id]))})]
+            return events_of([IssueEvent(**{**new.to_json(), "old_keys": (old.key,), "old_ids": tuple(filter(None, [old.issue_id]))})])
         if action == "reopened":
-            return [_issue_event(name, repo_id, issue, Outcome.reopened, issue.get("updated_at"))]
+            return events_of([_issue_event(name, repo_id, issue, Outcome.reopened, issue.get("updated_at"))])
+        if action == "deleted":
+            # Gone for good (only an admin can delete an issue); untimed: nothing can follow it.
+            return events_of([_issue_event(name, repo_id, issue, Outcome.deleted, None)])
         if action == "closed":
             # state_reason: completed | not_planned | duplicate | null on old closes.
             reason = issue.get("state_reason")
             outcome = Outcome.not_planned if reason in ("not_planned", "duplicate") else Outcome.fixed
-            return [_issue_event(name, repo_id, issue, outcome, issue.get("updated_at") or issue.get("closed_at"))]
-        return []
+            return events_of([_issue_event(name, repo_id, issue, outcome, issue.get("updated_at") or issue.get("closed_at"))])
+        return nothing("action", f"issues.{_label(action)} changes no issue's state")
     pr = obj(payload.get("pull_request"))
     if action == "reopened":
-        return [_issue_event(name, repo_id, pr, Outcome.reopened, pr.get("updated_at"), pull=True)]
-    if action != "closed" or pr.get("merged") is not True:
-        return []  # closed unmerged: nothing was fixed
+        return events_of([_issue_event(name, repo_id, pr, Outcome.reopened, pr.get("updated_at"), pull=True)])
+    if action != "closed":
+        return nothing("action", f"pull_request.{_label(action)} changes no issue's state")
+    if pr.get("merged") is not True:
+        return nothing("not_merged", "a pull request closed without merging fixes nothing")
     at = pr.get("merged_at") or pr.get("updated_at")
-    found = [_issue_event(name, repo_id, pr, Outcome.fixed, at, pull=True)]
+    found, dropped = [_issue_event(name, repo_id, pr, Outcome.fixed, at, pull=True)], 0
     base = obj(pr.get("base"))
     default = repo.get("default_branch") or obj(base.get("repo")).get("default_branch")
     if default and base.get("ref") == default:
         # Closing keywords act only when the pull request targets the default branch.
         host = urlsplit(text(repo.get("html_url")) or "https://github.com").netloc.lower()
-        for key in closing_references(text(pr.get("body")), name, host):
+        keys, dropped = counted_references(text(pr.get("body")), name, host)
+        for key in keys:
             found.append(IssueEvent(TRACKER, key, Outcome.fixed, string(pr.get("html_url")), string(pr.get("title")), at=iso(at)))
-    return list({e.key: e for e in reversed(found)}.values())[::-1]
+    return events_of(list({e.key: e for e in reversed(found)}.values())[::-1], dropped)
 
 
 def closing_references(body: str, repo: str, host: str = "github.com") -> list[str]:
@@ -158,17 +165,28 @@ def closing_references(body: str, repo: str, host: str = "github.com") -> list[s
     "Linking a pull request to an issue": "use full syntax for each issue"). Not in code or HTML
     comments: GitHub renders no reference there; and when GitHub does close an issue, the issue's
     own ``closed`` delivery says so, so a reference missed here costs nothing while one read
-    wrongly tells a reporter it is fixed."""
-    keys = []
-    for m in _CLOSING.finditer(_NOT_TEXT.sub(" ", body[:65536])):
+    wrongly tells a reporter it is fixed. At most ``MAX_REFERENCES`` (see ``counted_references``)."""
+    return counted_references(body, repo, host)[0]
+
+
+def counted_references(body: str, repo: str, host: str = "github.com") -> tuple[list[str], int]:
+    """The first ``MAX_REFERENCES`` distinct keys ``body`` closes, and how many references it
+    names after them (each mention counted: past the cap nothing is built per reference, so a
+    body of thousands costs little more than reading it). Linear in the body (its first 64 KiB):
+    see ``bot.trackers.markdown``."""
+    keys: dict[str, None] = {}
+    shown = blank_code(body[:65536])
+    for m in _CLOSING.finditer(shown):
+        if len(keys) >= MAX_REFERENCES:
+            return list(keys), 1 + len(_CLOSING.findall(shown, m.end()))
         if m["url"]:
             parts = urlsplit(m["url"])
             ref = parse_url(parts.netloc.lower(), parts.path, m["url"]) if parts.netloc.lower() == host else None
             if ref:
-                keys.append(ref.key)
+                keys[ref.key] = None
         else:
-            keys.append(normalise(f"{m['repo'] or repo}#{m['n']}"))
-    return list(dict.fromkeys(keys))
+            keys[normalise(f"{m['repo'] or repo}#{m['n']}")] = None
+    return list(keys), 0
 
 
 def _repository_change(payload: dict, action: str) -> list[IssueEvent]:

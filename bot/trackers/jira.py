@@ -1,5 +1,15 @@
 """Jira (Cloud and Data Center): links, webhooks, polling. Jira has no closing references of its
-own: an issue closes when its resolution is set.
+own: an issue is closed when it has a resolution, or when its status is in the *Done* status
+category (``fields.status.statusCategory.key == "done"``) even without one: team-managed projects
+and simplified workflows move issues to Done and leave ``resolution`` null.
+
+Which resolution means "fixed": every name except the non-fix ones, which are "not planned":
+Atlassian's stock non-fix resolutions (Jira Server/Data Center: Won't Fix, Duplicate, Incomplete,
+Cannot Reproduce; Jira Cloud and newer Data Center: Won't Do, Duplicate, Cannot Reproduce; Jira
+Service Management: Declined), the common custom ones (Not a Bug, Obsolete, Works as Designed),
+and the policy's ``closing.jira_not_planned``. Names compare case-insensitively and without
+apostrophes (Jira Cloud writes "Won’t Do" with U+2019). A Done-category status without a
+resolution is fixed. ``jira:issue_deleted`` is a deletion.
 
 Keys are ``PROJ-123`` in upper case. The issue's numeric ``id`` is stable when the issue moves to
 another project (its key changes: the changelog has a ``Key`` item, old and new key in
@@ -14,7 +24,8 @@ import re
 from urllib.parse import parse_qs, quote
 
 from bot.trackers.base import (
-    IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, iso, obj, same, string, text,
+    Events, IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, events_of, iso, nothing, obj, same,
+    string, text,
 )
 
 TRACKER = Tracker.jira
@@ -62,12 +73,26 @@ def verify(secret: str, body: bytes, headers) -> bool:
     return same(expected, text(headers.get("x-hub-signature")))
 
 
-def read(body: bytes, headers, policy) -> list[IssueEvent]:
+STOCK_NOT_PLANNED = ("won't fix", "won't do", "duplicate", "incomplete", "cannot reproduce", "declined",
+                     "not a bug", "obsolete", "works as designed")
+
+
+def read(body: bytes, headers, policy) -> Events:
     return events(decode_json(body), not_planned=_not_planned(policy))
 
 
+def resolution_name(name: object) -> str:
+    """A resolution's name as compared: lower case, no apostrophes, single spaces."""
+    return " ".join(re.sub(r"['\u2019\u2018`]", "", text(name)).lower().split())
+
+
 def _not_planned(policy) -> frozenset[str]:
-    return frozenset(r.lower() for r in policy.closing.jira_not_planned)
+    return frozenset(resolution_name(r) for r in (*STOCK_NOT_PLANNED, *policy.closing.jira_not_planned))
+
+
+def _done(fields: dict) -> bool:
+    """The issue's status is in the Done category (the key is "done" on Cloud and Data Center alike)."""
+    return obj(obj(fields.get("status")).get("statusCategory")).get("key") == "done"
 
 
 def _browse_url(issue: dict, key: str) -> str | None:
@@ -75,34 +100,47 @@ def _browse_url(issue: dict, key: str) -> str | None:
     return f"{m.group(1)}/browse/{key}" if m else None
 
 
-def events(payload: dict, *, not_planned: frozenset[str]) -> list[IssueEvent]:
-    """``jira:issue_updated``: a Key change (project move) and a resolution change (set: closed,
-    fixed or not planned by its name; cleared: reopened), timed by the delivery's ``timestamp``."""
-    if payload.get("webhookEvent") not in ("jira:issue_updated", "jira:issue_created"):
-        return []
+def events(payload: dict, *, not_planned: frozenset[str]) -> Events:
+    """``jira:issue_updated``: a Key change (project move), a resolution change (set: closed, fixed
+    or not planned by its name; cleared: reopened, unless the status is still Done), a status change
+    with no resolution (into the Done category: fixed; out of it: reopened); ``jira:issue_deleted``.
+    Timed by the delivery's ``timestamp``."""
+    hook = payload.get("webhookEvent")
+    if hook not in ("jira:issue_updated", "jira:issue_created", "jira:issue_deleted"):
+        return nothing("event", f"{_label(hook) or 'unnamed'} events are not read")
     issue = obj(payload.get("issue"))
     key = issue.get("key")
     if not isinstance(key, str) or not _KEY.match(key.upper()):
         raise Malformed("no issue.key")
     key, fields = normalise(key), obj(issue.get("fields"))
-    items = [obj(i) for i in obj(payload.get("changelog")).get("items") or [] if isinstance(i, dict)]
-    changes = {i.get("field"): i for i in items}
     common = dict(url=_browse_url(issue, key), title=string(fields.get("summary")), issue_id=string(issue.get("id")),
                   at=iso(payload.get("timestamp")) or iso(fields.get("updated")))
+    if hook == "jira:issue_deleted":
+        return events_of([IssueEvent(TRACKER, key, Outcome.deleted, **{**common, "at": None})])
+    items = [obj(i) for i in obj(payload.get("changelog")).get("items") or [] if isinstance(i, dict)]
+    changes = {i.get("field"): i for i in items}
     found = []
     moved = changes.get("Key")
     if moved and isinstance(moved.get("fromString"), str):
         found.append(IssueEvent(TRACKER, key, Outcome.moved, old_keys=(normalise(moved["fromString"]),), **common))
-    resolution = changes.get("resolution")
+    old_keys = found[0].old_keys if found else ()
+    resolution, status = changes.get("resolution"), changes.get("status")
     if resolution is not None:  # what closes or reopens an issue, on Cloud and Data Center
-        old_keys = found[0].old_keys if found else ()
         if resolution.get("to") is None and not resolution.get("toString"):
-            found.append(IssueEvent(TRACKER, key, Outcome.reopened, old_keys=old_keys, **common))
+            outcome = Outcome.fixed if _done(fields) else Outcome.reopened
         else:
-            name = text(resolution.get("toString")).strip().lower()
-            outcome = Outcome.not_planned if name in not_planned else Outcome.fixed
-            found.append(IssueEvent(TRACKER, key, outcome, old_keys=old_keys, **common))
-    return found
+            outcome = Outcome.not_planned if resolution_name(resolution.get("toString")) in not_planned else Outcome.fixed
+        found.append(IssueEvent(TRACKER, key, outcome, old_keys=old_keys, **common))
+    elif status is not None and not fields.get("resolution") and obj(fields.get("status")):
+        # A workflow without resolutions: the status category says closed or open.
+        found.append(IssueEvent(TRACKER, key, Outcome.fixed if _done(fields) else Outcome.reopened, old_keys=old_keys, **common))
+    if not found:
+        return nothing("no_state_change", f"{hook} changes no resolution, Done status or key")
+    return events_of(found)
+
+
+def _label(value: object) -> str:
+    return re.sub(r"[^a-z0-9_.:-]", "", text(value).lower())[:40]
 
 
 # ------------------------------------------------------------------ polling
@@ -130,8 +168,10 @@ def poll_events(key: str, issue: dict, settings, policy) -> list[IssueEvent]:
     common = dict(issue_id=string(issue.get("id")), at=iso(fields.get("updated")), old_keys=(key,) if current != key else ())
     resolution = fields.get("resolution")
     if not resolution:
-        return [IssueEvent(TRACKER, current, Outcome.reopened, url, string(fields.get("summary")), **common)]
-    name = text(obj(resolution).get("name")).strip().lower()
+        # No resolution: a status in the Done category is closed all the same.
+        outcome = Outcome.fixed if _done(fields) else Outcome.reopened
+        return [IssueEvent(TRACKER, current, outcome, url, string(fields.get("summary")), **common)]
+    name = resolution_name(obj(resolution).get("name"))
     outcome = Outcome.not_planned if name in _not_planned(policy) else Outcome.fixed
     return [IssueEvent(TRACKER, current, outcome, url, string(fields.get("summary")), **common)]
 

@@ -14,7 +14,8 @@ import re
 import time
 
 from bot.trackers.base import (
-    IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, iso, obj, same, string, text,
+    Events, IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, events_of, iso, nothing, obj, same,
+    string, text,
 )
 
 TRACKER = Tracker.linear
@@ -54,8 +55,20 @@ def verify(secret: str, body: bytes, headers) -> bool:
     return abs(time.time() * 1000 - sent) <= MAX_AGE_MS
 
 
-def read(body: bytes, headers, policy=None) -> list[IssueEvent]:
+def read(body: bytes, headers, policy=None) -> Events:
     return events(decode_json(body))
+
+
+def identifier(data: dict) -> str | None:
+    """The issue's key: ``identifier``, or (payloads without it, e.g. some ``remove`` deliveries)
+    its team's key and its ``number``, which is what Linear's identifier is made of."""
+    key = data.get("identifier")
+    if isinstance(key, str):
+        return key
+    team, number = obj(data.get("team")).get("key"), data.get("number")
+    if isinstance(team, str) and isinstance(number, int) and not isinstance(number, bool):
+        return f"{team}-{number}"
+    return None
 
 
 def _identity(data: dict) -> dict:
@@ -66,17 +79,31 @@ def _identity(data: dict) -> dict:
                 at=iso(data.get("updatedAt")), old_keys=tuple(previous))
 
 
-def events(payload: dict) -> list[IssueEvent]:
+def _label(value: object) -> str:
+    return re.sub(r"[^a-z0-9_.:-]", "", text(value).lower())[:40]
+
+
+def events(payload: dict) -> Events:
     """``Issue`` ``update``: a state change into completed/canceled (closed) or out of them
-    (reopened), or a team move (``updatedFrom.teamId``)."""
-    if payload.get("type") != "Issue" or payload.get("action") != "update":
-        return []
+    (reopened), or a team move (``updatedFrom.teamId``); ``Issue`` ``remove``: the issue was
+    deleted (moved to Linear's trash). Anything else is no event, with the reason (``Events``)."""
+    kind, action = payload.get("type"), payload.get("action")
+    if kind != "Issue":
+        return nothing("event", f"{_label(kind) or 'unnamed'} events are not read")
+    if action not in ("update", "remove"):
+        return nothing("action", f"Issue.{_label(action) or 'unnamed'} changes no issue's state")
     data, before = obj(payload.get("data")), obj(payload.get("updatedFrom"))
-    key = data.get("identifier")
-    if not isinstance(key, str):
+    key = identifier(data)
+    if key is None:
         raise Malformed("no data.identifier")
     key, url, title = normalise(key), string(data.get("url")), string(data.get("title"))
     ident = _identity(data)
+    if action == "remove":
+        return events_of([IssueEvent(TRACKER, key, Outcome.deleted, url, title, **{**ident, "at": None})])
+    return events_of(_update(key, url, title, ident, data, before))
+
+
+def _update(key: str, url, title, ident: dict, data: dict, before: dict) -> list[IssueEvent]:
     state = obj(data.get("state")).get("type")
     if "stateId" in before:
         if state == "completed":

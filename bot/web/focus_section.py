@@ -44,7 +44,8 @@ def context(section: FocusSection, policy: Policy) -> dict:
         rows = [{"name": label, "was": _number(base[key]), "now": _number(now[key]),
                  "trend": "down" if now[key] < base[key] else "up" if now[key] > base[key] else "flat"}
                 for key, label in focus_data.NUMBERS]
-        items.append({"name": item["ref"] or f"Area: {policy.taxonomy.label(item['area'])}", "title": shorten(item["title"], 200) if item["ref"] else "",
+        items.append({"name": (f"{item['ref']} (merged into {item['merged_into']})" if item.get("merged_into") else item["ref"])
+                      or f"Area: {policy.taxonomy.label(item['area'])}", "title": shorten(item["title"], 200) if item["ref"] else "",
                       "people": item["people"], "fixed": item["fixed"], "told": now["told_fixed"], "rows": rows,
                       "links": [link for link in item["links"] if link["url"] and link["url"].startswith(("https://", "http://"))]})
     fixes = [{"key": f.key, "url": f.url if f.url and f.url.startswith(("https://", "http://")) else None,

@@ -52,6 +52,32 @@ class ReadError(Exception):
 Read = Callable[..., Awaitable[dict]]
 
 
+EXTERNAL = "people of other organisations (Slack Connect)"
+GUESTS = "guests"
+
+
+def not_ours(member: dict, team: str | None, enterprise: str | None) -> str | None:
+    """Why a user object (users.info / users.list) is not one of the survey's own people, or None.
+
+    A channel shared through Slack Connect lists the partner's members too (conversations.members
+    gives ids only). Their user objects say so: ``is_stranger`` (true for an external member the app
+    cannot see a profile of) or a ``team_id`` of another workspace; on Enterprise Grid a colleague's
+    ``team_id`` may be a sibling workspace, and ``enterprise_user.enterprise_id`` names the org
+    (https://docs.slack.dev/apis/slack-connect, "External members"; users.info). Guests
+    (``is_restricted``: multi-channel, ``is_ultra_restricted``: single-channel) are contractors or
+    partners invited in, not the developers an internal survey asks. All are left out and counted as
+    such, never asked."""
+    if member.get("is_stranger"):
+        return EXTERNAL
+    their_team = member.get("team_id")
+    their_org = (member.get("enterprise_user") or {}).get("enterprise_id") if isinstance(member.get("enterprise_user"), dict) else None
+    if team and their_team and their_team != team and not (enterprise and their_org == enterprise):
+        return EXTERNAL
+    if member.get("is_restricted") or member.get("is_ultra_restricted"):
+        return GUESTS
+    return None
+
+
 class SurveyRunner:
     """Finds a run's audience in Slack and queues its DMs; every few minutes (``tick``) resumes
     runs left resolving, queues due reminders and closes runs whose time is up."""
@@ -63,6 +89,7 @@ class SurveyRunner:
         self._lock = asyncio.Lock()
         self._unwiped = False  # a close's rewrite left old versions behind: the next tick rewrites again
         self._tasks: set[asyncio.Task] = set()
+        self.left_out: dict[int, dict[str, int]] = {}  # run id -> why -> how many (``lookup``; read by ``resolve``)
 
     def _survey(self, name: str) -> Survey | None:
         return next((s for s in self.deps.policy.surveys if s.name == name), None)
@@ -114,6 +141,9 @@ class SurveyRunner:
         out = await db.run(store.opted_out, user_ids=set(members))
         todo = [u for u in members if u not in known and u not in out]
         people = await self.lookup(todo, run_id)
+        left_out = self.left_out.pop(run_id, {})
+        if left_out:
+            errors.append("left out: " + ", ".join(f"{n} {why}" for why, n in sorted(left_out.items())))
         started = as_utc(run.started_at)
         rows = [
             NewRecipient(p.user_id, p.tz or survey.timezone, members[p.user_id],
@@ -196,13 +226,28 @@ class SurveyRunner:
         for i in range(0, len(missing), LOOKUP_CHUNK):
             await asyncio.gather(*(info(u) for u in missing[i : i + LOOKUP_CHUNK]))
             await self.deps.db.run(store.renew_lease, run_id=run_id, seconds=LEASE_SECONDS)
-        people = []
+        home = await self._home()
+        people, left_out = [], self.left_out.setdefault(run_id, {})
         for user in user_ids:
             member = found.get(user)
             if not member or member.get("deleted") or member.get("is_bot") or member.get("is_app_user") or user == "USLACKBOT":
                 continue
+            why = not_ours(member, *home)
+            if why:
+                left_out[why] = left_out.get(why, 0) + 1
+                continue
             people.append(Person(user, member.get("tz") if isinstance(member.get("tz"), str) else None))
+        if left_out:
+            log.info("survey run %s: left out %s", run_id, left_out)
         return people
+
+    async def _home(self) -> tuple[str | None, str | None]:
+        """The workspace (and Enterprise Grid org) the survey is sent from: auth.test of its installation."""
+        try:
+            data = await self._call("auth_test")
+        except ReadError:
+            return None, None
+        return data.get("team_id"), data.get("enterprise_id")
 
     async def _users_list(self, wanted: set[str]) -> dict[str, dict]:
         found: dict[str, dict] = {}

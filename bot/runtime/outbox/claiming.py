@@ -63,12 +63,12 @@ async def claim(db, *, limit_for, skip_methods, claim_seconds: float) -> list[Ou
 
 def chains(batch: Batch, hooks) -> list[list[OutboxMessage]]:
     """Split a batch (oldest first) into what must go in order: one channel's messages, or one
-    hook's (a card's post before its updates; a discreet hook's messages are independent and go by
-    channel). Different chains go concurrently."""
+    hook's (a card's post before its updates; a discreet hook's messages, or a ``by_channel`` hook's,
+    are independent and go by channel). Different chains go concurrently."""
     found: dict[str, list[OutboxMessage]] = {}
     for message in batch.messages:
         hook = hooks.get(message.purpose or "")
-        if hook is not None and not getattr(hook, "discreet", False):
+        if hook is not None and not getattr(hook, "discreet", False) and not getattr(hook, "by_channel", False):
             key = f"hook:{message.purpose}"
         else:
             channel = batch.payloads[message.id].get("channel")

@@ -46,6 +46,10 @@ class OutboxHook(Protocol):
 
     # Optional ``discreet = True`` (whether it goes says something about a person): paced before
     # ``prepare``, its row erased whether it went, was dropped or failed for good; chained by channel.
+    # Optional ``async ready(db, message)``: slow work done before ``prepare``, outside its
+    # transaction (the triage card's duplicate scoring); DatabaseUnavailable gives the message back.
+    # Optional ``by_channel = True``: its messages do not depend on each other (no post before its
+    # updates), so they are chained by channel like unhooked ones, not one after another.
 
 
 class OutboxSender:
@@ -230,8 +234,11 @@ class OutboxSender:
     async def _prepare(self, message: OutboxMessage, run: Batch) -> tuple[str, dict] | float | None:
         """The (method, payload) to send; else what ``_send`` returns: the delay it went back for
         (database down), or None (dropped by its hook, or not renderable: retried as a failure)."""
-        hooked = (message.purpose or "") in self.hooks
+        hook = self.hooks.get(message.purpose or "")
+        hooked = hook is not None
         try:
+            if getattr(hook, "ready", None) is not None:  # slow work its hook does outside the rendering's transaction
+                await hook.ready(self.db, message)
             if hooked:  # rendered now, from the latest state
                 rendered = await self.db.run(self._render, message=message, payload=run.payloads[message.id])
             else:

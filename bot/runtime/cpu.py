@@ -1,0 +1,43 @@
+"""CPU-heavy work that nobody waits on within the ack (the triage card's duplicate scoring) runs in
+one thread of its own at the lowest scheduling priority, so the serving thread, which answers
+Slack's acks, gets the CPU first.
+
+Linux schedules each thread as a task with its own nice value: ``os.setpriority(PRIO_PROCESS,
+native thread id, 19)`` lowers this thread alone (setpriority(2), "Linux notes"; elsewhere the
+call fails and the thread keeps the process's priority). Only pure computation goes here, never a
+database transaction: a low-priority thread holding SQLite's write lock would make the acks wait
+for it (priority inversion). The work itself must release the GIL to leave the event loop free
+(rapidfuzz's ``process.cdist`` does).
+"""
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+NICE = 19
+_pool: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+    except (OSError, AttributeError):  # not Linux, or not allowed: the process's priority
+        pass
+
+
+def pool() -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pf-low-cpu", initializer=_lower_priority)
+        return _pool
+
+
+async def low_priority(fn: Callable[[], T]) -> T:
+    """``fn()`` in the low-priority thread; one at a time, in order."""
+    return await asyncio.get_running_loop().run_in_executor(pool(), fn)
