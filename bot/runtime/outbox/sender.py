@@ -362,6 +362,9 @@ class OutboxSender:
         batch: asyncio.Task | None = None
         try:
             while True:
+                # Cleared before the claim, not after it: a wake that comes while this batch is
+                # claimed is for a message it may have missed, so the wait below must not sleep.
+                self._wake.clear()
                 started = asyncio.Event()
                 batch = asyncio.create_task(self._drain_logged(started))
                 waiter = asyncio.create_task(started.wait())
@@ -377,7 +380,6 @@ class OutboxSender:
                     continue
                 if batch.result():
                     continue
-                self._wake.clear()
                 await _wait(self._wake, self.idle_seconds)
         finally:
             for task in (tail, batch):
