@@ -33,7 +33,7 @@ from tests.conftest import make_settings
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET, slash_command
 from tests.test_serve_http import START_SECONDS, free_port, stop_process, wait_until
-from tests.waiting import until
+from tests.waiting import WAIT_SECONDS, until
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD_TOKEN = "dashboard-token-" + "x" * 16
@@ -263,11 +263,11 @@ def test_demo_command_fills_and_serves_the_dashboard_without_slack(tmp_path):
 
         address = wait_until(url, timeout=START_SECONDS, what="the demo's dashboard URL", log=log)
         assert re.search(r"2000 data points", log.read_text())
-        with httpx.Client(timeout=30, follow_redirects=True) as http:
+        with httpx.Client(timeout=WAIT_SECONDS * 2, follow_redirects=True) as http:  # the first page computes 2,000 points' charts
             page = http.get(address)
             assert page.status_code == 200 and "Top open friction points" in page.text and page.url.query == b""
             assert http.get(f"http://127.0.0.1:{port}/dashboard?days=90").status_code == 200  # the cookie's session
-        assert httpx.get(f"http://127.0.0.1:{port}/dashboard", timeout=30).status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/dashboard", timeout=WAIT_SECONDS).status_code == 401
     finally:
         stop_process(proc, signal.SIGINT)
 

@@ -20,7 +20,7 @@ from tests.conftest import TABLES
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.slack_requests import SIGNING_SECRET
 from tests.test_serve_http import free_port, serving
-from tests.waiting import until, wait_for
+from tests.waiting import WAIT_SECONDS, until, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -95,7 +95,7 @@ def test_two_processes_restarting_after_a_due_time_run_the_missed_digest_once(tm
                    "DATABASE_URL": pg.url, "CONFIG_FILE": "policy.yml", "PORT": str(free_port()), "HOST": "127.0.0.1",
                    "EVENT_SPOOL_PATH": f"events{n}.spool"}  # one spool per instance (a shared one is refused)
             proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-            stack.callback(lambda p=proc: (p.terminate(), p.wait(timeout=15)))
+            stack.callback(lambda p=proc: (p.terminate(), p.wait(timeout=WAIT_SECONDS)))
             procs.append(proc)
 
         def digest_posts():
