@@ -103,7 +103,7 @@ def test_the_code_scanner_agrees_with_the_backtracking_pattern(body):
 
 
 def test_octokit_and_gitlab_documented_bodies_read_the_same():
-    """Every body of the vendored corpus, read by both."""
+    """Every body of the world corpus (tests/world/), read by both."""
     from pathlib import Path
 
     for path in sorted((Path(__file__).parent / "world").rglob("*.json")):

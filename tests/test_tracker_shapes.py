@@ -46,7 +46,7 @@ def thread_posts(bot, point_id: int) -> list[dict]:
 
 @pytest.mark.parametrize("confidential", [False, True])
 async def test_a_closed_group_epic_work_item_tells_the_reporter(bot, confidential):
-    payload = world("gitlab/zulip/issue_hook__epic_closed.json")
+    payload = world("gitlab/work_item.epic.close.json")
     payload["object_attributes"]["confidential"] = confidential  # sent as a "Confidential Issue Hook": same body shape
     assert payload["project"] is None and payload["object_kind"] == "work_item"
     url = payload["object_attributes"]["url"]  # https://gitlab.com/groups/<group>/-/work_items/2
@@ -176,7 +176,7 @@ async def test_signed_deliveries_not_acted_on_are_200_with_the_reason_counted_an
     closed_unmerged["pull_request"]["merged"] = False
     resp = await deliver(bot, "github", *tr.github("pull_request", closed_unmerged))
     assert resp.status_code == 200 and "without merging" in resp.json()["message"]
-    epic_updated = world("gitlab/zulip/issue_hook__epic_closed.json")
+    epic_updated = world("gitlab/work_item.epic.close.json")
     epic_updated["object_attributes"]["action"] = "update"
     resp = await deliver(bot, "gitlab", *tr.gitlab_signed(epic_updated))
     assert resp.status_code == 200 and "work_item.update" in resp.json()["message"], resp.text
