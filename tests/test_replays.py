@@ -9,7 +9,7 @@ import httpx
 from sqlmodel import func, select
 
 from bot.runtime.app import create_app, create_web_app
-from storage.models import FrictionChange, FrictionPoint, SeenRequest
+from storage.models import FrictionPoint, Reporter, SeenRequest
 from tests.conftest import make_settings
 from tests.slack_requests import USER, block_actions, element_action, event_callback, interactive, slash_command
 from tests.test_direct_messages import dm
@@ -77,7 +77,7 @@ async def test_slack_s_event_retries_still_apply_once_and_seen_signatures_expire
     await bot.drain()
     with bot.db.session() as s:
         assert s.exec(select(func.count()).select_from(FrictionPoint)).one() == 1
-        assert s.exec(select(func.count()).select_from(FrictionChange)).one() == 1
+        assert s.exec(select(func.count()).select_from(Reporter)).one() == 1
         # Events are keyed by event_id, not by signature; commands and clicks are kept until their window ends.
         assert s.exec(select(func.count()).select_from(SeenRequest)).one() == 0
     old = slash_command("mine", fake_url=bot.fake.url, timestamp=int(first[1]["x-slack-request-timestamp"]) - 280)
