@@ -283,3 +283,15 @@ def test_gitignore_keeps_the_databases_side_files_the_spool_and_secrets_out():
              "platform-feedback-events.spool-wal", "platform-feedback-events.spool.lock", "platform-feedback.db.lock", ".env"]
     ignored = subprocess.run(["git", "check-ignore", *names], cwd=REPO, capture_output=True, text=True).stdout.split()
     assert sorted(ignored) == sorted(names)
+
+
+@pytest.mark.parametrize("command, says", [("serve", "migrations unless --no-migrate"), ("check", "Changes nothing"),
+                                           ("migrate", "how many it applied"), ("report", "Top friction"), ("jobs", "List the scheduled")])
+def test_each_commands_help_says_what_it_does(command, says, capsys):
+    # Issue #25, 6: `check --help`, `migrate --help`, `serve --help` showed the usage line only.
+    from bot.runtime.cli import main
+
+    with pytest.raises(SystemExit) as ended:
+        main([command, "--help"])
+    assert ended.value.code == 0
+    assert says in " ".join(capsys.readouterr().out.split())

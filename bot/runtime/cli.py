@@ -14,6 +14,36 @@ from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_
 from storage.database import DatabaseUnavailable
 
 
+DESCRIPTIONS = {
+    # What `COMMAND --help` says beyond its one line: what it reads, what it changes, how it ends.
+    "serve": "Reads SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (HTTP) or SLACK_APP_TOKEN (Socket Mode), DATABASE_URL and "
+             "the team policy (CONFIG_FILE, default ./platform-feedback.yml); applies the database "
+             "migrations unless --no-migrate, then answers Slack on PORT (default 3000; /slack/events, /healthz, "
+             "/metrics, /webhooks/<tracker>, /dashboard when DASHBOARD_TOKEN is set) until SIGTERM or Ctrl-C. "
+             "A wrong setting stops it with one line naming it (exit 2).",
+    "check": "Reads the same settings and policy as serve and asks Slack (auth.test, the scopes, each channel, "
+             "person and user group the policy names; apps.connections.open for a Socket Mode app token), "
+             "printing one line each. Changes nothing. Exit 0 when ready, 1 when something blocks (✗).",
+    "migrate": "Applies the database migrations to DATABASE_URL (default: ./platform-feedback.db, SQLite) and says "
+               "how many it applied to which database. Run it once before starting several instances with "
+               "serve --no-migrate. Safe to run again: an up-to-date database is left as it is.",
+}
+
+
+class _Described:
+    """``add_subparsers()``'s action, whose parsers also show their help line (and a longer
+    ``DESCRIPTIONS`` entry) under ``COMMAND --help``, not only the usage."""
+
+    def __init__(self, action):
+        self._action = action
+
+    def add_parser(self, name: str, **kwargs):
+        if "help" in kwargs and "description" not in kwargs:
+            line = kwargs["help"][0].upper() + kwargs["help"][1:] + "."
+            kwargs["description"] = f"{line} {DESCRIPTIONS[name]}" if name in DESCRIPTIONS else line
+        return self._action.add_parser(name, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -22,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--version", action="version", version=f"%(prog)s {version('platform-feedback')}")
     except PackageNotFoundError:  # run from a source tree that was never installed
         parser.add_argument("--version", action="version", version="%(prog)s (not installed)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = _Described(parser.add_subparsers(dest="command", required=True))
     serve = sub.add_parser("serve", help="run the bot (HTTP, or Socket Mode when SLACK_APP_TOKEN is set)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply database migrations on start")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
