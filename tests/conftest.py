@@ -2,6 +2,7 @@
 127.0.0.1, and the real Bolt app behind its real Starlette server."""
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -139,6 +140,18 @@ class Bot:
         await self.settle()
         while await self.deps.sender.drain_once():
             pass
+
+
+@contextlib.asynccontextmanager
+async def serving_bot(app, deps, fake: FakeSlack, db: Database):
+    """A ``Bot`` over ``create_web_app(app, deps)`` (no background tasks), settled and its event
+    gate stopped at the end: for tests that build the app themselves (a spool path, a proxy)."""
+    web = create_web_app(app, deps, run_background=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver", timeout=30) as http:
+        b = Bot(deps=deps, http=http, fake=fake, db=db)
+        yield b
+        await b.settle()
+        await deps.events.stop()
 
 
 @pytest.fixture

@@ -18,12 +18,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlmodel import select
 
-from bot.runtime.app import create_app, create_web_app
+from bot.runtime.app import create_app
 from bot.runtime.config import HelpChannel, Hosts, Policy, Triage
 from bot.runtime.event_gate import SpoolingSocketModeHandler
 from storage.database import Database, DatabaseUnavailable, is_unavailable
 from storage.models import FrictionPoint
-from tests.conftest import TABLES, Bot, make_settings
+from tests.conftest import TABLES, make_settings, serving_bot
 from tests.fake_slack import TOKEN
 from tests.slack_requests import event_callback, interactive, modal_values, reaction_added, slash_command, view_submission
 from tests.fake_socket_mode import FakeSocketMode
@@ -75,12 +75,8 @@ def build(fake_slack, db, spool_path):
 @pytest.fixture
 async def outage_bot(fake_slack, pg_db, spool_path):
     app, deps = build(fake_slack, pg_db, spool_path)
-    web = create_web_app(app, deps, run_background=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver", timeout=30) as http:
-        b = Bot(deps=deps, http=http, fake=fake_slack, db=pg_db)
+    async with serving_bot(app, deps, fake_slack, pg_db) as b:
         yield b
-        await b.settle()
-        await deps.events.stop()
 
 
 def stored(db: Database) -> list[FrictionPoint]:

@@ -12,12 +12,11 @@ import os
 import subprocess
 import uuid
 
-import httpx
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.runtime.app import create_app, create_web_app
-from tests.conftest import Bot, make_settings
+from bot.runtime.app import create_app
+from tests.conftest import make_settings, serving_bot
 from tests.fake_slack import TOKEN
 from tests.slack_requests import event_callback
 from tests.test_outage import OTHER, POLICY, deliveries, pg_db, proxy, stored  # noqa: F401 - fixtures
@@ -68,12 +67,8 @@ def fill(disk) -> list:
 async def disk_bot(fake_slack, pg_db, small_disk):  # noqa: F811
     settings = make_settings(fake_slack, pg_db, event_spool_path=small_disk / "events.spool")
     app, deps = create_app(settings, POLICY, pg_db, client=AsyncWebClient(token=TOKEN, base_url=settings.slack_api_url))
-    web = create_web_app(app, deps, run_background=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver", timeout=30) as http:
-        b = Bot(deps=deps, http=http, fake=fake_slack, db=pg_db)
+    async with serving_bot(app, deps, fake_slack, pg_db) as b:
         yield b
-        await b.settle()
-        await deps.events.stop()
 
 
 async def test_the_replay_drains_a_spool_on_a_full_disk_and_recovers_by_itself(disk_bot, proxy, small_disk, caplog):  # noqa: F811

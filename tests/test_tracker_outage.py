@@ -3,14 +3,13 @@ route with the database cut by the TCP proxy, the verified delivery is kept in t
 and answered 202 (GitHub does not redeliver a failed delivery by itself), then recorded and
 applied once the database answers: the reporter is told once, however often it was delivered."""
 
-import httpx
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.runtime.app import create_app, create_web_app
+from bot.runtime.app import create_app
 from storage.models import ClosureNotice
 from tests import tracker_requests as tr
-from tests.conftest import Bot, make_settings
+from tests.conftest import make_settings, serving_bot
 from tests.fake_slack import TOKEN
 from tests.test_closing import USER, file_and_link, notices_to, point
 from tests.test_closing import policy as closing_policy
@@ -23,12 +22,8 @@ policy = closing_policy  # the fixture, under the name the bot fixture below ask
 async def bot(fake_slack, pg_db, policy, tmp_path):  # noqa: F811 - this module's bot sits behind the proxy
     settings = make_settings(fake_slack, pg_db, event_spool_path=tmp_path / "events.spool", **tr.SETTINGS)
     app, deps = create_app(settings, policy, pg_db, client=AsyncWebClient(token=TOKEN, base_url=settings.slack_api_url))
-    web = create_web_app(app, deps, run_background=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver", timeout=30) as http:
-        b = Bot(deps=deps, http=http, fake=fake_slack, db=pg_db)
+    async with serving_bot(app, deps, fake_slack, pg_db) as b:
         yield b
-        await b.settle()
-        await deps.events.stop()
 
 
 async def test_a_closure_during_an_outage_is_kept_answered_202_and_applied_when_it_is_back(bot, proxy):  # noqa: F811
