@@ -105,8 +105,9 @@ async def drive(base: str, db: Database, occurrence: datetime, args, stop: async
     return stretches
 
 
-def figures(samples, stretches) -> dict[str, list[float]]:
-    by: dict[str, list[float]] = {"idle": [], "dashboard": [], "digest": []}
+def figures(samples, stretches, kinds=("dashboard", "digest")) -> dict[str, list[float]]:
+    """Each ack's seconds under the stretch kinds it overlapped ("idle" when none; warm-up dropped)."""
+    by: dict[str, list[float]] = {"idle": [], **{kind: [] for kind in kinds}}
     for due, seconds, _status in samples:
         kinds = {kind for kind, start, end in stretches if due < end and due + seconds > start}
         if "warmup" in kinds:

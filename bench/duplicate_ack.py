@@ -42,6 +42,7 @@ from urllib.parse import parse_qs
 import httpx
 from sqlalchemy import text
 
+from bench.ack_during import figures, load
 from bench.ack_latency import POLICY, Requests, fake_slack_process
 from bench.report import load_average, serve_process
 from storage.database import Database
@@ -80,30 +81,6 @@ def drawn(db: Database, keys: list[str]) -> int:
     return sum(1 for (key,) in rows if key in keys)
 
 
-async def load(base: str, requests: Requests, rate: float, stop: asyncio.Event) -> list[tuple[float, float, int]]:
-    """Requests due every 1/rate s until ``stop``; (due time, seconds to the answer, status) each."""
-    samples, tasks, start = [], [], time.time()
-    http = httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=200))
-
-    async def one(due: float) -> None:
-        _kind, body, headers = requests.next()
-        try:
-            status = (await http.post("/slack/events", content=body.encode(), headers=headers)).status_code
-        except httpx.TransportError:
-            status = 0
-        samples.append((due, time.time() - due, status))
-
-    i = 0
-    while not stop.is_set():
-        due = start + i / rate
-        await asyncio.sleep(max(0.0, due - time.time()))
-        tasks.append(asyncio.create_task(one(due)))
-        i += 1
-    await asyncio.gather(*tasks)
-    await http.aclose()
-    return samples
-
-
 async def drive(base: str, fake_url: str, db: Database, args, rng: random.Random, words: list[str],
                 stop: asyncio.Event) -> list[tuple[str, float, float]]:
     """The cards stretches: (kind, start, end) in epoch seconds."""
@@ -130,17 +107,6 @@ async def drive(base: str, fake_url: str, db: Database, args, rng: random.Random
     return stretches
 
 
-def figures(samples, stretches) -> dict[str, list[float]]:
-    by: dict[str, list[float]] = {"idle": [], "cards": []}
-    for due, seconds, _status in samples:
-        kinds = {kind for kind, start, end in stretches if due < end and due + seconds > start}
-        if "warmup" in kinds:
-            continue
-        for kind in kinds or {"idle"}:
-            by[kind].append(seconds)
-    return by
-
-
 async def main_async(args) -> int:
     tmp = tempfile.mkdtemp(prefix="pf-bench-dup-")
     url = args.database_url or f"sqlite:///{tmp}/bench.db"
@@ -163,7 +129,7 @@ async def main_async(args) -> int:
     finally:
         db.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
-    by = figures(samples, stretches)
+    by = figures(samples, stretches, kinds=("cards",))
     print(f"\n{'':<8}{'acks':>6}{'p50 ms':>9}{'p99 ms':>9}{'worst ms':>10}")
     for kind, seconds in by.items():
         if seconds:
