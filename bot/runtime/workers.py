@@ -19,6 +19,8 @@ import signal
 import socket
 import time
 
+import uvicorn
+
 log = logging.getLogger("platform_feedback")
 RESTART_SECONDS = 5.0
 
@@ -48,21 +50,37 @@ def worker_app():
     return serving_web_app(*create_app(settings, load_policy(settings.config_file), settings.database()))
 
 
-def _worker(host: str, port: int, parent: int) -> None:
-    import uvicorn
+class _WorkerServer(uvicorn.Server):
+    """uvicorn's Server for a worker. A terminal's Ctrl-C reaches every process of the group and the
+    parent answers it with SIGTERM to each worker, so a worker ignores SIGINT: the order in which the
+    two arrive cannot matter (uvicorn takes a SIGINT after a SIGTERM as "force quit" and skips the
+    app's shutdown; the chart process was then never stopped and its semaphores leaked)."""
 
+    def handle_exit(self, sig: int, frame) -> None:
+        if sig != signal.SIGINT:
+            super().handle_exit(sig, frame)
+
+
+def _leave(_signum, _frame) -> None:
+    """A worker's own SIGTERM handler, outside uvicorn's: before serving, and when uvicorn raises the
+    signal it caught again after serving. The worker ends by SystemExit(0), its exit handlers run
+    (multiprocessing's finalizers release its semaphores), rather than killed by the signal."""
+    raise SystemExit(0)
+
+
+def _worker(host: str, port: int, parent: int) -> None:
     from bot.runtime import lifeline, logs
     from bot.runtime.config import load_settings
-
-    lifeline.follow(parent)
-
     from bot.runtime.http_limits import uvicorn_options
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for each worker
+    signal.signal(signal.SIGTERM, _leave)
+    lifeline.follow(parent)
     settings = load_settings()
     logs.configure(secrets=settings.secrets())
     config = uvicorn.Config("bot.runtime.workers:worker_app", factory=True, log_level="info", log_config=None,
                             **uvicorn_options(settings))
-    uvicorn.Server(config).run(sockets=[listening_socket(host, port)])
+    _WorkerServer(config).run(sockets=[listening_socket(host, port)])
 
 
 def supervise(host: str, port: int, workers: int) -> int:
