@@ -24,9 +24,9 @@ Not run in CI. Data points filed by the load stay in the database (small next to
 import argparse
 import asyncio
 import statistics
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import httpx

@@ -50,14 +50,14 @@ import psycopg
 from sqlmodel import col, select
 
 from bench.report import PG_ADMIN_URL, REPO, generate, load_average, load_postgresql
-from bot.blocks.triage import card_block_id
-from bot.operations import insight
-from bot.blocks.ids import Action
+from bot.ids import Action
+from bot.insight import service as insight
+from bot.triage.blocks import card_block_id
 from storage.database import Database
 from storage.models import FrictionPoint
 from tests.fake_slack import TOKEN, FakeSlackServer
+from tests.runtime.test_serve_http import free_port, serving, stop_process, wait_until
 from tests.slack_requests import SIGNING_SECRET, block_actions, element_action, interactive, slash_command
-from tests.test_serve_http import free_port, serving, stop_process, wait_until
 
 DB_NAME = "bench_ack"
 HOST = "U0BENCHHOST"

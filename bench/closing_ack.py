@@ -42,16 +42,16 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from bench.report import REPO, fresh_database
-from bot.operations.triage import CARD_PURPOSE
-from bot.operations.triage_flow import CardHook
 from bot.runtime.config import Policy
 from bot.runtime.outbox import OutboxSender
+from bot.triage.flows import CardHook
+from bot.triage.service import CARD_PURPOSE
 from storage.database import Database
 from storage.models import ClosureNotice, FrictionPoint, OutboxMessage, Reporter, Source, Status, TrackerDelivery, TrackerLink
 from tests import tracker_requests as tr
 from tests.fake_slack import TOKEN, FakeSlackServer
+from tests.runtime.test_serve_http import free_port, stop_process
 from tests.slack_requests import SIGNING_SECRET
-from tests.test_serve_http import free_port, stop_process
 
 
 def seed(db: Database, rounds: int, reporters: int) -> None:

@@ -20,7 +20,7 @@ import httpx
 from sqlalchemy import DateTime, bindparam, text
 
 from bench.report import PG_ADMIN_URL, TOKEN, baseline, load_average, serve_process
-from bot.operations import insight
+from bot.insight import service as insight
 from storage.database import Database
 
 GOAL = 1.5

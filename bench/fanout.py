@@ -26,6 +26,7 @@ from storage import outbox
 from storage.database import Database
 from storage.models import OutboxMessage
 
+
 def notice(i: int) -> dict:
     return {"channel": f"U{i:08d}", "text": f"notice {i}: FB-{i} was fixed, thanks for reporting it"}
 

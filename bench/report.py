@@ -1,4 +1,4 @@
-"""Report benchmark: the top-friction report (``bot.operations.insight.friction_scores``: top areas and top open
+"""Report benchmark: the top-friction report (``bot.insight.service.friction_scores``: top areas and top open
 points with their trend) over a large database, against the plain SQL aggregate the same report
 needs, written by hand below; and the bot's memory while serving the dashboard over that database.
 
@@ -39,9 +39,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import DateTime, bindparam, create_engine, text
 
-from bot.operations import insight
+from bot.insight import service as insight
 from storage.database import Database
-from tests.test_serve_http import free_port, stop_process
+from tests.runtime.test_serve_http import free_port, stop_process
 
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REPO = Path(__file__).resolve().parent.parent

@@ -36,7 +36,7 @@ floor is that same minimal app at C; an uneven split of connections counts again
 Exit status 0 if both one process at C and two at 2C met the goal, 1 if not, 2 if the CPU cgroups
 cannot be made (needs root and the cgroup v1 cpu controller at /sys/fs/cgroup/cpu). The cgroups are
 removed at the end. The load is ``bench.ack_latency``'s (signed slash commands and clicks, ``--mix``).
-Not run in CI (``tests/test_serve_workers.py`` runs a smaller capped burst).
+Not run in CI (``tests/runtime/test_serve_workers.py`` runs a smaller capped burst).
 """
 
 import argparse
@@ -51,8 +51,22 @@ from pathlib import Path
 
 import httpx
 
-from bench.ack_latency import (BENCH_URL, DB_NAME, GOAL, Requests, bot, cpu_seconds, fake_slack_process, minimal_app,
-                               percentiles, prepare_database, reconnect, row_counts, send, settle)
+from bench.ack_latency import (
+    BENCH_URL,
+    DB_NAME,
+    GOAL,
+    Requests,
+    bot,
+    cpu_seconds,
+    fake_slack_process,
+    minimal_app,
+    percentiles,
+    prepare_database,
+    reconnect,
+    row_counts,
+    send,
+    settle,
+)
 from tests.cpu_caps import CPU_CGROUPS, CpuCap, cpu_cap, worker_pids
 
 KEEP_UP = 0.95  # requests a second achieved / due, below which a stretch counts as falling behind

@@ -29,13 +29,13 @@ import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import col, func, select
 
-from bench.report import fresh_database
 from bench.rate_limited_slack import TOKEN
+from bench.report import fresh_database
 from bench.survey_fake import SurveySlackProcess
 from bot.runtime.app import create_app
 from bot.runtime.config import Policy, Settings, Survey
 from bot.runtime.outbox import OutboxSender
-from handlers.surveys import runner_for
+from bot.surveys.listeners import runner_for
 from storage import surveys as store
 from storage.models import OutboxMessage, OutboxStatus
 

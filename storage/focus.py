@@ -38,7 +38,7 @@ class FocusItem(SQLModel, table=True):
     subject: str = Field(max_length=80)  # "report:12" or "area:ci"
     picked_by: str = Field(max_length=32)
     picked_at: datetime = _ts()
-    baseline: str = Field(sa_column=Column(Text, nullable=False))  # JSON: bot.operations.focus.Measure
+    baseline: str = Field(sa_column=Column(Text, nullable=False))  # JSON: bot.focus.service.Measure
 
 
 def get_period(*, session: Session, key: str) -> FocusPeriod | None:

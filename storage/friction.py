@@ -2,10 +2,11 @@
 
 from dataclasses import dataclass, field
 
-from storage.database import insert_unique
 from sqlmodel import Session, col, select
 
+from storage.database import insert_unique
 from storage.models import (
+    FrictionChange,
     FrictionKind,
     FrictionPoint,
     FrictionTag,
@@ -13,7 +14,6 @@ from storage.models import (
     Reporter,
     Severity,
     Source,
-    FrictionChange,
     Workspace,
     utcnow,
 )

@@ -1,4 +1,4 @@
-"""Analytics queries for ``bot.operations.insight``: every scan and aggregate runs in the database,
+"""Analytics queries for ``bot.insight.service``: every scan and aggregate runs in the database,
 and each function returns only the rows a report shows (a row per area, per week, the top points,
 one or two middle values for a median). Python never sees one row per stored report, so a big
 database costs the serving process no CPU or memory beyond the query's wait (issue #15).

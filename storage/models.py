@@ -123,7 +123,7 @@ class FrictionPoint(SQLModel, table=True):
     card_ts: str | None = Field(default=None, max_length=32)
     # The older open report this one most resembles and how much (rapidfuzz's 0-100), kept so that
     # redrawing its card does not compare it with hundreds of others again
-    # (``bot.operations.insight.card_duplicate``). Similarity None: not computed yet; 0 with no id:
+    # (``bot.insight.service.card_duplicate``). Similarity None: not computed yet; 0 with no id:
     # nothing resembles it. No foreign key: the suggested report may be purged; the card then
     # looks again.
     suggested_duplicate_id: int | None = None
@@ -242,7 +242,7 @@ class TrackerDelivery(SQLModel, table=True):
     tracker: str = Field(max_length=16)
     body_sha256: str = Field(max_length=64, unique=True)
     events: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of IssueEvent
-    # Once its links are changed: the steps its events owe (bot.operations.closing.Applied.steps),
+    # Once its links are changed: the steps its events owe (bot.closing.service.Applied.steps),
     # JSON, each run in its own transaction; ``done`` of them have run. applied_at: all have.
     work: str | None = Field(default=None, sa_column=Column(Text))
     done: int = 0
@@ -391,7 +391,7 @@ class SurveyRecipient(SQLModel, table=True):
 
 
 class SurveySealed(SQLModel, table=True):
-    """One person's answers in an open run, sealed (``bot.operations.surveys.sealing``) under a
+    """One person's answers in an open run, sealed (``bot.surveys.sealing``) under a
     pseudonym: ``slot`` is HMAC(run key, user id), and the run key is never stored, so without the
     bot's secret no row here, nor any of its versions, names anyone. Deleted at close."""
 

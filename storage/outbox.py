@@ -5,10 +5,10 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, delete, func, update
-from storage.database import insert_or_skip, insert_unique
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, or_, select
 
+from storage.database import insert_or_skip, insert_unique
 from storage.models import OutboxMessage, OutboxStatus, Workspace, as_utc, utcnow
 
 # A sender that crashed mid-send loses its claim after this; the default for OUTBOX_CLAIM_SECONDS
@@ -65,7 +65,7 @@ def enqueue_many(*, session: Session, messages: list[dict]) -> None:
 
 def _to_a_bot(method: str, payload: dict) -> bool:
     """A post addressed to a bot id (``B…``): the reporter of a Workflow Builder form that named
-    nobody is the workflow (``bot.operations.help_channel``). Slack has no conversation with a bot
+    nobody is the workflow (``bot.help_channel.service``). Slack has no conversation with a bot
     id, so such a DM could only fail: it is not queued."""
     channel = payload.get("channel")
     return method == "chat.postMessage" and isinstance(channel, str) and channel.startswith("B")

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import delete, or_, select as sa_select
+from sqlalchemy import delete, or_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, col, select
 
 from storage import surveys

@@ -16,7 +16,6 @@ from sqlmodel import Session, col, select
 from storage.database import insert_unique
 from storage.models import OutboxMessage, RunStatus, SurveyAnswer, SurveyRecipient, SurveyResponse, SurveyRun, SurveySealed, utcnow
 
-
 log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------ answers

@@ -7,7 +7,7 @@ Anonymity is a property of the tables, not of the screens that read them:
   how many reminders were queued. Answering never writes it, so no version of a recipient row
   differs between those who answered and those who did not.
 - ``survey_sealed`` holds, while the run is open, each answer set *sealed* (encrypted under a run
-  key that is never stored; see ``bot.operations.surveys.sealing``) under a pseudonym, HMAC(run
+  key that is never stored; see ``bot.surveys.sealing``) under a pseudonym, HMAC(run
   key, user id): without the bot's secret no row there names anyone.
 - ``survey_response`` / ``survey_answer`` are about answers, and are written only when the run
   closes (``close_run``): all at once, in random order, with random ids, without a time, and with
@@ -29,7 +29,6 @@ from sqlalchemy import delete, func, literal, text, update
 from sqlmodel import Session, col, or_, select
 
 from storage.database import insert_unique
-
 from storage.models import (  # noqa: F401 (the survey tables live in storage.models; callers import them from here too)
     CsatFollowup,
     FrictionPoint,
@@ -45,8 +44,6 @@ from storage.models import (  # noqa: F401 (the survey tables live in storage.mo
     SurveySealed,
     utcnow,
 )
-
-
 from storage.survey_answers import (  # noqa: E402,F401 (one import for callers: storage.surveys)
     NewResponse,
     ResponseRow,

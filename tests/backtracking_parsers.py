@@ -1,6 +1,6 @@
 """The closing-reference parsers as they were before issue #26 item 4: backtracking regular
 expressions, kept only as the reference the linear parsers are checked against on ordinary
-bodies (tests/test_linear_parsers.py). Never used by the bot."""
+bodies (tests/trackers/test_linear_parsers.py). Never used by the bot."""
 
 import re
 from urllib.parse import urlsplit

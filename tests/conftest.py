@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime.app import create_app, create_web_app
 from bot.runtime.config import Policy, Settings
@@ -71,7 +71,7 @@ def pg_url():
 # How long a request waits for PostgreSQL in these tests: the product's 2.5 s (ANSWER_SECONDS, a
 # person in Slack waiting) is a deadline for a hung connection, and a loaded CI machine passes it
 # with nothing hung (a 503 where the test meant to see the answer). The tests of that deadline
-# (tests/test_outage.py, through a proxy that hangs) keep the product's value.
+# (tests/runtime/test_outage.py, through a proxy that hangs) keep the product's value.
 LOADED_ANSWER_SECONDS = 30.0
 
 TABLES = ["seen_request", "survey_sealed", "target_outcome", "focus_item", "focus_period", "slack_installations", "slack_bots", "slack_oauth_states", "survey_answer", "survey_response", "survey_recipient", "survey_run", "survey_opt_out", "csat_followup", "closure_notice", "scheduled_run", "outbox_message", "friction_change", "tracker_delivery", "tracker_link", "friction_tag", "reporter", "processed_event", "friction_point"]

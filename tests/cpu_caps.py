@@ -1,5 +1,5 @@
 """CPU caps for serving processes: a cgroup v1 ``cpu`` group per process, so that each runs as on a
-small CPU of its own (``bench/scale_out.py``, ``tests/test_serve_workers.py``). Needs root and the
+small CPU of its own (``bench/scale_out.py``, ``tests/runtime/test_serve_workers.py``). Needs root and the
 cpu controller mounted at /sys/fs/cgroup/cpu; OSError otherwise."""
 
 import json

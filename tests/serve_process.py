@@ -1,6 +1,6 @@
 """``platform-feedback serve`` as real processes a test can kill -9 and start again on the same
 working directory (so the same event spool), with a team policy that has a help channel and a
-GitHub webhook. Shared by the kill tests and the chaos run (tests/test_acked_kept.py)."""
+GitHub webhook. Shared by the kill tests and the chaos run (tests/runtime/test_acked_kept.py)."""
 
 import os
 import signal
@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 
 from tests.fake_slack import TOKEN
+from tests.runtime.test_serve_http import REPO, free_port
 from tests.slack_requests import SIGNING_SECRET
 from tests.tracker_requests import GITHUB_SECRET
-from tests.test_serve_http import REPO, free_port
 
 HELP, OTHER, TRIAGE = "C0HELP0001", "C0OTHER001", "C0TRIAGE01"
 POLICY = f"""

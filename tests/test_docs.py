@@ -21,7 +21,7 @@ NOT_SETTINGS = {
     "FILE": "a placeholder (`export --csv FILE`)", "SO_REUSEPORT": "a socket option",
 }
 # Pages another branch writes, linked before they land: a missing one is let pass only while it is missing.
-PENDING = {"docs/architecture.md": "the code's layout, written with the redesign (issue #24, branch redesign)"}
+PENDING: dict[str, str] = {}
 # Scopes a page names that are not the bot token's, and why.
 NOT_BOT_SCOPES = {"chat:write.public": "named as the scope the manifest leaves out on purpose",
                   "connections:write": "the app-level token's scope (Socket Mode), not the bot token's"}

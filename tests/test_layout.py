@@ -1,16 +1,25 @@
-"""The layout holds (issue #16): a handler is a Slack surface only. It parses the payload, calls a
-plain operation, renders with ``bot/blocks`` and responds; it does not import another handler, does
-not touch SQL (no sqlmodel/sqlalchemy, no session), and stays small.
+"""The layout holds (issues #16, #24): a listener module is a Slack surface only. It parses the
+payload, calls a plain operation, renders with its feature's ``blocks`` and responds; it does not
+import another feature's listeners or the wiring table (``handlers``), does not touch SQL (no
+sqlmodel/sqlalchemy, no session), and stays small.
 
-Every module in ``handlers/`` is checked."""
+Every feature's ``listeners.py`` is checked, and the modules that were handlers before the features
+got their folders (``bot/closing/webhooks.py``, ``bot/closing/polling.py``, ``bot/retention/jobs.py``)."""
 
 import ast
 from pathlib import Path
 
 import pytest
 
-HANDLERS = Path(__file__).resolve().parent.parent / "handlers"
-CHECKED = sorted(p.stem for p in HANDLERS.glob("*.py") if p.stem != "__init__")
+REPO = Path(__file__).resolve().parent.parent
+SHARED = {"runtime", "trackers", "web", "examples", "__pycache__"}
+FEATURES = sorted(p.parent for p in (REPO / "bot").glob("*/__init__.py") if p.parent.name not in SHARED)
+CHECKED = sorted(
+    str(p.relative_to(REPO))
+    for p in [*(f / "listeners.py" for f in FEATURES), REPO / "bot/closing/webhooks.py", REPO / "bot/closing/polling.py", REPO / "bot/retention/jobs.py"]
+    if p.exists()
+)
+SURFACES = {"listeners", "webhooks", "polling", "jobs", "__init__"}
 MAX_LINES = 400
 
 
@@ -27,10 +36,10 @@ def problems(source: str) -> list[str]:
                 modules = ["handlers." + (node.module or "")]
         for module in modules:
             root = module.split(".")[0]
-            if root == "handlers":
+            if root == "handlers" or module.endswith(".listeners") or ".listeners." in module:
                 found.append(f"line {node.lineno}: imports another handler ({module})")
             if root in ("sqlmodel", "sqlalchemy"):
-                found.append(f"line {node.lineno}: imports {module}: queries belong in bot/operations or storage")
+                found.append(f"line {node.lineno}: imports {module}: queries belong in a feature's service or storage")
         if isinstance(node, ast.Name) and node.id in ("session", "Session", "select"):
             found.append(f"line {node.lineno}: uses {node.id}")
         if isinstance(node, ast.arg) and node.arg == "session":
@@ -52,12 +61,12 @@ def _calls_db(node: ast.Lambda) -> bool:
 
 @pytest.mark.parametrize("name", CHECKED)
 def test_a_handler_is_a_slack_surface_only(name):
-    assert problems((HANDLERS / f"{name}.py").read_text()) == []
+    assert problems((REPO / name).read_text()) == []
 
 
 def test_the_rule_catches_what_it_is_for():
     # The checker itself: each kind of breach is found, and a thin handler passes.
-    assert problems("from handlers.intake import file_report") == ["line 1: imports another handler (handlers.intake)"]
+    assert problems("from bot.intake.listeners import file_report") == ["line 1: imports another handler (bot.intake.listeners)"]
     assert problems("from . import triage")[0].startswith("line 1: imports another handler")
     assert "imports sqlmodel" in problems("from sqlmodel import Session, select")[0]
     assert any("taking a session" in p for p in problems("def work(*, session, occurrence):\n    pass"))
@@ -69,7 +78,7 @@ def test_the_rule_catches_what_it_is_for():
 
 def test_operations_have_no_slack_in_them():
     # Callable from a handler, a job, the CLI and a test alike: no Bolt, no Web API client.
-    operations = sorted((HANDLERS.parent / "bot" / "operations").glob("*.py"))
+    operations = sorted(p for f in FEATURES for p in f.glob("*.py") if p.stem not in SURFACES)
     assert operations
     for path in operations:
         for node in ast.walk(ast.parse(path.read_text())):

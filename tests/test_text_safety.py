@@ -1,6 +1,6 @@
 """People's text is text (issue #14) and limits are checked on what is sent (issue #13 item 6).
 
-Every ``build_*`` in bot/blocks gets hostile, long, markup-heavy and multi-byte text in every field a
+Every ``build_*`` in the features' ``blocks`` modules gets hostile, long, markup-heavy and multi-byte text in every field a
 person or a tracker wrote; each payload must pass Slack's limits (slack_sdk's models plus
 tests/blockkit.py) and contain no live mention, ping or link but the bot's own."""
 
@@ -12,30 +12,30 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import bot.blocks.changelog as changelog
-import bot.blocks.closing as closing
-import bot.blocks.focus as focus
-import bot.blocks.help_channel as help_channel
-import bot.blocks.home as home
-import bot.blocks.insight as insight
-import bot.blocks.intake as intake
-import bot.blocks.office_hours as office_hours
-import bot.blocks.surveys as surveys
-import bot.blocks.targets as targets
-import bot.blocks.triage as triage
-from bot.blocks.ids import Callback
-from bot.blocks.text import mrkdwn, to_mrkdwn
-from bot.operations import insight as ops
-from bot.operations import surveys as logic
-from bot.operations.compliance import Compliance
-from bot.operations.targets import ClockKind, ClockState, Threshold
-from bot.operations.triage import Change, Headline
+import bot.changelog.blocks as changelog
+import bot.closing.blocks as closing
+import bot.focus.blocks as focus
+import bot.help_channel.blocks as help_channel
+import bot.home.blocks as home
+import bot.insight.blocks as insight
+import bot.intake.blocks as intake
+import bot.office_hours.blocks as office_hours
+import bot.surveys.blocks as surveys
+import bot.targets.blocks as targets
+import bot.triage.blocks as triage
+from bot import surveys as logic
+from bot.ids import Callback
+from bot.insight import service as ops
 from bot.runtime.config import Policy
+from bot.targets.compliance import Compliance
+from bot.targets.service import ClockKind, ClockState, Threshold
+from bot.text import mrkdwn, to_mrkdwn
+from bot.triage.service import Change, Headline
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, Reporter, Source, Status, TrackerLink
 from storage.surveys import ResponseRow
 from storage.targets import Rate
 from tests.blockkit import check_message, check_view
-from tests.test_surveys_logic import answers, run_row, survey
+from tests.surveys.test_surveys_logic import answers, run_row, survey
 
 UTC = timezone.utc
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -188,8 +188,8 @@ def _targets(text: str, note: str, tax) -> dict:
 
 
 def _focus(text: str, note: str, key: str, p: FrictionPoint, q: FrictionPoint, scores, tax) -> dict:
-    from bot.operations.changelog import Fix
-    from bot.operations.focus import FocusReport, FocusState, ItemReport, ItemView, Measure, Pulse, Subject
+    from bot.changelog.service import Fix
+    from bot.focus.service import FocusReport, FocusState, ItemReport, ItemView, Measure, Pulse, Subject
     from storage.focus import FocusItem
 
     base = Measure(at=NOW.isoformat(), score=3.5, reports_per_week=1.5, reporters=4, hours_lost_per_week=2.0, pulse=Pulse(nps=10, nps_answers=6))

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot.operations import triage
-from bot.operations.direct_messages import ANSWERED_IN
+from bot.direct_messages.service import ANSWERED_IN
 from bot.runtime.config import Hosts, Policy, Triage
+from bot.triage import service as triage
 from storage.models import FrictionChange, FrictionPoint
 from tests.slack_requests import event_callback
 
@@ -100,7 +100,7 @@ def test_answers_to_different_people_do_not_wait_for_each_other():
     unhooked message), not one after another across everyone (as a card's post and its updates are)."""
     import asyncio
 
-    from bot.operations.direct_messages import DM_ANSWER_PURPOSE, DmAnswerHook
+    from bot.direct_messages.service import DM_ANSWER_PURPOSE, DmAnswerHook
     from bot.runtime.outbox.claiming import Batch, chains
     from storage.models import OutboxMessage
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import select
 
-from bot.operations.emoji_names import canonical, same_emoji
+from bot.emoji_names import canonical, same_emoji
 from bot.runtime.config import HelpChannel, Hosts, Intake, Policy, Triage
 from storage.models import FrictionPoint
 from tests.slack_requests import event_callback, reaction_added
@@ -46,7 +46,7 @@ async def test_other_emoji_file_nothing(bot, reaction):
 
 
 async def test_the_resolve_reaction_with_a_skin_tone_resolves_and_a_lookalike_does_not(bot):
-    from tests.test_help_channel import message  # the help channel's message event shape
+    from tests.help_channel.test_help_channel import message  # the help channel's message event shape
 
     await bot.post(*event_callback(message("is the registry down?", ts="1700000300.000100")))
     await bot.drain()

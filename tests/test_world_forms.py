@@ -8,7 +8,7 @@ the bot's own posts. Through the real app, SQLite and PostgreSQL."""
 import pytest
 from sqlmodel import select
 
-from bot.blocks.help_channel import RESOLVE_ACTION
+from bot.help_channel.blocks import RESOLVE_ACTION
 from bot.runtime.config import HelpChannel, Hosts, Policy, Triage
 from storage.models import FrictionPoint
 from tests.fake_slack import BOT_USER, TEAM

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests import tracker_requests as tr
+from tests.closing.test_closing import deliver, file_and_link, notices_to, policy, settings_overrides  # noqa: F401
 from tests.slack_requests import USER
-from tests.test_closing import deliver, file_and_link, notices_to, policy, settings_overrides  # noqa: F401
 
 ROOT = Path(__file__).parent
 VENDORS = ("github", "gitlab", "jira", "linear")

@@ -9,8 +9,8 @@ import json
 import pytest
 from sqlmodel import select
 
-from bot.operations import triage
 from bot.runtime.config import Hosts, Policy, Triage
+from bot.triage import service as triage
 from storage.models import FrictionChange, FrictionPoint
 from tests import tracker_requests as tr
 from tests.slack_requests import USER, block_actions, element_action, interactive, slash_command, view_submission

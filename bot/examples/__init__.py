@@ -1,6 +1,6 @@
 """Files ``platform-feedback init`` writes or prints, installed with the package: the commented
 example team policy, an example ``.env``, and the Slack app manifest. ``platform-feedback.example.yml``
-and ``manifest.yml`` are copies of the repository's top-level files (tests/test_init.py keeps them
+and ``manifest.yml`` are copies of the repository's top-level files (tests/runtime/test_init.py keeps them
 identical), so a ``pip install``ed bot has them too."""
 
 from importlib.resources import files

@@ -14,11 +14,11 @@ from slack_bolt.adapter.starlette.async_handler import (
     to_starlette_response,
 )
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
-from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -26,41 +26,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-import handlers.changelog
-import handlers.closing
-import handlers.dm
-import handlers.focus
-import handlers.help_channel
-import handlers.home
-import handlers.insight
-import handlers.intake
-import handlers.office_hours
-import handlers.polling
-import handlers.retention
-import handlers.surveys
-import handlers.targets
-from bot.operations import surveys as survey_ops
-import handlers.triage
-import handlers.webhooks
+import bot.closing.webhooks
 import bot.web.dashboard
+import handlers
+from bot.closing.service import apply_issue_event
+from bot.intake.service import check_handled
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
-from bot.operations.closing import apply_issue_event
-from bot.operations.intake import check_handled
 from bot.runtime.event_gate import EventGate, NotKept
-from bot.trackers import configure_hosts
-from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
-from bot.runtime.signature_watch import SignatureWatch
 from bot.runtime.hosts import HostDirectory
-from bot.runtime.replays import Replays
-from bot.runtime.respond import KeptAliveRespond
-from bot.web import charts
 from bot.runtime.metrics import UNOBSERVED, ArrivalTime, Metrics, listener_name, seconds_since_arrival
 from bot.runtime.outbox import OutboxSender
+from bot.runtime.replays import Replays
+from bot.runtime.respond import KeptAliveRespond
 from bot.runtime.scheduler import Scheduler
-from bot.runtime.spool import EventSpool
+from bot.runtime.signature_watch import SignatureWatch
 from bot.runtime.slack_reads import with_read_retries
+from bot.runtime.spool import EventSpool
 from bot.runtime.workspaces import (
     BOT_SCOPES,
     Allowlist,
@@ -70,6 +53,9 @@ from bot.runtime.workspaces import (
     refused_install_page,
     state_store,
 )
+from bot.trackers import configure_hosts
+from bot.trackers.identity import Identities
+from bot.web import charts
 from storage import outbox
 from storage.database import Database, DatabaseUnavailable
 
@@ -176,20 +162,7 @@ def _register(app: AsyncApp, deps: Deps) -> None:
             context["respond"] = KeptAliveRespond(response_url=context.response_url, session=session)
         return await next()
 
-    handlers.intake.register(app, deps)
-    handlers.triage.register(app, deps, on_resolved=survey_ops.csat_followup_hook(policy))
-    handlers.closing.register(app, deps)
-    handlers.changelog.register(app, deps)
-    handlers.polling.register(app, deps)
-    handlers.dm.register(app, deps)  # before help_channel's catch-all message listener
-    handlers.help_channel.register(app, deps)
-    handlers.office_hours.register(app, deps)
-    handlers.surveys.register(app, deps)
-    handlers.retention.register(app, deps)
-    handlers.targets.register(app, deps)
-    handlers.focus.register(app, deps)
-    handlers.home.register(app, deps)
-    handlers.insight.register(app, deps)
+    handlers.register(app, deps)
 
 
 def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient) -> tuple[AsyncApp, Workspaces, AsyncInstallationStoreAuthorize]:
@@ -359,7 +332,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *_oauth_routes(app, deps),
-            *handlers.webhooks.routes(deps),
+            *bot.closing.webhooks.routes(deps),
             *bot.web.dashboard.routes(deps),
         ],
         lifespan=lifespan,
@@ -403,7 +376,7 @@ def rate_limited_notice(body: dict, deps: Deps) -> Response:
 
 def body_limit(path: str) -> int:
     """Bytes of body a route may receive: tracker webhooks their own bound, every other route Slack's."""
-    return handlers.webhooks.MAX_BODY if path.startswith("/webhooks/") else MAX_BODY
+    return bot.closing.webhooks.MAX_BODY if path.startswith("/webhooks/") else MAX_BODY
 
 
 def _oauth_routes(app: AsyncApp, deps: Deps) -> list[Route]:

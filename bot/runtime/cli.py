@@ -5,14 +5,12 @@ import asyncio
 import os
 import sys
 
-from bot.runtime import logs
+from bot.runtime import logs, serving
 from bot.runtime.check import NETWORK_ERRORS, TokenRejected
-from bot.runtime.instance_lock import AlreadyServing
-from bot.runtime import serving
-from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
 from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_settings
+from bot.runtime.instance_lock import AlreadyServing
+from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
 from storage.database import DatabaseUnavailable
-
 
 DESCRIPTIONS = {
     # What `COMMAND --help` says beyond its one line: what it reads, what it changes, how it ends.
@@ -227,8 +225,8 @@ def _queued_since(*, session, after_id):
 async def _survey_send(name: str, *, now: bool) -> int:
     from slack_sdk.errors import SlackApiError
 
-    from bot.operations.surveys import SurveyError
-    from handlers.surveys import runner_for
+    from bot.surveys import SurveyError
+    from bot.surveys.listeners import runner_for
     from storage import surveys as store
 
     db, app, deps = _build()
@@ -274,7 +272,7 @@ def _export(path: str) -> int:
     import csv
     from contextlib import nullcontext
 
-    from bot.operations import insight
+    from bot.insight import service as insight
 
     db, policy = _offline()
 
@@ -372,7 +370,7 @@ def _forget(user_id: str) -> int:
     secret = os.environ.get("SLACK_SIGNING_SECRET") or os.environ.get("SLACK_APP_TOKEN")
     slot = None
     if secret:
-        from bot.operations.surveys.sealing import Keys
+        from bot.surveys.sealing import Keys
 
         keys = Keys(secret)
         slot = lambda run_id, nonce: keys.slot(run_id, nonce, user_id)  # noqa: E731

@@ -343,7 +343,7 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _distinct_reactions(self) -> "Policy":
-        from bot.operations.emoji_names import canonical  # thumbsup is +1: one emoji, whatever its name
+        from bot.emoji_names import canonical  # thumbsup is +1: one emoji, whatever its name
 
         if self.help_channel.channel and canonical(self.help_channel.resolve_reaction) == canonical(self.intake.reaction):
             raise ValueError("help_channel.resolve_reaction must differ from intake.reaction (one files, the other resolves)")

@@ -4,12 +4,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bot.references import format_ref
 from bot.runtime.config import Policy, Settings
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.metrics import Metrics
-from bot.runtime.scheduler import Scheduler
-from bot.operations.references import format_ref
 from bot.runtime.outbox import OutboxSender
+from bot.runtime.scheduler import Scheduler
 from bot.runtime.workspaces import Workspaces
 from storage.database import Database
 

@@ -11,9 +11,9 @@ The dashboard is then served on 127.0.0.1 with a token made for this run; no Sla
 """
 
 import math
-import sys
 import random
 import secrets
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -338,7 +338,7 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
 
 def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, days: int) -> None:
     try:
-        from bot.operations import surveys as logic
+        from bot import surveys as logic
         from bot.runtime.config import Survey, SurveyAudience, SurveyQuestion
         from storage import surveys as store
     except ImportError as exc:
@@ -414,14 +414,14 @@ def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, da
 
 def run_demo(*, port: int, db_file: str, points: int = 2000) -> int:
     """Fill ``db_file`` if it has no data points yet, then serve the dashboard on 127.0.0.1:port."""
+    import socket
+
     import uvicorn
     from starlette.applications import Starlette
     from starlette.responses import RedirectResponse
     from starlette.routing import Route
 
     from bot.web.dashboard import PATH, Access, dashboard_routes
-
-    import socket
 
     path = Path(db_file).resolve()
     # The port first: a busy one fails here, before filling anything or printing a URL that would not answer.

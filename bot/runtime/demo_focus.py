@@ -2,7 +2,7 @@
 
 The quarter before the current one (in ``insight.timezone``): ten days in, a host picks the two
 reports most people had raised in the month before and the area whose friction was falling, with
-their real baselines (``bot.operations.focus.pick``, so the pulse before is the survey run that
+their real baselines (``bot.focus.service.pick``, so the pulse before is the survey run that
 had closed by then); the focus is published; both reports get a tracker issue closed as fixed
 during the quarter, and every one of their reporters a closure notice. The pulse after is the last
 run closed before the quarter ended. Nothing is queued for Slack: the demo has none.
@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from bot.operations import focus
+from bot.focus import service as focus
 from bot.runtime.config import Policy
 from bot.trackers import parse_issue_url
 from storage import focus as store

@@ -2,7 +2,7 @@
 before it is acked, and leaves it only once its listener has finished. A process killed between
 the two (kill -9, a host that dies holding its database connections) leaves it there, and the
 replay handles it again; Slack never resends an event it saw acked. The same replay applies the
-tracker deliveries that arrived while the database was down (``handlers.webhooks``).
+tracker deliveries that arrived while the database was down (``bot.closing.webhooks``).
 
 - ``admit``, before the ack (HTTP route, Socket Mode handler): the event is written to the spool
   as ``live`` and ``Admitted.live`` says to handle it now, after the ack (``handle_live``: through

@@ -112,9 +112,9 @@ class _SpoolCollector:
 @cache  # imported on first use: the builders import much of the bot
 def _known_ids() -> frozenset[str]:
     """Every action and callback id the bot registers listeners for: the only ids a label may name."""
-    from bot.blocks.help_channel import RESOLVE_ACTION
-    from bot.blocks.ids import Action, Callback
-    from bot.blocks.surveys import SurveyAction, SurveyCallback
+    from bot.help_channel.blocks import RESOLVE_ACTION
+    from bot.ids import Action, Callback
+    from bot.surveys.blocks import SurveyAction, SurveyCallback
 
     return frozenset({*Action, *Callback, *SurveyAction, *SurveyCallback, RESOLVE_ACTION})
 

@@ -17,9 +17,9 @@ needs the database too and answers "try again" on its own; refusing would drop a
 """
 
 import logging
+from datetime import datetime, timezone
 
 import anyio
-from datetime import datetime, timezone
 
 from bot.runtime.guard import SIGNATURE_WINDOW
 from storage.database import Database, DatabaseUnavailable

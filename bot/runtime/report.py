@@ -5,9 +5,10 @@ import csv
 import json
 import sys
 
-from bot.operations import compliance, focus_data, insight
+from bot.focus import data as focus_data
+from bot.insight import service as insight
 from bot.runtime import report_targets
-
+from bot.targets import compliance
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -56,7 +57,7 @@ def report(db, policy, days: int | None, fmt: str | None) -> int:
 
 
 def focus_report(db, policy, fmt: str | None) -> int:
-    """``report --focus``: the current period's focus, or the last finished one (``bot.operations.focus_data``)."""
+    """``report --focus``: the current period's focus, or the last finished one (``bot.focus.data``)."""
     if fmt == "csv":
         print("platform-feedback: report --focus prints a table or --json, not --csv.", file=sys.stderr)
         return 2
@@ -71,7 +72,7 @@ def _hours(value) -> float | None:
 
 def report_data(policy, scores, health) -> dict:
     """The report as plain data: what --json prints, and what the table and CSV are made from."""
-    from bot.blocks.insight import FORMULA, category_label
+    from bot.insight.blocks import FORMULA, category_label
 
     def loop(n) -> dict:
         return {
@@ -140,7 +141,7 @@ def one_place(value) -> str | None:
 
 
 def report_table(data: dict) -> str:
-    from bot.blocks.insight import trend
+    from bot.insight.blocks import trend
 
     w = data["window"]
     lines = [f"Top friction, last {w['days']} days (to {w['end'][:16]} UTC); trend vs the {w['days']} days before", ""]

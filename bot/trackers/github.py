@@ -12,8 +12,21 @@ import re
 from urllib.parse import parse_qs, quote, urlsplit
 
 from bot.trackers.base import (
-    Events, IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, events_of, iso, nothing, obj, same,
-    string, text,
+    Events,
+    IssueEvent,
+    IssueRef,
+    Malformed,
+    Outcome,
+    PollRequest,
+    Tracker,
+    decode_json,
+    events_of,
+    iso,
+    nothing,
+    obj,
+    same,
+    string,
+    text,
 )
 from bot.trackers.markdown import blank_code
 

@@ -10,8 +10,21 @@ import re
 from urllib.parse import quote, urlsplit
 
 from bot.trackers.base import (
-    Events, IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, events_of, iso, nothing, obj, same,
-    string, text,
+    Events,
+    IssueEvent,
+    IssueRef,
+    Malformed,
+    Outcome,
+    PollRequest,
+    Tracker,
+    decode_json,
+    events_of,
+    iso,
+    nothing,
+    obj,
+    same,
+    string,
+    text,
 )
 
 TRACKER = Tracker.gitlab

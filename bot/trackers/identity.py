@@ -3,7 +3,7 @@ set, the issue's stable ids (GitHub issue id and repository id, GitLab issue id 
 Jira issue id, Linear issue UUID and team id) are asked of the tracker's API after the ack, and
 stored on the link, so the first delivery already matches by identity (a transfer, rename or move
 made before it is followed). Without a token, the first delivery or poll that names the issue
-fills them in (``bot.operations.closing``).
+fills them in (``bot.closing.service``).
 
 The requests are each tracker module's (``identity_request``/``identity_event``), sent one after
 the other with a timeout; a 429 (or GitHub's 403 with ``Retry-After`` / a spent rate limit) is

@@ -24,8 +24,21 @@ import re
 from urllib.parse import parse_qs, quote
 
 from bot.trackers.base import (
-    Events, IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, events_of, iso, nothing, obj, same,
-    string, text,
+    Events,
+    IssueEvent,
+    IssueRef,
+    Malformed,
+    Outcome,
+    PollRequest,
+    Tracker,
+    decode_json,
+    events_of,
+    iso,
+    nothing,
+    obj,
+    same,
+    string,
+    text,
 )
 
 TRACKER = Tracker.jira

@@ -14,8 +14,21 @@ import re
 import time
 
 from bot.trackers.base import (
-    Events, IssueEvent, IssueRef, Malformed, Outcome, PollRequest, Tracker, decode_json, events_of, iso, nothing, obj, same,
-    string, text,
+    Events,
+    IssueEvent,
+    IssueRef,
+    Malformed,
+    Outcome,
+    PollRequest,
+    Tracker,
+    decode_json,
+    events_of,
+    iso,
+    nothing,
+    obj,
+    same,
+    string,
+    text,
 )
 
 TRACKER = Tracker.linear

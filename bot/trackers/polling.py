@@ -43,7 +43,7 @@ MAX_BACKOFF = 24 * 3600.0
 TIMEOUT = httpx.Timeout(15.0)
 USER_AGENT = "platform-feedback (issue polling)"
 
-# Apply one event in a session: bot.operations.closing.apply_and_queue(session=, event=, policy=).
+# Apply one event in a session: bot.closing.service.apply_and_queue(session=, event=, policy=).
 Apply = Callable[..., object]
 
 

@@ -10,7 +10,6 @@ import httpx
 from storage.models import as_utc
 
 
-
 def _seconds_until(value: str | None, now: float) -> float | None:
     """A reset time as trackers give it: epoch seconds or milliseconds, an HTTP date, or ISO 8601."""
     if not value:

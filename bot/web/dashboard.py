@@ -14,7 +14,7 @@ Access (``DASHBOARD_TOKEN`` and/or ``DASHBOARD_TRUSTED_HEADER``; neither set: 40
 - the trusted header, non-empty, as set by an SSO proxy in front of the bot (which must strip it
   from what clients send).
 
-Anything else: 401 with a short page. The numbers come from ``bot.operations.insight``, computed in a worker
+Anything else: 401 with a short page. The numbers come from ``bot.insight.service``, computed in a worker
 thread (``Database.run``), and the page is rendered in one too: the event loop never waits on them.
 One computation runs at a time, and a page is reused for ``CACHE_SECONDS``.
 """
@@ -35,14 +35,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from bot.web import charts, focus_section
-from bot.web.targets import targets_section
-from bot.operations import compliance, insight
-from bot.blocks.insight import FORMULA, category_label, point_trend, rate, trend
-from bot.blocks.triage import _duration as duration
+from bot.focus import dashboard as focus_section
+from bot.insight import service as insight
+from bot.insight.blocks import FORMULA, category_label, point_trend, rate, trend
 from bot.runtime.config import Policy
 from bot.runtime.guard import redact_access_log
-from bot.blocks.text import shorten
+from bot.targets import compliance
+from bot.targets.dashboard import targets_section
+from bot.text import shorten
+from bot.triage.blocks import _duration as duration
+from bot.web import charts
 from storage.database import Database, DatabaseUnavailable
 from storage.models import utcnow
 
@@ -223,7 +225,7 @@ class DashboardData:
 
 
 def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None, policy: Policy | None = None) -> DashboardData:
-    """Everything on the page, from ``bot.operations.insight``, in one transaction (``weeks``: the weekly
+    """Everything on the page, from ``bot.insight.service``, in one transaction (``weeks``: the weekly
     charts' span, the policy's ``insight.chart_weeks`` like the digest's chart)."""
     now = now or utcnow()
     return DashboardData(

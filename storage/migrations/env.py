@@ -1,9 +1,9 @@
 from alembic import context
 from sqlmodel import SQLModel
 
+import storage.focus  # noqa: F401
 import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 import storage.surveys  # noqa: F401
-import storage.focus  # noqa: F401
 import storage.targets  # noqa: F401
 
 target_metadata = SQLModel.metadata

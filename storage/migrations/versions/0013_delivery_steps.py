@@ -11,9 +11,8 @@ Create Date: 2026-12-01 03:30:00
 """
 import json
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0013'
 down_revision = '0012'

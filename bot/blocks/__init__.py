@@ -1,1 +1,0 @@
-"""Block Kit, built by pure functions that return dicts. No Slack calls in here."""

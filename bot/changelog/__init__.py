@@ -1,0 +1,1 @@
+"""The weekly "you said, we did" changelog: its operations, Block Kit, listeners and job."""

@@ -1,0 +1,148 @@
+"""Tracker webhooks on the serve app, one route per tracker module (``/webhooks/<tracker>``):
+verify, read, record, answer; the delivery is applied after the answer
+(``bot.closing.deliveries``). Every answer is a clear status: 401 bad signature, 400 a body
+that is not the tracker's format at all, 404 tracker not configured, 200 otherwise. A correctly
+signed delivery the bot does not act on (an event or action it does not read, a pull request closed
+unmerged, an issue we do not track) is a 200 with the reason in the body, counted in
+``pf_tracker_ignored_total`` by tracker and reason, and logged once per tracker and reason per
+process: GitLab disables a hook after repeated 4xx/5xx answers. Nothing is written before a body is
+verified and read.
+
+The database unavailable: the verified delivery is kept in the local spool (fsynced, with its
+parsed events and a mark under the tracker's secret, ``spool.delivery_mac``) and answered 202;
+the spool's replay records and applies it once the database answers (``EventGate.appliers``).
+GitHub does not redeliver a failed delivery by itself, and GitLab disables a hook that keeps
+failing (https://docs.gitlab.com/user/project/integrations/webhooks/#auto-disabled-webhooks), so a
+503 would lose the closure. Only a spool that cannot keep it (full, disk full) answers 503.
+
+A body larger than ``READ_IN_THREAD`` bytes is read in a worker thread: the readers are linear
+(``bot.trackers.markdown``), but a 5 MB JSON body still takes milliseconds the loop owes others.
+"""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+
+from prometheus_client import Counter
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bot.closing import deliveries
+from bot.runtime.context import Deps
+from bot.runtime.event_gate import NotKept
+from bot.runtime.scheduler import Job, interval_slot, interval_trigger
+from bot.runtime.spool import Spooled, delivery_mac
+from bot.trackers import MODULES, IssueEvent, Malformed
+from storage.database import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 5_000_000
+READ_IN_THREAD = 64 * 1024  # bytes
+RECOVERY_JOB = "closing.deliveries"
+
+
+def _answer(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"ok": status < 400, "message": message}, status_code=status)
+
+
+def routes(deps: Deps) -> list[Route]:
+    events = Counter("pf_tracker_events", "Tracker webhook deliveries applied, by tracker and outcome "
+                     "(applied, unchanged, unmatched: no linked report has any issue it names)",
+                     ["tracker", "outcome"], registry=deps.metrics.registry)
+    ignored = Counter("pf_tracker_ignored", "Correctly signed tracker deliveries answered 200 and not acted on, by "
+                      "tracker and reason (event, action, not_merged, no_state_change)", ["tracker", "reason"],
+                      registry=deps.metrics.registry)
+    dropped = Counter("pf_tracker_references_dropped", "Closing references named in a pull or merge request beyond "
+                      "the per-body cap, not applied", ["tracker"], registry=deps.metrics.registry)
+    said: set[tuple[str, str]] = set()  # (tracker, reason) logged by this process
+    runner = deliveries.Deliveries(db=deps.db, policy=deps.policy, observe=lambda t, o: events.labels(t, o).inc(),
+                                   wake=deps.sender.wake)
+    if any(getattr(deps.settings, m.SECRET_SETTING) for m in MODULES.values()):  # no webhooks, nothing to recover
+        deps.scheduler.add(Job(name=RECOVERY_JOB, db=deps.db, work=deliveries.prune, then=runner.recover,
+                               occurrence_at=interval_slot(1)),
+                           interval_trigger(1), misfire_grace_seconds=60)
+
+    def route(module) -> Route:
+        tracker = str(module.TRACKER)
+
+        async def receive(request: Request) -> JSONResponse:
+            response = await _receive(request)
+            deps.metrics.webhooks.labels(tracker, str(response.status_code)).inc()
+            return response
+
+        async def _receive(request: Request) -> JSONResponse:
+            secret = getattr(deps.settings, module.SECRET_SETTING)  # read per request
+            if not secret:
+                return _answer(404, f"{tracker} webhooks are not configured")
+            body = await request.body()
+            if len(body) > MAX_BODY:
+                return _answer(413, "payload too large")
+            if not module.verify(secret, body, request.headers):
+                return _answer(401, "invalid signature")
+            try:
+                if len(body) > READ_IN_THREAD:
+                    found = await asyncio.to_thread(module.read, body, request.headers, deps.policy)
+                else:
+                    found = module.read(body, request.headers, deps.policy)
+            except (Malformed, ValueError, LookupError, TypeError, AttributeError, RecursionError) as exc:
+                return _answer(400, f"malformed {tracker} payload: {exc if isinstance(exc, Malformed) else type(exc).__name__}")
+            if excess := getattr(found, "dropped", 0):
+                dropped.labels(tracker).inc(excess)
+                log.warning("%s delivery names %d closing references beyond the first %d; those are not applied",
+                            tracker, excess, getattr(module, "MAX_REFERENCES", 0))
+            if not found:
+                reason = getattr(found, "reason", None) or "no_state_change"
+                ignored.labels(tracker, reason).inc()
+                detail = getattr(found, "detail", "") or "no issue state changed"
+                if (tracker, reason) not in said:
+                    said.add((tracker, reason))
+                    log.info("%s deliveries not acted on (%s), e.g. %s; counted in pf_tracker_ignored_total, logged once",
+                             tracker, reason, detail)
+                return _answer(200, f"nothing to do: {detail}")
+            try:
+                delivery = await deps.db.run(deliveries.record, tracker=tracker, body=body, events=found)
+            except DatabaseUnavailable as exc:
+                return await spool(secret, body, found, exc)
+            if delivery is None:
+                return _answer(200, "already received")
+            runner.apply_soon(delivery)
+            return _answer(200, f"accepted {len(found)} event(s)")
+
+        async def spool(secret: str, body: bytes, found: list[IssueEvent], exc: Exception) -> JSONResponse:
+            events = json.dumps([e.to_json() for e in found])
+            key = f"{tracker}:{hashlib.sha256(body).hexdigest()}"  # a redelivery is the same row
+            try:
+                await deps.events.keep_other(kind=tracker, key=key, body=body,
+                                             headers={"events": events, "mac": delivery_mac(secret, tracker, body + events.encode())})
+            except NotKept as refused:
+                log.warning("%s delivery refused for the tracker to retry: database unavailable (%s) and %s", tracker, exc, refused)
+                return _answer(503, "database unavailable, retry later")
+            log.warning("%s delivery kept in the spool, applied when the database is back: %s", tracker, exc)
+            return _answer(202, f"accepted {len(found)} event(s); applied when our database is back")
+
+        async def apply_spooled(entry: Spooled) -> bool:
+            """The spool's replay, the database answering: record and apply a kept delivery. False:
+            the database went away again (it stays). A mark that does not hold drops it."""
+            secret = getattr(deps.settings, module.SECRET_SETTING)
+            events = entry.headers.get("events", "")
+            expected = delivery_mac(secret, tracker, entry.body + events.encode()) if secret else ""
+            if not expected or not hmac.compare_digest(expected, entry.headers.get("mac", "")):
+                log.error("spooled %s delivery dropped: its mark does not hold under the configured secret", tracker)
+                return True
+            found = [IssueEvent.from_json(e) for e in json.loads(events)]
+            try:
+                delivery = await deps.db.run(deliveries.record, tracker=tracker, body=entry.body, events=found)
+            except DatabaseUnavailable:
+                return False
+            if delivery is not None:
+                runner.apply_soon(delivery)
+            return True
+
+        deps.events.appliers[tracker] = apply_spooled
+        return Route(f"/webhooks/{tracker}", receive, methods=["POST"])
+
+    return [route(module) for module in MODULES.values()]

@@ -1,0 +1,1 @@
+"""Reports sent to the bot in a direct message, and the DM thread that follows."""

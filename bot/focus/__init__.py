@@ -1,0 +1,1 @@
+"""The quarter's focus: picking items, publishing, the report and the dashboard section."""

@@ -1,0 +1,83 @@
+"""The focus report (``bot.focus.service.report``) as plain data: what
+``platform-feedback report --focus --json`` prints, what its table and the dashboard's focus
+section are made from. The same numbers as ``/platform-feedback focus report``."""
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from bot.focus import service as focus
+from bot.focus.service import FocusReport, Pulse
+from bot.runtime.config import Policy
+
+NUMBERS = (("score", "friction score"), ("reports_per_week", "reports per week"), ("hours_lost_per_week", "hours lost per week"))
+
+
+def pulse_compared(name: str, before: Pulse, after: Pulse) -> dict:
+    """One score before and after. ``shown``: both sides had at least the survey's ``min_group``
+    answers (otherwise the scores are None and only the counts are given); ``same_run``: no pulse
+    closed since the baseline, so there is nothing to compare yet."""
+    key = name.lower()
+    b, bn, br = getattr(before, key), getattr(before, f"{key}_answers"), getattr(before, f"{key}_run")
+    a, an, ar = getattr(after, key), getattr(after, f"{key}_answers"), getattr(after, f"{key}_run")
+    shown = b is not None and a is not None
+    return {"name": name, "shown": shown, "same_run": shown and br == ar,
+            "before": {"score": b if shown else None, "answers": bn},
+            "after": {"score": a if shown else None, "answers": an}}
+
+
+def report_data(report: FocusReport, policy: Policy) -> dict:
+    """``{"period", "ended", "items": [{"subject", "ref", "merged_into", "title", "people", "fixed", "links",
+    "baseline": {...}, "now": {...}}], "pulse": [NPS, CSAT]}``; each side of an item has score,
+    reports_per_week, reporters, hours_lost_per_week (the insight window before it), ``now`` also
+    told_fixed (reporters told it was fixed during the period)."""
+    items = []
+    for item in report.items:
+        view, base, now = item.view, item.view.baseline, item.now
+        side = lambda m: {"at": m.at, "score": m.score, "reports_per_week": m.reports_per_week, "reporters": m.reporters,  # noqa: E731
+                          "hours_lost_per_week": m.hours_lost_per_week}
+        items.append({
+            "subject": str(view.subject),
+            "ref": f"{policy.reference_prefix}-{view.subject.value}" if view.subject.kind == "report" else None,
+            "merged_into": f"{policy.reference_prefix}-{view.merged_into}" if view.merged_into else None,
+            "area": view.subject.value if view.subject.kind == "area" else None,
+            "title": view.title, "people": view.people, "fixed": view.fixed,
+            "links": [{"key": link.key, "url": link.url, "closed": link.closed} for link in view.links],
+            "baseline": side(base), "now": {**side(now), "told_fixed": now.told_fixed},
+        })
+    return {"period": report.key, "ended": report.ended, "items": items,
+            "pulse": [pulse_compared(name, report.pulse_before, report.pulse_after) for name in ("NPS", "CSAT")]}
+
+
+def gather(*, session: Session, policy: Policy, now: datetime | None = None) -> dict | None:
+    """``report_data`` of the current period's focus, or the last finished one; None: nothing picked."""
+    result = focus.report(session=session, policy=policy, now=now)
+    return None if result is None else report_data(result, policy)
+
+
+def pulse_words(pulse: dict) -> str:
+    """One line per score: ``NPS: 12 (40 answers) → 25 (38 answers)``, or why it is not compared."""
+    name, before, after = pulse["name"], pulse["before"], pulse["after"]
+    if not pulse["shown"]:
+        return f"{name}: not enough answers on both sides to compare ({before['answers']} before, {after['answers']} after)"
+    if pulse["same_run"]:
+        return f"{name}: no pulse since the baseline ({before['score']:g}, {before['answers']} answers)"
+    return f"{name}: {before['score']:g} ({before['answers']} answers) → {after['score']:g} ({after['answers']} answers)"
+
+
+def report_text(data: dict | None) -> str:
+    """The table ``platform-feedback report --focus`` prints."""
+    if data is None:
+        return "Nothing is in the focus: pick with `/platform-feedback focus`."
+    lines = [f"Focus {data['period']}: baseline (when picked) against {'the end of the period' if data['ended'] else 'now'}", ""]
+    for item in data["items"]:
+        name = item["ref"] or f"area {item['area']}"
+        if item.get("merged_into"):
+            name += f" (merged into {item['merged_into']})"
+        title = " ".join(item["title"].split())[:70]
+        lines.append(f"{name}: {title} (raised by {item['people']}{', fixed' if item['fixed'] else ''})")
+        for key, label in NUMBERS:
+            lines.append(f"  {label:<22}{item['baseline'][key]:>9g} → {item['now'][key]:g}")
+        lines += [f"  {'reporters told fixed':<22}{item['now']['told_fixed']:>9}", ""]
+    lines += ["Pulse, before (at the first pick) and after:", *(f"  {pulse_words(p)}" for p in data["pulse"])]
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""The App Home tab: hosts see the triage queue and its numbers; everyone else their own reports."""
+
+import logging
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.home.blocks import build_home
+from bot.ids import Action
+from bot.runtime import access
+from bot.runtime.context import Deps
+from bot.triage import due_queue
+from bot.triage import service as triage
+from bot.triage.blocks import build_host_home
+from storage import friction
+from storage.database import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    policy = deps.policy
+
+    async def publish(client: AsyncWebClient, user: str, *, category: str | None = None, status: str | None = None):
+        try:
+            if (await access.reader(deps, user)).host:  # the queue is others' words (bot.runtime.access)
+                queue = await deps.db.run(due_queue.host_view, policy=policy, category=category, status=status)
+                view = build_host_home(policy.reference_prefix, policy.taxonomy, queue.headline, queue.points, category=category,
+                                       status=status, clocks=queue.clocks, now=queue.now, by_due=queue.by_due)
+            else:
+                points = await deps.db.run(friction.reports_of, user_id=user)
+                view = build_home(policy.reference_prefix, policy.intake.reaction, points)
+        except DatabaseUnavailable as exc:
+            log.warning("home tab not refreshed: %s", exc)
+            return
+        await client.views_publish(user_id=user, view=view)
+
+    @app.event("app_home_opened")
+    async def on_home_opened(event: dict, client: AsyncWebClient):
+        if event.get("tab") == "home":
+            await publish(client, event["user"])
+
+    def filters(body: dict) -> dict:
+        """Both filters as they stand in the published view (the other one keeps its choice)."""
+        chosen = {}
+        for block in (body.get("view") or {}).get("state", {}).get("values", {}).values():
+            for action_id, element in block.items():
+                value = (element.get("selected_option") or {}).get("value")
+                chosen[action_id] = None if value in (None, "all") else value
+        for action in body.get("actions", []):
+            value = (action.get("selected_option") or {}).get("value")
+            chosen[action["action_id"]] = None if value in (None, "all") else value
+        category = chosen.get(Action.home_filter_category)
+        status = chosen.get(Action.home_filter_status)
+        return {
+            "category": category if category and policy.taxonomy.has(category) else None,
+            "status": status if status in triage.OPEN_STATUSES else None,
+        }
+
+    @app.action(Action.home_filter_category)
+    @app.action(Action.home_filter_status)
+    async def on_filter(ack: AsyncAck, body: dict, client: AsyncWebClient):
+        await ack()
+        await publish(client, body["user"]["id"], **filters(body))

@@ -1,0 +1,1 @@
+"""Friction insight: scores, ``top`` and the weekly digest."""

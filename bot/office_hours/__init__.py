@@ -1,0 +1,1 @@
+"""Office hours: the rota of hosts, the session post and its reminders."""

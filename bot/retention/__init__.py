@@ -1,0 +1,1 @@
+"""Retention: closed reports purged after the configured number of days."""

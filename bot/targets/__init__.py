@@ -1,0 +1,1 @@
+"""Response targets: business time, clocks, alerts, compliance and their surfaces."""

@@ -1,0 +1,235 @@
+"""Settings and team policy errors, the CLI as a real process, and models vs. migrations."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+from sqlmodel import SQLModel
+
+import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from bot.runtime.config import ConfigError, Policy, load_policy, load_settings
+from tests.conftest import TABLES
+from tests.fake_slack import TOKEN
+from tests.slack_requests import SIGNING_SECRET
+
+REPO = Path(__file__).resolve().parents[2]
+ENV_NAMES = ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL",
+             "DATABASE_URL", "PORT", "HOST", "CONFIG_FILE"]
+GOOD = {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
+
+
+# ---------------------------------------------------------------- settings from the environment
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    """A clean environment in an empty working directory (no .env); returns a setter."""
+    monkeypatch.chdir(tmp_path)
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+    def set_env(**values):
+        for name, value in values.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+
+    set_env(**GOOD)
+    return set_env
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("SLACK_BOT_TOKEN", None),
+        ("SLACK_BOT_TOKEN", "xoxp-a-user-token-123"),
+        ("SLACK_SIGNING_SECRET", None),
+        ("SLACK_APP_TOKEN", "xoxb-not-an-app-token"),
+        ("DATABASE_URL", "mysql://root@localhost/feedback"),
+        ("PORT", "eighty"),
+        ("PORT", "0"),
+        ("PORT", "70000"),
+        ("SLACK_API_URL", "ftp://slack.example.com/api/"),
+    ],
+)
+def test_bad_setting_is_one_line_naming_it(env, name, value):
+    env(**{name: value})
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert name in message
+    assert "\n" not in message and message.strip() == message
+
+
+def test_good_settings_and_normalisation(env):
+    env(DATABASE_URL="postgres://u:p@db.example.com/feedback", SLACK_API_URL="http://127.0.0.1:9/api", PORT="8080")
+    settings = load_settings()
+    assert settings.database_url == "postgresql+psycopg://u:p@db.example.com/feedback"
+    assert settings.slack_api_url == "http://127.0.0.1:9/api/"
+    assert settings.port == 8080 and not settings.socket_mode
+
+
+def test_socket_mode_needs_no_signing_secret(env):
+    env(SLACK_SIGNING_SECRET=None, SLACK_APP_TOKEN="xapp-1-A0APP-123-abc")
+    settings = load_settings()
+    assert settings.socket_mode and settings.slack_app_token == "xapp-1-A0APP-123-abc"
+
+
+# ---------------------------------------------------------------- team policy YAML
+
+
+@pytest.mark.parametrize(
+    "yaml_text, expected",
+    [
+        ("intake:\n  emoji: ticket\n", "intake.emoji"),
+        ("taxonomy:\n  categories:\n    - {id: Bad Id!, label: Bad}\n", "taxonomy.categories.0.id"),
+        ("taxonomy:\n  categories:\n    - {id: ci, label: CI}\n    - {id: ci, label: Again}\n", "unique"),
+    ],
+    ids=["unknown-key", "bad-category-id", "duplicate-ids"],
+)
+def test_bad_policy_names_file_and_problem(tmp_path, yaml_text, expected):
+    path = tmp_path / "policy.yml"
+    path.write_text(yaml_text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert str(path) in message and expected in message and "\n" not in message
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "policy.yml"
+    path.write_text("reference_prefix: FB\nintake:\n\treaction: x\n", encoding="utf-8")  # a tab indent
+    with pytest.raises(ConfigError) as info:
+        load_policy(path)
+    assert str(info.value) == f"CONFIG_FILE {path}: not valid YAML at line 3: found character '\\t' that cannot start any token."
+
+
+def test_every_policy_problem_at_once_with_did_you_mean(tmp_path):
+    """Issue #11 item 9: all problems, not the first; a misspelt key gets the closest known key."""
+    path = tmp_path / "policy.yml"
+    path.write_text("triage:\n  chanel: C0TRIAGE1\nhosts:\n  users: [nobody]\nreference_prefix: fb\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert "3 problems" in message and "\n" not in message
+    assert "triage.chanel: unknown key (did you mean 'channel'?)" in message
+    assert "hosts.users.0" in message and "reference_prefix" in message
+
+
+def test_did_you_mean_inside_a_list_item(tmp_path):
+    path = tmp_path / "policy.yml"
+    path.write_text("office_hours:\n  sessions: [{weekday: tue, time: '14:00', chanel: C0OFFICE01}]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"office_hours.sessions.0.chanel: unknown key \(did you mean 'channel'\?\)"):
+        load_policy(path)
+
+
+def test_every_settings_problem_at_once(env):
+    env(PORT="eighty", DATABASE_URL="mysql://x", SLACK_API_URL="ftp://x")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert all(name in message for name in ("PORT", "DATABASE_URL", "SLACK_API_URL")) and "\n" not in message
+
+
+def test_short_signing_secret_says_it_is_too_short(env):
+    """Issue #11 item 5: set but short is not "required"."""
+    env(SLACK_SIGNING_SECRET="abc")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "too short (3 characters)" in str(info.value) and "required" not in str(info.value)
+
+
+def test_missing_policy_file(tmp_path):
+    with pytest.raises(ConfigError, match="CONFIG_FILE .*nope.yml: cannot read it"):
+        load_policy(tmp_path / "nope.yml")
+
+
+def test_example_policy_is_valid_and_is_the_defaults():
+    assert load_policy(REPO / "platform-feedback.example.yml") == Policy()
+
+
+# ---------------------------------------------------------------- the CLI as a real process
+
+
+def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), **env}
+    return subprocess.run([sys.executable, "-m", "bot.runtime.cli", *args], cwd=tmp_path, env=full_env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def assert_config_failure(result: subprocess.CompletedProcess, name: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got: {result.stderr!r}"
+    assert name in lines[0]
+
+
+def test_serve_without_bot_token_exits_2_with_one_line(tmp_path):
+    assert_config_failure(run_cli(tmp_path, "serve", SLACK_SIGNING_SECRET=SIGNING_SECRET), "SLACK_BOT_TOKEN")
+
+
+def test_serve_with_invalid_policy_file_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "team.yml"
+    bad.write_text("intake:\n  emoji: ticket\n", encoding="utf-8")
+    result = run_cli(tmp_path, "serve", **GOOD, CONFIG_FILE=str(bad), DATABASE_URL=f"sqlite:///{tmp_path}/x.db")
+    assert_config_failure(result, "CONFIG_FILE")
+
+
+def test_migrate_creates_the_tables(tmp_path):
+    path = tmp_path / "x.db"
+    result = run_cli(tmp_path, "migrate", DATABASE_URL=f"sqlite:///{path}")
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        assert set(TABLES) | {"alembic_version"} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_migrate_with_unreachable_postgres_exits_2_with_one_line(tmp_path):
+    result = run_cli(tmp_path, "migrate", DATABASE_URL="postgresql://postgres@127.0.0.1:1/test")
+    assert_config_failure(result, "DATABASE_URL")
+
+
+# ---------------------------------------------------------------- models vs. migrations
+
+
+def test_migrations_match_the_models(db):
+    """Ours, and slack-sdk's installation and OAuth state tables: an upgrade of slack-sdk that adds
+    a column fails here, not in production."""
+    from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+    from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
+    from sqlalchemy import MetaData
+
+    metadata = MetaData()
+    for table in SQLModel.metadata.tables.values():
+        table.to_metadata(metadata)
+    SQLAlchemyInstallationStore.build_installations_table(metadata, "slack_installations")
+    SQLAlchemyInstallationStore.build_bots_table(metadata, "slack_bots")
+    SQLAlchemyOAuthStateStore.build_oauth_states_table(metadata, "slack_oauth_states")
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == [], f"models and migrations differ ({db.engine.dialect.name}): {diff}"
+
+
+def test_jobs_and_run_job_from_the_cli(tmp_path):
+    (tmp_path / "policy.yml").write_text(
+        "office_hours:\n  sessions: [{weekday: tue, time: '14:00', timezone: Europe/Berlin, channel: C0OFFICE01}]\n"
+    )
+    env = {"SLACK_BOT_TOKEN": "xoxb-1234567890", "SLACK_SIGNING_SECRET": "signing-secret-1",
+           "CONFIG_FILE": "policy.yml", "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db"}
+    listed = run_cli(tmp_path, "jobs", **env)
+    assert listed.returncode == 0
+    assert listed.stdout.split() == ["office_hours.agenda:C0OFFICE01:tue-14:00", "office_hours.summary:C0OFFICE01:tue-14:00"]
+    unknown = run_cli(tmp_path, "run-job", "office_hours.nope", **env)
+    assert unknown.returncode == 2 and "platform-feedback jobs" in unknown.stderr and "Traceback" not in unknown.stderr
+    bad_time = run_cli(tmp_path, "run-job", "office_hours.agenda:C0OFFICE01:tue-14:00", "--at", "tuesday", **env)
+    assert bad_time.returncode == 2 and "--at" in bad_time.stderr
