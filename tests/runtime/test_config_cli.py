@@ -6,14 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
-from sqlmodel import SQLModel
 
-import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from bot.runtime.config import ConfigError, Policy, load_policy, load_settings
-from tests.conftest import TABLES
 from tests.fake_slack import TOKEN
 from tests.slack_requests import SIGNING_SECRET
 
@@ -183,41 +177,9 @@ def test_serve_with_invalid_policy_file_exits_2_with_one_line(tmp_path):
     assert_config_failure(result, "CONFIG_FILE")
 
 
-def test_migrate_creates_the_tables(tmp_path):
-    path = tmp_path / "x.db"
-    result = run_cli(tmp_path, "migrate", DATABASE_URL=f"sqlite:///{path}")
-    assert result.returncode == 0, result.stderr
-    engine = create_engine(f"sqlite:///{path}")
-    try:
-        assert set(TABLES) | {"alembic_version"} <= set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-
-
 def test_migrate_with_unreachable_postgres_exits_2_with_one_line(tmp_path):
     result = run_cli(tmp_path, "migrate", DATABASE_URL="postgresql://postgres@127.0.0.1:1/test")
     assert_config_failure(result, "DATABASE_URL")
-
-
-# ---------------------------------------------------------------- models vs. migrations
-
-
-def test_migrations_match_the_models(db):
-    """Ours, and slack-sdk's installation and OAuth state tables: an upgrade of slack-sdk that adds
-    a column fails here, not in production."""
-    from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
-    from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
-    from sqlalchemy import MetaData
-
-    metadata = MetaData()
-    for table in SQLModel.metadata.tables.values():
-        table.to_metadata(metadata)
-    SQLAlchemyInstallationStore.build_installations_table(metadata, "slack_installations")
-    SQLAlchemyInstallationStore.build_bots_table(metadata, "slack_bots")
-    SQLAlchemyOAuthStateStore.build_oauth_states_table(metadata, "slack_oauth_states")
-    with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
-    assert diff == [], f"models and migrations differ ({db.engine.dialect.name}): {diff}"
 
 
 def test_jobs_and_run_job_from_the_cli(tmp_path):
