@@ -1,4 +1,6 @@
-"""Every callback, block and action id, so a handler and its view cannot drift apart."""
+"""The Slack ids several features share (intake, triage, targets, focus, home, closing): one
+StrEnum per kind, so a listener and its view cannot drift apart. A feature's own ids are in its
+``bot/<feature>/ids.py``; ``tests/test_ids.py`` checks that no id of a kind is defined twice."""
 
 from enum import StrEnum
 

@@ -6,6 +6,7 @@ from sqlmodel import Session, col, select
 
 from storage.database import insert_unique
 from storage.models import (
+    ChangeAction,
     FrictionChange,
     FrictionKind,
     FrictionPoint,
@@ -77,7 +78,7 @@ def file_friction(*, session: Session, draft: FrictionDraft) -> Filed:
         existing = session.exec(select(FrictionPoint).where(FrictionPoint.intake_key == draft.intake_key)).one()
         added = add_reporter(session=session, point=existing, user_id=draft.reporter_id, workspace=draft.workspace)
         return Filed(existing, created=False, new_reporter=added)
-    session.add(FrictionChange(friction_point_id=point.id, actor=draft.filed_by, action="filed", new=point.status))
+    session.add(FrictionChange(friction_point_id=point.id, actor=draft.filed_by, action=ChangeAction.filed, new=point.status))
     return Filed(point, created=True)
 
 

@@ -97,6 +97,41 @@ class Status(StrEnum):
     duplicate = "duplicate"
 
 
+# The status groups, one definition each (issue #24: "closed" had five copies with two meanings).
+CLOSED = (Status.resolved, Status.wont_fix, Status.duplicate)
+"""Closed, merged included: nobody waits on it any more. Response targets (a clock stops), the
+focus (an item is fixed), Add details (refused) and retention (purged) read it."""
+DECIDED = (Status.resolved, Status.wont_fix)
+"""Closed on its own, merged left out: what closing the loop reads. A tracker's closure closes
+every linked report not DECIDED yet, a reopen reopens only the DECIDED ones; a duplicate follows the
+report it was merged into instead."""
+
+
+class ChangeAction(StrEnum):
+    """``FrictionChange.action``: every kind of history entry, one definition (issue #24)."""
+
+    filed = "filed"
+    assigned = "assigned"  # triage (bot.triage.service.Change)
+    tagged = "tagged"
+    severity = "severity"
+    linked = "linked"
+    merged = "merged"  # on the duplicate (``new`` its primary) and on the primary (no ``new``)
+    resolved = "resolved"
+    declined = "declined"
+    reopened = "reopened"  # by a host or a tracker
+    responded = "responded"  # a host answered in the help channel's thread
+    closed = "closed"  # by a tracker's closure
+    issue_deleted = "issue_deleted"  # the linked tracker issue was deleted
+    still_broken = "still_broken"  # a reporter's "still broken" on a closure: a reopen when it was closed
+    works_for_me = "works_for_me"
+    waiting = "waiting"  # a host's question to the reporter: the response clocks pause
+    answered = "answered"  # the reporter's answer: they run again
+    joined = "joined"  # a help-channel follow-up appended to the question; ``new`` is its ts
+    dm_answer = "dm_answer"  # the bot's answer is at ``new`` (its ts) in the reporter's DM
+    added = "added"  # the reporter added ``note`` from the report's DM thread
+    details = "details"  # a reporter's own change (Add details); ``note`` names the field
+
+
 class FrictionPoint(SQLModel, table=True):
     __tablename__ = "friction_point"
 
@@ -196,7 +231,7 @@ class FrictionChange(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
     actor: str = Field(max_length=32)
-    action: str = Field(max_length=16)
+    action: str = Field(max_length=16)  # a ChangeAction
     old: str | None = Field(default=None, max_length=255)
     new: str | None = Field(default=None, max_length=255)
     note: str | None = Field(default=None, sa_column=Column(Text))

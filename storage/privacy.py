@@ -6,25 +6,25 @@ any message still addressed to them."""
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 
 from sqlalchemy import delete, or_
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from storage import surveys
 from storage.models import (
+    CLOSED,
     ClosureNotice,
     FrictionChange,
     FrictionPoint,
     FrictionTag,
     OutboxMessage,
     Reporter,
-    Status,
     TrackerLink,
     utcnow,
 )
+from storage.transfer import _plain, all_tables  # every table, not only those whose module was imported
 
 FORGOTTEN = "forgotten"
 REDACTED = "[removed at the reporter's request]"
@@ -70,18 +70,9 @@ def forget_user(*, session: Session, user_id: str, survey_slot: Callable[[int, s
     return done
 
 
-def _plain(value):
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
 def export_rows(*, session: Session) -> Iterator[tuple[str, dict]]:
     """Every row of every table, parents before children, as (table name, plain dict). Not
     slack-sdk's installation tables: they hold bot tokens, and a moved bot is simply installed again."""
-    from storage.transfer import all_tables  # every table, not only those whose module was imported
 
     for table in all_tables():
         for row in session.execute(sa_select(table).order_by(*table.primary_key.columns)).mappings():
@@ -112,9 +103,8 @@ def export_json(*, session: Session, out) -> dict[str, int]:
 def purge_older_than(*, session: Session, cutoff: datetime) -> int:
     """Delete closed reports (resolved, won't fix, merged) created before ``cutoff``, with everything
     hanging off them. Open reports stay: someone is still waiting on them."""
-    closed = (Status.resolved, Status.wont_fix, Status.duplicate)
     ids = list(session.exec(select(FrictionPoint.id).where(
-        col(FrictionPoint.created_at) < cutoff, col(FrictionPoint.status).in_(closed))).all())
+        col(FrictionPoint.created_at) < cutoff, col(FrictionPoint.status).in_(CLOSED))).all())
     if not ids:
         return 0
     # Duplicates that point at a purged report lose the pointer, not their own data.

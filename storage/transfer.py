@@ -14,18 +14,27 @@ have is refused, by name.
 """
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import DateTime, Integer, Table, func, select, text
 from sqlmodel import Session, SQLModel
-
-from storage.privacy import _plain  # the JSON form export_json writes each value in
 
 BATCH = 1000  # rows per INSERT
 
 
 class ImportRefused(Exception):
     """The document does not fit this database. ``str()``: one line saying why and what to do."""
+
+
+def _plain(value):
+    """A column's value in the JSON form ``export --json`` writes (instants and dates as ISO text,
+    decimals as text) and ``import --json`` reads back."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
 
 
 def all_tables() -> list[Table]:

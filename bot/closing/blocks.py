@@ -1,12 +1,10 @@
 """Closure notices ("you reported this, it's fixed"), the answers to them, and "you said, we did"."""
 
+from bot.closing.ids import COMMENT_BLOCK, FEEDBACK_BLOCK
 from bot.ids import Action, Callback
 from bot.intake.blocks import _text
-from bot.text import link, mrkdwn, shorten, to_mrkdwn
+from bot.text import link, mrkdwn, to_mrkdwn
 from storage.models import ClosureNotice, FrictionPoint
-
-FEEDBACK_BLOCK = "closure_feedback"
-COMMENT_BLOCK = "closure_comment"
 
 
 def _issue_link(key: str, url: str | None) -> str:

@@ -20,6 +20,8 @@ from storage import links as link_queries
 from storage import outbox
 from storage.database import insert_or_skip
 from storage.models import (
+    DECIDED,
+    ChangeAction,
     ClosureNotice,
     FrictionChange,
     FrictionPoint,
@@ -32,7 +34,6 @@ from storage.models import (
 
 log = logging.getLogger(__name__)
 
-CLOSED = (Status.resolved, Status.wont_fix)
 # A tracker's time later than this past the delivery's receipt is not believed for ordering (issue
 # #26 item 11): one delivery stamped 2099 would otherwise make every real change after it "older".
 # Such a time counts as the receipt time. Five minutes covers clocks that are merely off.
@@ -145,7 +146,7 @@ def _deleted(session: Session, event: IssueEvent, step: dict, policy) -> None:
             point.status = Status.acknowledged if point.assignee else Status.new
             point.updated_at = now
             session.add(point)
-        session.add(FrictionChange(friction_point_id=point.id, actor=f"tracker:{event.tracker}", action="issue_deleted",
+        session.add(FrictionChange(friction_point_id=point.id, actor=f"tracker:{event.tracker}", action=ChangeAction.issue_deleted,
                                    old=str(old), new=str(point.status), note=f"{event.tracker}:{event.key}", at=now))
         why = f"deleted:{event.tracker}:{event.key}:{now.isoformat()}"
         sync_card(session=session, point=point, why=why)
@@ -191,12 +192,12 @@ def _close(session: Session, event: IssueEvent, step: dict, policy) -> None:
     now, new = utcnow(), Status.resolved if event.outcome == Outcome.fixed else Status.wont_fix
     rows = session.exec(select(FrictionPoint.id, FrictionPoint.status, FrictionPoint.first_response_at, FrictionPoint.card_ts)
                         .where(col(FrictionPoint.id).in_(step["points"]))).all()
-    still_open = [r for r in rows if r.status not in CLOSED]
+    still_open = [r for r in rows if r.status not in DECIDED]
     _update(session, [r.id for r in still_open], status=new, resolved_at=now, updated_at=now)
     _update(session, [r.id for r in still_open if r.first_response_at is None], first_response_at=now)
     if still_open:
         session.execute(insert(FrictionChange), [
-            dict(friction_point_id=r.id, actor=f"tracker:{event.tracker}", action="closed", old=str(r.status), new=str(new),
+            dict(friction_point_id=r.id, actor=f"tracker:{event.tracker}", action=ChangeAction.closed, old=str(r.status), new=str(new),
                  note=event.url, at=now) for r in still_open])
     sync_cards(session=session, point_ids=[r.id for r in rows if r.card_ts],
                why=f"closure:{event.tracker}:{event.key}:{step['closure']}")
@@ -207,12 +208,12 @@ def _reopen(session: Session, event: IssueEvent, step: dict, policy) -> None:
     now = utcnow()
     rows = session.exec(select(FrictionPoint.id, FrictionPoint.status, FrictionPoint.card_ts)
                         .where(col(FrictionPoint.id).in_(step["points"]))).all()
-    reopened = [r for r in rows if r.status in CLOSED]
+    reopened = [r for r in rows if r.status in DECIDED]
     if not reopened:
         return
     _update(session, [r.id for r in reopened], status=Status.linked, resolved_at=None, updated_at=now)
     session.execute(insert(FrictionChange), [
-        dict(friction_point_id=r.id, actor=f"tracker:{event.tracker}", action="reopened", old=str(r.status),
+        dict(friction_point_id=r.id, actor=f"tracker:{event.tracker}", action=ChangeAction.reopened, old=str(r.status),
              new=str(Status.linked), note=event.url, at=now) for r in reopened])
     # Keyed by the change's time: each reopen is its own redraw.
     sync_cards(session=session, point_ids=[r.id for r in reopened if r.card_ts],
@@ -363,14 +364,14 @@ def record_feedback(*, session: Session, notice_id: int, user_id: str, works: bo
     point = _canonical(session, notice.friction_point_id)
     if not works:
         old = point.status
-        if point.status in CLOSED:
+        if point.status in DECIDED:
             point.status = Status.acknowledged if point.assignee else Status.new
             point.resolved_at = None
             point.updated_at = utcnow()
             session.add(point)
-        session.add(FrictionChange(friction_point_id=point.id, actor=user_id, action="still_broken", old=old, new=point.status, note=comment))
+        session.add(FrictionChange(friction_point_id=point.id, actor=user_id, action=ChangeAction.still_broken, old=old, new=point.status, note=comment))
     else:
-        session.add(FrictionChange(friction_point_id=point.id, actor=user_id, action="works_for_me"))
+        session.add(FrictionChange(friction_point_id=point.id, actor=user_id, action=ChangeAction.works_for_me))
     session.flush()
     return notice, point
 

@@ -18,11 +18,11 @@ from bot.intake.blocks import build_added_to_report, build_addition_alert, build
 from bot.targets import alerts as target_alerts
 from storage import friction, outbox
 from storage.friction import FrictionDraft
-from storage.models import FrictionChange, FrictionPoint, OutboxMessage, Source, utcnow
+from storage.models import ChangeAction, FrictionChange, FrictionPoint, OutboxMessage, Source, utcnow
 
 DM_ANSWER_PURPOSE = "dm_answer"  # the outbox purpose of the bot's answer in a DM (``DmAnswerHook``)
-ANSWERED_IN = "dm_answer"  # FrictionChange.action: the bot's answer is at ``new`` (its ts) in the DM
-ADDED = "added"  # FrictionChange.action: the reporter added ``note`` from the report's DM thread
+ANSWERED_IN = ChangeAction.dm_answer  # the bot's answer is at ``new`` (its ts) in the DM
+ADDED = ChangeAction.added  # the reporter added ``note`` from the report's DM thread
 MAX_TEXT = 3000
 
 # Message subtypes that are not a person writing a new message (edits, deletions, joins, bots' posts):

@@ -1,7 +1,6 @@
 """The quarter's focus: the picker, the announcement, the reporters' DM and the before/after report."""
 
-from bot.focus.data import pulse_compared, pulse_words
-from bot.focus.service import FocusReport, FocusState, ItemView, Pulse
+from bot.focus.models import FocusReport, FocusState, ItemView, Pulse, pulse_compared, pulse_words
 from bot.ids import Action
 from bot.insight.service import FrictionScores
 from bot.intake.blocks import _text

@@ -7,23 +7,12 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.focus import service as focus
-from bot.focus.service import FocusReport, Pulse
+from bot.focus.models import FocusReport, Pulse, pulse_compared, pulse_words  # noqa: F401  (re-exported)
 from bot.runtime.config import Policy
 
 NUMBERS = (("score", "friction score"), ("reports_per_week", "reports per week"), ("hours_lost_per_week", "hours lost per week"))
 
 
-def pulse_compared(name: str, before: Pulse, after: Pulse) -> dict:
-    """One score before and after. ``shown``: both sides had at least the survey's ``min_group``
-    answers (otherwise the scores are None and only the counts are given); ``same_run``: no pulse
-    closed since the baseline, so there is nothing to compare yet."""
-    key = name.lower()
-    b, bn, br = getattr(before, key), getattr(before, f"{key}_answers"), getattr(before, f"{key}_run")
-    a, an, ar = getattr(after, key), getattr(after, f"{key}_answers"), getattr(after, f"{key}_run")
-    shown = b is not None and a is not None
-    return {"name": name, "shown": shown, "same_run": shown and br == ar,
-            "before": {"score": b if shown else None, "answers": bn},
-            "after": {"score": a if shown else None, "answers": an}}
 
 
 def report_data(report: FocusReport, policy: Policy) -> dict:
@@ -55,14 +44,6 @@ def gather(*, session: Session, policy: Policy, now: datetime | None = None) -> 
     return None if result is None else report_data(result, policy)
 
 
-def pulse_words(pulse: dict) -> str:
-    """One line per score: ``NPS: 12 (40 answers) → 25 (38 answers)``, or why it is not compared."""
-    name, before, after = pulse["name"], pulse["before"], pulse["after"]
-    if not pulse["shown"]:
-        return f"{name}: not enough answers on both sides to compare ({before['answers']} before, {after['answers']} after)"
-    if pulse["same_run"]:
-        return f"{name}: no pulse since the baseline ({before['score']:g}, {before['answers']} answers)"
-    return f"{name}: {before['score']:g} ({before['answers']} answers) → {after['score']:g} ({after['answers']} answers)"
 
 
 def report_text(data: dict | None) -> str:

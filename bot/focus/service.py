@@ -7,28 +7,24 @@ once each through the outbox; at the end of the period (or on demand) each item'
 against now, and the pulse NPS/CSAT before against after. No Slack in here.
 """
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from bot.focus.blocks import build_focus_dm, build_focus_dm_for
+from bot.focus.models import FocusError, FocusReport, FocusState, ItemReport, ItemView, Measure, Pulse, Subject  # noqa: F401  (the operations' types, re-exported)
 from bot.insight import service as insight
 from bot.runtime.config import Policy
 from storage import focus as store
 from storage import outbox
 from storage.focus import FocusItem, FocusPeriod
-from storage.models import ClosureNotice, FrictionPoint, FrictionTag, Reporter, Status, TrackerLink, as_utc, utcnow
+from storage.models import CLOSED, ClosureNotice, FrictionPoint, FrictionTag, Reporter, Status, as_utc, utcnow
 
 POST_PURPOSE = "focus_post"  # the announcement, rendered when sent (bot.focus.blocks)
-CLOSED = (Status.resolved, Status.wont_fix, Status.duplicate)
-
-
-class FocusError(Exception):
-    """The change cannot apply; ``str()`` is what the person is told (nothing was changed)."""
 
 
 # ------------------------------------------------------------------ periods
@@ -48,43 +44,10 @@ def period_for(now: datetime, timezone: str) -> tuple[str, datetime, datetime]:
 # ------------------------------------------------------------------ subjects and measures
 
 
-@dataclass(frozen=True)
-class Subject:
-    kind: str  # "report" | "area"
-    value: str  # a point id, or a taxonomy id
-
-    @classmethod
-    def parse(cls, text: str) -> "Subject":
-        kind, _, value = text.partition(":")
-        if kind not in ("report", "area") or not value:
-            raise FocusError("Pick a report or an area.")
-        return cls(kind, value)
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.value}"
 
 
-@dataclass(frozen=True)
-class Pulse:
-    nps: float | None = None
-    nps_answers: int = 0
-    csat: float | None = None
-    csat_answers: int = 0
-    nps_run: int | None = None  # the runs behind them: the same run on both sides is no change
-    csat_run: int | None = None
 
 
-@dataclass(frozen=True)
-class Measure:
-    """One item's friction over the insight window ending at ``at``."""
-
-    at: str  # ISO instant
-    score: float
-    reports_per_week: float
-    reporters: int  # distinct people who reported it in the window
-    hours_lost_per_week: float
-    pulse: Pulse = field(default_factory=Pulse)
-    told_fixed: int = 0  # reporters told it was fixed since the period began (the "now" side only)
 
 
 def merged_into(session: Session, subject: Subject) -> int | None:
@@ -173,16 +136,6 @@ def _measure_from(text: str) -> Measure:
 # ------------------------------------------------------------------ what a person sees
 
 
-@dataclass(frozen=True)
-class ItemView:
-    item: FocusItem
-    subject: Subject
-    title: str  # the report's text or the area's label (people's text: escape when shown)
-    people: int  # everyone who ever reported it
-    links: list[TrackerLink]
-    fixed: bool  # every linked issue is closed, or the report is resolved
-    baseline: Measure
-    merged_into: int | None = None  # the report it was merged into after it was picked: it is followed there
 
 
 def _item_view(session: Session, item: FocusItem, policy: Policy) -> ItemView:
@@ -203,17 +156,6 @@ def _item_view(session: Session, item: FocusItem, policy: Policy) -> ItemView:
     return ItemView(item, subject, title, int(people), links, fixed, _measure_from(item.baseline), into)
 
 
-@dataclass(frozen=True)
-class FocusState:
-    period: FocusPeriod | None
-    key: str
-    items: list[ItemView]
-
-    def fingerprint(self) -> str:
-        """Changes when what the announcement shows changes (links, closures, fixes)."""
-        shown = [(v.item.subject, v.fixed, v.merged_into, v.people, [(link.key, link.closed, link.closures) for link in v.links])
-                 for v in self.items]
-        return hashlib.sha256(json.dumps(shown, default=str).encode()).hexdigest()[:16]
 
 
 def state(*, session: Session, policy: Policy, now: datetime | None = None, key: str | None = None) -> FocusState:
@@ -240,8 +182,6 @@ def _reporters(session: Session, subject: Subject) -> list[Reporter]:
 
 
 def _tell_reporters(session: Session, period: FocusPeriod, item: FocusItem, title: str, policy: Policy) -> int:
-    from bot.focus.blocks import build_focus_dm
-
     told = 0
     for reporter in _reporters(session, Subject.parse(item.subject)):
         told += outbox.enqueue(
@@ -255,8 +195,6 @@ def _tell_reporters(session: Session, period: FocusPeriod, item: FocusItem, titl
 def _tell_everyone(session: Session, period: FocusPeriod, views: list[ItemView], policy: Policy) -> int:
     """At publish: one DM per person, naming every item they reported (a person behind two items,
     or behind a report and its duplicate, hears once). Returns how many were queued."""
-    from bot.focus.blocks import build_focus_dm_for
-
     theirs: dict[str, list[ItemView]] = {}
     where: dict[str, Reporter] = {}
     for view in views:
@@ -352,19 +290,8 @@ def publish(*, session: Session, policy: Policy, actor: str, now: datetime | Non
 # ------------------------------------------------------------------ what changed
 
 
-@dataclass(frozen=True)
-class ItemReport:
-    view: ItemView
-    now: Measure
 
 
-@dataclass(frozen=True)
-class FocusReport:
-    key: str
-    items: list[ItemReport]
-    pulse_before: Pulse  # the earliest baseline's
-    pulse_after: Pulse
-    ended: bool = False  # the period is over: "now" is its end
 
 
 def report(*, session: Session, policy: Policy, key: str | None = None, now: datetime | None = None) -> FocusReport | None:

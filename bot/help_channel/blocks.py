@@ -1,9 +1,7 @@
 """What the bot says in a help-channel thread: the reference (with a Resolve button), and "resolved"."""
 
+from bot.help_channel.ids import REPLY_BLOCK, RESOLVE_ACTION  # noqa: F401  (re-exported)
 from bot.intake.blocks import _text
-
-RESOLVE_ACTION = "help_channel_resolve"  # the Resolve button; its value is the data point's id
-REPLY_BLOCK = "help_channel"
 
 
 def reply_block_id(point_id: int) -> str:

@@ -19,10 +19,10 @@ from bot.triage.flows import queue_notices
 from bot.triage.service import sync_card
 from storage import friction, outbox
 from storage.friction import FrictionDraft
-from storage.models import FrictionChange, FrictionPoint, Source, utcnow
+from storage.models import ChangeAction, FrictionChange, FrictionPoint, Source, utcnow
 
 MAX_TEXT = 3000
-JOINED = "joined"  # FrictionChange.action for a follow-up appended to the question; ``new`` is its ts
+JOINED = ChangeAction.joined  # a follow-up appended to the question; ``new`` is its ts
 # Plain messages, and the two subtypes people produce by writing: a file with a comment, a reply
 # also sent to the channel. Edits, deletions, joins and bots' posts are not questions.
 PERSON_SUBTYPES = (None, "file_share", "thread_broadcast")

@@ -1,11 +1,12 @@
 """Friction insight in Block Kit: ``/platform-feedback top`` and the weekly digest. Also the plain
 words both share with the CLI report (labels, trends, durations)."""
 
-from bot.insight.service import UNTAGGED, FrictionScores, LoopHealth, LoopNumbers, PointScore
+from bot.insight.service import FrictionScores, LoopHealth, LoopNumbers, PointScore
 from bot.intake.blocks import _text
 from bot.runtime.config import Taxonomy
-from bot.text import fit, mrkdwn, shorten, to_mrkdwn
+from bot.text import mrkdwn, to_mrkdwn
 from bot.triage.blocks import _duration as duration
+from storage.insight import UNTAGGED
 
 FORMULA = "Score = reporters × severity weight (low 1, medium 2, high 4, blocker 8) + hours lost ÷ 8, summed per area."
 

@@ -6,11 +6,11 @@ from datetime import datetime, timezone
 
 from sqlmodel import Session
 
+from bot import charts
 from bot.insight import service as insight
 from bot.insight.blocks import build_digest, category_label
 from bot.runtime.config import Policy
 from bot.targets import compliance
-from bot.web import charts
 from storage import outbox
 
 JOB = "insight.digest"

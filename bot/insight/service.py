@@ -31,7 +31,7 @@ from sqlmodel import Session, col, select
 from bot.surveys import nps_by_run
 from bot.triage.service import OPEN_STATUSES, SEVERITY_WEIGHT
 from storage import insight as stored
-from storage.insight import UNTAGGED, bucket
+from storage.insight import bucket
 from storage.models import FrictionPoint, FrictionTag, Reporter, TrackerLink, as_utc, utcnow
 
 WINDOW_DAYS = 30

@@ -11,7 +11,7 @@ from bot.triage import service as triage
 from bot.triage.service import enqueue_card, sync_card
 from storage import friction, outbox
 from storage.friction import Filed, FrictionDraft
-from storage.models import FrictionChange, FrictionPoint, Severity, Status, utcnow
+from storage.models import CLOSED, ChangeAction, FrictionChange, FrictionPoint, Severity, Status, utcnow
 
 
 def file_report(
@@ -70,8 +70,7 @@ def file_report(
 
 # ------------------------------------------------------------------ Add details
 
-DETAILS = "details"  # FrictionChange.action for a reporter's own change; ``note`` names the field
-CLOSED = (Status.resolved, Status.wont_fix, Status.duplicate)
+DETAILS = ChangeAction.details  # a reporter's own change; ``note`` names the field
 
 
 class DetailsRefused(Exception):

@@ -5,12 +5,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlmodel import Session
-
 from bot.ids import Block
 from bot.runtime.config import Taxonomy
-from storage import friction, outbox
-from storage.friction import Filed, FrictionDraft
 from storage.models import FrictionKind, Severity
 
 MAX_TEXT = 3000

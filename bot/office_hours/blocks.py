@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from bot.office_hours.ids import COVERED_BLOCK, NEW_BLOCK, OPEN_BLOCK, ROLLING_BLOCK
 from bot.references import format_ref
 from bot.text import fit, link, mrkdwn, shorten, to_mrkdwn
 from storage.models import FrictionPoint, Status
@@ -11,7 +12,6 @@ SECTION_MAX = 3000  # characters of section text
 MAX_ITEMS = 30  # questions listed per list; the rest are counted
 MAX_URL = 300  # longer links are left out, so a line stays well under the section limit
 
-NEW_BLOCK, OPEN_BLOCK, COVERED_BLOCK, ROLLING_BLOCK = "oh_new", "oh_open", "oh_covered", "oh_rolling"
 HOW_TO_ASK = "Ask one with `/platform-feedback` and pick *A question for office hours*."
 
 

@@ -24,13 +24,13 @@ from sqlmodel import Session, col, select
 from bot.office_hours.blocks import build_agenda, build_host_dm, build_summary
 from bot.runtime.config import OfficeHours, OfficeHoursSession, Policy
 from storage import outbox
-from storage.models import FrictionChange, FrictionKind, FrictionPoint, Status, as_utc
+from storage.models import ChangeAction, FrictionChange, FrictionKind, FrictionPoint, Status, as_utc
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ROTATION_EPOCH = date(2024, 1, 1)  # a Monday; the rotation counts weeks from here
 UNANSWERED = (Status.new, Status.acknowledged)
 COVERED = (Status.resolved, Status.linked)
-COVERING_CHANGES = ("resolved", "linked")  # FrictionChange.action values (bot.triage.service.Change)
+COVERING_CHANGES = (ChangeAction.resolved, ChangeAction.linked)
 
 
 @dataclass(frozen=True)

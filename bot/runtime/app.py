@@ -29,6 +29,7 @@ from starlette.routing import Route
 import bot.closing.webhooks
 import bot.web.dashboard
 import handlers
+from bot import charts
 from bot.closing.service import apply_issue_event
 from bot.intake.service import check_handled
 from bot.runtime.config import Policy, Settings
@@ -55,7 +56,6 @@ from bot.runtime.workspaces import (
 )
 from bot.trackers import configure_hosts
 from bot.trackers.identity import Identities
-from bot.web import charts
 from storage import outbox
 from storage.database import Database, DatabaseUnavailable
 
@@ -396,3 +396,16 @@ def _oauth_routes(app: AsyncApp, deps: Deps) -> list[Route]:
 
 async def _ping(db: Database) -> None:
     await anyio.to_thread.run_sync(db.ping)
+
+
+def serving_web_app(app, deps):
+    """The HTTP app of a process about to serve (``serve``, each ``--workers`` worker): its chart
+    process started now, not on the first dashboard load, and its interpreter set last, once
+    everything it keeps is built (``bot.runtime.interpreter``)."""
+    from bot import charts
+    from bot.runtime.interpreter import set_for_serving
+
+    charts.warm_up()
+    web = create_web_app(app, deps)
+    set_for_serving()
+    return web

@@ -25,6 +25,7 @@ from bot.runtime.config import Policy
 from bot.trackers import parse_issue_url
 from storage.database import Database
 from storage.models import (
+    ChangeAction,
     ClosureNotice,
     FrictionChange,
     FrictionKind,
@@ -228,7 +229,7 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
     session.add_all(rows)
     session.flush()
     for p in rows:
-        session.add(FrictionChange(friction_point_id=p.id, actor=p.filed_by, action="filed", new=Status.new, at=p.created_at))
+        session.add(FrictionChange(friction_point_id=p.id, actor=p.filed_by, action=ChangeAction.filed, new=Status.new, at=p.created_at))
         summary.by_area[p.tags[0].category] = summary.by_area.get(p.tags[0].category, 0) + 1
 
     # 2. "Me too": others hit the same thing (more on the severe ones).
@@ -256,7 +257,7 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
                     if all(o.user_id != r.user_id for o in older.reporters):
                         older.reporters.append(Reporter(user_id=r.user_id, team_id=TEAM, reported_at=r.reported_at))
                 p.duplicate_of_id, p.status, p.first_response_at, p.updated_at = older.id, Status.duplicate, at, at
-                session.add(FrictionChange(friction_point_id=p.id, actor=host, action="merged", old=Status.new,
+                session.add(FrictionChange(friction_point_id=p.id, actor=host, action=ChangeAction.merged, old=Status.new,
                                            new=f"{policy.reference_prefix}-{older.id}", at=at))
                 summary.merged += 1
                 continue
@@ -267,11 +268,11 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
         if first >= now:
             continue
         p.first_response_at, p.assignee, p.status, p.updated_at = first, host, Status.acknowledged, first
-        session.add(FrictionChange(friction_point_id=p.id, actor=host, action="assigned", new=host, at=first))
+        session.add(FrictionChange(friction_point_id=p.id, actor=host, action=ChangeAction.assigned, new=host, at=first))
         if any(t.automatic for t in p.tags):
             for t in p.tags:
                 t.automatic = False
-            session.add(FrictionChange(friction_point_id=p.id, actor=host, action="tagged", new=",".join(t.category for t in p.tags), at=first))
+            session.add(FrictionChange(friction_point_id=p.id, actor=host, action=ChangeAction.tagged, new=",".join(t.category for t in p.tags), at=first))
         roll = rng.random()
         if roll < 0.05:  # declined
             at = first + _hours(rng, 24)
@@ -279,7 +280,7 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
                 note = rng.choice(["Works as intended; see the golden path docs.", "Out of scope for the platform team.",
                                    "Not planned this quarter."])
                 p.status, p.resolved_at, p.resolution_note, p.updated_at = Status.wont_fix, at, note, at
-                session.add(FrictionChange(friction_point_id=p.id, actor=host, action="declined", old=Status.acknowledged,
+                session.add(FrictionChange(friction_point_id=p.id, actor=host, action=ChangeAction.declined, old=Status.acknowledged,
                                            new=Status.wont_fix, note=note, at=at))
                 summary.declined += 1
         elif roll < 0.45:  # linked to a tracker issue, often closed since
@@ -292,14 +293,14 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
                 continue
             link = TrackerLink(friction_point_id=p.id, tracker=issue.tracker, key=issue.key, url=issue.url, created_at=linked_at)
             p.status, p.updated_at = Status.linked, linked_at
-            session.add(FrictionChange(friction_point_id=p.id, actor=host, action="linked",
+            session.add(FrictionChange(friction_point_id=p.id, actor=host, action=ChangeAction.linked,
                                        new=f"{issue.tracker}:{issue.key}", note=issue.url, at=linked_at))
             summary.links += 1
             closed_at = linked_at + _hours(rng, 24 * 9, 0.9)
             if closed_at < now and rng.random() < 0.8:
                 link.closed, link.closures, link.closed_at = True, 1, closed_at
                 p.status, p.resolved_at, p.updated_at = Status.resolved, closed_at, closed_at
-                session.add(FrictionChange(friction_point_id=p.id, actor=f"tracker:{issue.tracker}", action="closed",
+                session.add(FrictionChange(friction_point_id=p.id, actor=f"tracker:{issue.tracker}", action=ChangeAction.closed,
                                            old=Status.linked, new=Status.resolved, note=issue.url, at=closed_at))
                 summary.resolved += 1
                 for r in p.reporters:  # every reporter hears it is fixed (merged ones are on p already)
@@ -322,7 +323,7 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
                 note = rng.choice(["Fixed the config, please try again.", "Answered in the thread.", "Documented now.",
                                    "Runner pool scaled up.", "Access granted."])
                 p.status, p.resolved_at, p.resolution_note, p.updated_at = Status.resolved, at, note, at
-                session.add(FrictionChange(friction_point_id=p.id, actor=host, action="resolved", old=Status.acknowledged,
+                session.add(FrictionChange(friction_point_id=p.id, actor=host, action=ChangeAction.resolved, old=Status.acknowledged,
                                            new=Status.resolved, note=note, at=at))
                 summary.resolved += 1
     session.add_all(rows)

@@ -16,7 +16,7 @@ from bot.focus import service as focus
 from bot.runtime.config import Policy
 from bot.trackers import parse_issue_url
 from storage import focus as store
-from storage.models import ClosureNotice, FrictionChange, FrictionPoint, Status, TrackerLink
+from storage.models import ChangeAction, ClosureNotice, FrictionChange, FrictionPoint, Status, TrackerLink
 
 HOST = "U0HOSTAMRA"
 AREA_PREFERENCE = ("deploys", "docs", "environments", "observability")  # falling or steady in the sample: a visible "after"
@@ -66,9 +66,9 @@ def _fix(session: Session, point: FrictionPoint, closed_at: datetime, number: in
     linked_at = closed_at - timedelta(days=12)
     session.add(TrackerLink(friction_point_id=point.id, tracker=issue.tracker, key=issue.key, url=issue.url, created_at=linked_at,
                             closed=True, closures=1, closed_at=closed_at))
-    session.add(FrictionChange(friction_point_id=point.id, actor=HOST, action="linked", new=f"{issue.tracker}:{issue.key}",
+    session.add(FrictionChange(friction_point_id=point.id, actor=HOST, action=ChangeAction.linked, new=f"{issue.tracker}:{issue.key}",
                                note=issue.url, at=linked_at))
-    session.add(FrictionChange(friction_point_id=point.id, actor=f"tracker:{issue.tracker}", action="closed", old=Status.linked,
+    session.add(FrictionChange(friction_point_id=point.id, actor=f"tracker:{issue.tracker}", action=ChangeAction.closed, old=Status.linked,
                                new=Status.resolved, note=issue.url, at=closed_at))
     point.status, point.resolved_at, point.updated_at = Status.resolved, closed_at, closed_at
     session.add(point)

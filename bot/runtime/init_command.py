@@ -37,7 +37,7 @@ def init(folder: Path) -> int:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(examples.text(source))
         print(f"platform-feedback: wrote {name}, {what}", file=sys.stderr)
-    print(f"platform-feedback: the Slack app manifest follows: paste it at https://api.slack.com/apps > Create New App > "
+    print("platform-feedback: the Slack app manifest follows: paste it at https://api.slack.com/apps > Create New App > "
           "From a manifest, with https://example.com replaced by the bot's public URL (or Socket Mode, see its comments)",
           file=sys.stderr)
     sys.stdout.write(examples.text(examples.MANIFEST))

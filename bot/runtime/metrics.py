@@ -109,12 +109,12 @@ class _SpoolCollector:
         return []
 
 
-@cache  # imported on first use: the builders import much of the bot
+@cache
 def _known_ids() -> frozenset[str]:
     """Every action and callback id the bot registers listeners for: the only ids a label may name."""
-    from bot.help_channel.blocks import RESOLVE_ACTION
+    from bot.help_channel.ids import RESOLVE_ACTION
     from bot.ids import Action, Callback
-    from bot.surveys.blocks import SurveyAction, SurveyCallback
+    from bot.surveys.ids import SurveyAction, SurveyCallback
 
     return frozenset({*Action, *Callback, *SurveyAction, *SurveyCallback, RESOLVE_ACTION})
 

@@ -192,25 +192,12 @@ def serve(*, no_migrate: bool, workers: int = 1) -> int:
 
         db.dispose()
         return supervise(settings.host, settings.port, workers)
+    from bot.runtime.app import serving_web_app
     from bot.runtime.http_limits import uvicorn_options
 
     uvicorn.run(serving_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None,
                 **uvicorn_options(settings))
     return 0
-
-
-def serving_web_app(app, deps):
-    """The HTTP app of a process about to serve (``serve``, each ``--workers`` worker): its chart
-    process started now, not on the first dashboard load, and its interpreter set last, once
-    everything it keeps is built (``bot.runtime.interpreter``)."""
-    from bot.runtime.app import create_web_app
-    from bot.runtime.interpreter import set_for_serving
-    from bot.web import charts
-
-    charts.warm_up()
-    web = create_web_app(app, deps)
-    set_for_serving()
-    return web
 
 
 def _dashboard_line(settings) -> str:

@@ -41,9 +41,8 @@ def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.soc
 def worker_app():
     """The app of one worker, built in the worker from the same environment; the parent migrated."""
     from bot.runtime import logs
-    from bot.runtime.app import create_app
+    from bot.runtime.app import create_app, serving_web_app
     from bot.runtime.config import load_policy, load_settings
-    from bot.runtime.serving import serving_web_app
 
     settings = load_settings()
     logs.configure(secrets=settings.secrets())

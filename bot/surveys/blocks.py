@@ -4,12 +4,12 @@ results post, the survey list and the CSAT follow-up DM. Pure builders returning
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from bot.runtime.config import Survey, SurveyQuestion
+from bot.surveys.ids import COMMENT_BLOCK, CSAT_BLOCK, QUESTION_BLOCK, TEXT_BLOCK, SurveyAction, SurveyCallback  # noqa: F401  (re-exported)
 from bot.text import fit, mrkdwn, shorten, to_mrkdwn
 
 if TYPE_CHECKING:  # the results are built in bot.surveys, which renders with these builders
@@ -20,23 +20,6 @@ MAX_COMMENTS = 20  # listed in a results post; the rest are counted
 TEXT_MAX = 2000  # characters of a free-text answer or comment
 
 
-# These belong in bot.ids; kept here until they move there (bot/ids.py is shared).
-class SurveyAction(StrEnum):
-    answer = "survey_answer"  # prefix: one button per value, "survey_answer:<value>"
-    comment = "survey_comment"  # opens the comment modal
-    text = "survey_text"  # a text input in the comment modal
-    file_comment = "survey_file_comment"  # a host turns a comment into a data point
-    csat = "csat_followup"  # prefix: "csat_followup:<score>"
-
-
-class SurveyCallback(StrEnum):
-    comment_modal = "survey_comment_modal"
-
-
-QUESTION_BLOCK = "survey_q"  # "survey_q:<question id>"
-TEXT_BLOCK = "survey_text"  # "survey_text:<question id>" in the modal
-COMMENT_BLOCK = "survey_comment"
-CSAT_BLOCK = "csat_followup"
 NPS_HINT = "0 = not at all likely · 10 = extremely likely"
 CSAT_HINT = "1 = very dissatisfied · 5 = very satisfied"
 CSAT_FOLLOWUP_LABELS = {1: "1 · Not at all", 2: "2", 3: "3 · Partly", 4: "4", 5: "5 · Completely"}

@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, update
 
+from bot import charts
 from bot.runtime.config import Policy, Survey
 from bot.surveys import timing
 from bot.surveys.blocks import build_results, build_survey_dm, chart_comment
 from bot.surveys.results import RunResults, results_for_run, run_survey, score_history, segment_map
 from bot.surveys.sealing import Keys
-from bot.web import charts
 from storage import outbox
 from storage import surveys as store
 from storage.models import OutboxMessage, OutboxStatus, as_utc, utcnow

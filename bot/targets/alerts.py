@@ -6,7 +6,6 @@ clock and threshold across instances and restarts.
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,20 +13,31 @@ from sqlmodel import Session, col, select
 
 from bot.runtime.config import Policy
 from bot.targets.blocks import build_breach_dm, build_target_alert
-from bot.targets.service import Clock, ClockKind, ClockState, Threshold, calendar_for, clock_state, target_for
+from bot.targets.compliance import record_breach, settle
+from bot.targets.service import (  # noqa: F401  (the clock facts, re-exported)
+    ANSWERED,
+    CLOCK_CHANGES,
+    CYCLE_ENDS,
+    REOPENED,
+    STILL_BROKEN,
+    WAITING,
+    Clock,
+    ClockKind,
+    ClockState,
+    Threshold,
+    calendar_for,
+    clock_state,
+    ends_cycle,
+    is_reopen,
+    pauses_since,
+    target_for,
+    waiting_in,
+)
 from bot.triage.service import TriageError, lock_point, sync_card
 from storage import outbox
-from storage.models import FrictionChange, FrictionPoint, OutboxMessage, Reporter, Status, as_utc, utcnow
+from storage.models import CLOSED, ChangeAction, FrictionChange, FrictionPoint, OutboxMessage, Reporter, as_utc, utcnow
 
 log = logging.getLogger(__name__)
-CLOSED = (Status.resolved, Status.wont_fix, Status.duplicate)
-WAITING, ANSWERED, REOPENED = "waiting", "answered", "reopened"  # FrictionChange.action values
-STILL_BROKEN = "still_broken"  # a reporter's "still broken" on a closure: a reopen when it was closed
-# What ends a report's cycle: it is closed (resolve, decline, a tracker closure) or merged into
-# another. What belongs to the cycle ends with it: a pause, a question waiting for the reporter.
-# A reopen starts a fresh cycle, with nothing waiting.
-CYCLE_ENDS = ("resolved", "declined", "closed", "merged")
-CLOCK_CHANGES = (WAITING, ANSWERED, REOPENED, STILL_BROKEN, *CYCLE_ENDS)
 # Open reports are a working queue (hundreds), not the archive: a tick reads at most this many.
 MAX_OPEN = 5000
 
@@ -50,42 +60,12 @@ class PointClocks:
         return min(dues) if dues else None
 
 
-def is_reopen(change: FrictionChange) -> bool:
-    return change.action == REOPENED or (change.action == STILL_BROKEN and change.old in CLOSED)
 
 
-def ends_cycle(change: FrictionChange) -> bool:
-    """``change`` closed the report or merged it into another. (The report a duplicate joined gets
-    a "merged" entry too, with no ``new``: that one goes on.)"""
-    if change.action == "merged":
-        return change.new is not None
-    return change.action in CYCLE_ENDS
 
 
-def waiting_in(changes: Iterable[FrictionChange]) -> bool:
-    """Whether, after ``changes`` (in time order), the report waits for its reporter: a question
-    asked and neither answered nor ended with its cycle (a close, a merge, a reopen)."""
-    waiting = False
-    for change in changes:
-        if change.action == WAITING:
-            waiting = True
-        elif change.action == ANSWERED or ends_cycle(change) or is_reopen(change):
-            waiting = False
-    return waiting
 
 
-def pauses_since(changes: Iterable[FrictionChange], since: datetime) -> tuple[tuple[datetime, datetime | None], ...]:
-    """The pauses (waiting for the reporter) as (start, end): a pause ends at the answer, or with
-    its cycle (closed, merged, reopened), so none runs on into a reopened report."""
-    out: list[tuple[datetime, datetime | None]] = []
-    for change in changes:
-        at = as_utc(change.at)
-        if change.action == WAITING and (not out or out[-1][1] is not None):
-            out.append((at, None))
-        elif (change.action == ANSWERED or ends_cycle(change) or is_reopen(change)) and out and out[-1][1] is None:
-            out[-1] = (out[-1][0], at)
-    # A pause that ended before this clock started does not touch it; one that spans the start is cut.
-    return tuple((max(a, since), b) for a, b in out if b is None or b > since)
 
 
 def clocks_for(point: FrictionPoint, changes: list[FrictionChange]) -> tuple[Clock, Clock, int]:
@@ -223,7 +203,6 @@ def check_targets(
     assignee, or the host on duty; at a breach the same thread, a DM to that person, and a DM to each
     of ``targets.escalate_to``'s users (its user group is named in the thread). Each also queues
     the card's redraw so it shows the new state. Returns how many alerts were queued."""
-    from bot.targets.compliance import record_breach
     from storage.targets import known
 
     queued = 0
@@ -267,7 +246,7 @@ def _sent_before_keys_named_targets(session: Session, point_id: int, legacy: str
     sent = session.exec(select(OutboxMessage.created_at).where(OutboxMessage.dedupe_key == f"{legacy}:thread")).first()
     if sent is None:
         return False
-    return session.exec(select(FrictionChange.id).where(FrictionChange.friction_point_id == point_id, FrictionChange.action == "severity",
+    return session.exec(select(FrictionChange.id).where(FrictionChange.friction_point_id == point_id, FrictionChange.action == ChangeAction.severity,
                                                         col(FrictionChange.at) > sent).limit(1)).first() is None
 
 
@@ -279,7 +258,6 @@ def in_force(point: FrictionPoint, state: ClockState) -> str:
 def check_job(*, session: Session, occurrence: datetime, policy: Policy) -> None:
     """The scheduled job: ``check_targets`` at the tick's time, the host on duty then told when
     nobody is assigned; then the clocks that stopped since are measured (``compliance.settle``)."""
-    from bot.targets.compliance import settle
 
     queued = check_targets(session=session, policy=policy, now=occurrence, on_duty=on_duty_at(policy, occurrence))
     if queued:

@@ -4,6 +4,7 @@ line a card or queue shows ("first response due in 2 h 10 m")."""
 from datetime import datetime
 
 from bot.intake.blocks import _text
+from bot.targets.ids import ASK_BLOCK, ASK_INPUT, REPLY_BLOCK, REPLY_INPUT  # noqa: F401  (re-exported)
 from bot.targets.service import ClockState, Threshold, describe, human
 from bot.text import link, mrkdwn
 
@@ -101,8 +102,6 @@ def build_reply_modal(ref: str, point_id: int) -> dict:
     }
 
 
-REPLY_BLOCK, REPLY_INPUT = "target_reply", "target_reply_input"
-ASK_BLOCK, ASK_INPUT = "target_ask", "target_ask_input"
 
 
 def build_ask_modal(ref: str, point_id: int) -> dict:

@@ -16,13 +16,12 @@ from sqlalchemy import exists, or_
 from sqlmodel import Session, col, select
 
 from bot.runtime.config import Policy
-from bot.targets.alerts import CLOCK_CHANGES, CLOSED, is_reopen, pauses_since
-from bot.targets.service import Clock, ClockKind, ClockState, calendar_for, clock_state, target_for
+from bot.targets.service import CLOCK_CHANGES, Clock, ClockKind, ClockState, calendar_for, clock_state, is_reopen, pauses_since, target_for
 from storage import targets as outcomes
-from storage.models import FrictionChange, FrictionPoint, as_utc, utcnow
+from storage.models import CLOSED, ChangeAction, FrictionChange, FrictionPoint, as_utc, utcnow
 from storage.targets import Rate, TargetOutcome
 
-STOPS = ("resolved", "declined", "closed")  # FrictionChange actions that close a report
+STOPS = (ChangeAction.resolved, ChangeAction.declined, ChangeAction.closed)  # the changes that close a report
 BATCH = 500  # clocks settled per run at most: a first run over a long history drains over a few ticks
 
 

@@ -2,9 +2,9 @@
 
 from markupsafe import Markup
 
+from bot import charts
 from bot.insight.blocks import category_label
 from bot.targets import compliance
-from bot.web import charts
 
 
 def _week(at) -> str:

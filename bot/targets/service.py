@@ -6,12 +6,14 @@ while the team waits for the reporter. The target is the report's current severi
 severity change moves the due time. No Slack and no database here: callers pass what happened.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 
 from bot.runtime.config import DURATION, Targets
 from bot.targets.business_time import BusinessCalendar
+from storage.models import CLOSED, ChangeAction, FrictionChange, as_utc
 
 
 class ClockKind(StrEnum):
@@ -175,3 +177,52 @@ def target_for(targets: Targets, severity: str, kind: ClockKind, calendar: Busin
     per = targets.severities.get(severity)
     text = getattr(per, kind.value, None) if per else None
     return parse_duration(text, calendar.day_length) if text else None
+
+
+# ------------------------------------------------------------------ the clocks' history
+
+WAITING, ANSWERED, REOPENED = ChangeAction.waiting, ChangeAction.answered, ChangeAction.reopened
+STILL_BROKEN = ChangeAction.still_broken  # a reporter's "still broken" on a closure: a reopen when it was closed
+# What ends a report's cycle: it is closed (resolve, decline, a tracker closure) or merged into
+# another. What belongs to the cycle ends with it: a pause, a question waiting for the reporter.
+# A reopen starts a fresh cycle, with nothing waiting.
+CYCLE_ENDS = (ChangeAction.resolved, ChangeAction.declined, ChangeAction.closed, ChangeAction.merged)
+CLOCK_CHANGES = (WAITING, ANSWERED, REOPENED, STILL_BROKEN, *CYCLE_ENDS)
+
+
+def is_reopen(change: FrictionChange) -> bool:
+    return change.action == REOPENED or (change.action == STILL_BROKEN and change.old in CLOSED)
+
+
+def ends_cycle(change: FrictionChange) -> bool:
+    """``change`` closed the report or merged it into another. (The report a duplicate joined gets
+    a "merged" entry too, with no ``new``: that one goes on.)"""
+    if change.action == ChangeAction.merged:
+        return change.new is not None
+    return change.action in CYCLE_ENDS
+
+
+def waiting_in(changes: Iterable[FrictionChange]) -> bool:
+    """Whether, after ``changes`` (in time order), the report waits for its reporter: a question
+    asked and neither answered nor ended with its cycle (a close, a merge, a reopen)."""
+    waiting = False
+    for change in changes:
+        if change.action == WAITING:
+            waiting = True
+        elif change.action == ANSWERED or ends_cycle(change) or is_reopen(change):
+            waiting = False
+    return waiting
+
+
+def pauses_since(changes: Iterable[FrictionChange], since: datetime) -> tuple[tuple[datetime, datetime | None], ...]:
+    """The pauses (waiting for the reporter) as (start, end): a pause ends at the answer, or with
+    its cycle (closed, merged, reopened), so none runs on into a reopened report."""
+    out: list[tuple[datetime, datetime | None]] = []
+    for change in changes:
+        at = as_utc(change.at)
+        if change.action == WAITING and (not out or out[-1][1] is not None):
+            out.append((at, None))
+        elif (change.action == ANSWERED or ends_cycle(change) or is_reopen(change)) and out and out[-1][1] is None:
+            out[-1] = (out[-1][0], at)
+    # A pause that ended before this clock started does not touch it; one that spans the start is cut.
+    return tuple((max(a, since), b) for a, b in out if b is None or b > since)

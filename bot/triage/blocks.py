@@ -9,12 +9,11 @@ from bot.insight.service import DuplicateSuggestion
 from bot.intake.blocks import SEVERITY_LABELS, STATUS_LABELS, _option, _text
 from bot.runtime.config import Taxonomy
 from bot.text import link, mrkdwn, shorten, to_mrkdwn
+from bot.triage.ids import CARD_BLOCK, TRIAGE_INPUT_BLOCK  # noqa: F401  (re-exported)
 from bot.triage.service import Change, Headline
 from storage.models import FrictionPoint, Severity, Status
 
 SEVERITY_ICON = {"low": ":large_blue_circle:", "medium": ":large_yellow_circle:", "high": ":large_orange_circle:", "blocker": ":red_circle:"}
-CARD_BLOCK = "triage_card"
-# The card's one-click "Merge into FB-12" (belongs in bot.ids.Action; kept here until it moves there).
 
 
 def card_block_id(point_id: int, part: str) -> str:
@@ -155,7 +154,6 @@ TRIAGE_MODALS = {
     Callback.triage_resolve: ("Resolve", "What was done (the reporter sees this)", True, True, "Resolve", None),
     Callback.triage_decline: ("Won't fix", "Why not (the reporter sees this)", True, False, "Decline", None),
 }
-TRIAGE_INPUT_BLOCK = "triage_input"
 
 
 def build_triage_modal(callback: Callback, ref: str, point_id: int) -> dict:

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from bot.trackers import IssueRef
 from storage import outbox
 from storage.models import (
+    ChangeAction,
     FrictionChange,
     FrictionPoint,
     FrictionTag,
@@ -38,15 +39,15 @@ class TriageError(Exception):
 class Change(StrEnum):
     """Changes a reporter hears about get a DM; the rest only touch the card and history."""
 
-    assigned = "assigned"
-    tagged = "tagged"
-    severity = "severity"
-    linked = "linked"
-    merged = "merged"
-    resolved = "resolved"
-    declined = "declined"
-    reopened = "reopened"
-    responded = "responded"  # a host answered in the thread (help channel)
+    assigned = ChangeAction.assigned
+    tagged = ChangeAction.tagged
+    severity = ChangeAction.severity
+    linked = ChangeAction.linked
+    merged = ChangeAction.merged
+    resolved = ChangeAction.resolved
+    declined = ChangeAction.declined
+    reopened = ChangeAction.reopened
+    responded = ChangeAction.responded  # a host answered in the thread (help channel)
 
 
 @dataclass

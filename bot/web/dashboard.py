@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from bot import charts
 from bot.focus import dashboard as focus_section
 from bot.insight import service as insight
 from bot.insight.blocks import FORMULA, category_label, point_trend, rate, trend
@@ -44,7 +45,6 @@ from bot.targets import compliance
 from bot.targets.dashboard import targets_section
 from bot.text import shorten
 from bot.triage.blocks import _duration as duration
-from bot.web import charts
 from storage.database import Database, DatabaseUnavailable
 from storage.models import utcnow
 

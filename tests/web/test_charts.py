@@ -1,4 +1,4 @@
-"""Charts are drawn in a worker process (``bot.web.charts``): the calling interpreter never imports
+"""Charts are drawn in a worker process (``bot.charts``): the calling interpreter never imports
 matplotlib, the results are the drawing module's, and a worker that died is replaced."""
 
 import os
@@ -7,19 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.web import charts
+from bot import charts
 
 REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
 import sys
-from bot.web import charts
+from bot import charts
 png = charts.line_chart("Friction", ["Nov 02", "Nov 09"], {"ci": [1.5, None]}, y_label="score")
 bars = charts.bar_chart("Runs", ["a", "b"], [1, 2])
 svg = charts.svg_bar_chart("Areas", ["ci", "docs"], {"now": [3.0, 1.0], "before": [2.0, 2.0]}, id_prefix="areas")
 assert png.startswith(b"\\x89PNG") and bars.startswith(b"\\x89PNG"), png[:8]
 assert svg.startswith("<svg") and 'id="areas-' in svg and 'aria-label="Areas"' in svg, svg[:200]
-print("matplotlib" in sys.modules, "bot.web.drawing" in sys.modules)
+print("matplotlib" in sys.modules, "bot.charts.drawing" in sys.modules)
 """
 
 
@@ -31,7 +31,7 @@ def test_the_calling_process_never_imports_matplotlib():
 
 
 def test_same_chart_as_drawing_it_here():
-    from bot.web import drawing
+    from bot.charts import drawing
 
     args = ("NPS", ["01 Jan 2026", "01 Apr 2026"], {"NPS": [12.0, -3.0]})
     assert charts.svg_line_chart(*args, y_label="NPS", id_prefix="nps") == drawing.svg_line_chart(*args, y_label="NPS", id_prefix="nps")

@@ -1,6 +1,6 @@
 """Charts drawn in a worker process: PNG (``line_chart``, ``bar_chart``) for Slack posts and the CLI,
 inline SVG (``svg_line_chart``, ``svg_bar_chart``) for the dashboard. Same signatures and results as
-``bot.web.drawing``, which does the drawing with matplotlib.
+``bot.charts.drawing``, which does the drawing with matplotlib.
 
 Why a process: drawing holds the interpreter lock for hundreds of ms per chart; in the serving
 process that stalled every ack waiting on the event loop (issue #15: worst ack 3.7 times idle while
@@ -25,9 +25,9 @@ _pool_pid = 0  # the process that made _pool: a forked child makes its own
 
 
 def _draw(name: str, args: tuple, kwargs: dict):
-    """Runs in the worker: ``bot.web.drawing.<name>(*args, **kwargs)``. Imported there, by name, so the
+    """Runs in the worker: ``bot.charts.drawing.<name>(*args, **kwargs)``. Imported there, by name, so the
     caller never imports matplotlib to pickle a reference to the function."""
-    from bot.web import drawing
+    from bot.charts import drawing
 
     return getattr(drawing, name)(*args, **kwargs)
 
@@ -78,7 +78,7 @@ def stop() -> None:
 
 
 def _import_drawing() -> None:
-    from bot.web import drawing  # noqa: F401
+    from bot.charts import drawing  # noqa: F401
 
 
 def line_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[float | None]], *, y_label: str = "") -> bytes:

@@ -1,5 +1,5 @@
 """Chart drawing with matplotlib (Agg backend, off-screen): PNG for Slack posts and the CLI, inline SVG
-for the dashboard. Imported only in the chart worker process (``bot.web.charts``), never by the
+for the dashboard. Imported only in the chart worker process (``bot.charts``), never by the
 serving process: drawing a chart holds the interpreter lock for hundreds of ms (issue #15)."""
 
 import html
