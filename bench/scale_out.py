@@ -45,7 +45,7 @@ import os
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,8 +118,8 @@ async def stretch(app: App, rate: float, seconds: float) -> Stretch:
 
 def pooled(stretches: list[Stretch]) -> Stretch:
     return Stretch(stretches[0].rate, [s for st in stretches for s in st.samples], sum(st.seconds for st in stretches),
-                   [sum(c) for c in zip(*(st.cpu for st in stretches))],
-                   [(sum(t[0] for t in ts), sum(t[1] for t in ts)) for ts in zip(*(st.throttled for st in stretches))])
+                   [sum(c) for c in zip(*(st.cpu for st in stretches), strict=False)],
+                   [(sum(t[0] for t in ts), sum(t[1] for t in ts)) for ts in zip(*(st.throttled for st in stretches), strict=False)])
 
 
 def met(bot_: Stretch, minimal: Stretch) -> bool:

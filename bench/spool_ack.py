@@ -49,7 +49,7 @@ async def measure(events: int, where: str, database_url: str) -> None:
         check.append(time.perf_counter() - started)
 
         started = time.perf_counter()
-        seq, _ = await anyio.to_thread.run_sync(lambda: spool.keep(event_id=f"EvBENCH{n}", body=BODY, headers={}, signed=True, live=True))
+        seq, _ = await anyio.to_thread.run_sync(lambda n=n: spool.keep(event_id=f"EvBENCH{n}", body=BODY, headers={}, signed=True, live=True))
         keep.append(time.perf_counter() - started)
         started = time.perf_counter()
         await anyio.to_thread.run_sync(spool.finish, seq, "live")

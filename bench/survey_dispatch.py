@@ -170,7 +170,7 @@ async def run(args) -> dict:
 
 
 def _gaps(times: list[float], longer_than: float) -> tuple[int, float]:
-    gaps = [b - a for a, b in zip(times, times[1:]) if b - a > longer_than]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False) if b - a > longer_than]
     return len(gaps), round(sum(gaps), 2)
 
 

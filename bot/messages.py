@@ -106,7 +106,7 @@ def _block_text(block: dict) -> str:
         return _text_object(block.get("text")) if kind == "header" else str(block.get("text") or "")
     if kind == "section":
         lines = [_text_object(block.get("text"))] + [_text_object(f) for f in _dicts(block.get("fields"))]
-        return "\n".join(l for l in lines if l)
+        return "\n".join(ln for ln in lines if ln)
     if kind == "context":
         return " ".join(t for t in (_text_object(e) for e in _dicts(block.get("elements"))) if t)
     if kind in ("image", "video"):
@@ -194,7 +194,7 @@ def _attachment_text(attachment: dict) -> str:
         _blocks_text(attachment.get("blocks")),
         _mrkdwn(attachment.get("footer")),
     ]
-    shown = "\n".join(l for l in lines if l.strip())
+    shown = "\n".join(ln for ln in lines if ln.strip())
     return shown or _mrkdwn(attachment.get("fallback"))
 
 

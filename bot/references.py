@@ -3,7 +3,7 @@
 import re
 
 
-def format_ref(prefix: str, point_id: int) -> str:
+def format_ref(prefix: str, point_id: int | str) -> str:
     return f"{prefix}-{point_id}"
 
 

@@ -107,7 +107,8 @@ class FakeSlack:
         bot_user = f"UBOT{len(self.tokens):05d}"
         self.oauth_grants[code] = {
             "ok": True, "access_token": token, "token_type": "bot",
-            "scope": "commands,chat:write,reactions:read,channels:history,groups:history,usergroups:read,files:write,users:read,channels:read,groups:read,im:history",
+            "scope": ("commands,chat:write,reactions:read,channels:history,groups:history,usergroups:read,files:write,users:read,"
+                      "channels:read,groups:read,im:history"),
             "bot_user_id": bot_user, "app_id": "A0APP00001",
             "team": {"id": team, "name": f"Team {team}"} if team else None,
             "enterprise": {"id": enterprise, "name": f"Org {enterprise}"} if enterprise else None,

@@ -77,3 +77,32 @@ def test_the_checks_catch_what_they_are_for():
     assert a == [("action", "go", "FooAction.go"), ("block", "bar", "BAR_BLOCK"), ("action", "bar_in", "BAR_INPUT")]
     b = ids_in('GO_ACTION = "go"\nGO_CALLBACK = "go"\n')
     assert duplicates({Path("a.py"): a, Path("b.py"): b}) == ["action id 'go': a.py:FooAction.go and b.py:GO_ACTION"]
+
+
+def test_metadata_is_one_model_written_and_read_one_way():
+    # One base (bot.ids.Metadata) for every modal's private_metadata: JSON without the None fields,
+    # read back by the same class; a bare number (what targets' and closing's modals carried before)
+    # still reads as the one field; anything else is refused, and parse() says None.
+    from bot.closing.ids import NoticeMetadata
+    from bot.ids import Metadata, PointMetadata
+    from bot.intake.ids import ReportMetadata
+    from bot.surveys.ids import SurveyMetadata
+
+    for kind in (NoticeMetadata, PointMetadata, ReportMetadata, SurveyMetadata):
+        assert issubclass(kind, Metadata)
+    assert PointMetadata(point_id=42).dump() == '{"point_id":42}'
+    assert PointMetadata.load('{"point_id":42}').point_id == 42 == PointMetadata.load("42").point_id
+    assert NoticeMetadata.load("7").notice_id == 7
+    assert ReportMetadata.load(ReportMetadata(channel_id="C1").dump()) == ReportMetadata(channel_id="C1")
+    assert ReportMetadata(channel_id="C1").dump() == '{"source":"modal","channel_id":"C1"}'
+    assert PointMetadata.parse("FB-42") is None and PointMetadata.parse("") is None and SurveyMetadata.parse('{"run_id": "x"}') is None
+
+
+def test_references_go_through_one_function():
+    # No f"{prefix}-{id}" outside bot/references.py: a reference is format_ref(prefix, id).
+    import re
+
+    inline = re.compile(r"\{[\w.]*prefix\}-\{")
+    found = [f"{p.relative_to(REPO)}:{n}" for root in ("bot", "handlers", "storage") for p in sorted((REPO / root).rglob("*.py"))
+             if p != REPO / "bot" / "references.py" for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if inline.search(line)]
+    assert found == []

@@ -5,7 +5,6 @@ person or a tracker wrote; each payload must pass Slack's limits (slack_sdk's mo
 tests/blockkit.py) and contain no live mention, ping or link but the bot's own."""
 
 import inspect
-import json
 import re
 from datetime import datetime, timedelta, timezone
 

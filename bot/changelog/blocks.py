@@ -4,6 +4,7 @@ per section text: https://api.slack.com/reference/block-kit/blocks#section)."""
 from datetime import datetime
 
 from bot.intake.blocks import _text
+from bot.references import format_ref
 from bot.text import shorten, to_mrkdwn
 
 MAX_FIXES = 40  # one line each; more are summed up in one closing line
@@ -24,7 +25,7 @@ def build_changelog(prefix: str, fixes: list, *, start: datetime, end: datetime)
     head = f":sparkles: *You said, we did* ({period}): {summary}."
     lines = []
     for fix in fixes[:MAX_FIXES]:
-        refs = ", ".join(f"{prefix}-{pid}" for pid, _ in fix.points[:5]) + (" …" if len(fix.points) > 5 else "")
+        refs = ", ".join(format_ref(prefix, pid) for pid, _ in fix.points[:5]) + (" …" if len(fix.points) > 5 else "")
         what = to_mrkdwn(shorten(fix.points[0][1], 120)) if fix.points else ""
         who = f"{fix.reporters} {'person' if fix.reporters == 1 else 'people'}"
         mark = " :dart: _this quarter's focus_" if fix.focus else ""

@@ -37,7 +37,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             found = await deps.db.run(fixes, start=start, end=end)
             reader = await access.reader(deps, user, [pid for fix in found for pid, _text in fix.points])
         except DatabaseUnavailable:
-            await respond(response_type="ephemeral", text=":warning: I couldn't read the changelog just now (our database did not answer). Please try again in a minute.")
+            await respond(response_type="ephemeral", text=":warning: I couldn't read the changelog just now (our database did not answer). "
+                          "Please try again in a minute.")
             return
         found = [dataclasses.replace(fix, points=tuple((pid, reader.words(pid, text)) for pid, text in fix.points)) for fix in found]
         await respond(response_type="ephemeral", **build_changelog(policy.reference_prefix, found, start=start, end=end))

@@ -1,8 +1,9 @@
 """Closure notices ("you reported this, it's fixed"), the answers to them, and "you said, we did"."""
 
-from bot.closing.ids import COMMENT_BLOCK, FEEDBACK_BLOCK
+from bot.closing.ids import COMMENT_BLOCK, FEEDBACK_BLOCK, NoticeMetadata
 from bot.ids import Action, Callback
 from bot.intake.blocks import _text
+from bot.references import format_ref
 from bot.text import link, mrkdwn, to_mrkdwn
 from storage.models import ClosureNotice, FrictionPoint
 
@@ -64,7 +65,7 @@ def build_still_broken_modal(notice_id: int, ref: str) -> dict:
         "title": _text("Still broken"),
         "submit": _text("Send"),
         "close": _text("Cancel"),
-        "private_metadata": str(notice_id),
+        "private_metadata": NoticeMetadata(notice_id=notice_id).dump(),
         "blocks": [
             {"type": "section", "text": _text(f"What still goes wrong with *{ref}*? The host on it will see this.", "mrkdwn")},
             {
@@ -95,7 +96,7 @@ def build_issue_deleted_alert(ref: str, point: FrictionPoint, tracker: str, key:
 
 
 def build_announcement(prefix: str, key: str, url: str | None, title: str | None, points: list[FrictionPoint], reporters: int) -> dict:
-    refs = ", ".join(f"{prefix}-{p.id}" for p in points[:20])
+    refs = ", ".join(format_ref(prefix, p.id) for p in points[:20])
     what = mrkdwn(title, 150) if title else mrkdwn(points[0].text, 150)
     people = f"{reporters} {'person' if reporters == 1 else 'people'}"
     msg = f":sparkles: *You said, we did.* {what} — fixed in {_issue_link(key, url)}.\nReported by {people} ({refs})."

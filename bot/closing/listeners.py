@@ -6,6 +6,7 @@ import logging
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.closing.blocks import COMMENT_BLOCK, build_feedback_thanks, build_still_broken_modal
+from bot.closing.ids import NoticeMetadata
 from bot.closing.service import answer_notice
 from bot.ids import Action, Callback
 from bot.intake.blocks import build_try_again
@@ -44,7 +45,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         user = body["user"]["id"]
         try:
-            ref = await deps.db.run(answer_notice, notice_id=int(view["private_metadata"]), user_id=user,
+            ref = await deps.db.run(answer_notice, notice_id=NoticeMetadata.load(view["private_metadata"]).notice_id, user_id=user,
                                     works=False, comment=comment[:2000], prefix=prefix)
         except DatabaseUnavailable:
             await ack(response_action="errors", errors={COMMENT_BLOCK: "We couldn't save this just now. Please press Send to try again in a minute."})

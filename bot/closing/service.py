@@ -13,6 +13,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from bot.closing.blocks import build_announcement, build_closure_notice, build_issue_deleted_alert, build_still_broken_alert
+from bot.references import format_ref
 from bot.trackers import IssueEvent, Outcome
 from bot.trackers.base import parse_time
 from bot.triage.service import sync_card, sync_cards
@@ -92,22 +93,22 @@ def apply_issue_event(*, session: Session, event: IssueEvent, index: int = 0, re
     if event.outcome == Outcome.moved:
         return Applied(len(links))
     at = believable_time(parse_time(event.at), received_at)
-    fresh = [l for l in links if at is None or l.state_at is None or at >= as_utc(l.state_at)]
+    fresh = [lnk for lnk in links if at is None or lnk.state_at is None or at >= as_utc(lnk.state_at)]
     if at is not None:
         _set(session, TrackerLink, fresh, state_at=at)
     if event.outcome == Outcome.reopened:
-        reopening = [l for l in fresh if l.closed]
+        reopening = [lnk for lnk in fresh if lnk.closed]
         _set(session, TrackerLink, reopening, closed=False)
-        head = dict(do="reopen", event=index, links=[l.id for l in reopening])
+        head = dict(do="reopen", event=index, links=[lnk.id for lnk in reopening])
         return Applied(len(links), steps=[dict(head, points=c) for c in _chunks(_targets(session, reopening))])
-    closing = [l for l in fresh if not l.closed]
+    closing = [lnk for lnk in fresh if not lnk.closed]
     if not closing:
         return Applied(len(links))
     closure = max(link.closures for link in links) + 1
     _set(session, TrackerLink, closing, closed=True, closures=closure, closed_at=utcnow())
     points = _targets(session, closing)
     owners = _reporters(session, points)
-    head = dict(event=index, closure=closure, links=[l.id for l in closing])
+    head = dict(event=index, closure=closure, links=[lnk.id for lnk in closing])
     steps = [dict(head, do="close", points=c) for c in _chunks(points)]
     steps += [dict(head, do="notify", owners=c) for c in _chunks([[u, p] for u, p in owners.items()])]
     steps.append(dict(head, do="announce", points=points[:20], reporters=len(owners)))
@@ -127,8 +128,8 @@ def _unlink_deleted(session: Session, event: IssueEvent, links: list[TrackerLink
     report it was linked to gets one ``deleted`` step (history entry, back to the queue when that
     was its only link and it is open, its card redrawn, the hosts told in the card's thread). Its
     reporters are told nothing: nothing was fixed, and a host decides what happens next."""
-    points = sorted({l.friction_point_id for l in links})
-    for chunk in _chunks([l.id for l in links]):
+    points = sorted({lnk.friction_point_id for lnk in links})
+    for chunk in _chunks([lnk.id for lnk in links]):
         session.execute(delete(TrackerLink).where(col(TrackerLink.id).in_(chunk)).execution_options(synchronize_session=False))
     for link in links:
         session.expunge(link)
@@ -151,7 +152,7 @@ def _deleted(session: Session, event: IssueEvent, step: dict, policy) -> None:
         why = f"deleted:{event.tracker}:{event.key}:{now.isoformat()}"
         sync_card(session=session, point=point, why=why)
         if point.card_ts:
-            ref = f"{policy.reference_prefix}-{point.id}"
+            ref = format_ref(policy.reference_prefix, point.id)
             outbox.enqueue(session=session, dedupe_key=f"issue-deleted:{point.id}:{why}", method="chat.postMessage",
                            payload={"channel": point.card_channel, "thread_ts": point.card_ts,
                                     **build_issue_deleted_alert(ref, point, str(event.tracker), event.key, back=old != point.status)},
@@ -254,7 +255,7 @@ def _queue(session: Session, event: IssueEvent, notices: list[Notice], policy) -
         point = points.get(notice.friction_point_id)
         if point is None:
             continue  # erased since (retention)
-        message = build_closure_notice(f"{policy.reference_prefix}-{point.id}", point, notice, event.url, event.title,
+        message = build_closure_notice(format_ref(policy.reference_prefix, point.id), point, notice, event.url, event.title,
                                        not_planned_message=policy.closing.not_planned_message)
         messages.append(dict(dedupe_key=f"closure-notice:{notice.id}", method="chat.postMessage",
                              payload={"channel": notice.user_id, **message}, friction_point_id=point.id,
@@ -278,16 +279,16 @@ def _matching(session: Session, event: IssueEvent) -> list[TrackerLink]:
     ids = [i for i in (event.issue_id, *event.old_ids) if i]
     found = link_queries.matching_links(session=session, tracker=event.tracker, keys=[event.key, *event.old_keys], ids=ids)
     # Identity first: a link that knows its issue's id is only that issue, whatever its key says.
-    return [l for l in found if l.issue_id is None or not event.issue_id or l.issue_id in ids]
+    return [lnk for lnk in found if lnk.issue_id is None or not event.issue_id or lnk.issue_id in ids]
 
 
 def _follow(session: Session, event: IssueEvent, links: list[TrackerLink]) -> None:
     """Fill in the issue's stable ids and follow a new key (transfer, project or team move)."""
     if event.issue_id:
-        _set(session, TrackerLink, [l for l in links if l.issue_id != event.issue_id], issue_id=event.issue_id)
+        _set(session, TrackerLink, [lnk for lnk in links if lnk.issue_id != event.issue_id], issue_id=event.issue_id)
     if event.project_id:
-        _set(session, TrackerLink, [l for l in links if l.project_id != event.project_id], project_id=event.project_id)
-    taken = {(l.friction_point_id, l.key) for l in links}
+        _set(session, TrackerLink, [lnk for lnk in links if lnk.project_id != event.project_id], project_id=event.project_id)
+    taken = {(lnk.friction_point_id, lnk.key) for lnk in links}
     for link in links:
         if link.key != event.key and (link.friction_point_id, event.key) not in taken:
             taken.add((link.friction_point_id, event.key))
@@ -398,7 +399,7 @@ def answer_notice(*, session: Session, notice_id: int, user_id: str, works: bool
     if recorded is None:
         return None
     notice, point = recorded
-    ref = f"{prefix}-{point.id}"
+    ref = format_ref(prefix, point.id)
     if not works:
         sync_card(session=session, point=point, why=f"broken:{notice.id}")
         if point.card_ts:

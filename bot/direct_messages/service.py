@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from bot.intake.blocks import build_added_to_report, build_addition_alert, build_filed_message
+from bot.references import format_ref
 from bot.targets import alerts as target_alerts
 from storage import friction, outbox
 from storage.friction import FrictionDraft
@@ -74,7 +75,7 @@ def file_direct_message(*, session: Session, draft: FrictionDraft, event_id: str
         session=session,
         dedupe_key=f"dm-filed:{point.id}",
         method="chat.postMessage",
-        payload={"channel": dm_channel, **build_filed_message(f"{prefix}-{point.id}", point, with_details_button=False)},
+        payload={"channel": dm_channel, **build_filed_message(format_ref(prefix, point.id), point, with_details_button=False)},
         friction_point_id=point.id,
         purpose=DM_ANSWER_PURPOSE,
         workspace=draft.workspace,
@@ -128,7 +129,7 @@ def add_from_thread(*, session: Session, event_id: str, dm_channel: str, thread_
         if point.duplicate_of_id is None:
             break
         point = lock_point(session=session, point_id=point.duplicate_of_id)
-    ref = f"{prefix}-{point.id}"
+    ref = format_ref(prefix, point.id)
     if target_alerts.answer_as_reporter(session=session, point_id=point.id, user=user, answer=text, prefix=prefix) is None:
         point.text = f"{point.text}\n{text}"[:MAX_TEXT]
         point.updated_at = utcnow()

@@ -4,19 +4,20 @@ from bot.focus.models import FocusReport, FocusState, ItemView, Pulse, pulse_com
 from bot.ids import Action
 from bot.insight.service import FrictionScores
 from bot.intake.blocks import _text
+from bot.references import format_ref
 from bot.runtime.config import Taxonomy
 from bot.text import link, mrkdwn, shorten, to_mrkdwn
 
 
 def _subject_label(subject: str, prefix: str, taxonomy: Taxonomy) -> str:
     kind, _, value = subject.partition(":")
-    return f"{prefix}-{value}" if kind == "report" else f"the {taxonomy.label(value)} area"
+    return format_ref(prefix, value) if kind == "report" else f"the {taxonomy.label(value)} area"
 
 
 def _item_line(view: ItemView, prefix: str) -> str:
-    name = f"*{prefix}-{view.subject.value}*: " if view.subject.kind == "report" else "*Area:* "
+    name = f"*{format_ref(prefix, view.subject.value)}*: " if view.subject.kind == "report" else "*Area:* "
     if view.merged_into:
-        name = f"*{prefix}-{view.subject.value}* (merged into {prefix}-{view.merged_into}): "
+        name = f"*{format_ref(prefix, view.subject.value)}* (merged into {format_ref(prefix, view.merged_into)}): "
     links = ", ".join(link(item.url, item.key) for item in view.links)
     state = " :white_check_mark: fixed" if view.fixed else ""
     people = f"raised by {view.people} {'person' if view.people == 1 else 'people'}"
@@ -38,7 +39,7 @@ def build_focus_picker(state: FocusState, ranking: FrictionScores, *, prefix: st
         if subject in picked:
             continue
         trend = f"{p.change:+.1f}"
-        line = f"*{prefix}-{p.point_id}* {mrkdwn(p.text, 150)}\nscore {p.score:.1f} · {p.reporters} reporters · trend {trend}"
+        line = f"*{format_ref(prefix, p.point_id)}* {mrkdwn(p.text, 150)}\nscore {p.score:.1f} · {p.reporters} reporters · trend {trend}"
         blocks.append({"type": "section", "text": _text(line, "mrkdwn"),
                        "accessory": {"type": "button", "action_id": Action.focus_pick, "text": _text("Pick"), "value": subject}})
     for c in ranking.categories[:5]:
@@ -73,7 +74,7 @@ def build_focus_dm_for(key: str, items: list[tuple[str, str]], prefix: str) -> d
     """One person's one DM about the focus: every item (title, subject) they reported, however many."""
     def what(subject: str) -> str:
         kind, _, value = subject.partition(":")
-        return f"your report *{prefix}-{value}*" if kind == "report" else "friction you reported in this area"
+        return f"your report *{format_ref(prefix, value)}*" if kind == "report" else "friction you reported in this area"
 
     if len(items) == 1:
         (title, subject), = items

@@ -11,6 +11,7 @@ from sqlmodel import Session
 from bot.changelog import service as changelog
 from bot.changelog.service import Fix
 from bot.focus import data as focus_data
+from bot.references import format_ref
 from bot.runtime.config import Policy
 from bot.text import shorten
 
@@ -50,7 +51,7 @@ def context(section: FocusSection, policy: Policy) -> dict:
                       "people": item["people"], "fixed": item["fixed"], "told": now["told_fixed"], "rows": rows,
                       "links": [link for link in item["links"] if link["url"] and link["url"].startswith(("https://", "http://"))]})
     fixes = [{"key": f.key, "url": f.url if f.url and f.url.startswith(("https://", "http://")) else None,
-              "refs": ", ".join(f"{prefix}-{pid}" for pid, _ in f.points[:5]), "what": shorten(f.points[0][1], 160) if f.points else "",
+              "refs": ", ".join(format_ref(prefix, pid) for pid, _ in f.points[:5]), "what": shorten(f.points[0][1], 160) if f.points else "",
               "reporters": f.reporters, "focus": f.focus, "at": f.at.strftime("%d %b")} for f in section.fixes[:MAX_FIXES]]
     return {"period": report["period"] if report else None, "ended": bool(report and report["ended"]), "entries": items,
             "pulse": [focus_data.pulse_words(p) for p in report["pulse"]] if report else [],

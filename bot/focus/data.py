@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from bot.focus import service as focus
 from bot.focus.models import FocusReport, Pulse, pulse_compared, pulse_words  # noqa: F401  (re-exported)
+from bot.references import format_ref
 from bot.runtime.config import Policy
 
 NUMBERS = (("score", "friction score"), ("reports_per_week", "reports per week"), ("hours_lost_per_week", "hours lost per week"))
@@ -27,8 +28,8 @@ def report_data(report: FocusReport, policy: Policy) -> dict:
                           "hours_lost_per_week": m.hours_lost_per_week}
         items.append({
             "subject": str(view.subject),
-            "ref": f"{policy.reference_prefix}-{view.subject.value}" if view.subject.kind == "report" else None,
-            "merged_into": f"{policy.reference_prefix}-{view.merged_into}" if view.merged_into else None,
+            "ref": format_ref(policy.reference_prefix, view.subject.value) if view.subject.kind == "report" else None,
+            "merged_into": format_ref(policy.reference_prefix, view.merged_into) if view.merged_into else None,
             "area": view.subject.value if view.subject.kind == "area" else None,
             "title": view.title, "people": view.people, "fixed": view.fixed,
             "links": [{"key": link.key, "url": link.url, "closed": link.closed} for link in view.links],

@@ -75,7 +75,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                     await respond(response_type="ephemeral", text="Nothing is in this quarter's focus yet: `/platform-feedback focus` to pick.")
                 else:
                     views, _ = await readable_views(user, [item.view for item in result.items])
-                    items = [dataclasses.replace(item, view=view) for item, view in zip(result.items, views)]
+                    items = [dataclasses.replace(item, view=view) for item, view in zip(result.items, views, strict=False)]
                     await respond(response_type="ephemeral", **build_focus_report(dataclasses.replace(result, items=items), prefix=prefix))
             else:
                 await respond(response_type="ephemeral", text=USAGE)

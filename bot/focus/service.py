@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from bot.focus.blocks import build_focus_dm, build_focus_dm_for
 from bot.focus.models import FocusError, FocusReport, FocusState, ItemReport, ItemView, Measure, Pulse, Subject  # noqa: F401  (the operations' types, re-exported)
 from bot.insight import service as insight
+from bot.references import format_ref
 from bot.runtime.config import Policy
 from storage import focus as store
 from storage import outbox
@@ -145,7 +146,7 @@ def _item_view(session: Session, item: FocusItem, policy: Policy) -> ItemView:
     into = None
     if subject.kind == "report":
         point = session.get(FrictionPoint, int(subject.value))
-        title = point.text if point else f"{policy.reference_prefix}-{subject.value} (deleted)"
+        title = point.text if point else f"{format_ref(policy.reference_prefix, subject.value)} (deleted)"
         into = point.duplicate_of_id if point else None
         followed = session.get(FrictionPoint, into) if into else point  # merged since it was picked: its fate is the other's
         links = list(followed.links) if followed else []
@@ -225,11 +226,11 @@ def pick(*, session: Session, policy: Policy, actor: str, subject: Subject, now:
     now = now or utcnow()
     if subject.kind == "report":
         point = session.get(FrictionPoint, int(subject.value)) if subject.value.isdigit() else None
-        ref = f"{policy.reference_prefix}-{subject.value}"
+        ref = format_ref(policy.reference_prefix, subject.value)
         if point is None:
             raise FocusError(f"There is no {ref}.")
         if point.duplicate_of_id is not None:
-            raise FocusError(f"{ref} was merged into {policy.reference_prefix}-{point.duplicate_of_id}: pick that one.")
+            raise FocusError(f"{ref} was merged into {format_ref(policy.reference_prefix, point.duplicate_of_id)}: pick that one.")
         if point.status in CLOSED:
             raise FocusError(f"{ref} is already closed.")
     elif not policy.taxonomy.has(subject.value):

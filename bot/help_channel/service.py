@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from bot.help_channel.blocks import build_help_reply, build_resolved_reply
 from bot.intake.filing import file_report
+from bot.references import format_ref
 from bot.triage import service as triage
 from bot.triage.blocks import build_reporter_notice
 from bot.triage.flows import queue_notices
@@ -215,7 +216,7 @@ def take_question(
             session=session,
             dedupe_key=f"help-reply:{point.id}",
             method="chat.postMessage",
-            payload={"channel": channel, "thread_ts": ts, **build_help_reply(f"{prefix}-{point.id}", point.id, resolve_reaction)},
+            payload={"channel": channel, "thread_ts": ts, **build_help_reply(format_ref(prefix, point.id), point.id, resolve_reaction)},
             friction_point_id=point.id,
         )
     return Taken(filed.point, created=filed.created, joined=False)
@@ -242,7 +243,7 @@ def resolve_in_thread(
         return None
     resolved = resolve(session=session, point_id=point_id, actor=actor, actor_is_host=actor_is_host, prefix=prefix)
     applied = resolved.applied
-    point, ref = applied.point, f"{prefix}-{applied.point.id}"
+    point, ref = applied.point, format_ref(prefix, applied.point.id)
     if point.channel_id and point.message_ts:
         outbox.enqueue(
             session=session,

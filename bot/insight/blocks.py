@@ -3,6 +3,7 @@ words both share with the CLI report (labels, trends, durations)."""
 
 from bot.insight.service import FrictionScores, LoopHealth, LoopNumbers, PointScore
 from bot.intake.blocks import _text
+from bot.references import format_ref
 from bot.runtime.config import Taxonomy
 from bot.text import mrkdwn, to_mrkdwn
 from bot.triage.blocks import _duration as duration
@@ -86,7 +87,7 @@ def build_top(prefix: str, taxonomy: Taxonomy, scores: FrictionScores, health: L
     ]
     if show_points and scores.open_points:
         lines = [
-            f"*{prefix}-{p.point_id}* · {p.score:.1f} ({_trend_mrkdwn(p.score, p.previous, p.new)}) · "
+            f"*{format_ref(prefix, p.point_id)}* · {p.score:.1f} ({_trend_mrkdwn(p.score, p.previous, p.new)}) · "
             f"{p.reporters} reporter{'s' if p.reporters != 1 else ''}\n>{mrkdwn(p.text, 150)}"
             for p in scores.open_points[:8]
         ]

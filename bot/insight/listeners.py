@@ -57,7 +57,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         try:
             scores, health, targets = await deps.db.run(top, days=days, policy=policy)
         except DatabaseUnavailable:
-            await respond(response_type="ephemeral", text=":warning: I couldn't read the numbers just now (our database did not answer). Please try again in a minute.")
+            await respond(response_type="ephemeral", text=":warning: I couldn't read the numbers just now (our database did not answer). "
+                          "Please try again in a minute.")
             return
         show_points = (await access.reader(deps, user)).host  # a list of others' words: hosts only (bot.runtime.access)
         await respond(response_type="ephemeral", **build_top(policy.reference_prefix, policy.taxonomy, scores, health, show_points=show_points,

@@ -28,10 +28,11 @@ from rapidfuzz import fuzz, process
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from bot.references import format_ref
 from bot.surveys import nps_by_run
 from bot.triage.service import OPEN_STATUSES, SEVERITY_WEIGHT
 from storage import insight as stored
-from storage.insight import bucket
+from storage.insight import UNTAGGED, bucket  # noqa: F401  (UNTAGGED: the insight operations' name for "no category")
 from storage.models import FrictionPoint, FrictionTag, Reporter, TrackerLink, as_utc, utcnow
 
 WINDOW_DAYS = 30
@@ -443,7 +444,7 @@ class Scoring:
     def pick(self, scores: list[float], cutoff: float = 1) -> tuple[int, float, str] | None:
         """(id, score, text) of the report scoring highest, at least ``cutoff``, among those
         ``_alike`` it; ties go to the closest overall wording (``token_sort_ratio``)."""
-        found = [(score, pid, words) for score, pid, words in zip(scores, self.originals, self.choices)
+        found = [(score, pid, words) for score, pid, words in zip(scores, self.originals, self.choices, strict=False)
                  if score >= cutoff and _alike(self.text, self.originals[pid])]
         if not found:
             return None
@@ -496,21 +497,24 @@ def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator
         lo, hi = rows[0][0], rows[-1][0]
         tags, links = defaultdict(list), defaultdict(list)
         for pid, category in session.exec(
-            select(FrictionTag.friction_point_id, FrictionTag.category).where(FrictionTag.friction_point_id >= lo, FrictionTag.friction_point_id <= hi).order_by(col(FrictionTag.id))
+            select(FrictionTag.friction_point_id, FrictionTag.category)
+            .where(FrictionTag.friction_point_id >= lo, FrictionTag.friction_point_id <= hi).order_by(col(FrictionTag.id))
         ):
             tags[pid].append(category)
         for pid, url in session.exec(
-            select(TrackerLink.friction_point_id, TrackerLink.url).where(TrackerLink.friction_point_id >= lo, TrackerLink.friction_point_id <= hi).order_by(col(TrackerLink.id))
+            select(TrackerLink.friction_point_id, TrackerLink.url)
+            .where(TrackerLink.friction_point_id >= lo, TrackerLink.friction_point_id <= hi).order_by(col(TrackerLink.id))
         ):
             links[pid].append(url)
         reporters = dict(
             session.exec(
-                select(Reporter.friction_point_id, func.count()).where(Reporter.friction_point_id >= lo, Reporter.friction_point_id <= hi).group_by(Reporter.friction_point_id)
+                select(Reporter.friction_point_id, func.count())
+                .where(Reporter.friction_point_id >= lo, Reporter.friction_point_id <= hi).group_by(Reporter.friction_point_id)
             ).all()
         )
         for pid, created, status, severity, minutes, kind, source, first, resolved, text in rows:
             yield ExportRow(
-                ref=f"{prefix}-{pid}", created=as_utc(created), status=status, severity=severity, minutes_lost=minutes,
+                ref=format_ref(prefix, pid), created=as_utc(created), status=status, severity=severity, minutes_lost=minutes,
                 kind=kind, source=source, categories=tuple(tags[pid]), reporters=reporters.get(pid, 0),
                 links=tuple(links[pid]), first_response=first and as_utc(first), resolved=resolved and as_utc(resolved),
                 text=text,

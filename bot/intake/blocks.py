@@ -1,12 +1,14 @@
 """The report modal and the messages that confirm a report."""
 
-from pydantic import BaseModel
 
+from bot.commands import SUBCOMMANDS, Subcommand
 from bot.ids import Action, Block, Callback
-from bot.intake.service import MAX_TEXT, SUBCOMMANDS, Subcommand
+from bot.intake.ids import ReportMetadata  # noqa: F401  (re-exported)
+from bot.intake.service import MAX_TEXT
+from bot.references import format_ref
 from bot.runtime.config import Taxonomy
 from bot.text import fit, mrkdwn
-from storage.models import FrictionKind, FrictionPoint, Severity, Source
+from storage.models import FrictionKind, FrictionPoint, Severity
 
 SEVERITY_LABELS = {
     Severity.low: "Low: an annoyance",
@@ -28,22 +30,6 @@ STATUS_LABELS = {
     "wont_fix": "Won't fix",
     "duplicate": "Merged as duplicate",
 }
-
-
-class ReportMetadata(BaseModel):
-    """The modal's ``private_metadata``: written and read only here."""
-
-    source: Source = Source.modal
-    channel_id: str | None = None
-    message_ts: str | None = None
-    point_id: int | None = None  # set when the modal adds details to an existing report
-
-    def dump(self) -> str:
-        return self.model_dump_json(exclude_none=True)
-
-    @classmethod
-    def load(cls, raw: str | None) -> "ReportMetadata":
-        return cls.model_validate_json(raw) if raw else cls()
 
 
 def _text(t: str, kind: str = "plain_text") -> dict:
@@ -226,7 +212,7 @@ def build_reports_list(prefix: str, points: list[FrictionPoint], *, heading: str
         return blocks
     for point in points[:20]:
         when = point.created_at.strftime("%Y-%m-%d")
-        blocks.append({"type": "section", "text": _text(_summary_line(f"{prefix}-{point.id}", point), "mrkdwn")})
+        blocks.append({"type": "section", "text": _text(_summary_line(format_ref(prefix, point.id), point), "mrkdwn")})
         blocks.append({"type": "context", "elements": [_text(f"Filed {when} · {point.source}", "mrkdwn")]})
     return blocks
 

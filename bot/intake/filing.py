@@ -6,6 +6,7 @@ from sqlmodel import Session
 
 from bot.ids import Block
 from bot.intake.blocks import build_filed_message, build_thread_reply
+from bot.references import format_ref
 from bot.targets import alerts as target_alerts
 from bot.triage import service as triage
 from bot.triage.service import enqueue_card, sync_card
@@ -35,7 +36,7 @@ def file_report(
     filed = friction.file_friction(session=session, draft=draft)
     if not filed.created:
         return filed
-    point, ref = filed.point, f"{prefix}-{filed.point.id}"
+    point, ref = filed.point, format_ref(prefix, filed.point.id)
     enqueue_card(session=session, point_id=point.id, channel=triage_channel)
     if confirm_by_dm:
         outbox.enqueue(
@@ -91,7 +92,7 @@ def details_point(*, session: Session, point_id: int, user: str, prefix: str) ->
     if user != point.filed_by and user not in {r.user_id for r in point.reporters}:
         raise DetailsRefused({Block.text: "That report is no longer yours to edit."})
     if point.status in CLOSED or point.duplicate_of_id is not None:
-        raise DetailsRefused({Block.text: f"{prefix}-{point.id} is closed, so it can no longer be edited. "
+        raise DetailsRefused({Block.text: f"{format_ref(prefix, point.id)} is closed, so it can no longer be edited. "
                                           "If it still gets in your way, please file a new report."})
     return point
 
@@ -113,7 +114,7 @@ def add_details(*, session: Session, point_id: int, user: str, draft: FrictionDr
     chosen = sorted(t.category for t in point.tags if not t.automatic)
     triaged = point.status != Status.new or point.first_response_at is not None
     if triaged:
-        ref, errors = f"{prefix}-{point.id}", {}
+        ref, errors = format_ref(prefix, point.id), {}
         if Severity(draft.severity) != Severity(point.severity):
             errors[Block.severity] = f"A host has triaged {ref}, so its impact is theirs to change now. Ask them in its thread."
         if draft.categories and sorted(set(draft.categories)) != chosen:

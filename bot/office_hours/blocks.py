@@ -37,7 +37,7 @@ def _line(prefix: str, point: FrictionPoint) -> str:
 
 def _outcome(point: FrictionPoint) -> str:
     if point.status == Status.linked and point.links:
-        return " → linked to " + ", ".join(_link(l.url, shorten(l.key, 60)) for l in point.links[:2])
+        return " → linked to " + ", ".join(_link(lnk.url, shorten(lnk.key, 60)) for lnk in point.links[:2])
     if point.status == Status.resolved:
         note = f": {mrkdwn(point.resolution_note, 150)}" if point.resolution_note else ""
         return f" → resolved{note}"

@@ -31,7 +31,7 @@ import bot.web.dashboard
 import handlers
 from bot import charts
 from bot.closing.service import apply_issue_event
-from bot.intake.service import check_handled
+from bot.commands import check_handled
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.runtime.event_gate import EventGate, NotKept

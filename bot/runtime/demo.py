@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlmodel import Session, func, select
 
+from bot.references import format_ref
 from bot.runtime.config import Policy
 from bot.trackers import parse_issue_url
 from storage.database import Database
@@ -258,7 +259,7 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
                         older.reporters.append(Reporter(user_id=r.user_id, team_id=TEAM, reported_at=r.reported_at))
                 p.duplicate_of_id, p.status, p.first_response_at, p.updated_at = older.id, Status.duplicate, at, at
                 session.add(FrictionChange(friction_point_id=p.id, actor=host, action=ChangeAction.merged, old=Status.new,
-                                           new=f"{policy.reference_prefix}-{older.id}", at=at))
+                                           new=format_ref(policy.reference_prefix, older.id), at=at))
                 summary.merged += 1
                 continue
         by_area_open[p.tags[0].category].append(p)

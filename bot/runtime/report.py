@@ -7,6 +7,7 @@ import sys
 
 from bot.focus import data as focus_data
 from bot.insight import service as insight
+from bot.references import format_ref
 from bot.runtime import report_targets
 from bot.targets import compliance
 
@@ -93,7 +94,7 @@ def report_data(policy, scores, health) -> dict:
             for c in scores.categories
         ],
         "open_points": [
-            {"ref": f"{policy.reference_prefix}-{p.point_id}", "score": round(p.score, 2), "previous": round(p.previous, 2),
+            {"ref": format_ref(policy.reference_prefix, p.point_id), "score": round(p.score, 2), "previous": round(p.previous, 2),
              "reporters": p.reporters, "severity": p.severity, "status": p.status, "categories": list(p.categories), "text": p.text}
             for p in scores.open_points
         ],
@@ -122,7 +123,7 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     cells = [[str("–" if v is None else v) for v in row] for row in [header, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     left = {0} | {i for i, h in enumerate(header) if h == "text"}
-    return ["  " + "  ".join(v.ljust(w) if i in left else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+    return ["  " + "  ".join(v.ljust(w) if i in left else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=False))).rstrip()
             for r in cells]
 
 

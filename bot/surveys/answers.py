@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from bot.intake.filing import file_report
 from bot.intake.service import suggest_categories
+from bot.references import format_ref
 from bot.runtime.config import Policy, Survey, SurveyQuestion
 from bot.surveys.results import run_survey
 from bot.surveys.runs import SurveyError
@@ -178,5 +179,5 @@ def file_comment(*, session: Session, response_id: str, question_id: str | None,
         auto_categories=suggest_categories(text, policy.taxonomy),
     )
     filed = file_report(session=session, draft=draft, prefix=policy.reference_prefix, triage_channel=policy.triage.channel)
-    ref = f"{policy.reference_prefix}-{filed.point.id}"
+    ref = format_ref(policy.reference_prefix, filed.point.id)
     return f"Filed {ref} from that comment." if filed.created else f"That comment is already {ref}."

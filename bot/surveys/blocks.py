@@ -6,10 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
-
 from bot.runtime.config import Survey, SurveyQuestion
-from bot.surveys.ids import COMMENT_BLOCK, CSAT_BLOCK, QUESTION_BLOCK, TEXT_BLOCK, SurveyAction, SurveyCallback  # noqa: F401  (re-exported)
+from bot.surveys.ids import COMMENT_BLOCK, CSAT_BLOCK, QUESTION_BLOCK, TEXT_BLOCK, SurveyAction, SurveyCallback, SurveyMetadata  # noqa: F401  (re-exported)
 from bot.text import fit, mrkdwn, shorten, to_mrkdwn
 
 if TYPE_CHECKING:  # the results are built in bot.surveys, which renders with these builders
@@ -23,19 +21,6 @@ TEXT_MAX = 2000  # characters of a free-text answer or comment
 NPS_HINT = "0 = not at all likely · 10 = extremely likely"
 CSAT_HINT = "1 = very dissatisfied · 5 = very satisfied"
 CSAT_FOLLOWUP_LABELS = {1: "1 · Not at all", 2: "2", 3: "3 · Partly", 4: "4", 5: "5 · Completely"}
-
-
-class SurveyMetadata(BaseModel):
-    """The comment modal's ``private_metadata``: written and read only here."""
-
-    run_id: int
-
-    def dump(self) -> str:
-        return self.model_dump_json()
-
-    @classmethod
-    def load(cls, raw: str | None) -> "SurveyMetadata":
-        return cls.model_validate_json(raw or "{}")
 
 
 def _text(t: str, kind: str = "plain_text") -> dict:

@@ -6,6 +6,7 @@ from functools import partial
 
 from sqlmodel import Session
 
+from bot.references import format_ref
 from bot.runtime.config import Policy
 from bot.surveys.blocks import build_csat_dm
 from bot.surveys.runs import hold_until
@@ -66,7 +67,7 @@ class CsatHook:
         point = session.get(FrictionPoint, followup.friction_point_id)
         if point is None or point.status != Status.resolved:
             return None  # reopened (or merged) since: the question no longer fits
-        ref = f"{self.policy.reference_prefix}-{point.id}"
+        ref = format_ref(self.policy.reference_prefix, point.id)
         dm = build_csat_dm(ref, point.text, self.policy.csat_followup.question, followup.id, note=point.resolution_note)
         return "chat.postMessage", {"channel": followup.user_id, **dm}
 

@@ -4,6 +4,8 @@ a listener and the view it reads cannot drift apart (the ids shared by several f
 
 from enum import StrEnum
 
+from bot.ids import Metadata
+
 
 class SurveyAction(StrEnum):
     answer = "survey_answer"  # prefix: one button per value, "survey_answer:<value>"
@@ -21,3 +23,9 @@ QUESTION_BLOCK = "survey_q"  # "survey_q:<question id>"
 TEXT_BLOCK = "survey_text"  # "survey_text:<question id>" in the modal
 COMMENT_BLOCK = "survey_comment"
 CSAT_BLOCK = "csat_followup"
+
+
+class SurveyMetadata(Metadata):
+    """The comment modal's: the run it answers."""
+
+    run_id: int

@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import surveys as ops
 from bot.intake.blocks import build_try_again
 from bot.intake.service import flatten_state
+from bot.references import format_ref
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job
 from bot.runtime.workspaces import NotInstalled
@@ -28,7 +29,6 @@ from bot.surveys.blocks import (
     TEXT_BLOCK,
     SurveyAction,
     SurveyCallback,
-    SurveyMetadata,
     build_closed_notice,
     build_comment_modal,
     build_csat_dm,
@@ -38,6 +38,7 @@ from bot.surveys.blocks import (
     build_survey_dm,
     build_surveys_list,
 )
+from bot.surveys.ids import SurveyMetadata
 from bot.surveys.sealing import Keys
 from bot.text import from_slack
 from storage.database import DatabaseUnavailable
@@ -205,7 +206,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if answered is None:
             return
         followup, point = answered
-        ref = f"{policy.reference_prefix}-{point.id}"
+        ref = format_ref(policy.reference_prefix, point.id)
         await respond(replace_original=True, **build_csat_dm(ref, point.text, policy.csat_followup.question, followup.id,
                                                              chosen=followup.score, note=point.resolution_note))
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from bot.references import format_ref
 from bot.runtime.config import Policy
 from bot.targets.blocks import build_breach_dm, build_target_alert
 from bot.targets.compliance import record_breach, settle
@@ -222,7 +223,7 @@ def check_targets(
                 key = f"target:{point.id}:{state.kind}:{cycle}:{in_force(point, state)}:{threshold}"
                 if _sent_before_keys_named_targets(session, point.id, f"target:{point.id}:{state.kind}:{cycle}:{threshold}"):
                     continue
-                alert = build_target_alert(f"{prefix}-{point.id}", point.text, state, threshold, now, owner=owner,
+                alert = build_target_alert(format_ref(prefix, point.id), point.text, state, threshold, now, owner=owner,
                                            escalate_group=policy.targets.escalate_to.usergroup if threshold is Threshold.breach else None)
                 channel = point.card_channel or policy.triage.channel
                 thread = {"thread_ts": point.card_ts} if point.card_ts else {}
@@ -233,7 +234,7 @@ def check_targets(
                 if threshold is Threshold.breach:
                     people = ([owner] if owner else []) + list(policy.targets.escalate_to.users)
                     for person in dict.fromkeys(people):
-                        dm = build_breach_dm(f"{prefix}-{point.id}", point.text, state, now, permalink=None)
+                        dm = build_breach_dm(format_ref(prefix, point.id), point.text, state, now, permalink=None)
                         queued += outbox.enqueue(session=session, dedupe_key=f"{key}:dm:{person}", method="chat.postMessage",
                                                  payload={"channel": person, **dm}, friction_point_id=point.id)
     return queued
@@ -277,11 +278,11 @@ def wait_for_reporter(*, session: Session, point_id: int, actor: str, question: 
     try:
         point = lock_point(session=session, point_id=point_id)
     except TriageError:
-        raise TargetError(f"There is no {prefix}-{point_id}.") from None
+        raise TargetError(f"There is no {format_ref(prefix, point_id)}.") from None
     entry = ask_reporter(session=session, point=point, actor=actor, question=question)
     for reporter in point.reporters:
         outbox.enqueue(session=session, dedupe_key=f"question:{entry.id}:{reporter.user_id}", method="chat.postMessage",
-                       payload={"channel": reporter.user_id, **build_question_dm(f"{prefix}-{point.id}", point.id, actor, question)},
+                       payload={"channel": reporter.user_id, **build_question_dm(format_ref(prefix, point.id), point.id, actor, question)},
                        friction_point_id=point.id, workspace=reporter.workspace)
     sync_card(session=session, point=point, why=f"waiting:{entry.id}")
     return point
@@ -304,7 +305,7 @@ def answer_as_reporter(*, session: Session, point_id: int, user: str, answer: st
     if point.card_channel and point.card_ts:
         outbox.enqueue(session=session, dedupe_key=f"answer:{entry.id}", method="chat.postMessage",
                        payload={"channel": point.card_channel, "thread_ts": point.card_ts,
-                                **build_reporter_answer(f"{prefix}-{point.id}", user, answer)},
+                                **build_reporter_answer(format_ref(prefix, point.id), user, answer)},
                        friction_point_id=point.id)
     sync_card(session=session, point=point, why=f"answered:{entry.id}")
     return entry
@@ -333,7 +334,7 @@ def answer_by_dm(*, session: Session, user: str, text: str, dm_channel: str, pre
         entry = _waiting(session, point_id) and answer_as_reporter(session=session, point_id=point_id, user=user, answer=text, prefix=prefix)
         if entry:
             outbox.enqueue(session=session, dedupe_key=f"answer-received:{entry.id}", method="chat.postMessage",
-                           payload={"channel": dm_channel, **build_answer_received(f"{prefix}-{point_id}")},
+                           payload={"channel": dm_channel, **build_answer_received(format_ref(prefix, point_id))},
                            friction_point_id=point_id, workspace=workspace)
             return session.get(FrictionPoint, point_id)
     return None

@@ -3,6 +3,7 @@ line a card or queue shows ("first response due in 2 h 10 m")."""
 
 from datetime import datetime
 
+from bot.ids import Action, Callback, PointMetadata
 from bot.intake.blocks import _text
 from bot.targets.ids import ASK_BLOCK, ASK_INPUT, REPLY_BLOCK, REPLY_INPUT  # noqa: F401  (re-exported)
 from bot.targets.service import ClockState, Threshold, describe, human
@@ -79,8 +80,6 @@ def build_breach_dm(ref: str, text: str, state: ClockState, now: datetime, *, pe
 
 def build_question_dm(ref: str, point_id: int, host: str, question: str) -> dict:
     """A host's question to the reporter, with a Reply button (``Action.target_reply``)."""
-    from bot.ids import Action
-
     head = (f"<@{host}> has a question about your report *{ref}*:\n>{mrkdwn(question, 2500)}\n"
             "Answer with the button, or just reply here.")
     return {"text": f"A question about your report {ref}", "blocks": [
@@ -92,10 +91,8 @@ def build_question_dm(ref: str, point_id: int, host: str, question: str) -> dict
 
 
 def build_reply_modal(ref: str, point_id: int) -> dict:
-    from bot.ids import Callback
-
     return {
-        "type": "modal", "callback_id": Callback.target_reply, "private_metadata": str(point_id),
+        "type": "modal", "callback_id": Callback.target_reply, "private_metadata": PointMetadata(point_id=point_id).dump(),
         "title": _text("Reply"), "submit": _text("Send"), "close": _text("Cancel"),
         "blocks": [{"type": "input", "block_id": REPLY_BLOCK, "label": _text(f"Your answer about {ref}"),
                     "element": {"type": "plain_text_input", "action_id": REPLY_INPUT, "multiline": True, "max_length": 2900}}],
@@ -106,10 +103,8 @@ def build_reply_modal(ref: str, point_id: int) -> dict:
 
 def build_ask_modal(ref: str, point_id: int) -> dict:
     """The card's "Ask the reporter": the host's question (``Callback.target_ask``, metadata the point id)."""
-    from bot.ids import Callback
-
     return {
-        "type": "modal", "callback_id": Callback.target_ask, "private_metadata": str(point_id),
+        "type": "modal", "callback_id": Callback.target_ask, "private_metadata": PointMetadata(point_id=point_id).dump(),
         "title": _text("Ask the reporter"), "submit": _text("Ask"), "close": _text("Cancel"),
         "blocks": [
             {"type": "section", "text": _text(f"*{ref}*: the reporter gets your question by DM; its response-target clocks "

@@ -7,10 +7,10 @@ from functools import partial
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.ids import Action, Callback
+from bot.ids import Action, Callback, PointMetadata
 from bot.intake.blocks import build_try_again
 from bot.intake.service import first_word
-from bot.references import parse_ref
+from bot.references import format_ref, parse_ref
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job, interval_slot, interval_trigger
 from bot.runtime.slack_reads import read_deadline
@@ -58,7 +58,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         deps.sender.wake()
         clocks = ("; its response-target clocks are paused until they answer" if deps.policy.targets.enabled
                   else "; their answer goes to the card's thread")  # no targets set: no clock to pause
-        await respond(response_type="ephemeral", text=f"Asked the reporter of {prefix}-{point_id}{clocks}.")
+        await respond(response_type="ephemeral", text=f"Asked the reporter of {format_ref(prefix, point_id)}{clocks}.")
 
     deps.commands["ask"] = ask_command
 
@@ -67,17 +67,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         value = action.get("value") or ""
         if value.isdigit():
-            await client.views_open(trigger_id=body["trigger_id"], view=build_reply_modal(f"{prefix}-{value}", int(value)))
+            await client.views_open(trigger_id=body["trigger_id"], view=build_reply_modal(format_ref(prefix, value), int(value)))
 
     @app.view(Callback.target_reply)
     async def on_reply_submitted(ack: AsyncAck, body: dict, view: dict):
         answer = ((view.get("state", {}).get("values", {}).get(REPLY_BLOCK) or {}).get(REPLY_INPUT) or {}).get("value") or ""
-        meta = view.get("private_metadata") or ""
-        if not answer.strip() or not meta.isdigit():
+        meta = PointMetadata.parse(view.get("private_metadata"))
+        if not answer.strip() or meta is None:
             await ack(response_action="errors", errors={REPLY_BLOCK: "Write your answer first."})
             return
         try:
-            done = await deps.db.run(target_alerts.answer_as_reporter, point_id=int(meta), user=body["user"]["id"],
+            done = await deps.db.run(target_alerts.answer_as_reporter, point_id=meta.point_id, user=body["user"]["id"],
                                      answer=answer.strip(), prefix=prefix)
         except DatabaseUnavailable:
             await ack(response_action="errors", errors={REPLY_BLOCK: "The bot cannot reach its database right now; try again in a minute."})
@@ -97,13 +97,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if not await deps.hosts.is_host(body["user"]["id"]):
             await respond(response_type="ephemeral", replace_original=False, text=NOT_A_HOST)
             return
-        await client.views_open(trigger_id=body["trigger_id"], view=build_ask_modal(f"{prefix}-{value}", int(value)))
+        await client.views_open(trigger_id=body["trigger_id"], view=build_ask_modal(format_ref(prefix, value), int(value)))
 
     @app.view(Callback.target_ask)
     async def on_ask_submitted(ack: AsyncAck, body: dict, view: dict):
         question = ((view.get("state", {}).get("values", {}).get(ASK_BLOCK) or {}).get(ASK_INPUT) or {}).get("value") or ""
-        meta, user = view.get("private_metadata") or "", body["user"]["id"]
-        if not question.strip() or not meta.isdigit():
+        meta, user = PointMetadata.parse(view.get("private_metadata")), body["user"]["id"]
+        if not question.strip() or meta is None:
             await ack(response_action="errors", errors={ASK_BLOCK: "Write your question first."})
             return
         with read_deadline(ACK_BUDGET):
@@ -112,7 +112,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack(response_action="errors", errors={ASK_BLOCK: NOT_A_HOST})
             return
         try:
-            await deps.db.run(target_alerts.wait_for_reporter, point_id=int(meta), actor=user, question=question.strip(), prefix=prefix)
+            await deps.db.run(target_alerts.wait_for_reporter, point_id=meta.point_id, actor=user, question=question.strip(), prefix=prefix)
         except target_alerts.TargetError as exc:
             await ack(response_action="errors", errors={ASK_BLOCK: str(exc)})
             return

@@ -2,11 +2,10 @@
 
 from datetime import timedelta
 
-from pydantic import BaseModel
-
-from bot.ids import Action, Callback
+from bot.ids import Action, Callback, PointMetadata
 from bot.insight.service import DuplicateSuggestion
 from bot.intake.blocks import SEVERITY_LABELS, STATUS_LABELS, _option, _text
+from bot.references import format_ref
 from bot.runtime.config import Taxonomy
 from bot.text import link, mrkdwn, shorten, to_mrkdwn
 from bot.triage.ids import CARD_BLOCK, TRIAGE_INPUT_BLOCK  # noqa: F401  (re-exported)
@@ -42,9 +41,9 @@ def _facts(point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> list[str]:
     if point.assignee:
         facts.append(f"Assigned to <@{point.assignee}>")
     if point.links:
-        facts.append("Linked: " + ", ".join(link(l.url, l.key) for l in point.links))
+        facts.append("Linked: " + ", ".join(link(lnk.url, lnk.key) for lnk in point.links))
     if point.duplicate_of_id:
-        facts.append(f"Duplicate of {prefix}-{point.duplicate_of_id}")
+        facts.append(f"Duplicate of {format_ref(prefix, point.duplicate_of_id)}")
     if point.resolution_note and point.status in (Status.resolved, Status.wont_fix):
         facts.append(f"{'Resolved' if point.status == Status.resolved else 'Declined'}: {mrkdwn(point.resolution_note, 300)}")
     return facts
@@ -63,7 +62,7 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
         blocks.append({"type": "context", "block_id": card_block_id(point.id, "due"), "elements": [_text(due, "mrkdwn")]})
     pid = str(point.id)
     if point.duplicate_of_id is not None:
-        return {"text": f"{ref}: merged into {prefix}-{point.duplicate_of_id}", "blocks": blocks}
+        return {"text": f"{ref}: merged into {format_ref(prefix, point.duplicate_of_id)}", "blocks": blocks}
     if point.status in (Status.resolved, Status.wont_fix):
         blocks.append(
             {
@@ -123,7 +122,7 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
 
 
 def _duplicate_section(point_id: int, duplicate: DuplicateSuggestion, prefix: str) -> dict:
-    other = f"{prefix}-{duplicate.point_id}"
+    other = format_ref(prefix, duplicate.point_id)
     return {
         "type": "section",
         "block_id": card_block_id(point_id, "duplicate"),
@@ -136,21 +135,11 @@ def _duplicate_section(point_id: int, duplicate: DuplicateSuggestion, prefix: st
     }
 
 
-class TriageMetadata(BaseModel):
-    point_id: int
-
-    def dump(self) -> str:
-        return self.model_dump_json()
-
-    @classmethod
-    def load(cls, raw: str) -> "TriageMetadata":
-        return cls.model_validate_json(raw)
-
-
 TRIAGE_MODALS = {
     # callback: (title, label, multiline, optional, submit, hint)
     Callback.triage_link: ("Link an issue", "Issue or PR URL", False, False, "Link", "GitHub, GitLab, Jira or Linear."),
-    Callback.triage_merge: ("Mark as duplicate", "Duplicate of", False, False, "Merge", "The older report's reference, e.g. FB-12. All reporters stay attached."),
+    Callback.triage_merge: ("Mark as duplicate", "Duplicate of", False, False, "Merge",
+                            "The older report's reference, e.g. FB-12. All reporters stay attached."),
     Callback.triage_resolve: ("Resolve", "What was done (the reporter sees this)", True, True, "Resolve", None),
     Callback.triage_decline: ("Won't fix", "Why not (the reporter sees this)", True, False, "Decline", None),
 }
@@ -173,7 +162,7 @@ def build_triage_modal(callback: Callback, ref: str, point_id: int) -> dict:
         "title": _text(title),
         "submit": _text(submit),
         "close": _text("Cancel"),
-        "private_metadata": TriageMetadata(point_id=point_id).dump(),
+        "private_metadata": PointMetadata(point_id=point_id).dump(),
         "blocks": [{"type": "section", "text": _text(f"*{ref}*", "mrkdwn")}, block],
     }
 
@@ -218,7 +207,7 @@ def build_queue_list(prefix: str, points: list[FrictionPoint], *, limit: int = 2
         return [{"type": "section", "text": _text(":tada: The queue is empty.", "mrkdwn")}]
     blocks = []
     for point in points[:limit]:
-        ref = f"{prefix}-{point.id}"
+        ref = format_ref(prefix, point.id)
         who = f"{len(point.reporters)} reporter{'s' if len(point.reporters) != 1 else ''}"
         owner = f" · <@{point.assignee}>" if point.assignee else " · unassigned"
         mark = queue_mark(clocks.get(point.id, ()), now) if clocks else None

@@ -31,7 +31,7 @@ def apply_and_notify(*, session: Session, action: Callable, prefix: str, on_reso
     if on_resolved is not None and applied.change == Change.resolved:
         on_resolved(session=session, applied=applied)
         applied.queued = True  # it may have queued a follow-up
-    point, ref = applied.point, f"{prefix}-{applied.point.id}"
+    point, ref = applied.point, format_ref(prefix, applied.point.id)
     notice = build_reporter_notice(ref, point, applied.change, applied.entry.actor, picked_up=applied.picked_up)
     if notice is None:
         return applied

@@ -10,10 +10,10 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.ids import Action, Callback
+from bot.ids import Action, Callback, PointMetadata
 from bot.intake.blocks import build_try_again
 from bot.intake.service import first_word, flatten_state
-from bot.references import parse_ref
+from bot.references import format_ref, parse_ref
 from bot.runtime.context import Deps
 from bot.runtime.slack_reads import read_deadline
 from bot.trackers import parse_issue_url
@@ -22,7 +22,6 @@ from bot.triage import flows as triage_flow
 from bot.triage import service as triage
 from bot.triage.blocks import (
     TRIAGE_INPUT_BLOCK,
-    TriageMetadata,
     build_queue_list,
     build_triage_modal,
     point_id_from_block,
@@ -165,7 +164,7 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
     async def submit(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClient, action: Callable, **kwargs):
         # Answered before the ack: a rate-limited host lookup must not outlast Slack's 3 seconds.
         with read_deadline(ACK_BUDGET):
-            error = await apply(body["user"]["id"], action, client, point_id=TriageMetadata.load(view["private_metadata"]).point_id, **kwargs)
+            error = await apply(body["user"]["id"], action, client, point_id=PointMetadata.load(view["private_metadata"]).point_id, **kwargs)
         if error:
             await ack(response_action="errors", errors={TRIAGE_INPUT_BLOCK: error[:300]})
         else:
@@ -227,7 +226,7 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
             await respond(response_type="ephemeral", text=f"Usage: `/platform-feedback link {prefix}-12 <issue or PR URL>` (GitHub, GitLab, Jira, Linear).")
             return
         error = await apply(user, triage.link, client, point_id=point_id, issue=issue)
-        await respond(response_type="ephemeral", text=error or f"Linked {prefix}-{point_id} to {issue.key}.")
+        await respond(response_type="ephemeral", text=error or f"Linked {format_ref(prefix, point_id)} to {issue.key}.")
         if not error:
             deps.identities.soon(issue.tracker, issue.key, issue.url)
 
@@ -238,7 +237,7 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
             await respond(response_type="ephemeral", text=f"Usage: `/platform-feedback resolve {prefix}-12 [what was done]`.")
             return
         error = await apply(user, triage.resolve, client, point_id=point_id, note=note.strip() or None)
-        await respond(response_type="ephemeral", text=error or f"Resolved {prefix}-{point_id}.")
+        await respond(response_type="ephemeral", text=error or f"Resolved {format_ref(prefix, point_id)}.")
 
     deps.commands["queue"] = lambda user, args, respond, client: queue_command(user, respond)
     deps.commands["link"] = link_command

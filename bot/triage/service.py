@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
+from bot.references import format_ref
 from bot.trackers import IssueRef
 from storage import outbox
 from storage.models import (
@@ -70,7 +71,7 @@ def lock_point(*, session: Session, point_id: int) -> FrictionPoint:
 def _open_point(session: Session, point_id: int, prefix: str) -> FrictionPoint:
     point = lock_point(session=session, point_id=point_id)
     if point.duplicate_of_id is not None:
-        raise TriageError(f"This report was merged into {prefix}-{point.duplicate_of_id}; work on that one.")
+        raise TriageError(f"This report was merged into {format_ref(prefix, point.duplicate_of_id)}; work on that one.")
     return point
 
 
@@ -129,7 +130,7 @@ def set_severity(*, session: Session, point_id: int, actor: str, severity: Sever
 
 def link(*, session: Session, point_id: int, actor: str, issue: IssueRef, prefix: str = "FB") -> Applied:
     point = _open_point(session, point_id, prefix)
-    if not any(l.tracker == issue.tracker and l.key == issue.key for l in point.links):
+    if not any(lnk.tracker == issue.tracker and lnk.key == issue.key for lnk in point.links):
         point.links.append(TrackerLink(tracker=issue.tracker, key=issue.key, url=issue.url))
     was = point.status
     point.status = Status.linked
@@ -139,7 +140,7 @@ def link(*, session: Session, point_id: int, actor: str, issue: IssueRef, prefix
 def resolve(*, session: Session, point_id: int, actor: str, note: str | None, prefix: str = "FB") -> Applied:
     point = _open_point(session, point_id, prefix)
     if point.status == Status.resolved:
-        raise TriageError(f"{prefix}-{point.id} is already resolved.")
+        raise TriageError(f"{format_ref(prefix, point.id)} is already resolved.")
     old = point.status
     point.status = Status.resolved
     point.resolved_at = utcnow()
@@ -150,7 +151,7 @@ def resolve(*, session: Session, point_id: int, actor: str, note: str | None, pr
 def decline(*, session: Session, point_id: int, actor: str, reason: str, prefix: str = "FB") -> Applied:
     point = _open_point(session, point_id, prefix)
     if point.status == Status.wont_fix:
-        raise TriageError(f"{prefix}-{point.id} is already marked won't fix.")
+        raise TriageError(f"{format_ref(prefix, point.id)} is already marked won't fix.")
     old = point.status
     point.status = Status.wont_fix
     point.resolved_at = utcnow()
@@ -161,7 +162,7 @@ def decline(*, session: Session, point_id: int, actor: str, reason: str, prefix:
 def reopen(*, session: Session, point_id: int, actor: str, prefix: str = "FB") -> Applied:
     point = _open_point(session, point_id, prefix)
     if point.status not in (Status.resolved, Status.wont_fix):
-        raise TriageError(f"{prefix}-{point.id} is still open.")
+        raise TriageError(f"{format_ref(prefix, point.id)} is still open.")
     old = point.status
     point.status = Status.linked if point.links else (Status.acknowledged if point.assignee else Status.new)
     point.resolved_at = None
@@ -180,7 +181,7 @@ def merge(*, session: Session, point_id: int, into_id: int, actor: str, prefix: 
     newer, older = sorted(locked.values(), key=lambda p: (as_utc(p.created_at), p.id), reverse=True)
     for p in (newer, older):
         if p.duplicate_of_id is not None:
-            raise TriageError(f"{prefix}-{p.id} was already merged into {prefix}-{p.duplicate_of_id}.")
+            raise TriageError(f"{format_ref(prefix, p.id)} was already merged into {format_ref(prefix, p.duplicate_of_id)}.")
     for reporter in list(newer.reporters):
         if not any(r.user_id == reporter.user_id for r in older.reporters):
             older.reporters.append(Reporter(user_id=reporter.user_id, team_id=reporter.team_id,
@@ -191,8 +192,8 @@ def merge(*, session: Session, point_id: int, into_id: int, actor: str, prefix: 
     old_status = newer.status
     newer.duplicate_of_id = older.id
     newer.status = Status.duplicate
-    applied = _record(session, newer, actor, Change.merged, was=old_status, old=old_status, new=f"{prefix}-{older.id}")
-    _record(session, older, actor, Change.merged, was=older.status, note=f"{prefix}-{newer.id} merged in")
+    applied = _record(session, newer, actor, Change.merged, was=old_status, old=old_status, new=format_ref(prefix, older.id))
+    _record(session, older, actor, Change.merged, was=older.status, note=f"{format_ref(prefix, newer.id)} merged in")
     return applied, older
 
 

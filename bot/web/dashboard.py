@@ -39,6 +39,7 @@ from bot import charts
 from bot.focus import dashboard as focus_section
 from bot.insight import service as insight
 from bot.insight.blocks import FORMULA, category_label, point_trend, rate, trend
+from bot.references import format_ref
 from bot.runtime.config import Policy
 from bot.runtime.guard import redact_access_log
 from bot.targets import compliance
@@ -152,7 +153,8 @@ def dashboard_routes(*, db: Database, policy: Policy, access: Access) -> list[Ro
             made, page = cache.get(days, (None, ""))
             if made is None or time.monotonic() - made >= CACHE_SECONDS:
                 try:
-                    data = await db.work(gather, days=days, weeks=policy.insight.chart_weeks, policy=policy)  # can take seconds on a big database (bench/README.md): no 2.5 s deadline
+                    # can take seconds on a big database (bench/README.md): no 2.5 s deadline
+                    data = await db.work(gather, days=days, weeks=policy.insight.chart_weeks, policy=policy)
                 except DatabaseUnavailable:
                     return HTMLResponse(_page("message.html", title="Database unavailable",
                                               message="The bot cannot reach its database right now; try again in a minute."),
@@ -261,7 +263,7 @@ def render(policy: Policy, data: DashboardData) -> str:
         for c in areas
     ]
     point_rows = [
-        {"ref": f"{prefix}-{p.point_id}", "score": f"{p.score:.1f}", "trend": point_trend(p),
+        {"ref": format_ref(prefix, p.point_id), "score": f"{p.score:.1f}", "trend": point_trend(p),
          "trend_class": _change_class(p.score, p.previous, p.new), "reporters": p.reporters, "severity": p.severity,
          "status": p.status.replace("_", " "), "areas": ", ".join(category_label(taxonomy, c) for c in p.categories) or "Untagged",
          "text": shorten(p.text, 280)}

@@ -80,7 +80,7 @@ KEY_CHANGE = [{"field": "Key", "fieldtype": "jira", "from": None, "fromString": 
 async def test_3_a_jira_issue_moved_to_another_project_still_closes_the_loop(bot):
     point_id = await file_and_link(bot, "vpn drops hourly", "https://acme.atlassian.net/browse/NET-7")
     await deliver(bot, "jira", *tr.jira("OPS-12", None, changelog=KEY_CHANGE))
-    assert [(l.key, l.issue_id) for l in links(bot)] == [("OPS-12", "10001")]
+    assert [(lnk.key, lnk.issue_id) for lnk in links(bot)] == [("OPS-12", "10001")]
     await deliver(bot, "jira", *tr.jira("OPS-12", "Done"))
     assert len(notices_to(bot, USER)) == 1 and point(bot, point_id).status == "resolved"
 
@@ -92,7 +92,7 @@ async def test_3_a_move_missed_is_caught_by_the_issue_id(bot):
     await deliver(bot, "jira", *tr.jira("NET-7", None))  # reopened
     await deliver(bot, "jira", *tr.jira("OPS-12", "Done"))  # same issue id 10001, new key
     assert len(notices_to(bot, USER)) == 2
-    assert [l.key for l in links(bot)] == ["OPS-12"]
+    assert [lnk.key for lnk in links(bot)] == ["OPS-12"]
 
 
 async def test_3_another_issue_with_an_old_key_does_not_close_a_link_that_knows_its_id(bot):
@@ -111,7 +111,7 @@ async def test_4_links_pasted_in_slack_markup_are_linked(bot):
     await run(bot, "vpn drops hourly", "U0OTHER001")
     await run(bot, "link FB-1 <http://github.com/acme/platform/issues/42|github.com/acme/platform/issues/42>", HOST)
     await run(bot, "link FB-2 <https://acme.atlassian.net/browse/NET-7|NET-7>", HOST)
-    assert [(l.tracker, l.key) for l in links(bot)] == [("github", "acme/platform#42"), ("jira", "NET-7")]
+    assert [(lnk.tracker, lnk.key) for lnk in links(bot)] == [("github", "acme/platform#42"), ("jira", "NET-7")]
     await deliver(bot, "github", *tr.github("issues", tr.github_issue("acme/platform", 42)))
     await deliver(bot, "jira", *tr.jira("NET-7", "Done"))
     assert len(notices_to(bot, USER)) == 1 and len(notices_to(bot, "U0OTHER001")) == 1

@@ -70,7 +70,7 @@ async def test_ids_stored_by_the_previous_release_are_upgraded(bot):
     with bot.db.engine.begin() as conn:
         conn.execute(text("UPDATE tracker_link SET issue_id = CASE tracker WHEN 'gitlab' THEN '305' ELSE '279147437' END"))
     command.upgrade(config, "head")
-    assert [l.issue_id for l in links(bot)] == ["mr:305", None]
+    assert [lnk.issue_id for lnk in links(bot)] == ["mr:305", None]
     await deliver(bot, "gitlab", *tr.gitlab("acme/runners", 5, "merge", kind="merge_request"))
     await deliver(bot, "github", *tr.github("pull_request", tr.github_pr_merged("acme/platform", 77, "")))
     assert len(notices_to(bot, USER)) == 1 and len(notices_to(bot, OTHER)) == 1
@@ -128,7 +128,7 @@ async def test_gitlab_project_reference_in_the_same_namespace_closes(bot):
 async def test_issue_urls_in_the_other_forms_people_paste_are_linked(bot, pasted, tracker, key):
     await run(bot, "deploys hang", USER)
     await run(bot, f"link FB-1 {pasted}", HOST)
-    assert [(l.tracker, l.key) for l in links(bot)] == [(tracker, key)]
+    assert [(lnk.tracker, lnk.key) for lnk in links(bot)] == [(tracker, key)]
 
 
 # Tracker states that mean "not planned" ------------------------------------------------------

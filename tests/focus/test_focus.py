@@ -99,7 +99,7 @@ async def pulse(bot, clock, start: datetime, answers: list[tuple[int, int]]) -> 
     run = await runner.start(PULSE, started_by=HOST, deliver_now=True)
     assert await runner.resolve(run.id)
     await bot.drain()
-    for user, (nps, csat) in zip(ENGINEERS, answers):
+    for user, (nps, csat) in zip(ENGINEERS, answers, strict=False):
         await surveys.answer(bot, user, nps, ci=csat)
     clock.move_to(start + timedelta(days=7, minutes=1))
     await runner.tick()
@@ -132,7 +132,7 @@ async def test_a_whole_quarter(bot, clock):
     clock.move_to(datetime(2026, 10, 2, 9, tzinfo=UTC))
     dup = await file(bot, "deploys time out on the monorepo again <!channel>", OTHER)
     clock.move_to(datetime(2026, 10, 3, 9, tzinfo=UTC))
-    docs = await file(bot, "docs for the VPN setup are out of date", STRANGER)
+    await file(bot, "docs for the VPN setup are out of date", STRANGER)
     with bot.db.session() as s:
         triage.merge(session=s, point_id=dup, into_id=first, actor=HOST)
         s.commit()

@@ -26,7 +26,7 @@ from storage.focus import FocusItem, FocusPeriod
 from tests import tracker_requests as tr
 from tests.conftest import Bot, make_settings
 from tests.fake_slack import TOKEN
-from tests.focus.test_focus import ANNOUNCE, HOST, LEAD, OTHER, STRANGER, TRIAGE, announced, command, file, rows, tick
+from tests.focus.test_focus import ANNOUNCE, HOST, LEAD, OTHER, TRIAGE, announced, command, file, rows, tick
 from tests.slack_requests import USER, block_actions, interactive
 from tests.targets.test_targets_edges import click as card_click
 from tests.targets.test_targets_edges import submit_modal

@@ -44,7 +44,8 @@ def populate(db, seed: int, size: int = 80) -> None:
                 point.duplicate_of_id, point.status = rng.choice(canonical).id, "duplicate"
             people = rng.sample(USERS, rng.choice([1, 1, 2, 3]))
             point.reporters = [
-                Reporter(user_id=u, team_id="T0TEAM001", reported_at=created if n == 0 else min(NOW - timedelta(seconds=1), created + timedelta(days=rng.uniform(0, 40))))
+                Reporter(user_id=u, team_id="T0TEAM001",
+                         reported_at=created if n == 0 else min(NOW - timedelta(seconds=1), created + timedelta(days=rng.uniform(0, 40))))
                 for n, u in enumerate(people)
             ]
             point.tags = [FrictionTag(category=c, automatic=False) for c in rng.sample(CATEGORIES, rng.choice([0, 1, 1, 2]))]
@@ -106,7 +107,7 @@ def test_sql_scores_match_a_reference_computation(db, seed):
                 t[2] += bool(n[1] or m[1])
                 t[3] += Fraction(m[1], 60)
         people: dict[str, set] = {}
-        for pid, dup, *_mid, reporters, cats, _text in points.values():
+        for _pid, dup, *_mid, reporters, cats, _text in points.values():
             for user, at in reporters:
                 if dup is None and window.start <= at < window.end:
                     for c in cats or [insight.UNTAGGED]:
@@ -147,11 +148,11 @@ def test_sql_weekly_series_and_loop_numbers_match_a_reference_computation(db, se
     canonical = {pid: dup or pid for pid, dup, *_ in points.values()}
     heard = {(canonical[pid], user) for pid, user in notices}
     for window in (insight.Window.last(30, NOW), insight.Window.last(30, NOW).before()):
-        inside = lambda t: t is not None and window.start <= t < window.end  # noqa: E731
+        inside = lambda t, window=window: t is not None and window.start <= t < window.end  # noqa: E731
         resolved = [p for p in points.values() if p[3] == "resolved" and p[1] is None and inside(p[7])]
         closed = [p for p in resolved if all((p[0], user) in heard for user, _ in p[8])]
 
-        def median(pairs):
+        def median(pairs, inside=inside):
             spans = [(end - start).total_seconds() for start, end in pairs if inside(end)]
             return timedelta(seconds=statistics.median(spans)) if spans else None
 

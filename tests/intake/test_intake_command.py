@@ -103,8 +103,8 @@ async def test_database_down_tells_the_user_to_try_again_with_their_text(bot):
 def test_help_lists_every_registered_subcommand(tmp_path):
     # One registry (issue #25, 6): every word a surface answers is in the help, with hosts' words apart,
     # and DMing the bot is named; a word with no handler, or a handler with no word, stops the start.
+    from bot.commands import OTHER_SUBCOMMANDS, SUBCOMMANDS, check_handled
     from bot.intake.blocks import build_usage
-    from bot.intake.service import OTHER_SUBCOMMANDS, SUBCOMMANDS, check_handled
 
     text = build_usage("ticket", prefix="PLAT")["text"]
     for command in SUBCOMMANDS:

@@ -80,7 +80,7 @@ def test_the_rotation_gives_each_session_to_the_next_host_in_turn():
     )
     hosts = [oh.host_on_duty(config, o) for o in occs]
     rotation = config.rotation
-    assert all(rotation.index(b) == (rotation.index(a) + 1) % 3 for a, b in zip(hosts, hosts[1:])), hosts
+    assert all(rotation.index(b) == (rotation.index(a) + 1) % 3 for a, b in zip(hosts, hosts[1:], strict=False)), hosts
     assert set(hosts) == set(rotation)
     assert oh.host_on_duty(config, occs[0]) == hosts[0]  # the same occurrence always gets the same host
     assert oh.host_on_duty(OfficeHours(sessions=[SESSION]), occs[0]) is None

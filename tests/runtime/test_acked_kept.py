@@ -221,7 +221,7 @@ def link_reports(serve: Serve, fake, url: str, numbers: list[int]) -> dict[int, 
     for number in numbers:
         text = f"staging deploys hang, issue {number}"
         post(serve.base, *slash_command(text, fake_url=fake.url, user="U0LINKER1"))
-        point_id = wait_for(lambda: next((p.id for p in points(url) if p.text == text), None), timeout=20,
+        point_id = wait_for(lambda text=text: next((p.id for p in points(url) if p.text == text), None), timeout=20,
                             what=f"the report for issue {number}", serve=serve)
         post(serve.base, *slash_command(f"link FB-{point_id} https://github.com/acme/platform/issues/{number}", fake_url=fake.url,
                                         user="U0HOST0001"))

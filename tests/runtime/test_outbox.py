@@ -625,7 +625,7 @@ async def test_stopping_mid_batch_records_what_went_and_gives_back_the_rest(db, 
     rows = messages(db)
     in_flight = [r for r in rows if r.status == "pending" and r.claimed_until is not None]
     assert len(in_flight) <= 1  # a request cut off mid-flight keeps its claim: Slack may have it
-    for row, p in zip(rows, payloads):
+    for row, p in zip(rows, payloads, strict=False):
         if row in in_flight:
             continue
         if p["text"] in went:

@@ -40,7 +40,8 @@ async def test_a_replayed_resolve_and_reopen_are_acknowledged_and_not_applied(bo
     assert sum("resolved" in text for text in dms_to(bot, USER)) == 1
     assert load(bot.db, point_id).status == "new"
     # A new request (a new timestamp, so a new signature) is applied: only replays are refused.
-    fresh = slash_command(f"resolve FB-{point_id} raised it again", fake_url=bot.fake.url, user=HOST, timestamp=int(resolve[1]["x-slack-request-timestamp"]) + 1)
+    fresh = slash_command(f"resolve FB-{point_id} raised it again", fake_url=bot.fake.url, user=HOST,
+                          timestamp=int(resolve[1]["x-slack-request-timestamp"]) + 1)
     await bot.post(*fresh)
     await bot.drain()
     assert load(bot.db, point_id).status == "resolved"

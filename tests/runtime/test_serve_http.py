@@ -118,7 +118,6 @@ def serving(tmp_path: Path, fake: FakeSlack, database_url: str, *, stop: bool = 
 
 def exercise(base: str, fake: FakeSlack, log_dir: Path, text: str) -> str:
     """Drive the running server over TCP; returns the reference the bot answered with."""
-    log = log_dir / "serve.log"
     with httpx.Client(base_url=base, timeout=WAIT_SECONDS) as http:
         def post(body, headers) -> httpx.Response:
             return http.post("/slack/events", content=body if isinstance(body, bytes) else body.encode(), headers=headers)

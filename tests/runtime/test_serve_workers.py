@@ -119,7 +119,7 @@ def test_two_capped_workers_answer_a_burst_about_twice_as_fast_as_one(tmp_path, 
         one_base, one = stack.enter_context(serving(tmp_path / "one", fake, pg_url, stop=False))
         stack.callback(stop_process, one)
         bases = {"one": one_base, "two": stack.enter_context(serving(tmp_path / "two", fake, pg_url, args=("--workers", "2")))}
-        for pid, cap in zip((one.pid, *worker_pids(tmp_path / "two" / "serve.log", 2)), caps):
+        for pid, cap in zip((one.pid, *worker_pids(tmp_path / "two" / "serve.log", 2)), caps, strict=False):
             assert chart_process(pid) in cap.add(pid), "a serving process with its chart process"
         seconds = {"one": 0.0, "two": 0.0}
         answers_before = answered(fake) - filed(fake)
@@ -131,7 +131,7 @@ def test_two_capped_workers_answer_a_burst_about_twice_as_fast_as_one(tmp_path, 
             quiet(caps)
             before = [cap.cpu_seconds() for cap in caps]
             seconds[name] += asyncio.run(burst(bases[name], fake, 60, 6))
-            used = [u + cap.cpu_seconds() - b for u, cap, b in zip(used, caps, before)]
+            used = [u + cap.cpu_seconds() - b for u, cap, b in zip(used, caps, before, strict=False)]
         throttled = [cap.throttled()[0] for cap in caps]
         unfiled = answered(fake) - filed(fake) - answers_before
     if unfiled:  # each of them cost less than filing: the times compare something else
@@ -189,7 +189,7 @@ def quiet(caps, *, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         before = [cap.cpu_seconds() for cap in caps]
         time.sleep(0.5)
-        if all(cap.cpu_seconds() - b <= 0.025 for cap, b in zip(caps, before)):
+        if all(cap.cpu_seconds() - b <= 0.025 for cap, b in zip(caps, before, strict=False)):
             return
     pytest.fail(f"the serving processes were still busy after {timeout} s")
 

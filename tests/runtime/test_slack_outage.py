@@ -162,7 +162,7 @@ def rounds(started: list[float], within: float = 0.0) -> list[float]:
 def probe_gaps(started: list[float], within: float = 0.0) -> list[float]:
     """The time between successive rounds of calls."""
     begun = rounds(started, within)
-    return [b - a for a, b in zip(begun, begun[1:])]
+    return [b - a for a, b in zip(begun, begun[1:], strict=False)]
 
 
 async def outage_then_recovery(db, fake, clock, *, break_slack, mend_slack) -> tuple[OutboxSender, list[float], int]:

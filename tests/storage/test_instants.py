@@ -67,7 +67,7 @@ def test_every_datetime_column_keeps_the_instant(db):
             values = _row(table, parents)
             result = conn.execute(insert(table).values(**values))
             key = dict(values)
-            for column, value in zip(table.primary_key.columns, result.inserted_primary_key):
+            for column, value in zip(table.primary_key.columns, result.inserted_primary_key, strict=False):
                 key[column.name] = value
             parents[table.name] = key
             written.update({(table.name, c): v for c, v in values.items() if isinstance(table.c[c].type, (DateTime, UtcDateTime))})

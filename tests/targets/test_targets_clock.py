@@ -99,7 +99,8 @@ def test_stopping_the_clock_says_met_or_missed():
     c = cal()
     filed = at(BERLIN, 2026, 12, 1, 9, 0)
     met = clock_state(c, Clock(ClockKind.first_response, filed, stopped_at=at(BERLIN, 2026, 12, 1, 9, 59)), timedelta(hours=1), at(BERLIN, 2026, 12, 3, 9, 0))
-    missed = clock_state(c, Clock(ClockKind.first_response, filed, stopped_at=at(BERLIN, 2026, 12, 1, 10, 1)), timedelta(hours=1), at(BERLIN, 2026, 12, 3, 9, 0))
+    missed = clock_state(c, Clock(ClockKind.first_response, filed, stopped_at=at(BERLIN, 2026, 12, 1, 10, 1)), timedelta(hours=1),
+                         at(BERLIN, 2026, 12, 3, 9, 0))
     assert met.met is True and missed.met is False
     assert not met.passed(Threshold.breach, at(BERLIN, 2026, 12, 9, 0, 0))
     assert describe(met, filed) == "first response met" and describe(missed, filed) == "first response missed"

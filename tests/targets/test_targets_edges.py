@@ -19,7 +19,7 @@ from bot.runtime.config import Hosts, Policy, Targets, Triage
 from bot.targets import alerts as target_alerts
 from bot.targets import compliance
 from bot.targets.listeners import JOB
-from storage.models import FrictionChange, FrictionPoint
+from storage.models import FrictionPoint
 from tests.conftest import Bot, make_settings
 from tests.fake_slack import TOKEN
 from tests.slack_requests import USER, block_actions, element_action, event_callback, interactive, slash_command

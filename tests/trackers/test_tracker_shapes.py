@@ -70,7 +70,7 @@ async def test_a_project_issue_under_a_relative_url_root_matches_its_delivery(bo
     payload["object_attributes"]["url"] = "https://git.example.com/gitlab/g/p/-/issues/4"
     await deliver(bot, "gitlab", *tr.gitlab_signed(payload))
     assert point(bot, point_id).status == "resolved"
-    assert [l.key for l in links(bot)] == ["g/p#4"]  # the link follows the delivery's key
+    assert [lnk.key for lnk in links(bot)] == ["g/p#4"]  # the link follows the delivery's key
 
 
 # ------------------------------------------------------------------ 2, 3. Jira
@@ -155,7 +155,7 @@ async def test_a_deleted_issue_leaves_a_report_with_another_link_linked(bot):
     point_id = await file_and_link(bot, "staging deploys hang")
     await run(bot, f"link FB-{point_id} https://github.com/acme/platform/issues/43", HOST)
     await deliver(bot, "github", *tr.github("issues", github_deleted("acme/platform", 42)))
-    assert [l.key for l in links(bot)] == ["acme/platform#43"] and point(bot, point_id).status == "linked"
+    assert [lnk.key for lnk in links(bot)] == ["acme/platform#43"] and point(bot, point_id).status == "linked"
     [alert] = thread_posts(bot, point_id)
     assert "other links" in alert["blocks"][0]["text"]["text"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot.trackers import MODULES, Outcome, Tracker, github, gitlab, parse_issue_url
-from storage.models import FrictionPoint, TrackerLink
+from bot.trackers import MODULES, Tracker, github, gitlab, parse_issue_url
+from storage.models import TrackerLink
 from tests import tracker_requests as tr
 from tests.closing.test_closing import deliver, file_and_link, notices_to, point, policy, settings_overrides  # noqa: F401  # noqa: F401
 from tests.slack_requests import USER
@@ -128,7 +128,7 @@ async def test_github_vendor_example_repository_rename_is_followed(bot):
     renamed = fixture("github/repository.renamed.json")
     renamed["changes"]["repository"]["name"]["from"] = "Old-Name"
     await deliver(bot, "github", *tr.github("repository", renamed))
-    assert [(l.key, l.project_id) for l in links(bot)] == [("octocoders/hello-world#5", "186853261")]
+    assert [(lnk.key, lnk.project_id) for lnk in links(bot)] == [("octocoders/hello-world#5", "186853261")]
     closed = tr.github_issue("Octocoders/Hello-World", 5)
     await deliver(bot, "github", *tr.github("issues", closed))
     assert len(notices_to(bot, USER)) == 1
@@ -169,7 +169,7 @@ async def test_gitlab_vendor_examples_close_reopen_merge_and_move(bot):
     new["project"]["path_with_namespace"] = "new/home"
     await deliver(bot, "gitlab", *tr.gitlab_signed(new))
     assert len(notices_to(bot, "U0OTHER001")) == 1
-    assert "new/home#4" in [l.key for l in links(bot)]
+    assert "new/home#4" in [lnk.key for lnk in links(bot)]
 
 
 async def test_jira_vendor_shaped_examples_key_change_then_resolved(bot):
@@ -198,4 +198,4 @@ async def test_linear_vendor_shaped_examples_completed_reopened_and_team_move(bo
     moved = json.loads(json.dumps(completed))
     moved["data"].update(identifier="OPS-3", previousIdentifiers=[key], updatedAt="2030-01-01T00:00:00.000Z")
     await deliver(bot, "linear", *tr.linear_signed(moved))
-    assert [l.key for l in links(bot)] == ["OPS-3"] and len(notices_to(bot, USER)) == 2
+    assert [lnk.key for lnk in links(bot)] == ["OPS-3"] and len(notices_to(bot, USER)) == 2

@@ -157,7 +157,7 @@ async def test_link_resolve_and_reopen_through_the_modals(bot):
     assert (await submit_modal(bot, HOST, "not a url")).json()["response_action"] == "errors"
     assert (await submit_modal(bot, HOST, "https://github.com/acme/platform/issues/42")).status_code == 200
     point = load(bot.db, point_id)
-    assert point.status == "linked" and [(l.tracker, l.key) for l in point.links] == [("github", "acme/platform#42")]
+    assert point.status == "linked" and [(lnk.tracker, lnk.key) for lnk in point.links] == [("github", "acme/platform#42")]
     assert "acme/platform#42" in json.dumps(latest_card(bot, point_id)["blocks"])
     await click(bot, point_id, "triage_resolve")
     await submit_modal(bot, HOST, "Eviction reasons now show in the dashboard")
@@ -249,7 +249,7 @@ async def test_host_commands_link_resolve_and_queue(bot):
     assert "Only office-hours hosts" in await command(bot, f"link FB-{low} https://linear.app/acme/issue/ENG-9/x", user=STRANGER)
     assert load(bot.db, low).links == []
     assert "Linked" in await command(bot, f"link FB-{low} https://linear.app/acme/issue/ENG-9/docs-search")
-    assert [(l.tracker, l.key) for l in load(bot.db, low).links] == [("linear", "ENG-9")]
+    assert [(lnk.tracker, lnk.key) for lnk in load(bot.db, low).links] == [("linear", "ENG-9")]
     assert "Resolved" in await command(bot, f"resolve FB-{low} rewrote the page")
     assert load(bot.db, low).resolution_note == "rewrote the page"
     assert "already resolved" in await command(bot, f"resolve FB-{low}")
