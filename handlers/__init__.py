@@ -20,11 +20,37 @@ import bot.surveys.listeners
 import bot.targets.listeners
 import bot.triage.listeners
 from bot import surveys as survey_ops
+from bot.direct_messages.service import DM_ANSWER_PURPOSE, DmAnswerHook
+from bot.focus.flows import PostHook
+from bot.focus.service import POST_PURPOSE
+from bot.runtime.config import Policy
 from bot.runtime.context import Deps
+from bot.runtime.outbox import OutboxHook
+from bot.surveys.csat import CSAT_PURPOSE, CsatHook
+from bot.surveys.listeners import runner_for
+from bot.surveys.runs import REMINDER_PURPOSE, ReminderHook
+from bot.surveys.sealing import Keys
+from bot.triage.flows import CardHook
+from bot.triage.service import CARD_PURPOSE
+
+
+def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
+    """Every outbox hook, by the ``OutboxMessage.purpose`` it renders: the one place they are
+    registered. ``keys``: the surveys' sealing keys (the reminders' hook finds who answered)."""
+    return {
+        CARD_PURPOSE: CardHook(policy),
+        DM_ANSWER_PURPOSE: DmAnswerHook(),
+        CSAT_PURPOSE: CsatHook(policy),
+        REMINDER_PURPOSE: ReminderHook(policy, keys),
+        POST_PURPOSE: PostHook(policy),
+    }
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
-    """Attach every feature's listeners (and, for now, the jobs their ``register`` declares) to ``app``."""
+    """Attach every feature's listeners (and, for now, the jobs their ``register`` declares) to
+    ``app``, and the outbox hooks to its sender."""
+    runner = runner_for(deps)  # the surveys' runner: its keys seal answers and let reminders find who answered
+    deps.sender.hooks.update(outbox_hooks(deps.policy, runner.keys))
     bot.intake.listeners.register(app, deps)
     bot.triage.listeners.register(app, deps, on_resolved=survey_ops.csat_followup_hook(deps.policy))
     bot.closing.listeners.register(app, deps)
@@ -33,7 +59,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     bot.direct_messages.listeners.register(app, deps)  # before help_channel's catch-all message listener
     bot.help_channel.listeners.register(app, deps)
     bot.office_hours.listeners.register(app, deps)
-    bot.surveys.listeners.register(app, deps)
+    bot.surveys.listeners.register(app, deps, runner=runner)
     bot.retention.jobs.register(app, deps)
     bot.targets.listeners.register(app, deps)
     bot.focus.listeners.register(app, deps)

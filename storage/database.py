@@ -28,6 +28,16 @@ T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+QUEUED = "outbox_queued"  # Session.info key: this transaction queued an outbox message
+
+
+def queued(session: Session) -> None:
+    """Note on ``session`` that its transaction queued an outbox message (``storage.outbox``):
+    once it commits, ``Database.transact`` calls the database's ``after_queue`` callbacks (the
+    app's sender wakes up)."""
+    session.info[QUEUED] = True
+
+
 def insert_unique(session: Session, *rows) -> bool:
     """Add ``rows`` in a savepoint. False, and nothing added, if a unique constraint says they (or
     their twins from a retry, a double click or another instance) are already there: the one way
@@ -159,6 +169,10 @@ class Database:
         self.background_workers = int(background_workers)
         self.engine = make_engine(url, idle_in_transaction_seconds=idle_in_transaction_seconds)
         self._async_engine: AsyncEngine | None = None
+        # Called, in the committing thread, after a transaction that queued an outbox message
+        # committed (storage.outbox.queued): the app's sender wakes on it, so nothing queued waits
+        # for the sender's next idle poll, whoever queued it.
+        self.after_queue: list[Callable[[], None]] = []
         self.answer_seconds = answer_seconds if answer_seconds is not None else (None if url.startswith("sqlite") else ANSWER_SECONDS)
 
     @property
@@ -173,8 +187,13 @@ class Database:
 
     def transact(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """Run ``fn(session=..., ...)`` in one transaction: all of it is written, or none."""
-        with unavailable_as_one(), self.session() as session, session.begin():
-            return fn(*args, session=session, **kwargs)
+        with unavailable_as_one(), self.session() as session:
+            with session.begin():
+                result = fn(*args, session=session, **kwargs)
+            if session.info.pop(QUEUED, False):
+                for call in list(self.after_queue):
+                    call()
+            return result
 
     def read(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``fn(session=..., ...)`` in a transaction that only reads: on SQLite a deferred one,

@@ -8,7 +8,7 @@ from sqlalchemy import case, delete, func, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, or_, select
 
-from storage.database import insert_or_skip, insert_unique
+from storage.database import insert_or_skip, insert_unique, queued
 from storage.models import OutboxMessage, OutboxStatus, Workspace, as_utc, utcnow
 
 # A sender that crashed mid-send loses its claim after this; the default for OUTBOX_CLAIM_SECONDS
@@ -44,8 +44,12 @@ def enqueue(
     )
     if fresh:
         session.add(message)
+        queued(session)
         return True
-    return insert_unique(session, message)
+    if insert_unique(session, message):
+        queued(session)
+        return True
+    return False
 
 
 def enqueue_many(*, session: Session, messages: list[dict]) -> None:
@@ -61,6 +65,7 @@ def enqueue_many(*, session: Session, messages: list[dict]) -> None:
                  enterprise_id=m["workspace"].enterprise_id if m.get("workspace") else None,
                  status=OutboxStatus.pending, attempts=0, not_before=now, created_at=now) for m in messages]
     session.execute(insert_or_skip(session, OutboxMessage), rows)
+    queued(session)
 
 
 def _to_a_bot(method: str, payload: dict) -> bool:

@@ -57,4 +57,3 @@ def register(app: AsyncApp, deps: Deps) -> None:
             "type": "modal", "title": {"type": "plain_text", "text": "Thanks"}, "close": {"type": "plain_text", "text": "Close"},
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": build_feedback_thanks(False, ref)["text"]}}],
         })
-        deps.sender.wake()

@@ -2,7 +2,7 @@
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
-from bot.direct_messages.service import DM_ANSWER_PURPOSE, DmAnswerHook, add_from_thread, by_a_person, file_direct_message
+from bot.direct_messages.service import add_from_thread, by_a_person, file_direct_message
 from bot.intake.service import MAX_TEXT, suggest_categories
 from bot.messages import message_text
 from bot.runtime.context import Deps
@@ -13,7 +13,6 @@ from storage.models import Source
 
 def register(app: AsyncApp, deps: Deps) -> None:
     policy = deps.policy
-    deps.sender.hooks[DM_ANSWER_PURPOSE] = DmAnswerHook()
 
     async def is_dm(event: dict) -> bool:
         return event.get("channel_type") == "im"
@@ -45,10 +44,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                                       ts=event["ts"], user=event["user"], text=text[:MAX_TEXT], prefix=policy.reference_prefix,
                                       workspace=draft.workspace)
             if added is not None:
-                deps.sender.wake()
                 return
         # DatabaseUnavailable here goes to the app's error handler, which keeps the event in the spool.
-        filed = await deps.db.run(file_direct_message, draft=draft, event_id=body["event_id"], dm_channel=channel,
+        await deps.db.run(file_direct_message, draft=draft, event_id=body["event_id"], dm_channel=channel,
                                   prefix=policy.reference_prefix, triage_channel=policy.triage.channel)
-        if filed is not None and (filed.created or filed.answered):
-            deps.sender.wake()

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from bot.intake.blocks import build_added_to_report, build_addition_alert, build_filed_message
 from bot.references import format_ref
+from bot.runtime.outbox.sender import Hook
 from bot.targets import alerts as target_alerts
 from storage import friction, outbox
 from storage.friction import FrictionDraft
@@ -83,7 +84,7 @@ def file_direct_message(*, session: Session, draft: FrictionDraft, event_id: str
     return DmFiled(point, created=True)
 
 
-class DmAnswerHook:
+class DmAnswerHook(Hook):
     """Outbox hook (``DM_ANSWER_PURPOSE``): the answer goes as queued; once Slack has it, where it
     is (``ts``) is kept with its report, so a reply in its thread finds the report."""
 

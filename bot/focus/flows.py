@@ -11,12 +11,13 @@ from bot.focus import service as focus
 from bot.focus.blocks import build_focus_post, build_focus_report
 from bot.insight.service import FrictionScores
 from bot.runtime.config import Policy
+from bot.runtime.outbox.sender import Hook
 from storage import focus as store
 from storage import outbox
 from storage.models import OutboxMessage
 
 
-class PostHook:
+class PostHook(Hook):
     """Outbox hook (``focus.POST_PURPOSE``): renders the announcement when sent and remembers where
     it was posted."""
 

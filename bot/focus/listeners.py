@@ -28,7 +28,6 @@ USAGE = "Usage: `/platform-feedback focus` (the focus and candidates), `focus pu
 
 def register(app: AsyncApp, deps: Deps) -> None:
     policy, prefix = deps.policy, deps.policy.reference_prefix
-    deps.sender.hooks[focus.POST_PURPOSE] = focus_flow.PostHook(policy)
     if policy.closing.announce_channel:  # without it nothing is published, so nothing to keep up or report
         deps.scheduler.add(
             Job(name=JOB, db=deps.db, work=partial(focus_flow.tick, policy=policy),
@@ -59,7 +58,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except DatabaseUnavailable:
             await respond(response_type="ephemeral", replace_original=False, **build_try_again("that change"))
             return
-        deps.sender.wake()
         await picker(user, respond, done)
 
     async def focus_command(user: str, args: str, respond: AsyncRespond, client) -> None:

@@ -73,28 +73,23 @@ def register(app: AsyncApp, deps: Deps) -> None:
             )
         if taken is None:
             return
-        deps.sender.wake()
         if taken.created:
             await remember_permalink(deps.db, client, taken.point.id, channel, ts)
 
     async def on_reporter_reply(event: dict) -> None:
         """A reply in the thread a report was filed from: its reporter's answer when it waits for them."""
         # DatabaseUnavailable goes to the app's error handler, which keeps the event in the spool.
-        answered = await deps.db.run(target_alerts.answer_in_thread, channel=event["channel"], thread_ts=event["thread_ts"],
+        await deps.db.run(target_alerts.answer_in_thread, channel=event["channel"], thread_ts=event["thread_ts"],
                                      user=event["user"], text=message_text(event) or "(a message with no text)", prefix=prefix)
-        if answered:
-            deps.sender.wake()
 
     async def on_reply(body: dict, event: dict) -> None:
         user = event["user"]
         if not await deps.hosts.is_host(user):
             await on_reporter_reply(event)  # the asker and colleagues talk freely; only a host's answer is a response
             return
-        applied = await deps.db.run(
+        await deps.db.run(
             help_channel.take_answer, event_id=body["event_id"], channel=event["channel"], thread_ts=event["thread_ts"], actor=user
         )
-        if applied is not None:
-            deps.sender.wake()
 
     # Every message event the bot receives lands here (Bolt would answer 404 to one no listener
     # takes, and Slack would retry it); only the help channel's are looked at.
@@ -130,7 +125,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             point = await deps.db.run(help_channel.thread_point, channel=item["channel"], thread_ts=item["ts"])
             if point is None:
                 return  # not a question (a reply, the bot's own message...)
-            applied = await deps.db.run(
+            await deps.db.run(
                 help_channel.resolve_in_thread,
                 point_id=point.id,
                 actor=user,
@@ -141,8 +136,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except triage.TriageError as exc:  # not theirs to resolve, already resolved, merged
             log.info("resolve reaction on %s ignored: %s", item["ts"], exc)
             return
-        if applied is not None:
-            deps.sender.wake()
 
     @app.action(RESOLVE_ACTION)
     async def on_resolve_button(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond):
@@ -161,6 +154,5 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except DatabaseUnavailable:
             await respond(response_type="ephemeral", replace_original=False, **build_try_again("that change"))
             return
-        deps.sender.wake()
         # The reply the button sits on keeps its reference and loses the button.
         await respond(replace_original=True, **build_help_reply(deps.ref(point_id), point_id, config.resolve_reaction, open_=False))

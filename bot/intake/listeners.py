@@ -105,7 +105,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except DatabaseUnavailable:
             await ack(response_type="ephemeral", **build_try_again("your report", text))
             return
-        deps.sender.wake()
         await ack(response_type="ephemeral", **build_filed_message(deps.ref(filed.point.id), filed.point, with_details_button=True))
 
     @app.shortcut(Callback.report_shortcut)
@@ -184,7 +183,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 # private_metadata comes back from the client: whose report it is is checked again here.
                 await deps.db.run(add_details, point_id=metadata.point_id, user=user, draft=draft, prefix=policy.reference_prefix)
                 await ack()
-                deps.sender.wake()
                 return
             filed = await deps.db.run(file_report, draft=draft, confirm_by_dm=True, **filing)
         except DetailsRefused as refused:
@@ -198,7 +196,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
             )
             return
         await ack()
-        deps.sender.wake()
         if filed.created and metadata.channel_id and metadata.message_ts:
             await remember_permalink(deps.db, client, filed.point.id, metadata.channel_id, metadata.message_ts)
 
@@ -248,5 +245,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
         )
         if filed is None or not filed.created:
             return
-        deps.sender.wake()
         await remember_permalink(deps.db, client, filed.point.id, channel, ts)

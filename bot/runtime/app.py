@@ -3,6 +3,8 @@
 import contextlib
 import dataclasses
 import logging
+import weakref
+from collections.abc import Callable
 
 import aiohttp
 import anyio.to_thread
@@ -92,6 +94,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     )
     deps.scheduler.observer = lambda job, outcome: deps.metrics.scheduler_runs.labels(job, outcome).inc()
     deps.sender.observer = deps.metrics.observe_send
+    db.after_queue.append(_wakes(deps.sender, db))  # whatever queued a message, the sender hears of it at commit
     # The spool's replay goes through a twin of the app that runs each listener to its end before
     # answering, so an event leaves the spool only once it was handled. Its registrations' jobs
     # and commands go to throwaway copies (the app's own are the ones that run).
@@ -163,6 +166,22 @@ def _register(app: AsyncApp, deps: Deps) -> None:
         return await next()
 
     handlers.register(app, deps)
+
+
+def _wakes(sender: OutboxSender, db: Database) -> Callable[[], None]:
+    """``sender.wake_from_any_thread``, held weakly: a Database can outlive the apps built on it (the
+    CLI, tests), and a stopped app's sender is forgotten, not woken."""
+    ref = weakref.WeakMethod(sender.wake_from_any_thread)
+
+    def wake() -> None:
+        method = ref()
+        if method is None:
+            with contextlib.suppress(ValueError):
+                db.after_queue.remove(wake)
+            return
+        method()
+
+    return wake
 
 
 def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient) -> tuple[AsyncApp, Workspaces, AsyncInstallationStoreAuthorize]:

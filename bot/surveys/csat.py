@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from bot.references import format_ref
 from bot.runtime.config import Policy
+from bot.runtime.outbox.sender import Hook
 from bot.surveys.blocks import build_csat_dm
 from bot.surveys.runs import hold_until
 from storage import outbox
@@ -56,7 +57,7 @@ def answer_csat(*, session: Session, followup_id: int, user_id: str, score: int)
 # ------------------------------------------------------------------ outbox hook (rendered when sent)
 
 
-class CsatHook:
+class CsatHook(Hook):
     def __init__(self, policy: Policy):
         self.policy = policy
 

@@ -23,7 +23,7 @@ from bot.references import format_ref
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job
 from bot.runtime.workspaces import NotInstalled
-from bot.surveys import CSAT_PURPOSE, TICK_MINUTES, CsatHook, ReadError, SurveyError, SurveyRunner, job_name, results_channel
+from bot.surveys import TICK_MINUTES, ReadError, SurveyError, SurveyRunner, job_name, results_channel
 from bot.surveys.blocks import (
     COMMENT_BLOCK,
     TEXT_BLOCK,
@@ -93,11 +93,10 @@ def _parts(value: object, n: int) -> list[str] | None:
     return parts if len(parts) == n else None
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
+def register(app: AsyncApp, deps: Deps, runner: SurveyRunner | None = None) -> None:
+    """``runner``: the one whose keys the reminders' hook holds (``handlers.register``)."""
     policy = deps.policy
-    runner = runner_for(deps)
-    deps.sender.hooks[CSAT_PURPOSE] = CsatHook(policy)
-    deps.sender.hooks[ops.REMINDER_PURPOSE] = ops.ReminderHook(policy, runner.keys)
+    runner = runner or runner_for(deps)
     deps.sender.quiet |= ops.QUIET_PURPOSES
     by_name = {s.name: s for s in policy.surveys}
 

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, update
 
 from bot import charts
 from bot.runtime.config import Policy, Survey
+from bot.runtime.outbox.sender import Hook
 from bot.surveys import timing
 from bot.surveys.blocks import build_results, build_survey_dm, chart_comment
 from bot.surveys.results import RunResults, results_for_run, run_survey, score_history, segment_map
@@ -153,7 +154,7 @@ def queue_reminders(*, session: Session, policy: Policy, now: datetime | None = 
     return queued
 
 
-class ReminderHook:
+class ReminderHook(Hook):
     """Renders a reminder when it is sent, or drops it: the run closed, or the person answered
     (their sealed answers hold an answer or a comment, found under their pseudonym). ``discreet``:
     the sender paces it before asking, and erases its row whatever happens, so sent and dropped

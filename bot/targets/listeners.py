@@ -55,7 +55,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except DatabaseUnavailable:
             await respond(response_type="ephemeral", **build_try_again("that question"))
             return
-        deps.sender.wake()
         clocks = ("; its response-target clocks are paused until they answer" if deps.policy.targets.enabled
                   else "; their answer goes to the card's thread")  # no targets set: no clock to pause
         await respond(response_type="ephemeral", text=f"Asked the reporter of {format_ref(prefix, point_id)}{clocks}.")
@@ -86,7 +85,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack(response_action="errors", errors={REPLY_BLOCK: "That report is not waiting for an answer from you."})
             return
         await ack()
-        deps.sender.wake()
 
     @app.action(Action.target_ask)
     async def on_ask(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
@@ -120,4 +118,3 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack(response_action="errors", errors={ASK_BLOCK: "The bot cannot reach its database right now; try again in a minute."})
             return
         await ack()
-        deps.sender.wake()

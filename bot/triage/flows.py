@@ -13,6 +13,7 @@ from bot.insight import service as insight
 from bot.references import format_ref
 from bot.runtime import cpu
 from bot.runtime.config import Policy
+from bot.runtime.outbox.sender import Hook
 from bot.targets import alerts as target_alerts
 from bot.targets.blocks import due_line
 from bot.triage.blocks import build_card, build_reporter_notice
@@ -91,7 +92,7 @@ def load_card(*, session: Session, policy: Policy, point_id: int) -> tuple[Frict
     return point, (render_card(session=session, policy=policy, point=point) if point is not None and point.card_ts else None)
 
 
-class CardHook:
+class CardHook(Hook):
     """Outbox hook (``CARD_PURPOSE``): renders a card at send time and remembers where it was posted."""
 
     def __init__(self, policy: Policy):

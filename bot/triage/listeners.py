@@ -65,7 +65,6 @@ class CardUpdates:
 
 def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) -> None:
     prefix = deps.policy.reference_prefix
-    deps.sender.hooks[triage.CARD_PURPOSE] = triage_flow.CardHook(deps.policy)
     cards = CardUpdates(deps.ref)
 
     async def refresh_card(client: AsyncWebClient, point_id: int) -> None:
@@ -85,8 +84,6 @@ def register(app: AsyncApp, deps: Deps, *, on_resolved: Callable | None = None) 
             return str(exc)
         except DatabaseUnavailable:
             return build_try_again("that change")["text"]
-        if applied.queued:  # otherwise nothing to send: a claim per click would find nothing
-            deps.sender.wake()
         await cards.show(client, applied.point, card)
         if applied.change == triage.Change.merged and applied.point.duplicate_of_id:
             await refresh_card(client, applied.point.duplicate_of_id)

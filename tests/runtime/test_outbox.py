@@ -9,7 +9,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import func, select, text
 
-from bot.runtime.outbox import MAX_ATTEMPTS, MethodLimiter, OutboxSender
+from bot.runtime.outbox import MAX_ATTEMPTS, Hook, MethodLimiter, OutboxSender
 from storage import outbox
 from storage.database import Database, DatabaseUnavailable
 from storage.models import OutboxMessage, as_utc, utcnow
@@ -572,7 +572,7 @@ async def test_messages_to_one_channel_keep_their_order(db, fake_slack):
     assert [p["text"] for p in posted(fake_slack) if p["channel"] == "C-ONE"] == ["#0", "#2", "#4", "#6"]
 
 
-class PostThenUpdate:
+class PostThenUpdate(Hook):
     """A hook like the triage card's: posts once, then updates what it posted."""
 
     def __init__(self):
@@ -639,7 +639,7 @@ async def test_stopping_mid_batch_records_what_went_and_gives_back_the_rest(db, 
 
 
 async def test_a_message_that_cannot_be_rendered_is_retried_and_the_rest_go(db, fake_slack):
-    class Broken:
+    class Broken(Hook):
         def prepare(self, session, message, payload):
             raise ValueError("no such card")
 
@@ -803,3 +803,44 @@ async def test_a_channel_post_slack_answered_too_late_is_looked_up_not_sent_agai
     assert sorted(p["text"] for p in posted(fake_slack)) == [f"#{i} & <ok>" for i in range(4)]  # each once
     assert [r.status for r in messages(db)] == ["sent"] * 4
     assert len(fake_slack.calls_to("conversations.history")) == 4
+
+
+def test_the_sender_hears_of_a_message_when_its_transaction_commits(db):
+    # One hook in the database's transaction (issue #24) instead of a wake() after each call that
+    # queues: called once the transaction that queued commits; not for one that queued nothing, nor
+    # for one that rolled back (nothing was queued).
+    heard = []
+    db.after_queue.append(lambda: heard.append(db.transact(outbox.pending_count)))
+    try:
+        db.transact(outbox.enqueue, dedupe_key="wake-1", method="chat.postMessage", payload={"channel": "C1", "text": "a"})
+        assert heard == [1]  # after the commit: the message is visible
+        db.transact(outbox.pending_count)
+        db.transact(outbox.enqueue, dedupe_key="wake-1", method="chat.postMessage", payload={"channel": "C1", "text": "a"})
+        assert heard == [1]  # the same key again queued nothing
+
+        def queue_then_fail(*, session):
+            outbox.enqueue(session=session, dedupe_key="wake-2", method="chat.postMessage", payload={"channel": "C1", "text": "b"})
+            raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError):
+            db.transact(queue_then_fail)
+        assert heard == [1]
+        db.transact(outbox.enqueue_many, messages=[{"dedupe_key": "wake-3", "method": "chat.postMessage", "payload": {"channel": "C1", "text": "c"}}])
+        assert heard == [1, 2]
+    finally:
+        db.after_queue.clear()
+
+
+async def test_a_message_queued_in_a_database_thread_goes_without_waiting_for_the_idle_poll(db, fake_slack):
+    # The sender idles for an hour between polls; the message queued in a worker thread (as every
+    # listener and job queues, through Database.run) goes at once: the commit woke the sender.
+    s = sender(db, fake_slack, idle_seconds=3600)
+    db.after_queue.append(s.wake_from_any_thread)
+    s.start()
+    try:
+        await until(lambda: s._running_loop is not None, what="the sender's loop to start")
+        await db.run(outbox.enqueue, dedupe_key="woken", method="chat.postMessage", payload={"channel": "C0WOKEN01", "text": "now"})
+        await until(lambda: any(c.body.get("channel") == "C0WOKEN01" for c in fake_slack.calls), what="the queued message at Slack")
+    finally:
+        db.after_queue.clear()
+        await s.stop()

@@ -4,7 +4,7 @@ sending.py (the Web API call and what its failure means), recording.py (the outc
 the next call takes its place), sender.py (the loop that ties them together)."""
 
 from bot.runtime.outbox.pacing import MethodLimiter
-from bot.runtime.outbox.sender import OutboxHook, OutboxSender
+from bot.runtime.outbox.sender import Hook, OutboxHook, OutboxSender
 from bot.runtime.outbox.sending import MAX_ATTEMPTS
 
-__all__ = ["MAX_ATTEMPTS", "MethodLimiter", "OutboxHook", "OutboxSender"]
+__all__ = ["MAX_ATTEMPTS", "Hook", "MethodLimiter", "OutboxHook", "OutboxSender"]

@@ -68,7 +68,7 @@ def chains(batch: Batch, hooks) -> list[list[OutboxMessage]]:
     found: dict[str, list[OutboxMessage]] = {}
     for message in batch.messages:
         hook = hooks.get(message.purpose or "")
-        if hook is not None and not getattr(hook, "discreet", False) and not getattr(hook, "by_channel", False):
+        if hook is not None and not hook.discreet and not hook.by_channel:
             key = f"hook:{message.purpose}"
         else:
             channel = batch.payloads[message.id].get("channel")

@@ -36,7 +36,20 @@ log = logging.getLogger(__name__)
 
 
 class OutboxHook(Protocol):
-    """For messages whose payload is rendered when sent (``OutboxMessage.purpose``)."""
+    """For messages whose payload is rendered when sent (``OutboxMessage.purpose``). The hooks are
+    registered in one place, the wiring table (``handlers.outbox_hooks``); a hook subclasses ``Hook``
+    for the defaults."""
+
+    discreet: bool
+    """Whether it goes says something about a person: paced before ``prepare``, its row erased
+    whether it went, was dropped or failed for good; chained by channel."""
+    by_channel: bool
+    """Its messages do not depend on each other (no post before its updates), so they are chained
+    by channel like unhooked ones, not one after another."""
+
+    async def ready(self, db: Database, message: OutboxMessage) -> None:
+        """Slow work done before ``prepare``, outside its transaction (the triage card's duplicate
+        scoring); DatabaseUnavailable gives the message back."""
 
     def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
         """The (method, payload) to send now, or None to drop the message."""
@@ -44,12 +57,19 @@ class OutboxHook(Protocol):
     def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
         """Record what Slack answered (e.g. where a card was posted)."""
 
-    # Optional ``discreet = True`` (whether it goes says something about a person): paced before
-    # ``prepare``, its row erased whether it went, was dropped or failed for good; chained by channel.
-    # Optional ``async ready(db, message)``: slow work done before ``prepare``, outside its
-    # transaction (the triage card's duplicate scoring); DatabaseUnavailable gives the message back.
-    # Optional ``by_channel = True``: its messages do not depend on each other (no post before its
-    # updates), so they are chained by channel like unhooked ones, not one after another.
+
+class Hook:
+    """An ``OutboxHook``'s defaults: not discreet, its messages one after another, nothing to do
+    before ``prepare``, nothing to record when sent."""
+
+    discreet = False
+    by_channel = False
+
+    async def ready(self, db: Database, message: OutboxMessage) -> None:
+        return None
+
+    def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
+        return None
 
 
 class OutboxSender:
@@ -93,6 +113,7 @@ class OutboxSender:
         self.recorder = Recorder(self._sent)
         self._clock = clock
         self._wake = asyncio.Event()
+        self._running_loop: asyncio.AbstractEventLoop | None = None  # set by run_forever
         self._task: asyncio.Task | None = None
         self._in_flight: asyncio.Semaphore | None = None
 
@@ -111,6 +132,22 @@ class OutboxSender:
     def limiter(self, method: str) -> MethodLimiter:
         """The method's workspace-wide pace (and pause)."""
         return self.pacing.limiter(method)
+
+    def wake_from_any_thread(self) -> None:
+        """``wake`` from a database worker thread (``Database.after_queue``: a transaction that
+        queued a message committed); a plain ``wake`` while the sender's loop is not running."""
+        loop = self._running_loop
+        if loop is None or loop.is_closed():
+            self._wake.set()
+            return
+        try:
+            if asyncio.get_running_loop() is loop:
+                self._wake.set()
+                return
+        except RuntimeError:  # no loop in this thread: a database worker thread
+            pass
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to wake
+            loop.call_soon_threadsafe(self._wake.set)
 
     def wake(self) -> None:
         """Something was queued: send it now rather than at the next poll."""
@@ -174,7 +211,8 @@ class OutboxSender:
         results = self.recorder.pending
         if run.unrecorded:  # sends cannot be recorded: start no more than are already unrecorded
             return self._give_back(message, 0.0, run)
-        discreet = getattr(self.hooks.get(message.purpose or ""), "discreet", False)
+        hook = self.hooks.get(message.purpose or "")
+        discreet = hook is not None and hook.discreet
         if discreet:  # paced as stored, asked after its turn: a drop takes the same turns as a send
             method, payload = message.method, run.payloads[message.id]
         else:
@@ -237,7 +275,7 @@ class OutboxSender:
         hook = self.hooks.get(message.purpose or "")
         hooked = hook is not None
         try:
-            if getattr(hook, "ready", None) is not None:  # slow work its hook does outside the rendering's transaction
+            if hook is not None:  # slow work its hook does outside the rendering's transaction
                 await hook.ready(self.db, message)
             if hooked:  # rendered now, from the latest state
                 rendered = await self.db.run(self._render, message=message, payload=run.payloads[message.id])
@@ -258,7 +296,8 @@ class OutboxSender:
 
     def _done(self, message: OutboxMessage, error: str) -> None:
         """Not sent, for good: failed with ``error``, or erased if its hook is discreet."""
-        if getattr(self.hooks.get(message.purpose or ""), "discreet", False):
+        hook = self.hooks.get(message.purpose or "")
+        if hook is not None and hook.discreet:
             self.recorder.pending.erased.append(message.id)
         else:
             self.recorder.pending.failed.append((message.id, error))
@@ -355,6 +394,7 @@ class OutboxSender:
             await session.close()
 
     async def _loop(self) -> None:
+        self._running_loop = asyncio.get_running_loop()
         """A batch at a time, except that the next is claimed as soon as every message of the one
         before is in flight or done: its last calls' round trips and records, and the next claim,
         would otherwise leave the pace idle at every batch boundary."""
