@@ -3,11 +3,11 @@
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.direct_messages.service import add_from_thread, by_a_person, file_direct_message
-from bot.intake.service import MAX_TEXT, suggest_categories
+from bot.intake.drafts import new_draft
+from bot.intake.service import MAX_TEXT
 from bot.messages import message_text
 from bot.runtime.context import Deps
 from bot.text import from_slack
-from storage.friction import FrictionDraft
 from storage.models import Source
 
 
@@ -25,17 +25,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
         # The words as typed; a file sent with none is named by message_text ("Files: shot.png").
         text = from_slack(event.get("text") or "").strip() or message_text(event) or "(a message with no text)"
         channel = event["channel"]
-        draft = FrictionDraft(
-            team_id=body.get("team_id") or event.get("team") or "",
-            filed_by=event["user"],
-            reporter_id=event["user"],
-            text=text[:MAX_TEXT],
-            source=Source.dm,
-            intake_key=f"dm:{channel}:{event['ts']}",
-            auto_categories=suggest_categories(text, policy.taxonomy),
-            channel_id=channel,
-            message_ts=event["ts"],
-            enterprise_id=body.get("enterprise_id"),
+        draft = new_draft(
+            taxonomy=policy.taxonomy, source=Source.dm, intake_key=f"dm:{channel}:{event['ts']}", team_id=body.get("team_id") or event.get("team") or "",
+            filed_by=event["user"], text=text, max_text=MAX_TEXT, channel_id=channel, message_ts=event["ts"], enterprise_id=body.get("enterprise_id"),
         )
         thread_ts = event.get("thread_ts")
         if thread_ts and thread_ts != event["ts"]:  # a reply in a thread: more about a report, if it is one's

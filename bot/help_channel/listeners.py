@@ -21,14 +21,13 @@ from bot.emoji_names import same_emoji
 from bot.help_channel import service as help_channel
 from bot.help_channel.blocks import RESOLVE_ACTION, build_help_reply
 from bot.intake.blocks import build_try_again
-from bot.intake.service import suggest_categories
+from bot.intake.drafts import new_draft
 from bot.messages import message_text
 from bot.runtime.context import Deps
 from bot.runtime.slack_reads import remember_permalink
 from bot.targets import alerts as target_alerts
 from bot.triage import service as triage
 from storage.database import DatabaseUnavailable
-from storage.friction import FrictionDraft
 from storage.models import FrictionKind, Source
 
 log = logging.getLogger(__name__)
@@ -47,18 +46,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
         user = event["bot_id"] if form else event["user"]
         reporter = (help_channel.form_submitter(event) or user) if form else user
         text = message_text(event) or "(a message with no text)"
-        draft = FrictionDraft(
-            team_id=body.get("team_id") or event.get("team") or "",
-            filed_by=user,
-            reporter_id=reporter,
-            text=text[: help_channel.MAX_TEXT],
-            source=Source.help_channel,
-            intake_key=help_channel.intake_key(channel, ts),
-            auto_categories=suggest_categories(text, policy.taxonomy),
-            kind=FrictionKind.support,
-            channel_id=channel,
-            message_ts=ts,
-            enterprise_id=body.get("enterprise_id"),
+        draft = new_draft(
+            taxonomy=policy.taxonomy, source=Source.help_channel, intake_key=help_channel.intake_key(channel, ts),
+            team_id=body.get("team_id") or event.get("team") or "", filed_by=user, reporter_id=reporter, text=text, max_text=help_channel.MAX_TEXT,
+            kind=FrictionKind.support, channel_id=channel, message_ts=ts, enterprise_id=body.get("enterprise_id"),
         )
         # DatabaseUnavailable here goes to the app's error handler, which keeps the event in the spool.
         async with asker_locks.setdefault(user, asyncio.Lock()):

@@ -16,6 +16,7 @@ from bot.intake.blocks import (
     build_try_again,
     build_usage,
 )
+from bot.intake.drafts import new_draft
 from bot.intake.filing import DetailsRefused, add_details, details_point, file_report
 from bot.intake.service import CommandKind, parse_command, read_modal, suggest_categories
 from bot.messages import message_text
@@ -24,7 +25,6 @@ from bot.runtime.slack_reads import Unread, fetch_message, remember_permalink
 from bot.text import from_slack
 from storage import friction
 from storage.database import DatabaseUnavailable
-from storage.friction import FrictionDraft
 from storage.models import Source
 
 log = logging.getLogger(__name__)
@@ -87,16 +87,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await deps.commands[parsed.name](user, parsed.text, respond, client)
             return
         text = from_slack(parsed.text)
-        draft = FrictionDraft(
-            team_id=team,
-            filed_by=user,
-            reporter_id=user,
-            text=text[:3000],
-            source=Source.command,
-            intake_key=f"command:{command['trigger_id']}",
-            auto_categories=suggest_categories(text, policy.taxonomy),
-            channel_id=command.get("channel_id"),
-            enterprise_id=command.get("enterprise_id"),
+        draft = new_draft(
+            taxonomy=policy.taxonomy, source=Source.command, intake_key=f"command:{command['trigger_id']}", team_id=team, filed_by=user,
+            text=text, channel_id=command.get("channel_id"), enterprise_id=command.get("enterprise_id"),
         )
         # Acked means kept: a one-line report is stored before the ack, and the ack is its answer.
         # A process killed before that answers nothing, and Slack tells the person the command failed.
@@ -161,21 +154,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack(response_action="errors", errors={Block.text: "This form is out of date. Please open it again."})
             return
         user, team = body["user"]["id"], body["user"].get("team_id") or body["team"]["id"]
-        draft = FrictionDraft(
-            team_id=team,
-            filed_by=user,
-            reporter_id=user,
-            text=answers.text,
-            source=metadata.source,
-            intake_key=f"view:{view['id']}",
-            categories=answers.categories,
-            auto_categories=suggest_categories(answers.text, policy.taxonomy),
-            severity=answers.severity,
-            minutes_lost=answers.minutes_lost,
-            kind=answers.kind,
-            link_url=answers.link_url,
-            channel_id=metadata.channel_id,
-            message_ts=metadata.message_ts,
+        draft = new_draft(
+            taxonomy=policy.taxonomy, source=metadata.source, intake_key=f"view:{view['id']}", team_id=team, filed_by=user,
+            text=answers.text, max_text=None, categories=answers.categories, severity=answers.severity, minutes_lost=answers.minutes_lost,
+            kind=answers.kind, link_url=answers.link_url, channel_id=metadata.channel_id, message_ts=metadata.message_ts,
             enterprise_id=(body.get("enterprise") or {}).get("id"),
         )
         try:
@@ -225,18 +207,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
             text, author, thread_ts = UNREAD_TEXT, event.get("item_user"), None
         else:
             text, author, thread_ts = message_text(message) or "(a message with no text)", message.get("user"), message.get("thread_ts") or ts
-        draft = FrictionDraft(
-            team_id=body.get("team_id") or "",
-            filed_by=reactor,
+        draft = new_draft(
+            taxonomy=policy.taxonomy, source=Source.reaction, intake_key=f"message:{channel}:{ts}", team_id=body.get("team_id") or "",
             # The person who wrote the message hit the friction; bots' messages count for the reactor.
-            reporter_id=author or reactor,
-            text=text[:3000],
-            source=Source.reaction,
-            intake_key=f"message:{channel}:{ts}",
-            auto_categories=suggest_categories(text, policy.taxonomy),
-            channel_id=channel,
-            message_ts=ts,
-            enterprise_id=body.get("enterprise_id"),
+            filed_by=reactor, reporter_id=author or reactor, text=text, channel_id=channel, message_ts=ts, enterprise_id=body.get("enterprise_id"),
         )
         # DatabaseUnavailable here goes to the app's error handler, which keeps the event in the spool.
         filed = await deps.db.run(

@@ -7,15 +7,14 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from bot.intake.drafts import new_draft
 from bot.intake.filing import file_report
-from bot.intake.service import suggest_categories
 from bot.references import format_ref
 from bot.runtime.config import Policy, Survey, SurveyQuestion
 from bot.surveys.results import run_survey
 from bot.surveys.runs import SurveyError
 from bot.surveys.sealing import Keys
 from storage import surveys as store
-from storage.friction import FrictionDraft
 from storage.models import Source, as_utc, utcnow
 from storage.surveys import RunStatus, SurveyRun
 
@@ -173,10 +172,9 @@ def file_comment(*, session: Session, response_id: str, question_id: str | None,
     if not text:
         raise SurveyError("That comment is empty now (it was changed).")
     reporter = response.user_id if (not run.anonymous and response.user_id) else host
-    draft = FrictionDraft(
-        team_id=team_id, filed_by=host, reporter_id=reporter, text=text[:3000], source=Source.survey,
-        intake_key=f"survey:{response_id}:{question_id or 'comment'}",
-        auto_categories=suggest_categories(text, policy.taxonomy),
+    draft = new_draft(
+        taxonomy=policy.taxonomy, source=Source.survey, intake_key=f"survey:{response_id}:{question_id or 'comment'}",
+        team_id=team_id, filed_by=host, reporter_id=reporter, text=text,
     )
     filed = file_report(session=session, draft=draft, prefix=policy.reference_prefix, triage_channel=policy.triage.channel)
     ref = format_ref(policy.reference_prefix, filed.point.id)
