@@ -210,6 +210,13 @@ class Database:
         still commit later (every write here is keyed to be safe to repeat)."""
         return await self._in_thread(partial(self.transact, fn, *args, **kwargs), self.answer_seconds)
 
+    async def run_within(self, seconds: float, fn: Callable[..., T], /, *args, **kwargs) -> T:
+        """``run`` with its own deadline, on SQLite too: raises DatabaseUnavailable after
+        ``seconds`` (the thread is left to finish or fail on its own). For a check that must not
+        hold an ack, where cancelling ``run`` would wait for its thread: on SQLite up to the busy
+        timeout (5 s) behind another process's write lock."""
+        return await self._in_thread(partial(self.transact, fn, *args, **kwargs), seconds)
+
     def background(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``transact`` for work nobody waits on within seconds (scheduled jobs, the dashboard,
         reports, exports): its queries may use at most ``background_workers`` PostgreSQL parallel

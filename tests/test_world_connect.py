@@ -5,8 +5,6 @@ the internal survey or counted as asked; the run records how many were left out 
 colleague in a sibling workspace of the same Enterprise Grid org is one of ours. Started with the
 real command (``survey send pulse now``), on SQLite and PostgreSQL."""
 
-import asyncio
-import time
 
 import pytest
 from sqlmodel import select
@@ -15,6 +13,7 @@ from bot.runtime.config import Hosts, Policy, Survey, Triage
 from storage.surveys import SurveyRecipient, SurveyRun
 from tests.fake_slack import TEAM, TOKEN
 from tests.slack_requests import slash_command
+from tests.waiting import until
 
 HOST, SHARED = "U0HOST0001", "C0SHARED01"
 OURS = ["U0OURS0001", "U0OURS0002", "U0OURS0003"]
@@ -44,15 +43,12 @@ def directory(fake_slack):
 
 
 async def wait_for_open_run(bot) -> SurveyRun:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    async def open_run() -> SurveyRun | None:
         await bot.drain()
         with bot.db.session() as s:
-            run = s.exec(select(SurveyRun).where(SurveyRun.status == "open")).first()
-        if run is not None:
-            return run
-        await asyncio.sleep(0.05)
-    raise AssertionError("the run never opened")
+            return s.exec(select(SurveyRun).where(SurveyRun.status == "open")).first()
+
+    return await until(open_run, what="the survey run to open")
 
 
 async def test_members_of_a_partners_workspace_and_guests_are_not_asked(bot):

@@ -36,7 +36,7 @@ from bot.closing.service import apply_issue_event
 from bot.commands import check_handled
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
-from bot.runtime.event_gate import EventGate, NotKept
+from bot.runtime.event_gate import HELD, EventGate, NotKept, keep_requests, release_unstarted
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.metrics import UNOBSERVED, ArrivalTime, Metrics, listener_name, seconds_since_arrival
@@ -109,6 +109,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     if settings.oauth:
         _forget_installations(replay, owner=app, workspaces=workspaces)
     _register(app, deps)
+    keep_requests(app, deps.events)  # the serving app only: the replay finishes its rows itself
     check_handled(set(deps.commands))  # the help lists every subcommand, and each one listed answers
     _register(replay, dataclasses.replace(deps, scheduler=Scheduler(), commands={}))
     return app, deps
@@ -134,8 +135,10 @@ def _register(app: AsyncApp, deps: Deps) -> None:
     async def on_error(error: Exception, body: dict, request: AsyncBoltRequest, response: BoltResponse | None):
         # Logged with the payload type only: bodies can carry user text and response URLs.
         kind = body.get("type") if isinstance(body, dict) else None
-        if isinstance(error, DatabaseUnavailable) and kind == "event_callback":
-            # Acked already (the database went away after the gate's check): keep it for the replay.
+        acked_request = request.context.get(HELD) is not None and response is None  # a person's, answered already
+        if isinstance(error, DatabaseUnavailable) and (kind == "event_callback" or acked_request):
+            # Acked already (the database went away after the gate's check, or after a listener's
+            # ack): keep it for the replay. Not acked: Bolt's 500 tells the person it failed.
             await deps.events.keep_request(request)
             return None
         if isinstance(error, (LookupError, TypeError, AttributeError, ValueError, RecursionError)):
@@ -289,12 +292,17 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
                 deps.metrics.ack_seconds.labels(listener).observe(seconds_since_arrival(request.scope))
             deps.metrics.requests.labels(listener, status).inc()
             return PlainTextResponse("", status_code=200)
+        # Acked means kept, for a person's command or interaction too: in the spool while its
+        # listener runs, past the ack (bot.runtime.event_gate: hold, ListenerEnd).
+        await deps.events.hold(bolt_request, key="request:" + request.headers.get("x-slack-signature", ""))
         try:
             response = to_starlette_response(await app.async_dispatch(bolt_request))
         except (LookupError, TypeError, AttributeError, ValueError, RecursionError) as exc:
             # Bolt's own payload helpers assume Slack's shapes; a signed body without them lands here.
             log.warning("malformed Slack payload: %r", exc)
             response = PlainTextResponse("malformed payload", status_code=400)
+        finally:
+            await release_unstarted(deps.events, bolt_request)
         if response.status_code == 404:
             # Bolt's "unhandled request": signed, from Slack, and nothing here takes it. A 404 makes
             # Slack retry it and count it a failure (too many and it turns the app's events off).

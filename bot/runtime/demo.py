@@ -10,6 +10,7 @@ the six months, in one transaction. Seeded: the same seed gives the same sample.
 The dashboard is then served on 127.0.0.1 with a token made for this run; no Slack settings.
 """
 
+import logging
 import math
 import random
 import secrets
@@ -436,6 +437,8 @@ def run_demo(*, port: int, db_file: str, points: int = 2000) -> int:
               file=sys.stderr)
         return 2
     db = Database(f"sqlite:///{path}")
+    # A first command should print what it did, not one log line per schema migration.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     db.migrate()
     existing = db.transact(lambda session: session.exec(select(func.count()).select_from(FrictionPoint)).one())
     if existing:

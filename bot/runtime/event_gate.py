@@ -23,6 +23,13 @@ tracker deliveries that arrived while the database was down (``bot.closing.webho
   ``event_id`` makes a second store of the same event a no-op, so a replay cut short by a crash
   is simply replayed again (duplicates at most the messages in flight: a listener's Slack calls
   made before the crash).
+- A person's slash command or interaction (a button, a form, a shortcut: ``holds``) is kept too,
+  while its listener runs: ``hold`` before Bolt dispatches it (in the spool as ``live``, owned by
+  this process, never queued behind waiting events: the person waits for its answer), and
+  ``ListenerEnd`` drops it when its listener has finished. A process killed between the ack and
+  that end leaves it for the replay, which runs the listener again (its answer then goes to the
+  response URL or nowhere; what it stores is stored). A listener meeting the outage after its ack
+  puts it back to ``waiting``, as for events. Slack never resends these, so nothing else would.
 - The spool's own trouble (a full disk) is one log line when it starts and one when it ends,
   and ``status()`` for /healthz and /metrics.
 """
@@ -38,6 +45,9 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.socket_mode.async_internals import send_async_response
+from slack_bolt.listener.async_listener_completion_handler import AsyncListenerCompletionHandler
+from slack_bolt.listener.async_listener_start_handler import AsyncListenerStartHandler
 from slack_bolt.adapter.socket_mode.internals import build_headers
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
@@ -58,6 +68,17 @@ _answering: contextvars.ContextVar[dict | None] = contextvars.ContextVar("answer
 # A spooled row of another kind (a tracker's delivery): applied by ``appliers[kind](entry)``,
 # which returns False when the database was unavailable (the row then waits for the next tick).
 Applier = Callable[[Spooled], Awaitable[bool]]
+
+
+# Payload kinds a person sends (Slack does not send them again): kept while their listener runs.
+# Not block_suggestion (a menu's options: a read, answered in the ack).
+HELD_TYPES = frozenset({"block_actions", "view_submission", "view_closed", "shortcut", "message_action"})
+HELD, HELD_KEY, STARTED, KEEP = "pf_spool_seq", "pf_spool_key", "pf_listener_started", "pf_keep_for_replay"
+
+
+def holds(body: object) -> bool:
+    """True for a slash command or an interaction (``HELD_TYPES``), by Bolt's parsed body."""
+    return isinstance(body, dict) and (bool(body.get("command")) or body.get("type") in HELD_TYPES)
 
 
 class NotKept(Exception):
@@ -140,11 +161,47 @@ class EventGate:
         # route checked it; a replay checks it again from the spool).
         return AsyncBoltRequest(body=body.decode("utf-8"), headers=headers, mode="socket_mode")
 
+    async def hold(self, request: AsyncBoltRequest, *, key: str) -> None:
+        """Before Bolt dispatches a person's command or interaction (``holds``): keep it, as Bolt
+        parsed it (replayed in Socket Mode's shape), under ``key`` (unique per request: its
+        signature, or its Socket Mode envelope id), and mark ``request.context`` for
+        ``release``. A spool that refuses it is logged; the request goes on as before."""
+        if not holds(request.body):
+            return
+        headers = {"content-type": "application/json"}
+        try:
+            kept = await self._keep(key, json.dumps(request.body).encode(), headers, False, live=True, in_order=False)
+        except NotKept as exc:
+            log.warning("a %s is handled without a copy in the spool: %s", _kind(request.body), exc)
+            return
+        if kept is not None:
+            request.context[HELD], request.context[HELD_KEY] = kept[0], key
+
+    async def release(self, request: AsyncBoltRequest) -> None:
+        """Its listener has finished (or none took it): drop the request's copy, unless the
+        listener met the outage after its ack and put it back for the replay."""
+        seq = request.context.get(HELD)
+        if seq is None or request.context.get(KEEP):
+            return
+        request.context[HELD] = None
+        await anyio.to_thread.run_sync(self.spool.finish, seq, LIVE)
+
     async def keep_request(self, request: AsyncBoltRequest) -> None:
-        """A listener met the outage after the ack: keep its event for the replay (or log it lost)."""
+        """A listener met the outage after the ack: keep its event (or the person's request it
+        holds) for the replay, or log it lost."""
         outcome = _answering.get()
         if outcome is not None:  # handled before its answer: the caller refuses it instead
             outcome["unavailable"] = True
+            return
+        if request.context.get(HELD) is not None:
+            key = request.context[HELD_KEY]
+            try:  # held already: back to waiting, for the replay
+                await self._keep(key, b"", {}, False, live=False)
+            except NotKept as exc:
+                log.error("a %s lost: the database was unavailable after its ack and %s", _kind(request.body), exc)
+                return
+            request.context[KEEP] = True
+            log.warning("a %s kept in the spool: the database became unavailable after its ack", _kind(request.body))
             return
         body = request.body if isinstance(request.body, dict) else {}
         event_id = body.get("event_id")
@@ -169,10 +226,10 @@ class EventGate:
         return await self._keep(key, body, headers, False, live=False, kind=kind) is not None
 
     async def _keep(self, event_id: str, body: bytes, headers: dict[str, str], signed: bool, *, live: bool,
-                    kind: str = "slack") -> tuple[int, str] | None:
+                    kind: str = "slack", in_order: bool = True) -> tuple[int, str] | None:
         try:
             kept = await anyio.to_thread.run_sync(lambda: self.spool.keep(
-                event_id=event_id, body=body, headers=headers, signed=signed, live=live, kind=kind))
+                event_id=event_id, body=body, headers=headers, signed=signed, live=live, kind=kind, in_order=in_order))
         except SpoolFull as exc:
             raise NotKept(str(exc)) from None
         except (OSError, sqlite3.Error) as exc:
@@ -282,6 +339,55 @@ class EventGate:
         log.warning("event spool replay paused: the database is unavailable again")
 
 
+def _kind(body: object) -> str:
+    if isinstance(body, dict) and body.get("command"):
+        return "slash command"
+    return f"{body.get('type') if isinstance(body, dict) else 'request'} interaction"
+
+
+class ListenerStart(AsyncListenerStartHandler):
+    """Bolt's listener start handler, wrapped: marks that a listener took the request (one no
+    listener or middleware took is released by the route itself, ``release_unstarted``)."""
+
+    def __init__(self, inner: AsyncListenerStartHandler):
+        self.inner = inner
+
+    async def handle(self, request: AsyncBoltRequest, response: BoltResponse | None) -> None:
+        request.context[STARTED] = True
+        await self.inner.handle(request=request, response=response)
+
+
+class ListenerEnd(AsyncListenerCompletionHandler):
+    """Bolt's listener completion handler, wrapped: the listener of a held request has finished
+    (after its ack: Bolt runs it on past the answer), so its copy in the spool goes."""
+
+    def __init__(self, inner: AsyncListenerCompletionHandler, gate: "EventGate"):
+        self.inner, self.gate = inner, gate
+
+    async def handle(self, request: AsyncBoltRequest, response: BoltResponse | None) -> None:
+        try:
+            await self.inner.handle(request=request, response=response)
+        finally:
+            await self.gate.release(request)
+
+
+def keep_requests(app, gate: EventGate) -> None:
+    """On the serving app: a held request's copy goes when its listener ends. Bolt builds these
+    two handlers itself and has no setting for them (slack_bolt/app/async_app.py passes its
+    defaults to ``AsyncioListenerRunner``), so they are wrapped on the runner it made;
+    tests/test_acked_kept.py fails if that stops working."""
+    runner = app._async_listener_runner
+    runner.listener_start_handler = ListenerStart(runner.listener_start_handler)
+    runner.listener_completion_handler = ListenerEnd(runner.listener_completion_handler, gate)
+
+
+async def release_unstarted(gate: EventGate, request: AsyncBoltRequest) -> None:
+    """After Bolt's dispatch: a held request no listener took (none matched, a middleware
+    answered, a malformed payload) is released here; one a listener took, by ``ListenerEnd``."""
+    if not request.context.get(STARTED):
+        await gate.release(request)
+
+
 class SpoolingSocketModeHandler(AsyncSocketModeHandler):
     """Bolt's Socket Mode handler, with Events API envelopes kept in the spool before their ack
     and handled after it (``EventGate``); one the spool refused is handled before the ack, and
@@ -308,5 +414,16 @@ class SpoolingSocketModeHandler(AsyncSocketModeHandler):
             await client.send_socket_mode_response(ack)
             if admitted.live:
                 self.gate.handle_live(admitted, body, headers)
+            return
+        if req.type in ("interactive", "slash_commands") and isinstance(req.payload, dict):
+            # A person's request: kept while its listener runs (``EventGate.hold``), as over HTTP.
+            started = time.time()
+            request = AsyncBoltRequest(mode="socket_mode", body=req.payload, headers=build_headers(req))
+            await self.gate.hold(request, key=f"envelope:{req.envelope_id}")
+            try:
+                response = await self.app.async_dispatch(request)
+            finally:
+                await release_unstarted(self.gate, request)
+            await send_async_response(client, req, response, started)
             return
         await super().handle(client, req)

@@ -19,7 +19,6 @@ needs the database too and answers "try again" on its own; refusing would drop a
 import logging
 from datetime import datetime, timezone
 
-import anyio
 
 from bot.runtime.guard import SIGNATURE_WINDOW
 from storage.database import Database, DatabaseUnavailable
@@ -47,9 +46,8 @@ class Replays:
         now = datetime.now(timezone.utc)
         expires = datetime.fromtimestamp(int(ts) + SIGNATURE_WINDOW + 60, timezone.utc)  # a minute for clock skew
         try:
-            with anyio.fail_after(CHECK_SECONDS):
-                first = await self.db.run(first_sight, signature=signature, expires_at=expires, now=now)
-        except (DatabaseUnavailable, TimeoutError):
+            first = await self.db.run_within(CHECK_SECONDS, first_sight, signature=signature, expires_at=expires, now=now)
+        except DatabaseUnavailable:
             log.warning("could not check a Slack request for a replay within %g s: let through", CHECK_SECONDS)
             return False
         if not first:

@@ -237,10 +237,11 @@ class EventSpool:
     # ------------------------------------------------------------------ arrivals
 
     def keep(self, *, event_id: str, body: bytes, headers: dict[str, str], signed: bool, live: bool = False,
-             kind: str = "slack") -> tuple[int, str] | None:
+             kind: str = "slack", in_order: bool = True) -> tuple[int, str] | None:
         """Keep an event, fsynced; ``(seq, state)`` if it is new here, None if it was held already.
         ``live``: the caller handles it right after its ack (state ``live``), unless older events
-        wait, which it then queues behind (state ``waiting``). An event
+        wait and ``in_order``, which it then queues behind (state ``waiting``; a person's click or
+        command is handled at once, ``in_order`` False: they wait for its answer). An event
         already held that is ``live`` or ``replaying`` goes back to ``waiting`` (its handler met
         the outage); one that waits stays as it is (Slack's retry). Raises SpoolFull past
         ``max_bytes``, DiskFull when the disk has no room, OSError/sqlite3.Error if it refuses."""
@@ -254,7 +255,8 @@ class EventSpool:
             size = conn.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM spooled_event").fetchone()[0]
             if size + len(body) > self.max_bytes:
                 raise SpoolFull(f"the event spool holds {size} bytes (limit {self.max_bytes})")
-            state = LIVE if live and not conn.execute("SELECT 1 FROM spooled_event WHERE state = 'waiting' LIMIT 1").fetchone() else WAITING
+            state = LIVE if live and not (in_order and conn.execute(
+                "SELECT 1 FROM spooled_event WHERE state = 'waiting' LIMIT 1").fetchone()) else WAITING
             seq = conn.execute(
                 "INSERT INTO spooled_event (event_id, body, headers, signed, kept_at, state, owner, kind) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",

@@ -103,7 +103,9 @@ async def test_a_2000_reporter_closure_writes_in_short_transactions_and_notifies
     # SQLite could pass the busy timeout (503). How soon (well inside the trackers' delivery
     # timeouts, Linear's 5 s the shortest) is a timing goal: bench/closing_ack.py measures it
     # (tens of ms, bench/README.md); here the cause is checked, the short transactions below.
-    assert [code for code, _ in answered] == [200] * 20, answered
+    # 202 is kept too (the database busy past SQLite's 5 s timeout on a heavily loaded machine: the
+    # delivery went to the spool and is applied when it answers); 503 or 500 would be a loss.
+    assert {code for code, _ in answered} <= {200, 202} and len(answered) == 20, answered
     # Besides the links themselves (one transaction: their state moves at once), no transaction
     # wrote more than a step's worth: a chunk of reports (state, first response, history, card
     # redraw) or of reporters (notice, DM). Before, one wrote all 2,000 of each (8,000 rows).
@@ -114,6 +116,11 @@ async def test_a_2000_reporter_closure_writes_in_short_transactions_and_notifies
     assert len(mine) == 2000 and set(mine.values()) == {1}
     assert announcement(bot.db) == ["You said, we did: acme/platform#42 is fixed (2000 people reported it)."]
     assert statuses(bot.db) == {"resolved": 2000}
+    # A delivery recorded whose apply met the busy database (a loaded machine) is applied by the
+    # recovery job, every minute in production: run it here rather than wait for it.
+    age_deliveries(bot)
+    assert await bot.deps.scheduler.run(RECOVERY_JOB)
+    await bot.settle()
     with bot.db.session() as s:
         assert s.exec(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.method == "chat.update")).one() == 2000
         assert s.exec(select(func.count()).select_from(TrackerDelivery).where(TrackerDelivery.applied_at.is_(None))).one() == 0

@@ -30,6 +30,7 @@ from tests.focus.test_focus import ANNOUNCE, HOST, LEAD, OTHER, TRIAGE, announce
 from tests.slack_requests import USER, block_actions, interactive
 from tests.targets.test_targets_edges import click as card_click
 from tests.targets.test_targets_edges import submit_modal
+from tests.waiting import WAIT_SECONDS
 
 UTC = timezone.utc
 HOST2 = "U0HOST0002"
@@ -191,7 +192,7 @@ def test_a_pick_waits_for_the_other_hosts_pick(db, policy):
         racer = threading.Thread(target=second_host)
         racer.start()
         if db.engine.dialect.name == "postgresql":
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + WAIT_SECONDS  # a loaded machine: the thread may take long to get there
             with db.engine.connect() as watch:
                 while not watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                              "AND datname = current_database()")).scalar():

@@ -32,8 +32,10 @@ from tests.conftest import TABLES
 from tests.fake_slack import FakeSlackServer
 from tests.help_channel.test_help_channel import message
 from tests.serve_process import HELP, OTHER, Serve
-from tests.slack_requests import event_callback, reaction_added, slash_command
+from tests.slack_requests import block_action, event_callback, interactive, reaction_added, slash_command
 from tests.tcp_proxy import TcpProxy
+
+HOST = "U0HOST0001"  # the policy's host (tests/serve_process.py)
 
 
 def fresh_database(request, tmp_path, backend: str) -> str:
@@ -124,6 +126,38 @@ def test_kill_9_right_after_the_acks_loses_nothing(tmp_path, request, backend):
         assert "FB-" in said or "try again" in said, f"a report acked with {said!r}: the person is told nothing"
         if "FB-" in said:
             assert "the deploy queue is stuck again" in texts
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_kill_9_while_an_acked_click_and_command_are_applied_loses_neither(tmp_path, request, backend):
+    """A host's *Assign to me* click and ``resolve`` command are acked at once and applied after
+    (the person's answer does not wait for the database): each is in the spool from before its ack
+    until its listener ends, so a process killed in between leaves it for the replay. Slack never
+    sends a click or a command again, so before, both were lost."""
+    url = fresh_database(request, tmp_path, backend)
+    with FakeSlackServer() as fake:
+        serve = Serve(tmp_path, fake.url, url)
+        serve.start()
+        try:
+            for words in ("the artifact cache is cold every morning", "the preview environments time out"):
+                answer = post(serve.base, *slash_command(words, fake_url=fake.url))
+                assert answer is not None and answer.status_code == 200 and "FB-" in answer.text, answer
+            both = wait_for(lambda: len(found := points(url)) == 2 and found, timeout=60, what="the two reports", serve=serve)
+            first, second = (p.id for p in both)
+            with WriteLock(url):
+                click = post(serve.base, *interactive(block_action("triage_assign_me", str(first), user=HOST,
+                                                                   response_url=f"{fake.url}/response_url/assign")))
+                command = post(serve.base, *slash_command(f"resolve FB-{second} warmed by a nightly job", fake_url=fake.url,
+                                                          user=HOST))
+                assert (click.status_code, command.status_code) == (200, 200)  # acked: Slack will not send them again
+                serve.kill_all()  # both listeners were waiting for the write lock
+            serve.start()
+            done = wait_for(lambda: (found := {p.id: p for p in points(url)}) and found[first].assignee == HOST
+                            and found[second].status == "resolved" and found, timeout=90,
+                            what="the acked click and command applied after the restart", serve=serve)
+        finally:
+            serve.stop()
+    assert done[second].resolution_note == "warmed by a nightly job"
 
 
 # ---------------------------------------------------------------- the chaos run (acceptance)

@@ -86,3 +86,45 @@ async def test_slack_s_event_retries_still_apply_once_and_seen_signatures_expire
     with bot.db.session() as s:
         (seen,) = s.exec(select(SeenRequest)).all()
         assert seen.signature == old[1]["x-slack-signature"]
+
+
+async def test_the_check_gives_up_at_its_own_bound_behind_another_process_s_sqlite_write_lock(tmp_path):
+    """Another process holding SQLite's write lock (a second ``serve``, a CLI, a backup): the check
+    is let through at its own bound, not at SQLite's 5 s busy timeout, which held every click's and
+    command's ack past Slack's 3 s. Cancelling a thread-bound ``run`` waited for its thread; the
+    error says which bound fired ("no answer within 0.25 s", not "database is locked")."""
+    import logging
+    import sqlite3
+    from datetime import datetime, timezone
+
+    from bot.runtime.replays import CHECK_SECONDS, Replays
+    from storage.database import Database, DatabaseUnavailable
+    from storage.replays import first_sight
+
+    db = Database(f"sqlite:///{tmp_path}/bot.db")
+    db.migrate()
+    holder = sqlite3.connect(tmp_path / "bot.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        now = datetime.now(timezone.utc)
+        try:
+            await db.run_within(CHECK_SECONDS, first_sight, signature="v0=abc", expires_at=now, now=now)
+        except DatabaseUnavailable as exc:
+            assert f"no answer within {CHECK_SECONDS:g} s" in str(exc)
+        else:
+            raise AssertionError("the check went through another process's write lock")
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logging.getLogger("bot.runtime.replays").addHandler(handler)
+        try:
+            headers = {"x-slack-request-timestamp": str(int(now.timestamp())), "x-slack-signature": "v0=def"}
+            assert await Replays(db).seen_before(headers, {"type": "block_actions"}) is False  # let through
+        finally:
+            logging.getLogger("bot.runtime.replays").removeHandler(handler)
+        assert any("within" in r.getMessage() for r in records)
+        assert holder.in_transaction  # the lock was still held when both had answered
+    finally:
+        holder.rollback()
+        holder.close()
+        db.dispose()

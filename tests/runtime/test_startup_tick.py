@@ -8,8 +8,6 @@ Here the start-up is "frozen" for five seconds between building the app and star
 scheduler (the clock moved on with time-machine), and the jobs' own outcome events say whether
 they ran or were missed."""
 
-import asyncio
-import time
 from datetime import datetime, timedelta, timezone
 
 import time_machine
@@ -21,6 +19,7 @@ from bot.runtime.config import Hosts, Policy, Survey
 from bot.runtime.scheduler import CATCH_UP_JOB
 from tests.conftest import make_settings
 from tests.fake_slack import TOKEN
+from tests.waiting import until
 
 
 def survey_policy() -> Policy:
@@ -45,9 +44,7 @@ async def test_the_start_up_ticks_run_however_late_the_scheduler_starts(fake_sla
     with time_machine.travel(datetime.now(timezone.utc) + timedelta(seconds=5), tick=True):
         deps.scheduler.start()
         try:
-            deadline = time.monotonic() + 20
-            while not {"surveys.tick", CATCH_UP_JOB} <= outcomes.keys() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await until(lambda: {"surveys.tick", CATCH_UP_JOB} <= outcomes.keys(), what="both start-up ticks to run or miss")
         finally:
             deps.scheduler.stop()
             await deps.sender.stop()

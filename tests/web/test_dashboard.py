@@ -363,8 +363,6 @@ def test_dashboard_in_headless_chromium(tmp_path, db, chromium):
             assert chart.locator("path").count() > 10  # drawn, not an empty frame
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         assert (tmp_path / "dashboard.png").stat().st_size > 20_000
-        if os.environ.get("UPDATE_SCREENSHOTS"):  # the README's picture: UPDATE_SCREENSHOTS=1 pytest -k chromium
-            shutil.copy(tmp_path / "dashboard.png", REPO / "docs" / "dashboard.png")
 
         # The page's own links work with the cookie the token was traded for.
         page.get_by_role("link", name="7 days").click()
