@@ -43,6 +43,8 @@ from bot.operations import surveys as survey_ops
 import handlers.triage
 import handlers.webhooks
 import bot.web.dashboard
+import bot.usage.endpoint
+import bot.usage.listeners
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.operations.closing import apply_issue_event
@@ -190,6 +192,7 @@ def _register(app: AsyncApp, deps: Deps) -> None:
     handlers.focus.register(app, deps)
     handlers.home.register(app, deps)
     handlers.insight.register(app, deps)
+    bot.usage.listeners.register(app, deps)
 
 
 def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient) -> tuple[AsyncApp, Workspaces, AsyncInstallationStoreAuthorize]:
@@ -361,6 +364,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             *_oauth_routes(app, deps),
             *handlers.webhooks.routes(deps),
             *bot.web.dashboard.routes(deps),
+            *bot.usage.endpoint.routes(deps),
         ],
         lifespan=lifespan,
         # ArrivalTime outermost, so the ack clock starts before BodyLimit reads the body.
@@ -402,7 +406,9 @@ def rate_limited_notice(body: dict, deps: Deps) -> Response:
 
 
 def body_limit(path: str) -> int:
-    """Bytes of body a route may receive: tracker webhooks their own bound, every other route Slack's."""
+    """Bytes of body a route may receive: tracker webhooks and usage events their own bounds, every other route Slack's."""
+    if path == bot.usage.endpoint.PATH:
+        return bot.usage.endpoint.MAX_BODY
     return handlers.webhooks.MAX_BODY if path.startswith("/webhooks/") else MAX_BODY
 
 
