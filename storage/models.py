@@ -533,3 +533,14 @@ class UsageAnswer(SQLModel, table=True):
     window_id: int = Field(foreign_key="usage_window.id", index=True)
     score: int
     comment: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class UsageAudienceMember(SQLModel, table=True):
+    """The developer audience (``usage.audience``: user groups' and channels' members) as Slack last
+    said, replaced whole by each refresh (``bot.usage.adoption.refresh_audience``): the share of it
+    that used a capability is counted in SQL, and ``report`` needs no Slack to show it."""
+
+    __tablename__ = "usage_audience"
+
+    user_id: str = Field(primary_key=True, max_length=32)
+    seen_at: datetime = _ts()

@@ -37,7 +37,7 @@ def store_event(*, session: Session, key: str, capability: str, user_id: str | N
     statement = insert_or_skip(session, UsageEvent).values(
         key=key, capability=capability, user_id=user_id, pending_email=email, at=at, outcome=outcome,
         duration_ms=duration_ms, subject=subject, received_at=utcnow(), settled=False)
-    return session.exec(statement.returning(UsageEvent.id)).first()
+    return session.execute(statement.returning(UsageEvent.id)).scalar()
 
 
 def store_events(*, session: Session, rows: list[dict]) -> int:
@@ -103,7 +103,7 @@ def add_ask(*, session: Session, event_id: int, window_id: int, user_id: str, ca
     """The ask for this event, or None if it was already made (a second settling of the same event)."""
     statement = insert_or_skip(session, UsageAsk).values(event_id=event_id, window_id=window_id, user_id=user_id,
                                                          capability=capability, asked_at=asked_at, deliver_at=deliver_at)
-    new = session.exec(statement.returning(UsageAsk.id)).first()
+    new = session.execute(statement.returning(UsageAsk.id)).scalar()
     return session.get(UsageAsk, new) if new is not None else None
 
 
@@ -259,22 +259,41 @@ def users_ever(*, session: Session, before: datetime) -> dict[str, int]:
     return {c: int(n) for c, n in rows}
 
 
-def active_in(*, session: Session, capability: str, start: datetime, end: datetime, users: Sequence[str]) -> int:
-    """How many of ``users`` used ``capability`` in ``[start, end)`` (the audience's share)."""
-    if not users:
-        return 0
-    total = 0
-    people = list(users)
-    for i in range(0, len(people), 500):
-        total += int(session.scalar(
-            select(func.count(distinct(UsageEvent.user_id)))
-            .where(UsageEvent.capability == capability, UsageEvent.at >= start, UsageEvent.at < end,
-                   col(UsageEvent.user_id).in_(people[i:i + 500]))) or 0)
-    return total
-
-
 def forget_user(*, session: Session, user_id: str) -> int:
     """Delete a person's usage events and asks (``platform-feedback forget``); how many events."""
     session.exec(delete(UsageAsk).where(UsageAsk.user_id == user_id))
     n = session.exec(delete(UsageEvent).where(UsageEvent.user_id == user_id)).rowcount
     return int(n or 0)
+
+
+# ------------------------------------------------------------------ the audience
+
+
+def replace_audience(*, session: Session, users: Sequence[str]) -> int:
+    """The audience is now exactly ``users`` (one transaction: readers see the old set or the new)."""
+    from storage.models import UsageAudienceMember
+
+    session.exec(delete(UsageAudienceMember))
+    people = sorted(set(users))
+    if people:
+        now = utcnow()
+        session.execute(insert_or_skip(session, UsageAudienceMember), [{"user_id": u, "seen_at": now} for u in people])
+    return len(people)
+
+
+def audience_size(*, session: Session) -> int:
+    from storage.models import UsageAudienceMember
+
+    return int(session.scalar(select(func.count()).select_from(UsageAudienceMember)) or 0)
+
+
+def audience_active(*, session: Session, edges: Sequence[datetime]) -> list[tuple[str, int, int]]:
+    """Per capability and week: audience members who used it: ``(capability, bucket, people)``."""
+    from storage.models import UsageAudienceMember
+
+    b = bucket(UsageEvent.at, edges).label("b")
+    inner = (select(col(UsageEvent.capability).label("c"), b, col(UsageEvent.user_id).label("u"))
+             .join(UsageAudienceMember, col(UsageAudienceMember.user_id) == UsageEvent.user_id)
+             .where(UsageEvent.at >= edges[0], UsageEvent.at < edges[-1]).subquery("e"))
+    rows = session.exec(select(inner.c.c, inner.c.b, func.count(distinct(inner.c.u))).group_by(inner.c.c, inner.c.b)).all()
+    return [(c, int(bk), int(n)) for c, bk, n in rows]

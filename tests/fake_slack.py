@@ -182,7 +182,7 @@ class FakeSlack:
             if channel is None:
                 return {"ok": False, "error": "channel_not_found"}
             return {"ok": True, "channel": {"id": body["channel"], "is_channel": True, "is_archived": False, **channel}}
-        if method in ("users.info", "users.list", "conversations.members"):
+        if method in ("users.info", "users.list", "conversations.members", "users.lookupByEmail"):
             return self._directory(method, body)
         if method == "conversations.history":
             channel, latest = body.get("channel"), body.get("latest")
@@ -203,6 +203,16 @@ class FakeSlack:
         return {"ok": True}
 
     def _directory(self, method: str, body: dict) -> dict:
+        if method == "users.lookupByEmail":
+            # Shape: docs.slack.dev/reference/methods/users.lookupByEmail (a user object as users.info's;
+            # an address no member has: {"ok": false, "error": "users_not_found"}). The address is
+            # the user's "email" field here (Slack keeps it in profile.email).
+            found = next((u for u, fields in self.users.items() if fields.get("email") == body.get("email")), None)
+            if found is None:
+                return {"ok": False, "error": "users_not_found"}
+            fields = {k: v for k, v in self.users[found].items() if k != "email"}
+            return {"ok": True, "user": {"id": found, "team_id": TEAM, "name": found.lower(), "deleted": False, "is_bot": False,
+                                         "tz": "UTC", **fields, "profile": {"email": body["email"]}}}
         if method == "users.info":
             user = body.get("user")
             if user not in self.users:

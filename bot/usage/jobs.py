@@ -16,11 +16,14 @@ log = logging.getLogger(__name__)
 TICK_MINUTES = 1
 
 
-async def tick(deps, keys, now: datetime | None = None) -> tuple[int, list[int]]:
-    """(events settled, windows closed)."""
+async def tick(deps, keys, audience=None, now: datetime | None = None) -> tuple[int, list[int]]:
+    """Settle, refresh the audience (``bot.usage.adoption.AudienceRefresh``, at most hourly), close
+    the windows due at ``now`` (default: the settler's clock). Returns (events settled, windows closed)."""
     settler = deps.usage
     try:
         settled = await settler.settle()
+        if audience is not None:
+            await audience.maybe()
         closed = await deps.db.work(csat.close_due, keys=keys, policy=deps.policy.usage, now=now or settler.clock())
     except DatabaseUnavailable as exc:
         log.warning("usage tick skipped: database unavailable: %s", exc)
@@ -30,7 +33,7 @@ async def tick(deps, keys, now: datetime | None = None) -> tuple[int, list[int]]
     return settled, closed
 
 
-def schedule(deps, keys) -> None:
-    deps.scheduler.aps.add_job(tick, IntervalTrigger(minutes=TICK_MINUTES), args=(deps, keys), id="usage.tick", name="usage.tick",
+def schedule(deps, keys, audience=None) -> None:
+    deps.scheduler.aps.add_job(tick, IntervalTrigger(minutes=TICK_MINUTES), args=(deps, keys, audience), id="usage.tick", name="usage.tick",
                                replace_existing=True, coalesce=True, max_instances=1, next_run_time=datetime.now(timezone.utc),
                                misfire_grace_time=None)

@@ -13,6 +13,7 @@ from bot.blocks.text import from_slack
 from bot.operations.filing import file_report
 from bot.operations.surveys.sealing import Keys
 from bot.usage import csat, jobs
+from bot.usage.adoption import AudienceRefresh
 from bot.usage.blocks import build_comment_modal, build_question, build_thanks
 from bot.usage.ids import COMMENT_INPUT, FILE_CHOICE, FILE_VALUE, UsageAction, UsageBlock, UsageCallback
 from bot.usage.settling import Settler, slack_read
@@ -159,5 +160,5 @@ def register(app: AsyncApp, deps) -> None:
         await on_comment_submitted(ack, body, view, deps, keys)
 
     if deps.policy.usage.capabilities:
-        jobs.schedule(deps, keys)
+        jobs.schedule(deps, keys, AudienceRefresh(db=deps.db, policy=deps.policy, read=slack_read(deps.workspaces)))
 

@@ -137,7 +137,10 @@ class Settler:
         try:
             data = await self.read("users_info", user=user)
         except SlackApiError as exc:
-            raise SlackUnanswered(f"users.info: {exc.response.get('error') if exc.response is not None else exc}") from None
+            error = exc.response.get("error") if exc.response is not None else None
+            if error not in ("user_not_found", "users_not_found"):
+                raise SlackUnanswered(f"users.info: {error}") from None
+            data = {}  # a person Slack does not know (deleted since): asked on UTC's clock
         except (OSError, asyncio.TimeoutError) as exc:
             raise SlackUnanswered(f"users.info: {type(exc).__name__}") from None
         tz = (data.get("user") or {}).get("tz")

@@ -1,4 +1,4 @@
-"""usage events, moment-of-use CSAT windows, asks, sealed answers and answers (issue #29)
+"""usage events, moment-of-use CSAT windows, asks, sealed answers and answers, the audience (issue #29)
 
 Revision ID: 0018
 Revises: 0016
@@ -85,9 +85,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id'),
     )
     op.create_index(op.f('ix_usage_answer_window_id'), 'usage_answer', ['window_id'], unique=False)
+    op.create_table(
+        'usage_audience',
+        sa.Column('user_id', sa.String(length=32), nullable=False),
+        sa.Column('seen_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('user_id'),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('usage_audience')
     op.drop_index(op.f('ix_usage_answer_window_id'), table_name='usage_answer')
     op.drop_table('usage_answer')
     op.drop_index(op.f('ix_usage_sealed_window_id'), table_name='usage_sealed')
