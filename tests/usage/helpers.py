@@ -15,6 +15,7 @@ def usage_policy(**csat) -> Policy:
             {"name": "deploy", "label": "Deploy", "area": "deploys", "csat": {"enabled": True, "sample_every": 1}},
             {"name": "new-service", "area": "environments"},
         ],
+        "audience": {"usergroups": ["S0DEVS"]},
         "csat": {"cap_days": 14, "quiet_hours": "19:00-09:00", "min_group": 5, **csat},
     }})
 
