@@ -91,7 +91,8 @@ async def test_a_replay_is_refused_and_stores_nothing_more(bot):
 @pytest.mark.parametrize("payload, says", [
     (b"not json", "one JSON object"),
     (b"[1, 2]", "one JSON object"),
-    (json.dumps(event(id="ci-1", capability="teleport")).encode(), "capability 'teleport' is not in the policy's usage.capabilities (known: deploy, new-service)"),
+    (json.dumps(event(id="ci-1", capability="teleport")).encode(), 
+     "capability 'teleport' is not in the policy's usage.capabilities (known: deploy, new-service)"),
     (json.dumps(event(id="ci-2", user="alice")).encode(), "user must be a Slack member id"),
     (json.dumps({**event(id="ci-3"), "email": "a@example.com"}).encode(), "exactly one of user"),
     (json.dumps(event(id="ci-4", outcome="meh")).encode(), "outcome must be"),
@@ -117,9 +118,10 @@ async def test_a_body_over_the_bound_is_refused_before_it_is_read(bot):
 
 
 async def test_a_flood_from_one_address_gets_429_with_retry_after(fake_slack, db, policy):
-    from tests.conftest import make_settings, serving_bot
-    from bot.runtime.app import create_app
     from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.runtime.app import create_app
+    from tests.conftest import make_settings, serving_bot
     from tests.fake_slack import TOKEN
 
     settings = make_settings(fake_slack, db, usage_signing_secret=USAGE_SECRET, usage_events_per_second=5)
@@ -136,9 +138,10 @@ async def test_a_flood_from_one_address_gets_429_with_retry_after(fake_slack, db
 
 
 async def test_without_the_secret_the_route_is_not_there(fake_slack, db, policy):
-    from tests.conftest import make_settings, serving_bot
-    from bot.runtime.app import create_app
     from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.runtime.app import create_app
+    from tests.conftest import make_settings, serving_bot
     from tests.fake_slack import TOKEN
 
     settings = make_settings(fake_slack, db)

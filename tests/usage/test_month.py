@@ -19,7 +19,6 @@ from statistics import median
 from zoneinfo import ZoneInfo
 
 import httpx
-import pytest
 import uvicorn
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import select
@@ -184,7 +183,7 @@ async def test_a_month_of_usage(fake_slack, db):
         first = got["U0DEV01"][0]
         assert first[1].astimezone(ZoneInfo("Europe/Berlin")).time() == time(9) and first[1] > first[0]
         for user, mine in got.items():
-            assert all(b[0] - a[0] >= timedelta(days=14) for a, b in zip(mine, mine[1:])), user
+            assert all(b[0] - a[0] >= timedelta(days=14) for a, b in zip(mine, mine[1:], strict=False)), user
             for _, deliver in mine:
                 assert time(9) <= deliver.astimezone(ZoneInfo(ZONES[user])).time() < time(19), user
 
@@ -211,7 +210,7 @@ async def test_a_month_of_usage(fake_slack, db):
             r = await http.post("/slack/events", content=body.encode(), headers=headers)
             assert r.status_code == 200
 
-        for a, score in zip(big[1][:5], [1, 2, 3, 4, 5]):
+        for a, score in zip(big[1][:5], [1, 2, 3, 4, 5], strict=True):
             await press(a, score)
         for a in small[1][:3]:
             await press(a, 4)
