@@ -46,7 +46,7 @@ class FakeSlack:
     channels: dict = field(default_factory=dict)
     # The scopes Slack reports in each answer's X-OAuth-Scopes header (default: manifest.yml's)
     scopes: list = field(default_factory=lambda: ["commands", "chat:write", "reactions:read", "channels:history", "groups:history",
-                                                   "usergroups:read", "files:write", "users:read", "channels:read", "groups:read", "im:history"])
+                                                   "usergroups:read", "files:write", "users:read", "users:read.email", "channels:read", "groups:read", "im:history"])
     # (method, body) -> a (status, body, headers) to answer with instead, or None to answer normally:
     # Slack down for a while (5xx, 429), or failing one message. A str body is sent as is, not as JSON
     # (a proxy's error page), with the Content-Type from the headers (default text/plain).
@@ -107,7 +107,7 @@ class FakeSlack:
         bot_user = f"UBOT{len(self.tokens):05d}"
         self.oauth_grants[code] = {
             "ok": True, "access_token": token, "token_type": "bot",
-            "scope": "commands,chat:write,reactions:read,channels:history,groups:history,usergroups:read,files:write,users:read,channels:read,groups:read,im:history",
+            "scope": "commands,chat:write,reactions:read,channels:history,groups:history,usergroups:read,files:write,users:read,users:read.email,channels:read,groups:read,im:history",
             "bot_user_id": bot_user, "app_id": "A0APP00001",
             "team": {"id": team, "name": f"Team {team}"} if team else None,
             "enterprise": {"id": enterprise, "name": f"Org {enterprise}"} if enterprise else None,

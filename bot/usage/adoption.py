@@ -187,3 +187,31 @@ class AudienceRefresh:
             return None
         self._last = time.monotonic()
         return await self.db.run(store.replace_audience, users=sorted(people))
+
+
+def csv_rows(data: dict | None) -> list[list]:
+    """``report --csv`` rows (section, name, label, value, previous): per capability and week each measure."""
+    rows: list[list] = []
+    for c in (data or {}).get("capabilities", []):
+        for w in c["weeks"]:
+            rows += [["usage", c["name"], f"{w['week']} {key}", w[key], ""] for key in
+                     ("active", "active_4w", "new", "returning", "uses", "failed", "failure_rate", "audience_share", "time_to_first_use_hours")]
+        rows.append(["usage_csat", c["name"], "average", c["csat"]["average"], ""])
+        rows.append(["usage_csat", c["name"], "answers", c["csat"]["answers"], ""])
+        rows.append(["usage_friction", c["name"], c["area"] or "", c["friction_score"], ""])
+    return rows
+
+
+def table(data: dict | None) -> str:
+    """``report``'s plain-text part: one line per capability, its latest week."""
+    if not data or not data.get("capabilities"):
+        return ""
+    lines = ["", "Adoption (this week; CSAT of closed weeks at the minimum group; the area's friction):"]
+    for c in data["capabilities"]:
+        w = c["weeks"][-1]
+        share = f", {w['audience_share'] * 100:.0f} % of the audience" if w["audience_share"] is not None else ""
+        csat = f"CSAT {c['csat']['average']:.1f}" if c["csat"]["average"] is not None else "CSAT –"
+        friction = f"friction {c['friction_score']:.1f} ({c['friction_points']} points)" if c["friction_score"] is not None else "no area"
+        lines.append(f"  {c['label']}: {w['active']} active ({w['active_4w']} in 4 weeks{share}), {w['new']} new, "
+                     f"{w['returning']} returning; {csat}; {friction}")
+    return "\n".join(lines)

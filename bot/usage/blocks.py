@@ -73,3 +73,64 @@ def build_thanks(*, filed_ref: str | None = None, closed: bool = False) -> str:
     if filed_ref:
         return f"Thanks. Filed as {filed_ref} in your name; your score stays anonymous."
     return "Thanks, noted."
+
+
+# ------------------------------------------------------------------ the dashboard's usage section
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.0f} %"
+
+
+def _hours(d) -> str:
+    if d is None:
+        return "–"
+    hours = d.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
+
+
+def dashboard_context(adoption, chart) -> dict | None:
+    """What ``_usage.html`` shows: per capability (most used x least liked first) its latest week,
+    its moment-of-use CSAT (closed windows at the minimum group only) and its area's friction, and a
+    chart of weekly active users (``chart(title, labels, series, y_label=, id_prefix=)``, the
+    dashboard's SVG line chart). None when the policy lists no capability."""
+    from bot.usage.adoption import ranked
+
+    if adoption is None or not adoption.capabilities:
+        return None
+    rows = []
+    for c in ranked(adoption):
+        w = c.latest
+        rows.append({
+            "name": c.label, "active": w.active, "active_4w": w.active_4w, "new": w.new, "returning": w.returning,
+            "share": _rate(w.share), "ttf": _hours(w.time_to_first_use), "failure": _rate(w.failure_rate),
+            "csat": f"{c.csat.average:.1f}" if c.csat.average is not None else "–",
+            "csat_detail": (f"{len(c.csat.scored)} answers" if c.csat.scored else
+                            f"{c.csat.answers} answers, under the minimum group" if c.csat.answers else "no answers yet"),
+            "area": c.area_label or "–",
+            "friction": f"{c.friction_score:.1f}" if c.friction_score is not None else "–", "points": c.friction_points,
+        })
+    labels = [w.strftime("%d %b") for w in adoption.weeks]
+    svg = None
+    if any(w.active for c in adoption.capabilities for w in c.weeks):
+        svg = chart("Weekly active users per capability", labels, {c.label: [w.active for w in c.weeks] for c in adoption.capabilities},
+                    y_label="people", id_prefix="usage")
+    comments = [{"capability": next((c.label for c in adoption.capabilities if c.name == name), name), "score": score, "text": text[:500]}
+                for name, score, text in adoption.comments[:20]]
+    return {"rows": rows, "chart": svg, "audience": adoption.audience, "week": labels[-1] if labels else "", "comments": comments}
+
+
+def digest_blocks(adoption) -> list[dict]:
+    """The weekly digest's usage part: one line per capability, most used x least liked first."""
+    from bot.usage.adoption import ranked
+
+    if adoption is None or not adoption.capabilities:
+        return []
+    lines = []
+    for c in ranked(adoption)[:10]:
+        w = c.latest
+        csat = f"CSAT {c.csat.average:.1f}" if c.csat.average is not None else "CSAT –"
+        friction = f", {c.area_label} friction {c.friction_score:.1f}" if c.friction_score is not None else ""
+        lines.append(f"• *{mrkdwn(c.label, 75)}*: {w.active} active this week ({w.active_4w} in 4 weeks), {w.new} new, "
+                     f"failed {_rate(w.failure_rate)}; {csat}{friction}")
+    return [{"type": "section", "text": _md("*Adoption and satisfaction* (most used × least liked first)\n" + "\n".join(lines))}]

@@ -37,6 +37,8 @@ from starlette.routing import Route
 
 from bot.web import charts, focus_section
 from bot.web.targets import targets_section
+from bot.usage import adoption
+from bot.usage import blocks as usage_blocks
 from bot.operations import compliance, insight
 from bot.blocks.insight import FORMULA, category_label, point_trend, rate, trend
 from bot.blocks.triage import _duration as duration
@@ -220,6 +222,7 @@ class DashboardData:
     nps: list[insight.NpsPoint]  # per pulse-survey run closed in the last NPS_DAYS, oldest first
     focus: focus_section.FocusSection | None = None  # with a policy only
     targets: compliance.Compliance | None = None  # response targets; None when they are off
+    usage: "adoption.Adoption | None" = None  # usage and adoption (bot.usage); None without capabilities
 
 
 def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None, policy: Policy | None = None) -> DashboardData:
@@ -235,6 +238,7 @@ def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None, p
         nps=insight.nps_series(session=session, window=insight.Window.last(NPS_DAYS, now)),
         focus=focus_section.gather(session=session, policy=policy, now=now) if policy else None,
         targets=compliance.compliance(session=session, policy=policy, days=days, now=now, weeks=weeks) if policy else None,
+        usage=adoption.measure(session=session, policy=policy, now=now, weeks=weeks) if policy and policy.usage.capabilities else None,
     )
 
 
@@ -311,6 +315,7 @@ def render(policy: Policy, data: DashboardData) -> str:
         areas=area_rows, points=point_rows, kpis=loop, charts={k: _markup(v) for k, v in svg.items()}, formula=FORMULA,
         reports=now.reports, focus=focus_section.context(data.focus, policy) if data.focus else None,
         targets=targets_section(taxonomy, data.targets),
+        usage=usage_blocks.dashboard_context(data.usage, lambda *a, **k: _markup(charts.svg_line_chart(*a, **k))),
     )
 
 
