@@ -260,7 +260,12 @@ def users_ever(*, session: Session, before: datetime) -> dict[str, int]:
 
 
 def forget_user(*, session: Session, user_id: str) -> int:
-    """Delete a person's usage events and asks (``platform-feedback forget``); how many events."""
+    """Delete a person's usage events, asks and audience entry (``platform-feedback forget``); how many
+    events. A sealed answer of theirs in an open window can no longer be found (only their asks led
+    to its pseudonym): it is erased unread at close."""
+    from storage.models import UsageAudienceMember
+
+    session.exec(delete(UsageAudienceMember).where(UsageAudienceMember.user_id == user_id))
     session.exec(delete(UsageAsk).where(UsageAsk.user_id == user_id))
     n = session.exec(delete(UsageEvent).where(UsageEvent.user_id == user_id)).rowcount
     return int(n or 0)
