@@ -88,10 +88,15 @@ class Candidate:
     capability: str
 
 
+def may_ask(event: UsageEvent, policy: UsagePolicy) -> bool:
+    """Whether this use is sampled for the question at all (no database: most uses are not)."""
+    cap = policy.capability(event.capability)
+    return cap is not None and cap.csat.enabled and sampled(event.key, cap.csat.sample_every)
+
+
 def candidate(*, session: Session, event: UsageEvent, user_id: str, policy: UsagePolicy, now: datetime) -> Candidate | None:
     """Whether this use should be followed by the question (sampling and caps; see the module docstring)."""
-    cap = policy.capability(event.capability)
-    if cap is None or not cap.csat.enabled or not sampled(event.key, cap.csat.sample_every):
+    if not may_ask(event, policy):
         return None
     last = store.last_asked(session=session, user_id=user_id)
     if last is not None and now - last < timedelta(days=policy.csat.cap_days):

@@ -45,18 +45,26 @@ class Settler:
         self._emails: dict[str, tuple[float, str | None]] = {}  # email -> (cached at, user id or None: unknown)
         self._zones: dict[str, tuple[float, str | None]] = {}
         self._lock: asyncio.Lock | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._runner: asyncio.Task | None = None
+        self._more = False
 
     def kick(self, event_id: int) -> None:
-        """Settle this event soon, after the answer (a task of the serving loop)."""
-        task = asyncio.get_running_loop().create_task(self._quietly(self.settle([event_id])))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Settle new events soon, after the answer: one task of the serving loop settles whatever is
+        unsettled, again while kicks keep coming (so a burst of events costs a few batches, not a
+        task and a few transactions each)."""
+        self._more = True
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._more:
+            self._more = False
+            await self._quietly(self.settle())
 
     async def idle(self) -> None:
-        """Wait for the settling tasks under way (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Wait for the settling under way (tests, shutdown)."""
+        while self._runner is not None and not self._runner.done():
+            await asyncio.gather(self._runner, return_exceptions=True)
 
     async def _quietly(self, work: Awaitable[int]) -> None:
         try:
@@ -74,8 +82,12 @@ class Settler:
         async with self._lock:
             while True:
                 events = await self.db.run(store.unsettled, ids=ids)
-                progress = 0
-                for event in events:
+                # Most events need nothing but the flag: a known user and no question to consider.
+                plain = [e.id for e in events if e.user_id is not None and not csat.may_ask(e, self.policy)]
+                if plain:
+                    await self.db.run(store.settle_many, event_ids=plain)
+                progress, done_ids = len(plain), set(plain)
+                for event in (e for e in events if e.id not in done_ids):
                     try:
                         progress += await self._one(event)
                     except SlackUnanswered as exc:
