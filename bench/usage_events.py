@@ -11,7 +11,8 @@ worst idle ack, and every ack within Slack's 3 s; every event answered 202 and s
 2. Idle: signed slash commands (``bench.ack_latency.Requests``: the modal, a one-line report) at
    ``--rate`` a second, open loop, for ``--seconds``.
 3. Loaded: the same Slack requests and, from the same client, ``--events`` usage events a second
-   (500 people, a new event id each), open loop, for ``--seconds``, over 32 connections.
+   (500 people, a new event id each), open loop, for ``--seconds``, over 32 kept-alive connections
+   (a lean client of its own: httpx would take the CPU the server is measured with).
 4. Prints each stretch's acks (count, p50, p99, worst), the events' answers (achieved rate, p50,
    p99, worst, non-202), the events stored and settled, the ratio, and the load average. The
    client runs on the same machine: its CPU is taken from the server's.
@@ -22,13 +23,13 @@ Not run in CI.
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
 import uuid
 from collections import Counter
 
-import httpx
 from sqlalchemy import text
 
 from bench.ack_during import load
@@ -53,19 +54,59 @@ usage:
 """
 
 
+class Connections:
+    """A lean HTTP/1.1 keep-alive client (asyncio streams, ``size`` connections): the load must not
+    take the CPU it is meant to measure the server with (httpx costs about 5 ms of CPU a request)."""
+
+    def __init__(self, base: str, size: int):
+        host, port = base.removeprefix("http://").split(":")
+        self.host, self.port = host, int(port)
+        self.pool: asyncio.Queue = asyncio.Queue()
+        for _ in range(size):
+            self.pool.put_nowait(None)
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        """The answer's status (0: no answer)."""
+        conn = await self.pool.get()
+        head = (f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-length: {len(body)}\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+        try:
+            for attempt in range(2):  # a kept-alive connection the server closed meanwhile: once more on a new one
+                try:
+                    if conn is None:
+                        conn = await asyncio.open_connection(self.host, self.port)
+                    reader, writer = conn
+                    writer.write(head + body)
+                    line = await reader.readline()
+                    if not line:
+                        raise ConnectionResetError("closed")
+                    status, length = int(line.split()[1]), 0
+                    while (line := await reader.readline()) not in (b"\r\n", b""):
+                        if line.lower().startswith(b"content-length:"):
+                            length = int(line.split(b":", 1)[1])
+                    await reader.readexactly(length)
+                    return status
+                except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                    if conn is not None:
+                        conn[1].close()
+                    conn = None
+                    if attempt:
+                        return 0
+            return 0
+        finally:
+            self.pool.put_nowait(conn)
+
+
 async def events(base: str, rate: float, seconds: float) -> list[tuple[float, float, int]]:
     """``rate`` signed usage events a second for ``seconds``, open loop: (due, seconds to the answer, status) each."""
     samples, tasks, start = [], [], time.time()
-    http = httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=32))
+    http = Connections(base, 32)
 
     async def one(due: float, i: int) -> None:
         body = json.dumps({"id": f"bench-{uuid.uuid4().hex}", "capability": "deploy" if i % 3 else "new-service",
                            "user": f"U0USE{i % 500:04d}", "outcome": "failed" if i % 7 == 0 else "ok", "duration_ms": 1000 + i % 900,
                            "subject": f"svc-{i % 40}"}).encode()
-        try:
-            status = (await http.post("/events/usage", content=body, headers=signing.headers(SECRET, body))).status_code
-        except httpx.TransportError:
-            status = 0
+        status = await http.post("/events/usage", body, signing.headers(SECRET, body))
         samples.append((due, time.time() - due, status))
 
     i = 0
@@ -74,8 +115,13 @@ async def events(base: str, rate: float, seconds: float) -> list[tuple[float, fl
         tasks.append(asyncio.create_task(one(due, i)))
         i += 1
     await asyncio.gather(*tasks)
-    await http.aclose()
     return samples
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat fields 14 and 15)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summary(name: str, seconds: list[float]) -> str:
@@ -98,13 +144,13 @@ async def main_async(args) -> int:
     with fresh_database(args.database) as db, fake_slack_process() as (fake_url, answers):
         env = {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake_url + "/api/",
                "USAGE_SIGNING_SECRET": SECRET, "USAGE_EVENTS_PER_SECOND": str(max(300.0, args.events * 2))}
-        with serve_process(db.url, POLICY, env) as (base, _proc):
+        with serve_process(db.url, POLICY, env) as (base, proc):
             await stretch(base, fake_url, args.rate, args.warmup, None)  # a fresh process's first requests: not counted
             idle, _ = await stretch(base, fake_url, args.rate, args.seconds, None)
             print(f"idle stretch done ({len(idle)} acks); {args.events:g} events a second for {args.seconds:g} s", flush=True)
-            t0 = time.time()
+            t0, server0, client0 = time.time(), cpu_seconds(proc.pid), time.process_time()
             loaded, sent = await stretch(base, fake_url, args.rate, args.seconds, args.events)
-            took = time.time() - t0
+            took, server_cpu, client_cpu = time.time() - t0, cpu_seconds(proc.pid) - server0, time.process_time() - client0
             deadline = time.time() + 120
             while time.time() < deadline:  # the after-ack work catching up (users.info reads, CSAT DMs)
                 stored, settled = db.transact(lambda session: session.execute(
@@ -122,6 +168,8 @@ async def main_async(args) -> int:
     bad_events = Counter(s[2] for s in sent if s[2] != 202)
     print(f"events: {len(sent)} sent over {args.seconds:g} s, all answered within {took:.1f} s: {ok_events / took:.1f} answered 202 a second "
           f"(asked {args.events:g}); non-202: {dict(bad_events) or 0}; stored {stored}, settled {settled}, questions asked {asks}")
+    print(f"CPU while loaded: serve {server_cpu:.1f} s ({server_cpu / max(1, len(sent)) * 1000:.1f} ms per event, Slack requests "
+          f"included), this client {client_cpu:.1f} s, in {took:.1f} s on {os.cpu_count()} CPUs")
     print(f"non-200 Slack acks: {bad_acks}; fake Slack calls: {dict(answers.get('calls', {}))}")
     worst_idle, worst_loaded = max(s[1] for s in idle), max(s[1] for s in loaded)
     ratio = worst_loaded / worst_idle

@@ -88,8 +88,9 @@ class Candidate:
     capability: str
 
 
-def may_ask(event: UsageEvent, policy: UsagePolicy) -> bool:
-    """Whether this use is sampled for the question at all (no database: most uses are not)."""
+def may_ask(event, policy: UsagePolicy) -> bool:
+    """Whether this use (a ``UsageEvent`` or ``bot.usage.events.UsageIn``: its ``capability`` and
+    ``key``) is sampled for the question at all (no database: most uses are not)."""
     cap = policy.capability(event.capability)
     return cap is not None and cap.csat.enabled and sampled(event.key, cap.csat.sample_every)
 

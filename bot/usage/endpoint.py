@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from sqlmodel import Session
@@ -29,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot.usage import events, signing
+from bot.usage import csat, events, signing
 from storage.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,9 @@ class Writer:
     at once: past it a request is answered 503 with ``Retry-After`` (the flood is bounded in memory
     and in the database's load, before a byte of it is written)."""
 
-    def __init__(self, db, *, batch: int = 500, max_waiting: int = 5000):
-        self.db, self.batch, self.max_waiting = db, batch, max_waiting
+    def __init__(self, db, *, settled: "Callable[[events.UsageIn], bool]" = lambda _event: False, batch: int = 500,
+                 max_waiting: int = 5000):
+        self.db, self.settled, self.batch, self.max_waiting = db, settled, batch, max_waiting
         self._waiting: list[tuple[str, datetime, events.UsageIn, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
 
@@ -93,7 +95,8 @@ class Writer:
         while self._waiting:
             batch, self._waiting = self._waiting[:self.batch], self._waiting[self.batch:]
             try:
-                results = await self.db.run(keep_many, items=[(sig, exp, ev) for sig, exp, ev, _ in batch], now=datetime.now(timezone.utc))
+                results = await self.db.run(keep_many, items=[(sig, exp, ev) for sig, exp, ev, _ in batch], now=datetime.now(timezone.utc),
+                                            settled=self.settled)
             except Exception as exc:  # noqa: BLE001 - each waiting request answers it (DatabaseUnavailable: 503)
                 for *_, future in batch:
                     if not future.done():
@@ -104,10 +107,12 @@ class Writer:
                     future.set_result(result)
 
 
-def keep_many(*, session: Session, items: list[tuple[str, datetime, events.UsageIn]], now: datetime) -> list[tuple[str, int | None]]:
+def keep_many(*, session: Session, items: list[tuple[str, datetime, events.UsageIn]], now: datetime,
+              settled: Callable[[events.UsageIn], bool] = lambda _event: False) -> list[tuple[str, int | None]]:
     """In one transaction: each signature seen for the first time (``storage.replays``' table, the
     first of twins in the batch) stores its event unless its id is stored already (the first of
-    twins wins). Per item, in order: ("replay" | "stored" | "duplicate", the new id)."""
+    twins wins); an event ``settled`` says needs no after-ack work is stored settled. Per item, in
+    order: ("replay" | "stored" | "duplicate", the new id)."""
     from sqlalchemy import delete
 
     from storage.database import insert_or_skip
@@ -127,7 +132,7 @@ def keep_many(*, session: Session, items: list[tuple[str, datetime, events.Usage
     if first_of_key:
         received = datetime.now(timezone.utc)
         values = [{**{k: v for k, v in items[i][2].row().items() if k != "email"}, "pending_email": items[i][2].email,
-                   "received_at": received, "settled": False} for i in first_of_key.values()]
+                   "received_at": received, "settled": settled(items[i][2])} for i in first_of_key.values()]
         stored = {key: new_id for new_id, key in
                   session.execute(insert_or_skip(session, UsageEvent).values(values).returning(UsageEvent.id, UsageEvent.key)).all()}
     out: list[tuple[str, int | None]] = []
@@ -146,7 +151,8 @@ def routes(deps) -> list[Route]:
     settings = deps.settings
     secret = settings.usage_signing_secret
     limit = RateLimit(settings.usage_events_per_second)
-    writer = Writer(deps.db)
+    # An event with a user id that is not sampled for the question has no after-ack work: stored settled.
+    writer = Writer(deps.db, settled=lambda e: e.user_id is not None and not csat.may_ask(e, deps.policy.usage))
 
     async def usage_event(request: Request) -> Response:
         if not secret:
@@ -177,7 +183,7 @@ def routes(deps) -> list[Route]:
         if outcome == "replay":
             return PlainTextResponse("replayed request (this signature was seen before): sign each request when it is sent",
                                      status_code=409)
-        if new is not None and deps.usage is not None:
+        if new is not None and deps.usage is not None and not writer.settled(event):
             deps.usage.kick(new)
         return Response(json.dumps({"ok": True, "stored": outcome == "stored"}), status_code=202, media_type="application/json")
 
