@@ -204,9 +204,10 @@ class FakeSlack:
 
     def _directory(self, method: str, body: dict) -> dict:
         if method == "users.lookupByEmail":
-            # Shape: docs.slack.dev/reference/methods/users.lookupByEmail (a user object as users.info's;
-            # an address no member has: {"ok": false, "error": "users_not_found"}). The address is
-            # the user's "email" field here (Slack keeps it in profile.email).
+            # Shape: docs.slack.dev/reference/methods/users.lookupByEmail and the node SDK's
+            # UsersLookupByEmailResponse (ok, user: a user object as users.info's); an address no member
+            # has: {"ok": false, "error": "users_not_found"} (older copies of the docs: user_not_found;
+            # the bot takes both). The address is the user's "email" field here (Slack: profile.email).
             found = next((u for u, fields in self.users.items() if fields.get("email") == body.get("email")), None)
             if found is None:
                 return {"ok": False, "error": "users_not_found"}

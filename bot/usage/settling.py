@@ -128,7 +128,9 @@ class Settler:
             data = await self.read("users_lookupByEmail", email=email)
         except SlackApiError as exc:
             error = exc.response.get("error") if exc.response is not None else None
-            if error == "users_not_found":
+            # docs.slack.dev's users.lookupByEmail page says users_not_found; older copies of the
+            # method's docs (the hex.pm slack package's users.lookupByEmail.json) say user_not_found.
+            if error in ("users_not_found", "user_not_found"):
                 self._put(self._emails, email, None)
                 log.info("usage events: an event's email is not a member of the workspace; dropped")
                 return None
