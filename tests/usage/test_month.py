@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import uvicorn
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import delete, func
 from sqlmodel import select
 
 from bot.operations.surveys.sealing import Keys
@@ -169,6 +170,23 @@ async def test_a_month_of_usage(fake_slack, db):
             r = await http.post("/events/usage", content=body, headers=headers)
             assert r.status_code == 202, r.text
             await deps.usage.idle()
+
+        # ---------------------------------------------------------- refused, nothing stored
+        with db.session() as s:
+            count = s.scalar(select(func.count()).select_from(UsageEvent))
+        assert events[0]["capability"] == "new-service"  # no question follows it: deleting it below leaves nothing behind
+        body, headers = signed_event({**events[0], "id": "forged", "at": events[0]["at"].isoformat()})
+        forged = await http.post("/events/usage", content=body, headers={**headers, "x-usage-signature": "v1=" + "ab" * 32})
+        replay = await http.post("/events/usage", content=body, headers=headers)
+        replayed = await http.post("/events/usage", content=body, headers=headers)
+        other_body, other_headers = signed_event({"id": "teleport-1", "capability": "teleport", "user": PEOPLE[0]})
+        unknown = await http.post("/events/usage", content=other_body, headers=other_headers)
+        assert (forged.status_code, replay.status_code, replayed.status_code, unknown.status_code) == (401, 202, 409, 400)
+        with db.session() as s:  # only the one signed, new event went in (and it is dropped again for the counts)
+            assert s.scalar(select(func.count()).select_from(UsageEvent)) == count + 1
+            s.execute(delete(UsageEvent).where(UsageEvent.key == "forged"))
+            s.commit()
+        await deps.usage.idle()
 
         # ---------------------------------------------------------- the questions
         with db.session() as s:
