@@ -308,3 +308,10 @@ def audience_active(*, session: Session, edges: Sequence[datetime]) -> list[tupl
              .where(UsageEvent.at >= edges[0], UsageEvent.at < edges[-1]).subquery("e"))
     rows = session.exec(select(inner.c.c, inner.c.b, func.count(distinct(inner.c.u))).group_by(inner.c.c, inner.c.b)).all()
     return [(c, int(bk), int(n)) for c, bk, n in rows]
+
+
+def active_between(*, session: Session, capability: str, start: datetime, end: datetime) -> int:
+    """Distinct people who used ``capability`` in ``[start, end)``."""
+    return int(session.scalar(select(func.count(distinct(UsageEvent.user_id)))
+                              .where(UsageEvent.capability == capability, UsageEvent.at >= start, UsageEvent.at < end,
+                                     col(UsageEvent.user_id).is_not(None))) or 0)

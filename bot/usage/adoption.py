@@ -215,3 +215,38 @@ def table(data: dict | None) -> str:
         lines.append(f"  {c['label']}: {w['active']} active ({w['active_4w']} in 4 weeks{share}), {w['new']} new, "
                      f"{w['returning']} returning; {csat}; {friction}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the focus report, before and after
+
+
+def side_at(*, session: Session, capability: str, when: datetime | str) -> dict:
+    """A capability's adoption and CSAT as they stood at ``when``: people who used it in the four
+    weeks before, and the moment-of-use CSAT of the windows of those weeks closed by now that
+    reached the minimum group (a window still open, or under the group, gives no score). ``when``:
+    an aware datetime or its ISO text (the focus report's ``at``)."""
+    when = datetime.fromisoformat(when) if isinstance(when, str) else when
+    start = when - timedelta(weeks=4)
+    windows = [w for w in store.closed_scores(session=session, since=week_start(start)) if w.capability == capability and w.week_start < when]
+    scores = [s for w in windows for s in w.scores]
+    return {"active_4w": store.active_between(session=session, capability=capability, start=start, end=when),
+            "csat": round(sum(scores) / len(scores), 2) if scores else None, "csat_answers": len(scores)}
+
+
+def focus_usage(*, session: Session, policy: Policy, data: dict | None) -> dict | None:
+    """``bot.operations.focus_data``'s report with, for each area item, the capabilities of that area
+    before (at the baseline) and after (now, or the period's end): ``item["usage"]``."""
+    for item in (data or {}).get("items", []):
+        caps = [c for c in policy.usage.capabilities if item.get("area") and c.area == item["area"]]
+        item["usage"] = [{"capability": c.name, "label": c.display,
+                          "before": side_at(session=session, capability=c.name, when=item["baseline"]["at"]),
+                          "after": side_at(session=session, capability=c.name, when=item["now"]["at"])} for c in caps]
+    return data
+
+
+def focus_words(usage: dict) -> str:
+    """``deploy: 12 people in 4 weeks, CSAT 3.1 → 18, CSAT 3.9`` for the focus report's table."""
+    def side(s: dict) -> str:
+        return f"{s['active_4w']} people in 4 weeks, CSAT " + (f"{s['csat']:g}" if s["csat"] is not None else "–")
+
+    return f"{usage['label']}: {side(usage['before'])} → {side(usage['after'])}"

@@ -149,3 +149,26 @@ async def test_a_low_score_comment_filed_in_the_persons_name(bot_with_usage):
     with bot.db.session() as s:
         assert s.scalars(select(UsageWindow)).one().answers == 1
         assert s.scalars(select(UsageAnswer)).all() == []  # one answer: under the minimum group, nothing kept
+
+
+def test_the_focus_report_shows_an_areas_adoption_and_csat_before_and_after(db):
+    """A focus on the deploys area picked three weeks ago: the deploy capability's 4-weekly users
+    and CSAT at the pick against now (``report --focus``'s data and table)."""
+    from bot.operations import focus_data
+    from bot.usage.adoption import focus_usage
+
+    seed(db)
+    now = utcnow()
+    picked = (now - timedelta(weeks=3)).isoformat()
+    data = {"period": "2026-Q4", "ended": False, "pulse": [], "items": [
+        {"subject": "area:deploys", "ref": None, "merged_into": None, "area": "deploys", "title": "Deploys", "people": 3,
+         "fixed": False, "links": [], "baseline": {"at": picked, "score": 1.0, "reports_per_week": 1.0, "reporters": 3,
+                                                   "hours_lost_per_week": 1.0},
+         "now": {"at": now.isoformat(), "score": 1.0, "reports_per_week": 1.0, "reporters": 3, "hours_lost_per_week": 1.0, "told_fixed": 0}}]}
+    with db.session() as s:
+        focus_usage(session=s, policy=usage_policy(), data=data)
+    [usage] = data["items"][0]["usage"]
+    assert usage["capability"] == "deploy"
+    assert usage["before"]["active_4w"] == 0 and usage["before"]["csat"] is None  # nobody had used it yet
+    assert usage["after"]["active_4w"] == 4 and usage["after"]["csat"] == 3.8 and usage["after"]["csat_answers"] == 5
+    assert "usage: Deploy: 0 people in 4 weeks, CSAT – → 4 people in 4 weeks, CSAT 3.8" in focus_data.report_text(data)
