@@ -27,6 +27,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 
+from sqlalchemy import text
 from sqlmodel import Session
 
 from bot.operations.surveys.runs import hold_until
@@ -109,7 +110,12 @@ def candidate(*, session: Session, event: UsageEvent, user_id: str, policy: Usag
 
 def ask(*, session: Session, event: UsageEvent, user_id: str, policy: UsagePolicy, tz: str | None, now: datetime) -> UsageAsk | None:
     """In the event's settling transaction: check again (another event of theirs may have been
-    asked meanwhile), then record the ask and queue the DM for after the quiet hours."""
+    asked meanwhile), then record the ask and queue the DM for after the quiet hours. On PostgreSQL
+    the check holds a transaction lock per person (``pg_advisory_xact_lock``), so two processes
+    settling two uses of one person at once (``serve --workers``, several hosts) cannot both pass
+    the per-person cap: the second waits for the first's commit and then sees its ask."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"usage-ask:{user_id}"})
     if candidate(session=session, event=event, user_id=user_id, policy=policy, now=now) is None:
         return None
     deliver = after_quiet(now, tz, policy.csat.quiet_hours)

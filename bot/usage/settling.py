@@ -10,7 +10,8 @@
 
 An event stays unsettled while Slack cannot answer; the minute's sweep (``bot.usage.jobs``) takes
 every unsettled event again, so a crash between the ack and this work loses nothing. Within a
-process one settling runs at a time, so two uses of one person cannot both pass the per-person cap.
+process one settling runs at a time; across processes ``bot.usage.csat.ask`` takes a lock per
+person, so two uses of one person cannot both pass the per-person cap.
 """
 
 import asyncio
