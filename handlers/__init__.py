@@ -19,6 +19,7 @@ import bot.retention.jobs
 import bot.surveys.listeners
 import bot.targets.listeners
 import bot.triage.listeners
+import bot.usage.listeners
 from bot import surveys as survey_ops
 from bot.direct_messages.service import DM_ANSWER_PURPOSE, DmAnswerHook
 from bot.focus.flows import PostHook
@@ -65,3 +66,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
     bot.focus.listeners.register(app, deps)
     bot.home.listeners.register(app, deps)
     bot.insight.listeners.register(app, deps)
+    bot.usage.listeners.register(app, deps)

@@ -34,6 +34,7 @@ import handlers
 from bot import charts
 from bot.closing.service import apply_issue_event
 from bot.commands import check_handled
+import bot.usage.endpoint
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.runtime.event_gate import EventGate, NotKept
@@ -353,6 +354,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             *_oauth_routes(app, deps),
             *bot.closing.webhooks.routes(deps),
             *bot.web.dashboard.routes(deps),
+            *bot.usage.endpoint.routes(deps),
         ],
         lifespan=lifespan,
         # ArrivalTime outermost, so the ack clock starts before BodyLimit reads the body.
@@ -394,7 +396,9 @@ def rate_limited_notice(body: dict, deps: Deps) -> Response:
 
 
 def body_limit(path: str) -> int:
-    """Bytes of body a route may receive: tracker webhooks their own bound, every other route Slack's."""
+    """Bytes of body a route may receive: tracker webhooks and usage events their own bounds, every other route Slack's."""
+    if path == bot.usage.endpoint.PATH:
+        return bot.usage.endpoint.MAX_BODY
     return bot.closing.webhooks.MAX_BODY if path.startswith("/webhooks/") else MAX_BODY
 
 

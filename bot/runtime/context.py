@@ -16,6 +16,7 @@ from storage.database import Database
 if TYPE_CHECKING:
     from bot.runtime.event_gate import EventGate
     from bot.trackers.identity import Identities
+    from bot.usage.settling import Settler
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Deps:
     events: "EventGate | None" = None
     # Tracker issue ids asked of the tracker's API when a host links an issue (bot.trackers.identity)
     identities: "Identities | None" = None
+    # Usage events' after-ack work (bot.usage.settling), made by bot.usage.listeners.register
+    usage: "Settler | None" = None
 
     def ref(self, point_id: int) -> str:
         return format_ref(self.policy.reference_prefix, point_id)
