@@ -46,7 +46,8 @@ class FakeSlack:
     channels: dict = field(default_factory=dict)
     # The scopes Slack reports in each answer's X-OAuth-Scopes header (default: manifest.yml's)
     scopes: list = field(default_factory=lambda: ["commands", "chat:write", "reactions:read", "channels:history", "groups:history",
-                                                   "usergroups:read", "files:write", "users:read", "users:read.email", "channels:read", "groups:read", "im:history"])
+                                                   "usergroups:read", "files:write", "users:read", "users:read.email", "channels:read",
+                                                   "groups:read", "im:history"])
     # (method, body) -> a (status, body, headers) to answer with instead, or None to answer normally:
     # Slack down for a while (5xx, 429), or failing one message. A str body is sent as is, not as JSON
     # (a proxy's error page), with the Content-Type from the headers (default text/plain).

@@ -29,12 +29,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import bot.closing.webhooks
+import bot.usage.endpoint
 import bot.web.dashboard
 import handlers
 from bot import charts
 from bot.closing.service import apply_issue_event
 from bot.commands import check_handled
-import bot.usage.endpoint
 from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
 from bot.runtime.event_gate import EventGate, NotKept

@@ -9,9 +9,9 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
-from bot.text import from_slack
 from bot.intake.filing import file_report
 from bot.surveys.sealing import Keys
+from bot.text import from_slack
 from bot.usage import csat, jobs
 from bot.usage.adoption import AudienceRefresh
 from bot.usage.blocks import build_comment_modal, build_question, build_thanks

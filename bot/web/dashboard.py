@@ -40,14 +40,14 @@ from bot.focus import dashboard as focus_section
 from bot.insight import service as insight
 from bot.insight.blocks import FORMULA, category_label, point_trend, rate, trend
 from bot.references import format_ref
-from bot.usage import adoption
-from bot.usage import blocks as usage_blocks
 from bot.runtime.config import Policy
 from bot.runtime.guard import redact_access_log
 from bot.targets import compliance
 from bot.targets.dashboard import targets_section
 from bot.text import shorten
 from bot.triage.blocks import _duration as duration
+from bot.usage import adoption
+from bot.usage import blocks as usage_blocks
 from storage.database import Database, DatabaseUnavailable
 from storage.models import utcnow
 

@@ -3,8 +3,8 @@
 import pytest
 
 from bot.surveys.sealing import Keys
-from tests.web.test_dashboard import chromium  # noqa: F401  (the headless browser fixture)
 from tests.usage.helpers import USAGE_SECRET, usage_policy
+from tests.web.test_dashboard import chromium  # noqa: F401  (the headless browser fixture)
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import delete, func
 from sqlmodel import select
 
-from bot.surveys.sealing import Keys
 from bot.runtime.app import create_app, create_web_app
 from bot.runtime.http_limits import uvicorn_options
+from bot.surveys.sealing import Keys
 from bot.usage import adoption, jobs
 from bot.usage.csat import week_start
 from storage.models import RunStatus, SurveyRecipient, SurveyRun, UsageAnswer, UsageAsk, UsageEvent, UsageWindow

@@ -16,8 +16,8 @@ from bot.usage import csat
 from bot.usage.csat import week_start
 from storage import usage as store
 from storage.models import FrictionPoint, FrictionTag, OutboxMessage, Reporter, UsageAnswer, UsageEvent, UsageWindow, utcnow
-from tests.web.test_dashboard import DASHBOARD_TOKEN, file_sample, serving_dashboard
 from tests.usage.helpers import usage_policy
+from tests.web.test_dashboard import DASHBOARD_TOKEN, file_sample, serving_dashboard
 
 COMMENT = "<!channel> the rollout *hung* for 20 min <https://evil.example|click>"
 
