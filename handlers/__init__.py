@@ -33,6 +33,8 @@ from bot.surveys.runs import REMINDER_PURPOSE, ReminderHook
 from bot.surveys.sealing import Keys
 from bot.triage.flows import CardHook
 from bot.triage.service import CARD_PURPOSE
+from bot.usage.csat import PURPOSE as ASK_PURPOSE
+from bot.usage.csat import AskHook
 
 
 def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
@@ -44,6 +46,7 @@ def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
         CSAT_PURPOSE: CsatHook(policy),
         REMINDER_PURPOSE: ReminderHook(policy, keys),
         POST_PURPOSE: PostHook(policy),
+        ASK_PURPOSE: AskHook(policy.usage),
     }
 
 

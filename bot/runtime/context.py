@@ -2,7 +2,7 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.references import format_ref
 from bot.runtime.config import Policy, Settings
@@ -16,7 +16,6 @@ from storage.database import Database
 if TYPE_CHECKING:
     from bot.runtime.event_gate import EventGate
     from bot.trackers.identity import Identities
-    from bot.usage.settling import Settler
 
 
 @dataclass
@@ -35,8 +34,9 @@ class Deps:
     events: "EventGate | None" = None
     # Tracker issue ids asked of the tracker's API when a host links an issue (bot.trackers.identity)
     identities: "Identities | None" = None
-    # Usage events' after-ack work (bot.usage.settling), made by bot.usage.listeners.register
-    usage: "Settler | None" = None
+    # Usage events' after-ack work: a bot.usage.settling.Settler, made by bot.usage.listeners.register
+    # (Any: the runtime sits below the features, tests/test_imports.py)
+    usage: Any = None
 
     def ref(self, point_id: int) -> str:
         return format_ref(self.policy.reference_prefix, point_id)

@@ -23,7 +23,7 @@ from sqlmodel import Session
 
 from bot.insight import service as insight
 from bot.runtime.config import Policy
-from bot.usage.csat import week_start
+from bot.usage.weeks import week_start
 from storage import usage as store
 from storage.models import utcnow
 

@@ -30,10 +30,12 @@ from datetime import datetime, time, timedelta, timezone
 from sqlalchemy import text
 from sqlmodel import Session
 
+from bot.runtime.outbox import Hook
 from bot.surveys.runs import hold_until
 from bot.surveys.sealing import Keys
 from bot.surveys.timing import zone
 from bot.usage.policy import UsagePolicy
+from bot.usage.weeks import week_start
 from storage import outbox, survey_answers
 from storage import surveys as survey_store
 from storage import usage as store
@@ -49,12 +51,6 @@ LOW_SCORE = 2  # at or below: the DM offers to file what got in the way as a fri
 def sampled(key: str, every: int) -> bool:
     """One event in ``every``, by a hash of its id (uniform; the same answer for the same id)."""
     return every <= 1 or int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % every == 0
-
-
-def week_start(at: datetime) -> datetime:
-    """Monday 00:00 UTC of ``at``'s ISO week."""
-    day = at.astimezone(timezone.utc).date()
-    return datetime.combine(day - timedelta(days=day.weekday()), time(0), tzinfo=timezone.utc)
 
 
 def after_quiet(now: datetime, tz: str | None, quiet: str | None) -> datetime:
@@ -220,7 +216,7 @@ def wipe(engine) -> bool:
 # ------------------------------------------------------------------ outbox hook (rendered when sent)
 
 
-class AskHook:
+class AskHook(Hook):
     """Renders the DM when it is due (``bot.usage.blocks.build_question``); drops it if the window
     closed meanwhile. (Not ``discreet``: the ask row already says who is asked; answering is what
     must leave no trace, and it writes no row that names anyone.)"""

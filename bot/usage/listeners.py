@@ -139,11 +139,10 @@ async def on_comment_submitted(ack: AsyncAck, body: dict, view: dict, deps, keys
 
 
 def register(app: AsyncApp, deps) -> None:
-    """The wiring: listeners, the DM's outbox hook, the settler and the minute's job."""
+    """The wiring: listeners, the settler and the minute's job (the DM's outbox hook: ``handlers.outbox_hooks``)."""
     keys = Keys.from_settings(deps.settings)
     if deps.usage is None:
         deps.usage = Settler(db=deps.db, policy=deps.policy.usage, read=slack_read(deps.workspaces))
-    deps.sender.hooks[csat.PURPOSE] = csat.AskHook(deps.policy.usage)
 
     # Bolt hands a listener the arguments its parameters name: each of these names them, and passes
     # them on with what the module-level listener needs besides.

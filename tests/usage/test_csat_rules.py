@@ -6,7 +6,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.usage.csat import after_quiet, sampled, week_start
+from bot.usage.csat import after_quiet, sampled
+from bot.usage.weeks import week_start
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -28,7 +28,7 @@ from bot.runtime.app import create_app, create_web_app
 from bot.runtime.http_limits import uvicorn_options
 from bot.surveys.sealing import Keys
 from bot.usage import adoption, jobs
-from bot.usage.csat import week_start
+from bot.usage.weeks import week_start
 from storage.models import RunStatus, SurveyRecipient, SurveyRun, UsageAnswer, UsageAsk, UsageEvent, UsageWindow
 from tests.conftest import make_settings
 from tests.fake_slack import TOKEN

@@ -13,7 +13,7 @@ from sqlmodel import select
 from bot.insight.digest import queue_digest
 from bot.runtime import report
 from bot.usage import csat
-from bot.usage.csat import week_start
+from bot.usage.weeks import week_start
 from storage import usage as store
 from storage.models import FrictionPoint, FrictionTag, OutboxMessage, Reporter, UsageAnswer, UsageEvent, UsageWindow, utcnow
 from tests.usage.helpers import usage_policy
