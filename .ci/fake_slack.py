@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
-SCOPES = "commands,chat:write,reactions:read,channels:history,groups:history,usergroups:read,files:write,users:read,channels:read,groups:read,im:history"
+SCOPES = ("commands,chat:write,reactions:read,channels:history,groups:history,usergroups:read,files:write,users:read,"
+          "users:read.email,channels:read,groups:read,im:history")
 
 
 class Handler(BaseHTTPRequestHandler):

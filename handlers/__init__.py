@@ -19,6 +19,7 @@ import bot.retention.jobs
 import bot.surveys.listeners
 import bot.targets.listeners
 import bot.triage.listeners
+import bot.usage.listeners
 from bot import surveys as survey_ops
 from bot.direct_messages.service import DM_ANSWER_PURPOSE, DmAnswerHook
 from bot.focus.flows import PostHook
@@ -32,6 +33,8 @@ from bot.surveys.runs import REMINDER_PURPOSE, ReminderHook
 from bot.surveys.sealing import Keys
 from bot.triage.flows import CardHook
 from bot.triage.service import CARD_PURPOSE
+from bot.usage.csat import PURPOSE as ASK_PURPOSE
+from bot.usage.csat import AskHook
 
 
 def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
@@ -43,6 +46,7 @@ def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
         CSAT_PURPOSE: CsatHook(policy),
         REMINDER_PURPOSE: ReminderHook(policy, keys),
         POST_PURPOSE: PostHook(policy),
+        ASK_PURPOSE: AskHook(policy.usage),
     }
 
 
@@ -65,3 +69,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
     bot.focus.listeners.register(app, deps)
     bot.home.listeners.register(app, deps)
     bot.insight.listeners.register(app, deps)
+    bot.usage.listeners.register(app, deps)

@@ -86,6 +86,7 @@ class Source(StrEnum):
     help_channel = "help_channel"  # a top-level message in the team's help channel
     survey = "survey"  # a survey comment a host filed as friction
     dm = "dm"  # a direct message to the bot (its Messages tab)
+    usage = "usage"  # a moment-of-use question's comment its author chose to file (bot.usage)
 
 
 class Status(StrEnum):
@@ -492,3 +493,89 @@ class SeenRequest(SQLModel, table=True):
 
     signature: str = Field(primary_key=True, max_length=80)  # "v0=" and 64 hex digits
     expires_at: datetime = instant(index=True)
+
+
+# ------------------------------------------------------------------ usage events (bot.usage)
+# Queries in storage.usage. Nothing personal beyond a Slack user id: an event sent with an email
+# keeps it in ``pending_email`` only until users.lookupByEmail answered (then it is erased).
+
+
+class UsageEvent(SQLModel, table=True):
+    """One use of a platform capability, sent by the platform's own tools (a CI step, a deploy CLI)."""
+
+    __tablename__ = "usage_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=128, unique=True)  # the caller's id: the same event sent twice is stored once
+    capability: str = Field(max_length=32, index=True)
+    user_id: str | None = Field(default=None, max_length=32, index=True)  # None only while the email is looked up
+    pending_email: str | None = Field(default=None, max_length=254)
+    at: datetime = instant(index=True)
+    outcome: str = Field(max_length=8)  # "ok" | "failed"
+    duration_ms: int | None = None
+    subject: str | None = Field(default=None, max_length=100)
+    received_at: datetime = _ts()
+    settled: bool = Field(default=False, index=True)  # the after-ack work (lookup, CSAT decision) is done
+
+
+class UsageWindow(SQLModel, table=True):
+    """The moment-of-use CSAT answers of one capability for one ISO week: sealed while open (as a
+    pulse-survey run's, ``bot.surveys.sealing``), written without people at close."""
+
+    __tablename__ = "usage_window"
+    __table_args__ = (UniqueConstraint("capability", "week_start"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    capability: str = Field(max_length=32)
+    week_start: datetime = instant()  # Monday 00:00 UTC of the ISO week the questions were asked in
+    closes_at: datetime = instant(index=True)
+    status: str = Field(default="open", sa_type=String(16), index=True)
+    secret: str | None = Field(default=None, max_length=64)  # the nonce of the window's key; erased at close
+    answers: int = 0  # counted at close (a window under the minimum group keeps only this)
+
+
+class UsageAsk(SQLModel, table=True):
+    """A moment-of-use question sent (or waiting for the end of quiet hours) to a person. Answering
+    never writes this row."""
+
+    __tablename__ = "usage_ask"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="usage_event.id", unique=True)
+    window_id: int = Field(foreign_key="usage_window.id", index=True)
+    user_id: str = Field(max_length=32, index=True)
+    capability: str = Field(max_length=32)
+    asked_at: datetime = instant(index=True)  # when it was decided (the use); the per-person cap counts from here
+    deliver_at: datetime = instant()  # after quiet hours in the person's time zone
+
+
+class UsageSealed(SQLModel, table=True):
+    """One person's answer in an open window, sealed under a pseudonym (HMAC of the window key). Deleted at close."""
+
+    __tablename__ = "usage_sealed"
+
+    slot: str = Field(primary_key=True, max_length=64)
+    window_id: int = Field(foreign_key="usage_window.id", index=True)
+    sealed: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class UsageAnswer(SQLModel, table=True):
+    """A moment-of-use answer, without the person or a time; written at close in random order."""
+
+    __tablename__ = "usage_answer"
+
+    id: str = Field(default_factory=_random_id, primary_key=True, max_length=32)
+    window_id: int = Field(foreign_key="usage_window.id", index=True)
+    score: int
+    comment: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class UsageAudienceMember(SQLModel, table=True):
+    """The developer audience (``usage.audience``: user groups' and channels' members) as Slack last
+    said, replaced whole by each refresh (``bot.usage.adoption.refresh_audience``): the share of it
+    that used a capability is counted in SQL, and ``report`` needs no Slack to show it."""
+
+    __tablename__ = "usage_audience"
+
+    user_id: str = Field(primary_key=True, max_length=32)
+    seen_at: datetime = _ts()

@@ -12,7 +12,7 @@ from sqlalchemy import delete, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from storage import surveys
+from storage import surveys, usage
 from storage.models import (
     CLOSED,
     ClosureNotice,
@@ -66,6 +66,7 @@ def forget_user(*, session: Session, user_id: str, survey_slot: Callable[[int, s
     done["reports_touched"] = len(reported_ids | {p.id for p in own})
     for kind, count in surveys.forget_user(session=session, user_id=user_id, slot_of=survey_slot).items():
         done[f"survey_{kind}"] = count
+    done["usage_events_removed"] = usage.forget_user(session=session, user_id=user_id)
     session.flush()
     return done
 

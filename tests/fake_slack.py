@@ -46,7 +46,8 @@ class FakeSlack:
     channels: dict = field(default_factory=dict)
     # The scopes Slack reports in each answer's X-OAuth-Scopes header (default: manifest.yml's)
     scopes: list = field(default_factory=lambda: ["commands", "chat:write", "reactions:read", "channels:history", "groups:history",
-                                                   "usergroups:read", "files:write", "users:read", "channels:read", "groups:read", "im:history"])
+                                                   "usergroups:read", "files:write", "users:read", "users:read.email", "channels:read",
+                                                   "groups:read", "im:history"])
     # (method, body) -> a (status, body, headers) to answer with instead, or None to answer normally:
     # Slack down for a while (5xx, 429), or failing one message. A str body is sent as is, not as JSON
     # (a proxy's error page), with the Content-Type from the headers (default text/plain).
@@ -107,7 +108,7 @@ class FakeSlack:
         bot_user = f"UBOT{len(self.tokens):05d}"
         self.oauth_grants[code] = {
             "ok": True, "access_token": token, "token_type": "bot",
-            "scope": ("commands,chat:write,reactions:read,channels:history,groups:history,usergroups:read,files:write,users:read,"
+            "scope": ("commands,chat:write,reactions:read,channels:history,groups:history,usergroups:read,files:write,users:read,users:read.email,"
                       "channels:read,groups:read,im:history"),
             "bot_user_id": bot_user, "app_id": "A0APP00001",
             "team": {"id": team, "name": f"Team {team}"} if team else None,
@@ -183,7 +184,7 @@ class FakeSlack:
             if channel is None:
                 return {"ok": False, "error": "channel_not_found"}
             return {"ok": True, "channel": {"id": body["channel"], "is_channel": True, "is_archived": False, **channel}}
-        if method in ("users.info", "users.list", "conversations.members"):
+        if method in ("users.info", "users.list", "conversations.members", "users.lookupByEmail"):
             return self._directory(method, body)
         if method == "conversations.history":
             channel, latest = body.get("channel"), body.get("latest")
@@ -204,6 +205,17 @@ class FakeSlack:
         return {"ok": True}
 
     def _directory(self, method: str, body: dict) -> dict:
+        if method == "users.lookupByEmail":
+            # Shape: docs.slack.dev/reference/methods/users.lookupByEmail and the node SDK's
+            # UsersLookupByEmailResponse (ok, user: a user object as users.info's); an address no member
+            # has: {"ok": false, "error": "users_not_found"} (older copies of the docs: user_not_found;
+            # the bot takes both). The address is the user's "email" field here (Slack: profile.email).
+            found = next((u for u, fields in self.users.items() if fields.get("email") == body.get("email")), None)
+            if found is None:
+                return {"ok": False, "error": "users_not_found"}
+            fields = {k: v for k, v in self.users[found].items() if k != "email"}
+            return {"ok": True, "user": {"id": found, "team_id": TEAM, "name": found.lower(), "deleted": False, "is_bot": False,
+                                         "tz": "UTC", **fields, "profile": {"email": body["email"]}}}
         if method == "users.info":
             user = body.get("user")
             if user not in self.users:

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 ROOTS = ("bot", "handlers", "storage")
 SINGLE_HOMES = {"bot.ids", "bot.text", "bot.references", "bot.messages", "bot.emoji_names", "bot.policy", "bot.commands"}
 SURFACES = {"listeners", "jobs", "polling", "webhooks", "dashboard"}
-RUNTIME_TOP = {"app", "serving", "workers", "cli", "check", "demo", "demo_focus", "report", "report_targets", "init_command", "name_lookup"}
+RUNTIME_TOP = {"app", "serving", "workers", "cli", "usage_command", "check", "demo", "demo_focus", "report", "report_targets", "init_command", "name_lookup"}
 
 
 def modules() -> dict[str, Path]:

@@ -9,7 +9,7 @@ import yaml
 
 MANIFEST = Path(__file__).resolve().parent.parent / "manifest.yml"
 SCOPES = {"commands", "chat:write", "reactions:read", "channels:history", "groups:history", "usergroups:read", "files:write",
-          "users:read", "channels:read", "groups:read", "im:history"}
+          "users:read", "users:read.email", "channels:read", "groups:read", "im:history"}
 
 
 @pytest.fixture(scope="module")

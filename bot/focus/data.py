@@ -41,14 +41,18 @@ def report_data(report: FocusReport, policy: Policy) -> dict:
 
 def gather(*, session: Session, policy: Policy, now: datetime | None = None) -> dict | None:
     """``report_data`` of the current period's focus, or the last finished one; None: nothing picked."""
+    from bot.usage.adoption import focus_usage  # adoption and CSAT of an area's capabilities, before and after
+
     result = focus.report(session=session, policy=policy, now=now)
-    return None if result is None else report_data(result, policy)
+    return None if result is None else focus_usage(session=session, policy=policy, data=report_data(result, policy))
 
 
 
 
 def report_text(data: dict | None) -> str:
     """The table ``platform-feedback report --focus`` prints."""
+    from bot.usage.adoption import focus_words
+
     if data is None:
         return "Nothing is in the focus: pick with `/platform-feedback focus`."
     lines = [f"Focus {data['period']}: baseline (when picked) against {'the end of the period' if data['ended'] else 'now'}", ""]
@@ -60,6 +64,7 @@ def report_text(data: dict | None) -> str:
         lines.append(f"{name}: {title} (raised by {item['people']}{', fixed' if item['fixed'] else ''})")
         for key, label in NUMBERS:
             lines.append(f"  {label:<22}{item['baseline'][key]:>9g} → {item['now'][key]:g}")
-        lines += [f"  {'reporters told fixed':<22}{item['now']['told_fixed']:>9}", ""]
+        lines.append(f"  {'reporters told fixed':<22}{item['now']['told_fixed']:>9}")
+        lines += [f"  usage: {focus_words(u)}" for u in item.get("usage", [])] + [""]
     lines += ["Pulse, before (at the first pick) and after:", *(f"  {pulse_words(p)}" for p in data["pulse"])]
     return "\n".join(lines)

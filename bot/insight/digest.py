@@ -11,6 +11,8 @@ from bot.insight import service as insight
 from bot.insight.blocks import build_digest, category_label
 from bot.runtime.config import Policy
 from bot.targets import compliance
+from bot.usage import adoption
+from bot.usage.blocks import digest_blocks
 from storage import outbox
 
 JOB = "insight.digest"
@@ -32,11 +34,10 @@ def queue_digest(*, session: Session, occurrence: datetime, policy: Policy) -> N
     scores = insight.friction_scores(session=session, days=days, now=occurrence)
     health = insight.loop_health(session=session, days=days, now=occurrence, weeks=config.chart_weeks)
     key = f"{JOB}:{occurrence.astimezone(timezone.utc).isoformat()}"
-    outbox.enqueue(
-        session=session, dedupe_key=f"{key}:post", method="chat.postMessage",
-        payload={"channel": config.digest_channel, **build_digest(policy.taxonomy, scores, health,
-                                                                 compliance.compliance(session=session, policy=policy, days=days, now=occurrence))},
-    )
+    digest = build_digest(policy.taxonomy, scores, health, compliance.compliance(session=session, policy=policy, days=days, now=occurrence))
+    if policy.usage.capabilities:  # adoption beside friction (bot.usage)
+        digest["blocks"] += digest_blocks(adoption.measure(session=session, policy=policy, now=occurrence, weeks=config.chart_weeks))
+    outbox.enqueue(session=session, dedupe_key=f"{key}:post", method="chat.postMessage", payload={"channel": config.digest_channel, **digest})
     weekly = insight.weekly_category_scores(session=session, weeks=config.chart_weeks, now=occurrence)
     if not weekly.categories:
         return

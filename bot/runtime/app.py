@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import bot.closing.webhooks
+import bot.usage.endpoint
 import bot.web.dashboard
 import handlers
 from bot import charts
@@ -361,6 +362,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             *_oauth_routes(app, deps),
             *bot.closing.webhooks.routes(deps),
             *bot.web.dashboard.routes(deps),
+            *bot.usage.endpoint.routes(deps),
         ],
         lifespan=lifespan,
         # ArrivalTime outermost, so the ack clock starts before BodyLimit reads the body.
@@ -402,7 +404,9 @@ def rate_limited_notice(body: dict, deps: Deps) -> Response:
 
 
 def body_limit(path: str) -> int:
-    """Bytes of body a route may receive: tracker webhooks their own bound, every other route Slack's."""
+    """Bytes of body a route may receive: tracker webhooks and usage events their own bounds, every other route Slack's."""
+    if path == bot.usage.endpoint.PATH:
+        return bot.usage.endpoint.MAX_BODY
     return bot.closing.webhooks.MAX_BODY if path.startswith("/webhooks/") else MAX_BODY
 
 

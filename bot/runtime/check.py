@@ -199,10 +199,16 @@ def _scopes(headers: dict) -> Line:
 
     granted = {s.strip() for s in {k.lower(): v for k, v in headers.items()}.get("x-oauth-scopes", "").split(",") if s.strip()}
     missing = [s for s in BOT_SCOPES if s not in granted]
-    if missing:
-        return Line("block", f"scopes: missing {', '.join(missing)}: add them under OAuth & Permissions > Bot Token Scopes "
-                             "(or recreate the app from manifest.yml), then reinstall the app")
+    how = "add them under OAuth & Permissions > Bot Token Scopes (or recreate the app from manifest.yml), then reinstall the app"
+    if set(missing) - {EMAIL_SCOPE}:
+        return Line("block", f"scopes: missing {', '.join(missing)}: {how}")
+    if missing:  # an app made before usage events: everything works but resolving an event's email
+        return Line("warn", f"scopes: missing {EMAIL_SCOPE}: usage events that name a person by email (not a Slack id) "
+                            f"are stored without a person until it is added: {how}")
     return Line("ok", f"scopes: all {len(BOT_SCOPES)} of manifest.yml's")
+
+
+EMAIL_SCOPE = "users:read.email"  # users.lookupByEmail, for usage events only (bot.usage.settling)
 
 
 async def _channel(client: AsyncWebClient, channel: str, setting: str, *, member: bool) -> Line:

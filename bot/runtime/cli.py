@@ -10,6 +10,7 @@ from bot.runtime.check import NETWORK_ERRORS, TokenRejected
 from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_settings
 from bot.runtime.instance_lock import AlreadyServing
 from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
+from bot.runtime import usage_command as usage_cli
 from storage.database import DatabaseUnavailable
 
 DESCRIPTIONS = {
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     survey_send = survey_sub.add_parser("send", help="start a run of a survey now (its DMs go at each person's delivery hour)")
     survey_send.add_argument("name", help="a survey name from the team policy")
     survey_send.add_argument("--now", action="store_true", help="send the DMs at once instead of at each person's delivery hour")
+    usage_cli.add_parser(sub)
     demo = sub.add_parser("demo", help="fill a local SQLite file with a six-month sample and serve the dashboard on 127.0.0.1 (no Slack needed)")
     demo.add_argument("--port", type=int, default=8050, help="the port on 127.0.0.1 (default 8050)")
     demo.add_argument("--db", default="platform-feedback-demo.db", metavar="FILE", help="the SQLite file (filled only if it has no data points yet)")
@@ -134,6 +136,8 @@ def _run(args) -> int:
             return _forget(args.user_id)
         if args.command == "purge":
             return _purge()
+        if args.command == "usage":
+            return usage_cli.run(args)
         if args.command == "demo":
             from bot.runtime.demo import run_demo
 

@@ -66,6 +66,7 @@ class Intake(_Strict):
 
 
 from bot.runtime.slack_ids import ChannelId, UserGroupId, UserId  # noqa: E402  (a name where an id belongs: one line saying where the id is)
+from bot.usage.policy import UsagePolicy, check_areas  # noqa: E402
 
 
 def _zone(v: str) -> str:
@@ -340,10 +341,13 @@ class Policy(_Strict):
     csat_followup: CsatFollowup = CsatFollowup()
     targets: Targets = Targets()
     focus: Focus = Focus()
+    usage: UsagePolicy = UsagePolicy()  # usage events, adoption, moment-of-use CSAT (bot.usage)
 
     @model_validator(mode="after")
     def _distinct_reactions(self) -> "Policy":
         from bot.emoji_names import canonical  # thumbsup is +1: one emoji, whatever its name
+
+        check_areas(self.usage, self.taxonomy)
 
         if self.help_channel.channel and canonical(self.help_channel.resolve_reaction) == canonical(self.intake.reaction):
             raise ValueError("help_channel.resolve_reaction must differ from intake.reaction (one files, the other resolves)")

@@ -2,7 +2,7 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.references import format_ref
 from bot.runtime.config import Policy, Settings
@@ -34,6 +34,9 @@ class Deps:
     events: "EventGate | None" = None
     # Tracker issue ids asked of the tracker's API when a host links an issue (bot.trackers.identity)
     identities: "Identities | None" = None
+    # Usage events' after-ack work: a bot.usage.settling.Settler, made by bot.usage.listeners.register
+    # (Any: the runtime sits below the features, tests/test_imports.py)
+    usage: Any = None
 
     def ref(self, point_id: int) -> str:
         return format_ref(self.policy.reference_prefix, point_id)

@@ -115,14 +115,16 @@ def _known_ids() -> frozenset[str]:
     from bot.help_channel.ids import RESOLVE_ACTION
     from bot.ids import Action, Callback
     from bot.surveys.ids import SurveyAction, SurveyCallback
+    from bot.usage.ids import UsageAction, UsageCallback
 
-    return frozenset({*Action, *Callback, *SurveyAction, *SurveyCallback, RESOLVE_ACTION})
+    return frozenset({*Action, *Callback, *SurveyAction, *SurveyCallback, *UsageAction, *UsageCallback, RESOLVE_ACTION})
 
 
 KNOWN_EVENTS = frozenset({"message", "reaction_added", "app_home_opened", "app_mention", "tokens_revoked", "app_uninstalled"})
 # Answering an anonymous survey: not observed at all, so that /metrics does not change when
 # someone answers (lined up with DM times, even a bare count could tell who did).
-UNOBSERVED = frozenset({"action:survey_answer", "action:survey_comment", "view:survey_comment_modal"})
+UNOBSERVED = frozenset({"action:survey_answer", "action:survey_comment", "view:survey_comment_modal",
+                        "action:usage_csat_score", "action:usage_csat_comment", "view:usage_csat_comment_modal"})  # bot.usage.ids.UNOBSERVED
 
 
 def listener_name(body: dict) -> str:

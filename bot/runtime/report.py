@@ -10,6 +10,7 @@ from bot.insight import service as insight
 from bot.references import format_ref
 from bot.runtime import report_targets
 from bot.targets import compliance
+from bot.usage import adoption
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -45,15 +46,17 @@ def report(db, policy, days: int | None, fmt: str | None) -> int:
     data = report_data(policy, scores, health)
     if targets is not None:
         data["targets"] = compliance.as_data(targets, policy.taxonomy.label)
+    if policy.usage.capabilities:
+        data["usage"] = adoption.as_data(db.background(adoption.measure, policy=policy, weeks=policy.insight.chart_weeks))
     if fmt == "json":
         json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
         print()
     elif fmt == "csv":
         writer = SafeCsv(csv.writer(sys.stdout))
         writer.writerow(["section", "name", "label", "value", "previous"])
-        writer.writerows(report_rows(data) + report_targets.csv_rows(data.get("targets")))
+        writer.writerows(report_rows(data) + report_targets.csv_rows(data.get("targets")) + adoption.csv_rows(data.get("usage")))
     else:
-        print(report_table(data) + report_targets.table(data.get("targets")))
+        print(report_table(data) + report_targets.table(data.get("targets")) + adoption.table(data.get("usage")))
     return 0
 
 

@@ -123,6 +123,11 @@ class Settings(DatabaseSettings):
         default=None, pattern=r"^\s*[TE][A-Z0-9]{2,31}(\s*,\s*[TE][A-Z0-9]{2,31})*\s*$",
         description="comma-separated workspace (T...) and Enterprise Grid org (E...) ids that may install and use the app (default: the policy's workspace)",
     )
+    # Usage events (POST /events/usage, bot.usage): off (404) unless the secret is set.
+    usage_signing_secret: str | None = Field(
+        default=None, description="a random secret of at least 16 characters that platform tools sign usage events with (HMAC-SHA256)")
+    usage_events_per_second: float = Field(
+        default=300, gt=0, le=100_000, description="usage events (per second, up to 100000) one sending address may post; past it 429")
     # The read-only dashboard at /dashboard: off (404) unless one of these is set.
     dashboard_token: str | None = Field(default=None, description="a random secret of at least 16 characters for /dashboard (Bearer or ?token=)")
     dashboard_trusted_header: str | None = Field(
@@ -143,6 +148,13 @@ class Settings(DatabaseSettings):
     def _dashboard_token(cls, v: str | None) -> str | None:
         if v and (len(v) < 16 or v.strip() != v):
             raise ValueError("must be at least 16 characters without surrounding spaces")
+        return v or None
+
+    @field_validator("usage_signing_secret")
+    @classmethod
+    def _usage_secret(cls, v: str | None) -> str | None:
+        if v and (len(v) < 16 or v.strip() != v):
+            raise ValueError("must be at least 16 characters without surrounding spaces (e.g. openssl rand -hex 32)")
         return v or None
 
     @field_validator("dashboard_trusted_header")

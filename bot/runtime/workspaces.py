@@ -45,6 +45,7 @@ BOT_SCOPES = [
     "usergroups:read",
     "files:write",
     "users:read",
+    "users:read.email",
     "channels:read",
     "groups:read",
     "im:history",

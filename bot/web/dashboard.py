@@ -46,6 +46,8 @@ from bot.targets import compliance
 from bot.targets.dashboard import targets_section
 from bot.text import shorten
 from bot.triage.blocks import _duration as duration
+from bot.usage import adoption
+from bot.usage import blocks as usage_blocks
 from storage.database import Database, DatabaseUnavailable
 from storage.models import utcnow
 
@@ -224,6 +226,7 @@ class DashboardData:
     nps: list[insight.NpsPoint]  # per pulse-survey run closed in the last NPS_DAYS, oldest first
     focus: focus_section.FocusSection | None = None  # with a policy only
     targets: compliance.Compliance | None = None  # response targets; None when they are off
+    usage: "adoption.Adoption | None" = None  # usage and adoption (bot.usage); None without capabilities
 
 
 def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None, policy: Policy | None = None) -> DashboardData:
@@ -239,6 +242,7 @@ def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None, p
         nps=insight.nps_series(session=session, window=insight.Window.last(NPS_DAYS, now)),
         focus=focus_section.gather(session=session, policy=policy, now=now) if policy else None,
         targets=compliance.compliance(session=session, policy=policy, days=days, now=now, weeks=weeks) if policy else None,
+        usage=adoption.measure(session=session, policy=policy, now=now, weeks=weeks) if policy and policy.usage.capabilities else None,
     )
 
 
@@ -315,6 +319,7 @@ def render(policy: Policy, data: DashboardData) -> str:
         areas=area_rows, points=point_rows, kpis=loop, charts={k: _markup(v) for k, v in svg.items()}, formula=FORMULA,
         reports=now.reports, focus=focus_section.context(data.focus, policy) if data.focus else None,
         targets=targets_section(taxonomy, data.targets),
+        usage=usage_blocks.dashboard_context(data.usage, lambda *a, **k: _markup(charts.svg_line_chart(*a, **k))),
     )
 
 

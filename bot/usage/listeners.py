@@ -1,0 +1,163 @@
+"""The moment-of-use question's buttons and modal, as module-level listeners, and ``register``:
+the wiring table (what the app listens to, the outbox hook, the minute's job)."""
+
+import json
+import logging
+import re
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlmodel import Session
+
+from bot.intake.filing import file_report
+from bot.surveys.sealing import Keys
+from bot.text import from_slack
+from bot.usage import csat, jobs
+from bot.usage.adoption import AudienceRefresh
+from bot.usage.blocks import build_comment_modal, build_question, build_thanks
+from bot.usage.ids import COMMENT_INPUT, FILE_CHOICE, FILE_VALUE, UsageAction, UsageBlock, UsageCallback
+from bot.usage.settling import Settler, slack_read
+from storage import usage as store
+from storage.database import DatabaseUnavailable
+from storage.friction import FrictionDraft
+from storage.models import Source
+
+log = logging.getLogger(__name__)
+TRY_AGAIN = "We couldn't save that just now. Please try again in a minute."
+
+
+def _ask_id(value: object) -> int | None:
+    raw = str(value or "").split("|", 1)[0]
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 12 else None
+
+
+async def on_score(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond, deps, keys: Keys):
+    """A score button: sealed under the person's pseudonym (their id from the signed request)."""
+    await ack()
+    parts = str(action.get("value") or "").split("|")
+    ask_id = _ask_id(parts[0])
+    if ask_id is None or len(parts) != 2 or parts[1] not in {"1", "2", "3", "4", "5"}:
+        return
+    try:
+        done = await deps.db.run(csat.record, keys=keys, ask_id=ask_id, user_id=body["user"]["id"], score=int(parts[1]))
+    except DatabaseUnavailable:
+        await respond(response_type="ephemeral", replace_original=False, text=TRY_AGAIN)
+        return
+    if done.status == "closed":
+        await respond(response_type="ephemeral", replace_original=False, text=build_thanks(closed=True))
+    elif done.status == "ok":
+        cap = deps.policy.usage.capability(done.capability)
+        if cap is not None:
+            await respond(replace_original=True, **build_question(cap, ask_id, deps.policy.usage.csat.min_group, chosen=done.score))
+
+
+def _score_of(*, session: Session, keys: Keys, ask_id: int, user_id: str) -> tuple[str, str, int | None]:
+    """(status, capability, the score they gave so far) without changing anything."""
+    question = store.get_ask(session=session, ask_id=ask_id)
+    if question is None or question.user_id != user_id:
+        return "unknown", "", None
+    window = store.get_window(session=session, window_id=question.window_id)
+    if window is None or window.status != "open" or not window.secret:
+        return "closed", question.capability, None
+    nonce = f"usage-window:{window.secret}"
+    slot = keys.slot(window.id, nonce, user_id)
+    for sealed in store.sealed_of(session=session, window_id=window.id):
+        if sealed.slot == slot:
+            content = keys.open(window.id, nonce, user_id, sealed.sealed) or {}
+            return "ok", question.capability, content.get("s")
+    return "ok", question.capability, None
+
+
+async def on_comment(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond, deps, keys: Keys):
+    """"What got in the way?": the modal (with the choice to file it, after a low score)."""
+    await ack()
+    ask_id = _ask_id(action.get("value"))
+    if ask_id is None:
+        return
+    try:
+        status, capability, score = await deps.db.run(_score_of, keys=keys, ask_id=ask_id, user_id=body["user"]["id"])
+    except DatabaseUnavailable:
+        await respond(response_type="ephemeral", replace_original=False, text=TRY_AGAIN)
+        return
+    cap = deps.policy.usage.capability(capability)
+    if status == "closed":
+        await respond(response_type="ephemeral", replace_original=False, text=build_thanks(closed=True))
+        return
+    if status != "ok" or cap is None:
+        return
+    area = deps.policy.taxonomy.label(cap.area) if cap.area else None
+    low = score is not None and score <= csat.LOW_SCORE
+    await client.views_open(trigger_id=body["trigger_id"], view=build_comment_modal(cap, ask_id, low_score=low, area_label=area))
+
+
+def _comment_and_file(*, session: Session, keys: Keys, deps, ask_id: int, user_id: str, team_id: str, enterprise_id: str | None,
+                      comment: str, file_it: bool):
+    """In one transaction: the comment sealed with the score (anonymous), or, when the person chose
+    to file it, a friction report in their name in the capability's area and no comment kept with
+    the anonymous answer (so the two cannot be matched later)."""
+    done = csat.record(session=session, keys=keys, ask_id=ask_id, user_id=user_id, comment=None if file_it else comment,
+                       comment_given=True)
+    if done.status != "ok" or not (file_it and comment and done.score is not None and done.score <= csat.LOW_SCORE):
+        return done, None
+    cap = deps.policy.usage.capability(done.capability)
+    draft = FrictionDraft(team_id=team_id, filed_by=user_id, reporter_id=user_id, text=comment, source=Source.usage,
+                          intake_key=f"usage-csat:{ask_id}", categories=(cap.area,) if cap and cap.area else (),
+                          enterprise_id=enterprise_id)
+    filed = file_report(session=session, draft=draft, prefix=deps.policy.reference_prefix, triage_channel=deps.policy.triage.channel,
+                        confirm_by_dm=True)
+    return done, (deps.ref(filed.point.id) if filed else None)
+
+
+async def on_comment_submitted(ack: AsyncAck, body: dict, view: dict, deps, keys: Keys):
+    """Stored before the ack (acked means kept); the modal stays open with the text when the database is down."""
+    try:
+        ask_id = int(json.loads(view.get("private_metadata") or "{}")["ask"])
+    except (ValueError, KeyError, TypeError):
+        await ack(response_action="errors", errors={UsageBlock.comment: "This form is out of date. Please open it again."})
+        return
+    values = (view.get("state") or {}).get("values") or {}
+    comment = from_slack(str(((values.get(UsageBlock.comment) or {}).get(COMMENT_INPUT) or {}).get("value") or "")).strip()[:2000]
+    chosen = ((values.get(UsageBlock.file) or {}).get(FILE_CHOICE) or {}).get("selected_options") or []
+    file_it = any(o.get("value") == FILE_VALUE for o in chosen)
+    user = body["user"]
+    try:
+        done, ref = await deps.db.run(_comment_and_file, keys=keys, deps=deps, ask_id=ask_id, user_id=user["id"],
+                                      team_id=user.get("team_id") or (body.get("team") or {}).get("id") or "",
+                                      enterprise_id=(body.get("enterprise") or {}).get("id"), comment=comment, file_it=file_it)
+    except DatabaseUnavailable:
+        await ack(response_action="errors", errors={UsageBlock.comment: TRY_AGAIN})
+        return
+    if done.status == "closed":
+        await ack(response_action="errors", errors={UsageBlock.comment: build_thanks(closed=True)})
+        return
+    if done.status != "ok":
+        await ack(response_action="errors", errors={UsageBlock.comment: "Choose a score first (the buttons in the message)."})
+        return
+    await ack(response_action="update", view={
+        "type": "modal", "title": {"type": "plain_text", "text": "Thank you"}, "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": build_thanks(filed_ref=ref)}}]})
+
+
+def register(app: AsyncApp, deps) -> None:
+    """The wiring: listeners, the settler and the minute's job (the DM's outbox hook: ``handlers.outbox_hooks``)."""
+    keys = Keys.from_settings(deps.settings)
+    if deps.usage is None:
+        deps.usage = Settler(db=deps.db, policy=deps.policy.usage, read=slack_read(deps.workspaces))
+
+    # Bolt hands a listener the arguments its parameters name: each of these names them, and passes
+    # them on with what the module-level listener needs besides.
+    @app.action(re.compile(rf"^{UsageAction.score}:"))
+    async def score(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond):
+        await on_score(ack, body, action, respond, deps, keys)
+
+    @app.action(UsageAction.comment)
+    async def comment(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
+        await on_comment(ack, body, action, client, respond, deps, keys)
+
+    @app.view(UsageCallback.comment_modal)
+    async def comment_submitted(ack: AsyncAck, body: dict, view: dict):
+        await on_comment_submitted(ack, body, view, deps, keys)
+
+    if deps.policy.usage.capabilities:
+        jobs.schedule(deps, keys, AudienceRefresh(db=deps.db, policy=deps.policy, read=slack_read(deps.workspaces)))
+
