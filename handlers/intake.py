@@ -84,7 +84,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             )
             return
         if parsed.kind == CommandKind.sub:
-            await deps.commands[parsed.name](user, parsed.text, respond, client)
+            handler = deps.commands[parsed.name]
+            extra = {"trigger_id": command.get("trigger_id", "")} if getattr(handler, "wants_trigger", False) else {}
+            await handler(user, parsed.text, respond, client, **extra)
             return
         text = from_slack(parsed.text)
         draft = FrictionDraft(

@@ -9,6 +9,7 @@ from bot.runtime.config import Taxonomy
 from bot.blocks.ids import Action, Callback
 from bot.operations.insight import DuplicateSuggestion
 from bot.blocks.text import link, mrkdwn, shorten, to_mrkdwn
+from bot.issue_create.blocks import build_create_button
 from bot.operations.triage import Change, Headline
 from storage.models import FrictionPoint, Severity, Status
 
@@ -52,13 +53,14 @@ def _facts(point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> list[str]:
 
 
 def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, duplicate: DuplicateSuggestion | None = None,
-               due: str | None = None) -> dict:
+               due: str | None = None, stage: str | None = None, create_issue: bool = False) -> dict:
     """The triage channel's card for one data point; updated in place as the point changes.
     ``duplicate``: an older open report it resembles, offered as a one-click merge. ``due``: its
-    response-target line (``bot.blocks.targets.due_line``), None without targets."""
+    response-target line (``bot.blocks.targets.due_line``), None without targets. ``stage``: its
+    stage line (``bot.progress.stage.stage_mrkdwn``); ``create_issue``: offer "Create issue"."""
     blocks: list[dict] = [
         {"type": "section", "text": _text(f"{_title(ref, point)}\n>{mrkdwn(point.text, 600)}", "mrkdwn")},
-        {"type": "context", "elements": [_text(f, "mrkdwn") for f in _facts(point, taxonomy, prefix)[:10]]},
+        {"type": "context", "elements": [_text(f, "mrkdwn") for f in ([stage] if stage else []) + _facts(point, taxonomy, prefix)[:9]]},
     ]
     if due and point.duplicate_of_id is None:
         blocks.append({"type": "context", "block_id": card_block_id(point.id, "due"), "elements": [_text(due, "mrkdwn")]})
@@ -113,6 +115,7 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
             "block_id": card_block_id(point.id, "buttons"),
             "elements": [
                 {"type": "button", "action_id": Action.triage_link, "text": _text("Link issue"), "value": pid},
+                *([build_create_button(point.id)] if create_issue else []),
                 {"type": "button", "action_id": Action.triage_merge, "text": _text("Mark duplicate"), "value": pid},
                 {"type": "button", "action_id": Action.target_ask, "text": _text("Ask the reporter"), "value": pid},
                 {"type": "button", "action_id": Action.triage_resolve, "text": _text("Resolve"), "value": pid, "style": "primary"},

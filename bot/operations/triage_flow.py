@@ -14,6 +14,7 @@ from bot.blocks.triage import build_card, build_reporter_notice
 from bot.operations import insight, target_alerts
 from bot.operations.references import format_ref
 from bot.operations.triage import Applied, Change
+from bot.progress.stage import stage_mrkdwn, started_points
 from bot.runtime import cpu
 from bot.runtime.config import Policy
 from storage import friction, outbox
@@ -81,7 +82,9 @@ def render_card(*, session: Session, policy: Policy, point: FrictionPoint, now: 
     if policy.targets.enabled:
         now = now or utcnow()
         due = due_line(target_alerts.clocks_of(session=session, point=point, policy=policy, now=now).states, now)
-    return build_card(format_ref(prefix, point.id), point, policy.taxonomy, prefix, duplicate=duplicate, due=due)
+    started = point.id in started_points(session=session, point_ids=[point.id])
+    return build_card(format_ref(prefix, point.id), point, policy.taxonomy, prefix, duplicate=duplicate, due=due,
+                      stage=stage_mrkdwn(point, started), create_issue=bool(policy.issues.projects))
 
 
 def load_card(*, session: Session, policy: Policy, point_id: int) -> tuple[FrictionPoint | None, dict | None]:

@@ -49,6 +49,7 @@ from bot.operations.closing import apply_issue_event
 from bot.operations.intake import check_handled
 from bot.runtime.event_gate import EventGate, NotKept
 from bot.trackers import configure_hosts
+from bot.issue_create import listeners as issue_create
 from bot.trackers.identity import Identities
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.signature_watch import SignatureWatch
@@ -190,6 +191,7 @@ def _register(app: AsyncApp, deps: Deps) -> None:
     handlers.focus.register(app, deps)
     handlers.home.register(app, deps)
     handlers.insight.register(app, deps)
+    issue_create.register(app, deps)  # issue #28: create from the card, progress to reporters
 
 
 def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient) -> tuple[AsyncApp, Workspaces, AsyncInstallationStoreAuthorize]:
