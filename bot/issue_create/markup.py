@@ -75,11 +75,11 @@ def body(tracker: str, description: str, facts: Facts, marker: str) -> str:
     if facts.minutes_lost:
         rows.append(("Time lost", f"{facts.minutes_lost} min per occurrence"))
     rows.append(("People who hit it", str(facts.people)))
-    slack = [(label, url) for label, url in ((inline(lb), _url(u)) for lb, u in facts.links) if url]
+    slack = [(label, url) for label, url in ((lb, _url(u)) for lb, u in facts.links) if url]  # labels are our refs
     if slack:
         rows.append(("Slack", ", ".join(f"[{label}|{url}]" if jira else f"[{label}]({url})" for label, url in slack)))
     if facts.duplicates:
-        rows.append(("Merged duplicates", ", ".join(inline(d) for d in facts.duplicates)))
+        rows.append(("Merged duplicates", ", ".join(facts.duplicates)))  # our refs (FB-12): nothing to escape
     lines += [f"* {bold(name)}: {value}" if jira else f"- {bold(name)}: {value}" for name, value in rows]
     lines.append("")
     if tracker in ("github", "gitlab"):
