@@ -6,6 +6,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.progress.stage import started_points
 from bot.blocks.intake import (
     ReportMetadata,
     build_filed_message,
@@ -74,13 +75,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if parsed.kind == CommandKind.mine:
             try:
                 points = await deps.db.run(friction.reports_of, user_id=user)
+                started = await deps.db.run(started_points, point_ids=[p.id for p in points])
             except DatabaseUnavailable:
                 await respond(response_type="ephemeral", **build_try_again("your request"))
                 return
             await respond(
                 response_type="ephemeral",
                 text="Your reports",
-                blocks=build_reports_list(policy.reference_prefix, points, heading="Your reports"),
+                blocks=build_reports_list(policy.reference_prefix, points, heading="Your reports", started=started),
             )
             return
         if parsed.kind == CommandKind.sub:

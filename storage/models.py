@@ -496,12 +496,12 @@ class IssueIntent(SQLModel, table=True):
 
 
 class LinkStart(SQLModel, table=True):
-    """A linked issue's work started (``bot.progress``): once per link, forward only. No foreign
-    key: a link removed with its deleted issue leaves this row harmless."""
+    """A linked issue's work started (``bot.progress``): once per link, forward only. Removed with
+    its link (a deleted issue, a purged report): a later link that reuses the id starts afresh."""
 
     __tablename__ = "link_start"
 
-    link_id: int = Field(primary_key=True)
+    link_id: int = Field(primary_key=True, foreign_key="tracker_link.id", ondelete="CASCADE")
     friction_point_id: int = Field(index=True)
     started_at: datetime = _ts()
 

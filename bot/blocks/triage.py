@@ -27,10 +27,10 @@ def point_id_from_block(block_id: str) -> int | None:
     return int(parts[1]) if len(parts) == 3 and parts[0] == CARD_BLOCK and parts[1].isdigit() else None
 
 
-def _title(ref: str, point: FrictionPoint) -> str:
+def _title(ref: str, point: FrictionPoint, stage: str | None = None) -> str:
     link_ = link(point.permalink, ref) if point.permalink else ref
     severity = SEVERITY_LABELS.get(point.severity, point.severity).split(":")[0]
-    return f"{SEVERITY_ICON.get(point.severity, '')} *{link_}* · {severity} · {STATUS_LABELS.get(point.status, point.status)}"
+    return f"{SEVERITY_ICON.get(point.severity, '')} *{link_}* · {severity} · {stage or STATUS_LABELS.get(point.status, point.status)}"
 
 
 def _facts(point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> list[str]:
@@ -214,9 +214,12 @@ def _duration(value: timedelta | None) -> str:
     return f"{minutes / 1440:.1f} days"
 
 
-def build_queue_list(prefix: str, points: list[FrictionPoint], *, limit: int = 20, clocks: dict | None = None, now=None) -> list[dict]:
+def build_queue_list(prefix: str, points: list[FrictionPoint], *, limit: int = 20, clocks: dict | None = None, now=None,
+                     started: frozenset[int] | set[int] = frozenset(), create_issue: bool = False) -> list[dict]:
     """One section per report; ``clocks`` (point id -> its ``ClockState``s, at ``now``) adds what is
-    due next, breaches marked."""
+    due next, breaches marked. Each shows its stage (``started``: reports whose issue started) with
+    its issue's link; ``create_issue``: a "Create issue" button on those without one."""
+    from bot.progress.stage import stage_of
     from bot.blocks.targets import queue_mark
 
     if not points:
@@ -228,7 +231,12 @@ def build_queue_list(prefix: str, points: list[FrictionPoint], *, limit: int = 2
         owner = f" · <@{point.assignee}>" if point.assignee else " · unassigned"
         mark = queue_mark(clocks.get(point.id, ()), now) if clocks else None
         due = f"\n{mark}" if mark else ""
-        blocks.append({"type": "section", "text": _text(f"{_title(ref, point)} · {who}{owner}{due}\n>{mrkdwn(point.text, 200)}", "mrkdwn")})
+        stage = str(stage_of(point, point.id in started)).capitalize()
+        issue = " (" + ", ".join(link(ln.url, ln.key) for ln in point.links[:2]) + ")" if point.links else ""
+        section = {"type": "section", "text": _text(f"{_title(ref, point, stage + issue)} · {who}{owner}{due}\n>{mrkdwn(point.text, 200)}", "mrkdwn")}
+        if create_issue and not point.links:
+            section["accessory"] = build_create_button(point.id)
+        blocks.append(section)
     if len(points) > limit:
         blocks.append({"type": "context", "elements": [_text(f"…and {len(points) - limit} more.", "mrkdwn")]})
     return blocks
@@ -240,7 +248,7 @@ ORDER_DUE = "Ordered by what is due first (response targets, business time); bre
 
 def build_host_home(
     prefix: str, taxonomy: Taxonomy, headline: Headline, points: list[FrictionPoint], *, category: str | None, status: str | None,
-    clocks: dict | None = None, now=None, by_due: bool = False,
+    clocks: dict | None = None, now=None, by_due: bool = False, started: frozenset[int] | set[int] = frozenset(), create_issue: bool = False,
 ) -> dict:
     all_option = _option("All areas", "all")
     category_options = [all_option] + [_option(c.label, c.id) for c in taxonomy.categories][:99]
@@ -263,6 +271,6 @@ def build_host_home(
         {"type": "actions", "block_id": "home_filters", "elements": [category_select, status_select]},
         {"type": "context", "elements": [_text(ORDER_DUE if by_due else ORDER_PRIORITY, "mrkdwn")]},
         {"type": "divider"},
-        *build_queue_list(prefix, points, limit=40, clocks=clocks, now=now),
+        *build_queue_list(prefix, points, limit=40, clocks=clocks, now=now, started=started, create_issue=create_issue),
     ]
     return {"type": "home", "blocks": blocks[:100]}

@@ -30,9 +30,10 @@ PATH = (Stage.new, Stage.triaged, Stage.linked, Stage.in_progress, Stage.fixed)
 
 
 def stage_of(point: FrictionPoint, started: bool = False) -> Stage:
-    """``started``: one of the report's linked issues started (``started_points``)."""
+    """``started``: one of the report's linked issues started (``started_points``). ``point``: a
+    ``FrictionPoint``, or any row with its ``status`` (the dashboard's score rows)."""
     status = Status(point.status)
-    if status == Status.duplicate or point.duplicate_of_id is not None:
+    if status == Status.duplicate or getattr(point, "duplicate_of_id", None) is not None:
         return Stage.merged
     if status == Status.resolved:
         return Stage.fixed

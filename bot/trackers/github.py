@@ -414,7 +414,7 @@ def progress_events(event_name: str, payload: dict, marker: str | None) -> Event
         issue, comment = obj(payload.get("issue")), obj(payload.get("comment"))
         note = marked(text(comment.get("body")), marker)
         if note is None or "pull_request" in issue:
-            return nothing("action", "issue_comment.created is not a relayed update")
+            return None  # an ordinary comment: "issue_comment events are not read", as before
         event = _issue_event(repo["full_name"], repo.get("id"), issue, Outcome.update, comment.get("created_at"))
         return events_of([IssueEvent(**{**event.to_json(), "note": note, "note_id": string(comment.get("id"))})])
     return None

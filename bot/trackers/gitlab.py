@@ -360,7 +360,7 @@ def progress_events(payload: dict, marker: str | None) -> Events | None:
                                      at=iso(attrs.get("created_at") or attrs.get("updated_at"))) for key in keys])
     if kind == "note":
         if attrs.get("noteable_type") != "Issue" or (note := marked(text(attrs.get("note")), marker)) is None:
-            return nothing("action", "note is not a relayed update")
+            return None  # an ordinary comment: not read, as before
         issue = obj(payload.get("issue"))
         key, old_keys = _where(project, {**issue, "url": text(issue.get("url"))}, "issue")
         return events_of([IssueEvent(TRACKER, key, Outcome.update, string(issue.get("url")), string(issue.get("title")),

@@ -294,7 +294,7 @@ def progress_events(payload: dict, marker: str | None) -> Events | None:
         comment = obj(payload.get("comment"))
         note = marked(text(comment.get("body")), marker)
         if note is None or not _KEY.match(key.upper()):
-            return nothing("action", "comment_created is not a relayed update")
+            return None  # an ordinary comment: not read, as before
         key = normalise(key)
         return events_of([IssueEvent(TRACKER, key, Outcome.update, _browse_url(issue, key),
                                      string(obj(issue.get("fields")).get("summary")), issue_id=string(issue.get("id")),

@@ -279,14 +279,15 @@ def progress_events(payload: dict, marker: str | None) -> Events | None:
         key = identifier(data)
         if key is None:
             raise Malformed("no data.identifier")
-        return events_of([IssueEvent(TRACKER, normalise(key), Outcome.started, string(data.get("url")), string(data.get("title")),
-                                     **_identity(data))])
+        # Out of completed/canceled into started is a reopen as well: both, in that order.
+        return events_of([*events(payload), IssueEvent(TRACKER, normalise(key), Outcome.started, string(data.get("url")),
+                                                       string(data.get("title")), **_identity(data))])
     if kind == "Comment" and action == "create":
         note = marked(text(data.get("body")), marker)
         issue = obj(data.get("issue"))
         issue_id = string(data.get("issueId")) or string(issue.get("id"))
         if note is None or issue_id is None:
-            return nothing("action", "Comment.create is not a relayed update")
+            return None  # an ordinary comment: not read, as before
         key = identifier(issue) or ""
         return events_of([IssueEvent(TRACKER, normalise(key), Outcome.update, string(issue.get("url")), string(issue.get("title")),
                                      issue_id=issue_id, at=iso(data.get("createdAt")), note=note, note_id=string(data.get("id")))])

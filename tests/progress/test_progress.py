@@ -228,3 +228,24 @@ def test_the_stage_is_one_function_of_status_and_start():
         assert stage_of(point, started) == stage
 
 
+
+
+async def test_the_stage_and_link_show_in_mine_app_home_and_the_dashboard(bot):
+    from bot.web.dashboard import gather, render
+    from tests.slack_requests import app_home_opened, event_callback
+
+    url = "https://github.com/acme/platform/issues/42"
+    point_id = await linked_with_duplicate(bot, url)
+    await run(bot, "mine", USER)
+    assert "Issue linked" in json.dumps(bot.fake.calls_to("response_url")[-1].body)
+    await deliver(bot, *github_assigned())
+    await run(bot, "mine", USER)
+    mine = json.dumps(bot.fake.calls_to("response_url")[-1].body)
+    assert "In progress" in mine and url in mine
+    for user in (USER, HOST):  # the reporter's App Home, and the hosts' queue
+        await bot.post(*event_callback(app_home_opened(user=user)))
+        await bot.settle()
+        home = json.dumps(bot.fake.calls_to("views.publish")[-1].body)
+        assert "In progress" in home and url in home, user
+    data = bot.db.transact(gather, days=30, policy=bot.deps.policy)
+    assert point_id in data.started and "in progress" in render(bot.deps.policy, data)

@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column('link_id', sa.Integer(), nullable=False),
         sa.Column('friction_point_id', sa.Integer(), nullable=False),
         sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(['link_id'], ['tracker_link.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('link_id'),
     )
     op.create_index(op.f('ix_link_start_friction_point_id'), 'link_start', ['friction_point_id'], unique=False)
