@@ -234,7 +234,8 @@ def problem(tracker: str, project: str, status: int, answer: object, wait: float
         return f"{name} had an error (HTTP {status}) and no issue was made: try again in a minute."
     if "required" in detail.lower():
         return f"{name} refused the issue: the project requires a field the bot does not fill{said}. Make it optional, or pick another project."
-    return f"{name} refused the issue (HTTP {status}){said}: fix that, or pick another project."
+    http = f" (HTTP {status})" if status != 200 else ""  # GraphQL (Linear) refuses with 200 and ``errors``
+    return f"{name} refused the issue{http}{said}: fix that, or pick another project."
 
 
 class Creator:

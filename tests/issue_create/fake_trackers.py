@@ -110,7 +110,7 @@ class FakeCreateTrackers:
         iid = len(self.issues["gitlab"]) + 9
         issue = self._new("gitlab", {
             "id": 300 + iid, "iid": iid, "project_id": 15, "title": data["title"], "description": data["description"],
-            "state": "opened", "labels": [l for l in (data.get("labels") or "").split(",") if l],
+            "state": "opened", "labels": [name for name in (data.get("labels") or "").split(",") if name],
             "created_at": "2026-12-07T10:00:00.000Z", "updated_at": "2026-12-07T10:00:00.000Z",
             "web_url": f"{self.url}/{project}/-/issues/{iid}", "references": {"short": f"#{iid}", "full": f"{project}#{iid}"},
             "author": {"id": 9, "username": "platform-feedback-bot"},
