@@ -235,7 +235,9 @@ def poll_events(key: str, issue: dict, settings=None, policy=None) -> list[Issue
     ident = {"issue_id": string(issue.get("id")), "at": at}
     state = issue.get("state")
     if state == "open":
-        return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident)]
+        # Assigned: work started (bot.progress); a pull request's assignee is not the issue's.
+        started = [IssueEvent(TRACKER, key, Outcome.started, url, title, **ident)] if issue.get("assignees") and "pull_request" not in issue else []
+        return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident), *started]
     if state != "closed":
         return []
     pr = issue.get("pull_request")

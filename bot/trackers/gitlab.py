@@ -221,7 +221,8 @@ def poll_events(key: str, item: dict, settings=None, policy=None) -> list[IssueE
     url, title, state = string(item.get("web_url")), string(item.get("title")), item.get("state")
     ident = dict(issue_id=item_id(key, item.get("id")), project_id=string(item.get("project_id")), at=iso(item.get("updated_at")))
     if state in ("opened", "reopened"):
-        return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident)]
+        started = [IssueEvent(TRACKER, key, Outcome.started, url, title, **ident)] if "#" in key and item.get("assignees") else []
+        return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident), *started]
     if "!" in key:
         return [IssueEvent(TRACKER, key, Outcome.fixed, url, title, **ident)] if state == "merged" else []
     return [IssueEvent(TRACKER, key, Outcome.fixed, url, title, **ident)] if state == "closed" else []

@@ -176,9 +176,12 @@ def poll_events(key: str, issue: dict, settings, policy) -> list[IssueEvent]:
     common = dict(issue_id=string(issue.get("id")), at=iso(fields.get("updated")), old_keys=(key,) if current != key else ())
     resolution = fields.get("resolution")
     if not resolution:
-        # No resolution: a status in the Done category is closed all the same.
+        # No resolution: a status in the Done category is closed all the same; In Progress has started.
         outcome = Outcome.fixed if _done(fields) else Outcome.reopened
-        return [IssueEvent(TRACKER, current, outcome, url, string(fields.get("summary")), **common)]
+        found = [IssueEvent(TRACKER, current, outcome, url, string(fields.get("summary")), **common)]
+        if obj(obj(fields.get("status")).get("statusCategory")).get("key") == "indeterminate":
+            found.append(IssueEvent(TRACKER, current, Outcome.started, url, string(fields.get("summary")), **common))
+        return found
     name = resolution_name(obj(resolution).get("name"))
     outcome = Outcome.not_planned if name in _not_planned(policy) else Outcome.fixed
     return [IssueEvent(TRACKER, current, outcome, url, string(fields.get("summary")), **common)]

@@ -151,7 +151,8 @@ def poll_events(key: str, data: dict, settings=None, policy=None) -> list[IssueE
     if state in NOT_PLANNED:
         return [IssueEvent(TRACKER, current, Outcome.not_planned, url, title, **ident)]
     if state:
-        return [IssueEvent(TRACKER, current, Outcome.reopened, url, title, **ident)]
+        started = [IssueEvent(TRACKER, current, Outcome.started, url, title, **ident)] if state == "started" else []
+        return [IssueEvent(TRACKER, current, Outcome.reopened, url, title, **ident), *started]
     return []
 
 

@@ -249,3 +249,4 @@ async def test_the_stage_and_link_show_in_mine_app_home_and_the_dashboard(bot):
         assert "In progress" in home and url in home, user
     data = bot.db.transact(gather, days=30, policy=bot.deps.policy)
     assert point_id in data.started and "in progress" in render(bot.deps.policy, data)
+
