@@ -103,6 +103,10 @@ async def on_submit(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClien
         result = service.Result(False, str(exc), busy=True)
     except DatabaseUnavailable:
         result = service.Result(False, "The bot's database did not answer: press Create again in a minute (no second issue is made).")
+    except Exception:  # noqa: BLE001 - acked already: the host is told, never left with "Creating…"
+        log.exception("creating %s's issue failed", ref)
+        result = service.Result(False, "Something went wrong while creating the issue: press Create again in a minute "
+                                       "(the bot looks for it first, so no second issue is made).")
     if result.ok:
         deps.sender.wake()  # the card's redraw and the reporters' "linked" DMs
         shown = build_done_view(ref, result.key, result.url, result.message)

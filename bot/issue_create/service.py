@@ -23,8 +23,8 @@ The flow (``Creator.create``), for one report and one project of the policy:
    to do, nothing linked.
 
 Bounds: each request ``TIMEOUT`` (10 s); a 429's Retry-After is waited out once when at most
-``MAX_WAIT`` (5 s), else answered "try again in N s". So one attempt takes at most about 35 s
-(Linear: team, create, search), under ``PENDING_SECONDS``. The modal is acked before any of this
+``MAX_WAIT`` (5 s), else answered "try again in N s"; the whole attempt is cut off at
+``ATTEMPT_SECONDS`` (90 s), under ``PENDING_SECONDS`` (120 s), so attempts never overlap. The modal is acked before any of this
 (see ``bot.issue_create.listeners``). Tokens travel only in headers; nothing here logs a body.
 """
 
@@ -56,7 +56,9 @@ log = logging.getLogger(__name__)
 
 TIMEOUT = 10.0  # seconds per request
 MAX_WAIT = 5.0  # seconds: a longer Retry-After is answered "try again in N s"
-PENDING_SECONDS = 60  # an attempt older than this is taken as dead (its process gone): a new one may start
+ATTEMPT_SECONDS = 90  # one attempt is cut off after this (then it counts as unsure: the next one searches first)
+PENDING_SECONDS = 120  # an attempt older than this is dead (its process gone): a new one may start. Longer than
+# ATTEMPT_SECONDS, so two attempts never overlap, and a new one always finds the old one's issue by its marker.
 USER_AGENT = "platform-feedback (issue create)"
 
 # The setting(s) a tracker's API calls need, as docs/settings.md names them.
@@ -171,11 +173,15 @@ def finish_linked(*, session: Session, policy: Policy, intent_id: int, created: 
     its reporters are told as for any link, and its card is redrawn (all in this transaction)."""
     intent = session.exec(select(IssueIntent).where(IssueIntent.id == intent_id).with_for_update()).one()
     tracker = Tracker(intent.tracker)
+    point_id = intent.friction_point_id
+    merged_into = session.exec(select(FrictionPoint.duplicate_of_id).where(FrictionPoint.id == point_id)).first()
+    if merged_into:  # merged while the tracker was asked: the issue belongs to the report it joined
+        point_id = merged_into
     intent.state, intent.key, intent.url = "linked", created.key, created.url[:3000]
     intent.issue_id, intent.project_id, intent.error, intent.updated_at = created.issue_id, created.project_id, None, utcnow()
     session.add(intent)
     applied = triage_flow.apply_and_notify(session=session, action=triage.link, prefix=policy.reference_prefix,
-                                           point_id=intent.friction_point_id, actor=actor,
+                                           point_id=point_id, actor=actor,
                                            issue=IssueRef(tracker, created.key, created.url[:3000]))
     session.flush()
     if created.issue_id:
@@ -257,7 +263,12 @@ class Creator:
         if got.state == "busy":
             return Result(False, f"<@{got.actor}> is creating this issue right now; the card shows it once it exists.", busy=True)
         try:
-            found = await self._attempt(got)
+            found = await asyncio.wait_for(self._attempt(got), ATTEMPT_SECONDS)
+        except TimeoutError:
+            failed = (f"{NAMES[got.tracker]} did not answer in time, and the bot cannot tell yet whether the issue was made: "
+                      "try again in a minute (the bot looks for it first, so no second issue is made).")
+            await self.db.run(finish_failed, intent_id=got.intent_id, error=failed)
+            return Result(False, failed)
         except Failed as failed:
             await self.db.run(finish_failed, intent_id=got.intent_id, error=str(failed))
             return Result(False, str(failed))
