@@ -302,3 +302,17 @@ async def test_an_unconnected_tracker_says_which_setting_to_set(bot, trackers):
     view = await open_form(bot, point_id)
     await submit(bot, view, project_ident("linear"))
     assert "set LINEAR_API_KEY" in json.dumps(shown(bot)) and not trackers.seen
+
+
+async def test_the_form_is_acked_before_the_tracker_answers(bot, trackers):
+    import time
+
+    trackers.late["github"] = 2.5  # slower than Slack's 3 s would allow, with the rest of the work
+    point_id = await file(bot, "artifact uploads time out")
+    view = await open_form(bot, point_id)
+    started = time.monotonic()
+    response = await bot.post(*interactive(view_submission(view, values(view, project_ident("github")), user=HOST, view_id="V0FORM0001")))
+    acked = time.monotonic() - started
+    assert response.json()["response_action"] == "update" and acked < 1.5, acked
+    await bot.drain()
+    assert len(links(bot, point_id)) == 1 and "Created" in json.dumps(shown(bot))
