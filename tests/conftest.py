@@ -75,6 +75,7 @@ def pg_url():
 LOADED_ANSWER_SECONDS = 30.0
 
 TABLES = [
+    "issue_intent", "link_start", "progress_notice", "progress_update",
     "seen_request", "survey_sealed", "target_outcome", "focus_item", "focus_period", "slack_installations", "slack_bots", "slack_oauth_states",
     "survey_answer", "survey_response", "survey_recipient", "survey_run", "survey_opt_out", "csat_followup", "closure_notice", "scheduled_run",
     "outbox_message", "friction_change", "tracker_delivery", "tracker_link", "friction_tag", "reporter", "processed_event", "friction_point",

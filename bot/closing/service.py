@@ -92,6 +92,10 @@ def apply_issue_event(*, session: Session, event: IssueEvent, index: int = 0, re
     _follow(session, event, links)
     if event.outcome == Outcome.moved:
         return Applied(len(links))
+    if event.outcome in (Outcome.started, Outcome.update):  # progress to reporters (issue #28): bot/progress
+        from bot.progress.service import steps_for
+
+        return Applied(len(links), steps=steps_for(session=session, event=event, links=links, index=index))
     at = believable_time(parse_time(event.at), received_at)
     fresh = [lnk for lnk in links if at is None or lnk.state_at is None or at >= as_utc(lnk.state_at)]
     if at is not None:
@@ -167,8 +171,10 @@ def run_step(*, session: Session, event: IssueEvent, step: dict, policy) -> None
     if not _still_current(session, step):
         log.info("%s %s: %s step superseded by a later change", event.tracker, event.key, step["do"])
         return
+    from bot.progress.service import STEPS as PROGRESS_STEPS
+
     {"close": _close, "reopen": _reopen, "notify": _notify, "announce": _announce, "queue": _queue_notices,
-     "deleted": _deleted}[step["do"]](
+     "deleted": _deleted, **PROGRESS_STEPS}[step["do"]](
         session, event, step, policy)
 
 

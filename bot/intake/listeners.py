@@ -8,6 +8,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.emoji_names import same_emoji
 from bot.ids import Action, Block, Callback
+from bot.progress.stage import started_points
 from bot.intake.blocks import (
     ReportMetadata,
     build_filed_message,
@@ -74,17 +75,20 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if parsed.kind == CommandKind.mine:
             try:
                 points = await deps.db.run(friction.reports_of, user_id=user)
+                started = await deps.db.run(started_points, point_ids=[p.id for p in points])
             except DatabaseUnavailable:
                 await respond(response_type="ephemeral", **build_try_again("your request"))
                 return
             await respond(
                 response_type="ephemeral",
                 text="Your reports",
-                blocks=build_reports_list(policy.reference_prefix, points, heading="Your reports"),
+                blocks=build_reports_list(policy.reference_prefix, points, heading="Your reports", started=started),
             )
             return
         if parsed.kind == CommandKind.sub:
-            await deps.commands[parsed.name](user, parsed.text, respond, client)
+            handler = deps.commands[parsed.name]
+            extra = {"trigger_id": command.get("trigger_id", "")} if getattr(handler, "wants_trigger", False) else {}
+            await handler(user, parsed.text, respond, client, **extra)
             return
         text = from_slack(parsed.text)
         draft = FrictionDraft(

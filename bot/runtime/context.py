@@ -15,6 +15,7 @@ from storage.database import Database
 
 if TYPE_CHECKING:
     from bot.runtime.event_gate import EventGate
+    from bot.issue_create.service import Creator
     from bot.trackers.identity import Identities
 
 
@@ -34,6 +35,8 @@ class Deps:
     events: "EventGate | None" = None
     # Tracker issue ids asked of the tracker's API when a host links an issue (bot.trackers.identity)
     identities: "Identities | None" = None
+    # Creating issues from cards (bot.issue_create.service.Creator), set by its register()
+    issue_creator: "Creator | None" = None
 
     def ref(self, point_id: int) -> str:
         return format_ref(self.policy.reference_prefix, point_id)
