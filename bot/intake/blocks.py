@@ -8,7 +8,7 @@ from bot.intake.service import MAX_TEXT
 from bot.references import format_ref
 from bot.runtime.config import Taxonomy
 from bot.text import fit, link, mrkdwn
-from storage.models import FrictionKind, FrictionPoint, Severity, Source
+from storage.models import FrictionKind, FrictionPoint, Severity
 
 SEVERITY_LABELS = {
     Severity.low: "Low: an annoyance",

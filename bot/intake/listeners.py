@@ -8,7 +8,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.emoji_names import same_emoji
 from bot.ids import Action, Block, Callback
-from bot.progress.stage import started_points
 from bot.intake.blocks import (
     ReportMetadata,
     build_filed_message,
@@ -20,6 +19,7 @@ from bot.intake.blocks import (
 from bot.intake.filing import DetailsRefused, add_details, details_point, file_report
 from bot.intake.service import CommandKind, parse_command, read_modal, suggest_categories
 from bot.messages import message_text
+from bot.progress.stage import started_points
 from bot.runtime.context import Deps
 from bot.runtime.slack_reads import Unread, fetch_message, remember_permalink
 from bot.text import from_slack

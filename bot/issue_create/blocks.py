@@ -5,9 +5,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from bot.text import link, mrkdwn, to_mrkdwn
 from bot.issue_create.ids import TRACKER_NAMES as NAMES
 from bot.issue_create.ids import Action, Block, Callback
+from bot.text import link, mrkdwn, to_mrkdwn
 
 if TYPE_CHECKING:
     from bot.issue_create.service import Draft

@@ -20,14 +20,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.intake.blocks import build_try_again
+from bot.intake.service import first_word, flatten_state
 from bot.issue_create import service
 from bot.issue_create.blocks import IssueMetadata, build_done_view, build_issue_modal, build_note_view, build_working_view
 from bot.issue_create.ids import Action, Block, Callback
-from bot.intake.service import first_word, flatten_state
-from bot.references import parse_ref
-from bot.triage.service import TriageError
 from bot.progress.service import UpdateRefused, record_host_update
+from bot.references import parse_ref
 from bot.runtime.slack_reads import read_deadline
+from bot.triage.service import TriageError
 from storage.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)

@@ -40,17 +40,17 @@ from datetime import datetime, timedelta
 import httpx
 from sqlmodel import Session, col, select
 
+from bot.closing import service as closing
 from bot.issue_create import markup
 from bot.issue_create.ids import TRACKER_NAMES as NAMES
 from bot.issue_create.policy import Project
-from bot.closing import service as closing
-from bot.triage import service as triage
-from bot.triage import flows as triage_flow
-from bot.triage.service import TriageError
 from bot.runtime.config import Policy
 from bot.trackers import MODULES, IssueEvent, IssueRef, Outcome, Tracker
 from bot.trackers.base import Created, IssueDraft, PollRequest
 from bot.trackers.rate_limits import rate_limit_wait
+from bot.triage import flows as triage_flow
+from bot.triage import service as triage
+from bot.triage.service import TriageError
 from storage.database import insert_unique
 from storage.models import FrictionPoint, IssueIntent, Reporter, Status, utcnow
 

@@ -24,9 +24,9 @@ import hashlib
 from sqlmodel import Session, col, select
 
 from bot.closing.service import CHUNK, _reporters, _targets
-from bot.triage.service import sync_cards
 from bot.progress.blocks import build_started_notice
 from bot.trackers import IssueEvent, Outcome
+from bot.triage.service import sync_cards
 from storage import outbox
 from storage.database import insert_or_skip
 from storage.models import FrictionPoint, LinkStart, ProgressNotice, ProgressUpdate, TrackerLink, utcnow

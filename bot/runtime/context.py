@@ -14,8 +14,8 @@ from bot.runtime.workspaces import Workspaces
 from storage.database import Database
 
 if TYPE_CHECKING:
-    from bot.runtime.event_gate import EventGate
     from bot.issue_create.service import Creator
+    from bot.runtime.event_gate import EventGate
     from bot.trackers.identity import Identities
 
 

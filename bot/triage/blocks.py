@@ -5,12 +5,12 @@ from datetime import timedelta
 from bot.ids import Action, Callback, PointMetadata
 from bot.insight.service import DuplicateSuggestion
 from bot.intake.blocks import SEVERITY_LABELS, STATUS_LABELS, _option, _text
+from bot.issue_create.blocks import build_create_button
 from bot.references import format_ref
 from bot.runtime.config import Taxonomy
 from bot.text import link, mrkdwn, shorten, to_mrkdwn
 from bot.triage.ids import CARD_BLOCK, TRIAGE_INPUT_BLOCK  # noqa: F401  (re-exported)
 from bot.triage.service import Change, Headline
-from bot.issue_create.blocks import build_create_button
 from storage.models import FrictionPoint, Severity, Status
 
 SEVERITY_ICON = {"low": ":large_blue_circle:", "medium": ":large_yellow_circle:", "high": ":large_orange_circle:", "blocker": ":red_circle:"}

@@ -10,8 +10,8 @@ import anyio.to_thread
 from sqlmodel import Session
 
 from bot.insight import service as insight
-from bot.references import format_ref
 from bot.progress.stage import stage_mrkdwn, started_points
+from bot.references import format_ref
 from bot.runtime import cpu
 from bot.runtime.config import Policy
 from bot.runtime.outbox.sender import Hook

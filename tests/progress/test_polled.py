@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from bot.runtime.config import Closing, Hosts, Policy, Triage
 from bot.closing.polling import JOB as POLL
+from bot.runtime.config import Closing, Hosts, Policy, Triage
 from tests import tracker_requests as tr
-from tests.progress.test_progress import HOST, OTHER, TRIAGE, USER, linked_with_duplicate, started_dms
 from tests.closing.test_polling import SLOT, trackers  # noqa: F401 (fixture)
 from tests.closing.test_polling import settings_overrides as polling_settings
+from tests.progress.test_progress import HOST, OTHER, TRIAGE, USER, linked_with_duplicate, started_dms
 
 
 @pytest.fixture
