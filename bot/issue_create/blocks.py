@@ -10,7 +10,7 @@ from bot.issue_create.ids import Action, Block, Callback
 from bot.text import link, mrkdwn, to_mrkdwn
 
 if TYPE_CHECKING:
-    from bot.issue_create.service import Draft
+    from bot.issue_create.draft import Draft
 
 MAX_DESCRIPTION = 3000  # plain_text_input's documented max_length (SLACK_FACTS.md §7)
 

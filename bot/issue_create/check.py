@@ -10,9 +10,8 @@ from bot.issue_create.service import NAMES, TIMEOUT, TOKENS, USER_AGENT, configu
 from bot.trackers import MODULES, Tracker
 
 
-async def project_lines(settings, policy, http: httpx.AsyncClient | None = None) -> list:
-    from bot.runtime.check import Line
-
+async def project_lines(settings, policy, http: httpx.AsyncClient | None = None) -> list[tuple[str, str]]:
+    """(level, text) per project: level \"ok\" or \"block\" (``bot.runtime.check.Line``'s)."""
     projects = policy.issues.projects
     if not projects:
         return []
@@ -23,7 +22,7 @@ async def project_lines(settings, policy, http: httpx.AsyncClient | None = None)
         for p in projects:
             what = f"issues.projects {NAMES[p.tracker]} {p.project}"
             if not configured(settings, p.tracker):
-                lines.append(Line("block", f"{what}: set {TOKENS[p.tracker]} to create issues there"))
+                lines.append(("block", f"{what}: set {TOKENS[p.tracker]} to create issues there"))
                 continue
             module = MODULES[Tracker(p.tracker)]
             request = module.access_request(settings, p.project)
@@ -31,10 +30,10 @@ async def project_lines(settings, policy, http: httpx.AsyncClient | None = None)
                 response = await http.request(request.method, request.url, headers=request.headers, json=request.json)
                 answer = response.json()
             except (httpx.HTTPError, ValueError) as exc:
-                lines.append(Line("block", f"{what}: no answer from {NAMES[p.tracker]} ({type(exc).__name__}): check its URL setting"))
+                lines.append(("block", f"{what}: no answer from {NAMES[p.tracker]} ({type(exc).__name__}): check its URL setting"))
                 continue
             ok, said = module.can_create(response.status_code, answer)
-            lines.append(Line("ok" if ok else "block", f"{what}: {said}"))
+            lines.append(("ok" if ok else "block", f"{what}: {said}"))
     finally:
         if own:
             await http.aclose()

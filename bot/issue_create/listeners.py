@@ -25,7 +25,7 @@ from bot.issue_create import service
 from bot.issue_create.blocks import IssueMetadata, build_done_view, build_issue_modal, build_note_view, build_working_view
 from bot.issue_create.ids import Action, Block, Callback
 from bot.progress.service import UpdateRefused, record_host_update
-from bot.references import parse_ref
+from bot.references import format_ref, parse_ref
 from bot.runtime.slack_reads import read_deadline
 from bot.triage.service import TriageError
 from storage.database import DatabaseUnavailable
@@ -157,7 +157,7 @@ async def update_command(deps, user: str, args: str, respond: AsyncRespond, clie
         return
     hour = deps.policy.issues.progress.update_hour
     said = "Kept" if kept else "Already kept today"
-    await respond(response_type="ephemeral", text=f"{said}: {prefix}-{point_id}'s reporters get it in the daily update at {hour:02d}:00 UTC.")
+    await respond(response_type="ephemeral", text=f"{said}: {format_ref(prefix, point_id)}'s reporters get it in the daily update at {hour:02d}:00 UTC.")
 
 
 def register(app: AsyncApp, deps) -> None:

@@ -34,7 +34,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
@@ -42,8 +42,10 @@ from sqlmodel import Session, col, select
 
 from bot.closing import service as closing
 from bot.issue_create import markup
+from bot.issue_create.draft import Draft
 from bot.issue_create.ids import TRACKER_NAMES as NAMES
 from bot.issue_create.policy import Project
+from bot.references import format_ref
 from bot.runtime.config import Policy
 from bot.trackers import MODULES, IssueEvent, IssueRef, Outcome, Tracker
 from bot.trackers.base import Created, IssueDraft, PollRequest
@@ -70,28 +72,13 @@ TOKENS = {"github": "GITHUB_TOKEN", "gitlab": "GITLAB_TOKEN", "jira": "JIRA_BASE
 # ------------------------------------------------------------------ what the modal shows
 
 
-@dataclass(frozen=True)
-class Draft:
-    """The modal's prefill for one report: ``description`` is the reporter's words (editable),
-    ``facts`` what the bot adds around them, ``default`` the project of its area."""
-
-    point_id: int
-    ref: str
-    title: str
-    description: str
-    facts: markup.Facts
-    projects: list[Project]
-    default: Project | None
-    linked: list[str] = field(default_factory=list)  # issues it is linked to already
-
-
 def _check_open(point: FrictionPoint | None, prefix: str) -> FrictionPoint:
     if point is None:
         raise TriageError("That report no longer exists.")
     if point.duplicate_of_id is not None:
-        raise TriageError(f"This report was merged into {prefix}-{point.duplicate_of_id}; create the issue from that one.")
+        raise TriageError(f"This report was merged into {format_ref(prefix, point.duplicate_of_id)}; create the issue from that one.")
     if point.status in (Status.resolved, Status.wont_fix):
-        raise TriageError(f"{prefix}-{point.id} is closed; reopen it before creating an issue for it.")
+        raise TriageError(f"{format_ref(prefix, point.id)} is closed; reopen it before creating an issue for it.")
     return point
 
 
@@ -103,10 +90,10 @@ def facts_of(*, session: Session, point: FrictionPoint, policy: Policy) -> marku
                                    .order_by(col(FrictionPoint.id))).all())
     ids = [point.id, *(d.id for d in duplicates)]
     people = len(set(session.exec(select(Reporter.user_id).where(col(Reporter.friction_point_id).in_(ids))).all()))
-    links = [(f"{prefix}-{p.id}", p.permalink) for p in (point, *duplicates) if p.permalink]
-    return markup.Facts(ref=f"{prefix}-{point.id}", area=[policy.taxonomy.label(c) for c in point.categories],
+    links = [(format_ref(prefix, p.id), p.permalink) for p in (point, *duplicates) if p.permalink]
+    return markup.Facts(ref=format_ref(prefix, point.id), area=[policy.taxonomy.label(c) for c in point.categories],
                         severity=str(point.severity), minutes_lost=point.minutes_lost, people=max(people, 1),
-                        links=links[:20], duplicates=[f"{prefix}-{d.id}" for d in duplicates][:50])
+                        links=links[:20], duplicates=[format_ref(prefix, d.id) for d in duplicates][:50])
 
 
 def draft(*, session: Session, policy: Policy, point_id: int) -> Draft:
@@ -114,8 +101,8 @@ def draft(*, session: Session, policy: Policy, point_id: int) -> Draft:
     merged or closed."""
     prefix = policy.reference_prefix
     point = _check_open(session.get(FrictionPoint, point_id), prefix)
-    first_line = point.text.strip().splitlines()[0] if point.text.strip() else f"{prefix}-{point.id}"
-    return Draft(point_id=point.id, ref=f"{prefix}-{point.id}", title=markup.title(first_line), description=point.text[:3000],
+    first_line = point.text.strip().splitlines()[0] if point.text.strip() else format_ref(prefix, point.id)
+    return Draft(point_id=point.id, ref=format_ref(prefix, point.id), title=markup.title(first_line), description=point.text[:3000],
                  facts=facts_of(session=session, point=point, policy=policy), projects=list(policy.issues.projects),
                  default=policy.issues.default_for(point.categories), linked=[ln.key for ln in point.links])
 

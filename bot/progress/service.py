@@ -23,7 +23,9 @@ import hashlib
 
 from sqlmodel import Session, col, select
 
-from bot.closing.service import CHUNK, _reporters, _targets
+from bot.closing.audience import CHUNK
+from bot.closing.audience import reporters as _reporters
+from bot.closing.audience import targets as _targets
 from bot.progress.blocks import build_started_notice
 from bot.trackers import IssueEvent, Outcome
 from bot.triage.service import sync_cards

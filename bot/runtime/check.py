@@ -181,7 +181,7 @@ async def check(settings: Settings, policy: Policy, client: AsyncWebClient, sour
         lines.append(Line("block", "triage.channel: not set: add the channel (C...) where hosts see new reports"))
     from bot.issue_create.check import project_lines  # issue #28: can the token create issues in each project
 
-    return lines + trackers(settings, policy) + await project_lines(settings, policy)
+    return lines + trackers(settings, policy) + [Line(level, text) for level, text in await project_lines(settings, policy)]
 
 
 async def _app_token(settings: Settings) -> Line:

@@ -2,7 +2,7 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.references import format_ref
 from bot.runtime.config import Policy, Settings
@@ -14,7 +14,6 @@ from bot.runtime.workspaces import Workspaces
 from storage.database import Database
 
 if TYPE_CHECKING:
-    from bot.issue_create.service import Creator
     from bot.runtime.event_gate import EventGate
     from bot.trackers.identity import Identities
 
@@ -36,7 +35,7 @@ class Deps:
     # Tracker issue ids asked of the tracker's API when a host links an issue (bot.trackers.identity)
     identities: "Identities | None" = None
     # Creating issues from cards (bot.issue_create.service.Creator), set by its register()
-    issue_creator: "Creator | None" = None
+    issue_creator: Any = None  # (Any: the runtime sits below the features, tests/test_imports.py)
 
     def ref(self, point_id: int) -> str:
         return format_ref(self.policy.reference_prefix, point_id)
