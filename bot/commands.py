@@ -27,6 +27,8 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("surveys", "[off|on]", "lists the surveys; `off` / `on` stops or restarts your survey DMs."),
     Subcommand("queue", "", "the open queue.", "hosts"),
     Subcommand("link", "FB-12 <issue URL>", "links a report to its tracker issue.", "hosts"),
+    Subcommand("issue", "FB-12", "creates the report's tracker issue (a form, prefilled) and links it.", "hosts"),
+    Subcommand("update", "FB-12 <text>", "relays an update to the report's reporters (one DM a day at most).", "hosts"),
     Subcommand("resolve", "FB-12 [what was done]", "resolves a report and tells its reporters.", "hosts"),
     Subcommand("ask", "FB-12 <question>", "asks the reporter a question (their answer comes back to the card).", "hosts"),
     Subcommand("focus", "[publish|report]", "the quarter's focus and its candidates.", "hosts"),

@@ -14,6 +14,7 @@ import bot.help_channel.listeners
 import bot.home.listeners
 import bot.insight.listeners
 import bot.intake.listeners
+import bot.issue_create.listeners
 import bot.office_hours.listeners
 import bot.retention.jobs
 import bot.surveys.listeners
@@ -70,3 +71,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
     bot.home.listeners.register(app, deps)
     bot.insight.listeners.register(app, deps)
     bot.usage.listeners.register(app, deps)
+    bot.issue_create.listeners.register(app, deps)  # create from the card, progress to reporters

@@ -579,3 +579,80 @@ class UsageAudienceMember(SQLModel, table=True):
 
     user_id: str = Field(primary_key=True, max_length=32)
     seen_at: datetime = _ts()
+
+
+# ------------------------------------------------------------------ issue #28: create from the card, progress
+
+
+class IssueIntent(SQLModel, table=True):
+    """A host's "create this report's issue in that project", written before the tracker is asked
+    (``bot.issue_create.service``). One per report and project: a double click, a retried request
+    or a second instance finds this row, and a try after one that may have created the issue
+    first searches the tracker for ``marker`` (written into the issue's body). ``state``: pending
+    (a call is under way since ``claimed_at``), failed (``error`` says why; nothing was made),
+    linked (``key``/``url``/ids: the issue exists and the report is linked to it)."""
+
+    __tablename__ = "issue_intent"
+    __table_args__ = (UniqueConstraint("friction_point_id", "tracker", "project"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    friction_point_id: int = Field(foreign_key="friction_point.id", index=True, ondelete="CASCADE")  # purged with its report
+    tracker: str = Field(max_length=16)
+    project: str = Field(max_length=255)
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    actor: str = Field(max_length=32)
+    title: str = Field(max_length=255)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    labels: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON list of strings
+    issue_type: str | None = Field(default=None, max_length=64)
+    marker: str = Field(max_length=64)
+    key: str | None = Field(default=None, max_length=255)
+    url: str | None = Field(default=None, max_length=3000)
+    issue_id: str | None = Field(default=None, max_length=64)
+    project_id: str | None = Field(default=None, max_length=64)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    claimed_at: datetime | None = instant(default=None)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class LinkStart(SQLModel, table=True):
+    """A linked issue's work started (``bot.progress``): once per link, forward only. Removed with
+    its link (a deleted issue, a purged report): a later link that reuses the id starts afresh."""
+
+    __tablename__ = "link_start"
+
+    link_id: int = Field(primary_key=True, foreign_key="tracker_link.id", ondelete="CASCADE")
+    friction_point_id: int = Field(index=True)
+    started_at: datetime = _ts()
+
+
+class ProgressNotice(SQLModel, table=True):
+    """ "The platform team started on FB-12": one per reporter and issue, however often it starts."""
+
+    __tablename__ = "progress_notice"
+    __table_args__ = (UniqueConstraint("user_id", "tracker", "issue"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    friction_point_id: int = Field(foreign_key="friction_point.id", index=True, ondelete="CASCADE")  # purged with its report
+    user_id: str = Field(max_length=32, index=True)
+    tracker: str = Field(max_length=16)
+    issue: str = Field(max_length=255)  # the issue's stable id, or its key when none is known
+    created_at: datetime = _ts()
+
+
+class ProgressUpdate(SQLModel, table=True):
+    """An update the team relays to a report's reporters (a marked tracker comment, or
+    ``/platform-feedback update``), sent in the next daily batch (``sent_at``). ``origin`` makes
+    a redelivered comment or a retried command one row."""
+
+    __tablename__ = "progress_update"
+
+    id: int | None = Field(default=None, primary_key=True)
+    friction_point_id: int = Field(foreign_key="friction_point.id", index=True, ondelete="CASCADE")  # purged with its report
+    origin: str = Field(max_length=255, unique=True)
+    actor: str = Field(max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _ts()
+    sent_at: datetime | None = instant(default=None, index=True)

@@ -79,6 +79,7 @@ LOADED_ANSWER_SECONDS = 30.0
 
 TABLES = [
     "usage_audience", "usage_answer", "usage_sealed", "usage_ask", "usage_window", "usage_event",
+    "issue_intent", "link_start", "progress_notice", "progress_update",
     "seen_request", "survey_sealed", "target_outcome", "focus_item", "focus_period", "slack_installations", "slack_bots", "slack_oauth_states",
     "survey_answer", "survey_response", "survey_recipient", "survey_run", "survey_opt_out", "csat_followup", "closure_notice", "scheduled_run",
     "outbox_message", "friction_change", "tracker_delivery", "tracker_link", "friction_tag", "reporter", "processed_event", "friction_point",

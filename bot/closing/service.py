@@ -12,6 +12,9 @@ from sqlalchemy.orm import lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
+from bot.closing.audience import CHUNK
+from bot.closing.audience import reporters as _reporters
+from bot.closing.audience import targets as _targets
 from bot.closing.blocks import build_announcement, build_closure_notice, build_issue_deleted_alert, build_still_broken_alert
 from bot.references import format_ref
 from bot.trackers import IssueEvent, Outcome
@@ -26,7 +29,6 @@ from storage.models import (
     ClosureNotice,
     FrictionChange,
     FrictionPoint,
-    Reporter,
     Status,
     TrackerLink,
     as_utc,
@@ -39,10 +41,6 @@ log = logging.getLogger(__name__)
 # #26 item 11): one delivery stamped 2099 would otherwise make every real change after it "older".
 # Such a time counts as the receipt time. Five minutes covers clocks that are merely off.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-
-
-CHUNK = 200  # reports or reporters per step; one step is one short transaction (on SQLite every
-# other write waits for it, the next tracker delivery's recording included)
 
 
 @dataclass
@@ -92,6 +90,10 @@ def apply_issue_event(*, session: Session, event: IssueEvent, index: int = 0, re
     _follow(session, event, links)
     if event.outcome == Outcome.moved:
         return Applied(len(links))
+    if event.outcome in (Outcome.started, Outcome.update):  # progress to reporters (issue #28): bot/progress
+        from bot.progress.service import steps_for
+
+        return Applied(len(links), steps=steps_for(session=session, event=event, links=links, index=index))
     at = believable_time(parse_time(event.at), received_at)
     fresh = [lnk for lnk in links if at is None or lnk.state_at is None or at >= as_utc(lnk.state_at)]
     if at is not None:
@@ -167,8 +169,10 @@ def run_step(*, session: Session, event: IssueEvent, step: dict, policy) -> None
     if not _still_current(session, step):
         log.info("%s %s: %s step superseded by a later change", event.tracker, event.key, step["do"])
         return
+    from bot.progress.service import STEPS as PROGRESS_STEPS
+
     {"close": _close, "reopen": _reopen, "notify": _notify, "announce": _announce, "queue": _queue_notices,
-     "deleted": _deleted}[step["do"]](
+     "deleted": _deleted, **PROGRESS_STEPS}[step["do"]](
         session, event, step, policy)
 
 
@@ -321,35 +325,6 @@ def _rename(session: Session, event: IssueEvent) -> int:
         session.add(link)
     session.flush()
     return len(links)
-
-
-def _targets(session: Session, links: list[TrackerLink]) -> list[int]:
-    """Ids of the points linked to the issue, in id order; a link on a merged duplicate counts for
-    the point it joined."""
-    ids = {link.friction_point_id for link in links}
-    if not ids:
-        return []
-    rows = list(session.exec(select(FrictionPoint.id, FrictionPoint.duplicate_of_id).where(col(FrictionPoint.id).in_(ids))).all())
-    merged_into = {into for _, into in rows if into}
-    if merged_into:
-        rows += session.exec(select(FrictionPoint.id, FrictionPoint.duplicate_of_id).where(col(FrictionPoint.id).in_(merged_into))).all()
-    return sorted({point_id for point_id, into in rows if into is None})
-
-
-def _reporters(session: Session, ids: list[int]) -> dict[str, int]:
-    """Every reporter of these points and of the duplicates merged into them, once each, with the
-    id of the report that is theirs (a duplicate they filed: their own words)."""
-    if not ids:
-        return {}
-    duplicates = list(session.exec(select(FrictionPoint.id).where(col(FrictionPoint.duplicate_of_id).in_(ids))
-                                   .order_by(col(FrictionPoint.id))).all())
-    order = {point_id: n for n, point_id in enumerate(duplicates + ids)}
-    rows = session.exec(select(Reporter.friction_point_id, Reporter.user_id)
-                        .where(col(Reporter.friction_point_id).in_(list(order))).order_by(col(Reporter.id))).all()
-    owners: dict[str, int] = {}
-    for point_id, user_id in sorted(rows, key=lambda r: order[r[0]]):  # stable: reporters in id order per point
-        owners.setdefault(user_id, point_id)
-    return owners
 
 
 def record_feedback(*, session: Session, notice_id: int, user_id: str, works: bool, comment: str | None = None) -> tuple[ClosureNotice, FrictionPoint] | None:

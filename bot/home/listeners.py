@@ -7,6 +7,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.home.blocks import build_home
 from bot.ids import Action
+from bot.progress.stage import started_points
 from bot.runtime import access
 from bot.runtime.context import Deps
 from bot.triage import due_queue
@@ -25,11 +26,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
         try:
             if (await access.reader(deps, user)).host:  # the queue is others' words (bot.runtime.access)
                 queue = await deps.db.run(due_queue.host_view, policy=policy, category=category, status=status)
+                started = await deps.db.run(started_points, point_ids=[p.id for p in queue.points])
                 view = build_host_home(policy.reference_prefix, policy.taxonomy, queue.headline, queue.points, category=category,
-                                       status=status, clocks=queue.clocks, now=queue.now, by_due=queue.by_due)
+                                       status=status, clocks=queue.clocks, now=queue.now, by_due=queue.by_due, started=started,
+                                       create_issue=bool(policy.issues.projects))
             else:
                 points = await deps.db.run(friction.reports_of, user_id=user)
-                view = build_home(policy.reference_prefix, policy.intake.reaction, points)
+                started = await deps.db.run(started_points, point_ids=[p.id for p in points])
+                view = build_home(policy.reference_prefix, policy.intake.reaction, points, started)
         except DatabaseUnavailable as exc:
             log.warning("home tab not refreshed: %s", exc)
             return

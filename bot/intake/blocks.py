@@ -7,7 +7,7 @@ from bot.intake.ids import ReportMetadata  # noqa: F401  (re-exported)
 from bot.intake.service import MAX_TEXT
 from bot.references import format_ref
 from bot.runtime.config import Taxonomy
-from bot.text import fit, mrkdwn
+from bot.text import fit, link, mrkdwn
 from storage.models import FrictionKind, FrictionPoint, Severity
 
 SEVERITY_LABELS = {
@@ -147,8 +147,13 @@ def build_report_modal(
     }
 
 
-def _summary_line(ref: str, point: FrictionPoint, limit: int = 200) -> str:
-    return f"*{ref}* · {STATUS_LABELS.get(point.status, point.status)}\n>{mrkdwn(point.text, limit)}"
+def _summary_line(ref: str, point: FrictionPoint, limit: int = 200, started: bool = False) -> str:
+    """The report's ref, its stage (``bot.progress.stage``) with its issue's link, and its words."""
+    from bot.progress.stage import stage_of
+
+    stage = str(stage_of(point, started)).capitalize()
+    issue = " (" + ", ".join(link(ln.url, ln.key) for ln in point.links[:2]) + ")" if point.links and point.duplicate_of_id is None else ""
+    return f"*{ref}* · {stage}{issue}\n>{mrkdwn(point.text, limit)}"
 
 
 def build_filed_message(ref: str, point: FrictionPoint, *, with_details_button: bool, note: str | None = None) -> dict:
@@ -202,8 +207,9 @@ def build_thread_reply(ref: str, filed_by: str) -> dict:
     }
 
 
-def build_reports_list(prefix: str, points: list[FrictionPoint], *, heading: str) -> list[dict]:
-    """Blocks listing reports; the caller caps ``points`` (at most 20 here keeps a message under 50 blocks)."""
+def build_reports_list(prefix: str, points: list[FrictionPoint], *, heading: str, started: frozenset[int] | set[int] = frozenset()) -> list[dict]:
+    """Blocks listing reports; the caller caps ``points`` (at most 20 here keeps a message under 50 blocks).
+    ``started``: reports whose linked issue started (their stage is "in progress")."""
     blocks: list[dict] = [{"type": "section", "text": _text(f"*{heading}*", "mrkdwn")}]
     if not points:
         blocks.append(
@@ -212,7 +218,7 @@ def build_reports_list(prefix: str, points: list[FrictionPoint], *, heading: str
         return blocks
     for point in points[:20]:
         when = point.created_at.strftime("%Y-%m-%d")
-        blocks.append({"type": "section", "text": _text(_summary_line(format_ref(prefix, point.id), point), "mrkdwn")})
+        blocks.append({"type": "section", "text": _text(_summary_line(format_ref(prefix, point.id), point, started=point.id in started), "mrkdwn")})
         blocks.append({"type": "context", "elements": [_text(f"Filed {when} · {point.source}", "mrkdwn")]})
     return blocks
 

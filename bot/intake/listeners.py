@@ -20,6 +20,7 @@ from bot.intake.drafts import new_draft
 from bot.intake.filing import DetailsRefused, add_details, details_point, file_report
 from bot.intake.service import CommandKind, parse_command, read_modal, suggest_categories
 from bot.messages import message_text
+from bot.progress.stage import started_points
 from bot.runtime.context import Deps
 from bot.runtime.slack_reads import Unread, fetch_message, remember_permalink
 from bot.text import from_slack
@@ -74,17 +75,20 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if parsed.kind == CommandKind.mine:
             try:
                 points = await deps.db.run(friction.reports_of, user_id=user)
+                started = await deps.db.run(started_points, point_ids=[p.id for p in points])
             except DatabaseUnavailable:
                 await respond(response_type="ephemeral", **build_try_again("your request"))
                 return
             await respond(
                 response_type="ephemeral",
                 text="Your reports",
-                blocks=build_reports_list(policy.reference_prefix, points, heading="Your reports"),
+                blocks=build_reports_list(policy.reference_prefix, points, heading="Your reports", started=started),
             )
             return
         if parsed.kind == CommandKind.sub:
-            await deps.commands[parsed.name](user, parsed.text, respond, client)
+            handler = deps.commands[parsed.name]
+            extra = {"trigger_id": command.get("trigger_id", "")} if getattr(handler, "wants_trigger", False) else {}
+            await handler(user, parsed.text, respond, client, **extra)
             return
         text = from_slack(parsed.text)
         draft = new_draft(

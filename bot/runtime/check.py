@@ -179,7 +179,9 @@ async def check(settings: Settings, policy: Policy, client: AsyncWebClient, sour
                                   "no \"you said, we did\" posts"))
     if not policy.triage.channel:
         lines.append(Line("block", "triage.channel: not set: add the channel (C...) where hosts see new reports"))
-    return lines + trackers(settings, policy)
+    from bot.issue_create.check import project_lines  # issue #28: can the token create issues in each project
+
+    return lines + trackers(settings, policy) + [Line(level, text) for level, text in await project_lines(settings, policy)]
 
 
 async def _app_token(settings: Settings) -> Line:

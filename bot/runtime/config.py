@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.issue_create.policy import IssuePolicy
 from bot.runtime.config_errors import policy_problems, yaml_problem
 from bot.runtime.settings import ConfigError, DatabaseSettings, ReportSettings, Settings, load_settings  # noqa: F401
 
@@ -342,6 +343,7 @@ class Policy(_Strict):
     targets: Targets = Targets()
     focus: Focus = Focus()
     usage: UsagePolicy = UsagePolicy()  # usage events, adoption, moment-of-use CSAT (bot.usage)
+    issues: IssuePolicy = IssuePolicy()  # creating issues from cards, progress to reporters (bot/issue_create/policy.py)
 
     @model_validator(mode="after")
     def _distinct_reactions(self) -> "Policy":

@@ -37,6 +37,8 @@ class Deps:
     # Usage events' after-ack work: a bot.usage.settling.Settler, made by bot.usage.listeners.register
     # (Any: the runtime sits below the features, tests/test_imports.py)
     usage: Any = None
+    # Creating issues from cards (bot.issue_create.service.Creator), set by its register()
+    issue_creator: Any = None  # (Any: the runtime sits below the features, tests/test_imports.py)
 
     def ref(self, point_id: int) -> str:
         return format_ref(self.policy.reference_prefix, point_id)

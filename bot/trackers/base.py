@@ -33,6 +33,10 @@ class Outcome(StrEnum):
     moved = "moved"  # the issue has a new key or id (transfer, project move): follow it, notify nobody
     renamed = "renamed"  # a project/repository renamed: ``old_keys`` and ``key`` are key prefixes
     deleted = "deleted"  # the issue is gone (GitHub issues.deleted, Jira jira:issue_deleted, Linear remove)
+    # Progress (bot/progress): work on the issue started (assigned, a PR/MR opened, In Progress,
+    # Linear "started"), and a tracker comment starting with the policy's marker (``note``).
+    started = "started"
+    update = "update"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class IssueEvent:
     at: str | None = None
     old_keys: tuple[str, ...] = ()
     old_ids: tuple[str, ...] = ()
+    note: str | None = None  # ``update``: the comment's text after the marker
+    note_id: str | None = None  # ``update``: the comment's id in its tracker (one relay per comment)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -122,6 +128,36 @@ class TrackerModule(Protocol):
     # (None: done), then the issue's stable ids as a ``moved`` event (None: not an issue we can read).
     def identity_request(self, settings, key: str, answers: list[dict]) -> PollRequest | None: ...
     def identity_event(self, key: str, answers: list[dict], settings) -> IssueEvent | None: ...
+    # Creating an issue (bot.issue_create): see ``bot.issue_create.trackers`` for the shapes.
+    def create_request(self, settings, project: str, draft: "IssueDraft") -> PollRequest: ...
+    def created(self, project: str, answer: dict, settings) -> "Created | None": ...
+    def find_request(self, settings, project: str, marker: str) -> PollRequest: ...
+    def find_by_marker(self, project: str, answer: dict, marker: str, settings) -> "Created | None": ...
+    def create_problem(self, status: int, answer: object) -> str: ...
+    def access_request(self, settings, project: str) -> PollRequest: ...
+    def can_create(self, status: int, answer: object) -> tuple[bool, str]: ...
+
+
+@dataclass(frozen=True)
+class IssueDraft:
+    """What a host submits to create an issue: ``body`` is the tracker's own markup (Markdown, or
+    Jira wiki markup) with people's words escaped, and ends with the bot's hidden marker."""
+
+    title: str
+    body: str
+    labels: tuple[str, ...] = ()
+    issue_type: str | None = None  # Jira: the project's issue type name (e.g. "Task")
+
+
+@dataclass(frozen=True)
+class Created:
+    """An issue the tracker made (or that reconciling found by its marker): its normalised key,
+    browser URL and stable ids (as ``IssueEvent.issue_id``/``project_id``)."""
+
+    key: str
+    url: str
+    issue_id: str | None = None
+    project_id: str | None = None
 
 
 def text(value: object) -> str:

@@ -86,7 +86,15 @@ def _label(value: object) -> str:
 
 
 def read(body: bytes, headers, policy=None) -> Events:
-    return events(text(headers.get("x-github-event")), payload(body, headers))
+    name, data = text(headers.get("x-github-event")), payload(body, headers)
+    progress = progress_events(name, data, _marker(policy))
+    return events(name, data) if progress is None else progress
+
+
+def _marker(policy) -> str | None:
+    """The policy's update marker when updates are relayed (bot.issue_create.policy.Progress)."""
+    issues = getattr(policy, "issues", None)
+    return issues.progress.marker if issues is not None and issues.progress.updates else None
 
 
 def _repo(payload: dict) -> dict:
@@ -240,7 +248,9 @@ def poll_events(key: str, issue: dict, settings=None, policy=None) -> list[Issue
     ident = {"issue_id": string(issue.get("id")), "at": at}
     state = issue.get("state")
     if state == "open":
-        return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident)]
+        # Assigned: work started (bot.progress); a pull request's assignee is not the issue's.
+        started = [IssueEvent(TRACKER, key, Outcome.started, url, title, **ident)] if issue.get("assignees") and "pull_request" not in issue else []
+        return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident), *started]
     if state != "closed":
         return []
     pr = issue.get("pull_request")
@@ -282,3 +292,154 @@ def identity_event(key: str, answers: list[dict], settings=None) -> IssueEvent |
     return IssueEvent(TRACKER, current, Outcome.moved, string(issue.get("html_url")), string(issue.get("title")),
                       issue_id=string(issue.get("id")), project_id=string(repo.get("id")),
                       old_keys=(key,) if current != key else ())
+
+
+# ------------------------------------------------------------------ creating issues (bot.issue_create)
+# Sources: docs.github.com "REST API endpoints for issues" (Create an issue: POST
+# /repos/{owner}/{repo}/issues, 201 with the issue; 403, 404, 410 "issues are disabled", 422
+# "Validation Failed" with ``errors`` [{resource, field, code}], 503; "Any user with pull access to
+# a repository can create an issue"), (List repository issues: ``state``, ``sort=created``,
+# ``direction``, ``per_page`` up to 100; pull requests are listed too, with ``pull_request``), and
+# "REST API endpoints for repositories" (Get a repository: ``has_issues``, ``permissions``).
+
+FIND_PAGE = 100  # the newest issues read when looking for a marker (the list API's largest page)
+
+
+def _repo_url(settings, project: str) -> str:
+    owner, name = project.split("/", 1)
+    return f"{settings.github_api_url.rstrip('/')}/repos/{quote(owner)}/{quote(name)}"
+
+
+def _headers(settings) -> dict:
+    return {"Authorization": f"Bearer {settings.github_token}", "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28"}
+
+
+def create_request(settings, project: str, draft, answers: list) -> PollRequest | None:
+    """POST /repos/{owner}/{repo}/issues with title, body (Markdown) and labels (GitHub makes a
+    label it does not have). One request: None once answered."""
+    if answers:
+        return None
+    return PollRequest("POST", f"{_repo_url(settings, project)}/issues", _headers(settings),
+                       {"title": draft.title, "body": draft.body, "labels": list(draft.labels)})
+
+
+def _created(issue: dict):
+    from bot.trackers.base import Created
+
+    number, repo = issue.get("number"), _repo_of(issue, "")
+    if not isinstance(number, int) or isinstance(number, bool) or not repo or string(issue.get("id")) is None:
+        return None
+    repository = obj(issue.get("repository"))
+    return Created(normalise(f"{repo}#{number}"), text(issue.get("html_url")), string(issue.get("id")),
+                   string(repository.get("id")))
+
+
+def created(project: str, answers: list, settings=None):
+    """The created issue from the 201 answer, or None."""
+    return _created(obj(answers[-1])) if answers else None
+
+
+def find_request(settings, project: str, marker: str) -> PollRequest:
+    """The newest issues of the repository (open or closed): a just-made issue is among them at
+    once, where the search API's index may lag."""
+    return PollRequest("GET", f"{_repo_url(settings, project)}/issues?state=all&sort=created&direction=desc&per_page={FIND_PAGE}",
+                       _headers(settings))
+
+
+def find_by_marker(project: str, answer: object, marker: str, settings=None):
+    """The issue (not a pull request) whose body holds ``marker``, or None."""
+    for issue in answer if isinstance(answer, list) else []:
+        issue = obj(issue)
+        if "pull_request" not in issue and marker in text(issue.get("body")):
+            return _created(issue)
+    return None
+
+
+def create_problem(status: int, answer: object) -> str:
+    """What GitHub said, as one line: its ``message`` and, for a 422, each ``errors`` entry."""
+    data = obj(answer)
+    message = text(data.get("message"))[:200]
+    details = [" ".join(filter(None, (text(obj(e).get("field")), text(obj(e).get("code")), text(obj(e).get("message")))))
+               for e in (data.get("errors") if isinstance(data.get("errors"), list) else [])[:3]]
+    return "; ".join(filter(None, [message, *details]))[:300]
+
+
+def access_request(settings, project: str) -> PollRequest:
+    return PollRequest("GET", _repo_url(settings, project), _headers(settings))
+
+
+def can_create(status: int, answer: object) -> tuple[bool, str]:
+    """From Get a repository: issues on, and the token sees the repository (pull access is enough)."""
+    data = obj(answer)
+    if status != 200:
+        return False, f"HTTP {status}: {create_problem(status, answer) or 'no answer'}"
+    if data.get("has_issues") is False:
+        return False, "issues are turned off in this repository"
+    permissions = obj(data.get("permissions"))
+    if permissions and not any(permissions.get(p) for p in ("pull", "triage", "push", "maintain", "admin")):
+        return False, "the token has no access to this repository"
+    return True, "can create issues"
+
+
+# ------------------------------------------------------------------ progress (bot.progress)
+# Sources: docs.github.com "Webhook events and payloads": issues ``assigned`` (``assignee``),
+# pull_request ``opened`` (``pull_request.body``), issue_comment ``created`` (``comment.id``,
+# ``comment.body``, ``issue``; ``issue.pull_request`` set on a pull request's comments).
+
+_MENTION = re.compile(r"(?<![\w/#-])(?:(?P<repo>[\w.-]++/[\w.-]++))?#(?P<n>\d++)(?!\w)")
+
+
+def mentioned(body: str, repo: str, host: str = "github.com") -> list[str]:
+    """Keys of the issues a pull request body names (``#N``, ``owner/repo#N``, an issue URL, with
+    or without a closing keyword), outside code; at most ``MAX_REFERENCES``."""
+    shown = blank_code(body[:65536])
+    keys = dict.fromkeys(counted_references(body, repo, host)[0])
+    for m in _MENTION.finditer(shown):
+        if len(keys) >= MAX_REFERENCES:
+            break
+        keys[normalise(f"{m['repo'] or repo}#{m['n']}")] = None
+    for m in re.finditer(r"https?://[^\s)<>\]]+/issues/\d+", shown):
+        parts = urlsplit(m.group(0))
+        if parts.netloc.lower() == host and (ref := parse_url(host, parts.path, m.group(0))):
+            keys[ref.key] = None
+    return list(keys)[:MAX_REFERENCES]
+
+
+def progress_events(event_name: str, payload: dict, marker: str | None) -> Events | None:
+    """Started (an issue assigned; a pull request opened that names issues) and update (an issue
+    comment starting with ``marker``) events; None: not a progress delivery."""
+    action = payload.get("action")
+    if event_name == "issues" and action == "assigned":
+        repo = _repo(payload)
+        issue = obj(payload.get("issue"))
+        return events_of([_issue_event(repo["full_name"], repo.get("id"), issue, Outcome.started, issue.get("updated_at"))])
+    if event_name == "pull_request" and action == "opened":
+        repo = _repo(payload)
+        pr = obj(payload.get("pull_request"))
+        host = urlsplit(text(repo.get("html_url")) or "https://github.com").netloc.lower()
+        at = iso(pr.get("created_at") or pr.get("updated_at"))
+        keys = mentioned(text(pr.get("body")), repo["full_name"], host)
+        if not keys:
+            return nothing("action", "pull_request.opened names no issue")
+        return events_of([IssueEvent(TRACKER, key, Outcome.started, string(pr.get("html_url")), string(pr.get("title")), at=at)
+                          for key in keys])
+    if event_name == "issue_comment" and action == "created":
+        repo = _repo(payload)
+        issue, comment = obj(payload.get("issue")), obj(payload.get("comment"))
+        note = marked(text(comment.get("body")), marker)
+        if note is None or "pull_request" in issue:
+            return None  # an ordinary comment: "issue_comment events are not read", as before
+        event = _issue_event(repo["full_name"], repo.get("id"), issue, Outcome.update, comment.get("created_at"))
+        return events_of([IssueEvent(**{**event.to_json(), "note": note, "note_id": string(comment.get("id"))})])
+    return None
+
+
+def marked(body: str, marker: str | None) -> str | None:
+    """The words after ``marker`` when ``body`` starts with it (after blank space), else None."""
+    if not marker:
+        return None
+    stripped = body.lstrip()
+    if not stripped.startswith(marker) or (len(stripped) > len(marker) and not stripped[len(marker)].isspace()):
+        return None
+    return stripped[len(marker):].strip() or None

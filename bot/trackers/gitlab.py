@@ -104,7 +104,11 @@ def verify(secret: str, body: bytes, headers) -> bool:
 
 
 def read(body: bytes, headers, policy=None) -> Events:
-    return events(decode_json(body))
+    from bot.trackers.github import _marker
+
+    data = decode_json(body)
+    progress = progress_events(data, _marker(policy))
+    return events(data) if progress is None else progress
 
 
 def closing_references(text_: str, project: str, host: str | None = None) -> list[str]:
@@ -230,7 +234,8 @@ def poll_events(key: str, item: dict, settings=None, policy=None) -> list[IssueE
     url, title, state = string(item.get("web_url")), string(item.get("title")), item.get("state")
     ident = dict(issue_id=item_id(key, item.get("id")), project_id=string(item.get("project_id")), at=iso(item.get("updated_at")))
     if state in ("opened", "reopened"):
-        return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident)]
+        started = [IssueEvent(TRACKER, key, Outcome.started, url, title, **ident)] if "#" in key and item.get("assignees") else []
+        return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident), *started]
     if "!" in key:
         return [IssueEvent(TRACKER, key, Outcome.fixed, url, title, **ident)] if state == "merged" else []
     return [IssueEvent(TRACKER, key, Outcome.fixed, url, title, **ident)] if state == "closed" else []
@@ -251,3 +256,128 @@ def identity_event(key: str, answers: list[dict], settings=None) -> IssueEvent |
         return None
     return IssueEvent(TRACKER, key, Outcome.moved, string(item.get("web_url")), string(item.get("title")),
                       issue_id=item_id(key, item.get("id")), project_id=string(item.get("project_id")))
+
+
+# ------------------------------------------------------------------ creating issues (bot.issue_create)
+# Sources: docs.gitlab.com "Issues API" (New issue: POST /projects/:id/issues with ``title``,
+# ``description``, ``labels`` comma-separated; 201 with ``id``, ``iid``, ``project_id``,
+# ``web_url``; List project issues: ``order_by=created_at``, ``sort=desc``, ``per_page`` up to
+# 100), "REST API" (status codes: 400 with ``message`` naming the field or ``error``, 401, 403, 404
+# "404 Project Not Found", 429 with Retry-After), "Projects API" (Get a single project:
+# ``issues_enabled``, ``permissions.project_access``/``group_access`` ``access_level``: Guest 10
+# and up may create issues).
+
+FIND_PAGE = 100
+
+
+def _project_url(settings, project: str) -> str:
+    return f"{settings.gitlab_api_url.rstrip('/')}/projects/{quote(project, safe='')}"
+
+
+def create_request(settings, project: str, draft, answers: list) -> PollRequest | None:
+    if answers:
+        return None
+    return PollRequest("POST", f"{_project_url(settings, project)}/issues", {"PRIVATE-TOKEN": settings.gitlab_token},
+                       {"title": draft.title, "description": draft.body, "labels": ",".join(draft.labels)})
+
+
+def _created(item: dict, project: str):
+    from bot.trackers.base import Created
+
+    iid, url = item.get("iid"), text(item.get("web_url"))
+    ref = parse_url("", urlsplit(url).path, url)
+    if not isinstance(iid, int) or isinstance(iid, bool) or string(item.get("id")) is None:
+        return None
+    key = ref.key if ref is not None and "#" in ref.key else normalise(f"{project}#{iid}")
+    return Created(key, url, string(item.get("id")), string(item.get("project_id")))
+
+
+def created(project: str, answers: list, settings=None):
+    return _created(obj(answers[-1]), project) if answers else None
+
+
+def find_request(settings, project: str, marker: str) -> PollRequest:
+    return PollRequest("GET", f"{_project_url(settings, project)}/issues?order_by=created_at&sort=desc&per_page={FIND_PAGE}",
+                       {"PRIVATE-TOKEN": settings.gitlab_token})
+
+
+def find_by_marker(project: str, answer: object, marker: str, settings=None):
+    for item in answer if isinstance(answer, list) else []:
+        if marker in text(obj(item).get("description")):
+            return _created(obj(item), project)
+    return None
+
+
+def create_problem(status: int, answer: object) -> str:
+    """GitLab's ``message`` (a string, or field -> [problems]) or ``error``, as one line."""
+    data = obj(answer)
+    message = data.get("message")
+    if isinstance(message, dict):
+        return "; ".join(f"{field} {', '.join(map(str, problems if isinstance(problems, list) else [problems]))}"
+                         for field, problems in list(message.items())[:3])[:300]
+    return (text(message) or text(data.get("error")))[:300]
+
+
+def access_request(settings, project: str) -> PollRequest:
+    return PollRequest("GET", _project_url(settings, project), {"PRIVATE-TOKEN": settings.gitlab_token})
+
+
+def can_create(status: int, answer: object) -> tuple[bool, str]:
+    data = obj(answer)
+    if status != 200:
+        return False, f"HTTP {status}: {create_problem(status, answer) or 'no answer'}"
+    if data.get("issues_enabled") is False:
+        return False, "issues are turned off in this project"
+    permissions = obj(data.get("permissions"))
+    levels = [obj(permissions.get(k)).get("access_level") for k in ("project_access", "group_access")]
+    if permissions and not any(isinstance(level, int) and level >= 10 for level in levels) and data.get("visibility") != "public":
+        return False, "the token's user is not a member of this project"
+    return True, "can create issues"
+
+
+# ------------------------------------------------------------------ progress (bot.progress)
+# Sources: docs.gitlab.com "Webhook events": Issue events (``object_attributes.action`` "update",
+# ``changes.assignees`` {previous, current}), Merge request events (action "open", ``description``),
+# Comment events (``object_kind`` "note", ``object_attributes.noteable_type`` "Issue", ``note``, ``id``; ``issue``).
+
+_MENTION = re.compile(r"(?<![\w/#!-])(?P<project>[\w.-]++(?:/[\w.-]++)*+)?#(?P<n>\d++)(?!\w)")
+
+
+def progress_events(payload: dict, marker: str | None) -> Events | None:
+    """Started (an issue given assignees; a merge request opened that names issues) and update (an
+    issue comment starting with ``marker``) events; None: not a progress delivery."""
+    from bot.trackers.github import marked
+
+    kind = payload.get("object_kind")
+    project, attrs = obj(payload.get("project")), obj(payload.get("object_attributes"))
+    if kind in ("issue", "work_item") and attrs.get("action") == "update":
+        assignees = obj(obj(payload.get("changes")).get("assignees"))
+        if not assignees or not assignees.get("current"):
+            return None
+        key, old_keys = _where(project, attrs, kind)
+        return events_of([IssueEvent(TRACKER, key, Outcome.started, string(attrs.get("url")), string(attrs.get("title")),
+                                     issue_id=item_id(key, attrs.get("id")), project_id=string(project.get("id")),
+                                     at=iso(attrs.get("updated_at")), old_keys=old_keys)])
+    if kind == "merge_request" and attrs.get("action") == "open":
+        path = text(project.get("path_with_namespace"))
+        description = text(attrs.get("description"))
+        keys = dict.fromkeys(closing_references(description, path))
+        namespace = path.rpartition("/")[0]
+        for m in _MENTION.finditer(description[:65536]):
+            if len(keys) >= MAX_REFERENCES:
+                break
+            where = m["project"] if not m["project"] or "/" in m["project"] else f"{namespace}/{m['project']}"
+            keys[normalise(f"{where or path}#{m['n']}")] = None
+        if not keys:
+            return nothing("action", "merge_request.open names no issue")
+        return events_of([IssueEvent(TRACKER, key, Outcome.started, string(attrs.get("url")), string(attrs.get("title")),
+                                     at=iso(attrs.get("created_at") or attrs.get("updated_at"))) for key in keys])
+    if kind == "note":
+        if attrs.get("noteable_type") != "Issue" or (note := marked(text(attrs.get("note")), marker)) is None:
+            return None  # an ordinary comment: not read, as before
+        issue = obj(payload.get("issue"))
+        key, old_keys = _where(project, {**issue, "url": text(issue.get("url"))}, "issue")
+        return events_of([IssueEvent(TRACKER, key, Outcome.update, string(issue.get("url")), string(issue.get("title")),
+                                     issue_id=item_id(key, issue.get("id")), project_id=string(project.get("id")),
+                                     at=iso(attrs.get("created_at")), old_keys=old_keys, note=note, note_id=string(attrs.get("id")))])
+    return None

@@ -91,7 +91,15 @@ STOCK_NOT_PLANNED = ("won't fix", "won't do", "duplicate", "incomplete", "cannot
 
 
 def read(body: bytes, headers, policy) -> Events:
-    return events(decode_json(body), not_planned=_not_planned(policy))
+    from bot.trackers.github import _marker
+
+    data = decode_json(body)
+    progress = progress_events(data, _marker(policy))
+    if progress is not None:
+        return progress
+    found = events(data, not_planned=_not_planned(policy))
+    started = _started(data) if data.get("webhookEvent") == "jira:issue_updated" else []
+    return events_of([*found, *started]) if started else found
 
 
 def resolution_name(name: object) -> str:
@@ -181,9 +189,12 @@ def poll_events(key: str, issue: dict, settings, policy) -> list[IssueEvent]:
     common = dict(issue_id=string(issue.get("id")), at=iso(fields.get("updated")), old_keys=(key,) if current != key else ())
     resolution = fields.get("resolution")
     if not resolution:
-        # No resolution: a status in the Done category is closed all the same.
+        # No resolution: a status in the Done category is closed all the same; In Progress has started.
         outcome = Outcome.fixed if _done(fields) else Outcome.reopened
-        return [IssueEvent(TRACKER, current, outcome, url, string(fields.get("summary")), **common)]
+        found = [IssueEvent(TRACKER, current, outcome, url, string(fields.get("summary")), **common)]
+        if obj(obj(fields.get("status")).get("statusCategory")).get("key") == "indeterminate":
+            found.append(IssueEvent(TRACKER, current, Outcome.started, url, string(fields.get("summary")), **common))
+        return found
     name = resolution_name(obj(resolution).get("name"))
     outcome = Outcome.not_planned if name in _not_planned(policy) else Outcome.fixed
     return [IssueEvent(TRACKER, current, outcome, url, string(fields.get("summary")), **common)]
@@ -207,3 +218,116 @@ def identity_event(key: str, answers: list[dict], settings) -> IssueEvent | None
     return IssueEvent(TRACKER, current, Outcome.moved, f"{settings.jira_base_url.rstrip('/')}/browse/{current}",
                       string(obj(issue.get("fields")).get("summary")), issue_id=string(issue.get("id")),
                       old_keys=(key,) if current != key else ())
+
+
+# ------------------------------------------------------------------ creating issues (bot.issue_create)
+# Sources: Atlassian "Jira REST API: Issues" (Create issue: POST /rest/api/2/issue with ``fields``
+# {project {key}, summary, description (wiki markup in v2), issuetype {name}, labels}; 201
+# {id, key, self}; 400 {errorMessages, errors {field: message}} e.g. "Field 'x' is required.", 401,
+# 403), "Issue search" (Cloud: GET /rest/api/2/search/jql; Data Center: GET /rest/api/2/search;
+# ``issues`` [{id, key, fields}]), "Permissions" (Get my permissions: GET
+# /rest/api/2/mypermissions?projectKey=&permissions=CREATE_ISSUES -> permissions.CREATE_ISSUES.havePermission).
+
+FIND_PAGE = 50
+
+
+def create_request(settings, project: str, draft, answers: list) -> PollRequest | None:
+    if answers:
+        return None
+    fields = {"project": {"key": project}, "summary": draft.title, "description": draft.body,
+              "issuetype": {"name": draft.issue_type or "Task"}}
+    if draft.labels:
+        fields["labels"] = [re.sub(r"\s+", "-", label) for label in draft.labels]  # Jira labels hold no spaces
+    return PollRequest("POST", f"{settings.jira_base_url.rstrip('/')}/rest/api/2/issue",
+                       {**poll_request(settings, "X-1").headers, "Content-Type": "application/json"}, {"fields": fields})
+
+
+def _created(issue: dict, settings):
+    from bot.trackers.base import Created
+
+    key = text(issue.get("key"))
+    if not _KEY.match(key.upper()) or string(issue.get("id")) is None:
+        return None
+    key = normalise(key)
+    return Created(key, f"{settings.jira_base_url.rstrip('/')}/browse/{key}", string(issue.get("id")))
+
+
+def created(project: str, answers: list, settings=None):
+    return _created(obj(answers[-1]), settings) if answers else None
+
+
+def find_request(settings, project: str, marker: str) -> PollRequest:
+    """The project's issues made in the last two days, newest first (the marker is then looked
+    for in their descriptions: JQL's text search matches words, not a token like ours)."""
+    from urllib.parse import urlencode
+
+    jql = f'project = "{project}" AND created >= -2d ORDER BY created DESC'
+    path = "/rest/api/2/search/jql" if settings.jira_email else "/rest/api/2/search"  # Cloud / Data Center
+    query = urlencode({"jql": jql, "fields": "summary,description", "maxResults": FIND_PAGE})
+    return PollRequest("GET", f"{settings.jira_base_url.rstrip('/')}{path}?{query}", poll_request(settings, "X-1").headers)
+
+
+def find_by_marker(project: str, answer: object, marker: str, settings=None):
+    for issue in obj(answer).get("issues") or []:
+        if marker in text(obj(obj(issue).get("fields")).get("description")):
+            return _created(obj(issue), settings)
+    return None
+
+
+def create_problem(status: int, answer: object) -> str:
+    """Jira's ``errorMessages`` and ``errors`` (field: message) as one line."""
+    data = obj(answer)
+    messages = [text(m) for m in (data.get("errorMessages") if isinstance(data.get("errorMessages"), list) else [])[:3]]
+    messages += [f"{field}: {text(problem)}" for field, problem in list(obj(data.get("errors")).items())[:3]]
+    return "; ".join(filter(None, messages))[:300]
+
+
+def access_request(settings, project: str) -> PollRequest:
+    return PollRequest("GET", f"{settings.jira_base_url.rstrip('/')}/rest/api/2/mypermissions?projectKey={quote(project)}"
+                       "&permissions=CREATE_ISSUES", poll_request(settings, "X-1").headers)
+
+
+def can_create(status: int, answer: object) -> tuple[bool, str]:
+    if status != 200:
+        return False, f"HTTP {status}: {create_problem(status, answer) or 'no answer'}"
+    if obj(obj(obj(answer).get("permissions")).get("CREATE_ISSUES")).get("havePermission") is True:
+        return True, "can create issues"
+    return False, "the token's user lacks the Create Issues permission in this project"
+
+
+# ------------------------------------------------------------------ progress (bot.progress)
+# Sources: Atlassian "Webhooks": jira:issue_updated with a ``status`` changelog item (status
+# category key "indeterminate" is In Progress), comment_created (``comment`` {id, body, created}, ``issue``).
+
+
+def progress_events(payload: dict, marker: str | None) -> Events | None:
+    from bot.trackers.github import marked
+
+    hook = payload.get("webhookEvent")
+    issue = obj(payload.get("issue"))
+    key = text(issue.get("key"))
+    if hook == "comment_created":
+        comment = obj(payload.get("comment"))
+        note = marked(text(comment.get("body")), marker)
+        if note is None or not _KEY.match(key.upper()):
+            return None  # an ordinary comment: not read, as before
+        key = normalise(key)
+        return events_of([IssueEvent(TRACKER, key, Outcome.update, _browse_url(issue, key),
+                                     string(obj(issue.get("fields")).get("summary")), issue_id=string(issue.get("id")),
+                                     at=iso(comment.get("created")) or iso(payload.get("timestamp")), note=note,
+                                     note_id=string(comment.get("id")))])
+    return None
+
+
+def _started(payload: dict) -> list[IssueEvent]:
+    """A status change into the In Progress category (``indeterminate``) as a started event."""
+    issue = obj(payload.get("issue"))
+    fields = obj(issue.get("fields"))
+    items = [obj(i) for i in obj(payload.get("changelog")).get("items") or [] if isinstance(i, dict)]
+    if not any(i.get("field") == "status" for i in items):
+        return []
+    if obj(obj(fields.get("status")).get("statusCategory")).get("key") != "indeterminate":
+        return []
+    key = normalise(text(issue.get("key")))
+    return [IssueEvent(TRACKER, key, Outcome.started, _browse_url(issue, key), string(fields.get("summary")),
+                       issue_id=string(issue.get("id")), at=iso(payload.get("timestamp")) or iso(fields.get("updated")))]

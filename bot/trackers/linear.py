@@ -69,7 +69,11 @@ def verify(secret: str, body: bytes, headers) -> bool:
 
 
 def read(body: bytes, headers, policy=None) -> Events:
-    return events(decode_json(body))
+    from bot.trackers.github import _marker
+
+    data = decode_json(body)
+    progress = progress_events(data, _marker(policy))
+    return events(data) if progress is None else progress
 
 
 def identifier(data: dict) -> str | None:
@@ -160,7 +164,8 @@ def poll_events(key: str, data: dict, settings=None, policy=None) -> list[IssueE
     if state in NOT_PLANNED:
         return [IssueEvent(TRACKER, current, Outcome.not_planned, url, title, **ident)]
     if state:
-        return [IssueEvent(TRACKER, current, Outcome.reopened, url, title, **ident)]
+        started = [IssueEvent(TRACKER, current, Outcome.started, url, title, **ident)] if state == "started" else []
+        return [IssueEvent(TRACKER, current, Outcome.reopened, url, title, **ident), *started]
     return []
 
 
@@ -183,3 +188,121 @@ def identity_event(key: str, answers: list[dict], settings=None) -> IssueEvent |
     old = tuple(dict.fromkeys([*ident["old_keys"], *([key] if current != key else [])]))
     return IssueEvent(TRACKER, current, Outcome.moved, string(issue.get("url")), string(issue.get("title")),
                       issue_id=ident["issue_id"], project_id=ident["project_id"], old_keys=old)
+
+
+# ------------------------------------------------------------------ creating issues (bot.issue_create)
+# Sources: Linear's GraphQL API docs (linear.app/developers/graphql: ``Authorization: <API_KEY>``;
+# errors in the standard GraphQL ``errors`` list, with ``extensions.code``/``userPresentableMessage``;
+# "Creating issues": ``issueCreate(input: {teamId, title, description, labelIds})`` ->
+# ``{success, issue {id identifier url}}``) and its schema (``teams(filter: {key: {eq}})``,
+# ``IssueFilter.description`` string comparator ``contains``).
+
+TEAM_QUERY = "query Team($key: String!) { teams(filter: {key: {eq: $key}}) { nodes { id key labels { nodes { id name } } } } }"
+CREATE = ("mutation Create($input: IssueCreateInput!) { issueCreate(input: $input) { success "
+          "issue { id identifier url team { id } } } }")
+FIND = ("query Find($key: String!, $marker: String!) { issues(first: 5, filter: {team: {key: {eq: $key}}, "
+        "description: {contains: $marker}}) { nodes { id identifier url team { id } } } }")
+
+
+def _post(settings, query: str, variables: dict) -> PollRequest:
+    return PollRequest("POST", settings.linear_api_url, {"Authorization": settings.linear_api_key, "Content-Type": "application/json"},
+                       {"query": query, "variables": variables})
+
+
+def _team(answer: dict) -> dict:
+    nodes = obj(obj(obj(answer).get("data")).get("teams")).get("nodes") or []
+    return obj(nodes[0]) if nodes else {}
+
+
+def create_request(settings, project: str, draft, answers: list) -> PollRequest | None:
+    """Two requests: the team by its key (its id and labels), then ``issueCreate`` with the labels
+    the team has (Linear takes label ids; a name the team lacks is left out)."""
+    if not answers:
+        return _post(settings, TEAM_QUERY, {"key": project})
+    if len(answers) > 1:
+        return None
+    team = _team(answers[0])
+    if not team.get("id"):
+        return None
+    wanted = {label.lower() for label in draft.labels}
+    labels = [obj(n).get("id") for n in obj(team.get("labels")).get("nodes") or [] if text(obj(n).get("name")).lower() in wanted]
+    payload = {"teamId": team["id"], "title": draft.title, "description": draft.body}
+    if labels:
+        payload["labelIds"] = labels
+    return _post(settings, CREATE, {"input": payload})
+
+
+def _created(issue: dict):
+    from bot.trackers.base import Created
+
+    key = identifier(issue)
+    if key is None or string(issue.get("id")) is None:
+        return None
+    return Created(normalise(key), text(issue.get("url")), string(issue.get("id")), string(obj(issue.get("team")).get("id")))
+
+
+def created(project: str, answers: list, settings=None):
+    if len(answers) < 2:
+        return None
+    result = obj(obj(obj(answers[-1]).get("data")).get("issueCreate"))
+    return _created(obj(result.get("issue"))) if result.get("success") is True else None
+
+
+def find_request(settings, project: str, marker: str) -> PollRequest:
+    return _post(settings, FIND, {"key": project, "marker": marker})
+
+
+def find_by_marker(project: str, answer: object, marker: str, settings=None):
+    nodes = obj(obj(obj(answer).get("data")).get("issues")).get("nodes") or []
+    return _created(obj(nodes[0])) if nodes else None
+
+
+def create_problem(status: int, answer: object) -> str:
+    """The GraphQL errors' user-presentable messages (else ``message``), as one line; an unknown
+    team (the first answer found none) says so."""
+    data = obj(answer)
+    errors = data.get("errors") if isinstance(data.get("errors"), list) else []
+    if not errors and "teams" in obj(data.get("data")) and not _team(data):
+        return "no team with this key is visible to the API key"
+    return "; ".join(text(obj(obj(e).get("extensions")).get("userPresentableMessage")) or text(obj(e).get("message"))
+                     for e in errors[:3])[:300]
+
+
+def access_request(settings, project: str) -> PollRequest:
+    return _post(settings, TEAM_QUERY, {"key": project})
+
+
+def can_create(status: int, answer: object) -> tuple[bool, str]:
+    """A team the key sees is one its user can create issues in (Linear gives members that right)."""
+    if status != 200 or obj(answer).get("errors"):
+        return False, f"HTTP {status}: {create_problem(status, answer) or 'no answer'}"
+    return (True, "can create issues") if _team(obj(answer)).get("id") else (False, "no team with this key is visible to the API key")
+
+
+# ------------------------------------------------------------------ progress (bot.progress)
+# Sources: Linear "Webhooks" (data change events: ``type`` Issue/Comment, ``action`` create/update,
+# ``data``, ``updatedFrom``); workflow state types backlog, unstarted, started, completed, canceled.
+
+
+def progress_events(payload: dict, marker: str | None) -> Events | None:
+    from bot.trackers.github import marked
+
+    kind, action = payload.get("type"), payload.get("action")
+    data, before = obj(payload.get("data")), obj(payload.get("updatedFrom"))
+    if kind == "Issue" and action == "update" and "stateId" in before and obj(data.get("state")).get("type") == "started":
+        key = identifier(data)
+        if key is None:
+            raise Malformed("no data.identifier")
+        # Out of completed/canceled into started is a reopen as well: both, in that order.
+        return events_of([*events(payload), IssueEvent(TRACKER, normalise(key), Outcome.started, string(data.get("url")),
+                                                       string(data.get("title")), **_identity(data))])
+    if kind == "Comment" and action == "create":
+        note = marked(text(data.get("body")), marker)
+        issue = obj(data.get("issue"))
+        issue_id = string(data.get("issueId")) or string(issue.get("id"))
+        if note is None or issue_id is None:
+            return None  # an ordinary comment: not read, as before
+        key = identifier(issue) or ""
+        return events_of([IssueEvent(TRACKER, normalise(key), Outcome.update, string(issue.get("url")), string(issue.get("title")),
+                                     issue_id=issue_id, at=iso(data.get("createdAt")), note=note, note_id=string(data.get("id")))])
+    return None

@@ -5,6 +5,7 @@ from datetime import timedelta
 from bot.ids import Action, Callback, PointMetadata
 from bot.insight.service import DuplicateSuggestion
 from bot.intake.blocks import SEVERITY_LABELS, STATUS_LABELS, _option, _text
+from bot.issue_create.blocks import build_create_button
 from bot.references import format_ref
 from bot.runtime.config import Taxonomy
 from bot.text import link, mrkdwn, shorten, to_mrkdwn
@@ -24,10 +25,10 @@ def point_id_from_block(block_id: str) -> int | None:
     return int(parts[1]) if len(parts) == 3 and parts[0] == CARD_BLOCK and parts[1].isdigit() else None
 
 
-def _title(ref: str, point: FrictionPoint) -> str:
+def _title(ref: str, point: FrictionPoint, stage: str | None = None) -> str:
     link_ = link(point.permalink, ref) if point.permalink else ref
     severity = SEVERITY_LABELS.get(point.severity, point.severity).split(":")[0]
-    return f"{SEVERITY_ICON.get(point.severity, '')} *{link_}* · {severity} · {STATUS_LABELS.get(point.status, point.status)}"
+    return f"{SEVERITY_ICON.get(point.severity, '')} *{link_}* · {severity} · {stage or STATUS_LABELS.get(point.status, point.status)}"
 
 
 def _facts(point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> list[str]:
@@ -50,13 +51,14 @@ def _facts(point: FrictionPoint, taxonomy: Taxonomy, prefix: str) -> list[str]:
 
 
 def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, duplicate: DuplicateSuggestion | None = None,
-               due: str | None = None) -> dict:
+               due: str | None = None, stage: str | None = None, create_issue: bool = False) -> dict:
     """The triage channel's card for one data point; updated in place as the point changes.
     ``duplicate``: an older open report it resembles, offered as a one-click merge. ``due``: its
-    response-target line (``bot.targets.blocks.due_line``), None without targets."""
+    response-target line (``bot.targets.blocks.due_line``), None without targets. ``stage``: its
+    stage line (``bot.progress.stage.stage_mrkdwn``); ``create_issue``: offer "Create issue"."""
     blocks: list[dict] = [
         {"type": "section", "text": _text(f"{_title(ref, point)}\n>{mrkdwn(point.text, 600)}", "mrkdwn")},
-        {"type": "context", "elements": [_text(f, "mrkdwn") for f in _facts(point, taxonomy, prefix)[:10]]},
+        {"type": "context", "elements": [_text(f, "mrkdwn") for f in ([stage] if stage else []) + _facts(point, taxonomy, prefix)[:9]]},
     ]
     if due and point.duplicate_of_id is None:
         blocks.append({"type": "context", "block_id": card_block_id(point.id, "due"), "elements": [_text(due, "mrkdwn")]})
@@ -111,6 +113,7 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
             "block_id": card_block_id(point.id, "buttons"),
             "elements": [
                 {"type": "button", "action_id": Action.triage_link, "text": _text("Link issue"), "value": pid},
+                *([build_create_button(point.id)] if create_issue else []),
                 {"type": "button", "action_id": Action.triage_merge, "text": _text("Mark duplicate"), "value": pid},
                 {"type": "button", "action_id": Action.target_ask, "text": _text("Ask the reporter"), "value": pid},
                 {"type": "button", "action_id": Action.triage_resolve, "text": _text("Resolve"), "value": pid, "style": "primary"},
@@ -198,9 +201,12 @@ def _duration(value: timedelta | None) -> str:
     return f"{minutes / 1440:.1f} days"
 
 
-def build_queue_list(prefix: str, points: list[FrictionPoint], *, limit: int = 20, clocks: dict | None = None, now=None) -> list[dict]:
+def build_queue_list(prefix: str, points: list[FrictionPoint], *, limit: int = 20, clocks: dict | None = None, now=None,
+                     started: frozenset[int] | set[int] = frozenset(), create_issue: bool = False) -> list[dict]:
     """One section per report; ``clocks`` (point id -> its ``ClockState``s, at ``now``) adds what is
-    due next, breaches marked."""
+    due next, breaches marked. Each shows its stage (``started``: reports whose issue started) with
+    its issue's link; ``create_issue``: a "Create issue" button on those without one."""
+    from bot.progress.stage import stage_of
     from bot.targets.blocks import queue_mark
 
     if not points:
@@ -212,7 +218,12 @@ def build_queue_list(prefix: str, points: list[FrictionPoint], *, limit: int = 2
         owner = f" · <@{point.assignee}>" if point.assignee else " · unassigned"
         mark = queue_mark(clocks.get(point.id, ()), now) if clocks else None
         due = f"\n{mark}" if mark else ""
-        blocks.append({"type": "section", "text": _text(f"{_title(ref, point)} · {who}{owner}{due}\n>{mrkdwn(point.text, 200)}", "mrkdwn")})
+        stage = str(stage_of(point, point.id in started)).capitalize()
+        issue = " (" + ", ".join(link(ln.url, ln.key) for ln in point.links[:2]) + ")" if point.links else ""
+        section = {"type": "section", "text": _text(f"{_title(ref, point, stage + issue)} · {who}{owner}{due}\n>{mrkdwn(point.text, 200)}", "mrkdwn")}
+        if create_issue and not point.links:
+            section["accessory"] = build_create_button(point.id)
+        blocks.append(section)
     if len(points) > limit:
         blocks.append({"type": "context", "elements": [_text(f"…and {len(points) - limit} more.", "mrkdwn")]})
     return blocks
@@ -224,7 +235,7 @@ ORDER_DUE = "Ordered by what is due first (response targets, business time); bre
 
 def build_host_home(
     prefix: str, taxonomy: Taxonomy, headline: Headline, points: list[FrictionPoint], *, category: str | None, status: str | None,
-    clocks: dict | None = None, now=None, by_due: bool = False,
+    clocks: dict | None = None, now=None, by_due: bool = False, started: frozenset[int] | set[int] = frozenset(), create_issue: bool = False,
 ) -> dict:
     all_option = _option("All areas", "all")
     category_options = [all_option] + [_option(c.label, c.id) for c in taxonomy.categories][:99]
@@ -247,6 +258,6 @@ def build_host_home(
         {"type": "actions", "block_id": "home_filters", "elements": [category_select, status_select]},
         {"type": "context", "elements": [_text(ORDER_DUE if by_due else ORDER_PRIORITY, "mrkdwn")]},
         {"type": "divider"},
-        *build_queue_list(prefix, points, limit=40, clocks=clocks, now=now),
+        *build_queue_list(prefix, points, limit=40, clocks=clocks, now=now, started=started, create_issue=create_issue),
     ]
     return {"type": "home", "blocks": blocks[:100]}

@@ -10,6 +10,7 @@ import anyio.to_thread
 from sqlmodel import Session
 
 from bot.insight import service as insight
+from bot.progress.stage import stage_mrkdwn, started_points
 from bot.references import format_ref
 from bot.runtime import cpu
 from bot.runtime.config import Policy
@@ -83,7 +84,9 @@ def render_card(*, session: Session, policy: Policy, point: FrictionPoint, now: 
     if policy.targets.enabled:
         now = now or utcnow()
         due = due_line(target_alerts.clocks_of(session=session, point=point, policy=policy, now=now).states, now)
-    return build_card(format_ref(prefix, point.id), point, policy.taxonomy, prefix, duplicate=duplicate, due=due)
+    started = point.id in started_points(session=session, point_ids=[point.id])
+    return build_card(format_ref(prefix, point.id), point, policy.taxonomy, prefix, duplicate=duplicate, due=due,
+                      stage=stage_mrkdwn(point, started), create_issue=bool(policy.issues.projects))
 
 
 def load_card(*, session: Session, policy: Policy, point_id: int) -> tuple[FrictionPoint | None, dict | None]:

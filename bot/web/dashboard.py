@@ -39,6 +39,7 @@ from bot import charts
 from bot.focus import dashboard as focus_section
 from bot.insight import service as insight
 from bot.insight.blocks import FORMULA, category_label, point_trend, rate, trend
+from bot.progress.stage import stage_of, started_points
 from bot.references import format_ref
 from bot.runtime.config import Policy
 from bot.runtime.guard import redact_access_log
@@ -227,16 +228,19 @@ class DashboardData:
     focus: focus_section.FocusSection | None = None  # with a policy only
     targets: compliance.Compliance | None = None  # response targets; None when they are off
     usage: "adoption.Adoption | None" = None  # usage and adoption (bot.usage); None without capabilities
+    started: frozenset[int] = frozenset()  # open points whose linked issue started (bot.progress.stage)
 
 
 def gather(*, session, days: int, weeks: int = 8, now: datetime | None = None, policy: Policy | None = None) -> DashboardData:
     """Everything on the page, from ``bot.insight.service``, in one transaction (``weeks``: the weekly
     charts' span, the policy's ``insight.chart_weeks`` like the digest's chart)."""
     now = now or utcnow()
+    scores = insight.friction_scores(session=session, days=days, now=now, limit=TOP_POINTS)
     return DashboardData(
         days=days,
         now=now,
-        scores=insight.friction_scores(session=session, days=days, now=now, limit=TOP_POINTS),
+        scores=scores,
+        started=frozenset(started_points(session=session, point_ids=[p.point_id for p in scores.open_points])),
         health=insight.loop_health(session=session, days=days, now=now, weeks=weeks),
         weekly=insight.weekly_category_scores(session=session, weeks=weeks, now=now, top=5),
         nps=insight.nps_series(session=session, window=insight.Window.last(NPS_DAYS, now)),
@@ -269,7 +273,7 @@ def render(policy: Policy, data: DashboardData) -> str:
     point_rows = [
         {"ref": format_ref(prefix, p.point_id), "score": f"{p.score:.1f}", "trend": point_trend(p),
          "trend_class": _change_class(p.score, p.previous, p.new), "reporters": p.reporters, "severity": p.severity,
-         "status": p.status.replace("_", " "), "areas": ", ".join(category_label(taxonomy, c) for c in p.categories) or "Untagged",
+         "status": str(stage_of(p, p.point_id in data.started)), "areas": ", ".join(category_label(taxonomy, c) for c in p.categories) or "Untagged",
          "text": shorten(p.text, 280)}
         for p in scores.open_points
     ]

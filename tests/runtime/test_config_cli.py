@@ -190,7 +190,8 @@ def test_jobs_and_run_job_from_the_cli(tmp_path):
            "CONFIG_FILE": "policy.yml", "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db"}
     listed = run_cli(tmp_path, "jobs", **env)
     assert listed.returncode == 0
-    assert listed.stdout.split() == ["office_hours.agenda:C0OFFICE01:tue-14:00", "office_hours.summary:C0OFFICE01:tue-14:00"]
+    assert listed.stdout.split() == ["office_hours.agenda:C0OFFICE01:tue-14:00", "office_hours.summary:C0OFFICE01:tue-14:00",
+                                     "progress.updates"]  # the daily batch of relayed updates (issue #28), on by default
     unknown = run_cli(tmp_path, "run-job", "office_hours.nope", **env)
     assert unknown.returncode == 2 and "platform-feedback jobs" in unknown.stderr and "Traceback" not in unknown.stderr
     bad_time = run_cli(tmp_path, "run-job", "office_hours.agenda:C0OFFICE01:tue-14:00", "--at", "tuesday", **env)

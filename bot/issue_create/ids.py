@@ -1,0 +1,27 @@
+"""The ids of the create-issue surfaces (card and App Home button, modal), in one place."""
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    open = "issue_create_open"  # the host-only "Create issue" button; value: the report's id
+    project = "issue_create_project"
+    title = "issue_create_title"
+    description = "issue_create_description"
+    labels = "issue_create_labels"
+
+
+class Block(StrEnum):
+    project = "issue_create_project"
+    title = "issue_create_title"
+    description = "issue_create_description"
+    labels = "issue_create_labels"
+    problem = "issue_create_problem"
+
+
+class Callback(StrEnum):
+    modal = "issue_create_modal"
+
+
+# How each tracker is named to people (modal options, error lines).
+TRACKER_NAMES = {"github": "GitHub", "gitlab": "GitLab", "jira": "Jira", "linear": "Linear"}
