@@ -4,9 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-24 00:52:39.790954
 """
+from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-from alembic import op
+
 
 revision = '0001'
 down_revision = None

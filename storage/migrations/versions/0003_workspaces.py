@@ -4,14 +4,15 @@ outbox message and a reporter belong to
 The three slack_* tables are slack-sdk's SQLAlchemy installation and state stores' own tables
 (SQLAlchemyInstallationStore.build_installations_table / build_bots_table,
 SQLAlchemyOAuthStateStore.build_oauth_states_table as of slack-sdk 3.47), written out so this
-migration stays what it was; tests/runtime/test_workspaces.py fails if slack-sdk's tables grow a column.
+migration stays what it was; tests/test_workspaces.py fails if slack-sdk's tables grow a column.
 
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-24 03:40:00
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 revision = '0003'
 down_revision = '0002'

@@ -5,9 +5,10 @@ Revision ID: 0004
 Revises: 0011
 Create Date: 2026-11-30 20:10:00
 """
+from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-from alembic import op
+
 
 revision = '0004'
 down_revision = '0011'

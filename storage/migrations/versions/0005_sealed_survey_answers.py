@@ -9,8 +9,9 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-30 20:40:00
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 revision = '0005'
 down_revision = '0004'

@@ -9,8 +9,9 @@ Revision ID: 0006p
 Revises: 0005
 Create Date: 2026-12-01 00:40:00
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 revision = '0006p'
 down_revision = '0005'

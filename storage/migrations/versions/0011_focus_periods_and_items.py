@@ -6,9 +6,10 @@ Revision ID: 0011
 Revises: 0003
 Create Date: 2026-11-30 20:12:44.994158
 """
+from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-from alembic import op
+
 
 revision = '0011'
 down_revision = '0003'

@@ -4,9 +4,10 @@ Revision ID: 0012
 Revises: 0006p
 Create Date: 2026-12-01 00:30:00
 """
+from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-from alembic import op
+
 
 revision = '0012'
 down_revision = '0006p'

@@ -11,8 +11,9 @@ Create Date: 2026-12-01 03:30:00
 """
 import json
 
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 revision = '0013'
 down_revision = '0012'

@@ -8,6 +8,7 @@ Create Date: 2026-12-01 12:00:00
 """
 from alembic import op
 
+
 revision = '0014'
 down_revision = '0013'
 branch_labels = None

@@ -4,8 +4,9 @@ Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-02 00:00:00
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 revision = '0015'
 down_revision = '0014'
@@ -15,7 +16,7 @@ depends_on = None
 
 def upgrade() -> None:
     # Nullable, no default: instant on PostgreSQL at any size. Existing reports get theirs computed
-    # the first time their card is drawn (``bot.insight.service.card_duplicate``).
+    # the first time their card is drawn (``bot.operations.insight.card_duplicate``).
     op.add_column('friction_point', sa.Column('suggested_duplicate_id', sa.Integer(), nullable=True))
     op.add_column('friction_point', sa.Column('suggested_similarity', sa.Float(), nullable=True))
 

@@ -4,8 +4,9 @@ Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-07 00:00:00
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 revision = '0016'
 down_revision = '0015'
