@@ -11,6 +11,8 @@ The layers, lowest first (docs/architecture.md draws them):
 2. shared mechanisms: ``bot.trackers``, ``bot.charts`` (chart images for digests, survey results and
    the dashboard) and the runtime a feature uses (``bot.runtime.*`` but the top below: settings,
    ``Deps``, the scheduler, the outbox sender, workspaces, metrics).
+   A feature's section of the team policy (``bot.<feature>.policy``: ``usage``, ``issues``) sits
+   here too: the policy model (``bot.runtime.config``) is read with it.
 3. a feature's operations and Block Kit: ``bot.<feature>.*`` but its surfaces. Within a feature
    the arrows between operations and Block Kit run one way per pair of modules (no circles): the
    operations that queue a message import its builders, the builders import the data types of
@@ -84,6 +86,8 @@ def layer(name: str) -> int:
         return 6
     if name in SINGLE_HOMES or name == "bot" or (len(parts) > 2 and parts[2] == "ids"):
         return 1
+    if len(parts) > 2 and parts[2] == "policy":  # a feature's section of the team policy, read with it
+        return 2
     if parts[1] == "runtime":
         return 7 if len(parts) > 2 and parts[2] in RUNTIME_TOP else 2
     if parts[1] in ("trackers", "charts"):

@@ -1,11 +1,9 @@
 """The reporters' progress DMs: "the platform team started on FB-12", and the day's relayed
 updates. People's and trackers' words are shown as text (``bot.text``)."""
 
+from bot.progress.ids import STARTED_BLOCK, UPDATES_BLOCK
 from bot.text import link, mrkdwn
 from storage.models import FrictionPoint
-
-STARTED_BLOCK = "progress_started"
-UPDATES_BLOCK = "progress_updates"
 
 
 def _text(text: str, kind: str = "mrkdwn") -> dict:

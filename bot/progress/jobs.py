@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 
 from bot.closing.service import _reporters
 from bot.progress.blocks import build_updates_digest
+from bot.references import format_ref
 from storage import outbox
 from storage.models import FrictionPoint, ProgressUpdate, utcnow
 
@@ -38,7 +39,7 @@ def send_updates(*, session: Session, occurrence: datetime, policy) -> int:
         own = {p.id: p for p in session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(set(owners.values()))))}
         for user, their_point in owners.items():
             mine = own.get(their_point, point)
-            ref = f"{policy.reference_prefix}-{mine.id}"
+            ref = format_ref(policy.reference_prefix, mine.id)
             messages.append(dict(dedupe_key=f"progress-updates:{point_id}:{user}:{day}", method="chat.postMessage",
                                  payload={"channel": user, **build_updates_digest(ref, mine, [r.text for r in rows], link)},
                                  friction_point_id=point_id, workspace=mine.reporter_workspace(user) or point.reporter_workspace(user)))

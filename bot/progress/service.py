@@ -27,6 +27,7 @@ from bot.closing.audience import CHUNK
 from bot.closing.audience import reporters as _reporters
 from bot.closing.audience import targets as _targets
 from bot.progress.blocks import build_started_notice
+from bot.references import format_ref
 from bot.trackers import IssueEvent, Outcome
 from bot.triage.service import sync_cards
 from storage import outbox
@@ -84,7 +85,7 @@ def run_start_notice(session: Session, event: IssueEvent, step: dict, policy) ->
         point = points.get(row["friction_point_id"])
         if row["user_id"] not in made or point is None:
             continue
-        ref = f"{policy.reference_prefix}-{point.id}"
+        ref = format_ref(policy.reference_prefix, point.id)
         messages.append(dict(dedupe_key=f"progress-started:{made[row['user_id']]}", method="chat.postMessage",
                              payload={"channel": row["user_id"], **build_started_notice(ref, point, event.key, event.url)},
                              friction_point_id=point.id, workspace=point.reporter_workspace(row["user_id"])))
@@ -120,7 +121,7 @@ def record_host_update(*, session: Session, policy, point_id: int, actor: str, t
         raise UpdateRefused("Relayed updates are turned off (issues.progress.updates in the policy).")
     point = session.get(FrictionPoint, point_id)
     if point is None:
-        raise UpdateRefused(f"{policy.reference_prefix}-{point_id} does not exist.")
+        raise UpdateRefused(f"{format_ref(policy.reference_prefix, point_id)} does not exist.")
     if point.duplicate_of_id is not None:
         point = session.get(FrictionPoint, point.duplicate_of_id) or point
     digest = hashlib.sha256(f"{actor}\n{text}".encode()).hexdigest()[:24]

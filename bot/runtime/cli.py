@@ -6,11 +6,11 @@ import os
 import sys
 
 from bot.runtime import logs, serving
+from bot.runtime import usage_command as usage_cli
 from bot.runtime.check import NETWORK_ERRORS, TokenRejected
 from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_settings
 from bot.runtime.instance_lock import AlreadyServing
 from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
-from bot.runtime import usage_command as usage_cli
 from storage.database import DatabaseUnavailable
 
 DESCRIPTIONS = {

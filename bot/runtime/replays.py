@@ -19,7 +19,6 @@ needs the database too and answers "try again" on its own; refusing would drop a
 import logging
 from datetime import datetime, timezone
 
-
 from bot.runtime.guard import SIGNATURE_WINDOW
 from storage.database import Database, DatabaseUnavailable
 from storage.replays import first_sight

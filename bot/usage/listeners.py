@@ -6,21 +6,17 @@ import logging
 import re
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import Session
 
-from bot.intake.filing import file_report
 from bot.surveys.sealing import Keys
 from bot.text import from_slack
-from bot.usage import csat, jobs
+from bot.usage import answers, csat, jobs
 from bot.usage.adoption import AudienceRefresh
 from bot.usage.blocks import build_comment_modal, build_question, build_thanks
 from bot.usage.ids import COMMENT_INPUT, FILE_CHOICE, FILE_VALUE, UsageAction, UsageBlock, UsageCallback
-from bot.usage.settling import Settler, slack_read
-from storage import usage as store
+from bot.usage.settling import Read, Settler, SlackRefused
 from storage.database import DatabaseUnavailable
-from storage.friction import FrictionDraft
-from storage.models import Source
 
 log = logging.getLogger(__name__)
 TRY_AGAIN = "We couldn't save that just now. Please try again in a minute."
@@ -51,23 +47,6 @@ async def on_score(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespon
             await respond(replace_original=True, **build_question(cap, ask_id, deps.policy.usage.csat.min_group, chosen=done.score))
 
 
-def _score_of(*, session: Session, keys: Keys, ask_id: int, user_id: str) -> tuple[str, str, int | None]:
-    """(status, capability, the score they gave so far) without changing anything."""
-    question = store.get_ask(session=session, ask_id=ask_id)
-    if question is None or question.user_id != user_id:
-        return "unknown", "", None
-    window = store.get_window(session=session, window_id=question.window_id)
-    if window is None or window.status != "open" or not window.secret:
-        return "closed", question.capability, None
-    nonce = f"usage-window:{window.secret}"
-    slot = keys.slot(window.id, nonce, user_id)
-    for sealed in store.sealed_of(session=session, window_id=window.id):
-        if sealed.slot == slot:
-            content = keys.open(window.id, nonce, user_id, sealed.sealed) or {}
-            return "ok", question.capability, content.get("s")
-    return "ok", question.capability, None
-
-
 async def on_comment(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond, deps, keys: Keys):
     """"What got in the way?": the modal (with the choice to file it, after a low score)."""
     await ack()
@@ -75,7 +54,7 @@ async def on_comment(ack: AsyncAck, body: dict, action: dict, client: AsyncWebCl
     if ask_id is None:
         return
     try:
-        status, capability, score = await deps.db.run(_score_of, keys=keys, ask_id=ask_id, user_id=body["user"]["id"])
+        status, capability, score = await deps.db.run(answers.score_of, keys=keys, ask_id=ask_id, user_id=body["user"]["id"])
     except DatabaseUnavailable:
         await respond(response_type="ephemeral", replace_original=False, text=TRY_AGAIN)
         return
@@ -88,24 +67,6 @@ async def on_comment(ack: AsyncAck, body: dict, action: dict, client: AsyncWebCl
     area = deps.policy.taxonomy.label(cap.area) if cap.area else None
     low = score is not None and score <= csat.LOW_SCORE
     await client.views_open(trigger_id=body["trigger_id"], view=build_comment_modal(cap, ask_id, low_score=low, area_label=area))
-
-
-def _comment_and_file(*, session: Session, keys: Keys, deps, ask_id: int, user_id: str, team_id: str, enterprise_id: str | None,
-                      comment: str, file_it: bool):
-    """In one transaction: the comment sealed with the score (anonymous), or, when the person chose
-    to file it, a friction report in their name in the capability's area and no comment kept with
-    the anonymous answer (so the two cannot be matched later)."""
-    done = csat.record(session=session, keys=keys, ask_id=ask_id, user_id=user_id, comment=None if file_it else comment,
-                       comment_given=True)
-    if done.status != "ok" or not (file_it and comment and done.score is not None and done.score <= csat.LOW_SCORE):
-        return done, None
-    cap = deps.policy.usage.capability(done.capability)
-    draft = FrictionDraft(team_id=team_id, filed_by=user_id, reporter_id=user_id, text=comment, source=Source.usage,
-                          intake_key=f"usage-csat:{ask_id}", categories=(cap.area,) if cap and cap.area else (),
-                          enterprise_id=enterprise_id)
-    filed = file_report(session=session, draft=draft, prefix=deps.policy.reference_prefix, triage_channel=deps.policy.triage.channel,
-                        confirm_by_dm=True)
-    return done, (deps.ref(filed.point.id) if filed else None)
 
 
 async def on_comment_submitted(ack: AsyncAck, body: dict, view: dict, deps, keys: Keys):
@@ -121,7 +82,7 @@ async def on_comment_submitted(ack: AsyncAck, body: dict, view: dict, deps, keys
     file_it = any(o.get("value") == FILE_VALUE for o in chosen)
     user = body["user"]
     try:
-        done, ref = await deps.db.run(_comment_and_file, keys=keys, deps=deps, ask_id=ask_id, user_id=user["id"],
+        done, ref = await deps.db.run(answers.comment_and_file, keys=keys, policy=deps.policy, ask_id=ask_id, user_id=user["id"],
                                       team_id=user.get("team_id") or (body.get("team") or {}).get("id") or "",
                                       enterprise_id=(body.get("enterprise") or {}).get("id"), comment=comment, file_it=file_it)
     except DatabaseUnavailable:
@@ -161,3 +122,16 @@ def register(app: AsyncApp, deps) -> None:
     if deps.policy.usage.capabilities:
         jobs.schedule(deps, keys, AudienceRefresh(db=deps.db, policy=deps.policy, read=slack_read(deps.workspaces)))
 
+
+def slack_read(workspaces) -> Read:
+    """``read`` through the bot's client (``Workspaces.client()``: its reads wait out a 429 already,
+    ``bot.runtime.slack_reads``); Slack's ``ok: false`` as ``SlackRefused``."""
+
+    async def read(method: str, **kwargs) -> dict:
+        client = await workspaces.client()
+        try:
+            return (await getattr(client, method)(**kwargs)).data
+        except SlackApiError as exc:
+            raise SlackRefused(exc.response.get("error") if exc.response is not None else None) from None
+
+    return read

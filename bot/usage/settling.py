@@ -20,7 +20,6 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from bot.usage import csat
@@ -38,6 +37,16 @@ Read = Callable[..., Awaitable[dict]]  # read("users_info", user="U1") -> the We
 
 class SlackUnanswered(Exception):
     """Slack did not answer a read now: the event is left for the next sweep."""
+
+
+class SlackRefused(Exception):
+    """Slack answered a read with ``ok: false``; ``error`` is its error code (``users_not_found``).
+    Raised by the ``read`` the surface gives (``bot.usage.listeners.slack_read``), so that this
+    module needs no Slack client."""
+
+    def __init__(self, error: str | None):
+        super().__init__(error)
+        self.error = error
 
 
 class Settler:
@@ -127,8 +136,8 @@ class Settler:
             return hit
         try:
             data = await self.read("users_lookupByEmail", email=email)
-        except SlackApiError as exc:
-            error = exc.response.get("error") if exc.response is not None else None
+        except SlackRefused as exc:
+            error = exc.error
             # docs.slack.dev's users.lookupByEmail page says users_not_found; older copies of the
             # method's docs (the hex.pm slack package's users.lookupByEmail.json) say user_not_found.
             if error in ("users_not_found", "user_not_found"):
@@ -151,8 +160,8 @@ class Settler:
             return hit
         try:
             data = await self.read("users_info", user=user)
-        except SlackApiError as exc:
-            error = exc.response.get("error") if exc.response is not None else None
+        except SlackRefused as exc:
+            error = exc.error
             if error not in ("user_not_found", "users_not_found"):
                 raise SlackUnanswered(f"users.info: {error}") from None
             data = {}  # a person Slack does not know (deleted since): asked on UTC's clock
@@ -176,13 +185,3 @@ class Settler:
             cache.pop(next(iter(cache)))
         cache[key] = (time.monotonic(), value)
 
-
-def slack_read(workspaces) -> Read:
-    """``read`` through the bot's client (``Workspaces.client()``: its reads wait out a 429 already,
-    ``bot.runtime.slack_reads``)."""
-
-    async def read(method: str, **kwargs) -> dict:
-        client = await workspaces.client()
-        return (await getattr(client, method)(**kwargs)).data
-
-    return read
