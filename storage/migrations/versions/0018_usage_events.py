@@ -1,14 +1,14 @@
 """usage events, moment-of-use CSAT windows, asks, sealed answers and answers, the audience (issue #29)
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-07 00:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0018'
-down_revision = '0016'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
