@@ -4,13 +4,13 @@ report in their own name."""
 
 from sqlmodel import Session
 
+from bot.intake.drafts import new_draft
 from bot.intake.filing import file_report
 from bot.references import format_ref
 from bot.runtime.config import Policy
 from bot.surveys.sealing import Keys
 from bot.usage import csat
 from storage import usage as store
-from storage.friction import FrictionDraft
 from storage.models import Source
 
 
@@ -41,9 +41,8 @@ def comment_and_file(*, session: Session, keys: Keys, policy: Policy, ask_id: in
     if done.status != "ok" or not (file_it and comment and done.score is not None and done.score <= csat.LOW_SCORE):
         return done, None
     cap = policy.usage.capability(done.capability)
-    draft = FrictionDraft(team_id=team_id, filed_by=user_id, reporter_id=user_id, text=comment, source=Source.usage,
-                          intake_key=f"usage-csat:{ask_id}", categories=(cap.area,) if cap and cap.area else (),
-                          enterprise_id=enterprise_id)
+    draft = new_draft(taxonomy=policy.taxonomy, source=Source.usage, intake_key=f"usage-csat:{ask_id}", team_id=team_id,
+                      filed_by=user_id, text=comment, categories=(cap.area,) if cap and cap.area else (), enterprise_id=enterprise_id)
     filed = file_report(session=session, draft=draft, prefix=policy.reference_prefix, triage_channel=policy.triage.channel,
                         confirm_by_dm=True)
     return done, (format_ref(policy.reference_prefix, filed.point.id) if filed else None)

@@ -118,7 +118,7 @@ def test_the_usage_section_in_headless_chromium(tmp_path, db, chromium):
 
 async def test_a_low_score_comment_filed_in_the_persons_name(bot_with_usage):
     bot, keys = bot_with_usage
-    from bot.usage.listeners import _comment_and_file
+    from bot.usage.answers import comment_and_file
 
     now = utcnow()
 
@@ -132,7 +132,7 @@ async def test_a_low_score_comment_filed_in_the_persons_name(bot_with_usage):
     ask_id = bot.db.transact(asked)
     assert bot.db.transact(csat.record, keys=keys, ask_id=ask_id, user_id="U0DEV0002", score=1).status == "unknown"  # not theirs
     assert bot.db.transact(csat.record, keys=keys, ask_id=ask_id, user_id="U0DEV0001", score=1).status == "ok"
-    done, ref = bot.db.transact(_comment_and_file, keys=keys, deps=bot.deps, ask_id=ask_id, user_id="U0DEV0001", team_id="T0TEAM001",
+    done, ref = bot.db.transact(comment_and_file, keys=keys, policy=bot.deps.policy, ask_id=ask_id, user_id="U0DEV0001", team_id="T0TEAM001",
                                 enterprise_id=None, comment="the deploy hung at rollout", file_it=True)
     assert done.status == "ok" and ref == "FB-1"
     with bot.db.session() as s:
