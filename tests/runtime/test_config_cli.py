@@ -190,9 +190,54 @@ def test_jobs_and_run_job_from_the_cli(tmp_path):
            "CONFIG_FILE": "policy.yml", "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db"}
     listed = run_cli(tmp_path, "jobs", **env)
     assert listed.returncode == 0
-    assert listed.stdout.split() == ["office_hours.agenda:C0OFFICE01:tue-14:00", "office_hours.summary:C0OFFICE01:tue-14:00",
-                                     "progress.updates"]  # the daily batch of relayed updates (issue #28), on by default
+    on = {line.split()[0]: line.split(None, 1)[1] for line in listed.stdout.splitlines() if "off:" not in line}
+    assert on == {"office_hours.agenda:C0OFFICE01:tue-14:00": "weekly tue 13:00 Europe/Berlin",
+                  "office_hours.summary:C0OFFICE01:tue-14:00": "weekly tue 15:00 Europe/Berlin",
+                  "progress.updates": "daily 15:00 UTC"}  # the daily batch of relayed updates (issue #28), on by default
     unknown = run_cli(tmp_path, "run-job", "office_hours.nope", **env)
     assert unknown.returncode == 2 and "platform-feedback jobs" in unknown.stderr and "Traceback" not in unknown.stderr
     bad_time = run_cli(tmp_path, "run-job", "office_hours.agenda:C0OFFICE01:tue-14:00", "--at", "tuesday", **env)
     assert bad_time.returncode == 2 and "--at" in bad_time.stderr
+
+
+NO_SLACK = {"CONFIG_FILE": str(REPO / "platform-feedback.example.yml")}
+
+
+def test_jobs_lists_every_job_and_what_is_off_without_slack(tmp_path):
+    """Issue #25, 6: `jobs` needs no Slack credentials, and says of each job when it runs or why it is off."""
+    listed = run_cli(tmp_path, "jobs", **NO_SLACK, DATABASE_URL=f"sqlite:///{tmp_path}/bot.db")
+    assert listed.returncode == 0, listed.stderr
+    lines = dict(line.split(None, 1) for line in listed.stdout.splitlines())
+    assert lines["progress.updates"] == "daily 15:00 UTC"
+    assert lines["closing.deliveries"].startswith("off: no tracker webhook secret is set (GITHUB_WEBHOOK_SECRET")
+    assert lines["closing.poll"] == "off: closing.poll_minutes is 0 in the team policy"
+    assert lines["surveys.tick"] == "off: the team policy has no surveys"
+    assert lines["usage.tick"] == "off: usage.capabilities is empty in the team policy"
+    assert lines["retention.purge"] == "off: retention.friction_days is not set in the team policy"
+    assert not (tmp_path / "bot.db").exists() or (tmp_path / "bot.db").stat().st_size == 0  # listing touches no database
+
+    policy = tmp_path / "policy.yml"
+    policy.write_text("retention: {friction_days: 30}\nclosing: {poll_minutes: 15}\n"
+                      "surveys: [{name: pulse, questions: [{id: nps, kind: nps, text: 'Recommend us?'}], "
+                      "audience: {channels: [C0ENG00001]}, schedule: '0 10 * * mon'}]\n")
+    on = run_cli(tmp_path, "jobs", CONFIG_FILE=str(policy), GITHUB_WEBHOOK_SECRET="webhook-secret-1", GITHUB_TOKEN="ghp_token",
+                 DATABASE_URL=f"sqlite:///{tmp_path}/bot.db")
+    assert on.returncode == 0, on.stderr
+    lines = dict(line.split(None, 1) for line in on.stdout.splitlines())
+    assert {k: lines[k] for k in ("closing.deliveries", "closing.poll", "surveys.tick", "retention.purge", "survey:pulse")} == {
+        "closing.deliveries": "every minute", "closing.poll": "every 15 minutes", "surveys.tick": "every 5 minutes",
+        "retention.purge": "daily 03:00 UTC", "survey:pulse": "weekly mon 10:00 UTC"}
+
+
+def test_run_job_without_slack(tmp_path):
+    env = {**NO_SLACK, "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db", "GITHUB_WEBHOOK_SECRET": "webhook-secret-1"}
+    ran = run_cli(tmp_path, "run-job", "closing.deliveries", "--at", "2026-12-01T10:00:00+00:00", **env)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "platform-feedback: closing.deliveries ran (nothing to post)"
+    again = run_cli(tmp_path, "run-job", "closing.deliveries", "--at", "2026-12-01T10:00:00+00:00", **env)
+    assert again.stdout.strip() == "platform-feedback: closing.deliveries had already run for that occurrence"
+    off = run_cli(tmp_path, "run-job", "closing.deliveries", **NO_SLACK, DATABASE_URL=f"sqlite:///{tmp_path}/bot.db")
+    assert off.returncode == 2 and off.stderr.strip().startswith("platform-feedback: closing.deliveries is off (no tracker webhook secret")
+    nonsense = run_cli(tmp_path, "run-job", "nonsense", **env)
+    assert nonsense.returncode == 2 and "Traceback" not in nonsense.stderr
+    assert nonsense.stderr.splitlines() == ["platform-feedback: no job named 'nonsense'; `platform-feedback jobs` lists them."]
