@@ -1,6 +1,7 @@
 """Settings and team policy errors, the CLI as a real process, and models vs. migrations."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +242,21 @@ def test_run_job_without_slack(tmp_path):
     nonsense = run_cli(tmp_path, "run-job", "nonsense", **env)
     assert nonsense.returncode == 2 and "Traceback" not in nonsense.stderr
     assert nonsense.stderr.splitlines() == ["platform-feedback: no job named 'nonsense'; `platform-feedback jobs` lists them."]
+
+
+def test_run_job_without_a_token_queues_for_the_serving_bot(tmp_path, fake_slack):
+    """No SLACK_BOT_TOKEN: the job's messages stay queued (pending) for the bot that serves, and nothing reaches Slack."""
+    import sqlite3
+
+    (tmp_path / "policy.yml").write_text(
+        "office_hours:\n  sessions: [{weekday: tue, time: '14:00', channel: C0OFFICE01}]\n  rotation: [U0HOST0001]\n")
+    env = {"CONFIG_FILE": "policy.yml", "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db", "SLACK_API_URL": fake_slack.url + "/api/"}
+    ran = run_cli(tmp_path, "run-job", "office_hours.agenda:C0OFFICE01:tue-14:00", "--at", "2026-11-24T14:00:00+00:00", **env)
+    assert ran.returncode == 0, ran.stderr
+    assert re.fullmatch(r"platform-feedback: office_hours\.agenda:C0OFFICE01:tue-14:00 ran; (\d+) message\(s\) queued "
+                        r"\(no SLACK_BOT_TOKEN here: the running bot sends them\)", ran.stdout.strip()), ran.stdout
+    queued = int(re.search(r"ran; (\d+)", ran.stdout).group(1))
+    with sqlite3.connect(tmp_path / "bot.db") as conn:
+        statuses = [s for (s,) in conn.execute("SELECT status FROM outbox_message")]
+    assert queued >= 1 and statuses == ["pending"] * queued
+    assert fake_slack.calls == []
