@@ -218,15 +218,15 @@ def test_jobs_lists_every_job_and_what_is_off_without_slack(tmp_path):
     assert not (tmp_path / "bot.db").exists() or (tmp_path / "bot.db").stat().st_size == 0  # listing touches no database
 
     policy = tmp_path / "policy.yml"
-    policy.write_text("retention: {friction_days: 30}\nclosing: {poll_minutes: 15}\n"
+    policy.write_text("retention: {friction_days: 30}\nclosing: {poll_minutes: 15}\nusage: {capabilities: [{name: deploy}]}\n"
                       "surveys: [{name: pulse, questions: [{id: nps, kind: nps, text: 'Recommend us?'}], "
                       "audience: {channels: [C0ENG00001]}, schedule: '0 10 * * mon'}]\n")
     on = run_cli(tmp_path, "jobs", CONFIG_FILE=str(policy), GITHUB_WEBHOOK_SECRET="webhook-secret-1", GITHUB_TOKEN="ghp_token",
                  DATABASE_URL=f"sqlite:///{tmp_path}/bot.db")
     assert on.returncode == 0, on.stderr
     lines = dict(line.split(None, 1) for line in on.stdout.splitlines())
-    assert {k: lines[k] for k in ("closing.deliveries", "closing.poll", "surveys.tick", "retention.purge", "survey:pulse")} == {
-        "closing.deliveries": "every minute", "closing.poll": "every 15 minutes", "surveys.tick": "every 5 minutes",
+    assert {k: lines[k] for k in ("closing.deliveries", "closing.poll", "surveys.tick", "usage.tick", "retention.purge", "survey:pulse")} == {
+        "closing.deliveries": "every minute", "closing.poll": "every 15 minutes", "surveys.tick": "every 5 minutes", "usage.tick": "every minute",
         "retention.purge": "daily 03:00 UTC", "survey:pulse": "weekly mon 10:00 UTC"}
 
 
