@@ -37,11 +37,14 @@ def make_poller(deps: Deps, *, http: httpx.AsyncClient | None = None, clock: Cal
 def register(app: AsyncApp, deps: Deps) -> None:
     minutes = deps.policy.closing.poll_minutes
     if minutes <= 0:
+        deps.scheduler.off[JOB] = "closing.poll_minutes is 0 in the team policy"
         return
     poller = make_poller(deps)
     if not poller.trackers:
         log.warning("closing.poll_minutes is %d but no tracker API credentials are set "
                     "(GITHUB_TOKEN, GITLAB_TOKEN, JIRA_BASE_URL + JIRA_API_TOKEN, LINEAR_API_KEY): not polling", minutes)
+        deps.scheduler.off[JOB] = ("no tracker API credentials are set "
+                                   "(GITHUB_TOKEN, GITLAB_TOKEN, JIRA_BASE_URL + JIRA_API_TOKEN, LINEAR_API_KEY)")
         return
     job = Job(name=JOB, db=deps.db, work=prune_runs, occurrence_at=slot_at(minutes), after=deps.sender.wake, then=poller.run)
     deps.scheduler.add(job, interval_trigger(minutes),

@@ -65,6 +65,9 @@ def routes(deps: Deps) -> list[Route]:
         deps.scheduler.add(Job(name=RECOVERY_JOB, db=deps.db, work=deliveries.prune, then=runner.recover,
                                occurrence_at=interval_slot(1)),
                            interval_trigger(1), misfire_grace_seconds=60)
+    else:
+        names = ", ".join(m.SECRET_SETTING.upper() for m in MODULES.values())
+        deps.scheduler.off[RECOVERY_JOB] = f"no tracker webhook secret is set ({names})"
 
     def route(module) -> Route:
         tracker = str(module.TRACKER)

@@ -16,6 +16,7 @@ JOB = "retention.purge"
 def register(app: AsyncApp, deps: Deps) -> None:
     days = deps.policy.retention.friction_days
     if not days:
+        deps.scheduler.off[JOB] = "retention.friction_days is not set in the team policy"
         return
     deps.scheduler.add(
         Job(

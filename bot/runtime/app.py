@@ -77,13 +77,16 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     if settings.oauth:
         app, workspaces, authorize = _oauth_app(settings, policy, db, client)
     else:
+        # No token: only the offline commands' settings (OfflineSettings) allow it; no workspace is authorised.
+        authorize = None if client.token else _no_workspace
         app = AsyncApp(
             client=client,
+            authorize=authorize,
             signing_secret=settings.slack_signing_secret or None,
             # Bolt checks the v0 signature (constant-time, 5-minute window) and answers 401 itself.
             request_verification_enabled=not settings.socket_mode,
         )
-        workspaces, authorize = Workspaces(client=client), None
+        workspaces = Workspaces(client=client)
     deps = Deps(
         settings=settings,
         policy=policy,
@@ -170,6 +173,11 @@ def _register(app: AsyncApp, deps: Deps) -> None:
         return await next()
 
     handlers.register(app, deps)
+
+
+async def _no_workspace(**_kwargs) -> None:
+    """Bolt's authorize for an app built without SLACK_BOT_TOKEN (``jobs``, ``run-job``): nobody."""
+    return None
 
 
 def _wakes(sender: OutboxSender, db: Database) -> Callable[[], None]:

@@ -8,7 +8,7 @@ import sys
 from bot.runtime import logs, serving
 from bot.runtime import usage_command as usage_cli
 from bot.runtime.check import NETWORK_ERRORS, TokenRejected
-from bot.runtime.config import ConfigError, DatabaseSettings, load_policy, load_settings
+from bot.runtime.config import ConfigError, DatabaseSettings, Settings, load_policy, load_settings
 from bot.runtime.instance_lock import AlreadyServing
 from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
 from storage.database import DatabaseUnavailable
@@ -23,6 +23,11 @@ DESCRIPTIONS = {
     "check": "Reads the same settings and policy as serve and asks Slack (auth.test, the scopes, each channel, "
              "person and user group the policy names; apps.connections.open for a Socket Mode app token), "
              "printing one line each. Changes nothing. Exit 0 when ready, 1 when something blocks (✗).",
+    "jobs": "Reads the settings (DATABASE_URL) and the team policy (CONFIG_FILE) and prints one line per job: its name and "
+            "when it runs, or off and why. No Slack credentials needed; reads no database, posts nothing.",
+    "run-job": "Reads DATABASE_URL and the team policy, applies the migrations, runs the job for its occurrence (once: "
+               "a second run for the same one does nothing) and sends what it queued when SLACK_BOT_TOKEN is set "
+               "(else the running bot sends it). An unknown or switched-off job: one line, exit 2.",
     "migrate": "Applies the database migrations to DATABASE_URL (default: ./platform-feedback.db, SQLite) and says "
                "how many it applied to which database. Run it once before starting several instances with "
                "serve --no-migrate. Safe to run again: an up-to-date database is left as it is.",
@@ -60,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "and print the Slack app manifest")
     sub.add_parser("check", help="ask Slack about the token, scopes, channels, people and user groups the settings and policy name")
     sub.add_parser("migrate", help="apply database migrations (Alembic upgrade head)")
-    sub.add_parser("jobs", help="list the scheduled jobs the team policy defines")
-    run_job = sub.add_parser("run-job", help="run one scheduled job now (once per occurrence, as the scheduler would)")
+    sub.add_parser("jobs", help="list the scheduled jobs, when each runs, and which are off and why (needs only DATABASE_URL)")
+    run_job = sub.add_parser("run-job", help="run one scheduled job now (once per occurrence, as the scheduler would; needs only DATABASE_URL)")
     run_job.add_argument("name", help="a job name from `platform-feedback jobs`")
     run_job.add_argument("--at", help="the occurrence, ISO 8601 with offset (default: the one due now)")
     report_parser = sub.add_parser("report", help="top friction and loop numbers (needs only DATABASE_URL)")
@@ -161,30 +166,48 @@ def _migrate() -> int:
     return 0
 
 
-def _build():
-    from bot.runtime.app import create_app
+def _build(*, offline: bool = False):
+    """The app and its wiring, as ``serve`` builds them (nothing started). ``offline``: for the
+    commands that answer no Slack request (``jobs``, ``run-job``): the Slack credentials are
+    optional, and the web routes are built too, since some register jobs (closing.deliveries)."""
+    from bot.runtime.app import create_app, create_web_app
+    from bot.runtime.settings import OfflineSettings
 
-    settings = load_settings()
+    settings = load_settings(OfflineSettings if offline else Settings)
     logs.configure(secrets=settings.secrets())
     policy = load_policy(settings.config_file)
     db = settings.database()
     app, deps = create_app(settings, policy, db)
+    if offline:
+        create_web_app(app, deps, run_background=False)
     return db, app, deps
 
 
 def _jobs() -> int:
-    _db, _app, deps = _build()
-    for name in sorted(deps.scheduler.jobs):
-        print(name)
+    """One line per job: its name and when it runs, or "off:" and why (the jobs a feature would
+    run with other settings). Builds the wiring only: no database, no Slack."""
+    from bot.runtime.scheduler import in_words
+
+    _db, _app, deps = _build(offline=True)
+    scheduler = deps.scheduler
+    lines = {name: in_words(scheduler.triggers[name]) for name in scheduler.jobs}
+    lines |= {name: f"off: {why}" for name, why in scheduler.off.items() if name not in lines}
+    width = max(map(len, lines), default=0)
+    for name in sorted(lines):
+        print(f"{name:<{width}}  {lines[name]}")
     return 0
 
 
 async def _run_job(name: str, at: str | None) -> int:
     from datetime import datetime
 
-    db, _app, deps = _build()
+    db, _app, deps = _build(offline=True)
     if name not in deps.scheduler.jobs:
-        print(f"platform-feedback: no job named {name!r}; `platform-feedback jobs` lists them.", file=sys.stderr)
+        why = deps.scheduler.off.get(name)
+        if why:
+            print(f"platform-feedback: {name} is off ({why}).", file=sys.stderr)
+        else:
+            print(f"platform-feedback: no job named {name!r}; `platform-feedback jobs` lists them.", file=sys.stderr)
         return 2
     try:
         occurrence = datetime.fromisoformat(at) if at else None
@@ -197,13 +220,16 @@ async def _run_job(name: str, at: str | None) -> int:
     migrate_db(db)
     before = await db.run(_queued_since, after_id=None)  # the newest outbox id before the job
     ran = await deps.scheduler.run(name, occurrence)
-    while await deps.sender.drain_once():  # send what the job queued before exiting
+    can_post = deps.settings.can_post
+    while can_post and await deps.sender.drain_once():  # send what the job queued before exiting
         pass
     queued, pending, failed = await db.run(_queued_since, after_id=before)
     if not ran:
         print(f"platform-feedback: {name} had already run for that occurrence")
     elif not queued:
         print(f"platform-feedback: {name} ran (nothing to post)")
+    elif not can_post:
+        print(f"platform-feedback: {name} ran; {queued} message(s) queued (no SLACK_BOT_TOKEN here: the running bot sends them)")
     elif pending:
         # Slack did not take them yet (unreachable, rate limited, or due later): the running bot's sender sends them.
         print(f"platform-feedback: {name} ran; {pending} of {queued} message(s) queued, not sent yet (the running bot sends them)")

@@ -1,4 +1,5 @@
-"""Scheduled work on APScheduler 3.x. Jobs are added by the surfaces that own them.
+"""Scheduled work on APScheduler 3.x. Jobs are added by the surfaces that own them, every one
+through ``Scheduler.add``, so ``Scheduler.jobs`` is the whole list (``platform-feedback jobs``).
 
 A job is a named function wrapped once by ``Scheduler.add``. Each run is one transaction that first
 claims its occurrence in ``scheduled_run`` (unique on job and occurrence) and then does the work,
@@ -23,6 +24,8 @@ from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.cron.expressions import WEEKDAYS
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import Session, select
 
@@ -121,7 +124,7 @@ def latest_fire(trigger: BaseTrigger, now: datetime) -> datetime | None:
 class Job:
     name: str  # ScheduledRun.job: at most 64 characters
     db: Database
-    work: Work
+    work: Work | None  # None only for an ``each_instance`` job
     occurrence_at: Callable[[datetime], datetime]  # which occurrence a firing at this time stands for
     after: Callable[[], None] | None = None  # called when a run did the work (e.g. wake the sender)
     # Async work that cannot sit in one transaction (HTTP calls): awaited with the occurrence once
@@ -132,6 +135,38 @@ class Job:
     # running late (an agenda after its session ended), and a short reason for the log. None: it
     # stays useful until the job's next firing supersedes it.
     useful_until: Callable[[datetime], tuple[datetime, str]] | None = None
+    # Instead of ``work``: a job that claims nothing (no scheduled_run row, no catch-up) and that
+    # every instance awaits at every firing, for work safe to repeat and to run on several
+    # instances at once (surveys.tick, usage.tick).
+    each_instance: Callable[[], Awaitable[object]] | None = None
+
+    def __post_init__(self):
+        if (self.work is None) == (self.each_instance is None):
+            raise ValueError(f"job {self.name}: give either work or each_instance")
+
+
+def in_words(trigger: BaseTrigger) -> str:
+    """When ``trigger`` fires, for people: "every minute", "every 15 minutes", "daily 09:00
+    Europe/Berlin", "weekly tue 13:00 Europe/Berlin"; any other cron as its fields."""
+    if isinstance(trigger, IntervalTrigger):
+        seconds = int(trigger.interval.total_seconds())
+        for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+            if seconds % size == 0:
+                n = seconds // size
+                return f"every {unit}" if n == 1 else f"every {n} {unit}s"
+        return f"every {seconds} seconds"
+    if isinstance(trigger, CronTrigger):
+        fields = {f.name: str(f) for f in trigger.fields}
+        zone = str(trigger.timezone)
+        plain = fields["year"] == fields["month"] == fields["day"] == fields["week"] == "*" and fields["second"] == "0"
+        if plain and fields["hour"].isdigit() and fields["minute"].isdigit():
+            at = f"{int(fields['hour']):02d}:{int(fields['minute']):02d} {zone}"
+            days = fields["day_of_week"]
+            days = ",".join(WEEKDAYS[int(d)] if d.isdigit() and int(d) < 7 else d for d in days.split(","))  # APScheduler's 0 is Monday
+            return f"daily {at}" if days == "*" else f"weekly {days} {at}"
+        named = " ".join(f"{k}={v}" for k, v in fields.items() if v != "*" and not (k == "second" and v == "0"))
+        return f"cron {named} {zone}"
+    return str(trigger)
 
 
 class Scheduler:
@@ -143,23 +178,34 @@ class Scheduler:
         self.aps = AsyncIOScheduler(timezone="UTC")
         self.jobs: dict[str, Job] = {}
         self.triggers: dict[str, BaseTrigger] = {}
+        # Jobs a feature would run but does not with these settings: {name: why, in one line}.
+        self.off: dict[str, str] = {}
         self.clock = clock
         self._settled: dict[str, datetime] = {}  # per job, the latest occurrence known claimed or missed
 
-    def add(self, job: Job, trigger: BaseTrigger, *, misfire_grace_seconds: int = 1800) -> None:
+    def add(self, job: Job, trigger: BaseTrigger, *, misfire_grace_seconds: int | None = 1800, at_start: bool = False) -> None:
+        """Schedule ``job`` on ``trigger``. ``misfire_grace_seconds``: how late (seconds) a firing
+        may still run, None: however late. ``at_start``: also fire once as soon as the scheduler
+        starts (then on the trigger)."""
         if len(job.name) > 64:
             raise ValueError(f"job name over 64 characters: {job.name}")
         self.jobs[job.name] = job
         self.triggers[job.name] = trigger
+        first = {"next_run_time": datetime.now(timezone.utc)} if at_start else {}
         self.aps.add_job(
             partial(self._fire, job.name), trigger, id=job.name, name=job.name, replace_existing=True,
-            coalesce=True, misfire_grace_time=misfire_grace_seconds,
+            coalesce=True, max_instances=1, misfire_grace_time=misfire_grace_seconds, **first,
         )
 
     async def run(self, name: str, occurrence: datetime | None = None) -> bool:
         """Run job ``name`` for ``occurrence`` (default: the one due now). True if this call did
         the work, False if the occurrence had already been run. Errors propagate."""
         job = self.jobs[name]
+        if job.each_instance is not None:
+            await job.each_instance()
+            if job.after:
+                job.after()
+            return True
         occurrence = occurrence or job.occurrence_at(self.clock())
         ran = await job.db.work(_claim_and_work, job=name, occurrence=occurrence, work=job.work, finish=job.then is None)
         if ran and job.then:
@@ -194,6 +240,8 @@ class Scheduler:
         now = self.clock()
         done: dict[str, str] = {}
         for name, job in list(self.jobs.items()):
+            if job.each_instance is not None:  # claims nothing: it runs at start and then on its trigger
+                continue
             fired = latest_fire(self.triggers[name], now)
             if fired is None or now - fired < CATCH_UP_GRACE:
                 continue

@@ -229,6 +229,22 @@ class Settings(DatabaseSettings):
         return self.slack_client_id is not None
 
 
+class OfflineSettings(Settings):
+    """``Settings`` for the commands that build the app but answer no Slack request (``jobs``,
+    ``run-job``): the Slack credentials are optional here (each one set is still checked for its
+    shape). Without SLACK_BOT_TOKEN the app is authorised for no workspace and posts nothing; what
+    a job queues waits in the outbox for the serving bot."""
+
+    @model_validator(mode="after")
+    def _slack_credentials(self) -> "OfflineSettings":  # replaces Settings' check of the same name
+        return self
+
+    @property
+    def can_post(self) -> bool:
+        """True when this process can send to Slack itself (a bot token, or OAuth's installations)."""
+        return bool(self.slack_bot_token) or self.oauth
+
+
 def _token_shape(value: str, prefix: str, what: str) -> None:
     """Raise ValueError saying what is wrong with a Slack token as written: the README's placeholder,
     spaces around it (a paste), or another kind of token (https://api.slack.com/authentication/token-types)."""

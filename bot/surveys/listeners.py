@@ -8,10 +8,8 @@ find its audience are ``slack_reads`` below, handed to the runner."""
 import asyncio
 import logging
 import re
-from datetime import datetime, timezone
 from functools import partial
 
-from apscheduler.triggers.interval import IntervalTrigger
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -21,7 +19,7 @@ from bot.intake.blocks import build_try_again
 from bot.intake.service import flatten_state
 from bot.references import format_ref
 from bot.runtime.context import Deps
-from bot.runtime.scheduler import Job
+from bot.runtime.scheduler import Job, interval_slot, interval_trigger
 from bot.runtime.workspaces import NotInstalled
 from bot.surveys import TICK_MINUTES, ReadError, SurveyError, SurveyRunner, job_name, results_channel
 from bot.surveys.blocks import (
@@ -113,11 +111,11 @@ def register(app: AsyncApp, deps: Deps, runner: SurveyRunner | None = None) -> N
             deps.scheduler.add(job, trigger)
     if policy.surveys:
         # Not a claimed job: everything a tick does is safe to repeat and to run from several instances.
-        deps.scheduler.aps.add_job(runner.tick, IntervalTrigger(minutes=TICK_MINUTES), id="surveys.tick", name="surveys.tick",
-                                   replace_existing=True, coalesce=True, max_instances=1, next_run_time=datetime.now(timezone.utc),
-                                   # Due "now" at registration, but it fires only once the scheduler starts
-                                   # (seconds later on a loaded host): never too late to run (issue #26, 13).
-                                   misfire_grace_time=None)
+        # Due at start, however late the loaded host gets to it (issue #26, 13), then every TICK_MINUTES.
+        deps.scheduler.add(Job(name="surveys.tick", db=deps.db, work=None, occurrence_at=interval_slot(TICK_MINUTES), each_instance=runner.tick),
+                           interval_trigger(TICK_MINUTES), misfire_grace_seconds=None, at_start=True)
+    else:
+        deps.scheduler.off["surveys.tick"] = "the team policy has no surveys"
 
     async def tell(respond: AsyncRespond, message: dict | str) -> None:
         message = {"text": message} if isinstance(message, str) else message

@@ -4,16 +4,18 @@ Not a claimed job (like ``surveys.tick``): both steps are safe to repeat and to 
 instances (settling skips a settled event; closing locks each window and checks its status)."""
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
+from functools import partial
 
 import anyio.to_thread
-from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.runtime.scheduler import Job, interval_slot, interval_trigger
 from bot.usage import csat
 from storage.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 TICK_MINUTES = 1
+JOB = "usage.tick"
 
 
 async def tick(deps, keys, audience=None, now: datetime | None = None) -> tuple[int, list[int]]:
@@ -34,6 +36,7 @@ async def tick(deps, keys, audience=None, now: datetime | None = None) -> tuple[
 
 
 def schedule(deps, keys, audience=None) -> None:
-    deps.scheduler.aps.add_job(tick, IntervalTrigger(minutes=TICK_MINUTES), args=(deps, keys, audience), id="usage.tick", name="usage.tick",
-                               replace_existing=True, coalesce=True, max_instances=1, next_run_time=datetime.now(timezone.utc),
-                               misfire_grace_time=None)
+    """Every instance ticks at start, however late the loop gets to it, then every TICK_MINUTES."""
+    deps.scheduler.add(Job(name=JOB, db=deps.db, work=None, occurrence_at=interval_slot(TICK_MINUTES),
+                           each_instance=partial(tick, deps, keys, audience)),
+                       interval_trigger(TICK_MINUTES), misfire_grace_seconds=None, at_start=True)

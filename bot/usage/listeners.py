@@ -121,6 +121,8 @@ def register(app: AsyncApp, deps) -> None:
 
     if deps.policy.usage.capabilities:
         jobs.schedule(deps, keys, AudienceRefresh(db=deps.db, policy=deps.policy, read=slack_read(deps.workspaces)))
+    else:
+        deps.scheduler.off[jobs.JOB] = "usage.capabilities is empty in the team policy"
 
 
 def slack_read(workspaces) -> Read:

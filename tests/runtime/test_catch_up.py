@@ -190,3 +190,25 @@ async def test_a_firing_this_recent_is_left_to_apscheduler(fake_slack, db, polic
     assert DIGEST not in done and AGENDA not in done  # APScheduler's own firing claims them
     deps.scheduler.clock = lambda: (DUE + timedelta(seconds=70)).astimezone(UTC)  # its next tick: not fired after all
     assert (await deps.scheduler.catch_up())[DIGEST] == "ran"
+
+
+async def test_each_instance_jobs_are_listed_run_every_time_and_claim_nothing(db):
+    """surveys.tick and usage.tick go through Scheduler.add like every job (issue #24), but claim no
+    occurrence: each run runs, nothing lands in scheduled_run, and catch-up leaves them alone."""
+    from bot.runtime.scheduler import Job, Scheduler, interval_slot, interval_trigger
+
+    runs: list[int] = []
+
+    async def tick() -> None:
+        runs.append(len(runs))
+
+    scheduler = Scheduler(clock=lambda: UP.astimezone(UTC) + timedelta(seconds=45))  # past CATCH_UP_GRACE of a firing
+    scheduler.add(Job(name="t.tick", db=db, work=None, occurrence_at=interval_slot(1), each_instance=tick),
+                  interval_trigger(1), misfire_grace_seconds=None, at_start=True)
+    assert "t.tick" in scheduler.jobs and scheduler.aps.get_job("t.tick").misfire_grace_time is None
+    assert await scheduler.run("t.tick") and await scheduler.run("t.tick")
+    assert runs == [0, 1]
+    assert await scheduler.catch_up() == {}
+    assert await db.run(lambda session: session.exec(select(ScheduledRun)).all()) == []
+    with pytest.raises(ValueError, match="either work or each_instance"):
+        Job(name="both", db=db, work=lambda **_: None, occurrence_at=interval_slot(1), each_instance=tick)

@@ -1,6 +1,7 @@
 """Settings and team policy errors, the CLI as a real process, and models vs. migrations."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,9 +191,72 @@ def test_jobs_and_run_job_from_the_cli(tmp_path):
            "CONFIG_FILE": "policy.yml", "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db"}
     listed = run_cli(tmp_path, "jobs", **env)
     assert listed.returncode == 0
-    assert listed.stdout.split() == ["office_hours.agenda:C0OFFICE01:tue-14:00", "office_hours.summary:C0OFFICE01:tue-14:00",
-                                     "progress.updates"]  # the daily batch of relayed updates (issue #28), on by default
+    on = {line.split()[0]: line.split(None, 1)[1] for line in listed.stdout.splitlines() if "off:" not in line}
+    assert on == {"office_hours.agenda:C0OFFICE01:tue-14:00": "weekly tue 13:00 Europe/Berlin",
+                  "office_hours.summary:C0OFFICE01:tue-14:00": "weekly tue 15:00 Europe/Berlin",
+                  "progress.updates": "daily 15:00 UTC"}  # the daily batch of relayed updates (issue #28), on by default
     unknown = run_cli(tmp_path, "run-job", "office_hours.nope", **env)
     assert unknown.returncode == 2 and "platform-feedback jobs" in unknown.stderr and "Traceback" not in unknown.stderr
     bad_time = run_cli(tmp_path, "run-job", "office_hours.agenda:C0OFFICE01:tue-14:00", "--at", "tuesday", **env)
     assert bad_time.returncode == 2 and "--at" in bad_time.stderr
+
+
+NO_SLACK = {"CONFIG_FILE": str(REPO / "platform-feedback.example.yml")}
+
+
+def test_jobs_lists_every_job_and_what_is_off_without_slack(tmp_path):
+    """Issue #25, 6: `jobs` needs no Slack credentials, and says of each job when it runs or why it is off."""
+    listed = run_cli(tmp_path, "jobs", **NO_SLACK, DATABASE_URL=f"sqlite:///{tmp_path}/bot.db")
+    assert listed.returncode == 0, listed.stderr
+    lines = dict(line.split(None, 1) for line in listed.stdout.splitlines())
+    assert lines["progress.updates"] == "daily 15:00 UTC"
+    assert lines["closing.deliveries"].startswith("off: no tracker webhook secret is set (GITHUB_WEBHOOK_SECRET")
+    assert lines["closing.poll"] == "off: closing.poll_minutes is 0 in the team policy"
+    assert lines["surveys.tick"] == "off: the team policy has no surveys"
+    assert lines["usage.tick"] == "off: usage.capabilities is empty in the team policy"
+    assert lines["retention.purge"] == "off: retention.friction_days is not set in the team policy"
+    assert not (tmp_path / "bot.db").exists() or (tmp_path / "bot.db").stat().st_size == 0  # listing touches no database
+
+    policy = tmp_path / "policy.yml"
+    policy.write_text("retention: {friction_days: 30}\nclosing: {poll_minutes: 15}\nusage: {capabilities: [{name: deploy}]}\n"
+                      "surveys: [{name: pulse, questions: [{id: nps, kind: nps, text: 'Recommend us?'}], "
+                      "audience: {channels: [C0ENG00001]}, schedule: '0 10 * * mon'}]\n")
+    on = run_cli(tmp_path, "jobs", CONFIG_FILE=str(policy), GITHUB_WEBHOOK_SECRET="webhook-secret-1", GITHUB_TOKEN="ghp_token",
+                 DATABASE_URL=f"sqlite:///{tmp_path}/bot.db")
+    assert on.returncode == 0, on.stderr
+    lines = dict(line.split(None, 1) for line in on.stdout.splitlines())
+    assert {k: lines[k] for k in ("closing.deliveries", "closing.poll", "surveys.tick", "usage.tick", "retention.purge", "survey:pulse")} == {
+        "closing.deliveries": "every minute", "closing.poll": "every 15 minutes", "surveys.tick": "every 5 minutes", "usage.tick": "every minute",
+        "retention.purge": "daily 03:00 UTC", "survey:pulse": "weekly mon 10:00 UTC"}
+
+
+def test_run_job_without_slack(tmp_path):
+    env = {**NO_SLACK, "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db", "GITHUB_WEBHOOK_SECRET": "webhook-secret-1"}
+    ran = run_cli(tmp_path, "run-job", "closing.deliveries", "--at", "2026-12-01T10:00:00+00:00", **env)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "platform-feedback: closing.deliveries ran (nothing to post)"
+    again = run_cli(tmp_path, "run-job", "closing.deliveries", "--at", "2026-12-01T10:00:00+00:00", **env)
+    assert again.stdout.strip() == "platform-feedback: closing.deliveries had already run for that occurrence"
+    off = run_cli(tmp_path, "run-job", "closing.deliveries", **NO_SLACK, DATABASE_URL=f"sqlite:///{tmp_path}/bot.db")
+    assert off.returncode == 2 and off.stderr.strip().startswith("platform-feedback: closing.deliveries is off (no tracker webhook secret")
+    nonsense = run_cli(tmp_path, "run-job", "nonsense", **env)
+    assert nonsense.returncode == 2 and "Traceback" not in nonsense.stderr
+    assert nonsense.stderr.splitlines() == ["platform-feedback: no job named 'nonsense'; `platform-feedback jobs` lists them."]
+
+
+def test_run_job_without_a_token_queues_for_the_serving_bot(tmp_path, fake_slack):
+    """No SLACK_BOT_TOKEN: the job's messages stay queued (pending) for the bot that serves, and nothing reaches Slack."""
+    import sqlite3
+
+    (tmp_path / "policy.yml").write_text(
+        "office_hours:\n  sessions: [{weekday: tue, time: '14:00', channel: C0OFFICE01}]\n  rotation: [U0HOST0001]\n")
+    env = {"CONFIG_FILE": "policy.yml", "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db", "SLACK_API_URL": fake_slack.url + "/api/"}
+    ran = run_cli(tmp_path, "run-job", "office_hours.agenda:C0OFFICE01:tue-14:00", "--at", "2026-11-24T14:00:00+00:00", **env)
+    assert ran.returncode == 0, ran.stderr
+    assert re.fullmatch(r"platform-feedback: office_hours\.agenda:C0OFFICE01:tue-14:00 ran; (\d+) message\(s\) queued "
+                        r"\(no SLACK_BOT_TOKEN here: the running bot sends them\)", ran.stdout.strip()), ran.stdout
+    queued = int(re.search(r"ran; (\d+)", ran.stdout).group(1))
+    with sqlite3.connect(tmp_path / "bot.db") as conn:
+        statuses = [s for (s,) in conn.execute("SELECT status FROM outbox_message")]
+    assert queued >= 1 and statuses == ["pending"] * queued
+    assert fake_slack.calls == []
