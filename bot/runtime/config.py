@@ -204,10 +204,10 @@ class Survey(_Strict):
     def _cron(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from apscheduler.triggers.cron import CronTrigger
+        from bot.runtime import cron
 
         try:
-            CronTrigger.from_crontab(v)
+            cron.trigger(v)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"invalid cron expression {v!r} ({exc}); use 5 fields: minute hour day month weekday") from None
         return v
@@ -220,9 +220,9 @@ class Survey(_Strict):
         if self.schedule:
             from datetime import datetime, timedelta, timezone
 
-            from apscheduler.triggers.cron import CronTrigger
+            from bot.runtime import cron
 
-            trigger = CronTrigger.from_crontab(self.schedule, timezone=self.timezone)
+            trigger = cron.trigger(self.schedule, timezone=self.timezone)
             fire = trigger.get_next_fire_time(None, datetime(2025, 1, 1, tzinfo=timezone.utc))
             for _ in range(20):  # a run closes before the next one starts
                 after = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1)) if fire else None

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.runtime import cron
 from bot.runtime.config import Survey
 
 UTC = timezone.utc
@@ -93,7 +94,8 @@ def due_reminder(times: list[datetime], sent: int, now: datetime) -> int | None:
 
 
 def trigger_for(survey: Survey) -> CronTrigger:
-    return CronTrigger.from_crontab(survey.schedule, timezone=survey.timezone)
+    """The survey's schedule, weekdays read the cron way (``bot.runtime.cron``)."""
+    return cron.trigger(survey.schedule, timezone=survey.timezone)
 
 
 def latest_fire(trigger: CronTrigger, now: datetime, *, horizon_days: int = 400) -> datetime | None:
