@@ -42,7 +42,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from bench.report import REPO, fresh_database
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from bot.runtime.outbox import OutboxSender
 from bot.triage.flows import CardHook
 from bot.triage.service import CARD_PURPOSE

@@ -32,9 +32,10 @@ from sqlmodel import col, func, select
 from bench.rate_limited_slack import TOKEN
 from bench.report import fresh_database
 from bench.survey_fake import SurveySlackProcess
+from bot.policy import Policy, Survey
 from bot.runtime.app import create_app
-from bot.runtime.config import Policy, Settings, Survey
 from bot.runtime.outbox import OutboxSender
+from bot.runtime.settings import Settings
 from bot.surveys.listeners import runner_for
 from storage import surveys as store
 from storage.models import OutboxMessage, OutboxStatus

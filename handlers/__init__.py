@@ -25,7 +25,7 @@ from bot import surveys as survey_ops
 from bot.direct_messages.service import DM_ANSWER_PURPOSE, DmAnswerHook
 from bot.focus.flows import PostHook
 from bot.focus.service import POST_PURPOSE
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from bot.runtime.context import Deps
 from bot.runtime.outbox import OutboxHook
 from bot.surveys.csat import CSAT_PURPOSE, CsatHook

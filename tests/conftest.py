@@ -16,9 +16,10 @@ from sqlalchemy import create_engine, or_, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
+from bot.policy import Policy
 from bot.runtime.app import create_app, create_web_app
-from bot.runtime.config import Policy, Settings
 from bot.runtime.context import Deps
+from bot.runtime.settings import Settings
 from storage.database import Database
 from storage.models import OutboxMessage, OutboxStatus, utcnow
 from tests.fake_slack import TOKEN, FakeSlack, FakeSlackServer

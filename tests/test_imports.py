@@ -7,12 +7,12 @@ The layers, lowest first (docs/architecture.md draws them):
 
 0. ``storage``: tables, queries, the outbox's rows, migrations.
 1. the domain's single homes: ``bot.ids``, ``bot.text``, ``bot.references``, ``bot.messages``,
-   ``bot.emoji_names``, ``bot.policy``, ``bot.commands``, and each feature's ``ids``.
+   ``bot.emoji_names``, ``bot.slack_ids``, ``bot.cron``, ``bot.commands``, and each feature's ``ids``.
 2. shared mechanisms: ``bot.trackers``, ``bot.charts`` (chart images for digests, survey results and
    the dashboard) and the runtime a feature uses (``bot.runtime.*`` but the top below: settings,
    ``Deps``, the scheduler, the outbox sender, workspaces, metrics).
-   A feature's section of the team policy (``bot.<feature>.policy``: ``usage``, ``issues``) sits
-   here too: the policy model (``bot.runtime.config``) is read with it.
+   The team policy's model (``bot.policy``) and a feature's section of it (``bot.<feature>.policy``:
+   ``usage``, ``issues``) sit here too, below every feature that reads them and above no runtime.
 3. a feature's operations and Block Kit: ``bot.<feature>.*`` but its surfaces. Within a feature
    the arrows between operations and Block Kit run one way per pair of modules (no circles): the
    operations that queue a message import its builders, the builders import the data types of
@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ROOTS = ("bot", "handlers", "storage")
-SINGLE_HOMES = {"bot.ids", "bot.text", "bot.references", "bot.messages", "bot.emoji_names", "bot.policy", "bot.commands"}
+SINGLE_HOMES = {"bot.ids", "bot.text", "bot.references", "bot.messages", "bot.emoji_names", "bot.slack_ids", "bot.commands", "bot.cron"}
 SURFACES = {"listeners", "jobs", "polling", "webhooks", "dashboard"}
 RUNTIME_TOP = {"app", "serving", "workers", "cli", "usage_command", "check", "demo", "demo_focus", "report", "report_targets", "init_command", "name_lookup"}
 
@@ -86,7 +86,7 @@ def layer(name: str) -> int:
         return 6
     if name in SINGLE_HOMES or name == "bot" or (len(parts) > 2 and parts[2] == "ids"):
         return 1
-    if len(parts) > 2 and parts[2] == "policy":  # a feature's section of the team policy, read with it
+    if name == "bot.policy" or (len(parts) > 2 and parts[2] == "policy"):  # the team policy's model and its sections
         return 2
     if parts[1] == "runtime":
         return 7 if len(parts) > 2 and parts[2] in RUNTIME_TOP else 2
@@ -178,3 +178,12 @@ def test_the_checks_catch_what_they_are_for():
     assert upward({"storage.models": {"bot.runtime.config": 1}})
     assert upward({"bot.intake.listeners": {"handlers": 1}})
     assert upward({"bot.runtime.scheduler": {"bot.runtime.app": 1}})
+
+
+def test_the_team_policy_is_domain_not_runtime():
+    """The policy's model and its sections import nothing of the runtime (issue #24: 18 domain modules
+    imported the runtime because the model lived in bot/runtime/config.py)."""
+    edges = graph()
+    policy = [name for name in edges if name == "bot.policy" or name.endswith(".policy")]
+    assert "bot.policy" in policy and len(policy) >= 3
+    assert [f"{name} -> {target}" for name in policy for target in edges[name] if target.startswith("bot.runtime")] == []

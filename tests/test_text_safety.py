@@ -25,7 +25,7 @@ import bot.triage.blocks as triage
 from bot import surveys as logic
 from bot.ids import Callback
 from bot.insight import service as ops
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from bot.targets.compliance import Compliance
 from bot.targets.service import ClockKind, ClockState, Threshold
 from bot.text import mrkdwn, to_mrkdwn

@@ -9,7 +9,7 @@ real command (``survey send pulse now``), on SQLite and PostgreSQL."""
 import pytest
 from sqlmodel import select
 
-from bot.runtime.config import Hosts, Policy, Survey, Triage
+from bot.policy import Hosts, Policy, Survey, Triage
 from storage.surveys import SurveyRecipient, SurveyRun
 from tests.fake_slack import TEAM, TOKEN
 from tests.slack_requests import slash_command

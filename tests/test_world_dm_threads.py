@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import select
 
 from bot.direct_messages.service import ANSWERED_IN
-from bot.runtime.config import Hosts, Policy, Triage
+from bot.policy import Hosts, Policy, Triage
 from bot.triage import service as triage
 from storage.models import FrictionChange, FrictionPoint
 from tests.slack_requests import event_callback

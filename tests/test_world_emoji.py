@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sqlmodel import select
 
 from bot.emoji_names import canonical, same_emoji
-from bot.runtime.config import HelpChannel, Hosts, Intake, Policy, Triage
+from bot.policy import HelpChannel, Hosts, Intake, Policy, Triage
 from storage.models import FrictionPoint
 from tests.slack_requests import event_callback, reaction_added
 

@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import select
 
 from bot.help_channel.blocks import RESOLVE_ACTION
-from bot.runtime.config import HelpChannel, Hosts, Policy, Triage
+from bot.policy import HelpChannel, Hosts, Policy, Triage
 from storage.models import FrictionPoint
 from tests.fake_slack import BOT_USER, TEAM
 from tests.slack_requests import APP_ID, block_actions, element_action, event_callback, interactive, slash_command

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot.runtime.config import HelpChannel, Hosts, Policy, Triage
+from bot.policy import HelpChannel, Hosts, Policy, Triage
 from storage.models import FrictionPoint
 from tests.fake_slack import BOT_USER, TEAM
 from tests.slack_requests import event_callback, form, reaction_added, slash_command

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlmodel import func, select
 
-from bot.runtime.config import HelpChannel, Hosts, Policy, Triage
+from bot.policy import HelpChannel, Hosts, Policy, Triage
 from storage.models import FrictionPoint
 from tests.slack_requests import signed
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from sqlmodel import select
 
-from bot.runtime.config import Hosts, Policy, Triage
+from bot.policy import Hosts, Policy, Triage
 from bot.triage import service as triage
 from storage.models import FrictionChange, FrictionPoint
 from tests import tracker_requests as tr

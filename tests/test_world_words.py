@@ -7,7 +7,7 @@ the real app: signed slash commands, SQLite and PostgreSQL."""
 import pytest
 from sqlmodel import select
 
-from bot.runtime.config import Hosts, Policy, Triage
+from bot.policy import Hosts, Policy, Triage
 from storage.models import FrictionPoint
 from tests.slack_requests import slash_command
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from bot.changelog.blocks import build_changelog
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from storage import outbox
 from storage.focus import FocusItem, FocusPeriod
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, TrackerLink

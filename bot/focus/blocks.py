@@ -4,8 +4,8 @@ from bot.focus.models import FocusReport, FocusState, ItemView, Pulse, pulse_com
 from bot.ids import Action
 from bot.insight.service import FrictionScores
 from bot.intake.blocks import _text
+from bot.policy import Taxonomy
 from bot.references import format_ref
-from bot.runtime.config import Taxonomy
 from bot.text import link, mrkdwn, shorten, to_mrkdwn
 
 

@@ -11,8 +11,8 @@ from sqlmodel import Session
 from bot.changelog import service as changelog
 from bot.changelog.service import Fix
 from bot.focus import data as focus_data
+from bot.policy import Policy
 from bot.references import format_ref
-from bot.runtime.config import Policy
 from bot.text import shorten
 
 CHANGELOG_WEEKS = 4

@@ -8,8 +8,8 @@ from sqlmodel import Session
 
 from bot.focus import service as focus
 from bot.focus.models import FocusReport, Pulse, pulse_compared, pulse_words  # noqa: F401  (re-exported)
+from bot.policy import Policy
 from bot.references import format_ref
-from bot.runtime.config import Policy
 
 NUMBERS = (("score", "friction score"), ("reports_per_week", "reports per week"), ("hours_lost_per_week", "hours lost per week"))
 

@@ -10,7 +10,7 @@ from sqlmodel import Session
 from bot.focus import service as focus
 from bot.focus.blocks import build_focus_post, build_focus_report
 from bot.insight.service import FrictionScores
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from bot.runtime.outbox.sender import Hook
 from storage import focus as store
 from storage import outbox

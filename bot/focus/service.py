@@ -18,8 +18,8 @@ from sqlmodel import Session, col, select
 from bot.focus.blocks import build_focus_dm, build_focus_dm_for
 from bot.focus.models import FocusError, FocusReport, FocusState, ItemReport, ItemView, Measure, Pulse, Subject  # noqa: F401  (the operations' types, re-exported)
 from bot.insight import service as insight
+from bot.policy import Policy
 from bot.references import format_ref
-from bot.runtime.config import Policy
 from storage import focus as store
 from storage import outbox
 from storage.focus import FocusItem, FocusPeriod

@@ -3,8 +3,8 @@ words both share with the CLI report (labels, trends, durations)."""
 
 from bot.insight.service import FrictionScores, LoopHealth, LoopNumbers, PointScore
 from bot.intake.blocks import _text
+from bot.policy import Taxonomy
 from bot.references import format_ref
-from bot.runtime.config import Taxonomy
 from bot.text import mrkdwn, to_mrkdwn
 from bot.triage.blocks import _duration as duration
 from storage.insight import UNTAGGED

@@ -9,7 +9,7 @@ from sqlmodel import Session
 from bot import charts
 from bot.insight import service as insight
 from bot.insight.blocks import build_digest, category_label
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from bot.targets import compliance
 from bot.usage import adoption
 from bot.usage.blocks import digest_blocks

@@ -15,8 +15,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.insight.blocks import build_top
 from bot.insight.digest import JOB, queue_digest, top
+from bot.policy import Insight
 from bot.runtime import access
-from bot.runtime.config import Insight
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job
 from storage.database import DatabaseUnavailable

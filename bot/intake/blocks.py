@@ -5,8 +5,8 @@ from bot.commands import SUBCOMMANDS, Subcommand
 from bot.ids import Action, Block, Callback
 from bot.intake.ids import ReportMetadata  # noqa: F401  (re-exported)
 from bot.intake.service import MAX_TEXT
+from bot.policy import Taxonomy
 from bot.references import format_ref
-from bot.runtime.config import Taxonomy
 from bot.text import fit, link, mrkdwn
 from storage.models import FrictionKind, FrictionPoint, Severity
 

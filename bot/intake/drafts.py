@@ -5,7 +5,7 @@ otherwise, the text is cut to ``max_text`` characters, and the categories the te
 read from the whole text (``bot.intake.service.suggest_categories``)."""
 
 from bot.intake.service import suggest_categories
-from bot.runtime.config import Taxonomy
+from bot.policy import Taxonomy
 from storage.friction import FrictionDraft
 from storage.models import Source
 

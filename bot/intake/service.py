@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from bot.commands import OTHER_SUBCOMMANDS, OWN_SUBCOMMANDS
 from bot.ids import Block
-from bot.runtime.config import Taxonomy
+from bot.policy import Taxonomy
 from storage.models import FrictionKind, Severity
 
 MAX_TEXT = 3000

@@ -1,6 +1,6 @@
 """The policy's ``issues:`` section: the tracker projects hosts file into from a card (with the
 default per area), and what reporters hear while the work goes on. One field on the root policy
-(``bot.runtime.config.Policy.issues``) points here; a bad value stops start-up like any other.
+(``bot.policy.Policy.issues``) points here; a bad value stops start-up like any other.
 
 YAML shape::
 

@@ -45,8 +45,8 @@ from bot.issue_create import markup
 from bot.issue_create.draft import Draft
 from bot.issue_create.ids import TRACKER_NAMES as NAMES
 from bot.issue_create.policy import Project
+from bot.policy import Policy
 from bot.references import format_ref
-from bot.runtime.config import Policy
 from bot.trackers import MODULES, IssueEvent, IssueRef, Outcome, Tracker
 from bot.trackers.base import Created, IssueDraft, PollRequest
 from bot.trackers.rate_limits import rate_limit_wait

@@ -14,7 +14,7 @@ from apscheduler.triggers.cron import CronTrigger
 from slack_bolt.async_app import AsyncApp
 
 from bot.office_hours import service as oh
-from bot.runtime.config import OfficeHoursSession
+from bot.policy import OfficeHoursSession
 from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job
 

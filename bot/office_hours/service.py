@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from bot.office_hours.blocks import build_agenda, build_host_dm, build_summary
-from bot.runtime.config import OfficeHours, OfficeHoursSession, Policy
+from bot.policy import OfficeHours, OfficeHoursSession, Policy
 from storage import outbox
 from storage.models import ChangeAction, FrictionChange, FrictionKind, FrictionPoint, Status, as_utc
 

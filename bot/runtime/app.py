@@ -35,7 +35,7 @@ import handlers
 from bot import charts
 from bot.closing.service import apply_issue_event
 from bot.commands import check_handled
-from bot.runtime.config import Policy, Settings
+from bot.policy import Policy
 from bot.runtime.context import Deps
 from bot.runtime.event_gate import HELD, EventGate, NotKept, keep_requests, release_unstarted
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
@@ -45,6 +45,7 @@ from bot.runtime.outbox import OutboxSender
 from bot.runtime.replays import Replays
 from bot.runtime.respond import KeptAliveRespond
 from bot.runtime.scheduler import Scheduler
+from bot.runtime.settings import Settings
 from bot.runtime.signature_watch import SignatureWatch
 from bot.runtime.slack_reads import with_read_retries
 from bot.runtime.spool import EventSpool

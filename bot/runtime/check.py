@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
-from bot.runtime.config import DEFAULT_POLICY_FILE, Policy, Settings
+from bot.policy import Policy
+from bot.runtime.config import DEFAULT_POLICY_FILE
+from bot.runtime.settings import Settings
 
 if TYPE_CHECKING:  # imported where used: `report` and the other offline commands need none of it
     from slack_sdk.web.async_client import AsyncWebClient

@@ -8,9 +8,10 @@ import sys
 from bot.runtime import logs, serving
 from bot.runtime import usage_command as usage_cli
 from bot.runtime.check import NETWORK_ERRORS, TokenRejected
-from bot.runtime.config import ConfigError, DatabaseSettings, Settings, load_policy, load_settings
+from bot.runtime.config import load_policy
 from bot.runtime.instance_lock import AlreadyServing
 from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
+from bot.runtime.settings import ConfigError, DatabaseSettings, Settings, load_settings
 from storage.database import DatabaseUnavailable
 
 DESCRIPTIONS = {
@@ -289,7 +290,7 @@ async def _survey_send(name: str, *, now: bool) -> int:
 
 
 def _offline():
-    from bot.runtime.config import ReportSettings
+    from bot.runtime.settings import ReportSettings
 
     settings = load_settings(ReportSettings)
     policy = load_policy(settings.config_file)

@@ -4,12 +4,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bot.policy import Policy
 from bot.references import format_ref
-from bot.runtime.config import Policy, Settings
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.metrics import Metrics
 from bot.runtime.outbox import OutboxSender
 from bot.runtime.scheduler import Scheduler
+from bot.runtime.settings import Settings
 from bot.runtime.workspaces import Workspaces
 from storage.database import Database
 

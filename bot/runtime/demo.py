@@ -22,8 +22,8 @@ from pathlib import Path
 
 from sqlmodel import Session, func, select
 
+from bot.policy import Policy
 from bot.references import format_ref
-from bot.runtime.config import Policy
 from bot.trackers import parse_issue_url
 from storage.database import Database
 from storage.models import (
@@ -342,7 +342,7 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
 def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, days: int) -> None:
     try:
         from bot import surveys as logic
-        from bot.runtime.config import Survey, SurveyAudience, SurveyQuestion
+        from bot.policy import Survey, SurveyAudience, SurveyQuestion
         from storage import surveys as store
     except ImportError as exc:
         summary.survey_note = f"pulse surveys skipped (not available: {exc.name})"

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from bot.focus import service as focus
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from bot.trackers import parse_issue_url
 from storage import focus as store
 from storage.models import ChangeAction, ClosureNotice, FrictionChange, FrictionPoint, Status, TrackerLink

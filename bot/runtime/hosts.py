@@ -7,7 +7,7 @@ import time
 
 from slack_sdk.errors import SlackApiError
 
-from bot.runtime.config import Hosts
+from bot.policy import Hosts
 from bot.runtime.workspaces import NotInstalled, Workspaces
 
 log = logging.getLogger(__name__)

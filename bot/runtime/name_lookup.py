@@ -30,14 +30,14 @@ PAGES = 50  # at most this many pages of 1,000 (channels) or 200 (people) are re
 @dataclass(frozen=True)
 class Name:
     where: str  # the key path, e.g. triage.channel
-    kind: str  # channel, user, usergroup (bot.runtime.slack_ids.KINDS)
+    kind: str  # channel, user, usergroup (bot.slack_ids.KINDS)
     written: str  # as in the file, e.g. "#platform-triage"
     name: str  # without # or @
 
 
 def names_in(path: Path | None) -> list[Name]:
     """Every name written where the policy wants an id (empty: none, or the file does not parse)."""
-    from bot.runtime.config import Policy
+    from bot.policy import Policy
 
     if path is None:
         return []

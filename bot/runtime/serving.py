@@ -6,7 +6,8 @@ import logging
 
 from bot.runtime import logs
 from bot.runtime.check import SlackUnreachable
-from bot.runtime.config import ConfigError, load_policy, load_settings
+from bot.runtime.config import load_policy
+from bot.runtime.settings import ConfigError, load_settings
 from storage.database import Database, DatabaseUnavailable
 
 log = logging.getLogger("platform_feedback")

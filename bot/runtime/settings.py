@@ -1,7 +1,7 @@
 """Settings from the environment: secrets and deployment (``.env`` is read too).
 
 A bad value stops start-up with ``ConfigError``: one line that names the setting and what to do.
-The team policy (one YAML file) is ``bot.runtime.config``.
+The team policy (one YAML file) is ``bot.policy`` (read by ``bot.runtime.config``).
 """
 
 import re

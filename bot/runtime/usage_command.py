@@ -96,8 +96,9 @@ def _send(url: str, data: dict) -> int:
 
 
 def _store(data: dict) -> int:
-    from bot.runtime.config import ReportSettings, load_policy
+    from bot.runtime.config import load_policy
     from bot.runtime.serving import require_migrated
+    from bot.runtime.settings import ReportSettings
     from bot.usage import events
 
     settings = load_settings(ReportSettings)

@@ -42,7 +42,8 @@ def worker_app():
     """The app of one worker, built in the worker from the same environment; the parent migrated."""
     from bot.runtime import logs
     from bot.runtime.app import create_app, serving_web_app
-    from bot.runtime.config import load_policy, load_settings
+    from bot.runtime.config import load_policy
+    from bot.runtime.settings import load_settings
 
     settings = load_settings()
     logs.configure(secrets=settings.secrets())
@@ -69,8 +70,8 @@ def _leave(_signum, _frame) -> None:
 
 def _worker(host: str, port: int, parent: int) -> None:
     from bot.runtime import lifeline, logs
-    from bot.runtime.config import load_settings
     from bot.runtime.http_limits import uvicorn_options
+    from bot.runtime.settings import load_settings
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for each worker
     signal.signal(signal.SIGTERM, _leave)

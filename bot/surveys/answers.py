@@ -9,8 +9,8 @@ from sqlmodel import Session
 
 from bot.intake.drafts import new_draft
 from bot.intake.filing import file_report
+from bot.policy import Policy, Survey, SurveyQuestion
 from bot.references import format_ref
-from bot.runtime.config import Policy, Survey, SurveyQuestion
 from bot.surveys.results import run_survey
 from bot.surveys.runs import SurveyError
 from bot.surveys.sealing import Keys

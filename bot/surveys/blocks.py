@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from bot.runtime.config import Survey, SurveyQuestion
+from bot.policy import Survey, SurveyQuestion
 from bot.surveys.ids import COMMENT_BLOCK, CSAT_BLOCK, QUESTION_BLOCK, TEXT_BLOCK, SurveyAction, SurveyCallback, SurveyMetadata  # noqa: F401  (re-exported)
 from bot.text import fit, mrkdwn, shorten, to_mrkdwn
 

@@ -6,8 +6,8 @@ from functools import partial
 
 from sqlmodel import Session
 
+from bot.policy import Policy
 from bot.references import format_ref
-from bot.runtime.config import Policy
 from bot.runtime.outbox.sender import Hook
 from bot.surveys.blocks import build_csat_dm
 from bot.surveys.runs import hold_until

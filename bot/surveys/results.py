@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from bot.runtime.config import Survey, SurveyQuestion
+from bot.policy import Survey, SurveyQuestion
 from bot.surveys.timing import zone
 from storage import surveys as store
 from storage.models import as_utc, utcnow

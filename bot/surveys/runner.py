@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import anyio.to_thread
 
-from bot.runtime.config import Survey
+from bot.policy import Survey
 from bot.runtime.context import Deps
 from bot.surveys import timing
 from bot.surveys.results import run_survey

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, update
 
 from bot import charts
-from bot.runtime.config import Policy, Survey
+from bot.policy import Policy, Survey
 from bot.runtime.outbox.sender import Hook
 from bot.surveys import timing
 from bot.surveys.blocks import build_results, build_survey_dm, chart_comment

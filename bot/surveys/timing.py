@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.runtime import cron
-from bot.runtime.config import Survey
+from bot import cron
+from bot.policy import Survey
 
 UTC = timezone.utc
 MIN_GAP = timedelta(hours=12)  # between two messages to one person about one run
@@ -94,7 +94,7 @@ def due_reminder(times: list[datetime], sent: int, now: datetime) -> int | None:
 
 
 def trigger_for(survey: Survey) -> CronTrigger:
-    """The survey's schedule, weekdays read the cron way (``bot.runtime.cron``)."""
+    """The survey's schedule, weekdays read the cron way (``bot.cron``)."""
     return cron.trigger(survey.schedule, timezone=survey.timezone)
 
 

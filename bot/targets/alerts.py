@@ -11,8 +11,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from bot.policy import Policy
 from bot.references import format_ref
-from bot.runtime.config import Policy
 from bot.targets.blocks import build_breach_dm, build_target_alert
 from bot.targets.compliance import record_breach, settle
 from bot.targets.service import (  # noqa: F401  (the clock facts, re-exported)

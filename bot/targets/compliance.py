@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, or_
 from sqlmodel import Session, col, select
 
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from bot.targets.service import CLOCK_CHANGES, Clock, ClockKind, ClockState, calendar_for, clock_state, is_reopen, pauses_since, target_for
 from storage import targets as outcomes
 from storage.models import CLOSED, ChangeAction, FrictionChange, FrictionPoint, as_utc, utcnow

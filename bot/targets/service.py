@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 
-from bot.runtime.config import DURATION, Targets
+from bot.policy import DURATION, Targets
 from bot.targets.business_time import BusinessCalendar
 from storage.models import CLOSED, ChangeAction, FrictionChange, as_utc
 

@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 import httpx
 from sqlmodel import Session, col, or_, select
 
-from bot.runtime.config import Policy, Settings
+from bot.policy import Policy
+from bot.runtime.settings import Settings
 from bot.trackers import MODULES, IssueEvent, Malformed, Tracker
 from bot.trackers.rate_limits import _remaining, _reset, _seconds_until, rate_limit_wait  # noqa: F401 (tests read them here)
 from storage import links as link_queries

@@ -6,8 +6,8 @@ from bot.ids import Action, Callback, PointMetadata
 from bot.insight.service import DuplicateSuggestion
 from bot.intake.blocks import SEVERITY_LABELS, STATUS_LABELS, _option, _text
 from bot.issue_create.blocks import build_create_button
+from bot.policy import Taxonomy
 from bot.references import format_ref
-from bot.runtime.config import Taxonomy
 from bot.text import link, mrkdwn, shorten, to_mrkdwn
 from bot.triage.ids import CARD_BLOCK, TRIAGE_INPUT_BLOCK  # noqa: F401  (re-exported)
 from bot.triage.service import Change, Headline

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from bot.targets import alerts as target_alerts
 from bot.targets.service import ClockState
 from bot.triage import service as triage

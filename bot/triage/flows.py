@@ -10,10 +10,10 @@ import anyio.to_thread
 from sqlmodel import Session
 
 from bot.insight import service as insight
+from bot.policy import Policy
 from bot.progress.stage import stage_mrkdwn, started_points
 from bot.references import format_ref
 from bot.runtime import cpu
-from bot.runtime.config import Policy
 from bot.runtime.outbox.sender import Hook
 from bot.targets import alerts as target_alerts
 from bot.targets.blocks import due_line

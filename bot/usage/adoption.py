@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from bot.insight import service as insight
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from bot.usage.weeks import week_start
 from storage import usage as store
 from storage.models import utcnow

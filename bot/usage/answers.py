@@ -6,8 +6,8 @@ from sqlmodel import Session
 
 from bot.intake.drafts import new_draft
 from bot.intake.filing import file_report
+from bot.policy import Policy
 from bot.references import format_ref
-from bot.runtime.config import Policy
 from bot.surveys.sealing import Keys
 from bot.usage import csat
 from storage import usage as store

@@ -39,9 +39,9 @@ from bot import charts
 from bot.focus import dashboard as focus_section
 from bot.insight import service as insight
 from bot.insight.blocks import FORMULA, category_label, point_trend, rate, trend
+from bot.policy import Policy
 from bot.progress.stage import stage_of, started_points
 from bot.references import format_ref
-from bot.runtime.config import Policy
 from bot.runtime.guard import redact_access_log
 from bot.targets import compliance
 from bot.targets.dashboard import targets_section

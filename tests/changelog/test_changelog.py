@@ -8,8 +8,8 @@ import pytest
 from sqlmodel import select
 
 from bot.changelog.service import JOB, latest_slot
+from bot.policy import Closing, Hosts, Insight, Policy, Triage
 from bot.runtime.app import create_app
-from bot.runtime.config import Closing, Hosts, Insight, Policy, Triage
 from storage.models import FrictionPoint
 from tests import tracker_requests as tr
 from tests.conftest import make_settings

@@ -5,7 +5,7 @@ import json
 import pytest
 from sqlmodel import select
 
-from bot.runtime.config import Closing, Hosts, Policy, Triage
+from bot.policy import Closing, Hosts, Policy, Triage
 from bot.trackers.github import verify as verify_github
 from storage.models import ClosureNotice, FrictionPoint
 from tests import tracker_requests as tr

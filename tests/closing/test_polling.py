@@ -19,7 +19,7 @@ import pytest
 from sqlmodel import select
 
 from bot.closing.polling import JOB, make_poller, slot_at
-from bot.runtime.config import Closing, Hosts, Policy, Triage
+from bot.policy import Closing, Hosts, Policy, Triage
 from bot.trackers import github, gitlab, jira, linear, polling
 from storage.models import FrictionPoint, ScheduledRun, TrackerLink
 from tests import tracker_requests as tr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot.runtime.config import Hosts, Policy, Triage
+from bot.policy import Hosts, Policy, Triage
 from storage.models import FrictionPoint
 from tests.fake_slack import BOT_USER
 from tests.slack_requests import event_callback

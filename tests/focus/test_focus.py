@@ -16,7 +16,7 @@ from bot.focus import data as focus_data
 from bot.focus import service as focus
 from bot.focus.listeners import JOB
 from bot.insight import service as insight
-from bot.runtime.config import Closing, Focus, Hosts, Insight, Policy, Survey, Triage
+from bot.policy import Closing, Focus, Hosts, Insight, Policy, Survey, Triage
 from bot.surveys.listeners import runner_for
 from bot.triage import service as triage
 from storage.focus import FocusItem, FocusPeriod

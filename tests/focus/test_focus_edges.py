@@ -20,8 +20,8 @@ from sqlmodel import select
 
 from bot.focus import data as focus_data
 from bot.focus import service as focus
+from bot.policy import Closing, Focus, Hosts, Insight, Policy, Triage
 from bot.runtime.app import create_app, create_web_app
-from bot.runtime.config import Closing, Focus, Hosts, Insight, Policy, Triage
 from storage.focus import FocusItem, FocusPeriod
 from tests import tracker_requests as tr
 from tests.conftest import Bot, make_settings

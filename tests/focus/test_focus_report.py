@@ -10,8 +10,8 @@ import pytest
 from bot.focus import data as focus_data
 from bot.focus import service as focus
 from bot.focus.blocks import build_focus_report
+from bot.policy import Policy
 from bot.runtime import demo
-from bot.runtime.config import Policy
 from tests.insight.test_insight_cli import run_cli
 from tests.web.test_dashboard import DASHBOARD_TOKEN, dashboard_client
 

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from bot.insight import service as insight
 from bot.insight.listeners import JOB, digest_trigger, latest_occurrence
-from bot.runtime.config import Hosts, Insight, Policy, Triage
+from bot.policy import Hosts, Insight, Policy, Triage
 from bot.triage import service as triage
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, OutboxMessage, Reporter, ScheduledRun
 from storage.privacy import purge_older_than
@@ -368,7 +368,8 @@ def test_the_chart_goes_through_the_outbox_as_a_base64_png(db):
 
 def test_no_digest_job_without_a_channel_and_a_bad_zone_is_refused(fake_slack, db, tmp_path):
     from bot.runtime.app import create_app
-    from bot.runtime.config import ConfigError, load_policy
+    from bot.runtime.config import load_policy
+    from bot.runtime.settings import ConfigError
     from tests.conftest import make_settings
 
     _app, deps = create_app(make_settings(fake_slack, db), Policy(), db)

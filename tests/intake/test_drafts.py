@@ -4,7 +4,7 @@ are filled one way, and no other module of the bot builds a draft by hand."""
 from pathlib import Path
 
 from bot.intake.drafts import new_draft
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from storage.models import Source
 
 REPO = Path(__file__).resolve().parents[2]

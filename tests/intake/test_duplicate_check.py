@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from bot.insight import service as insight
-from bot.runtime.config import Hosts, Insight, Policy, Triage
+from bot.policy import Hosts, Insight, Policy, Triage
 from storage.models import FrictionPoint, Source
 from tests.insight.test_insight import add_point
 from tests.slack_requests import slash_command

@@ -123,7 +123,7 @@ async def test_message_shortcut_prefills_an_attachment_only_message(bot):
 
 @pytest.fixture
 def policy():
-    from bot.runtime.config import HelpChannel, Policy
+    from bot.policy import HelpChannel, Policy
 
     return Policy(help_channel=HelpChannel(channel=CHANNEL))
 

@@ -13,7 +13,7 @@ from sqlmodel import select
 from bot.issue_create import service
 from bot.issue_create.ids import Action, Block
 from bot.issue_create.policy import IssuePolicy, Project
-from bot.runtime.config import Hosts, Policy, Triage
+from bot.policy import Hosts, Policy, Triage
 from bot.triage import service as triage
 from storage.models import FrictionPoint, IssueIntent, TrackerLink
 from tests import tracker_requests as tr

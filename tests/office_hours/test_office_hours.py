@@ -15,7 +15,7 @@ from sqlmodel import select
 from bot.office_hours import service as oh
 from bot.office_hours.blocks import COVERED_BLOCK, NEW_BLOCK, OPEN_BLOCK, ROLLING_BLOCK, build_agenda, build_summary
 from bot.office_hours.service import job_name
-from bot.runtime.config import Hosts, OfficeHours, OfficeHoursSession, Policy, Triage
+from bot.policy import Hosts, OfficeHours, OfficeHoursSession, Policy, Triage
 from bot.runtime.scheduler import Job, Scheduler
 from bot.trackers import parse_issue_url
 from bot.triage import service as triage

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from bot.closing.polling import JOB as POLL
-from bot.runtime.config import Closing, Hosts, Policy, Triage
+from bot.policy import Closing, Hosts, Policy, Triage
 from tests import tracker_requests as tr
 from tests.closing.test_polling import SLOT, trackers  # noqa: F401 (fixture)
 from tests.closing.test_polling import settings_overrides as polling_settings

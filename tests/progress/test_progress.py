@@ -11,9 +11,9 @@ import pytest
 from sqlmodel import select
 
 from bot.issue_create.policy import IssuePolicy, Progress
+from bot.policy import Hosts, Policy, Triage
 from bot.progress.jobs import JOB
 from bot.progress.stage import Stage, stage_of, started_points
-from bot.runtime.config import Hosts, Policy, Triage
 from bot.triage import service as triage
 from storage.models import FrictionPoint, ProgressNotice
 from tests import tracker_requests as tr

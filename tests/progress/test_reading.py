@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.issue_create.policy import IssuePolicy, Progress
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from bot.trackers import github, gitlab, jira, linear
 from bot.trackers.base import Outcome
 

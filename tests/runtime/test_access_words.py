@@ -10,8 +10,8 @@ import re
 
 import pytest
 
+from bot.policy import Closing, Focus, Hosts, Policy, Survey, Triage
 from bot.runtime.app import create_app
-from bot.runtime.config import Closing, Focus, Hosts, Policy, Survey, Triage
 from storage.models import ClosureNotice, TrackerLink
 from tests.conftest import make_settings
 from tests.direct_messages.test_direct_messages import dm

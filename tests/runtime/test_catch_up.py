@@ -14,8 +14,8 @@ from sqlmodel import col, select
 
 from bot.insight.listeners import JOB as DIGEST
 from bot.office_hours.service import job_name
+from bot.policy import Insight, OfficeHours, OfficeHoursSession, Policy, Survey, Triage
 from bot.runtime.app import create_app
-from bot.runtime.config import Insight, OfficeHours, OfficeHoursSession, Policy, Survey, Triage
 from bot.runtime.scheduler import latest_fire
 from bot.surveys.runs import job_name as survey_job
 from storage.models import OutboxMessage, ScheduledRun

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.runtime.config import ConfigError, Policy, load_policy, load_settings
+from bot.policy import Policy
+from bot.runtime.config import load_policy
+from bot.runtime.settings import ConfigError, load_settings
 from tests.fake_slack import TOKEN
 from tests.slack_requests import SIGNING_SECRET
 

@@ -15,8 +15,8 @@ from sqlalchemy import func
 from sqlmodel import select
 from starlette.testclient import TestClient
 
+from bot.policy import Policy
 from bot.runtime.app import create_app, create_web_app
-from bot.runtime.config import Policy
 from storage.models import FrictionPoint, OutboxMessage, ProcessedEvent
 from tests import tracker_requests as tr
 from tests.conftest import make_settings

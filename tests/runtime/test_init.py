@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from bot import examples
-from bot.runtime.config import Policy, load_policy
+from bot.policy import Policy
+from bot.runtime.config import load_policy
 from tests.runtime.test_config_cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]

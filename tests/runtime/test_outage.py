@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlmodel import select
 
+from bot.policy import HelpChannel, Hosts, Policy, Triage
 from bot.runtime.app import create_app
-from bot.runtime.config import HelpChannel, Hosts, Policy, Triage
 from bot.runtime.event_gate import SpoolingSocketModeHandler
 from storage.database import Database, DatabaseUnavailable, is_unavailable
 from storage.models import FrictionPoint

@@ -353,7 +353,7 @@ async def test_the_sender_claims_for_its_claim_seconds_and_sends_within_half(db,
 
 def test_claim_seconds_is_a_deployment_setting(db, fake_slack, policy):
     from bot.runtime.app import create_app
-    from bot.runtime.config import ConfigError, load_settings
+    from bot.runtime.settings import ConfigError, load_settings
     from tests.conftest import make_settings
 
     _, deps = create_app(make_settings(fake_slack, db, outbox_claim_seconds=20), policy, db)

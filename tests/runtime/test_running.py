@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.runtime.config import ConfigError, load_policy
+from bot.runtime.config import load_policy
+from bot.runtime.settings import ConfigError
 from tests.fake_slack import TOKEN
 from tests.runtime.test_config_cli import run_cli
 from tests.slack_requests import SIGNING_SECRET
@@ -197,7 +198,7 @@ def test_the_start_log_says_the_dashboard_is_off_and_a_wrong_signing_secret_is_a
 
 
 def _ask_policy(with_targets: bool):
-    from bot.runtime.config import Hosts, Policy, Targets, Triage
+    from bot.policy import Hosts, Policy, Targets, Triage
     from tests.targets.test_targets_surfaces import HOST, TARGETS, TRIAGE
 
     return Policy(hosts=Hosts(users=[HOST]), triage=Triage(channel=TRIAGE), targets=TARGETS if with_targets else Targets())

@@ -14,8 +14,8 @@ import time_machine
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.policy import Hosts, Policy, Survey
 from bot.runtime.app import create_app
-from bot.runtime.config import Hosts, Policy, Survey
 from bot.runtime.scheduler import CATCH_UP_JOB
 from tests.conftest import make_settings
 from tests.fake_slack import TOKEN

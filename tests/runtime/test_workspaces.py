@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import select, text
 
+from bot.policy import Hosts, Policy, Triage
 from bot.runtime.app import create_app, create_web_app
-from bot.runtime.config import ConfigError, Hosts, Policy, Settings, Triage, load_settings
+from bot.runtime.settings import ConfigError, Settings, load_settings
 from bot.runtime.workspaces import BOT_SCOPES, NotInstalled
 from storage.database import Database
 from storage.models import FrictionPoint, OutboxMessage, OutboxStatus, Workspace

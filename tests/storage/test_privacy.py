@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from bot.runtime.config import Policy, Retention
+from bot.policy import Policy, Retention
 from bot.triage import service as triage
 from storage import outbox
 from storage.friction import FrictionDraft, file_friction

@@ -215,8 +215,7 @@ def test_background_work_leaves_the_database_servers_other_cpus_to_the_acks(pg_u
 
     from sqlalchemy import text
 
-    from bot.runtime.config import ConfigError, load_settings
-    from bot.runtime.settings import DatabaseSettings
+    from bot.runtime.settings import ConfigError, DatabaseSettings, load_settings
 
     def show(*, session):
         return session.execute(text("SHOW max_parallel_workers_per_gather")).scalar()

@@ -17,8 +17,8 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from bot import surveys as logic
+from bot.policy import CsatFollowup, Hosts, Policy, Survey, Triage
 from bot.runtime.app import create_app
-from bot.runtime.config import CsatFollowup, Hosts, Policy, Survey, Triage
 from bot.surveys import CSAT_PURPOSE, SurveyRunner, job_name, queue_recipients
 from bot.surveys.listeners import runner_for
 from bot.triage import service as triage

@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from bot import surveys as logic
-from bot.runtime.config import ConfigError, Policy, Survey, load_policy
+from bot.policy import Policy, Survey
+from bot.runtime.config import load_policy
+from bot.runtime.settings import ConfigError
 from bot.surveys.blocks import build_comment_modal, build_csat_dm, build_results, build_survey_dm, build_surveys_list
 from storage.surveys import ResponseRow, SurveyRun
 from tests.blockkit import check_message, check_view

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import select
 
 from bot import surveys as logic
-from bot.runtime.config import Hosts, Policy, Survey
+from bot.policy import Hosts, Policy, Survey
 from storage.surveys import SurveyRun
 
 UTC = timezone.utc

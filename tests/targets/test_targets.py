@@ -9,8 +9,8 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import select
 
+from bot.policy import Hosts, OfficeHours, OfficeHoursSession, Policy, Targets, Triage
 from bot.runtime.app import create_app
-from bot.runtime.config import Hosts, OfficeHours, OfficeHoursSession, Policy, Targets, Triage
 from bot.targets import alerts as target_alerts
 from bot.targets.listeners import JOB
 from storage.models import FrictionChange, FrictionPoint, as_utc

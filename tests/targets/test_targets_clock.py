@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.runtime.config import ConfigError, Policy, Targets
+from bot.policy import Policy, Targets
+from bot.runtime.settings import ConfigError
 from bot.targets.business_time import BusinessCalendar
 from bot.targets.service import Clock, ClockKind, Threshold, calendar_for, clock_state, describe, target_for
 

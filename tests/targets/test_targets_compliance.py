@@ -17,7 +17,7 @@ from sqlalchemy import event
 from sqlmodel import select
 
 from bot.insight.digest import queue_digest
-from bot.runtime.config import Hosts, Insight, Policy, Targets, Triage
+from bot.policy import Hosts, Insight, Policy, Targets, Triage
 from bot.targets import alerts as target_alerts
 from bot.targets import compliance
 from bot.web import dashboard

@@ -14,8 +14,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import select
 
 from bot.insight import service as insight
+from bot.policy import Hosts, Policy, Targets, Triage
 from bot.runtime.app import create_app, create_web_app
-from bot.runtime.config import Hosts, Policy, Targets, Triage
 from bot.targets import alerts as target_alerts
 from bot.targets import compliance
 from bot.targets.listeners import JOB

@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import select
 
 from bot.intake import filing
-from bot.runtime.config import Hosts, Policy, Targets, Triage
+from bot.policy import Hosts, Policy, Targets, Triage
 from bot.targets import alerts as target_alerts
 from bot.triage import flows as triage_flow
 from storage.friction import FrictionDraft

@@ -8,7 +8,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import delete, select
 
-from bot.runtime.config import Hosts, Policy, Triage
+from bot.policy import Hosts, Policy, Triage
 from bot.triage.listeners import CardUpdates
 from storage.models import FrictionChange, FrictionPoint, FrictionTag, OutboxMessage, Reporter, TrackerLink
 from tests.fake_slack import TOKEN

@@ -3,7 +3,7 @@
 import json
 import uuid
 
-from bot.runtime.config import Policy
+from bot.policy import Policy
 from bot.usage import signing
 
 USAGE_SECRET = "usage-secret-for-tests-0123456789"

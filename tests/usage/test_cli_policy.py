@@ -11,7 +11,9 @@ import pytest
 import yaml
 from sqlmodel import select
 
-from bot.runtime.config import ConfigError, Policy, load_policy
+from bot.policy import Policy
+from bot.runtime.config import load_policy
+from bot.runtime.settings import ConfigError
 from storage.database import Database
 from storage.models import UsageEvent
 from tests.usage.helpers import USAGE_SECRET, usage_policy

@@ -21,8 +21,9 @@ from markupsafe import escape
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import func, select
 
+from bot.policy import Policy
 from bot.runtime.app import create_app, create_web_app
-from bot.runtime.config import ConfigError, Policy, Settings, load_settings
+from bot.runtime.settings import ConfigError, Settings, load_settings
 from bot.trackers import parse_issue_url
 from bot.triage import service as triage
 from bot.web import dashboard

@@ -1,12 +1,12 @@
-"""A survey's cron schedule fires on the weekday cron means (bot.runtime.cron): APScheduler 3's
+"""A survey's cron schedule fires on the weekday cron means (bot.cron): APScheduler 3's
 ``from_crontab`` took ``0 10 * * 1`` ("Mondays at 10") as Tuesdays, its weekday 0 being Monday."""
 
 from datetime import datetime, timezone
 
 import pytest
 
-from bot.runtime import cron
-from bot.runtime.config import Survey
+from bot import cron
+from bot.policy import Survey
 from bot.surveys.timing import trigger_for
 
 MONDAY = datetime(2026, 12, 7, 0, 0, tzinfo=timezone.utc)  # a Monday
