@@ -1,7 +1,10 @@
-"""The app's wiring table: which feature's listeners the Bolt app gets, in which order. Each feature
-keeps its listeners beside its operations and Block Kit (``bot/<feature>/listeners.py``); this is
-the one place that attaches them to the app. The order matters where two listeners could take the
-same event: the DM listener goes before the help channel's catch-all message listener."""
+"""The app's wiring table: which feature's listeners the Bolt app gets (in which order), which
+subcommands answer `/platform-feedback`, which jobs the scheduler runs and which outbox hooks render
+which messages. Each feature keeps its parts beside each other (``bot/<feature>/listeners.py``:
+module-level listeners and a ``register(app)`` that only wires them, its ``COMMANDS``;
+``bot/<feature>/jobs.py``: ``schedule(deps)``); this is the one place that attaches them. The order
+matters where two listeners could take the same event: the DM listener goes before the help
+channel's catch-all message listener."""
 
 from slack_bolt.async_app import AsyncApp
 
@@ -18,6 +21,7 @@ import bot.issue_create.listeners
 import bot.office_hours.listeners
 import bot.retention.jobs
 import bot.surveys.listeners
+import bot.targets.jobs
 import bot.targets.listeners
 import bot.triage.listeners
 import bot.usage.listeners
@@ -26,7 +30,8 @@ from bot.direct_messages.service import DM_ANSWER_PURPOSE, DmAnswerHook
 from bot.focus.flows import PostHook
 from bot.focus.service import POST_PURPOSE
 from bot.policy import Policy
-from bot.runtime.context import Deps
+from bot.runtime.context import Deps, Subcommand
+from bot.runtime.listening import with_deps
 from bot.runtime.outbox import OutboxHook
 from bot.surveys.csat import CSAT_PURPOSE, CsatHook
 from bot.surveys.listeners import runner_for
@@ -51,9 +56,38 @@ def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
     }
 
 
+# Every subcommand but the intake's own (help, mine), by its word; bot.commands lists them for the help.
+COMMANDS: dict[str, Subcommand] = {
+    **bot.targets.listeners.COMMANDS,
+}
+
+# Each feature's jobs: ``schedule(deps)`` adds them to deps.scheduler or says why they are off.
+JOBS = (
+    bot.targets.jobs.schedule,
+)
+
+
+def schedule(deps: Deps) -> None:
+    """Declare every feature's jobs on ``deps.scheduler`` (for ``serve``, and for ``jobs`` and
+    ``run-job``, which need no Slack)."""
+    for declare in JOBS:
+        declare(deps)
+
+
+def _legacy(handler) -> Subcommand:
+    """A subcommand registered the old way (a closure of its feature's register()), called the new way."""
+
+    async def call(deps, user, args, respond, client, trigger_id):
+        extra = {"trigger_id": trigger_id} if getattr(handler, "wants_trigger", False) else {}
+        await handler(user, args, respond, client, **extra)
+
+    return call
+
+
 def register(app: AsyncApp, deps: Deps) -> None:
     """Attach every feature's listeners (and, for now, the jobs their ``register`` declares) to
     ``app``, and the outbox hooks to its sender."""
+    with_deps(app, deps)  # each listener's ``deps`` parameter
     runner = runner_for(deps)  # the surveys' runner: its keys seal answers and let reminders find who answered
     deps.sender.hooks.update(outbox_hooks(deps.policy, runner.keys))
     bot.intake.listeners.register(app, deps)
@@ -66,9 +100,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
     bot.office_hours.listeners.register(app, deps)
     bot.surveys.listeners.register(app, deps, runner=runner)
     bot.retention.jobs.register(app, deps)
-    bot.targets.listeners.register(app, deps)
+    bot.targets.listeners.register(app)
+    schedule(deps)  # TODO(#24): once every feature's jobs are in JOBS, the app factory calls it for the serving app only
     bot.focus.listeners.register(app, deps)
     bot.home.listeners.register(app, deps)
     bot.insight.listeners.register(app, deps)
     bot.usage.listeners.register(app, deps)
     bot.issue_create.listeners.register(app, deps)  # create from the card, progress to reporters
+    deps.commands.update({name: _legacy(fn) for name, fn in deps.commands.items()})
+    deps.commands.update(COMMANDS)

@@ -22,6 +22,7 @@ from bot.intake.service import CommandKind, parse_command, read_modal, suggest_c
 from bot.messages import message_text
 from bot.progress.stage import started_points
 from bot.runtime.context import Deps
+from bot.runtime.listening import try_again
 from bot.runtime.slack_reads import Unread, fetch_message, remember_permalink
 from bot.text import from_slack
 from storage import friction
@@ -87,8 +88,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         if parsed.kind == CommandKind.sub:
             handler = deps.commands[parsed.name]
-            extra = {"trigger_id": command.get("trigger_id", "")} if getattr(handler, "wants_trigger", False) else {}
-            await handler(user, parsed.text, respond, client, **extra)
+            try:
+                await handler(deps, user, parsed.text, respond, client, command.get("trigger_id", ""))
+            except DatabaseUnavailable:  # every subcommand's one answer to an outage (bot.runtime.listening)
+                await respond(response_type="ephemeral", **try_again("that"))
             return
         text = from_slack(parsed.text)
         draft = new_draft(

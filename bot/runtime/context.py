@@ -2,7 +2,7 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.policy import Policy
 from bot.references import format_ref
@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from bot.trackers.identity import Identities
 
 
+# A subcommand's handler: (deps, the person's user id, the words after the subcommand, respond,
+# the Web API client, the slash command's trigger_id for a modal). Its own answers go through
+# respond; DatabaseUnavailable is answered once by the dispatcher (bot.intake.listeners).
+Subcommand = Callable[["Deps", str, str, Any, Any, str], Awaitable[None]]
+
+
+T = TypeVar("T")
+
+
 @dataclass
 class Deps:
     settings: Settings
@@ -29,8 +38,8 @@ class Deps:
     workspaces: Workspaces
     scheduler: Scheduler = field(default_factory=Scheduler)
     metrics: Metrics = field(default_factory=Metrics)
-    # Slash-command subcommands other surfaces add: name -> fn(user, args, respond, client)
-    commands: dict[str, Callable[..., Awaitable[None]]] = field(default_factory=dict)
+    # Slash-command subcommands of other features, from the wiring table (handlers.COMMANDS)
+    commands: dict[str, "Subcommand"] = field(default_factory=dict)
     # Slack events during a database outage: kept in the local spool and replayed (bot.runtime.event_gate)
     events: "EventGate | None" = None
     # Tracker issue ids asked of the tracker's API when a host links an issue (bot.trackers.identity)
@@ -40,6 +49,18 @@ class Deps:
     usage: Any = None
     # Creating issues from cards (bot.issue_create.service.Creator), set by its register()
     issue_creator: Any = None  # (Any: the runtime sits below the features, tests/test_imports.py)
+
+    # A feature's per-app objects (bot.surveys' runner, bot.closing's deliveries, …): ``once``. Shared
+    # by reference with the replay twin (dataclasses.replace), so both use the same one.
+    built: dict[Callable[..., Any], Any] = field(default_factory=dict)
+
+    def once(self, factory: "Callable[[Deps], T]") -> T:
+        """The app's one ``factory(self)``, made at first use: a feature's object that its listeners,
+        jobs and outbox hooks share (e.g. ``deps.once(runner_for)``), made without the Bolt app so
+        ``jobs`` and ``run-job`` need no Slack."""
+        if factory not in self.built:
+            self.built[factory] = factory(self)
+        return self.built[factory]
 
     def ref(self, point_id: int) -> str:
         return format_ref(self.policy.reference_prefix, point_id)

@@ -12,7 +12,7 @@ from sqlmodel import select
 from bot.policy import Hosts, OfficeHours, OfficeHoursSession, Policy, Targets, Triage
 from bot.runtime.app import create_app
 from bot.targets import alerts as target_alerts
-from bot.targets.listeners import JOB
+from bot.targets.jobs import JOB
 from storage.models import FrictionChange, FrictionPoint, as_utc
 from tests.conftest import make_settings
 from tests.fake_slack import TOKEN

@@ -18,7 +18,7 @@ from bot.policy import Hosts, Policy, Targets, Triage
 from bot.runtime.app import create_app, create_web_app
 from bot.targets import alerts as target_alerts
 from bot.targets import compliance
-from bot.targets.listeners import JOB
+from bot.targets.jobs import JOB
 from storage.models import FrictionPoint
 from tests.conftest import Bot, make_settings
 from tests.fake_slack import TOKEN

@@ -210,7 +210,7 @@ async def test_add_details_answers_the_question(bot):
 
 
 async def test_the_card_is_redrawn_in_place_at_the_warning_and_the_breach(bot):
-    from bot.targets.listeners import JOB
+    from bot.targets.jobs import JOB
 
     point_id = add(bot.db, created=utcnow() - timedelta(minutes=50))
     with bot.db.session() as s:
