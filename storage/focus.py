@@ -15,7 +15,7 @@ class FocusPeriod(SQLModel, table=True):
 
     __tablename__ = "focus_period"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     key: str = Field(max_length=16, unique=True)  # e.g. 2026-Q4
     starts_at: datetime = instant()
     ends_at: datetime = instant()
@@ -33,7 +33,7 @@ class FocusItem(SQLModel, table=True):
     __tablename__ = "focus_item"
     __table_args__ = (UniqueConstraint("period_id", "subject"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     period_id: int = Field(foreign_key="focus_period.id", index=True)
     subject: str = Field(max_length=80)  # "report:12" or "area:ci"
     picked_by: str = Field(max_length=32)

@@ -136,7 +136,7 @@ class ChangeAction(StrEnum):
 class FrictionPoint(SQLModel, table=True):
     __tablename__ = "friction_point"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     team_id: str = Field(max_length=32)
     filed_by: str = Field(max_length=32, description="Slack user who filed it (may differ from the reporter)")
     text: str = Field(sa_column=Column(Text, nullable=False))
@@ -200,7 +200,7 @@ class FrictionTag(SQLModel, table=True):
     __tablename__ = "friction_tag"
     __table_args__ = (UniqueConstraint("friction_point_id", "category"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
     category: str = Field(max_length=64, index=True)
     automatic: bool = False
@@ -212,7 +212,7 @@ class Reporter(SQLModel, table=True):
     __tablename__ = "reporter"
     __table_args__ = (UniqueConstraint("friction_point_id", "user_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
     user_id: str = Field(max_length=32, index=True)
     team_id: str = Field(max_length=32)
@@ -229,7 +229,7 @@ class FrictionChange(SQLModel, table=True):
 
     __tablename__ = "friction_change"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
     actor: str = Field(max_length=32)
     action: str = Field(max_length=16)  # a ChangeAction
@@ -245,7 +245,7 @@ class TrackerLink(SQLModel, table=True):
     __tablename__ = "tracker_link"
     __table_args__ = (UniqueConstraint("friction_point_id", "tracker", "key"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
     tracker: str = Field(max_length=16)
     key: str = Field(max_length=255, index=True)
@@ -274,7 +274,7 @@ class TrackerDelivery(SQLModel, table=True):
 
     __tablename__ = "tracker_delivery"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     tracker: str = Field(max_length=16)
     body_sha256: str = Field(max_length=64, unique=True)
     events: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of IssueEvent
@@ -293,7 +293,7 @@ class ClosureNotice(SQLModel, table=True):
     __tablename__ = "closure_notice"
     __table_args__ = (UniqueConstraint("user_id", "tracker", "key", "closure"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
     user_id: str = Field(max_length=32)
     tracker: str = Field(max_length=16)
@@ -327,7 +327,7 @@ class OutboxMessage(SQLModel, table=True):
 
     __tablename__ = "outbox_message"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     dedupe_key: str = Field(max_length=255, unique=True)
     method: str = Field(max_length=64)
     payload: str = Field(sa_column=Column(Text, nullable=False))  # JSON
@@ -361,7 +361,7 @@ class ScheduledRun(SQLModel, table=True):
     __tablename__ = "scheduled_run"
     __table_args__ = (UniqueConstraint("job", "occurrence"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     job: str = Field(max_length=64)
     occurrence: datetime = instant()
     started_at: datetime = _ts()
@@ -388,7 +388,7 @@ class SurveyRun(SQLModel, table=True):
     __tablename__ = "survey_run"
     __table_args__ = (UniqueConstraint("survey", "occurrence"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     survey: str = Field(max_length=32, index=True)
     occurrence: datetime = instant()
     manual: bool = False
@@ -416,7 +416,7 @@ class SurveyRecipient(SQLModel, table=True):
     __tablename__ = "survey_recipient"
     __table_args__ = (UniqueConstraint("run_id", "user_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     run_id: int = Field(foreign_key="survey_run.id", index=True)
     user_id: str = Field(max_length=32)
     tz: str = Field(max_length=64)
@@ -475,7 +475,7 @@ class CsatFollowup(SQLModel, table=True):
     __tablename__ = "csat_followup"
     __table_args__ = (UniqueConstraint("friction_change_id", "user_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     # Purging a report (storage.privacy) takes its follow-ups with it.
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True, ondelete="CASCADE")
     friction_change_id: int = Field(foreign_key="friction_change.id", ondelete="CASCADE")
@@ -505,7 +505,7 @@ class UsageEvent(SQLModel, table=True):
 
     __tablename__ = "usage_event"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     key: str = Field(max_length=128, unique=True)  # the caller's id: the same event sent twice is stored once
     capability: str = Field(max_length=32, index=True)
     user_id: str | None = Field(default=None, max_length=32, index=True)  # None only while the email is looked up
@@ -525,7 +525,7 @@ class UsageWindow(SQLModel, table=True):
     __tablename__ = "usage_window"
     __table_args__ = (UniqueConstraint("capability", "week_start"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     capability: str = Field(max_length=32)
     week_start: datetime = instant()  # Monday 00:00 UTC of the ISO week the questions were asked in
     closes_at: datetime = instant(index=True)
@@ -540,7 +540,7 @@ class UsageAsk(SQLModel, table=True):
 
     __tablename__ = "usage_ask"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     event_id: int = Field(foreign_key="usage_event.id", unique=True)
     window_id: int = Field(foreign_key="usage_window.id", index=True)
     user_id: str = Field(max_length=32, index=True)
@@ -595,7 +595,7 @@ class IssueIntent(SQLModel, table=True):
     __tablename__ = "issue_intent"
     __table_args__ = (UniqueConstraint("friction_point_id", "tracker", "project"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True, ondelete="CASCADE")  # purged with its report
     tracker: str = Field(max_length=16)
     project: str = Field(max_length=255)
@@ -634,7 +634,7 @@ class ProgressNotice(SQLModel, table=True):
     __tablename__ = "progress_notice"
     __table_args__ = (UniqueConstraint("user_id", "tracker", "issue"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True, ondelete="CASCADE")  # purged with its report
     user_id: str = Field(max_length=32, index=True)
     tracker: str = Field(max_length=16)
@@ -649,7 +649,7 @@ class ProgressUpdate(SQLModel, table=True):
 
     __tablename__ = "progress_update"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True, ondelete="CASCADE")  # purged with its report
     origin: str = Field(max_length=255, unique=True)
     actor: str = Field(max_length=64)

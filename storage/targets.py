@@ -21,7 +21,7 @@ class TargetOutcome(SQLModel, table=True):
     __tablename__ = "target_outcome"
     __table_args__ = (UniqueConstraint("friction_point_id", "clock", "cycle"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None until flushed; typed int: every row read or returned has one
     friction_point_id: int = Field(foreign_key="friction_point.id", index=True)
     clock: str = Field(max_length=16)
     cycle: int = 0
