@@ -313,6 +313,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             response = PlainTextResponse("malformed payload", status_code=400)
         finally:
             await release_unstarted(deps.events, bolt_request)
+        await deps.events.acked(bolt_request, response.status_code)  # before the answer leaves: from now on it is kept
         if response.status_code == 404:
             # Bolt's "unhandled request": signed, from Slack, and nothing here takes it. A 404 makes
             # Slack retry it and count it a failure (too many and it turns the app's events off).

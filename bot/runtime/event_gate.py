@@ -54,6 +54,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from bot.runtime.spool import HELD as HELD_STATE
 from bot.runtime.spool import LIVE, EventSpool, Spooled, SpoolFull, signature_holds
 from storage.database import Database, DatabaseUnavailable
 
@@ -170,12 +171,26 @@ class EventGate:
             return
         headers = {"content-type": "application/json"}
         try:
-            kept = await self._keep(key, json.dumps(request.body).encode(), headers, False, live=True, in_order=False)
+            kept = await self._keep(key, json.dumps(request.body).encode(), headers, False, live=True, in_order=False, before_ack=True)
         except NotKept as exc:
             log.warning("a %s is handled without a copy in the spool: %s", _kind(request.body), exc)
             return
         if kept is not None:
             request.context[HELD], request.context[HELD_KEY] = kept[0], key
+
+    async def acked(self, request: AsyncBoltRequest, status: int) -> None:
+        """The route is about to send Bolt's answer (``status``) to a held request: a 200 is Slack's
+        ack, after which the request must not be lost, so its copy turns ``live`` (replayed if the
+        process dies before its listener ends). Before this, a process that dies leaves it
+        ``held`` and it is dropped: Slack showed the person an error, and what they send again is
+        applied once. Nothing to do when its listener has ended already."""
+        seq = request.context.get(HELD)
+        if seq is None or status != 200:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.spool.acked, seq)
+        except (OSError, sqlite3.Error) as exc:  # kept held: replayed only if this process lives on to release it
+            log.warning("a %s acked without its spool mark: %s", _kind(request.body), exc)
 
     async def release(self, request: AsyncBoltRequest) -> None:
         """Its listener has finished (or none took it): drop the request's copy, unless the
@@ -226,15 +241,16 @@ class EventGate:
         return await self._keep(key, body, headers, False, live=False, kind=kind) is not None
 
     async def _keep(self, event_id: str, body: bytes, headers: dict[str, str], signed: bool, *, live: bool,
-                    kind: str = "slack", in_order: bool = True) -> tuple[int, str] | None:
+                    kind: str = "slack", in_order: bool = True, before_ack: bool = False) -> tuple[int, str] | None:
         try:
             kept = await anyio.to_thread.run_sync(lambda: self.spool.keep(
-                event_id=event_id, body=body, headers=headers, signed=signed, live=live, kind=kind, in_order=in_order))
+                event_id=event_id, body=body, headers=headers, signed=signed, live=live, kind=kind, in_order=in_order,
+                before_ack=before_ack))
         except SpoolFull as exc:
             raise NotKept(str(exc)) from None
         except (OSError, sqlite3.Error) as exc:
             raise NotKept(f"the spool file refused it: {exc}") from None
-        if kept is None or kept[1] != LIVE:
+        if kept is None or kept[1] not in (LIVE, HELD_STATE):
             self.wake()
         return kept
 
@@ -424,6 +440,7 @@ class SpoolingSocketModeHandler(AsyncSocketModeHandler):
                 response = await self.app.async_dispatch(request)
             finally:
                 await release_unstarted(self.gate, request)
+            await self.gate.acked(request, response.status)  # before the answer leaves: from now on it is kept
             await send_async_response(client, req, response, started)
             return
         await super().handle(client, req)

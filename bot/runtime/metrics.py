@@ -97,8 +97,9 @@ class _SpoolCollector:
     def collect(self):
         state = self.status()
         events = GaugeMetricFamily("pf_event_spool_events", "Events and deliveries in the local spool, by state "
-                                   "(live: acked and being handled; waiting/replaying: for the database)", labels=["state"])
-        for name in ("live", "waiting", "replaying"):
+                                   "(held: a person's request before its ack; live: acked and being handled; "
+                                   "waiting/replaying: for the database)", labels=["state"])
+        for name in ("held", "live", "waiting", "replaying"):
             events.add_metric([name], state.get(name, 0))
         yield events
         yield GaugeMetricFamily("pf_event_spool_bytes", "Bytes of bodies held in the local spool", value=state.get("bytes", 0))

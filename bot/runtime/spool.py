@@ -12,9 +12,13 @@ headers and Slack's retry headers; for a tracker delivery its ``mac``), ``signed
 again before replay), ``state``, ``owner``, ``attempts`` (times a replay found the database gone
 again).
 
-States: ``live`` (acked and being handled right now by ``owner``), ``waiting`` (for the replay),
-``replaying`` (being replayed by ``owner``). ``owner`` is ``<pid>:<process start time>``: rows of
-a process that is gone (kill -9, a host that rebooted) go back to ``waiting`` (``reclaim``). The
+States: ``held`` (a person's command or interaction, kept before Bolt dispatches it and not yet
+acknowledged), ``live`` (acked and being handled right now by ``owner``), ``waiting`` (for the
+replay), ``replaying`` (being replayed by ``owner``). ``owner`` is ``<pid>:<process start time>``:
+rows of a process that is gone (kill -9, a host that rebooted) go back to ``waiting``
+(``reclaim``), but for ``held`` ones, which are dropped: that process never acknowledged them, so
+Slack showed the person an error and what they send again is new (replaying it too would apply it
+twice: a one-line report filed twice). ``acked`` turns ``held`` into ``live``. The
 file is per host: processes of one host share it; do not share it between hosts or containers
 that cannot see each other's processes.
 
@@ -65,7 +69,7 @@ _ADDED_COLUMNS = {"owner": "TEXT", "kind": "TEXT NOT NULL DEFAULT 'slack'"}
 KEPT_HEADERS = ("content-type", "x-slack-request-timestamp", "x-slack-signature", "x-slack-retry-num", "x-slack-retry-reason",
                 "events", "mac")
 RESERVE_BYTES = 256 * 1024  # a few hundred bookkeeping writes of SQLite's WAL (4 kB pages), however full the disk
-LIVE, WAITING, REPLAYING = "live", "waiting", "replaying"
+HELD, LIVE, WAITING, REPLAYING = "held", "live", "waiting", "replaying"
 
 
 class SpoolFull(Exception):
@@ -237,30 +241,33 @@ class EventSpool:
     # ------------------------------------------------------------------ arrivals
 
     def keep(self, *, event_id: str, body: bytes, headers: dict[str, str], signed: bool, live: bool = False,
-             kind: str = "slack", in_order: bool = True) -> tuple[int, str] | None:
+             kind: str = "slack", in_order: bool = True, before_ack: bool = False) -> tuple[int, str] | None:
         """Keep an event, fsynced; ``(seq, state)`` if it is new here, None if it was held already.
         ``live``: the caller handles it right after its ack (state ``live``), unless older events
         wait and ``in_order``, which it then queues behind (state ``waiting``; a person's click or
         command is handled at once, ``in_order`` False: they wait for its answer). An event
         already held that is ``live`` or ``replaying`` goes back to ``waiting`` (its handler met
-        the outage); one that waits stays as it is (Slack's retry). Raises SpoolFull past
+        the outage); one that waits stays as it is (Slack's retry). ``before_ack`` (with ``live``): a
+        person's request not yet acknowledged, state ``held`` until ``acked``. Raises SpoolFull past
         ``max_bytes``, DiskFull when the disk has no room, OSError/sqlite3.Error if it refuses."""
         kept = json.dumps({k: v for k, v in headers.items() if k in KEPT_HEADERS})
 
         def write(conn: sqlite3.Connection) -> tuple[int, str] | None:
             if conn.execute("SELECT 1 FROM spooled_event WHERE event_id = ?", (event_id,)).fetchone():
                 conn.execute("UPDATE spooled_event SET state = 'waiting', owner = NULL, attempts = attempts + 1 "
-                             "WHERE event_id = ? AND state IN ('live', 'replaying')", (event_id,))
+                             "WHERE event_id = ? AND state IN ('held', 'live', 'replaying')", (event_id,))
                 return None
             size = conn.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM spooled_event").fetchone()[0]
             if size + len(body) > self.max_bytes:
                 raise SpoolFull(f"the event spool holds {size} bytes (limit {self.max_bytes})")
             state = LIVE if live and not (in_order and conn.execute(
                 "SELECT 1 FROM spooled_event WHERE state = 'waiting' LIMIT 1").fetchone()) else WAITING
+            if state == LIVE and before_ack:
+                state = HELD
             seq = conn.execute(
                 "INSERT INTO spooled_event (event_id, body, headers, signed, kept_at, state, owner, kind) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-                (event_id, body, kept, int(signed), time.time(), state, self.owner if state == LIVE else None, kind),
+                (event_id, body, kept, int(signed), time.time(), state, self.owner if state in (LIVE, HELD) else None, kind),
             ).fetchone()[0]
             return seq, state
 
@@ -301,7 +308,9 @@ class EventSpool:
 
     def finish(self, seq: int, state: str = REPLAYING) -> bool:
         """Drop an event this process handled (``state``: ``replaying``, or ``live`` after its
-        live handling); False (and kept) if its handler put it back (``keep`` again)."""
+        live handling, which also drops it ``held``: its listener ended before the ack was
+        marked); False (and kept) if its handler put it back (``keep`` again)."""
+        states = (LIVE, HELD) if state == LIVE else (state, state)
         with self._lock:
             conn = self._open(create=False)
             if conn is None:
@@ -309,7 +318,22 @@ class EventSpool:
             conn.execute("PRAGMA synchronous=NORMAL")  # lost on a power cut, it is one more (no-op) replay
             try:
                 return bool(self._bookkeeping(conn, lambda c: c.execute(
-                    "DELETE FROM spooled_event WHERE seq = ? AND state = ? AND owner = ?", (seq, state, self.owner)).rowcount))
+                    "DELETE FROM spooled_event WHERE seq = ? AND state IN (?, ?) AND owner = ?", (seq, *states, self.owner)).rowcount))
+            finally:
+                conn.execute("PRAGMA synchronous=FULL")
+
+    def acked(self, seq: int) -> None:
+        """A ``held`` request was acknowledged: from now on it is ``live``, replayed if this process
+        dies before its listener ends. Written before the answer leaves (the caller's order), without
+        fsync: a process killed loses no OS buffer, and a power cut loses the answer too."""
+        with self._lock:
+            conn = self._open(create=False)
+            if conn is None:
+                return
+            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._bookkeeping(conn, lambda c: c.execute(
+                    "UPDATE spooled_event SET state = 'live' WHERE seq = ? AND state = 'held' AND owner = ?", (seq, self.owner)))
             finally:
                 conn.execute("PRAGMA synchronous=FULL")
 
@@ -321,25 +345,32 @@ class EventSpool:
                 self._bookkeeping(conn, lambda c: c.execute("DELETE FROM spooled_event WHERE seq = ?", (seq,)))
 
     def reclaim(self) -> int:
-        """Rows ``live`` or ``replaying`` in a process that is gone go back to ``waiting``; how many."""
+        """Rows ``live`` or ``replaying`` in a process that is gone go back to ``waiting``; its
+        ``held`` rows (never acknowledged) are dropped. How many went back."""
         with self._lock:
             conn = self._open(create=False)
             if conn is None:
                 return 0
-            owners = [o for (o,) in conn.execute("SELECT DISTINCT owner FROM spooled_event WHERE state IN ('live', 'replaying')")]
+            owners = [o for (o,) in conn.execute("SELECT DISTINCT owner FROM spooled_event WHERE state IN ('held', 'live', 'replaying')")]
             gone = [o for o in owners if o != self.owner and not alive(o)]
             if not gone:
                 return 0
             marks = ",".join("?" * len(gone))
-            return self._bookkeeping(conn, lambda c: c.execute(
-                f"UPDATE spooled_event SET state = 'waiting', owner = NULL WHERE state IN ('live', 'replaying') AND owner IN ({marks})",
-                gone).rowcount)
+
+            def write(c: sqlite3.Connection) -> int:
+                dropped = c.execute(f"DELETE FROM spooled_event WHERE state = 'held' AND owner IN ({marks})", gone).rowcount
+                if dropped:
+                    log.info("%d request(s) of a process that is gone were never acknowledged: not replayed", dropped)
+                return c.execute(f"UPDATE spooled_event SET state = 'waiting', owner = NULL "
+                                 f"WHERE state IN ('live', 'replaying') AND owner IN ({marks})", gone).rowcount
+
+            return self._bookkeeping(conn, write)
 
     # ------------------------------------------------------------------ state
 
     def counts(self) -> dict[str, int]:
         """Rows per state, and ``bytes`` of bodies held."""
-        found = {LIVE: 0, WAITING: 0, REPLAYING: 0, "bytes": 0}
+        found = {HELD: 0, LIVE: 0, WAITING: 0, REPLAYING: 0, "bytes": 0}
         with self._lock:
             conn = self._open(create=False) if self._exists or self.path.exists() else None
             if conn is not None:
@@ -356,7 +387,7 @@ class EventSpool:
     def held(self) -> int:
         """How many events the spool holds, in any state."""
         c = self.counts()
-        return c[LIVE] + c[WAITING] + c[REPLAYING]
+        return c[HELD] + c[LIVE] + c[WAITING] + c[REPLAYING]
 
     def status(self) -> dict:
         """For /healthz and /metrics: rows per state, bytes, and ``problem`` (None when all is well)."""

@@ -49,6 +49,24 @@ def test_a_live_event_queues_behind_waiting_ones_and_a_dead_owners_go_again(tmp_
     assert [spool.take().event_id for _ in range(3)] == ["Ev2", "Ev3", "Ev4"]
 
 
+def test_a_persons_request_is_replayed_only_once_acked(tmp_path):
+    """A click or command is kept ``held`` before its ack: its process killed then, it is dropped
+    (Slack showed an error; the person sends it again); once ``acked`` it is ``live`` and replayed."""
+    spool = EventSpool(tmp_path / "s.spool", max_bytes=1_000_000)
+    body = b'{"type": "block_actions"}'
+    never, _ = spool.keep(event_id="request:a", body=body, headers={}, signed=False, live=True, in_order=False, before_ack=True)
+    acked, _ = spool.keep(event_id="request:b", body=body, headers={}, signed=False, live=True, in_order=False, before_ack=True)
+    ended, _ = spool.keep(event_id="request:c", body=body, headers={}, signed=False, live=True, in_order=False, before_ack=True)
+    assert spool.counts()["held"] == 3
+    spool.acked(acked)
+    assert spool.finish(ended, "live") and spool.held() == 2  # its listener ended before the ack was marked: gone
+    spool.acked(ended)  # the mark after the listener's end changes nothing
+    with spool._lock:  # the process was killed
+        spool._conn.execute("UPDATE spooled_event SET owner = '1999999999:0'")
+    assert spool.reclaim() == 1 and spool.counts()["held"] == 0
+    assert [spool.take().event_id, spool.take()] == ["request:b", None]
+
+
 def test_a_replay_that_meets_the_outage_puts_the_event_back(tmp_path):
     spool = EventSpool(tmp_path / "s.spool", max_bytes=1_000_000)
     body, headers = signed_event("Ev1")
