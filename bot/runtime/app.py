@@ -73,21 +73,16 @@ REFUSED = "This app serves only its own organisation's workspace."
 MAX_BODY = 1_000_000  # Slack's payloads are far smaller; anything bigger is not from Slack
 
 
-def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient | None = None) -> tuple[AsyncApp, Deps]:
+def create_deps(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient | None = None) -> Deps:
+    """Everything the features use but the Bolt app: for ``serve`` (``create_app``) and for the
+    commands that answer no Slack request (``jobs``, ``run-job``), which need no Slack credentials."""
     client = with_read_retries(client or AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url))
     if settings.oauth:
-        app, workspaces, authorize = _oauth_app(settings, policy, db, client)
+        workspaces = Workspaces(store=installation_store(db, settings.slack_client_id or ""), home=policy.workspace,
+                                api_url=settings.slack_api_url)
     else:
-        # No token: only the offline commands' settings (OfflineSettings) allow it; no workspace is authorised.
-        authorize = None if client.token else _no_workspace
-        app = AsyncApp(
-            client=client,
-            authorize=authorize,
-            signing_secret=settings.slack_signing_secret or None,
-            # Bolt checks the v0 signature (constant-time, 5-minute window) and answers 401 itself.
-            request_verification_enabled=not settings.socket_mode,
-        )
         workspaces = Workspaces(client=client)
+    metrics = Metrics(outbox_stats=lambda: db.transact(outbox.backlog))
     deps = Deps(
         settings=settings,
         policy=policy,
@@ -95,28 +90,50 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
         sender=OutboxSender(db, workspaces, claim_seconds=settings.outbox_claim_seconds),
         hosts=HostDirectory(policy.hosts, workspaces, refresh_seconds=policy.hosts.refresh_minutes * 60),
         workspaces=workspaces,
-        metrics=Metrics(outbox_stats=lambda: db.transact(outbox.backlog)),
+        events=EventGate(spool=EventSpool(settings.event_spool_path, max_bytes=settings.event_spool_max_mb * 1_000_000),
+                         db=db, secret=settings.slack_signing_secret.encode()),
+        identities=Identities(settings=settings, db=db, apply=apply_issue_event),
+        client=client,
+        metrics=metrics,
     )
-    deps.scheduler.observer = lambda job, outcome: deps.metrics.scheduler_runs.labels(job, outcome).inc()
-    deps.sender.observer = deps.metrics.observe_send
+    deps.scheduler.observer = lambda job, outcome: metrics.scheduler_runs.labels(job, outcome).inc()
+    deps.sender.observer = metrics.observe_send
     db.after_queue.append(_wakes(deps.sender, db))  # whatever queued a message, the sender hears of it at commit
-    # The spool's replay goes through a twin of the app that runs each listener to its end before
-    # answering, so an event leaves the spool only once it was handled. Its registrations' jobs
-    # and commands go to throwaway copies (the app's own are the ones that run).
-    replay = AsyncApp(client=client, authorize=authorize, process_before_response=True, request_verification_enabled=False,
-                      signing_secret=settings.slack_signing_secret or None)
-    deps.events = EventGate(spool=EventSpool(settings.event_spool_path, max_bytes=settings.event_spool_max_mb * 1_000_000),
-                            db=db, secret=settings.slack_signing_secret.encode(), replay=replay.async_dispatch)
-    deps.metrics.watch_spool(deps.events.status)
+    metrics.watch_spool(deps.events.status)
     deps.events.on_unhandled = lambda body: count_unhandled(listener_name(body), deps)
-    deps.identities = Identities(settings=settings, db=db, apply=apply_issue_event)
     configure_hosts(settings)  # which tracker a pasted URL is on, by its host
+    return deps
+
+
+def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient | None = None) -> tuple[AsyncApp, Deps]:
+    """The Bolt app with every feature's listeners, its ``Deps`` with every feature's jobs declared
+    on ``deps.scheduler`` (nothing started)."""
+    deps = create_deps(settings, policy, db, client)
     if settings.oauth:
-        _forget_installations(replay, owner=app, workspaces=workspaces)
+        app, authorize = _oauth_app(settings, policy, deps)
+    else:
+        # No token: only the offline commands' settings (OfflineSettings) allow it; no workspace is authorised.
+        authorize = None if deps.client.token else _no_workspace
+        app = AsyncApp(
+            client=deps.client,
+            authorize=authorize,
+            signing_secret=settings.slack_signing_secret or None,
+            # Bolt checks the v0 signature (constant-time, 5-minute window) and answers 401 itself.
+            request_verification_enabled=not settings.socket_mode,
+        )
+    # The spool's replay goes through a twin of the app that runs each listener to its end before
+    # answering, so an event leaves the spool only once it was handled. Its subcommands go to a
+    # throwaway copy (the app's own are the ones that answer); it has no jobs.
+    replay = AsyncApp(client=deps.client, authorize=authorize, process_before_response=True, request_verification_enabled=False,
+                      signing_secret=settings.slack_signing_secret or None)
+    deps.events.replay = replay.async_dispatch
+    if settings.oauth:
+        _forget_installations(replay, owner=app, workspaces=deps.workspaces)
     _register(app, deps)
     keep_requests(app, deps.events)  # the serving app only: the replay finishes its rows itself
     check_handled(set(deps.commands))  # the help lists every subcommand, and each one listed answers
     _register(replay, dataclasses.replace(deps, scheduler=Scheduler(), commands={}))
+    handlers.schedule(deps)  # every feature's jobs, on the serving app's scheduler only
     return app, deps
 
 
@@ -197,38 +214,40 @@ def _wakes(sender: OutboxSender, db: Database) -> Callable[[], None]:
     return wake
 
 
-def _oauth_app(settings: Settings, policy: Policy, db: Database, client: AsyncWebClient) -> tuple[AsyncApp, Workspaces, AsyncInstallationStoreAuthorize]:
+def _oauth_app(settings: Settings, policy: Policy, deps: Deps) -> tuple[AsyncApp, AsyncInstallationStoreAuthorize]:
     """Installed into several workspaces: Bolt's OAuth flow (/slack/install, /slack/oauth_redirect)
-    saves each installation in slack-sdk's SQLAlchemy store, which also answers which token a
-    request or an outbox message is sent with."""
-    store = installation_store(db, settings.slack_client_id)
-    credentials = {"client_id": settings.slack_client_id, "client_secret": settings.slack_client_secret}
-    flow = AllowlistOAuthFlow(client=client, settings=AsyncOAuthSettings(
-        **credentials,
+    saves each installation in slack-sdk's SQLAlchemy store (``deps.workspaces.store``), which also
+    answers which token a request or an outbox message is sent with."""
+    store = deps.workspaces.store
+    assert store is not None  # create_deps made the store for an OAuth app
+    client_id, client_secret = settings.slack_client_id or "", settings.slack_client_secret or ""
+    flow = AllowlistOAuthFlow(client=deps.client, settings=AsyncOAuthSettings(
+        client_id=client_id,
+        client_secret=client_secret,
         scopes=BOT_SCOPES,
         redirect_uri=settings.slack_redirect_uri,
         installation_store=store,
         installation_store_bot_only=True,
-        state_store=state_store(db),
+        state_store=state_store(deps.db),
         callback_options=AsyncCallbackOptions(success=_installed_page, failure=refused_install_page),
     ))
     # Installs only into the allowed workspaces / orgs (ALLOWED_WORKSPACES, default the policy's).
     flow.allowlist = Allowlist.from_settings(settings.allowed_workspaces, policy.workspace)
     # Bolt's own, with its cache on: without it every request waits for an auth.test before its ack.
     authorize = AsyncInstallationStoreAuthorize(
-        **credentials, installation_store=store, bot_only=True, cache_enabled=True, client=client, logger=log
+        client_id=client_id, client_secret=client_secret, installation_store=store, bot_only=True, cache_enabled=True,
+        client=deps.client, logger=log,
     )
     app = AsyncApp(
-        client=client,
+        client=deps.client,
         signing_secret=settings.slack_signing_secret,
         oauth_flow=flow,
         authorize=authorize,
         installation_store_bot_only=True,
         user_facing_authorize_error_message=NOT_INSTALLED,
     )
-    workspaces = Workspaces(store=store, home=policy.workspace, api_url=settings.slack_api_url)
-    _forget_installations(app, owner=app, workspaces=workspaces)
-    return app, workspaces, authorize
+    _forget_installations(app, owner=app, workspaces=deps.workspaces)
+    return app, authorize
 
 
 def _forget_installations(app: AsyncApp, *, owner: AsyncApp, workspaces: Workspaces) -> None:

@@ -167,21 +167,30 @@ def _migrate() -> int:
     return 0
 
 
-def _build(*, offline: bool = False):
-    """The app and its wiring, as ``serve`` builds them (nothing started). ``offline``: for the
-    commands that answer no Slack request (``jobs``, ``run-job``): the Slack credentials are
-    optional, and the web routes are built too, since some register jobs (closing.deliveries)."""
-    from bot.runtime.app import create_app, create_web_app
+def _build():
+    """The app and its wiring, as ``serve`` builds them (nothing started)."""
+    from bot.runtime.app import create_app
+
+    settings = load_settings(Settings)
+    logs.configure(secrets=settings.secrets())
+    db = settings.database()
+    app, deps = create_app(settings, load_policy(settings.config_file), db)
+    return db, app, deps
+
+
+def _build_offline():
+    """For the commands that answer no Slack request (``jobs``, ``run-job``): the features' ``Deps``
+    and their jobs, without the Bolt app; the Slack credentials are optional (OfflineSettings)."""
+    import handlers
+    from bot.runtime.app import create_deps
     from bot.runtime.settings import OfflineSettings
 
-    settings = load_settings(OfflineSettings if offline else Settings)
+    settings = load_settings(OfflineSettings)
     logs.configure(secrets=settings.secrets())
-    policy = load_policy(settings.config_file)
     db = settings.database()
-    app, deps = create_app(settings, policy, db)
-    if offline:
-        create_web_app(app, deps, run_background=False)
-    return db, app, deps
+    deps = create_deps(settings, load_policy(settings.config_file), db)
+    handlers.schedule(deps)
+    return db, deps
 
 
 def _jobs() -> int:
@@ -189,7 +198,7 @@ def _jobs() -> int:
     run with other settings). Builds the wiring only: no database, no Slack."""
     from bot.runtime.scheduler import in_words
 
-    _db, _app, deps = _build(offline=True)
+    _db, deps = _build_offline()
     scheduler = deps.scheduler
     lines = {name: in_words(scheduler.triggers[name]) for name in scheduler.jobs}
     lines |= {name: f"off: {why}" for name, why in scheduler.off.items() if name not in lines}
@@ -202,7 +211,7 @@ def _jobs() -> int:
 async def _run_job(name: str, at: str | None) -> int:
     from datetime import datetime
 
-    db, _app, deps = _build(offline=True)
+    db, deps = _build_offline()
     if name not in deps.scheduler.jobs:
         why = deps.scheduler.off.get(name)
         if why:

@@ -2,22 +2,21 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
+
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.policy import Policy
 from bot.references import format_ref
+from bot.runtime.event_gate import EventGate
 from bot.runtime.hosts import HostDirectory
 from bot.runtime.metrics import Metrics
 from bot.runtime.outbox import OutboxSender
 from bot.runtime.scheduler import Scheduler
 from bot.runtime.settings import Settings
 from bot.runtime.workspaces import Workspaces
+from bot.trackers.identity import Identities
 from storage.database import Database
-
-if TYPE_CHECKING:
-    from bot.runtime.event_gate import EventGate
-    from bot.trackers.identity import Identities
-
 
 # A subcommand's handler: (deps, the person's user id, the words after the subcommand, respond,
 # the Web API client, the slash command's trigger_id for a modal). Its own answers go through
@@ -36,14 +35,17 @@ class Deps:
     sender: OutboxSender
     hosts: HostDirectory
     workspaces: Workspaces
+    # Slack events during a database outage, and a person's requests while their listener runs: kept
+    # in the local spool and replayed (bot.runtime.event_gate)
+    events: EventGate
+    # Tracker issue ids asked of the tracker's API when a host links an issue (bot.trackers.identity)
+    identities: Identities
+    # The Web API client: SLACK_BOT_TOKEN's, or without a token (installations, the offline commands) none
+    client: AsyncWebClient
     scheduler: Scheduler = field(default_factory=Scheduler)
     metrics: Metrics = field(default_factory=Metrics)
     # Slash-command subcommands of other features, from the wiring table (handlers.COMMANDS)
-    commands: dict[str, "Subcommand"] = field(default_factory=dict)
-    # Slack events during a database outage: kept in the local spool and replayed (bot.runtime.event_gate)
-    events: "EventGate | None" = None
-    # Tracker issue ids asked of the tracker's API when a host links an issue (bot.trackers.identity)
-    identities: "Identities | None" = None
+    commands: dict[str, Subcommand] = field(default_factory=dict)
     # Usage events' after-ack work: a bot.usage.settling.Settler, made by bot.usage.listeners.register
     # (Any: the runtime sits below the features, tests/test_imports.py)
     usage: Any = None

@@ -94,9 +94,10 @@ class Admitted:
 
 class EventGate:
     def __init__(self, *, spool: EventSpool, db: Database, secret: bytes,
-                 replay: Callable[[AsyncBoltRequest], Awaitable[BoltResponse | None]], tick_seconds: float = TICK_SECONDS):
+                 replay: Callable[[AsyncBoltRequest], Awaitable[BoltResponse | None]] | None = None, tick_seconds: float = TICK_SECONDS):
         """``secret``: the signing secret HTTP events were signed with (checked again before a
-        replay). ``replay``: dispatches a request and returns once its listener has finished."""
+        replay). ``replay``: dispatches a request and returns once its listener has finished (the
+        app factory sets it once the replay twin exists; without it, nothing replays Slack's rows)."""
         self.spool, self.db, self.secret, self.replay = spool, db, secret, replay
         self.tick_seconds = tick_seconds
         self.appliers: dict[str, Applier] = {}
@@ -125,6 +126,11 @@ class EventGate:
             log.warning("event %s kept in the spool behind the events waiting for the database", event_id)
         return Admitted(seq, live=live)
 
+    async def _dispatch(self, request: AsyncBoltRequest) -> BoltResponse | None:
+        if self.replay is None:
+            raise RuntimeError("EventGate.replay is not set (bot.runtime.app.create_app sets it)")
+        return await self.replay(request)
+
     def handle_live(self, admitted: Admitted, body: bytes, headers: dict[str, str]) -> None:
         """After the ack: run the event's listener to its end, then drop its row."""
         task = asyncio.get_running_loop().create_task(self._handle_live(admitted.seq, self.request(body, headers)))
@@ -133,7 +139,7 @@ class EventGate:
 
     async def _handle_live(self, seq: int, request: AsyncBoltRequest) -> None:
         try:
-            response = await self.replay(request)  # Bolt's error handler sees a listener's failure (and may put it back)
+            response = await self._dispatch(request)  # Bolt's error handler sees a listener's failure (and may put it back)
         except Exception:  # noqa: BLE001 - not Bolt's: the row stays, to be looked at again by a restart
             log.exception("event handling failed outside its listener; it stays in the spool")
             return
@@ -147,7 +153,7 @@ class EventGate:
         token = _answering.set(outcome)
         try:
             request = self.request(body, headers)
-            self._unhandled(request, await self.replay(request))
+            self._unhandled(request, await self._dispatch(request))
         finally:
             _answering.reset(token)
         return not outcome.get("unavailable")
@@ -328,7 +334,7 @@ class EventGate:
                     log.error("spooled event %s dropped: its Slack signature does not hold", entry.event_id)
                     await anyio.to_thread.run_sync(self.spool.drop, entry.seq)
                     continue
-                await self.replay(self.request(entry.body, entry.headers))  # Bolt's error handler sees a listener's failure
+                await self._dispatch(self.request(entry.body, entry.headers))  # Bolt's error handler sees a listener's failure
                 if not await anyio.to_thread.run_sync(self.spool.finish, entry.seq):
                     self._pause()
                     break
