@@ -62,7 +62,7 @@ class BodyLimit:
                         break
         except TimeoutError:
             chunks.clear()
-            return await PlainTextResponse("request body too slow: send it whole within %g s" % self.seconds, status_code=408,
+            return await PlainTextResponse(f"request body too slow: send it whole within {self.seconds:g} s", status_code=408,
                                            headers={"connection": "close"})(scope, receive, send)
         body, given = b"".join(chunks), False
 

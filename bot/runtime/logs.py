@@ -4,6 +4,7 @@ carries the reference of the data point it concerns when there is one; secrets n
 import logging
 import re
 import sys
+from collections.abc import Sequence
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
@@ -44,7 +45,7 @@ class RedactFilter(logging.Filter):
         return True
 
 
-def configure(*, secrets: list[str] = (), json: bool | None = None, level: int = logging.INFO) -> None:
+def configure(*, secrets: Sequence[str] = (), json: bool | None = None, level: int = logging.INFO) -> None:
     """Route all logging through one handler on stderr, redacted, JSON unless stderr is a terminal.
     JSON records carry the process id: ``serve --workers N`` runs N processes logging to one stream."""
     use_json = (not sys.stderr.isatty()) if json is None else json

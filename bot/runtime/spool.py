@@ -273,6 +273,7 @@ class EventSpool:
 
         with self._lock:
             conn = self._open(create=True)
+            assert conn is not None  # create=True opens or raises
             if self.problem and not self.reserve_path.exists() and self.reserve_bytes > 0:
                 raise DiskFull(self.problem)
             try:

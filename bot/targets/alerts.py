@@ -209,7 +209,7 @@ def check_targets(
     queued = 0
     prefix = policy.reference_prefix
     every = open_clocks(session=session, policy=policy, now=now)
-    counted = known(session=session, point_ids=[c.point.id for c in every if c.next_due() and c.next_due() <= now])
+    counted = known(session=session, point_ids=[c.point.id for c in every if (due := c.next_due()) is not None and due <= now])
     for clocks in every:
         point = clocks.point
         owner = point.assignee or on_duty

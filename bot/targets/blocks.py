@@ -41,7 +41,7 @@ def due_line(states: tuple[ClockState, ...], now: datetime) -> str | None:
 def queue_mark(states: tuple[ClockState, ...], now: datetime) -> str | None:
     """What a queue row says about its clocks: the next one due, or that it waits for the reporter."""
     running = [s for s in states if not s.stopped]
-    dues = sorted((s for s in running if s.due_at is not None), key=lambda s: s.due_at)
+    dues = sorted((s for s in running if s.due_at is not None), key=lambda s: s.due_at or now)
     if dues:
         first = dues[0]
         icon = ":rotating_light: *BREACHED*" if first.breached(now) else (":hourglass_flowing_sand:" if first.passed(Threshold.warning, now) else ":stopwatch:")

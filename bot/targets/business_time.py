@@ -70,10 +70,9 @@ class BusinessCalendar:
         return {}  # day -> its working window (UTC), None when closed; filled as asked
 
     def _day(self, day: date) -> tuple[datetime, datetime] | None:
-        found = self._days.get(day, False)
-        if found is False:
-            found = self._days[day] = self._window(day) if self.is_working_day(day) else None
-        return found
+        if day not in self._days:
+            self._days[day] = self._window(day) if self.is_working_day(day) else None
+        return self._days[day]
 
     def _window(self, day: date) -> tuple[datetime, datetime]:
         opens = datetime.combine(day, self.opens, tzinfo=self.zone).astimezone(timezone.utc)

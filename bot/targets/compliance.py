@@ -48,7 +48,7 @@ def record_breach(*, session: Session, point: FrictionPoint, state: ClockState, 
 def _candidates(session: Session, limit: int) -> tuple[list[int], list[FrictionChange]]:
     """Reports with a first response not settled yet, and resolution stops not settled yet."""
     settled_first = exists().where(col(TargetOutcome.friction_point_id) == col(FrictionPoint.id),
-                                   TargetOutcome.clock == ClockKind.first_response.value,
+                                   col(TargetOutcome.clock) == ClockKind.first_response.value,
                                    col(TargetOutcome.stopped_at).is_not(None))
     first = session.exec(select(FrictionPoint.id).where(col(FrictionPoint.first_response_at).is_not(None),
                                                         col(FrictionPoint.duplicate_of_id).is_(None), ~settled_first)
@@ -83,6 +83,7 @@ def settle(*, session: Session, policy: Policy, limit: int = BATCH) -> int:
     written = 0
     for point_id in first_ids:
         point = points[point_id]
+        assert point.first_response_at is not None  # _candidates chose reports with one
         stopped = as_utc(point.first_response_at)
         clock = Clock(ClockKind.first_response, as_utc(point.created_at), stopped, pauses_since(history[point_id], as_utc(point.created_at)))
         written += _settle(session, point, clock, 0, stopped, calendar, targets)

@@ -174,7 +174,7 @@ def parse_duration(text: str, day: timedelta) -> timedelta:
 
 def target_for(targets: Targets, severity: str, kind: ClockKind, calendar: BusinessCalendar) -> timedelta | None:
     """The business time a report of ``severity`` has for ``kind``; None: no target."""
-    per = targets.severities.get(severity)
+    per = next((t for name, t in targets.severities.items() if name == severity), None)  # any string: unknown has no target
     text = getattr(per, kind.value, None) if per else None
     return parse_duration(text, calendar.day_length) if text else None
 
