@@ -4,7 +4,8 @@ import contextlib
 import dataclasses
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import anyio.to_thread
@@ -70,6 +71,9 @@ NOT_INSTALLED = (
     "from the bot's /slack/install page."
 )
 REFUSED = "This app serves only its own organisation's workspace."
+# Bolt's ``authorize``: an async callable (its AsyncAuthorize objects answer None for "not installed",
+# which Bolt's own annotation, Awaitable[AuthorizeResult], leaves out).
+Authorize = Callable[..., Awaitable[Any]]
 MAX_BODY = 1_000_000  # Slack's payloads are far smaller; anything bigger is not from Slack
 
 
@@ -109,6 +113,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     """The Bolt app with every feature's listeners, its ``Deps`` with every feature's jobs declared
     on ``deps.scheduler`` (nothing started)."""
     deps = create_deps(settings, policy, db, client)
+    authorize: Authorize | None
     if settings.oauth:
         app, authorize = _oauth_app(settings, policy, deps)
     else:
@@ -193,7 +198,7 @@ def _register(app: AsyncApp, deps: Deps) -> None:
     handlers.register(app, deps)
 
 
-async def _no_workspace(**_kwargs) -> None:
+async def _no_workspace(**_kwargs: Any) -> Any:
     """Bolt's authorize for an app built without SLACK_BOT_TOKEN (``jobs``, ``run-job``): nobody."""
     return None
 
@@ -214,7 +219,7 @@ def _wakes(sender: OutboxSender, db: Database) -> Callable[[], None]:
     return wake
 
 
-def _oauth_app(settings: Settings, policy: Policy, deps: Deps) -> tuple[AsyncApp, AsyncInstallationStoreAuthorize]:
+def _oauth_app(settings: Settings, policy: Policy, deps: Deps) -> tuple[AsyncApp, Authorize]:
     """Installed into several workspaces: Bolt's OAuth flow (/slack/install, /slack/oauth_redirect)
     saves each installation in slack-sdk's SQLAlchemy store (``deps.workspaces.store``), which also
     answers which token a request or an outbox message is sent with."""
@@ -234,7 +239,7 @@ def _oauth_app(settings: Settings, policy: Policy, deps: Deps) -> tuple[AsyncApp
     # Installs only into the allowed workspaces / orgs (ALLOWED_WORKSPACES, default the policy's).
     flow.allowlist = Allowlist.from_settings(settings.allowed_workspaces, policy.workspace)
     # Bolt's own, with its cache on: without it every request waits for an auth.test before its ack.
-    authorize = AsyncInstallationStoreAuthorize(
+    authorize: Authorize = AsyncInstallationStoreAuthorize(
         client_id=client_id, client_secret=client_secret, installation_store=store, bot_only=True, cache_enabled=True,
         client=deps.client, logger=log,
     )
@@ -312,7 +317,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
                 log.warning("event refused for Slack to retry: database unavailable and %s", exc)
                 deps.metrics.requests.labels(listener, "503").inc()
                 return PlainTextResponse("database unavailable, please retry", status_code=503)
-            if admitted.live:
+            if admitted is not None and admitted.live:  # (None: no event_id, which was checked above)
                 deps.events.handle_live(admitted, body, headers)
                 status = "200"
             else:
@@ -451,7 +456,9 @@ def _oauth_routes(app: AsyncApp, deps: Deps) -> list[Route]:
         # Both pages are GETs: a body sent with one is junk (Bolt would try to parse it as a payload).
         return await handler.handle(Request(request.scope, receive=no_body))
 
-    return [Route(app.oauth_flow.install_path, oauth, methods=["GET"]), Route(app.oauth_flow.redirect_uri_path, oauth, methods=["GET"])]
+    flow = app.oauth_flow
+    assert flow is not None  # called for an OAuth app only
+    return [Route(flow.install_path, oauth, methods=["GET"]), Route(flow.redirect_uri_path, oauth, methods=["GET"])]
 
 
 async def _ping(db: Database) -> None:

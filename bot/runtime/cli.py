@@ -5,6 +5,7 @@ import asyncio
 import os
 import sys
 
+from bot.policy import Policy
 from bot.runtime import logs, serving
 from bot.runtime import usage_command as usage_cli
 from bot.runtime.check import NETWORK_ERRORS, TokenRejected
@@ -12,7 +13,7 @@ from bot.runtime.config import load_policy
 from bot.runtime.instance_lock import AlreadyServing
 from bot.runtime.serving import NotMigrated, check_command, migrate_db, require_migrated
 from bot.runtime.settings import ConfigError, DatabaseSettings, Settings, load_settings
-from storage.database import DatabaseUnavailable
+from storage.database import Database, DatabaseUnavailable
 
 DESCRIPTIONS = {
     # What `COMMAND --help` says beyond its one line: what it reads, what it changes, how it ends.
@@ -133,7 +134,8 @@ def _run(args) -> int:
         if args.command == "report":
             from bot.runtime import report  # the analytics are imported only by the commands that use them
 
-            return report.focus_report(*_offline(), args.format) if args.focus else report.report(*_offline(), args.days, args.format)
+            db, policy = _offline()
+            return report.focus_report(db, policy, args.format) if args.focus else report.report(db, policy, args.days, args.format)
         if args.command == "export":
             return _export(args.csv_file) if args.csv_file else _export_json(args.json_file)
         if args.command == "import":
@@ -298,7 +300,9 @@ async def _survey_send(name: str, *, now: bool) -> int:
 # ------------------------------------------------------------------ report, export (database only)
 
 
-def _offline():
+def _offline() -> tuple[Database, Policy]:
+    """The database (migrated, or exit with one line saying to migrate) and the team policy, for
+    the commands that only read and write the database."""
     from bot.runtime.settings import ReportSettings
 
     settings = load_settings(ReportSettings)
