@@ -66,6 +66,8 @@ async def _call(client: AsyncWebClient, method: str, **params) -> tuple[dict, di
         return data, dict(exc.response.headers or {})
     except NETWORK_ERRORS as exc:
         raise SlackUnreachable(f"{type(exc).__name__}: {exc}".rstrip(": ") + f" ({client.base_url})") from None
+    if not isinstance(response.data, dict):  # slack_sdk's bytes or text for a non-JSON body: not Slack's Web API
+        raise SlackUnreachable(f"HTTP {response.status_code} without JSON from {client.base_url}")
     return response.data, dict(response.headers or {})
 
 
@@ -157,8 +159,8 @@ async def check(settings: Settings, policy: Policy, client: AsyncWebClient, sour
         return [*lines, Line("block", f"Slack cannot be reached ({exc}): check the network or SLACK_API_URL")]
     lines.append(Line("ok", f"token: bot {me.get('user_id')} in workspace {me.get('team_id')} ({me.get('url', '')})"))
     lines.append(_scopes(headers))
-    if settings.socket_mode:
-        lines.append(await _app_token(settings))
+    if settings.slack_app_token is not None:  # Socket Mode (settings.socket_mode)
+        lines.append(await _app_token(settings.slack_app_token, settings.slack_api_url))
     for channel, setting in posting_channels(policy).items():
         lines.append(await _channel(client, channel, setting, member=True))
     audience = {c: f"surveys[{s.name}].audience.channels" for s in policy.surveys for c in s.audience.channels}
@@ -186,10 +188,10 @@ async def check(settings: Settings, policy: Policy, client: AsyncWebClient, sour
     return lines + trackers(settings, policy) + [Line(level, text) for level, text in await project_lines(settings, policy)]
 
 
-async def _app_token(settings: Settings) -> Line:
+async def _app_token(app_token: str, api_url: str) -> Line:
     """Socket Mode: ask Slack for a connection with the app-level token, as ``serve`` will."""
     try:
-        await app_token_check(settings.slack_app_token, settings.slack_api_url)
+        await app_token_check(app_token, api_url)
     except TokenRejected as exc:
         return Line("block", str(exc))
     except SlackUnreachable as exc:

@@ -221,12 +221,13 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
             message_ts=f"{created.timestamp():.6f}" if source in (Source.help_channel, Source.reaction, Source.shortcut) else None,
             intake_key=f"demo:{seed}:{i}", created_at=created, updated_at=created,
         )
-        point.reporters = [Reporter(user_id=reporter, team_id=TEAM, reported_at=created)]
+        # friction_point_id: the point's id, None until the flush below fills it in (through point.reporters, point.tags)
+        point.reporters = [Reporter(friction_point_id=point.id, user_id=reporter, team_id=TEAM, reported_at=created)]
         tags = [area]
         if area in TAGS_EXTRA and rng.random() < 0.15:
             tags.append(TAGS_EXTRA[area])
         automatic = rng.random() < 0.3
-        point.tags = [FrictionTag(category=t, automatic=automatic) for t in tags]
+        point.tags = [FrictionTag(friction_point_id=point.id, category=t, automatic=automatic) for t in tags]
         rows.append(point)
     session.add_all(rows)
     session.flush()
@@ -241,7 +242,7 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
             who = rng.choice(people)
             at = p.created_at + _hours(rng, 20, 1.2)
             if at < now and all(r.user_id != who for r in p.reporters):
-                p.reporters.append(Reporter(user_id=who, team_id=TEAM, reported_at=at))
+                p.reporters.append(Reporter(friction_point_id=p.id, user_id=who, team_id=TEAM, reported_at=at))
 
     # 3. Triage by the hosts, as time allowed: older reports are further along.
     issue_numbers = iter(range(1200, 100000))
@@ -257,7 +258,8 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
             if at < now:
                 for r in p.reporters:
                     if all(o.user_id != r.user_id for o in older.reporters):
-                        older.reporters.append(Reporter(user_id=r.user_id, team_id=TEAM, reported_at=r.reported_at))
+                        older.reporters.append(Reporter(friction_point_id=older.id, user_id=r.user_id, team_id=TEAM,
+                                                        reported_at=r.reported_at))
                 p.duplicate_of_id, p.status, p.first_response_at, p.updated_at = older.id, Status.duplicate, at, at
                 session.add(FrictionChange(friction_point_id=p.id, actor=host, action=ChangeAction.merged, old=Status.new,
                                            new=format_ref(policy.reference_prefix, older.id), at=at))
@@ -387,7 +389,7 @@ def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, da
                 session.add(row)
                 if rng.random() < 0.55:
                     score = max(0, min(10, round(rng.gauss(6.5 + 3 * mood, 2.0))))
-                    answers = {"nps": {"score": score}, "csat": {"score": max(1, min(5, round(rng.gauss(3.0 + 1.5 * mood, 0.9))))}}
+                    answers: dict[str, dict] = {"nps": {"score": score}, "csat": {"score": max(1, min(5, round(rng.gauss(3.0 + 1.5 * mood, 0.9))))}}
                     if rng.random() < 0.3:
                         answers["better"] = {"text": rng.choice(comments)}
                     drafts.append(store.NewResponse(segment=row.segment, user_id=None, comment=None, answers=answers))
@@ -395,8 +397,9 @@ def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, da
             for draft in drafts:
                 draft.segment = mapping.get(draft.segment)
             rng.shuffle(drafts)  # as a real close writes them: row order is not answer order
-            run = store.lock_run(session=session, run_id=run.id)
-            closed = store.close_run(session=session, run=run, responses=drafts, answered=len(drafts), now=started + timedelta(days=7))
+            locked = store.lock_run(session=session, run_id=run.id)
+            assert locked is not None  # created above, in this transaction
+            closed = store.close_run(session=session, run=locked, responses=drafts, answered=len(drafts), now=started + timedelta(days=7))
             if closed is not None:
                 closed.started_at = started
                 session.add(closed)

@@ -42,6 +42,7 @@ def seed_focus(*, session: Session, now: datetime, policy: Policy) -> str:
     if area is not None:
         focus.pick(session=session, policy=policy, actor=HOST, subject=focus.Subject("area", area), now=picked_at)
     period = store.get_period(session=session, key=key)
+    assert period is not None  # the picks above opened it
     period.published_at, period.published_by = picked_at + timedelta(hours=1), HOST
     session.add(period)
     told = sum(_fix(session, point, picked_at + timedelta(days=19 + 23 * n), 9100 + n) for n, point in enumerate(chosen))
@@ -63,6 +64,7 @@ def _reopen(session: Session, point: FrictionPoint, at: datetime) -> None:
 def _fix(session: Session, point: FrictionPoint, closed_at: datetime, number: int) -> int:
     """Link ``point`` to an issue closed as fixed at ``closed_at``; every reporter told. Returns how many."""
     issue = parse_issue_url(f"https://github.com/acme/platform/issues/{number}")
+    assert issue is not None  # a GitHub issue URL always parses
     linked_at = closed_at - timedelta(days=12)
     session.add(TrackerLink(friction_point_id=point.id, tracker=issue.tracker, key=issue.key, url=issue.url, created_at=linked_at,
                             closed=True, closures=1, closed_at=closed_at))

@@ -40,7 +40,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio.to_thread
@@ -133,6 +133,7 @@ class EventGate:
 
     def handle_live(self, admitted: Admitted, body: bytes, headers: dict[str, str]) -> None:
         """After the ack: run the event's listener to its end, then drop its row."""
+        assert admitted.seq is not None, "a live admission has its spool row"  # admit: live only with a kept row
         task = asyncio.get_running_loop().create_task(self._handle_live(admitted.seq, self.request(body, headers)))
         self._live.add(task)
         task.add_done_callback(self._live.discard)
@@ -166,7 +167,8 @@ class EventGate:
     def request(body: bytes, headers: dict[str, str]) -> AsyncBoltRequest:
         # "socket_mode": Bolt reads the body as the payload JSON and checks no signature (the
         # route checked it; a replay checks it again from the spool).
-        return AsyncBoltRequest(body=body.decode("utf-8"), headers=headers, mode="socket_mode")
+        bolt_headers: dict[str, str | Sequence[str]] = dict(headers)  # Bolt's type: a header may have several values
+        return AsyncBoltRequest(body=body.decode("utf-8"), headers=bolt_headers, mode="socket_mode")
 
     async def hold(self, request: AsyncBoltRequest, *, key: str) -> None:
         """Before Bolt dispatches a person's command or interaction (``holds``): keep it, as Bolt
@@ -434,6 +436,7 @@ class SpoolingSocketModeHandler(AsyncSocketModeHandler):
                     log.warning("event %s not acked, Slack will send it again: %s", req.payload.get("event_id"), exc)
                 return
             await client.send_socket_mode_response(ack)
+            assert admitted is not None  # it has an event_id, so admit kept it or raised NotKept
             if admitted.live:
                 self.gate.handle_live(admitted, body, headers)
             return

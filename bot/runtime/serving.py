@@ -26,7 +26,7 @@ class NotMigrated(Exception):
     """The database has not been migrated to this version's schema. ``str()``: one line saying what to run."""
 
 
-def revisions(db: Database) -> tuple[str | None, str]:
+def revisions(db: Database) -> tuple[str | None, str | None]:
     """(the database's Alembic revision, None if never migrated; this version's head). DatabaseUnavailable if unreachable."""
     from alembic.script import ScriptDirectory
     from sqlalchemy import inspect, text
@@ -103,7 +103,8 @@ async def check_command() -> int:
         policy = load_policy(settings.config_file)
     except ConfigError as exc:
         return await _check_names(settings, exc)
-    if settings.oauth:
+    token: str | None
+    if settings.slack_client_id is not None:  # OAuth (settings.oauth)
         from bot.runtime.workspaces import NotInstalled, Workspaces, installation_store
 
         db = settings.database()

@@ -6,7 +6,7 @@ The team policy (one YAML file) is ``bot.policy`` (read by ``bot.runtime.config`
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -261,7 +261,15 @@ def _token_shape(value: str, prefix: str, what: str) -> None:
 S = TypeVar("S", bound=BaseSettings)
 
 
-def load_settings(kind: type[S] = Settings, **overrides) -> S:
+@overload
+def load_settings(kind: type[S], **overrides: Any) -> S: ...
+@overload
+def load_settings(**overrides: Any) -> Settings: ...
+
+
+def load_settings(kind: type[BaseSettings] = Settings, **overrides: Any) -> BaseSettings:
+    """``kind`` (``Settings`` when not given) from the environment, ``overrides`` winning; a bad value raises
+    ``ConfigError``. The overloads tell mypy which class comes back (a TypeVar can't default to ``Settings``)."""
     try:
         return kind(**overrides)
     except ValidationError as exc:

@@ -71,9 +71,12 @@ class ReadRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
         if response is None or response.status_code != 429 or not is_read(request.url):
             return False
         header = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), None)
-        value = header[0] if isinstance(header, list) and header else header
+        if isinstance(header, list):  # sent more than once: the first; none at all: not a wait to honour
+            if not header:
+                return False
+            header = header[0]
         try:
-            wait = int(value) if value is not None else 1
+            wait = int(header) if header is not None else 1
         except (TypeError, ValueError):
             return False  # slack_sdk's handler would fail on it; let the 429 reach the caller
         deadline = _deadline.get()

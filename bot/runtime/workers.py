@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import time
+from multiprocessing.process import BaseProcess
 
 import uvicorn
 
@@ -94,7 +95,7 @@ def supervise(host: str, port: int, workers: int) -> int:
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 
-    def start() -> multiprocessing.Process:
+    def start() -> BaseProcess:
         proc = ctx.Process(target=_worker, args=(host, port, os.getpid()), name="platform-feedback-worker")
         proc.start()
         return proc

@@ -130,6 +130,7 @@ class AllowlistOAuthFlow(AsyncOAuthFlow):
         if self.allowlist.ids is not None:
             return self.allowlist.allows(installation.team_id, installation.enterprise_id)
         store = self.settings.installation_store
+        assert isinstance(store, AsyncSQLAlchemyInstallationStore)  # _oauth_app gives the flow slack-sdk's SQLAlchemy store
         c = store.bots.c
         installed = select(c.enterprise_id, c.team_id).where(c.client_id == store.client_id, c.bot_token.is_not(None)).distinct().limit(5)
         async with store.engine.connect() as conn:
@@ -172,6 +173,7 @@ class Workspaces:
     async def client(self, workspace: Workspace | None = None) -> AsyncWebClient:
         """A client whose token speaks for ``workspace``. Raises NotInstalled."""
         if self.store is None:
+            assert self.single is not None, "Workspaces needs a client or a store"
             return self.single
         token = await self.token(workspace)
         if token not in self._clients:
@@ -185,7 +187,8 @@ class Workspaces:
         cached = self._tokens.get(workspace)
         if cached is not None and cached[1] > self._clock():
             return cached[0]
-        bot = await (self._home_bot() if workspace is None else self._bot(workspace))
+        assert self.store is not None, "tokens come from installations: without a store, client() is the one client"
+        bot = await (self._home_bot(self.store) if workspace is None else self._bot(self.store, workspace))
         if bot is None or not bot.bot_token:
             self._tokens.pop(workspace, None)
             raise NotInstalled(self._describe(workspace))
@@ -196,21 +199,21 @@ class Workspaces:
         """Drop cached tokens (after an uninstall)."""
         self._tokens.clear()
 
-    async def _bot(self, workspace: Workspace) -> Bot | None:
+    async def _bot(self, store: AsyncSQLAlchemyInstallationStore, workspace: Workspace) -> Bot | None:
         """The workspace's own installation or, on a Grid, its org's."""
         bot = None
         if workspace.team_id:
-            bot = await self.store.async_find_bot(enterprise_id=workspace.enterprise_id, team_id=workspace.team_id)
+            bot = await store.async_find_bot(enterprise_id=workspace.enterprise_id, team_id=workspace.team_id)
         if bot is None and workspace.enterprise_id:
-            bot = await self.store.async_find_bot(
+            bot = await store.async_find_bot(
                 enterprise_id=workspace.enterprise_id, team_id=None, is_enterprise_install=True
             )
         return bot
 
-    async def _home_bot(self) -> Bot | None:
-        c = self.store.bots.c
-        mine = and_(c.client_id == self.store.client_id, c.bot_token.is_not(None))
-        async with self.store.engine.connect() as conn:
+    async def _home_bot(self, store: AsyncSQLAlchemyInstallationStore) -> Bot | None:
+        c = store.bots.c
+        mine = and_(c.client_id == store.client_id, c.bot_token.is_not(None))
+        async with store.engine.connect() as conn:
             if self.home is None:  # the only installation, if there is only one
                 installed = select(c.enterprise_id, c.team_id).where(mine).distinct().limit(2)
                 if len((await conn.execute(installed)).all()) != 1:
@@ -220,7 +223,7 @@ class Workspaces:
                 where = and_(mine, c.enterprise_id == self.home, c.team_id.is_(None))
             else:  # a workspace, on a Grid or not
                 where = and_(mine, c.team_id == self.home)
-            query = select(self.store.bots).where(where).order_by(desc(c.installed_at)).limit(1)
+            query = select(store.bots).where(where).order_by(desc(c.installed_at)).limit(1)
             row = (await conn.execute(query)).mappings().first()
         return SQLAlchemyInstallationStore.build_bot_entity(row) if row is not None else None
 

@@ -65,10 +65,10 @@ def record(*, session: Session, results: Results, sent_hook: Callable[..., None]
     for message_id, error in results.failed:
         outbox.mark_failed(session=session, message_id=message_id, error=error)
     groups: dict[tuple[float, str | None], list[int]] = {}
-    for message_id, delay, error in results.released:
-        groups.setdefault((round(delay, 1), error), []).append(message_id)
-    for (delay, error), ids in groups.items():
-        outbox.release(session=session, message_ids=ids, delay_seconds=delay, error=error)
+    for message_id, delay, why in results.released:  # why: None, or the error it went back with
+        groups.setdefault((round(delay, 1), why), []).append(message_id)
+    for (delay, why), ids in groups.items():
+        outbox.release(session=session, message_ids=ids, delay_seconds=delay, error=why)
     outbox.erase(session=session, message_ids=results.erased)
     for method, until in results.deferred.items():
         outbox.defer_method(session=session, method=method, until=until)

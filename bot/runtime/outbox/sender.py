@@ -195,7 +195,7 @@ class OutboxSender:
                     run.mark(later.id, DONE)
                 return
 
-    def _render(self, *, session: Session | None, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
+    def _render(self, *, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
         hook = self.hooks.get(message.purpose or "")
         return hook.prepare(session, message, payload) if hook else (message.method, payload)
 
@@ -248,6 +248,7 @@ class OutboxSender:
                     if response is not None:  # Slack posted it and answered too late: not sent again
                         log.info("outbox %s: %s, but Slack has it", self._name(message), failure.error)
             if response is None:
+                assert failure is not None  # no answer only when the call raised (and Slack has no such post)
                 back_in = self._failed(message, method, failure, run)
             else:
                 back_in = None
@@ -279,8 +280,8 @@ class OutboxSender:
                 await hook.ready(self.db, message)
             if hooked:  # rendered now, from the latest state
                 rendered = await self.db.run(self._render, message=message, payload=run.payloads[message.id])
-            else:
-                rendered = self._render(session=None, message=message, payload=run.payloads[message.id])
+            else:  # sent as stored
+                rendered = (message.method, run.payloads[message.id])
         except DatabaseUnavailable:
             return self._give_back(message, 1.0, run)
         except Exception as exc:  # a message that cannot be rendered must not stop the others
