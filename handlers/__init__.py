@@ -96,7 +96,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     bot.changelog.listeners.register(app, deps)
     bot.closing.polling.register(app, deps)
     bot.direct_messages.listeners.register(app, deps)  # before help_channel's catch-all message listener
-    bot.help_channel.listeners.register(app, deps)
+    bot.help_channel.listeners.register(app)
     bot.office_hours.listeners.register(app, deps)
     bot.surveys.listeners.register(app, deps, runner=runner)
     bot.retention.jobs.register(app, deps)

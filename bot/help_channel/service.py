@@ -158,7 +158,7 @@ class Resolved:
     asker: str  # who asked in the channel: the thread post tells them, so no DM
 
 
-def resolve(*, session: Session, point_id: int, actor: str, actor_is_host: bool, prefix: str = "FB") -> Resolved:
+def resolve(*, session: Session, point_id: int, actor: str, actor_is_host: bool, prefix: str) -> Resolved:
     """Resolve from the thread. Hosts may, and so may the person who asked (or anyone who reported
     the same thing): they know when their question is answered. The asker closing their own question
     is not a host's response, so it leaves the time to first response unset."""
