@@ -18,7 +18,7 @@ import bot.home.listeners
 import bot.insight.listeners
 import bot.intake.listeners
 import bot.issue_create.listeners
-import bot.office_hours.listeners
+import bot.office_hours.jobs
 import bot.retention.jobs
 import bot.surveys.listeners
 import bot.targets.jobs
@@ -63,6 +63,7 @@ COMMANDS: dict[str, Subcommand] = {
 
 # Each feature's jobs: ``schedule(deps)`` adds them to deps.scheduler or says why they are off.
 JOBS = (
+    bot.office_hours.jobs.schedule,
     bot.targets.jobs.schedule,
 )
 
@@ -97,7 +98,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
     bot.closing.polling.register(app, deps)
     bot.direct_messages.listeners.register(app, deps)  # before help_channel's catch-all message listener
     bot.help_channel.listeners.register(app)
-    bot.office_hours.listeners.register(app, deps)
     bot.surveys.listeners.register(app, deps, runner=runner)
     bot.retention.jobs.register(app, deps)
     bot.targets.listeners.register(app)
