@@ -1,4 +1,4 @@
-"""The Slack ids several features share (intake, triage, targets, focus, home, closing): one
+"""The Slack ids several features share (intake, triage, targets, home, closing): one
 StrEnum per kind, so a listener and its view cannot drift apart. A feature's own ids are in its
 ``bot/<feature>/ids.py``; ``tests/test_ids.py`` checks that no id of a kind is defined twice."""
 
@@ -70,9 +70,6 @@ class Action(StrEnum):
     text = "text_input"
     target_reply = "target_reply_button"
     target_ask = "target_ask_button"
-    focus_pick = "focus_pick"
-    focus_drop = "focus_drop"
-    focus_publish = "focus_publish"
     categories = "categories_select"
     severity = "severity_select"
     time_lost = "time_lost_select"

@@ -12,6 +12,7 @@ import bot.changelog.listeners
 import bot.closing.listeners
 import bot.closing.polling
 import bot.direct_messages.listeners
+import bot.focus.jobs
 import bot.focus.listeners
 import bot.help_channel.listeners
 import bot.home.listeners
@@ -59,12 +60,14 @@ def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
 # Every subcommand but the intake's own (help, mine), by its word; bot.commands lists them for the help.
 COMMANDS: dict[str, Subcommand] = {
     **bot.targets.listeners.COMMANDS,
+    **bot.focus.listeners.COMMANDS,
 }
 
 # Each feature's jobs: ``schedule(deps)`` adds them to deps.scheduler or says why they are off.
 JOBS = (
     bot.office_hours.jobs.schedule,
     bot.targets.jobs.schedule,
+    bot.focus.jobs.schedule,
 )
 
 
@@ -102,7 +105,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     bot.retention.jobs.register(app, deps)
     bot.targets.listeners.register(app)
     schedule(deps)  # TODO(#24): once every feature's jobs are in JOBS, the app factory calls it for the serving app only
-    bot.focus.listeners.register(app, deps)
+    bot.focus.listeners.register(app)
     bot.home.listeners.register(app, deps)
     bot.insight.listeners.register(app, deps)
     bot.usage.listeners.register(app, deps)

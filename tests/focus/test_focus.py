@@ -14,7 +14,7 @@ from sqlmodel import select
 from bot.changelog import service as changelog
 from bot.focus import data as focus_data
 from bot.focus import service as focus
-from bot.focus.listeners import JOB
+from bot.focus.jobs import JOB
 from bot.insight import service as insight
 from bot.policy import Closing, Focus, Hosts, Insight, Policy, Survey, Triage
 from bot.surveys.listeners import runner_for
