@@ -1,4 +1,4 @@
-"""The Slack ids several features share (intake, triage, targets, home, closing): one
+"""The Slack ids several features share (intake, triage, targets, closing): one
 StrEnum per kind, so a listener and its view cannot drift apart. A feature's own ids are in its
 ``bot/<feature>/ids.py``; ``tests/test_ids.py`` checks that no id of a kind is defined twice."""
 
@@ -87,8 +87,6 @@ class Action(StrEnum):
     triage_reopen = "triage_reopen"
     triage_merge_suggested = "triage_merge_suggested"
     triage_input = "triage_input"
-    home_filter_category = "home_filter_category"
-    home_filter_status = "home_filter_status"
     closure_works = "closure_works"
     closure_broken = "closure_broken"
     closure_comment = "closure_comment"

@@ -106,7 +106,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     bot.targets.listeners.register(app)
     schedule(deps)  # TODO(#24): once every feature's jobs are in JOBS, the app factory calls it for the serving app only
     bot.focus.listeners.register(app)
-    bot.home.listeners.register(app, deps)
+    bot.home.listeners.register(app)
     bot.insight.listeners.register(app, deps)
     bot.usage.listeners.register(app, deps)
     bot.issue_create.listeners.register(app, deps)  # create from the card, progress to reporters
