@@ -66,6 +66,7 @@ COMMANDS: dict[str, Subcommand] = {
 # Each feature's jobs: ``schedule(deps)`` adds them to deps.scheduler or says why they are off.
 JOBS = (
     bot.office_hours.jobs.schedule,
+    bot.retention.jobs.schedule,
     bot.targets.jobs.schedule,
     bot.focus.jobs.schedule,
 )
@@ -102,7 +103,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
     bot.direct_messages.listeners.register(app, deps)  # before help_channel's catch-all message listener
     bot.help_channel.listeners.register(app)
     bot.surveys.listeners.register(app, deps, runner=runner)
-    bot.retention.jobs.register(app, deps)
     bot.targets.listeners.register(app)
     schedule(deps)  # TODO(#24): once every feature's jobs are in JOBS, the app factory calls it for the serving app only
     bot.focus.listeners.register(app)
