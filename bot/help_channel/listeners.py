@@ -91,7 +91,7 @@ async def on_message(body: dict, event: dict, client: AsyncWebClient, context: A
     takes, and Slack would retry it); only the help channel's are looked at."""
     config = deps.policy.help_channel
     if not help_channel.by_a_person(event):
-        own = {context.bot_id, context.bot_user_id, body.get("api_app_id")} - {None}
+        own = {i for i in (context.bot_id, context.bot_user_id, body.get("api_app_id")) if i is not None}
         if config.channel and event.get("channel") == config.channel and help_channel.is_form_post(event, own):
             await _on_question(deps, body, event, client, form=True)
         return

@@ -26,6 +26,7 @@ async def _publish(deps: Deps, client: AsyncWebClient, user: str, *, category: s
     try:
         if (await access.reader(deps, user)).host:  # the queue is others' words (bot.runtime.access)
             queue = await deps.db.run(due_queue.host_view, policy=policy, category=category, status=status)
+            assert queue.headline is not None  # host_view always counts it
             started = await deps.db.run(started_points, point_ids=[p.id for p in queue.points])
             view = build_host_home(policy.reference_prefix, policy.taxonomy, queue.headline, queue.points, category=category,
                                    status=status, clocks=queue.clocks, now=queue.now, by_due=queue.by_due, started=started,
