@@ -1,4 +1,4 @@
-"""The Slack ids several features share (intake, triage, targets, focus, home, closing): one
+"""The Slack ids several features share (intake, triage, targets, closing): one
 StrEnum per kind, so a listener and its view cannot drift apart. A feature's own ids are in its
 ``bot/<feature>/ids.py``; ``tests/test_ids.py`` checks that no id of a kind is defined twice."""
 
@@ -70,9 +70,6 @@ class Action(StrEnum):
     text = "text_input"
     target_reply = "target_reply_button"
     target_ask = "target_ask_button"
-    focus_pick = "focus_pick"
-    focus_drop = "focus_drop"
-    focus_publish = "focus_publish"
     categories = "categories_select"
     severity = "severity_select"
     time_lost = "time_lost_select"
@@ -90,8 +87,6 @@ class Action(StrEnum):
     triage_reopen = "triage_reopen"
     triage_merge_suggested = "triage_merge_suggested"
     triage_input = "triage_input"
-    home_filter_category = "home_filter_category"
-    home_filter_status = "home_filter_status"
     closure_works = "closure_works"
     closure_broken = "closure_broken"
     closure_comment = "closure_comment"

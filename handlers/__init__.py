@@ -12,13 +12,14 @@ import bot.changelog.listeners
 import bot.closing.listeners
 import bot.closing.polling
 import bot.direct_messages.listeners
+import bot.focus.jobs
 import bot.focus.listeners
 import bot.help_channel.listeners
 import bot.home.listeners
 import bot.insight.listeners
 import bot.intake.listeners
 import bot.issue_create.listeners
-import bot.office_hours.listeners
+import bot.office_hours.jobs
 import bot.retention.jobs
 import bot.surveys.listeners
 import bot.targets.jobs
@@ -59,11 +60,15 @@ def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
 # Every subcommand but the intake's own (help, mine), by its word; bot.commands lists them for the help.
 COMMANDS: dict[str, Subcommand] = {
     **bot.targets.listeners.COMMANDS,
+    **bot.focus.listeners.COMMANDS,
 }
 
 # Each feature's jobs: ``schedule(deps)`` adds them to deps.scheduler or says why they are off.
 JOBS = (
+    bot.office_hours.jobs.schedule,
+    bot.retention.jobs.schedule,
     bot.targets.jobs.schedule,
+    bot.focus.jobs.schedule,
 )
 
 
@@ -96,14 +101,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
     bot.changelog.listeners.register(app, deps)
     bot.closing.polling.register(app, deps)
     bot.direct_messages.listeners.register(app, deps)  # before help_channel's catch-all message listener
-    bot.help_channel.listeners.register(app, deps)
-    bot.office_hours.listeners.register(app, deps)
+    bot.help_channel.listeners.register(app)
     bot.surveys.listeners.register(app, deps, runner=runner)
-    bot.retention.jobs.register(app, deps)
     bot.targets.listeners.register(app)
     schedule(deps)  # TODO(#24): once every feature's jobs are in JOBS, the app factory calls it for the serving app only
-    bot.focus.listeners.register(app, deps)
-    bot.home.listeners.register(app, deps)
+    bot.focus.listeners.register(app)
+    bot.home.listeners.register(app)
     bot.insight.listeners.register(app, deps)
     bot.usage.listeners.register(app, deps)
     bot.issue_create.listeners.register(app, deps)  # create from the card, progress to reporters

@@ -51,6 +51,7 @@ def ensure_period(*, session: Session, key: str, starts_at: datetime, ends_at: d
     if period is None:
         insert_unique(session, FocusPeriod(key=key, starts_at=starts_at, ends_at=ends_at))
         period = get_period(session=session, key=key)
+        assert period is not None  # ours, or the twin whose insert won
     return period
 
 

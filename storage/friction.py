@@ -71,7 +71,9 @@ def file_friction(*, session: Session, draft: FrictionDraft) -> Filed:
         intake_key=draft.intake_key,
     )
     point.tags = _tags(draft)
-    point.reporters = [Reporter(user_id=draft.reporter_id, team_id=draft.team_id, enterprise_id=draft.enterprise_id)]
+    # A new point's children get its id from the relationship at the flush. SQLModel's table models
+    # take no required field; the pydantic mypy plugin reads friction_point_id as one (hence the ignores).
+    point.reporters = [Reporter(user_id=draft.reporter_id, team_id=draft.team_id, enterprise_id=draft.enterprise_id)]  # type: ignore[call-arg]
     if not insert_unique(session, point):
         # The same intake again (Slack's retry, a double submit, another instance that won the race):
         # the data point is the one already there. Tried in this order because nearly every intake is new.
@@ -83,10 +85,11 @@ def file_friction(*, session: Session, draft: FrictionDraft) -> Filed:
 
 
 def _tags(draft: FrictionDraft) -> list[FrictionTag]:
-    chosen = [FrictionTag(category=c, automatic=False) for c in dict.fromkeys(draft.categories)]
+    """A new point's tags (their friction_point_id from the point, at the flush: see file_friction)."""
+    chosen = [FrictionTag(category=c, automatic=False) for c in dict.fromkeys(draft.categories)]  # type: ignore[call-arg]
     if chosen:
         return chosen
-    return [FrictionTag(category=c, automatic=True) for c in dict.fromkeys(draft.auto_categories)]
+    return [FrictionTag(category=c, automatic=True) for c in dict.fromkeys(draft.auto_categories)]  # type: ignore[call-arg]
 
 
 def add_reporter(*, session: Session, point: FrictionPoint, user_id: str, workspace: Workspace) -> bool:
@@ -112,7 +115,7 @@ def update_details(*, session: Session, point_id: int, draft: FrictionDraft) -> 
     if draft.categories:
         point.tags.clear()
         session.flush()
-        point.tags.extend(FrictionTag(category=c, automatic=False) for c in dict.fromkeys(draft.categories))
+        point.tags.extend(FrictionTag(friction_point_id=point.id, category=c, automatic=False) for c in dict.fromkeys(draft.categories))
     point.updated_at = utcnow()
     session.add(point)
     session.flush()

@@ -27,7 +27,7 @@ def project_links(*, session: Session, tracker: str, prefixes: list[str], projec
     """Links of ``tracker`` in a project: its id, or a key starting with ``prefix#``/``prefix!``."""
     conditions = [col(TrackerLink.key).startswith(p + sep, autoescape=True) for p in prefixes for sep in ("#", "!")]
     if project_id:
-        conditions.append(TrackerLink.project_id == project_id)
+        conditions.append(col(TrackerLink.project_id) == project_id)
     if not conditions:
         return []
     stmt = select(TrackerLink).where(TrackerLink.tracker == tracker, or_(*conditions)).order_by(col(TrackerLink.id))
@@ -73,4 +73,4 @@ def prune_deliveries(*, session: Session, keep: timedelta) -> None:
 
 def prune_runs(*, session: Session, job: str, before: datetime) -> None:
     """Claims of a frequent closing job (polling, delivery recovery) older than ``before``."""
-    session.exec(delete(ScheduledRun).where(ScheduledRun.job == job, col(ScheduledRun.occurrence) < before))
+    session.exec(delete(ScheduledRun).where(col(ScheduledRun.job) == job, col(ScheduledRun.occurrence) < before))

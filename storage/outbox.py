@@ -3,8 +3,9 @@
 import json
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, delete, func, update
+from sqlalchemy import Table, case, delete, func, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, or_, select
 
@@ -14,6 +15,9 @@ from storage.models import OutboxMessage, OutboxStatus, Workspace, as_utc, utcno
 # A sender that crashed mid-send loses its claim after this; the default for OUTBOX_CLAIM_SECONDS
 # (Settings.outbox_claim_seconds), which the sender passes to the claims below.
 CLAIM_SECONDS = 60
+# The table itself, for the bulk statements that bypass the ORM (SQLModel's stubs do not declare the
+# ``__table__`` every table class has).
+TABLE: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 
 def enqueue(
@@ -156,6 +160,7 @@ def claim_batch(
 
 def mark_sent(*, session: Session, message_id: int) -> None:
     row = session.get(OutboxMessage, message_id)
+    assert row is not None  # a message being marked is one this sender claimed
     row.status = OutboxStatus.sent
     row.sent_at = utcnow()
     row.claimed_until = None
@@ -165,6 +170,7 @@ def mark_sent(*, session: Session, message_id: int) -> None:
 
 def mark_retry(*, session: Session, message_id: int, delay_seconds: float, error: str) -> None:
     row = session.get(OutboxMessage, message_id)
+    assert row is not None  # a message being marked is one this sender claimed
     row.not_before = utcnow() + timedelta(seconds=delay_seconds)
     row.claimed_until = None
     row.last_error = error[:255]
@@ -173,6 +179,7 @@ def mark_retry(*, session: Session, message_id: int, delay_seconds: float, error
 
 def mark_failed(*, session: Session, message_id: int, error: str) -> None:
     row = session.get(OutboxMessage, message_id)
+    assert row is not None  # a message being marked is one this sender claimed
     row.status = OutboxStatus.failed
     row.claimed_until = None
     row.last_error = error[:255]
@@ -184,10 +191,9 @@ def mark_sent_many(*, session: Session, message_ids: Iterable[int]) -> None:
     sender runs it after every send, and the ORM's bulk-update path was most of its cost)."""
     ids = list(message_ids)
     if ids:
-        table = OutboxMessage.__table__
         session.connection().execute(
-            update(table)
-            .where(table.c.id.in_(ids))
+            update(TABLE)
+            .where(TABLE.c.id.in_(ids))
             .values(status=OutboxStatus.sent, sent_at=utcnow(), claimed_until=None, last_error=None)
         )
 
@@ -196,7 +202,7 @@ def erase(*, session: Session, message_ids: Iterable[int]) -> None:
     """Delete messages whose outcome must leave no trace (sent or dropped alike)."""
     ids = list(message_ids)
     if ids:
-        session.connection().execute(delete(OutboxMessage.__table__).where(OutboxMessage.__table__.c.id.in_(ids)))
+        session.connection().execute(delete(TABLE).where(TABLE.c.id.in_(ids)))
 
 
 def release(*, session: Session, message_ids: Iterable[int], delay_seconds: float, error: str | None = None) -> None:
@@ -205,16 +211,16 @@ def release(*, session: Session, message_ids: Iterable[int], delay_seconds: floa
     ids = list(message_ids)
     if not ids:
         return
-    values = {
+    values: dict[str, Any] = {
         "not_before": utcnow() + timedelta(seconds=delay_seconds),
         "claimed_until": None,
-        "attempts": case((OutboxMessage.attempts > 0, OutboxMessage.attempts - 1), else_=0),
+        "attempts": case((col(OutboxMessage.attempts) > 0, col(OutboxMessage.attempts) - 1), else_=0),
     }
     if error is not None:
         values["last_error"] = error[:255]
     session.exec(
         update(OutboxMessage)
-        .where(col(OutboxMessage.id).in_(ids), OutboxMessage.status == OutboxStatus.pending)
+        .where(col(OutboxMessage.id).in_(ids), col(OutboxMessage.status) == OutboxStatus.pending)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -227,9 +233,9 @@ def defer_method(*, session: Session, method: str, until: datetime) -> int:
     result = session.exec(
         update(OutboxMessage)
         .where(
-            OutboxMessage.method == method,
-            OutboxMessage.status == OutboxStatus.pending,
-            OutboxMessage.not_before < until,
+            col(OutboxMessage.method) == method,
+            col(OutboxMessage.status) == OutboxStatus.pending,
+            col(OutboxMessage.not_before) < until,
             or_(col(OutboxMessage.claimed_until).is_(None), col(OutboxMessage.claimed_until) < now),
         )
         .values(not_before=until)

@@ -45,12 +45,12 @@ def forget_user(*, session: Session, user_id: str, survey_slot: Callable[[int, s
         point.updated_at = utcnow()
         session.add(point)
     done["reports_redacted"] = len(own)
-    done["reporter_entries_removed"] = session.execute(delete(Reporter).where(Reporter.user_id == user_id)).rowcount
+    done["reporter_entries_removed"] = session.exec(delete(Reporter).where(col(Reporter.user_id) == user_id)).rowcount
     for point in session.exec(select(FrictionPoint).where(FrictionPoint.assignee == user_id)).all():
         point.assignee = None
         session.add(point)
     changes = list(session.exec(select(FrictionChange).where(
-        or_(FrictionChange.actor == user_id, FrictionChange.old == user_id, FrictionChange.new == user_id))).all())
+        or_(col(FrictionChange.actor) == user_id, col(FrictionChange.old) == user_id, col(FrictionChange.new) == user_id))).all())
     for change in changes:
         if change.actor == user_id:
             change.actor, change.note = FORGOTTEN, None
@@ -58,9 +58,9 @@ def forget_user(*, session: Session, user_id: str, survey_slot: Callable[[int, s
         change.new = FORGOTTEN if change.new == user_id else change.new
         session.add(change)
     done["history_entries_anonymised"] = len(changes)
-    done["closure_notices_removed"] = session.execute(delete(ClosureNotice).where(ClosureNotice.user_id == user_id)).rowcount
+    done["closure_notices_removed"] = session.exec(delete(ClosureNotice).where(col(ClosureNotice.user_id) == user_id)).rowcount
     # Messages to them, or quoting them: pending ones would reach a person who asked to be forgotten.
-    done["outbox_messages_removed"] = session.execute(
+    done["outbox_messages_removed"] = session.exec(
         delete(OutboxMessage).where(col(OutboxMessage.payload).contains(user_id))
     ).rowcount
     done["reports_touched"] = len(reported_ids | {p.id for p in own})

@@ -50,6 +50,7 @@ def upsert(*, session: Session, point_id: int, clock: str, cycle: int, **values)
         if insert_unique(session, row):
             return row
         row = get(session=session, point_id=point_id, clock=clock, cycle=cycle)
+        assert row is not None  # the twin whose insert won
     for name, value in values.items():
         setattr(row, name, value)
     session.add(row)
@@ -63,7 +64,7 @@ def known(*, session: Session, point_ids: list[int]) -> set[tuple[int, str, int]
         return set()
     rows = session.exec(select(TargetOutcome.friction_point_id, TargetOutcome.clock, TargetOutcome.cycle)
                         .where(col(TargetOutcome.friction_point_id).in_(point_ids))).all()
-    return {tuple(r) for r in rows}
+    return {(point, clock, cycle) for point, clock, cycle in rows}
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def breaches_by_severity(*, session: Session, start: datetime, end: datetime) ->
 def breaches_by_area(*, session: Session, start: datetime, end: datetime) -> dict[str | None, int]:
     """The same breaches by area (a report in two areas counts in both; None: no area)."""
     rows = session.exec(
-        select(FrictionTag.category, func.count(TargetOutcome.id))
+        select(FrictionTag.category, func.count(col(TargetOutcome.id)))
         .select_from(TargetOutcome)
         .outerjoin(FrictionTag, col(FrictionTag.friction_point_id) == col(TargetOutcome.friction_point_id))
         .join(FrictionPoint, col(FrictionPoint.id) == col(TargetOutcome.friction_point_id))

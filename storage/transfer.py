@@ -13,7 +13,7 @@ next report does not collide with an imported one. The database must be at this 
 have is refused, by name.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -46,7 +46,7 @@ def all_tables() -> list[Table]:
     return list(SQLModel.metadata.sorted_tables)
 
 
-def _key(table: Table, row: dict) -> tuple:
+def _key(table: Table, row: Mapping) -> tuple:
     return tuple(row.get(c.name) for c in table.primary_key.columns)
 
 

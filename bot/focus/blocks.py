@@ -1,7 +1,7 @@
 """The quarter's focus: the picker, the announcement, the reporters' DM and the before/after report."""
 
+from bot.focus.ids import FocusAction
 from bot.focus.models import FocusReport, FocusState, ItemView, Pulse, pulse_compared, pulse_words
-from bot.ids import Action
 from bot.insight.service import FrictionScores
 from bot.intake.blocks import _text
 from bot.policy import Taxonomy
@@ -31,7 +31,7 @@ def build_focus_picker(state: FocusState, ranking: FrictionScores, *, prefix: st
     blocks: list[dict] = [{"type": "section", "text": _text(head, "mrkdwn")}]
     for view in state.items:
         blocks.append({"type": "section", "text": _text(_item_line(view, prefix), "mrkdwn"),
-                       "accessory": {"type": "button", "action_id": Action.focus_drop, "text": _text("Drop"), "value": view.item.subject}})
+                       "accessory": {"type": "button", "action_id": FocusAction.drop, "text": _text("Drop"), "value": view.item.subject}})
     picked = {v.item.subject for v in state.items}
     blocks.append({"type": "section", "text": _text("*Candidates* from the current ranking (score, reporters, trend):", "mrkdwn")})
     for p in ranking.open_points:
@@ -41,17 +41,17 @@ def build_focus_picker(state: FocusState, ranking: FrictionScores, *, prefix: st
         trend = f"{p.change:+.1f}"
         line = f"*{format_ref(prefix, p.point_id)}* {mrkdwn(p.text, 150)}\nscore {p.score:.1f} · {p.reporters} reporters · trend {trend}"
         blocks.append({"type": "section", "text": _text(line, "mrkdwn"),
-                       "accessory": {"type": "button", "action_id": Action.focus_pick, "text": _text("Pick"), "value": subject}})
+                       "accessory": {"type": "button", "action_id": FocusAction.pick, "text": _text("Pick"), "value": subject}})
     for c in ranking.categories[:5]:
         subject = f"area:{c.category}"
         if subject in picked or not taxonomy.has(c.category):
             continue
         line = f"*Area: {to_mrkdwn(taxonomy.label(c.category))}*\nscore {c.score:.1f} · {c.points} reports · {c.hours_lost:.0f} h lost · trend {c.change:+.1f}"
         blocks.append({"type": "section", "text": _text(line, "mrkdwn"),
-                       "accessory": {"type": "button", "action_id": Action.focus_pick, "text": _text("Pick"), "value": subject}})
+                       "accessory": {"type": "button", "action_id": FocusAction.pick, "text": _text("Pick"), "value": subject}})
     if state.items and not published:
         blocks.append({"type": "actions", "elements": [
-            {"type": "button", "action_id": Action.focus_publish, "text": _text("Publish"), "style": "primary", "value": state.key},
+            {"type": "button", "action_id": FocusAction.publish, "text": _text("Publish"), "style": "primary", "value": state.key},
         ]})
     return {"text": head, "blocks": blocks[:50]}
 

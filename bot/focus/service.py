@@ -107,7 +107,7 @@ def measure(*, session: Session, subject: Subject, now: datetime, window_days: i
             select(func.count(), func.coalesce(func.sum(FrictionPoint.minutes_lost), 0))
             .where(col(FrictionPoint.id).in_(ids), col(FrictionPoint.created_at) >= start, col(FrictionPoint.created_at) < now)
         ).one()
-        reports, minutes = int(filed[0]), int(filed[1])
+        reports, minutes = int(filed[0]), int(filed[1] or 0)  # coalesced: never None
         reporters = session.exec(
             select(func.count(func.distinct(Reporter.user_id)))
             .where(col(Reporter.friction_point_id).in_(ids), col(Reporter.reported_at) >= start, col(Reporter.reported_at) < now)
@@ -150,7 +150,7 @@ def _item_view(session: Session, item: FocusItem, policy: Policy) -> ItemView:
         into = point.duplicate_of_id if point else None
         followed = session.get(FrictionPoint, into) if into else point  # merged since it was picked: its fate is the other's
         links = list(followed.links) if followed else []
-        fixed = bool(followed) and (followed.status == Status.resolved or (bool(links) and all(link.closed for link in links)))
+        fixed = followed is not None and (followed.status == Status.resolved or (bool(links) and all(link.closed for link in links)))
     else:
         title, links = policy.taxonomy.label(subject.value), []
         fixed = False
@@ -261,7 +261,7 @@ def drop(*, session: Session, policy: Policy, subject: Subject, now: datetime | 
     key = period_for(now or utcnow(), policy.insight.timezone)[0]
     period = store.get_period(session=session, key=key)
     item = next((i for i in store.items(session=session, period_id=period.id) if i.subject == str(subject)), None) if period else None
-    if item is None:
+    if item is None or period is None:  # no period: no item either
         raise FocusError("That is not in this quarter's focus.")
     session.delete(item)
     sync_post(session, period, f"drop:{item.id}")

@@ -158,7 +158,7 @@ class Resolved:
     asker: str  # who asked in the channel: the thread post tells them, so no DM
 
 
-def resolve(*, session: Session, point_id: int, actor: str, actor_is_host: bool, prefix: str = "FB") -> Resolved:
+def resolve(*, session: Session, point_id: int, actor: str, actor_is_host: bool, prefix: str) -> Resolved:
     """Resolve from the thread. Hosts may, and so may the person who asked (or anyone who reported
     the same thing): they know when their question is answered. The asker closing their own question
     is not a host's response, so it leaves the time to first response unset."""
@@ -200,6 +200,7 @@ def take_question(
     if not friction.first_delivery(session=session, event_id=event_id):
         return None
     channel, ts = draft.channel_id, draft.message_ts
+    assert channel is not None and ts is not None  # a help-channel question's draft names its message
     existing = thread_point(session=session, channel=channel, thread_ts=ts)
     if existing is not None:  # this very message was filed already
         return Taken(existing, created=False, joined=False)
@@ -210,6 +211,7 @@ def take_question(
         sync_card(session=session, point=joined, why=f"help-joined:{ts}")
         return Taken(joined, created=False, joined=True)
     filed = file_report(session=session, draft=draft, prefix=prefix, triage_channel=triage_channel)
+    assert filed is not None  # None only for an event id handled before, and none is given
     if filed.created:
         point = filed.point
         outbox.enqueue(

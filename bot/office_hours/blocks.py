@@ -79,7 +79,7 @@ def build_agenda(
     """The post in the session's channel before it starts. ``start`` is local to the session."""
     when, plain = _when(start)
     facts = [f"{when}, {minutes} minutes"] + ([f"hosted by <@{host}>"] if host else [])
-    blocks = [
+    blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Office hours agenda", "emoji": True}},
         {"type": "context", "elements": [_md(" · ".join(facts))]},
         *_agenda_lists(prefix, new, still_open),
@@ -104,7 +104,7 @@ def build_summary(
     """The post in the session's channel after it ends."""
     when, plain = _when(start)
     facts = [when] + ([f"hosted by <@{host}>"] if host else [])
-    blocks = [
+    blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Office hours summary", "emoji": True}},
         {"type": "context", "elements": [_md(" · ".join(facts))]},
         *_sections(COVERED_BLOCK, "*Covered*", [_line(prefix, p) + _outcome(p) for p in covered], "Nothing was resolved or linked."),

@@ -9,6 +9,7 @@ then in progress; fixed is ``resolved``; not planned is ``wont_fix``; a merged d
 """
 
 from enum import StrEnum
+from typing import Protocol
 
 from sqlmodel import Session, col, select
 
@@ -26,10 +27,17 @@ class Stage(StrEnum):
     merged = "merged"
 
 
+class HasStatus(Protocol):
+    """A report (``FrictionPoint``) or any row with its status (the dashboard's score rows)."""
+
+    @property
+    def status(self) -> str: ...
+
+
 PATH = (Stage.new, Stage.triaged, Stage.linked, Stage.in_progress, Stage.fixed)
 
 
-def stage_of(point: FrictionPoint, started: bool = False) -> Stage:
+def stage_of(point: HasStatus, started: bool = False) -> Stage:
     """``started``: one of the report's linked issues started (``started_points``). ``point``: a
     ``FrictionPoint``, or any row with its ``status`` (the dashboard's score rows)."""
     status = Status(point.status)

@@ -4,7 +4,6 @@ however many instances run (a scheduled job, like every other)."""
 from functools import partial
 
 from apscheduler.triggers.cron import CronTrigger
-from slack_bolt.async_app import AsyncApp
 
 from bot.retention.service import purge
 from bot.runtime.context import Deps
@@ -13,7 +12,8 @@ from bot.runtime.scheduler import Job
 JOB = "retention.purge"
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
+def schedule(deps: Deps) -> None:
+    """Add the daily purge to ``deps.scheduler``, or say why it is off (no retention set)."""
     days = deps.policy.retention.friction_days
     if not days:
         deps.scheduler.off[JOB] = "retention.friction_days is not set in the team policy"

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from bot.home.ids import HomeAction
 from bot.ids import Action, Callback, PointMetadata
 from bot.insight.service import DuplicateSuggestion
 from bot.intake.blocks import SEVERITY_LABELS, STATUS_LABELS, _option, _text
@@ -240,9 +241,9 @@ def build_host_home(
     all_option = _option("All areas", "all")
     category_options = [all_option] + [_option(c.label, c.id) for c in taxonomy.categories][:99]
     status_options = [_option("All open", "all")] + [_option(STATUS_LABELS[s], s) for s in ("new", "acknowledged", "linked")]
-    category_select = {"type": "static_select", "action_id": Action.home_filter_category, "options": category_options,
+    category_select = {"type": "static_select", "action_id": HomeAction.filter_category, "options": category_options,
                        "initial_option": next((o for o in category_options if o["value"] == (category or "all")), all_option)}
-    status_select = {"type": "static_select", "action_id": Action.home_filter_status, "options": status_options,
+    status_select = {"type": "static_select", "action_id": HomeAction.filter_status, "options": status_options,
                      "initial_option": next((o for o in status_options if o["value"] == (status or "all")), status_options[0])}
     blocks = [
         {"type": "header", "text": _text("Triage queue")},

@@ -25,6 +25,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import anyio
@@ -103,7 +104,9 @@ class Access:
         return 0 <= age < COOKIE_MAX_AGE and hmac.compare_digest(mac.encode(), self._sign(f"{issued}.{nonce}").encode())
 
     def token_matches(self, given: str | None) -> bool:
-        return bool(self.token and given) and hmac.compare_digest(given.encode(), self.token.encode())
+        if not self.token or not given:
+            return False
+        return hmac.compare_digest(given.encode(), self.token.encode())
 
     def allows(self, request: Request) -> bool:
         if self.trusted_header and request.headers.get(self.trusted_header, "").strip():
@@ -114,7 +117,9 @@ class Access:
         if scheme.lower() == "bearer" and self.token_matches(credentials.strip()):
             return True
         cookie = request.cookies.get(COOKIE)
-        return bool(cookie) and self.session_valid(cookie)
+        if not cookie:
+            return False
+        return self.session_valid(cookie)
 
 
 def routes(deps) -> list[Route]:
@@ -191,6 +196,7 @@ class _OneAtATime:
         await self._lock.acquire()
 
     async def __aexit__(self, *exc):
+        assert self._lock is not None  # made on entering
         self._lock.release()
 
 
@@ -264,7 +270,7 @@ def render(policy: Policy, data: DashboardData) -> str:
     taxonomy, prefix = policy.taxonomy, policy.reference_prefix
     scores, health, weekly = data.scores, data.health, data.weekly
     areas = [c for c in scores.categories if c.score > 0 or c.previous > 0][:TOP_AREAS]
-    area_rows = [
+    area_rows: list[dict[str, Any]] = [
         {"label": category_label(taxonomy, c.category), "score": f"{c.score:.1f}", "trend": trend(c.score, c.previous),
          "trend_class": _change_class(c.score, c.previous), "points": c.points, "reporters": c.reporters,
          "hours": f"{c.hours_lost:.1f}"}
@@ -289,7 +295,7 @@ def render(policy: Policy, data: DashboardData) -> str:
         {"name": "Closed-loop rate", "value": rate(now.closed_loop_rate), "detail": f"of {now.resolved} resolved",
          "was": rate(before.closed_loop_rate)},
     ]
-    svg: dict[str, object] = {}
+    svg: dict[str, str] = {}
     if areas:
         svg["areas"] = charts.svg_bar_chart(
             f"Friction score by area, last {data.days} days", [r["label"] for r in area_rows],

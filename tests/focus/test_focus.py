@@ -14,7 +14,7 @@ from sqlmodel import select
 from bot.changelog import service as changelog
 from bot.focus import data as focus_data
 from bot.focus import service as focus
-from bot.focus.listeners import JOB
+from bot.focus.jobs import JOB
 from bot.insight import service as insight
 from bot.policy import Closing, Focus, Hosts, Insight, Policy, Survey, Triage
 from bot.surveys.listeners import runner_for
@@ -281,3 +281,21 @@ def test_period_is_the_local_calendar_quarter():
     key, start, end = focus.period_for(datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc), "Europe/Berlin")
     assert key == "2027-Q1" and start.isoformat() == "2027-01-01T00:00:00+01:00" and end.isoformat() == "2027-04-01T00:00:00+02:00"
     assert focus.period_for(datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc), "America/New_York")[0] == "2026-Q4"
+
+
+def test_the_job_is_off_without_an_announce_channel(db):
+    """``focus.tick`` keeps the announcement up and posts the report: with nowhere to publish it
+    is off, and ``platform-feedback jobs`` says why."""
+    from types import SimpleNamespace
+
+    from bot.focus.jobs import schedule
+    from bot.runtime.scheduler import Scheduler
+
+    def deps(policy: Policy) -> SimpleNamespace:
+        return SimpleNamespace(policy=policy, scheduler=Scheduler(), db=db, sender=SimpleNamespace(wake=lambda: None))
+
+    off, on = deps(Policy()), deps(Policy(closing=Closing(announce_channel=ANNOUNCE)))
+    schedule(off)
+    schedule(on)
+    assert JOB not in off.scheduler.jobs and off.scheduler.off[JOB] == "closing.announce_channel is not set in the team policy"
+    assert JOB in on.scheduler.jobs and JOB not in on.scheduler.off

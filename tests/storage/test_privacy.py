@@ -4,10 +4,8 @@ import io
 import json
 from datetime import timedelta
 
-import pytest
 from sqlmodel import select
 
-from bot.policy import Policy, Retention
 from bot.triage import service as triage
 from storage import outbox
 from storage.friction import FrictionDraft, file_friction
@@ -103,26 +101,3 @@ def test_cli_forget_export_and_purge(tmp_path, db):
     env["CONFIG_FILE"] = "policy.yml"
     purged = cli("purge")
     assert purged.returncode == 0 and "purged 0" in purged.stdout  # the report is open and new
-
-
-@pytest.fixture
-def policy():
-    return Policy(retention=Retention(friction_days=30))
-
-
-async def test_retention_job_purges_once_a_day(bot):
-    from bot.retention.jobs import JOB
-
-    old = file(bot.db, "old and closed", "U1")
-    bot.db.transact(triage.resolve, point_id=old, actor="H", note=None)
-
-    def age(*, session):
-        point = session.get(FrictionPoint, old)
-        point.created_at = utcnow() - timedelta(days=40)
-        session.add(point)
-    bot.db.transact(age)
-    today = utcnow().replace(hour=3, minute=0, second=0, microsecond=0)
-    assert await bot.deps.scheduler.run(JOB, today) is True
-    assert await bot.deps.scheduler.run(JOB, today) is False  # once per day, however many instances
-    with bot.db.session() as s:
-        assert s.get(FrictionPoint, old) is None

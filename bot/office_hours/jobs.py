@@ -1,8 +1,8 @@
-"""Office hours in Slack: before each session its agenda goes to the session's channel and the host
-on duty gets a DM; when it ends, a summary of what was covered and what rolls over.
+"""Office hours' scheduled jobs: before each session its agenda goes to the session's channel and
+the host on duty gets a DM; when it ends, a summary of what was covered and what rolls over.
 
-Both are scheduled jobs (``bot.runtime.scheduler``), one pair per configured session, named after it. A
-run claims its occurrence (the session's start, UTC) and queues its messages in one transaction
+One pair per configured session (``bot.runtime.scheduler``), named after it. A run claims its
+occurrence (the session's start, UTC) and queues its messages in one transaction
 (``bot.office_hours.service.queue_agenda``/``queue_summary``); the outbox sends them, with dedupe
 keys derived from the occurrence.
 """
@@ -11,7 +11,6 @@ from datetime import timedelta
 from functools import partial
 
 from apscheduler.triggers.cron import CronTrigger
-from slack_bolt.async_app import AsyncApp
 
 from bot.office_hours import service as oh
 from bot.policy import OfficeHoursSession
@@ -19,9 +18,6 @@ from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job
 
 EARLY_TOLERANCE = timedelta(seconds=60)  # a firing this early still counts for the coming occurrence
-
-
-# ------------------------------------------------------------------ schedule
 
 
 def _trigger(meeting: OfficeHoursSession, offset_minutes: int) -> CronTrigger:
@@ -34,7 +30,8 @@ def _due(meeting: OfficeHoursSession, before: int, when: str):
     return lambda now: oh.latest(meeting, before, now + EARLY_TOLERANCE, when=when).start
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
+def schedule(deps: Deps) -> None:
+    """An agenda job and a summary job for each session in the team policy (none: no job)."""
     config = deps.policy.office_hours
     before = config.agenda_before_minutes
     for office_session in config.sessions:
