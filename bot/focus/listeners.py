@@ -17,6 +17,7 @@ from bot.insight.service import FrictionScores
 from bot.runtime import access
 from bot.runtime.context import Deps, Subcommand
 from bot.runtime.listening import answers_outage
+from storage.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 NOT_ALLOWED = "Only office-hours hosts and the policy's focus.leads can change the focus. Nothing was changed."
@@ -63,7 +64,11 @@ async def _change(deps: Deps, user: str, respond: AsyncRespond, operation: Calla
     except focus.FocusError as exc:
         await respond(response_type="ephemeral", replace_original=False, text=str(exc))
         return
-    await _picker(deps, user, respond, done)
+    try:
+        await _picker(deps, user, respond, done)
+    except DatabaseUnavailable:  # saved already: say so, not "couldn't save" (answers_outage's words)
+        await respond(response_type="ephemeral", replace_original=False,
+                      text=f"{done} The picker could not be redrawn just now: `/platform-feedback focus` shows it.")
 
 
 async def focus_command(deps: Deps, user: str, args: str, respond: AsyncRespond, client: Any, trigger_id: str) -> None:
