@@ -48,12 +48,8 @@ class PointMetadata(Metadata):
 class Callback(StrEnum):
     report_modal = "friction_report"
     report_shortcut = "report_friction"  # the message shortcut; manifest.yml names it too
-    triage_link = "triage_link"
     target_reply = "target_reply"
     target_ask = "target_ask"
-    triage_merge = "triage_merge"
-    triage_resolve = "triage_resolve"
-    triage_decline = "triage_decline"
     still_broken = "closure_still_broken"
 
 
@@ -79,17 +75,6 @@ class Action(StrEnum):
     kind = "kind_radio"
     link = "link_input"
     add_details = "add_details"
-    triage_assign_me = "triage_assign_me"
-    triage_assign = "triage_assign"
-    triage_severity = "triage_severity"
-    triage_tags = "triage_tags"
-    triage_link = "triage_link"
-    triage_merge = "triage_merge"
-    triage_resolve = "triage_resolve"
-    triage_decline = "triage_decline"
-    triage_reopen = "triage_reopen"
-    triage_merge_suggested = "triage_merge_suggested"
-    triage_input = "triage_input"
     home_filter_category = "home_filter_category"
     home_filter_status = "home_filter_status"
     closure_works = "closure_works"

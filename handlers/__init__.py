@@ -25,7 +25,6 @@ import bot.targets.jobs
 import bot.targets.listeners
 import bot.triage.listeners
 import bot.usage.listeners
-from bot import surveys as survey_ops
 from bot.direct_messages.service import DM_ANSWER_PURPOSE, DmAnswerHook
 from bot.focus.flows import PostHook
 from bot.focus.service import POST_PURPOSE
@@ -58,6 +57,7 @@ def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
 
 # Every subcommand but the intake's own (help, mine), by its word; bot.commands lists them for the help.
 COMMANDS: dict[str, Subcommand] = {
+    **bot.triage.listeners.COMMANDS,
     **bot.targets.listeners.COMMANDS,
 }
 
@@ -91,7 +91,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     runner = runner_for(deps)  # the surveys' runner: its keys seal answers and let reminders find who answered
     deps.sender.hooks.update(outbox_hooks(deps.policy, runner.keys))
     bot.intake.listeners.register(app, deps)
-    bot.triage.listeners.register(app, deps, on_resolved=survey_ops.csat_followup_hook(deps.policy))
+    bot.triage.listeners.register(app)
     bot.closing.listeners.register(app, deps)
     bot.changelog.listeners.register(app, deps)
     bot.closing.polling.register(app, deps)
