@@ -46,35 +46,17 @@ class PointMetadata(Metadata):
 
 
 class Callback(StrEnum):
-    report_modal = "friction_report"
-    report_shortcut = "report_friction"  # the message shortcut; manifest.yml names it too
     target_reply = "target_reply"
     target_ask = "target_ask"
     still_broken = "closure_still_broken"
 
 
-class Block(StrEnum):
-    text = "text"
-    categories = "categories"
-    severity = "severity"
-    time_lost = "time_lost"
-    kind = "kind"
-    link = "link"
-
-
 class Action(StrEnum):
-    text = "text_input"
     target_reply = "target_reply_button"
     target_ask = "target_ask_button"
     focus_pick = "focus_pick"
     focus_drop = "focus_drop"
     focus_publish = "focus_publish"
-    categories = "categories_select"
-    severity = "severity_select"
-    time_lost = "time_lost_select"
-    kind = "kind_radio"
-    link = "link_input"
-    add_details = "add_details"
     home_filter_category = "home_filter_category"
     home_filter_status = "home_filter_status"
     closure_works = "closure_works"

@@ -90,7 +90,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     with_deps(app, deps)  # each listener's ``deps`` parameter
     runner = runner_for(deps)  # the surveys' runner: its keys seal answers and let reminders find who answered
     deps.sender.hooks.update(outbox_hooks(deps.policy, runner.keys))
-    bot.intake.listeners.register(app, deps)
+    bot.intake.listeners.register(app)
     bot.triage.listeners.register(app)
     bot.closing.listeners.register(app, deps)
     bot.changelog.listeners.register(app, deps)
