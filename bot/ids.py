@@ -48,7 +48,6 @@ class PointMetadata(Metadata):
 class Callback(StrEnum):
     target_reply = "target_reply"
     target_ask = "target_ask"
-    still_broken = "closure_still_broken"
 
 
 class Action(StrEnum):
@@ -59,6 +58,3 @@ class Action(StrEnum):
     focus_publish = "focus_publish"
     home_filter_category = "home_filter_category"
     home_filter_status = "home_filter_status"
-    closure_works = "closure_works"
-    closure_broken = "closure_broken"
-    closure_comment = "closure_comment"

@@ -8,9 +8,10 @@ channel's catch-all message listener."""
 
 from slack_bolt.async_app import AsyncApp
 
+import bot.changelog.jobs
 import bot.changelog.listeners
+import bot.closing.jobs
 import bot.closing.listeners
-import bot.closing.polling
 import bot.direct_messages.listeners
 import bot.focus.listeners
 import bot.help_channel.listeners
@@ -58,11 +59,14 @@ def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
 # Every subcommand but the intake's own (help, mine), by its word; bot.commands lists them for the help.
 COMMANDS: dict[str, Subcommand] = {
     **bot.triage.listeners.COMMANDS,
+    **bot.changelog.listeners.COMMANDS,
     **bot.targets.listeners.COMMANDS,
 }
 
 # Each feature's jobs: ``schedule(deps)`` adds them to deps.scheduler or says why they are off.
 JOBS = (
+    bot.closing.jobs.schedule,
+    bot.changelog.jobs.schedule,
     bot.targets.jobs.schedule,
 )
 
@@ -92,10 +96,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
     deps.sender.hooks.update(outbox_hooks(deps.policy, runner.keys))
     bot.intake.listeners.register(app)
     bot.triage.listeners.register(app)
-    bot.closing.listeners.register(app, deps)
-    bot.changelog.listeners.register(app, deps)
-    bot.closing.polling.register(app, deps)
-    bot.direct_messages.listeners.register(app, deps)  # before help_channel's catch-all message listener
+    bot.closing.listeners.register(app)
+    bot.direct_messages.listeners.register(app)  # before help_channel's catch-all message listener
     bot.help_channel.listeners.register(app, deps)
     bot.office_hours.listeners.register(app, deps)
     bot.surveys.listeners.register(app, deps, runner=runner)
