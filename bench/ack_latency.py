@@ -50,9 +50,9 @@ import psycopg
 from sqlmodel import col, select
 
 from bench.report import PG_ADMIN_URL, REPO, generate, load_average, load_postgresql
-from bot.ids import Action
 from bot.insight import service as insight
 from bot.triage.blocks import card_block_id
+from bot.triage.ids import TriageAction
 from storage.database import Database
 from storage.models import FrictionPoint
 from tests.fake_slack import TOKEN, FakeSlackServer
@@ -255,7 +255,7 @@ class Requests:
             words = " ".join(self.rng.sample(WORDS, 3))
             return kind, *slash_command(f"the {words} keeps failing for me ({i})", fake_url=self.fake_url, user=user)
         point = self.rng.choice(self.cards)
-        button = {"type": "button", "action_id": Action.triage_assign_me, "text": {"type": "plain_text", "text": "Assign to me"},
+        button = {"type": "button", "action_id": TriageAction.assign_me, "text": {"type": "plain_text", "text": "Assign to me"},
                   "value": str(point)}
         payload = block_actions([element_action(button)], block_id=card_block_id(point, "fields"), user=HOST,
                                 response_url=f"{self.fake_url}/response_url/click-{i}", channel=TRIAGE_CHANNEL,

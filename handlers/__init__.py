@@ -8,9 +8,10 @@ channel's catch-all message listener."""
 
 from slack_bolt.async_app import AsyncApp
 
+import bot.changelog.jobs
 import bot.changelog.listeners
+import bot.closing.jobs
 import bot.closing.listeners
-import bot.closing.polling
 import bot.direct_messages.listeners
 import bot.focus.jobs
 import bot.focus.listeners
@@ -26,7 +27,6 @@ import bot.targets.jobs
 import bot.targets.listeners
 import bot.triage.listeners
 import bot.usage.listeners
-from bot import surveys as survey_ops
 from bot.direct_messages.service import DM_ANSWER_PURPOSE, DmAnswerHook
 from bot.focus.flows import PostHook
 from bot.focus.service import POST_PURPOSE
@@ -59,6 +59,8 @@ def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
 
 # Every subcommand but the intake's own (help, mine), by its word; bot.commands lists them for the help.
 COMMANDS: dict[str, Subcommand] = {
+    **bot.triage.listeners.COMMANDS,
+    **bot.changelog.listeners.COMMANDS,
     **bot.targets.listeners.COMMANDS,
     **bot.focus.listeners.COMMANDS,
 }
@@ -67,6 +69,8 @@ COMMANDS: dict[str, Subcommand] = {
 JOBS = (
     bot.office_hours.jobs.schedule,
     bot.retention.jobs.schedule,
+    bot.closing.jobs.schedule,
+    bot.changelog.jobs.schedule,
     bot.targets.jobs.schedule,
     bot.focus.jobs.schedule,
 )
@@ -95,12 +99,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
     with_deps(app, deps)  # each listener's ``deps`` parameter
     runner = runner_for(deps)  # the surveys' runner: its keys seal answers and let reminders find who answered
     deps.sender.hooks.update(outbox_hooks(deps.policy, runner.keys))
-    bot.intake.listeners.register(app, deps)
-    bot.triage.listeners.register(app, deps, on_resolved=survey_ops.csat_followup_hook(deps.policy))
-    bot.closing.listeners.register(app, deps)
-    bot.changelog.listeners.register(app, deps)
-    bot.closing.polling.register(app, deps)
-    bot.direct_messages.listeners.register(app, deps)  # before help_channel's catch-all message listener
+    bot.intake.listeners.register(app)
+    bot.triage.listeners.register(app)
+    bot.closing.listeners.register(app)
+    bot.direct_messages.listeners.register(app)  # before help_channel's catch-all message listener
     bot.help_channel.listeners.register(app)
     bot.surveys.listeners.register(app, deps, runner=runner)
     bot.targets.listeners.register(app)

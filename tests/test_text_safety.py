@@ -23,12 +23,12 @@ import bot.surveys.blocks as surveys
 import bot.targets.blocks as targets
 import bot.triage.blocks as triage
 from bot import surveys as logic
-from bot.ids import Callback
 from bot.insight import service as ops
 from bot.policy import Policy
 from bot.targets.compliance import Compliance
 from bot.targets.service import ClockKind, ClockState, Threshold
 from bot.text import mrkdwn, to_mrkdwn
+from bot.triage.ids import TriageCallback
 from bot.triage.service import Change, Headline
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, Reporter, Source, Status, TrackerLink
 from storage.surveys import ResponseRow
@@ -126,7 +126,7 @@ def every_builder(text: str, note: str, key: str, policy: Policy | None = None, 
     start = NOW.astimezone(timezone(timedelta(hours=1)))
     return {
         "build_card": triage.build_card("FB-1", p, tax, "FB", ops.DuplicateSuggestion(2, 80, text)),
-        "build_triage_modal": triage.build_triage_modal(Callback.triage_resolve, "FB-1", 1),
+        "build_triage_modal": triage.build_triage_modal(TriageCallback.resolve, "FB-1", 1),
         "build_reporter_notice": [triage.build_reporter_notice("FB-1", pt, c, "U0SAFE3", picked_up=True)
                                   for c in Change for pt in (p, q)],
         "build_queue_list": triage.build_queue_list("FB", [p, q] * 20, limit=20),
@@ -149,7 +149,7 @@ def every_builder(text: str, note: str, key: str, policy: Policy | None = None, 
         "build_addition_alert": intake.build_addition_alert("FB-1", "U0SAFE1", text),
         "build_thread_reply": intake.build_thread_reply("FB-1", "U0SAFE1"),
         "build_reports_list": intake.build_reports_list("FB", [p, q] * 10, heading="Your reports"),
-        "build_usage": intake.build_usage("ticket", unknown=text),
+        "build_usage": intake.build_usage("ticket", unknown=text, prefix="FB"),
         "build_try_again": intake.build_try_again("your report", text),
         "build_agenda": office_hours.build_agenda("FB", start, 30, "U0SAFE1", [p, q] * 20, [q, p] * 20),
         "build_host_dm": office_hours.build_host_dm("FB", start, "C0SAFE1", [p] * 40, [q] * 40),

@@ -83,7 +83,7 @@ async def test_a_reply_to_a_merged_duplicate_goes_to_the_report_it_joined(bot):
     await send(bot, dm("pulls from the registry take minutes", "1700000600.000100"), event_id="Ev0DMB")
     first, second = points(bot.db)
     with bot.db.session() as s, s.begin():
-        triage.merge(session=s, point_id=second.id, into_id=first.id, actor="U0HOST0001")
+        triage.merge(session=s, point_id=second.id, into_id=first.id, actor="U0HOST0001", prefix="FB")
     await send(bot, reply("eu-west only", "1700000700.000100", answer_ts(bot.db, second.id)))
     first, second = points(bot.db)
     assert first.text.endswith("eu-west only") and not second.text.endswith("eu-west only")

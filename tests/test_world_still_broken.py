@@ -58,7 +58,7 @@ async def test_still_broken_from_a_merged_duplicate_reopens_the_report_it_joined
     await run(bot, "staging database is down", USER)
     await run(bot, "staging db unreachable since 9am", OTHER)
     with bot.db.session() as s, s.begin():
-        triage.merge(session=s, point_id=2, into_id=1, actor=HOST)
+        triage.merge(session=s, point_id=2, into_id=1, actor=HOST, prefix="FB")
     await bot.drain()
     await run(bot, "link FB-1 https://github.com/acme/platform/issues/42", HOST)
     resp = await bot.http.post("/webhooks/github", content=(d := tr.github("issues", tr.github_issue("acme/platform", 42)))[0], headers=d[1])

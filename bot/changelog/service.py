@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.changelog.blocks import build_changelog
 from bot.policy import Policy
@@ -43,9 +43,9 @@ def fixes(*, session: Session, start: datetime, end: datetime) -> list[Fix]:
     for notice in notices:
         grouped[(notice.tracker, notice.key)].append(notice)
     point_ids = {n.friction_point_id for n in notices}
-    texts = dict(session.exec(select(FrictionPoint.id, FrictionPoint.text).where(FrictionPoint.id.in_(point_ids))).all()) if point_ids else {}
+    texts = dict(session.exec(select(FrictionPoint.id, FrictionPoint.text).where(col(FrictionPoint.id).in_(point_ids))).all()) if point_ids else {}
     urls = {(link.tracker, link.key): link.url for link in session.exec(
-        select(TrackerLink).where(TrackerLink.friction_point_id.in_(point_ids))).all()} if point_ids else {}
+        select(TrackerLink).where(col(TrackerLink.friction_point_id).in_(point_ids))).all()} if point_ids else {}
     focused = _focused(session, point_ids, start, end)
     result = [
         Fix(tracker=tracker, key=key, url=urls.get((tracker, key)),
@@ -63,13 +63,13 @@ def _focused(session: Session, point_ids: set[int], start: datetime, end: dateti
     if not point_ids:
         return set()
     periods = select(FocusPeriod.id).where(FocusPeriod.starts_at < end, FocusPeriod.ends_at > start)
-    subjects = set(session.exec(select(FocusItem.subject).where(FocusItem.period_id.in_(periods))).all())
+    subjects = set(session.exec(select(FocusItem.subject).where(col(FocusItem.period_id).in_(periods))).all())
     if not subjects:
         return set()
-    canonical = dict(session.exec(select(FrictionPoint.id, FrictionPoint.duplicate_of_id).where(FrictionPoint.id.in_(point_ids))).all())
+    canonical = dict(session.exec(select(FrictionPoint.id, FrictionPoint.duplicate_of_id).where(col(FrictionPoint.id).in_(point_ids))).all())
     areas = defaultdict(set)
     for pid, category in session.exec(select(FrictionTag.friction_point_id, FrictionTag.category).where(
-            FrictionTag.friction_point_id.in_(point_ids))).all():
+            col(FrictionTag.friction_point_id).in_(point_ids))).all():
         areas[pid].add(category)
     return {pid for pid in point_ids
             if f"report:{pid}" in subjects or f"report:{canonical.get(pid)}" in subjects

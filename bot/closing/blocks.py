@@ -1,11 +1,26 @@
 """Closure notices ("you reported this, it's fixed"), the answers to them, and "you said, we did"."""
 
-from bot.closing.ids import COMMENT_BLOCK, FEEDBACK_BLOCK, NoticeMetadata
-from bot.ids import Action, Callback
+from typing import Protocol
+
+from bot.closing.ids import COMMENT_BLOCK, FEEDBACK_BLOCK, ClosingAction, ClosingCallback, NoticeMetadata
 from bot.intake.blocks import _text
 from bot.references import format_ref
 from bot.text import link, mrkdwn, to_mrkdwn
-from storage.models import ClosureNotice, FrictionPoint
+from storage.models import FrictionPoint
+
+
+class NoticeFacts(Protocol):
+    """What a closure notice's DM shows of it: a stored ``ClosureNotice``, or the row as bulk-written
+    (``bot.closing.service.Notice``)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def outcome(self) -> str: ...
 
 
 def _issue_link(key: str, url: str | None) -> str:
@@ -13,7 +28,7 @@ def _issue_link(key: str, url: str | None) -> str:
 
 
 def build_closure_notice(
-    ref: str, point: FrictionPoint, notice: ClosureNotice, url: str | None, title: str | None, *, not_planned_message: str
+    ref: str, point: FrictionPoint, notice: NoticeFacts, url: str | None, title: str | None, *, not_planned_message: str
 ) -> dict:
     said = f"On {point.created_at:%b %d} you reported *{ref}*:\n>{mrkdwn(point.text, 280)}"
     issue = _issue_link(notice.key, url) + (f" ({mrkdwn(title, 120)})" if title else "")
@@ -27,8 +42,8 @@ def build_closure_notice(
                 "type": "actions",
                 "block_id": FEEDBACK_BLOCK,
                 "elements": [
-                    {"type": "button", "action_id": Action.closure_works, "text": _text("Works for me"), "value": str(notice.id), "style": "primary"},
-                    {"type": "button", "action_id": Action.closure_broken, "text": _text("Still broken"), "value": str(notice.id)},
+                    {"type": "button", "action_id": ClosingAction.works, "text": _text("Works for me"), "value": str(notice.id), "style": "primary"},
+                    {"type": "button", "action_id": ClosingAction.broken, "text": _text("Still broken"), "value": str(notice.id)},
                 ],
             },
         ]
@@ -42,7 +57,7 @@ def build_closure_notice(
                 "type": "actions",
                 "block_id": FEEDBACK_BLOCK,
                 "elements": [
-                    {"type": "button", "action_id": Action.closure_broken, "text": _text("It still gets in my way"), "value": str(notice.id)},
+                    {"type": "button", "action_id": ClosingAction.broken, "text": _text("It still gets in my way"), "value": str(notice.id)},
                 ],
             },
         ]
@@ -61,7 +76,7 @@ def build_feedback_thanks(works: bool, ref: str) -> dict:
 def build_still_broken_modal(notice_id: int, ref: str) -> dict:
     return {
         "type": "modal",
-        "callback_id": Callback.still_broken,
+        "callback_id": ClosingCallback.still_broken,
         "title": _text("Still broken"),
         "submit": _text("Send"),
         "close": _text("Cancel"),
@@ -72,7 +87,7 @@ def build_still_broken_modal(notice_id: int, ref: str) -> dict:
                 "type": "input",
                 "block_id": COMMENT_BLOCK,
                 "label": _text("What happens now"),
-                "element": {"type": "plain_text_input", "action_id": Action.closure_comment, "multiline": True, "max_length": 2000},
+                "element": {"type": "plain_text_input", "action_id": ClosingAction.comment, "multiline": True, "max_length": 2000},
             },
         ],
     }

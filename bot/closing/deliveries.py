@@ -15,9 +15,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 
+from prometheus_client import Counter
 from sqlmodel import Session
 
 from bot.closing import service as closing
+from bot.runtime.context import Deps
 from bot.trackers import IssueEvent
 from storage import links
 from storage.database import Database, DatabaseUnavailable
@@ -29,6 +31,7 @@ MAX_ATTEMPTS = 5  # a delivery that fails to apply this often is left for an ope
 IN_FLIGHT = timedelta(seconds=30)  # younger pending deliveries are being applied by their request
 STEP_PAUSE = 0.05  # seconds between a delivery's steps
 KEEP = timedelta(days=7)  # applied deliveries are kept this long (their hash catches replays)
+RECOVERY_JOB = "closing.deliveries"  # the job that applies what a stopped process left (bot.closing.jobs)
 
 
 def record(*, session: Session, tracker: str, body: bytes, events: list[IssueEvent]) -> int | None:
@@ -36,7 +39,7 @@ def record(*, session: Session, tracker: str, body: bytes, events: list[IssueEve
     return links.record_delivery(session=session, tracker=tracker, body=body, events=[e.to_json() for e in events])
 
 
-def prune(*, session: Session, occurrence, job: str = "closing.deliveries") -> None:
+def prune(*, session: Session, occurrence, job: str = RECOVERY_JOB) -> None:
     """Runs in the recovery job's claim: old applied deliveries, and the job's own old claims."""
     links.prune_deliveries(session=session, keep=KEEP)
     links.prune_runs(session=session, job=job, before=occurrence - timedelta(days=2))
@@ -118,3 +121,12 @@ class Deliveries:
             self._logged.popitem(last=False)
         shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
         log.warning("%s delivery for %s matches no linked report", tracker, shown)
+
+
+def runner_for(deps: Deps) -> Deliveries:
+    """The app's one ``Deliveries`` (``deps.once(runner_for)``): the webhook routes hand it what they
+    record, the recovery job what a stopped process left; ``pf_tracker_events`` counts its outcomes."""
+    events = Counter("pf_tracker_events", "Tracker webhook deliveries applied, by tracker and outcome "
+                     "(applied, unchanged, unmatched: no linked report has any issue it names)",
+                     ["tracker", "outcome"], registry=deps.metrics.registry)
+    return Deliveries(db=deps.db, policy=deps.policy, observe=lambda t, o: events.labels(t, o).inc(), wake=deps.sender.wake)

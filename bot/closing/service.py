@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, insert, update
 from sqlalchemy.orm import lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from bot.closing.audience import CHUNK
@@ -142,7 +143,8 @@ def _unlink_deleted(session: Session, event: IssueEvent, links: list[TrackerLink
 def _deleted(session: Session, event: IssueEvent, step: dict, policy) -> None:
     now = utcnow()
     rows = session.exec(select(FrictionPoint).where(col(FrictionPoint.id).in_(step["points"]))
-                        .options(selectinload(FrictionPoint.links)).execution_options(populate_existing=True)).all()
+                        .options(selectinload(FrictionPoint.links))  # type: ignore[arg-type]  # SQLModel types a relationship as its Python value
+                        .execution_options(populate_existing=True)).all()
     for point in rows:
         old = point.status
         if point.status == Status.linked and not point.links:
@@ -197,14 +199,14 @@ def _close(session: Session, event: IssueEvent, step: dict, policy) -> None:
     now, new = utcnow(), Status.resolved if event.outcome == Outcome.fixed else Status.wont_fix
     rows = session.exec(select(FrictionPoint.id, FrictionPoint.status, FrictionPoint.first_response_at, FrictionPoint.card_ts)
                         .where(col(FrictionPoint.id).in_(step["points"]))).all()
-    still_open = [r for r in rows if r.status not in DECIDED]
-    _update(session, [r.id for r in still_open], status=new, resolved_at=now, updated_at=now)
-    _update(session, [r.id for r in still_open if r.first_response_at is None], first_response_at=now)
+    still_open = [(point_id, status, responded) for point_id, status, responded, _ in rows if status not in DECIDED]
+    _update(session, [point_id for point_id, _, _ in still_open], status=new, resolved_at=now, updated_at=now)
+    _update(session, [point_id for point_id, _, responded in still_open if responded is None], first_response_at=now)
     if still_open:
         session.execute(insert(FrictionChange), [
-            dict(friction_point_id=r.id, actor=f"tracker:{event.tracker}", action=ChangeAction.closed, old=str(r.status), new=str(new),
-                 note=event.url, at=now) for r in still_open])
-    sync_cards(session=session, point_ids=[r.id for r in rows if r.card_ts],
+            dict(friction_point_id=point_id, actor=f"tracker:{event.tracker}", action=ChangeAction.closed, old=str(status), new=str(new),
+                 note=event.url, at=now) for point_id, status, _ in still_open])
+    sync_cards(session=session, point_ids=[point_id for point_id, _, _, card_ts in rows if card_ts],
                why=f"closure:{event.tracker}:{event.key}:{step['closure']}")
 
 
@@ -213,15 +215,15 @@ def _reopen(session: Session, event: IssueEvent, step: dict, policy) -> None:
     now = utcnow()
     rows = session.exec(select(FrictionPoint.id, FrictionPoint.status, FrictionPoint.card_ts)
                         .where(col(FrictionPoint.id).in_(step["points"]))).all()
-    reopened = [r for r in rows if r.status in DECIDED]
+    reopened = [(point_id, status, card_ts) for point_id, status, card_ts in rows if status in DECIDED]
     if not reopened:
         return
-    _update(session, [r.id for r in reopened], status=Status.linked, resolved_at=None, updated_at=now)
+    _update(session, [point_id for point_id, _, _ in reopened], status=Status.linked, resolved_at=None, updated_at=now)
     session.execute(insert(FrictionChange), [
-        dict(friction_point_id=r.id, actor=f"tracker:{event.tracker}", action=ChangeAction.reopened, old=str(r.status),
-             new=str(Status.linked), note=event.url, at=now) for r in reopened])
+        dict(friction_point_id=point_id, actor=f"tracker:{event.tracker}", action=ChangeAction.reopened, old=str(status),
+             new=str(Status.linked), note=event.url, at=now) for point_id, status, _ in reopened])
     # Keyed by the change's time: each reopen is its own redraw.
-    sync_cards(session=session, point_ids=[r.id for r in reopened if r.card_ts],
+    sync_cards(session=session, point_ids=[point_id for point_id, _, card_ts in reopened if card_ts],
                why=f"reopen:{event.tracker}:{event.key}:{now.isoformat()}")
 
 
@@ -252,7 +254,8 @@ def _announce(session: Session, event: IssueEvent, step: dict, policy) -> None:
 
 def _queue(session: Session, event: IssueEvent, notices: list[Notice], policy) -> None:
     """Queue each notice's "you reported this, it's fixed" DM (once: keyed by the notice's id)."""
-    points = {p.id: p for p in session.exec(select(FrictionPoint).options(selectinload(FrictionPoint.reporters))
+    points = {p.id: p for p in session.exec(select(FrictionPoint)
+                                            .options(selectinload(FrictionPoint.reporters))  # type: ignore[arg-type]  # as above
                                             .where(col(FrictionPoint.id).in_({n.friction_point_id for n in notices})))}
     messages = []
     for notice in notices:
@@ -458,7 +461,7 @@ def _known(session: Session, events: list[IssueEvent]) -> set[str]:
         return set()
     keys = sorted({k for e in events for k in (e.key, *e.old_keys)})
     ids = sorted({i for e in events for i in (e.issue_id, *e.old_ids) if i})
-    condition = col(TrackerLink.key).in_(keys)
+    condition: ColumnElement[bool] = col(TrackerLink.key).in_(keys)
     if ids:
         condition = condition | col(TrackerLink.issue_id).in_(ids)
     rows = session.exec(select(TrackerLink.key, TrackerLink.issue_id)

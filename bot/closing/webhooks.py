@@ -33,7 +33,6 @@ from starlette.routing import Route
 from bot.closing import deliveries
 from bot.runtime.context import Deps
 from bot.runtime.event_gate import NotKept
-from bot.runtime.scheduler import Job, interval_slot, interval_trigger
 from bot.runtime.spool import Spooled, delivery_mac
 from bot.trackers import MODULES, IssueEvent, Malformed
 from storage.database import DatabaseUnavailable
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 5_000_000
 READ_IN_THREAD = 64 * 1024  # bytes
-RECOVERY_JOB = "closing.deliveries"
 
 
 def _answer(status: int, message: str) -> JSONResponse:
@@ -50,24 +48,15 @@ def _answer(status: int, message: str) -> JSONResponse:
 
 
 def routes(deps: Deps) -> list[Route]:
-    events = Counter("pf_tracker_events", "Tracker webhook deliveries applied, by tracker and outcome "
-                     "(applied, unchanged, unmatched: no linked report has any issue it names)",
-                     ["tracker", "outcome"], registry=deps.metrics.registry)
     ignored = Counter("pf_tracker_ignored", "Correctly signed tracker deliveries answered 200 and not acted on, by "
                       "tracker and reason (event, action, not_merged, no_state_change)", ["tracker", "reason"],
                       registry=deps.metrics.registry)
     dropped = Counter("pf_tracker_references_dropped", "Closing references named in a pull or merge request beyond "
                       "the per-body cap, not applied", ["tracker"], registry=deps.metrics.registry)
     said: set[tuple[str, str]] = set()  # (tracker, reason) logged by this process
-    runner = deliveries.Deliveries(db=deps.db, policy=deps.policy, observe=lambda t, o: events.labels(t, o).inc(),
-                                   wake=deps.sender.wake)
-    if any(getattr(deps.settings, m.SECRET_SETTING) for m in MODULES.values()):  # no webhooks, nothing to recover
-        deps.scheduler.add(Job(name=RECOVERY_JOB, db=deps.db, work=deliveries.prune, then=runner.recover,
-                               occurrence_at=interval_slot(1)),
-                           interval_trigger(1), misfire_grace_seconds=60)
-    else:
-        names = ", ".join(m.SECRET_SETTING.upper() for m in MODULES.values())
-        deps.scheduler.off[RECOVERY_JOB] = f"no tracker webhook secret is set ({names})"
+    runner = deps.once(deliveries.runner_for)  # the recovery job's too (bot.closing.jobs)
+    gate = deps.events
+    assert gate is not None  # the app factory makes the event gate before the routes
 
     def route(module) -> Route:
         tracker = str(module.TRACKER)
@@ -119,8 +108,8 @@ def routes(deps: Deps) -> list[Route]:
             events = json.dumps([e.to_json() for e in found])
             key = f"{tracker}:{hashlib.sha256(body).hexdigest()}"  # a redelivery is the same row
             try:
-                await deps.events.keep_other(kind=tracker, key=key, body=body,
-                                             headers={"events": events, "mac": delivery_mac(secret, tracker, body + events.encode())})
+                await gate.keep_other(kind=tracker, key=key, body=body,
+                                      headers={"events": events, "mac": delivery_mac(secret, tracker, body + events.encode())})
             except NotKept as refused:
                 log.warning("%s delivery refused for the tracker to retry: database unavailable (%s) and %s", tracker, exc, refused)
                 return _answer(503, "database unavailable, retry later")
@@ -145,7 +134,7 @@ def routes(deps: Deps) -> list[Route]:
                 runner.apply_soon(delivery)
             return True
 
-        deps.events.appliers[tracker] = apply_spooled
+        gate.appliers[tracker] = apply_spooled
         return Route(f"/webhooks/{tracker}", receive, methods=["POST"])
 
     return [route(module) for module in MODULES.values()]

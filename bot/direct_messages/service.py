@@ -95,7 +95,9 @@ class DmAnswerHook(Hook):
 
     def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
         ts = response.get("ts")
-        if isinstance(ts, str) and message.friction_point_id is not None and session.get(FrictionPoint, message.friction_point_id):
+        if not isinstance(ts, str) or message.friction_point_id is None:
+            return
+        if session.get(FrictionPoint, message.friction_point_id) is not None:  # not erased since
             session.add(FrictionChange(friction_point_id=message.friction_point_id, actor="bot", action=ANSWERED_IN, new=ts[:255]))
 
 

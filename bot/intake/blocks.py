@@ -2,8 +2,7 @@
 
 
 from bot.commands import SUBCOMMANDS, Subcommand
-from bot.ids import Action, Block, Callback
-from bot.intake.ids import ReportMetadata  # noqa: F401  (re-exported)
+from bot.intake.ids import IntakeAction, IntakeBlock, IntakeCallback, ReportMetadata
 from bot.intake.service import MAX_TEXT
 from bot.policy import Taxonomy
 from bot.references import format_ref
@@ -57,7 +56,7 @@ def build_report_modal(
     cat_options = [_option(c.label, c.id) for c in taxonomy.categories]
     categories_element = {
         "type": "multi_static_select",
-        "action_id": Action.categories,
+        "action_id": IntakeAction.categories,
         "placeholder": _text("Pick one or more"),
         "options": cat_options,
     }
@@ -70,7 +69,7 @@ def build_report_modal(
     kind_options = [_option(label, value) for value, label in KIND_LABELS.items()]
     time_element = {
         "type": "static_select",
-        "action_id": Action.time_lost,
+        "action_id": IntakeAction.time_lost,
         "placeholder": _text("Roughly"),
         "options": time_options,
     }
@@ -78,58 +77,58 @@ def build_report_modal(
         time_element["initial_option"] = _option(TIME_LOST[minutes_lost], str(minutes_lost))
     text_element = {
         "type": "plain_text_input",
-        "action_id": Action.text,
+        "action_id": IntakeAction.text,
         "multiline": True,
         "max_length": MAX_TEXT,
         "placeholder": _text("What were you trying to do, and what got in the way?"),
     }
     if text:
         text_element["initial_value"] = text[:MAX_TEXT]
-    link_element = {"type": "url_text_input", "action_id": Action.link}
+    link_element = {"type": "url_text_input", "action_id": IntakeAction.link}
     if link_url:
         link_element["initial_value"] = link_url
 
     blocks = [
-        {"type": "input", "block_id": Block.text, "label": _text("What got in your way?"), "element": text_element},
+        {"type": "input", "block_id": IntakeBlock.text, "label": _text("What got in your way?"), "element": text_element},
         {
             "type": "input",
-            "block_id": Block.categories,
+            "block_id": IntakeBlock.categories,
             "optional": True,
             "label": _text("Area"),
             "element": categories_element,
         },
         {
             "type": "input",
-            "block_id": Block.severity,
+            "block_id": IntakeBlock.severity,
             "label": _text("Impact"),
             "element": {
                 "type": "static_select",
-                "action_id": Action.severity,
+                "action_id": IntakeAction.severity,
                 "options": severity_options,
                 "initial_option": _option(SEVERITY_LABELS[Severity(severity)], str(severity)),
             },
         },
         {
             "type": "input",
-            "block_id": Block.time_lost,
+            "block_id": IntakeBlock.time_lost,
             "optional": True,
             "label": _text("Time it cost you"),
             "element": time_element,
         },
         {
             "type": "input",
-            "block_id": Block.kind,
+            "block_id": IntakeBlock.kind,
             "label": _text("What kind of request is it?"),
             "element": {
                 "type": "radio_buttons",
-                "action_id": Action.kind,
+                "action_id": IntakeAction.kind,
                 "options": kind_options,
                 "initial_option": _option(KIND_LABELS[FrictionKind(kind)], str(kind)),
             },
         },
         {
             "type": "input",
-            "block_id": Block.link,
+            "block_id": IntakeBlock.link,
             "optional": True,
             "label": _text("Link (optional)"),
             "hint": _text("A pipeline run, a doc, an issue: anything that shows the problem."),
@@ -138,7 +137,7 @@ def build_report_modal(
     ]
     return {
         "type": "modal",
-        "callback_id": Callback.report_modal,
+        "callback_id": IntakeCallback.report_modal,
         "title": _text("Platform feedback"),
         "submit": _text("Send" if metadata.point_id is None else "Save"),
         "close": _text("Cancel"),
@@ -177,7 +176,7 @@ def build_filed_message(ref: str, point: FrictionPoint, *, with_details_button: 
                 "elements": [
                     {
                         "type": "button",
-                        "action_id": Action.add_details,
+                        "action_id": IntakeAction.add_details,
                         "text": _text("Add details"),
                         "value": str(point.id),
                     }
@@ -228,7 +227,7 @@ def _usage_line(command: Subcommand, prefix: str) -> str:
     return f"• `/platform-feedback {command.name}{args}` {command.does}".replace("FB-", f"{prefix}-")
 
 
-def usage_text(reaction: str, prefix: str = "FB") -> str:
+def usage_text(reaction: str, prefix: str) -> str:
     """The help, made from ``SUBCOMMANDS`` (every registered subcommand, hosts' ones apart)."""
     lines = [
         "*How to use /platform-feedback*",
@@ -243,7 +242,7 @@ def usage_text(reaction: str, prefix: str = "FB") -> str:
     return "\n".join(lines).replace("<", "&lt;").replace(">", "&gt;")
 
 
-def build_usage(reaction: str, *, unknown: str | None = None, prefix: str = "FB") -> dict:
+def build_usage(reaction: str, *, prefix: str, unknown: str | None = None) -> dict:
     lead = f"I don't know `{mrkdwn(unknown, 40)}`.\n" if unknown else ""
     text = lead + usage_text(reaction, prefix)
     return {"text": text, "blocks": [{"type": "section", "text": _text(text, "mrkdwn")}]}

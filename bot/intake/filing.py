@@ -4,8 +4,8 @@ blocks import that module.)"""
 
 from sqlmodel import Session
 
-from bot.ids import Block
 from bot.intake.blocks import build_filed_message, build_thread_reply
+from bot.intake.ids import IntakeBlock
 from bot.references import format_ref
 from bot.targets import alerts as target_alerts
 from bot.triage import service as triage
@@ -88,11 +88,11 @@ def details_point(*, session: Session, point_id: int, user: str, prefix: str) ->
     Raises ``DetailsRefused`` otherwise."""
     point = friction.get_point(session=session, point_id=point_id)
     if point is None:
-        raise DetailsRefused({Block.text: "That report no longer exists."})
+        raise DetailsRefused({IntakeBlock.text: "That report no longer exists."})
     if user != point.filed_by and user not in {r.user_id for r in point.reporters}:
-        raise DetailsRefused({Block.text: "That report is no longer yours to edit."})
+        raise DetailsRefused({IntakeBlock.text: "That report is no longer yours to edit."})
     if point.status in CLOSED or point.duplicate_of_id is not None:
-        raise DetailsRefused({Block.text: f"{format_ref(prefix, point.id)} is closed, so it can no longer be edited. "
+        raise DetailsRefused({IntakeBlock.text: f"{format_ref(prefix, point.id)} is closed, so it can no longer be edited. "
                                           "If it still gets in your way, please file a new report."})
     return point
 
@@ -109,16 +109,16 @@ def add_details(*, session: Session, point_id: int, user: str, draft: FrictionDr
     try:  # lock first, then check: a host resolving it meanwhile is seen here
         triage.lock_point(session=session, point_id=point_id)
     except triage.TriageError as exc:
-        raise DetailsRefused({Block.text: str(exc)}) from exc
+        raise DetailsRefused({IntakeBlock.text: str(exc)}) from exc
     point = details_point(session=session, point_id=point_id, user=user, prefix=prefix)
     chosen = sorted(t.category for t in point.tags if not t.automatic)
     triaged = point.status != Status.new or point.first_response_at is not None
     if triaged:
-        ref, errors = format_ref(prefix, point.id), {}
+        ref, errors = format_ref(prefix, point.id), dict[str, str]()
         if Severity(draft.severity) != Severity(point.severity):
-            errors[Block.severity] = f"A host has triaged {ref}, so its impact is theirs to change now. Ask them in its thread."
+            errors[IntakeBlock.severity] = f"A host has triaged {ref}, so its impact is theirs to change now. Ask them in its thread."
         if draft.categories and sorted(set(draft.categories)) != chosen:
-            errors[Block.categories] = f"A host has triaged {ref}, so its areas are theirs to change now. Ask them in its thread."
+            errors[IntakeBlock.categories] = f"A host has triaged {ref}, so its areas are theirs to change now. Ask them in its thread."
         if errors:
             raise DetailsRefused(errors)
     before = _details(point, chosen)

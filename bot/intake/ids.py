@@ -1,8 +1,37 @@
-"""Filing a report: the report modal's ``private_metadata`` (its block and action ids are shared, in
-``bot.ids``)."""
+"""Filing a report: the report modal's action, block and callback ids, the message shortcut's
+callback, the Add details button, and the modal's ``private_metadata`` (the ids several features
+share are in ``bot.ids``; ``tests/test_ids.py`` checks none is defined twice)."""
+
+from enum import StrEnum
 
 from bot.ids import Metadata
 from storage.models import Source
+
+
+class IntakeCallback(StrEnum):
+    report_modal = "friction_report"
+    report_shortcut = "report_friction"  # the message shortcut; manifest.yml names it too
+
+
+class IntakeBlock(StrEnum):
+    """The report modal's inputs (``service.read_modal`` reads them, errors are shown under them)."""
+
+    text = "text"
+    categories = "categories"
+    severity = "severity"
+    time_lost = "time_lost"
+    kind = "kind"
+    link = "link"
+
+
+class IntakeAction(StrEnum):
+    text = "text_input"
+    categories = "categories_select"
+    severity = "severity_select"
+    time_lost = "time_lost_select"
+    kind = "kind_radio"
+    link = "link_input"
+    add_details = "add_details"  # the button under a filed report's confirmation
 
 
 class ReportMetadata(Metadata):

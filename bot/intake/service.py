@@ -2,11 +2,13 @@
 and which categories a text suggests."""
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
 from bot.commands import OTHER_SUBCOMMANDS, OWN_SUBCOMMANDS
-from bot.ids import Block
+from bot.intake.ids import IntakeBlock
 from bot.policy import Taxonomy
 from storage.models import FrictionKind, Severity
 
@@ -105,32 +107,33 @@ def read_modal(values: dict, taxonomy: Taxonomy) -> tuple[ModalAnswers | None, d
     """The modal's answers, or errors keyed by block id (shown under each field in the modal)."""
     state = flatten_state(values)
     errors: dict[str, str] = {}
-    text = str(state.get(Block.text) or "").strip()
+    text = str(state.get(IntakeBlock.text) or "").strip()
     if not text:
-        errors[Block.text] = "Tell us what got in your way."
+        errors[IntakeBlock.text] = "Tell us what got in your way."
     elif len(text) > MAX_TEXT:
-        errors[Block.text] = f"Please keep it under {MAX_TEXT:,} characters (this is {len(text):,})."
-    categories = tuple(state.get(Block.categories) or ())
+        errors[IntakeBlock.text] = f"Please keep it under {MAX_TEXT:,} characters (this is {len(text):,})."
+    # a multi_static_select's value: the chosen options' values (flatten_state)
+    categories = tuple(cast(Iterable[str], state.get(IntakeBlock.categories) or ()))
     unknown = [c for c in categories if not taxonomy.has(c)]
     if unknown:
-        errors[Block.categories] = f"Unknown area: {', '.join(unknown)[:100]}. Please pick from the list."
+        errors[IntakeBlock.categories] = f"Unknown area: {', '.join(unknown)[:100]}. Please pick from the list."
     try:
-        severity = Severity(state.get(Block.severity) or Severity.medium)
+        severity = Severity(str(state.get(IntakeBlock.severity) or Severity.medium))
     except ValueError:
-        errors[Block.severity] = "Please pick an impact from the list."
+        errors[IntakeBlock.severity] = "Please pick an impact from the list."
         severity = Severity.medium
-    minutes_raw = state.get(Block.time_lost)
+    minutes_raw = state.get(IntakeBlock.time_lost)
     minutes = int(minutes_raw) if isinstance(minutes_raw, str) and minutes_raw.isdigit() else None
     if minutes_raw is not None and minutes is None:
-        errors[Block.time_lost] = "Please pick a time from the list."
+        errors[IntakeBlock.time_lost] = "Please pick a time from the list."
     try:
-        kind = FrictionKind(state.get(Block.kind) or FrictionKind.feedback)
+        kind = FrictionKind(str(state.get(IntakeBlock.kind) or FrictionKind.feedback))
     except ValueError:
-        errors[Block.kind] = "Please pick a kind from the list."
+        errors[IntakeBlock.kind] = "Please pick a kind from the list."
         kind = FrictionKind.feedback
-    link = (str(state.get(Block.link) or "")).strip() or None
+    link = (str(state.get(IntakeBlock.link) or "")).strip() or None
     if link and (not re.match(r"^https?://\S+$", link) or len(link) > 3000):
-        errors[Block.link] = "That doesn't look like a web link (https://…)."
+        errors[IntakeBlock.link] = "That doesn't look like a web link (https://…)."
     if errors:
         return None, errors
     return ModalAnswers(text, categories, severity, minutes, kind, link), {}

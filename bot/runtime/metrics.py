@@ -113,12 +113,16 @@ class _SpoolCollector:
 @cache
 def _known_ids() -> frozenset[str]:
     """Every action and callback id the bot registers listeners for: the only ids a label may name."""
+    from bot.closing.ids import ClosingAction, ClosingCallback
     from bot.help_channel.ids import RESOLVE_ACTION
     from bot.ids import Action, Callback
+    from bot.intake.ids import IntakeAction, IntakeCallback
     from bot.surveys.ids import SurveyAction, SurveyCallback
+    from bot.triage.ids import TriageAction, TriageCallback
     from bot.usage.ids import UsageAction, UsageCallback
 
-    return frozenset({*Action, *Callback, *SurveyAction, *SurveyCallback, *UsageAction, *UsageCallback, RESOLVE_ACTION})
+    return frozenset({*Action, *Callback, *SurveyAction, *SurveyCallback, *UsageAction, *UsageCallback, RESOLVE_ACTION,
+                      *IntakeAction, *IntakeCallback, *TriageAction, *TriageCallback, *ClosingAction, *ClosingCallback})
 
 
 KNOWN_EVENTS = frozenset({"message", "reaction_added", "app_home_opened", "app_mention", "tokens_revoked", "app_uninstalled"})

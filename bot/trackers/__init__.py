@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from bot.trackers import github, gitlab, jira, linear
 from bot.trackers.base import IssueEvent, IssueRef, Malformed, Outcome, Tracker, TrackerModule
 
-MODULES: dict[Tracker, TrackerModule] = {m.TRACKER: m for m in (github, gitlab, jira, linear)}  # type: ignore[misc]
+MODULES: dict[Tracker, TrackerModule] = {m.TRACKER: m for m in (github, gitlab, jira, linear)}
 # Tried in this order: Linear owns its host; GitLab's "/-/" paths before GitHub's; Jira's /browse/.
 _URL_ORDER = (linear, gitlab, github, jira)
 

@@ -7,7 +7,7 @@ A tracker module (``bot/trackers/github.py`` ...) exposes the names of :class:`T
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 
 class Tracker(StrEnum):
@@ -72,6 +72,16 @@ class IssueEvent:
     def from_json(cls, data: dict) -> "IssueEvent":
         return cls(**{**data, "tracker": Tracker(data["tracker"]), "outcome": Outcome(data["outcome"]),
                       "old_keys": tuple(data.get("old_keys") or ()), "old_ids": tuple(data.get("old_ids") or ())})
+
+
+class Identity(TypedDict, total=False):
+    """Which issue an answer is about and as of when (``IssueEvent``'s fields of those names), typed:
+    a reader reads it once and gives it to each event it makes as ``**identity``."""
+
+    issue_id: str | None
+    project_id: str | None
+    at: str | None
+    old_keys: tuple[str, ...]
 
 
 class Events(list):

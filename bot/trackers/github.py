@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from bot.trackers.base import (
     Events,
+    Identity,
     IssueEvent,
     IssueRef,
     Malformed,
@@ -245,7 +246,7 @@ def poll_request(settings, key: str) -> PollRequest:
 def poll_events(key: str, issue: dict, settings=None, policy=None) -> list[IssueEvent]:
     """An issue or pull request (``pull_request`` set) as the REST API returns it."""
     url, title, at = string(issue.get("html_url")), string(issue.get("title")), iso(issue.get("updated_at"))
-    ident = {"issue_id": string(issue.get("id")), "at": at}
+    ident = Identity(issue_id=string(issue.get("id")), at=at)
     state = issue.get("state")
     if state == "open":
         # Assigned: work started (bot.progress); a pull request's assignee is not the issue's.
@@ -359,9 +360,9 @@ def find_by_marker(project: str, answer: object, marker: str, settings=None):
 def create_problem(status: int, answer: object) -> str:
     """What GitHub said, as one line: its ``message`` and, for a 422, each ``errors`` entry."""
     data = obj(answer)
-    message = text(data.get("message"))[:200]
+    message, errors = text(data.get("message"))[:200], data.get("errors")
     details = [" ".join(filter(None, (text(obj(e).get("field")), text(obj(e).get("code")), text(obj(e).get("message")))))
-               for e in (data.get("errors") if isinstance(data.get("errors"), list) else [])[:3]]
+               for e in (errors if isinstance(errors, list) else [])[:3]]
     return "; ".join(filter(None, [message, *details]))[:300]
 
 

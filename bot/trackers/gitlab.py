@@ -7,10 +7,12 @@ Request Hook; ``X-Gitlab-Token``), "Managing issues: closing issues automaticall
 """
 
 import re
+from functools import partial
 from urllib.parse import quote, urlsplit
 
 from bot.trackers.base import (
     Events,
+    Identity,
     IssueEvent,
     IssueRef,
     Malformed,
@@ -187,30 +189,30 @@ def events(payload: dict) -> Events:
     project, attrs = obj(payload.get("project")), obj(payload.get("object_attributes"))
     key, old_keys = _where(project, attrs, kind)
     action = attrs.get("action")
-    common = dict(url=string(attrs.get("url")), title=string(attrs.get("title")), issue_id=item_id(key, attrs.get("id")),
-                  project_id=string(project.get("id")), at=iso(attrs.get("updated_at")), old_keys=old_keys)
+    url, title, issue_id, at = string(attrs.get("url")), string(attrs.get("title")), item_id(key, attrs.get("id")), iso(attrs.get("updated_at"))
+    event = partial(IssueEvent, TRACKER, key, url=url, title=title, issue_id=issue_id, project_id=string(project.get("id")), at=at,
+                    old_keys=old_keys)
     if kind in ("issue", "work_item"):
         moved_to = string(attrs.get("moved_to_id"))
         if action == "close" and moved_to:
             # Moving an issue closes it and makes a new one with a new id; follow the new id.
-            return events_of([IssueEvent(TRACKER, key, Outcome.moved, **{**common, "issue_id": moved_to},
-                                         old_ids=tuple(filter(None, [common["issue_id"]])))])
+            return events_of([event(Outcome.moved, issue_id=moved_to, old_ids=tuple(filter(None, [issue_id])))])
         if action in ("close", "reopen"):
-            return events_of([IssueEvent(TRACKER, key, Outcome.reopened if action == "reopen" else Outcome.fixed, **common)])
+            return events_of([event(Outcome.reopened if action == "reopen" else Outcome.fixed)])
         return nothing("action", f"{kind}.{_label(action) or 'unnamed'} changes no issue's state")
     if action == "reopen":
-        return events_of([IssueEvent(TRACKER, key, Outcome.reopened, **common)])
+        return events_of([event(Outcome.reopened)])
     if action != "merge":
         return nothing("not_merged" if action == "close" else "action",
                        f"merge_request.{_label(action) or 'unnamed'} changes no issue's state")
-    found, dropped = [IssueEvent(TRACKER, key, Outcome.fixed, **common)], 0
+    found, dropped = [event(Outcome.fixed)], 0
     default = project.get("default_branch") or obj(attrs.get("target")).get("default_branch")
     if default and attrs.get("target_branch") == default:
         # Closing patterns act only on merges into the default branch.
         host = urlsplit(text(project.get("web_url")) or text(attrs.get("url"))).netloc.lower() or None
         keys, dropped = counted_references(text(attrs.get("description")), text(project.get("path_with_namespace")), host)
         for ref in keys:
-            found.append(IssueEvent(TRACKER, ref, Outcome.fixed, common["url"], common["title"], at=common["at"]))
+            found.append(IssueEvent(TRACKER, ref, Outcome.fixed, url, title, at=at))
     return events_of(list({e.key: e for e in found}.values()), dropped)
 
 
@@ -232,7 +234,7 @@ def poll_request(settings, key: str) -> PollRequest:
 def poll_events(key: str, item: dict, settings=None, policy=None) -> list[IssueEvent]:
     """An issue (opened/closed) or a merge request (opened/closed/locked/merged)."""
     url, title, state = string(item.get("web_url")), string(item.get("title")), item.get("state")
-    ident = dict(issue_id=item_id(key, item.get("id")), project_id=string(item.get("project_id")), at=iso(item.get("updated_at")))
+    ident = Identity(issue_id=item_id(key, item.get("id")), project_id=string(item.get("project_id")), at=iso(item.get("updated_at")))
     if state in ("opened", "reopened"):
         started = [IssueEvent(TRACKER, key, Outcome.started, url, title, **ident)] if "#" in key and item.get("assignees") else []
         return [IssueEvent(TRACKER, key, Outcome.reopened, url, title, **ident), *started]

@@ -21,10 +21,12 @@ import base64
 import hashlib
 import hmac
 import re
+from functools import partial
 from urllib.parse import parse_qs, quote
 
 from bot.trackers.base import (
     Events,
+    Identity,
     IssueEvent,
     IssueRef,
     Malformed,
@@ -134,16 +136,16 @@ def events(payload: dict, *, not_planned: frozenset[str]) -> Events:
     if not isinstance(key, str) or not _KEY.match(key.upper()):
         raise Malformed("no issue.key")
     key, fields = normalise(key), obj(issue.get("fields"))
-    common = dict(url=_browse_url(issue, key), title=string(fields.get("summary")), issue_id=string(issue.get("id")),
-                  at=iso(payload.get("timestamp")) or iso(fields.get("updated")))
+    event = partial(IssueEvent, TRACKER, key, url=_browse_url(issue, key), title=string(fields.get("summary")),
+                    issue_id=string(issue.get("id")), at=iso(payload.get("timestamp")) or iso(fields.get("updated")))
     if hook == "jira:issue_deleted":
-        return events_of([IssueEvent(TRACKER, key, Outcome.deleted, **{**common, "at": None})])
+        return events_of([event(Outcome.deleted, at=None)])
     items = [obj(i) for i in obj(payload.get("changelog")).get("items") or [] if isinstance(i, dict)]
     changes = {i.get("field"): i for i in items}
     found = []
     moved = changes.get("Key")
     if moved and isinstance(moved.get("fromString"), str):
-        found.append(IssueEvent(TRACKER, key, Outcome.moved, old_keys=(normalise(moved["fromString"]),), **common))
+        found.append(event(Outcome.moved, old_keys=(normalise(moved["fromString"]),)))
     old_keys = found[0].old_keys if found else ()
     resolution, status = changes.get("resolution"), changes.get("status")
     if resolution is not None:  # what closes or reopens an issue, on Cloud and Data Center
@@ -151,10 +153,10 @@ def events(payload: dict, *, not_planned: frozenset[str]) -> Events:
             outcome = Outcome.fixed if _done(fields) else Outcome.reopened
         else:
             outcome = Outcome.not_planned if resolution_name(resolution.get("toString")) in not_planned else Outcome.fixed
-        found.append(IssueEvent(TRACKER, key, outcome, old_keys=old_keys, **common))
+        found.append(event(outcome, old_keys=old_keys))
     elif status is not None and not fields.get("resolution") and obj(fields.get("status")):
         # A workflow without resolutions: the status category says closed or open.
-        found.append(IssueEvent(TRACKER, key, Outcome.fixed if _done(fields) else Outcome.reopened, old_keys=old_keys, **common))
+        found.append(event(Outcome.fixed if _done(fields) else Outcome.reopened, old_keys=old_keys))
     if not found:
         return nothing("no_state_change", f"{hook} changes no resolution, Done status or key")
     return events_of(found)
@@ -186,7 +188,7 @@ def poll_events(key: str, issue: dict, settings, policy) -> list[IssueEvent]:
     fields = obj(issue.get("fields"))
     current = normalise(text(issue.get("key")) or key)
     url = f"{settings.jira_base_url.rstrip('/')}/browse/{current}"
-    common = dict(issue_id=string(issue.get("id")), at=iso(fields.get("updated")), old_keys=(key,) if current != key else ())
+    common = Identity(issue_id=string(issue.get("id")), at=iso(fields.get("updated")), old_keys=(key,) if current != key else ())
     resolution = fields.get("resolution")
     if not resolution:
         # No resolution: a status in the Done category is closed all the same; In Progress has started.
@@ -277,7 +279,8 @@ def find_by_marker(project: str, answer: object, marker: str, settings=None):
 def create_problem(status: int, answer: object) -> str:
     """Jira's ``errorMessages`` and ``errors`` (field: message) as one line."""
     data = obj(answer)
-    messages = [text(m) for m in (data.get("errorMessages") if isinstance(data.get("errorMessages"), list) else [])[:3]]
+    said = data.get("errorMessages")
+    messages = [text(m) for m in (said if isinstance(said, list) else [])[:3]]
     messages += [f"{field}: {text(problem)}" for field, problem in list(obj(data.get("errors")).items())[:3]]
     return "; ".join(filter(None, messages))[:300]
 

@@ -15,6 +15,7 @@ import time
 
 from bot.trackers.base import (
     Events,
+    Identity,
     IssueEvent,
     IssueRef,
     Malformed,
@@ -88,12 +89,12 @@ def identifier(data: dict) -> str | None:
     return None
 
 
-def _identity(data: dict) -> dict:
+def _identity(data: dict) -> Identity:
     previous = [normalise(p) for p in data.get("previousIdentifiers") or [] if isinstance(p, str)]
     # Webhooks carry ``teamId``; the GraphQL API the ``team { id }`` asked for.
     team = string(data.get("teamId")) or string(obj(data.get("team")).get("id"))
-    return dict(issue_id=string(data.get("id")), project_id=team,
-                at=iso(data.get("updatedAt")), old_keys=tuple(previous))
+    return Identity(issue_id=string(data.get("id")), project_id=team,
+                       at=iso(data.get("updatedAt")), old_keys=tuple(previous))
 
 
 def _label(value: object) -> str:
@@ -116,11 +117,11 @@ def events(payload: dict) -> Events:
     key, url, title = normalise(key), string(data.get("url")), string(data.get("title"))
     ident = _identity(data)
     if action == "remove":
-        return events_of([IssueEvent(TRACKER, key, Outcome.deleted, url, title, **{**ident, "at": None})])
+        return events_of([IssueEvent(TRACKER, key, Outcome.deleted, url, title, **(ident | Identity(at=None)))])
     return events_of(_update(key, url, title, ident, data, before))
 
 
-def _update(key: str, url, title, ident: dict, data: dict, before: dict) -> list[IssueEvent]:
+def _update(key: str, url, title, ident: Identity, data: dict, before: dict) -> list[IssueEvent]:
     state = obj(data.get("state")).get("type")
     if "stateId" in before:
         if state == "completed":
@@ -261,7 +262,8 @@ def create_problem(status: int, answer: object) -> str:
     """The GraphQL errors' user-presentable messages (else ``message``), as one line; an unknown
     team (the first answer found none) says so."""
     data = obj(answer)
-    errors = data.get("errors") if isinstance(data.get("errors"), list) else []
+    found = data.get("errors")
+    errors = found if isinstance(found, list) else []
     if not errors and "teams" in obj(data.get("data")) and not _team(data):
         return "no team with this key is visible to the API key"
     return "; ".join(text(obj(obj(e).get("extensions")).get("userPresentableMessage")) or text(obj(e).get("message"))

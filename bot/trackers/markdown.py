@@ -66,10 +66,11 @@ def code_spans(body: str) -> list[tuple[int, int]]:
         elif start == fence:  # a fence at a line start wins over the backticks it starts with
             end = _fence_end(body, start)
         else:
-            end = runs.span_end(start)
-            if end is None:  # no closing run of any usable length: the run is text
+            span_end = runs.span_end(start)
+            if span_end is None:  # no closing run of any usable length: the run is text
                 pos = runs.run_end(start)
                 continue
+            end = span_end
         spans.append((start, end))
         pos = end
     return spans

@@ -60,5 +60,5 @@ def rate_limit_wait(response: httpx.Response, now: float) -> float | None:
     waits = [_seconds_until(headers.get("retry-after"), now)]
     if spent:
         waits.append(_seconds_until(_reset(headers), now))
-    waits = [w for w in waits if w is not None and w > 0]
-    return max(waits) if waits else 0.0
+    due = [w for w in waits if w is not None and w > 0]
+    return max(due) if due else 0.0

@@ -3,14 +3,14 @@
 from datetime import timedelta
 
 from bot.home.ids import HomeAction
-from bot.ids import Action, Callback, PointMetadata
+from bot.ids import Action, PointMetadata
 from bot.insight.service import DuplicateSuggestion
 from bot.intake.blocks import SEVERITY_LABELS, STATUS_LABELS, _option, _text
 from bot.issue_create.blocks import build_create_button
 from bot.policy import Taxonomy
 from bot.references import format_ref
 from bot.text import link, mrkdwn, shorten, to_mrkdwn
-from bot.triage.ids import CARD_BLOCK, TRIAGE_INPUT_BLOCK  # noqa: F401  (re-exported)
+from bot.triage.ids import CARD_BLOCK, TRIAGE_INPUT_BLOCK, TriageAction, TriageCallback
 from bot.triage.service import Change, Headline
 from storage.models import FrictionPoint, Severity, Status
 
@@ -71,7 +71,7 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
             {
                 "type": "actions",
                 "block_id": card_block_id(point.id, "closed"),
-                "elements": [{"type": "button", "action_id": Action.triage_reopen, "text": _text("Reopen"), "value": pid}],
+                "elements": [{"type": "button", "action_id": TriageAction.reopen, "text": _text("Reopen"), "value": pid}],
             }
         )
         return {"text": f"{ref}: {STATUS_LABELS[point.status]}", "blocks": blocks}
@@ -80,14 +80,14 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
     tag_options = [_option(c.label, c.id) for c in taxonomy.categories]
     tags = {
         "type": "multi_static_select",
-        "action_id": Action.triage_tags,
+        "action_id": TriageAction.tags,
         "placeholder": _text("Area"),
         "options": tag_options,
     }
     chosen = [o for o in tag_options if o["value"] in point.categories]
     if chosen:
         tags["initial_options"] = chosen
-    assign = {"type": "users_select", "action_id": Action.triage_assign, "placeholder": _text("Assign to…")}
+    assign = {"type": "users_select", "action_id": TriageAction.assign, "placeholder": _text("Assign to…")}
     if point.assignee:
         assign["initial_user"] = point.assignee
     severity_options = [_option(SEVERITY_LABELS[s].split(":")[0], s) for s in Severity]
@@ -96,11 +96,11 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
             "type": "actions",
             "block_id": card_block_id(point.id, "fields"),
             "elements": [
-                {"type": "button", "action_id": Action.triage_assign_me, "text": _text("Assign to me"), "value": pid},
+                {"type": "button", "action_id": TriageAction.assign_me, "text": _text("Assign to me"), "value": pid},
                 assign,
                 {
                     "type": "static_select",
-                    "action_id": Action.triage_severity,
+                    "action_id": TriageAction.severity,
                     "options": severity_options,
                     "initial_option": _option(SEVERITY_LABELS[Severity(point.severity)].split(":")[0], point.severity),
                 },
@@ -113,12 +113,12 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
             "type": "actions",
             "block_id": card_block_id(point.id, "buttons"),
             "elements": [
-                {"type": "button", "action_id": Action.triage_link, "text": _text("Link issue"), "value": pid},
+                {"type": "button", "action_id": TriageAction.link, "text": _text("Link issue"), "value": pid},
                 *([build_create_button(point.id)] if create_issue else []),
-                {"type": "button", "action_id": Action.triage_merge, "text": _text("Mark duplicate"), "value": pid},
+                {"type": "button", "action_id": TriageAction.merge, "text": _text("Mark duplicate"), "value": pid},
                 {"type": "button", "action_id": Action.target_ask, "text": _text("Ask the reporter"), "value": pid},
-                {"type": "button", "action_id": Action.triage_resolve, "text": _text("Resolve"), "value": pid, "style": "primary"},
-                {"type": "button", "action_id": Action.triage_decline, "text": _text("Won't fix"), "value": pid, "style": "danger"},
+                {"type": "button", "action_id": TriageAction.resolve, "text": _text("Resolve"), "value": pid, "style": "primary"},
+                {"type": "button", "action_id": TriageAction.decline, "text": _text("Won't fix"), "value": pid, "style": "danger"},
             ],
         }
     )
@@ -135,28 +135,28 @@ def _duplicate_section(point_id: int, duplicate: DuplicateSuggestion, prefix: st
             f">{mrkdwn(duplicate.text, 200)}",
             "mrkdwn",
         ),
-        "accessory": {"type": "button", "action_id": Action.triage_merge_suggested, "text": _text(f"Merge into {other}"), "value": str(duplicate.point_id)},
+        "accessory": {"type": "button", "action_id": TriageAction.merge_suggested, "text": _text(f"Merge into {other}"), "value": str(duplicate.point_id)},
     }
 
 
 TRIAGE_MODALS = {
     # callback: (title, label, multiline, optional, submit, hint)
-    Callback.triage_link: ("Link an issue", "Issue or PR URL", False, False, "Link", "GitHub, GitLab, Jira or Linear."),
-    Callback.triage_merge: ("Mark as duplicate", "Duplicate of", False, False, "Merge",
+    TriageCallback.link: ("Link an issue", "Issue or PR URL", False, False, "Link", "GitHub, GitLab, Jira or Linear."),
+    TriageCallback.merge: ("Mark as duplicate", "Duplicate of", False, False, "Merge",
                             "The older report's reference, e.g. FB-12. All reporters stay attached."),
-    Callback.triage_resolve: ("Resolve", "What was done (the reporter sees this)", True, True, "Resolve", None),
-    Callback.triage_decline: ("Won't fix", "Why not (the reporter sees this)", True, False, "Decline", None),
+    TriageCallback.resolve: ("Resolve", "What was done (the reporter sees this)", True, True, "Resolve", None),
+    TriageCallback.decline: ("Won't fix", "Why not (the reporter sees this)", True, False, "Decline", None),
 }
 
 
-def build_triage_modal(callback: Callback, ref: str, point_id: int) -> dict:
+def build_triage_modal(callback: TriageCallback, ref: str, point_id: int) -> dict:
     title, label, multiline, optional, submit, hint = TRIAGE_MODALS[callback]
     block = {
         "type": "input",
         "block_id": TRIAGE_INPUT_BLOCK,
         "optional": optional,
         "label": _text(label),
-        "element": {"type": "plain_text_input", "action_id": Action.triage_input, "multiline": multiline, "max_length": 2000},
+        "element": {"type": "plain_text_input", "action_id": TriageAction.text, "multiline": multiline, "max_length": 2000},
     }
     if hint:
         block["hint"] = _text(hint)

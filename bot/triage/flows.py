@@ -121,6 +121,8 @@ class CardHook(Hook):
         await anyio.to_thread.run_sync(partial(db.transact, insight.keep_scored, point_id=message.friction_point_id, text=scoring.text, best=best))
 
     def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
+        if message.friction_point_id is None:
+            return None  # a card is always queued with its report's id
         point = friction.get_point(session=session, point_id=message.friction_point_id)
         if point is None:
             return None
@@ -132,6 +134,6 @@ class CardHook(Hook):
         return "chat.postMessage", {"channel": payload["channel"], **card}
 
     def sent(self, session: Session, message: OutboxMessage, response: dict) -> None:
-        if "ts" not in response or "channel" not in response:
+        if "ts" not in response or "channel" not in response or message.friction_point_id is None:
             return
         friction.set_card(session=session, point_id=message.friction_point_id, channel=response["channel"], ts=response["ts"])

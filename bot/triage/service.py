@@ -104,40 +104,40 @@ def _s(value) -> str | None:
     return str(value)
 
 
-def assign(*, session: Session, point_id: int, actor: str, assignee: str, prefix: str = "FB") -> Applied:
+def assign(*, session: Session, point_id: int, actor: str, assignee: str, prefix: str) -> Applied:
     point = _open_point(session, point_id, prefix)
     old = point.assignee
     point.assignee = assignee
     return _record(session, point, actor, Change.assigned, was=point.status, old=old, new=assignee)
 
 
-def set_tags(*, session: Session, point_id: int, actor: str, categories: list[str], prefix: str = "FB") -> Applied:
+def set_tags(*, session: Session, point_id: int, actor: str, categories: list[str], prefix: str) -> Applied:
     point = _open_point(session, point_id, prefix)
     old = point.categories
     keep = {t.category: t for t in point.tags if t.category in categories}
-    point.tags[:] = [keep.get(c) or FrictionTag(category=c, automatic=False) for c in dict.fromkeys(categories)]
+    point.tags[:] = [keep.get(c) or FrictionTag(friction_point_id=point.id, category=c, automatic=False) for c in dict.fromkeys(categories)]
     for tag in point.tags:  # a host confirming an automatic tag makes it a chosen one
         tag.automatic = False
     return _record(session, point, actor, Change.tagged, was=point.status, old=old, new=categories)
 
 
-def set_severity(*, session: Session, point_id: int, actor: str, severity: Severity, prefix: str = "FB") -> Applied:
+def set_severity(*, session: Session, point_id: int, actor: str, severity: Severity, prefix: str) -> Applied:
     point = _open_point(session, point_id, prefix)
     old = point.severity
     point.severity = Severity(severity)
     return _record(session, point, actor, Change.severity, was=point.status, old=old, new=point.severity)
 
 
-def link(*, session: Session, point_id: int, actor: str, issue: IssueRef, prefix: str = "FB") -> Applied:
+def link(*, session: Session, point_id: int, actor: str, issue: IssueRef, prefix: str) -> Applied:
     point = _open_point(session, point_id, prefix)
     if not any(lnk.tracker == issue.tracker and lnk.key == issue.key for lnk in point.links):
-        point.links.append(TrackerLink(tracker=issue.tracker, key=issue.key, url=issue.url))
+        point.links.append(TrackerLink(friction_point_id=point.id, tracker=issue.tracker, key=issue.key, url=issue.url))
     was = point.status
     point.status = Status.linked
     return _record(session, point, actor, Change.linked, was=was, new=f"{issue.tracker}:{issue.key}", note=issue.url)
 
 
-def resolve(*, session: Session, point_id: int, actor: str, note: str | None, prefix: str = "FB") -> Applied:
+def resolve(*, session: Session, point_id: int, actor: str, note: str | None, prefix: str) -> Applied:
     point = _open_point(session, point_id, prefix)
     if point.status == Status.resolved:
         raise TriageError(f"{format_ref(prefix, point.id)} is already resolved.")
@@ -148,7 +148,7 @@ def resolve(*, session: Session, point_id: int, actor: str, note: str | None, pr
     return _record(session, point, actor, Change.resolved, was=old, old=old, new=Status.resolved, note=note)
 
 
-def decline(*, session: Session, point_id: int, actor: str, reason: str, prefix: str = "FB") -> Applied:
+def decline(*, session: Session, point_id: int, actor: str, reason: str, prefix: str) -> Applied:
     point = _open_point(session, point_id, prefix)
     if point.status == Status.wont_fix:
         raise TriageError(f"{format_ref(prefix, point.id)} is already marked won't fix.")
@@ -159,7 +159,7 @@ def decline(*, session: Session, point_id: int, actor: str, reason: str, prefix:
     return _record(session, point, actor, Change.declined, was=old, old=old, new=Status.wont_fix, note=reason)
 
 
-def reopen(*, session: Session, point_id: int, actor: str, prefix: str = "FB") -> Applied:
+def reopen(*, session: Session, point_id: int, actor: str, prefix: str) -> Applied:
     point = _open_point(session, point_id, prefix)
     if point.status not in (Status.resolved, Status.wont_fix):
         raise TriageError(f"{format_ref(prefix, point.id)} is still open.")
@@ -170,7 +170,7 @@ def reopen(*, session: Session, point_id: int, actor: str, prefix: str = "FB") -
     return _record(session, point, actor, Change.reopened, was=old, old=old, new=point.status)
 
 
-def merge(*, session: Session, point_id: int, into_id: int, actor: str, prefix: str = "FB") -> tuple[Applied, FrictionPoint]:
+def merge(*, session: Session, point_id: int, into_id: int, actor: str, prefix: str) -> tuple[Applied, FrictionPoint]:
     """Mark ``point_id`` a duplicate of ``into_id``. The newer points at the older; every reporter
     ends up on the older one, so all of them hear when it is fixed."""
     if point_id == into_id:
@@ -184,7 +184,7 @@ def merge(*, session: Session, point_id: int, into_id: int, actor: str, prefix: 
             raise TriageError(f"{format_ref(prefix, p.id)} was already merged into {format_ref(prefix, p.duplicate_of_id)}.")
     for reporter in list(newer.reporters):
         if not any(r.user_id == reporter.user_id for r in older.reporters):
-            older.reporters.append(Reporter(user_id=reporter.user_id, team_id=reporter.team_id,
+            older.reporters.append(Reporter(friction_point_id=older.id, user_id=reporter.user_id, team_id=reporter.team_id,
                                             enterprise_id=reporter.enterprise_id, reported_at=reporter.reported_at))
     for point in session.exec(select(FrictionPoint).where(FrictionPoint.duplicate_of_id == newer.id)).all():
         point.duplicate_of_id = older.id  # keep chains one hop long
@@ -242,16 +242,17 @@ def headline(*, session: Session, now: datetime | None = None) -> Headline:
             .where(col(FrictionPoint.duplicate_of_id).is_(None))
         ).all()
     )
-    responded = session.exec(
+    # (created, then) pairs; ``then`` is never None here (the where clauses compare it), the check says so to the types
+    responded = [(c, r) for c, r in session.exec(
         select(FrictionPoint.created_at, FrictionPoint.first_response_at).where(
             col(FrictionPoint.first_response_at) >= month_start, col(FrictionPoint.duplicate_of_id).is_(None)
         )
-    ).all()
-    closed = session.exec(
+    ).all() if r is not None]
+    closed = [(c, r) for c, r in session.exec(
         select(FrictionPoint.created_at, FrictionPoint.resolved_at).where(
             col(FrictionPoint.resolved_at) >= month_start, col(FrictionPoint.duplicate_of_id).is_(None)
         )
-    ).all()
+    ).all() if r is not None]
     closed_week = [r for c, r in closed if as_utc(r) >= week_start]
     return Headline(
         open_count=open_count,

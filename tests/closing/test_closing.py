@@ -84,7 +84,7 @@ async def test_merged_duplicates_reporters_are_notified_too(bot):
     newer = older + 1
     with bot.db.session() as s, s.begin():
         from bot.triage import service as triage
-        triage.merge(session=s, point_id=newer, into_id=older, actor=HOST)
+        triage.merge(session=s, point_id=newer, into_id=older, actor=HOST, prefix="FB")
     await deliver(bot, "github", *tr.github("issues", tr.github_issue("acme/platform", 42)))
     assert len(notices_to(bot, USER)) == 1 and len(notices_to(bot, OTHER)) == 1
     assert "staging db unreachable" in json.dumps(notices_to(bot, OTHER)[0]["blocks"])  # their own words

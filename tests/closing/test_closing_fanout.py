@@ -15,7 +15,7 @@ from sqlmodel import select
 
 from bot.closing import deliveries
 from bot.closing import service as closing
-from bot.closing.webhooks import RECOVERY_JOB
+from bot.closing.jobs import RECOVERY_JOB
 from bot.trackers import github
 from storage.database import alembic_config
 from storage.models import ClosureNotice, FrictionPoint, OutboxMessage, Reporter, Source, Status, TrackerDelivery, TrackerLink, utcnow

@@ -9,7 +9,7 @@ from sqlalchemy import func, update
 from sqlmodel import select
 
 from bot.closing import deliveries
-from bot.closing.webhooks import RECOVERY_JOB
+from bot.closing.jobs import RECOVERY_JOB
 from storage.models import FrictionPoint, TrackerDelivery, TrackerLink, utcnow
 from tests import tracker_requests as tr
 from tests.closing.test_closing import ANNOUNCE, HOST, deliver, file_and_link, notices_to, point, policy, run, settings_overrides  # noqa: F401  (fixtures)  # noqa: F401

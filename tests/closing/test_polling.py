@@ -18,7 +18,8 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from bot.closing.polling import JOB, make_poller, slot_at
+from bot.closing.jobs import POLL_JOB as JOB
+from bot.closing.jobs import make_poller, slot_at
 from bot.policy import Closing, Hosts, Policy, Triage
 from bot.trackers import github, gitlab, jira, linear, polling
 from storage.models import FrictionPoint, ScheduledRun, TrackerLink

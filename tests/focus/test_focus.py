@@ -134,7 +134,7 @@ async def test_a_whole_quarter(bot, clock):
     clock.move_to(datetime(2026, 10, 3, 9, tzinfo=UTC))
     await file(bot, "docs for the VPN setup are out of date", STRANGER)
     with bot.db.session() as s:
-        triage.merge(session=s, point_id=dup, into_id=first, actor=HOST)
+        triage.merge(session=s, point_id=dup, into_id=first, actor=HOST, prefix="FB")
         s.commit()
 
     # Picked on 13 October (a lead may pick), with baselines; then published.
@@ -235,8 +235,8 @@ async def test_bad_picks_get_a_clear_answer_and_change_nothing(bot):
     dup = await file(bot, "deploys time out on the monorepo again", OTHER)
     closed = await file(bot, "the VPN drops every hour", STRANGER)
     with bot.db.session() as s:
-        triage.merge(session=s, point_id=dup, into_id=first, actor=HOST)
-        triage.resolve(session=s, point_id=closed, actor=HOST, note="new VPN")
+        triage.merge(session=s, point_id=dup, into_id=first, actor=HOST, prefix="FB")
+        triage.resolve(session=s, point_id=closed, actor=HOST, note="new VPN", prefix="FB")
         s.commit()
     assert "Only office-hours hosts" in (await click(bot, "focus_pick", f"report:{first}", STRANGER))["text"]
     assert "merged into" in (await click(bot, "focus_pick", f"report:{dup}", HOST))["text"]

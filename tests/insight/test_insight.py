@@ -68,7 +68,7 @@ def scored(db) -> dict[str, int]:
         p6 = add_point(s, created=at(5, 5), reporters=[("U7", at(5, 5))], severity="blocker", tags=("access",))
         p7 = add_point(s, created=at(6, 28), reporters=[("U8", at(6, 28))], severity="low")
         # The real merge: p3's reporter joins p1 (keeping when they reported); p3 then counts only through p1.
-        triage.merge(session=s, point_id=p3.id, into_id=p1.id, actor=HOST)
+        triage.merge(session=s, point_id=p3.id, into_id=p1.id, actor=HOST, prefix="FB")
         return {"p1": p1.id, "p2": p2.id, "p3": p3.id, "p4": p4.id, "p6": p6.id, "p7": p7.id}
 
 

@@ -75,7 +75,7 @@ async def test_details_before_triage_replace_the_guesses_and_are_kept_in_the_his
 
 async def test_after_triage_impact_and_areas_are_the_hosts_and_the_rest_is_recorded(bot):
     point_id, form = await filed_with_form(bot, "staging deploys hang at the migrate step")
-    bot.db.transact(triage.set_severity, point_id=point_id, actor=HOST, severity="high")
+    bot.db.transact(triage.set_severity, point_id=point_id, actor=HOST, severity="high", prefix="FB")
     for values, block in ((modal_values("staging deploys hang", severity="blocker"), "severity"),
                           (modal_values("staging deploys hang", severity="high", categories=["docs"]), "categories")):
         answer = await submit(bot, form, values)
@@ -93,7 +93,7 @@ async def test_after_triage_impact_and_areas_are_the_hosts_and_the_rest_is_recor
 
 async def test_a_closed_report_cannot_be_edited_even_from_a_form_opened_before(bot):
     point_id, form = await filed_with_form(bot, "the VPN drops every hour")
-    bot.db.transact(triage.resolve, point_id=point_id, actor=HOST, note="new VPN gateway")
+    bot.db.transact(triage.resolve, point_id=point_id, actor=HOST, note="new VPN gateway", prefix="FB")
     answer = await submit(bot, form, modal_values("the VPN drops every hour, still", severity="blocker"))
     assert answer["response_action"] == "errors" and "closed" in answer["errors"]["text"]
     assert await open_form(bot, point_id, "U0REPORTER") is None

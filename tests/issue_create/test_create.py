@@ -153,7 +153,7 @@ async def test_a_host_creates_the_issue_from_the_card_and_the_closure_reaches_ev
     first = await file(bot, "staging deploys hang for ten minutes\n@channel see <https://evil.example|this>")
     second = await file(bot, "deploys to staging stuck again", user=OTHER)
     with bot.db.session() as s, s.begin():
-        triage.merge(session=s, point_id=second, into_id=first, actor=HOST)
+        triage.merge(session=s, point_id=second, into_id=first, actor=HOST, prefix="FB")
     view = await open_form(bot, first)
     assert view["title"]["text"] == "Create issue"
     ack = await submit(bot, view, project_ident(tracker), labels="platform-feedback, bug")

@@ -167,8 +167,8 @@ async def setup_questions(bot) -> tuple[oh.Occurrence, dict[str, int]]:
         "answered": file_point(bot.db, "answered before the agenda", prev + timedelta(hours=3)),
         "dupe": file_point(bot.db, "the same new question again", prev + timedelta(hours=4)),
     }
-    bot.db.transact(triage.resolve, point_id=ids["answered"], actor=HOST_A, note="see the runbook")
-    bot.db.transact(triage.merge, point_id=ids["dupe"], into_id=ids["new"], actor=HOST_A)
+    bot.db.transact(triage.resolve, point_id=ids["answered"], actor=HOST_A, note="see the runbook", prefix="FB")
+    bot.db.transact(triage.merge, point_id=ids["dupe"], into_id=ids["new"], actor=HOST_A, prefix="FB")
 
     def backdate_changes(*, session):  # those two were handled before this agenda went out
         for change in session.exec(select(FrictionChange).where(FrictionChange.action.in_(["resolved", "merged"]))).all():
@@ -217,9 +217,9 @@ async def test_the_agenda_lists_the_right_questions_once_and_dms_the_host_on_dut
 
 async def test_the_summary_lists_what_was_covered_and_what_rolls_over(bot):
     occ, ids = await setup_questions(bot)
-    bot.db.transact(triage.resolve, point_id=ids["new"], actor=HOST_A, note="use the self-service form")
+    bot.db.transact(triage.resolve, point_id=ids["new"], actor=HOST_A, note="use the self-service form", prefix="FB")
     issue = parse_issue_url("https://github.com/acme/platform/issues/12")
-    bot.db.transact(triage.link, point_id=ids["old"], actor=HOST_A, issue=issue)
+    bot.db.transact(triage.link, point_id=ids["old"], actor=HOST_A, issue=issue, prefix="FB")
 
     assert await bot.deps.scheduler.run(SUMMARY, occ.start) is True
     assert await bot.deps.scheduler.run(SUMMARY, occ.start) is False

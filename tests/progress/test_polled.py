@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.closing.polling import JOB as POLL
+from bot.closing.jobs import POLL_JOB as POLL
 from bot.policy import Closing, Hosts, Policy, Triage
 from tests import tracker_requests as tr
 from tests.closing.test_polling import SLOT, trackers  # noqa: F401 (fixture)

@@ -55,7 +55,7 @@ async def linked_with_duplicate(bot, url: str) -> int:
     first = await file(bot, "staging deploys hang")
     second = await file(bot, "deploys stuck on staging", user=OTHER)
     with bot.db.session() as s, s.begin():
-        triage.merge(session=s, point_id=second, into_id=first, actor=HOST)
+        triage.merge(session=s, point_id=second, into_id=first, actor=HOST, prefix="FB")
     await run(bot, f"link FB-{first} {url}", HOST)
     return first
 

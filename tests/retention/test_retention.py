@@ -19,7 +19,7 @@ def policy():
 
 async def test_retention_job_purges_once_a_day(bot):
     old = file(bot.db, "old and closed", "U1")
-    bot.db.transact(triage.resolve, point_id=old, actor="H", note=None)
+    bot.db.transact(triage.resolve, point_id=old, actor="H", note=None, prefix="FB")
 
     def age(*, session):
         point = session.get(FrictionPoint, old)

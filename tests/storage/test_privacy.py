@@ -29,7 +29,7 @@ def test_forget_removes_the_person_and_keeps_the_aggregate(db):
     mine = file(db, "my secret project Falcon is blocked", "U0ALICE01")
     shared = file(db, "bob's report", "U0BOB0001")
     file(db, "x", "U0ALICE01", key="bob's report")  # Alice also hit Bob's problem
-    db.transact(triage.assign, point_id=shared, actor="U0ALICE01", assignee="U0ALICE01")
+    db.transact(triage.assign, point_id=shared, actor="U0ALICE01", assignee="U0ALICE01", prefix="FB")
     db.transact(lambda *, session: session.add(ClosureNotice(friction_point_id=shared, user_id="U0ALICE01", tracker="github",
                                                              key="a/b#1", closure=1, outcome="fixed")))
     db.transact(outbox.enqueue, dedupe_key="dm", method="chat.postMessage", payload={"channel": "U0ALICE01", "text": "hi"})
@@ -59,9 +59,9 @@ def test_export_is_complete_json(db):
 def test_purge_deletes_old_closed_reports_only(db):
     old_closed, old_open, new_closed = (file(db, t, "U1") for t in ("old closed", "old open", "new closed"))
     dup = file(db, "dup of old closed", "U2")
-    db.transact(triage.merge, point_id=dup, into_id=old_closed, actor="H")
+    db.transact(triage.merge, point_id=dup, into_id=old_closed, actor="H", prefix="FB")
     for pid in (old_closed, new_closed):
-        db.transact(triage.resolve, point_id=pid, actor="H", note=None)
+        db.transact(triage.resolve, point_id=pid, actor="H", note=None, prefix="FB")
 
     def age(*, session):
         for pid in (old_closed, old_open, dup):

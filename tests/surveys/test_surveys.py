@@ -544,7 +544,7 @@ async def test_the_follow_up_is_dropped_if_the_report_was_reopened_meanwhile(bot
     with bot.db.session() as s, s.begin():  # held for a while (delay_minutes)
         s.exec(update(OutboxMessage).where(OutboxMessage.purpose == CSAT_PURPOSE).values(not_before=utcnow() + timedelta(hours=1)))
     assert len(rows(bot.db, CsatRow)) == 1
-    bot.db.transact(triage.reopen, point_id=1, actor=HOST)
+    bot.db.transact(triage.reopen, point_id=1, actor=HOST, prefix="FB")
     release_dms(bot.db)
     await bot.drain()
     assert not [d for d in dms_to(bot, ENGINEERS[1]) if "Did this solve" in d["text"]]

@@ -73,21 +73,21 @@ def test_merge_chains_stay_one_hop_and_reporters_follow(db):
     first = _file(db, "first", user="U1")
     second = _file(db, "second", user="U2")
     third = _file(db, "third", user="U3")
-    db.transact(triage.merge, point_id=third, into_id=second, actor="H")
-    db.transact(triage.merge, point_id=second, into_id=first, actor="H")
+    db.transact(triage.merge, point_id=third, into_id=second, actor="H", prefix="FB")
+    db.transact(triage.merge, point_id=second, into_id=first, actor="H", prefix="FB")
     with db.session() as s:
         assert s.get(FrictionPoint, third).duplicate_of_id == first
         assert {r.user_id for r in s.get(FrictionPoint, first).reporters} == {"U1", "U2", "U3"}
     with pytest.raises(triage.TriageError, match="already merged"):
-        db.transact(triage.merge, point_id=second, into_id=first, actor="H")
+        db.transact(triage.merge, point_id=second, into_id=first, actor="H", prefix="FB")
     with pytest.raises(triage.TriageError, match="itself"):
-        db.transact(triage.merge, point_id=first, into_id=first, actor="H")
+        db.transact(triage.merge, point_id=first, into_id=first, actor="H", prefix="FB")
 
 
 def test_reopen_returns_to_where_it_was(db):
     point_id = _file(db, "reopen me")
-    db.transact(triage.assign, point_id=point_id, actor="H", assignee="H")
-    db.transact(triage.decline, point_id=point_id, actor="H", reason="not now")
-    assert db.transact(triage.reopen, point_id=point_id, actor="H").point.status == "acknowledged"
+    db.transact(triage.assign, point_id=point_id, actor="H", assignee="H", prefix="FB")
+    db.transact(triage.decline, point_id=point_id, actor="H", reason="not now", prefix="FB")
+    assert db.transact(triage.reopen, point_id=point_id, actor="H", prefix="FB").point.status == "acknowledged"
     with pytest.raises(triage.TriageError, match="still open"):
-        db.transact(triage.reopen, point_id=point_id, actor="H")
+        db.transact(triage.reopen, point_id=point_id, actor="H", prefix="FB")

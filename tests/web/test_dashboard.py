@@ -66,12 +66,12 @@ def file_sample(db: Database) -> dict[str, int]:
         top = filed(TOP_TEXT, 1, categories=("deploys",), severity=Severity.blocker, minutes_lost=240)
         for n in (2, 3):
             add_reporter(session=session, point=top, user_id=f"U0DEV0000{n}", workspace=Workspace(team_id="T0TEAM001"))
-        triage.assign(session=session, point_id=top.id, actor="U0HOST0001", assignee="U0HOST0001")
+        triage.assign(session=session, point_id=top.id, actor="U0HOST0001", assignee="U0HOST0001", prefix="FB")
         ci = filed("CI runners are flaky on the integration suite", 4, categories=("ci",), severity=Severity.high, minutes_lost=60)
         issue = parse_issue_url("https://github.com/acme/platform/issues/7")
-        triage.link(session=session, point_id=ci.id, actor="U0HOST0001", issue=issue)
+        triage.link(session=session, point_id=ci.id, actor="U0HOST0001", issue=issue, prefix="FB")
         docs = filed("The runbook for on-call is out of date", 5, categories=("docs",), severity=Severity.low)
-        triage.resolve(session=session, point_id=docs.id, actor="U0HOST0002", note="Updated.")
+        triage.resolve(session=session, point_id=docs.id, actor="U0HOST0002", note="Updated.", prefix="FB")
         filed("Where do I ask about cost reports?", 6)
         return {"top": top.id, "ci": ci.id, "docs": docs.id}
 
