@@ -22,10 +22,10 @@ import bot.office_hours.blocks as office_hours
 import bot.surveys.blocks as surveys
 import bot.targets.blocks as targets
 import bot.triage.blocks as triage
-from bot import surveys as logic
 from bot.ids import Callback
 from bot.insight import service as ops
 from bot.policy import Policy
+from bot.surveys.results import compute_results, run_survey
 from bot.targets.compliance import Compliance
 from bot.targets.service import ClockKind, ClockState, Threshold
 from bot.text import mrkdwn, to_mrkdwn
@@ -122,7 +122,7 @@ def every_builder(text: str, note: str, key: str, policy: Policy | None = None, 
     choice = next((q.options[-1] for q in s.questions if q.kind == "choice"), "Docs")
     rows = [ResponseRow(f"r{i:02d}", "channel:C0SAFE1", f"U0SAFE{i}", text, answers(i % 11, 1 + i % 5, choice, note))
             for i in range(25)]
-    results = logic.compute_results(run, logic.run_survey(run), rows, {"channel:C0SAFE1": (25, 25)})
+    results = compute_results(run, run_survey(run), rows, {"channel:C0SAFE1": (25, 25)})
     start = NOW.astimezone(timezone(timedelta(hours=1)))
     return {
         "build_card": triage.build_card("FB-1", p, tax, "FB", ops.DuplicateSuggestion(2, 80, text)),
@@ -281,6 +281,6 @@ def test_policy_text_is_shown_as_text_on_every_surface():
 def test_the_survey_chart_comment_is_text():
     policy, survey_fields = hostile_policy()
     run = run_row(**survey_fields)
-    results = logic.compute_results(run, logic.run_survey(run), [], {})
+    results = compute_results(run, run_survey(run), [], {})
     comment = surveys.chart_comment(results)  # files.uploadV2's initial_comment is mrkdwn
     assert not re.findall(r"<[^<>]*>", comment) and not PING.search(comment), comment

@@ -256,8 +256,8 @@ def _queued_since(*, session, after_id):
 async def _survey_send(name: str, *, now: bool) -> int:
     from slack_sdk.errors import SlackApiError
 
-    from bot.surveys import SurveyError
-    from bot.surveys.listeners import runner_for
+    from bot.surveys.runs import SurveyError
+    from bot.surveys.slack_reads import runner_for
     from storage import surveys as store
 
     db, app, deps = _build()

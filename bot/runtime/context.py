@@ -44,11 +44,6 @@ class Deps:
     events: "EventGate | None" = None
     # Tracker issue ids asked of the tracker's API when a host links an issue (bot.trackers.identity)
     identities: "Identities | None" = None
-    # Usage events' after-ack work: a bot.usage.settling.Settler, made by bot.usage.listeners.register
-    # (Any: the runtime sits below the features, tests/test_imports.py)
-    usage: Any = None
-    # Creating issues from cards (bot.issue_create.service.Creator), set by its register()
-    issue_creator: Any = None  # (Any: the runtime sits below the features, tests/test_imports.py)
 
     # A feature's per-app objects (bot.surveys' runner, bot.closing's deliveries, …): ``once``. Shared
     # by reference with the replay twin (dataclasses.replace), so both use the same one.

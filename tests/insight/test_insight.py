@@ -9,7 +9,8 @@ import pytest
 from sqlmodel import Session, col, select
 
 from bot.insight import service as insight
-from bot.insight.listeners import JOB, digest_trigger, latest_occurrence
+from bot.insight.digest import JOB
+from bot.insight.jobs import digest_trigger, latest_occurrence
 from bot.policy import Hosts, Insight, Policy, Triage
 from bot.triage import service as triage
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, OutboxMessage, Reporter, ScheduledRun
