@@ -5,7 +5,6 @@ payload, calls one operation (``bot.surveys.answers``, ``.csat``, ``.runs``) and
 a run stays exactly-once across restarts and instances). The app's one runner, whose keys seal
 answers, is ``deps.once(runner_for)`` (``bot.surveys.slack_reads``); its jobs are ``bot.surveys.jobs``."""
 
-import logging
 import re
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -36,8 +35,6 @@ from bot.surveys.slack_reads import runner_for
 from bot.surveys.timing import next_fire
 from bot.text import from_slack
 from storage.models import as_utc, utcnow
-
-log = logging.getLogger(__name__)
 
 NOT_A_HOST = "Only platform hosts can do that. Nothing was changed."
 KEPT = "Your answers are saved, but they can no longer be changed in this survey (the bot's secret was changed since)."

@@ -3,7 +3,6 @@ the wiring table. The sealing keys and the settler are the app's (``bot.usage.sl
 minute's job is ``bot.usage.jobs`` and the DM's outbox hook is in ``handlers.outbox_hooks``."""
 
 import json
-import logging
 import re
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -16,8 +15,6 @@ from bot.usage import answers, csat
 from bot.usage.blocks import build_comment_modal, build_question, build_thanks
 from bot.usage.ids import COMMENT_INPUT, FILE_CHOICE, FILE_VALUE, UsageAction, UsageBlock, UsageCallback
 from bot.usage.slack_reads import keys_for
-
-log = logging.getLogger(__name__)
 
 
 def _ask_id(value: object) -> int | None:
