@@ -36,7 +36,7 @@ from bot.policy import Policy, Survey
 from bot.runtime.app import create_app
 from bot.runtime.outbox import OutboxSender
 from bot.runtime.settings import Settings
-from bot.surveys.listeners import runner_for
+from bot.surveys.slack_reads import runner_for
 from storage import surveys as store
 from storage.models import OutboxMessage, OutboxStatus
 

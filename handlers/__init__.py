@@ -2,9 +2,12 @@
 subcommands answer `/platform-feedback`, which jobs the scheduler runs and which outbox hooks render
 which messages. Each feature keeps its parts beside each other (``bot/<feature>/listeners.py``:
 module-level listeners and a ``register(app)`` that only wires them, its ``COMMANDS``;
-``bot/<feature>/jobs.py``: ``schedule(deps)``); this is the one place that attaches them. The order
-matters where two listeners could take the same event: the DM listener goes before the help
-channel's catch-all message listener."""
+``bot/<feature>/jobs.py``: ``schedule(deps)``); this is the one place that attaches them.
+
+``prepare(deps)`` gives the app's ``Deps`` what the features add to it (hooks, subcommands) and
+``schedule(deps)`` their jobs: neither needs the Bolt app, so ``jobs`` and ``run-job`` need no
+Slack. ``register(app, deps)`` attaches the listeners to a Bolt app (the serving app, and the
+replay twin of bot.runtime.app)."""
 
 from slack_bolt.async_app import AsyncApp
 
@@ -17,36 +20,40 @@ import bot.focus.jobs
 import bot.focus.listeners
 import bot.help_channel.listeners
 import bot.home.listeners
+import bot.insight.jobs
 import bot.insight.listeners
 import bot.intake.listeners
 import bot.issue_create.listeners
 import bot.office_hours.jobs
+import bot.progress.jobs
 import bot.retention.jobs
+import bot.surveys.jobs
 import bot.surveys.listeners
 import bot.targets.jobs
 import bot.targets.listeners
 import bot.triage.listeners
+import bot.usage.jobs
 import bot.usage.listeners
 from bot.direct_messages.service import DM_ANSWER_PURPOSE, DmAnswerHook
 from bot.focus.flows import PostHook
 from bot.focus.service import POST_PURPOSE
-from bot.policy import Policy
 from bot.runtime.context import Deps, Subcommand
 from bot.runtime.listening import with_deps
 from bot.runtime.outbox import OutboxHook
 from bot.surveys.csat import CSAT_PURPOSE, CsatHook
-from bot.surveys.listeners import runner_for
-from bot.surveys.runs import REMINDER_PURPOSE, ReminderHook
-from bot.surveys.sealing import Keys
+from bot.surveys.runs import QUIET_PURPOSES, REMINDER_PURPOSE, ReminderHook
+from bot.surveys.slack_reads import runner_for
 from bot.triage.flows import CardHook
 from bot.triage.service import CARD_PURPOSE
 from bot.usage.csat import PURPOSE as ASK_PURPOSE
 from bot.usage.csat import AskHook
 
 
-def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
+def outbox_hooks(deps: Deps) -> dict[str, OutboxHook]:
     """Every outbox hook, by the ``OutboxMessage.purpose`` it renders: the one place they are
-    registered. ``keys``: the surveys' sealing keys (the reminders' hook finds who answered)."""
+    registered. The reminders' hook holds the keys of the app's surveys runner (``deps.once(runner_for)``):
+    with them it finds who answered."""
+    policy, keys = deps.policy, deps.once(runner_for).keys
     return {
         CARD_PURPOSE: CardHook(policy),
         DM_ANSWER_PURPOSE: DmAnswerHook(),
@@ -61,19 +68,50 @@ def outbox_hooks(policy: Policy, keys: Keys) -> dict[str, OutboxHook]:
 COMMANDS: dict[str, Subcommand] = {
     **bot.triage.listeners.COMMANDS,
     **bot.changelog.listeners.COMMANDS,
+    **bot.surveys.listeners.COMMANDS,
+    **bot.insight.listeners.COMMANDS,
+    **bot.issue_create.listeners.COMMANDS,
     **bot.targets.listeners.COMMANDS,
     **bot.focus.listeners.COMMANDS,
 }
 
 # Each feature's jobs: ``schedule(deps)`` adds them to deps.scheduler or says why they are off.
 JOBS = (
-    bot.office_hours.jobs.schedule,
-    bot.retention.jobs.schedule,
     bot.closing.jobs.schedule,
     bot.changelog.jobs.schedule,
+    bot.office_hours.jobs.schedule,
+    bot.surveys.jobs.schedule,
+    bot.retention.jobs.schedule,
     bot.targets.jobs.schedule,
     bot.focus.jobs.schedule,
+    bot.insight.jobs.schedule,
+    bot.usage.jobs.schedule,
+    bot.progress.jobs.schedule,
 )
+
+# Each feature with Slack listeners, in the order they are attached: the DM listener goes before
+# the help channel's catch-all message listener.
+LISTENERS = (
+    bot.intake.listeners,
+    bot.triage.listeners,
+    bot.closing.listeners,
+    bot.direct_messages.listeners,
+    bot.help_channel.listeners,
+    bot.surveys.listeners,
+    bot.targets.listeners,
+    bot.focus.listeners,
+    bot.home.listeners,
+    bot.usage.listeners,
+    bot.issue_create.listeners,
+)
+
+
+def prepare(deps: Deps) -> None:
+    """What the features add to the app's ``deps``: the outbox hooks, the survey DMs kept out of the
+    log, the subcommands."""
+    deps.sender.hooks.update(outbox_hooks(deps))
+    deps.sender.quiet |= QUIET_PURPOSES  # the survey DMs: logged by purpose only, never by message (anonymity)
+    deps.commands.update(COMMANDS)
 
 
 def schedule(deps: Deps) -> None:
@@ -83,34 +121,8 @@ def schedule(deps: Deps) -> None:
         declare(deps)
 
 
-def _legacy(handler) -> Subcommand:
-    """A subcommand registered the old way (a closure of its feature's register()), called the new way."""
-
-    async def call(deps, user, args, respond, client, trigger_id):
-        extra = {"trigger_id": trigger_id} if getattr(handler, "wants_trigger", False) else {}
-        await handler(user, args, respond, client, **extra)
-
-    return call
-
-
 def register(app: AsyncApp, deps: Deps) -> None:
-    """Attach every feature's listeners (and, for now, the jobs their ``register`` declares) to
-    ``app``, and the outbox hooks to its sender."""
-    with_deps(app, deps)  # each listener's ``deps`` parameter
-    runner = runner_for(deps)  # the surveys' runner: its keys seal answers and let reminders find who answered
-    deps.sender.hooks.update(outbox_hooks(deps.policy, runner.keys))
-    bot.intake.listeners.register(app)
-    bot.triage.listeners.register(app)
-    bot.closing.listeners.register(app)
-    bot.direct_messages.listeners.register(app)  # before help_channel's catch-all message listener
-    bot.help_channel.listeners.register(app)
-    bot.surveys.listeners.register(app, deps, runner=runner)
-    bot.targets.listeners.register(app)
-    schedule(deps)  # TODO(#24): once every feature's jobs are in JOBS, the app factory calls it for the serving app only
-    bot.focus.listeners.register(app)
-    bot.home.listeners.register(app)
-    bot.insight.listeners.register(app, deps)
-    bot.usage.listeners.register(app, deps)
-    bot.issue_create.listeners.register(app, deps)  # create from the card, progress to reporters
-    deps.commands.update({name: _legacy(fn) for name, fn in deps.commands.items()})
-    deps.commands.update(COMMANDS)
+    """Attach every feature's listeners to ``app``; each listener is given ``deps`` by name."""
+    with_deps(app, deps)
+    for feature in LISTENERS:
+        feature.register(app)

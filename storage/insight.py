@@ -34,16 +34,16 @@ def _activity(edges: Sequence[datetime]):
     """A subquery ``(pid, b, n, m)``: per canonical data point and bucket, ``n`` reporters whose report
     falls in the bucket and ``m`` minutes lost by it and its merged duplicates filed in it."""
     reports = (
-        select(col(Reporter.friction_point_id).label("pid"), bucket(Reporter.reported_at, edges).label("b"),
+        select(col(Reporter.friction_point_id).label("pid"), bucket(col(Reporter.reported_at), edges).label("b"),
                literal_column("1").label("n"), literal_column("0").label("m"))
-        .join(FrictionPoint, col(FrictionPoint.id) == Reporter.friction_point_id)
-        .where(col(FrictionPoint.duplicate_of_id).is_(None), Reporter.reported_at >= edges[0], Reporter.reported_at < edges[-1])
+        .join(FrictionPoint, col(FrictionPoint.id) == col(Reporter.friction_point_id))
+        .where(col(FrictionPoint.duplicate_of_id).is_(None), col(Reporter.reported_at) >= edges[0], col(Reporter.reported_at) < edges[-1])
     )
-    canonical = func.coalesce(FrictionPoint.duplicate_of_id, FrictionPoint.id)
+    canonical = func.coalesce(col(FrictionPoint.duplicate_of_id), col(FrictionPoint.id))
     minutes = (
-        select(canonical.label("pid"), bucket(FrictionPoint.created_at, edges).label("b"),
+        select(canonical.label("pid"), bucket(col(FrictionPoint.created_at), edges).label("b"),
                literal_column("0").label("n"), col(FrictionPoint.minutes_lost).label("m"))
-        .where(col(FrictionPoint.minutes_lost).is_not(None), FrictionPoint.created_at >= edges[0], FrictionPoint.created_at < edges[-1])
+        .where(col(FrictionPoint.minutes_lost).is_not(None), col(FrictionPoint.created_at) >= edges[0], col(FrictionPoint.created_at) < edges[-1])
     )
     # Grouped in an outer query: PostgreSQL cannot match a CASE with bound parameters in GROUP BY.
     u = union_all(reports, minutes).subquery("u")
@@ -61,7 +61,7 @@ def _two_windows(start: datetime, mid: datetime, end: datetime, weights: Mapping
                func.sum(case((one, act.c.m), else_=0)).label("m1"), func.sum(case((zero, act.c.m), else_=0)).label("m0"))
         .group_by(act.c.pid).subquery("per")
     )
-    w = _weight(FrictionPoint.severity, weights, default)
+    w = _weight(col(FrictionPoint.severity), weights, default)
     return (
         select(per.c.pid, per.c.n1, per.c.n0, per.c.m1, per.c.m0, w.label("w"), col(FrictionPoint.severity).label("severity"),
                col(FrictionPoint.status).label("status"), col(FrictionPoint.created_at).label("created_at"))
@@ -76,8 +76,8 @@ def category_totals(*, session: Session, start: datetime, mid: datetime, end: da
     the same before mid, points active from mid, minutes lost from mid, minutes lost before mid)``,
     over canonical points with activity in ``[start, end)``. A point with two areas counts in both."""
     s = _two_windows(start, mid, end, weights, default)
-    category = func.coalesce(FrictionTag.category, UNTAGGED)
-    rows = session.exec(
+    category = func.coalesce(col(FrictionTag.category), UNTAGGED)
+    rows = session.execute(
         select(category, func.sum(s.c.n1 * s.c.w), func.sum(s.c.n0 * s.c.w),
                func.sum(case((or_(s.c.n1 > 0, s.c.m1 > 0), 1), else_=0)), func.sum(s.c.m1), func.sum(s.c.m0))
         .select_from(s).outerjoin(FrictionTag, col(FrictionTag.friction_point_id) == s.c.pid)
@@ -89,13 +89,13 @@ def category_totals(*, session: Session, start: datetime, mid: datetime, end: da
 def category_reporters(*, session: Session, start: datetime, end: datetime) -> dict[str, int]:
     """Distinct people per area who reported a canonical point of it in ``[start, end)``: someone
     who reported three CI problems is one CI reporter."""
-    category = func.coalesce(FrictionTag.category, UNTAGGED)
-    rows = session.exec(
-        select(category, func.count(distinct(Reporter.user_id)))
+    category = func.coalesce(col(FrictionTag.category), UNTAGGED)
+    rows = session.execute(
+        select(category, func.count(distinct(col(Reporter.user_id))))
         .select_from(Reporter)
-        .join(FrictionPoint, col(FrictionPoint.id) == Reporter.friction_point_id)
-        .outerjoin(FrictionTag, col(FrictionTag.friction_point_id) == Reporter.friction_point_id)
-        .where(col(FrictionPoint.duplicate_of_id).is_(None), Reporter.reported_at >= start, Reporter.reported_at < end)
+        .join(FrictionPoint, col(FrictionPoint.id) == col(Reporter.friction_point_id))
+        .outerjoin(FrictionTag, col(FrictionTag.friction_point_id) == col(Reporter.friction_point_id))
+        .where(col(FrictionPoint.duplicate_of_id).is_(None), col(Reporter.reported_at) >= start, col(Reporter.reported_at) < end)
         .group_by(category)
     ).all()
     return {c: int(n) for c, n in rows}
@@ -108,8 +108,8 @@ def top_points(*, session: Session, start: datetime, mid: datetime, end: datetim
     status, created_at (UTC), text)``. Ordered on the exact integer ``reporters x weight x 480 +
     minutes`` (score x 480), so ties do not hinge on float rounding."""
     s = _two_windows(start, mid, end, weights, default)
-    rows = session.exec(
-        select(s.c.pid, s.c.n1, s.c.n0, s.c.m1, s.c.m0, s.c.w, s.c.severity, s.c.status, s.c.created_at, FrictionPoint.text)
+    rows = session.execute(
+        select(s.c.pid, s.c.n1, s.c.n0, s.c.m1, s.c.m0, s.c.w, s.c.severity, s.c.status, s.c.created_at, col(FrictionPoint.text))
         .join(FrictionPoint, col(FrictionPoint.id) == s.c.pid)
         .where(col(s.c.status).in_([str(x) for x in statuses]), or_(s.c.n1 > 0, s.c.m1 > 0))
         .order_by((s.c.n1 * s.c.w * 480 + s.c.m1).desc(), s.c.pid)
@@ -123,8 +123,8 @@ def categories_of(*, session: Session, ids: Sequence[int]) -> dict[int, tuple[st
     """Each point's areas, in the order they were tagged (for the handful of shown points)."""
     found: dict[int, list[str]] = {i: [] for i in ids}
     if ids:
-        for pid, category in session.exec(
-            select(FrictionTag.friction_point_id, FrictionTag.category)
+        for pid, category in session.execute(
+            select(col(FrictionTag.friction_point_id), col(FrictionTag.category))
             .where(col(FrictionTag.friction_point_id).in_(list(ids))).order_by(col(FrictionTag.id))
         ):
             found[pid].append(category)
@@ -135,15 +135,15 @@ def weekly_category_totals(*, session: Session, edges: Sequence[datetime], weigh
                            default: int = 2) -> list[tuple[str, int, int, int]]:
     """Per area and bucket of ``edges``: ``(category, bucket index, reporters x weight, minutes lost)``."""
     act = _activity(edges)
-    category = func.coalesce(FrictionTag.category, UNTAGGED)
-    w = _weight(FrictionPoint.severity, weights, default)
+    category = func.coalesce(col(FrictionTag.category), UNTAGGED)
+    w = _weight(col(FrictionPoint.severity), weights, default)
     inner = (
         select(category.label("c"), act.c.b.label("b"), (act.c.n * w).label("nw"), act.c.m.label("m"))
         .select_from(act).join(FrictionPoint, col(FrictionPoint.id) == act.c.pid)
         .outerjoin(FrictionTag, col(FrictionTag.friction_point_id) == act.c.pid)
         .subquery("cat")
     )
-    rows = session.exec(select(inner.c.c, inner.c.b, func.sum(inner.c.nw), func.sum(inner.c.m)).group_by(inner.c.c, inner.c.b)).all()
+    rows = session.execute(select(inner.c.c, inner.c.b, func.sum(inner.c.nw), func.sum(inner.c.m)).group_by(inner.c.c, inner.c.b)).all()
     return [(c, int(b), int(nw or 0), int(m or 0)) for c, b, nw, m in rows]
 
 
@@ -164,7 +164,7 @@ def median_duration(*, session: Session, since, until, start: datetime, end: dat
     n = session.scalar(select(func.count()).select_from(until.table).where(*where))
     if not n:
         return None
-    middle = session.exec(
+    middle = session.execute(
         select(since, until).where(*where).order_by(func.julianday(until) - func.julianday(since))
         .limit(2 - n % 2).offset((n - 1) // 2)
     ).all()
@@ -176,16 +176,17 @@ def resolved_and_closed(*, session: Session, start: datetime, end: datetime) -> 
     """``(resolved, closed loop)``: canonical points resolved (not declined) in ``[start, end)``, and
     of those the ones where every reporter has a closure notice for it or for a duplicate merged into
     it."""
-    p = FrictionPoint.__table__.alias("p")
-    r = Reporter.__table__.alias("r")
-    n = ClosureNotice.__table__.alias("n")
-    d = FrictionPoint.__table__.alias("d")
+    # SQLModel gives a table model its __table__ when the class is made; its stubs do not declare it
+    p = FrictionPoint.__table__.alias("p")  # type: ignore[attr-defined]
+    r = Reporter.__table__.alias("r")  # type: ignore[attr-defined]
+    n = ClosureNotice.__table__.alias("n")  # type: ignore[attr-defined]
+    d = FrictionPoint.__table__.alias("d")  # type: ignore[attr-defined]
     heard = exists().where(
         n.c.user_id == r.c.user_id, d.c.id == n.c.friction_point_id,
         or_(d.c.duplicate_of_id == r.c.friction_point_id, and_(d.c.duplicate_of_id.is_(None), d.c.id == r.c.friction_point_id)),
     )
     unheard = exists().where(r.c.friction_point_id == p.c.id, ~heard)
-    resolved, closed = session.exec(
+    resolved, closed = session.execute(
         select(func.count(), func.coalesce(func.sum(case((~unheard, 1), else_=0)), 0))
         .select_from(p)
         .where(p.c.status == str(Status.resolved), p.c.duplicate_of_id.is_(None), p.c.resolved_at >= start, p.c.resolved_at < end)

@@ -22,24 +22,24 @@ log = logging.getLogger(__name__)
 
 
 def answers_of(*, session: Session, response_id: str) -> dict[str, SurveyAnswer]:
-    rows = session.exec(select(SurveyAnswer).where(SurveyAnswer.response_id == response_id)).all()
+    rows = session.exec(select(SurveyAnswer).where(col(SurveyAnswer.response_id) == response_id)).all()
     return {a.question: a for a in rows}
 
 
 def sealed_of_run(*, session: Session, run_id: int) -> dict[str, str]:
     """A run's sealed answer sets: slot -> sealed blob."""
-    return dict(session.exec(select(SurveySealed.slot, SurveySealed.sealed).where(SurveySealed.run_id == run_id)).all())
+    return dict(session.exec(select(col(SurveySealed.slot), col(SurveySealed.sealed)).where(col(SurveySealed.run_id) == run_id)).all())
 
 
 def get_sealed(*, session: Session, slot: str, lock: bool = False) -> SurveySealed | None:
-    stmt = select(SurveySealed).where(SurveySealed.slot == slot)
+    stmt = select(SurveySealed).where(col(SurveySealed.slot) == slot)
     if lock:
         stmt = stmt.with_for_update()
     return session.exec(stmt).first()
 
 
 def has_sealed(*, session: Session, slot: str) -> bool:
-    return session.exec(select(SurveySealed.slot).where(SurveySealed.slot == slot)).first() is not None
+    return session.exec(select(col(SurveySealed.slot)).where(col(SurveySealed.slot) == slot)).first() is not None
 
 
 def put_sealed(*, session: Session, run_id: int, slot: str, sealed: str, row: SurveySealed | None) -> bool:
@@ -63,7 +63,7 @@ class ResponseRow:
 
 
 def responses_of(*, session: Session, run_id: int) -> list[ResponseRow]:
-    responses = list(session.exec(select(SurveyResponse).where(SurveyResponse.run_id == run_id).order_by(col(SurveyResponse.id))).all())
+    responses = list(session.exec(select(SurveyResponse).where(col(SurveyResponse.run_id) == run_id).order_by(col(SurveyResponse.id))).all())
     if not responses:
         return []
     answers = session.exec(select(SurveyAnswer).where(col(SurveyAnswer.response_id).in_([r.id for r in responses]))).all()
@@ -200,9 +200,9 @@ def _vacuum_full(engine, table: str) -> int:
 def recipient_segments(*, session: Session, run_id: int) -> dict[str | None, tuple[int, int]]:
     """Per segment: (recipients, of whom delivered)."""
     rows = session.exec(
-        select(SurveyRecipient.segment, SurveyRecipient.delivered, func.count())
-        .where(SurveyRecipient.run_id == run_id)
-        .group_by(SurveyRecipient.segment, SurveyRecipient.delivered)
+        select(col(SurveyRecipient.segment), col(SurveyRecipient.delivered), func.count())
+        .where(col(SurveyRecipient.run_id) == run_id)
+        .group_by(col(SurveyRecipient.segment), col(SurveyRecipient.delivered))
     ).all()
     out: dict[str | None, tuple[int, int]] = {}
     for segment, delivered, n in rows:

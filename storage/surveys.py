@@ -94,26 +94,26 @@ def get_run(*, session: Session, run_id: int) -> SurveyRun | None:
 
 
 def lock_run(*, session: Session, run_id: int) -> SurveyRun | None:
-    return session.exec(select(SurveyRun).where(SurveyRun.id == run_id).with_for_update()).first()
+    return session.exec(select(SurveyRun).where(col(SurveyRun.id) == run_id).with_for_update()).first()
 
 
 def live_runs(*, session: Session, survey: str | None = None) -> list[SurveyRun]:
     """Runs not closed yet (resolving or open), oldest first."""
-    stmt = select(SurveyRun).where(SurveyRun.status != RunStatus.closed)
+    stmt = select(SurveyRun).where(col(SurveyRun.status) != RunStatus.closed)
     if survey is not None:
-        stmt = stmt.where(SurveyRun.survey == survey)
+        stmt = stmt.where(col(SurveyRun.survey) == survey)
     return list(session.exec(stmt.order_by(col(SurveyRun.id))).all())
 
 
 def latest_run(*, session: Session, survey: str) -> SurveyRun | None:
-    return session.exec(select(SurveyRun).where(SurveyRun.survey == survey).order_by(col(SurveyRun.id).desc())).first()
+    return session.exec(select(SurveyRun).where(col(SurveyRun.survey) == survey).order_by(col(SurveyRun.id).desc())).first()
 
 
 def closed_runs(*, session: Session, survey: str, up_to_id: int | None = None, limit: int = 12) -> list[SurveyRun]:
     """The survey's closed runs, oldest first (the last ``limit`` of them, up to ``up_to_id``)."""
-    stmt = select(SurveyRun).where(SurveyRun.survey == survey, SurveyRun.status == RunStatus.closed)
+    stmt = select(SurveyRun).where(col(SurveyRun.survey) == survey, col(SurveyRun.status) == RunStatus.closed)
     if up_to_id is not None:
-        stmt = stmt.where(SurveyRun.id <= up_to_id)
+        stmt = stmt.where(col(SurveyRun.id) <= up_to_id)
     rows = list(session.exec(stmt.order_by(col(SurveyRun.id).desc()).limit(limit)).all())
     return rows[::-1]
 
@@ -124,7 +124,7 @@ def take_lease(*, session: Session, run_id: int, seconds: float, now: datetime |
     now = now or utcnow()
     run = session.exec(
         select(SurveyRun)
-        .where(SurveyRun.id == run_id, SurveyRun.status == RunStatus.resolving)
+        .where(col(SurveyRun.id) == run_id, col(SurveyRun.status) == RunStatus.resolving)
         .where(or_(col(SurveyRun.lease_until).is_(None), col(SurveyRun.lease_until) < now))
         .with_for_update(skip_locked=True)
     ).first()
@@ -145,7 +145,7 @@ def renew_lease(*, session: Session, run_id: int, seconds: float) -> None:
 
 def runs_to_resolve(*, session: Session, now: datetime | None = None) -> list[int]:
     now = now or utcnow()
-    stmt = select(SurveyRun.id).where(SurveyRun.status == RunStatus.resolving).where(
+    stmt = select(col(SurveyRun.id)).where(col(SurveyRun.status) == RunStatus.resolving).where(
         or_(col(SurveyRun.lease_until).is_(None), col(SurveyRun.lease_until) < now)
     )
     return list(session.exec(stmt.order_by(col(SurveyRun.id))).all())
@@ -153,7 +153,7 @@ def runs_to_resolve(*, session: Session, now: datetime | None = None) -> list[in
 
 def runs_due_to_close(*, session: Session, now: datetime | None = None) -> list[int]:
     now = now or utcnow()
-    stmt = select(SurveyRun.id).where(SurveyRun.status == RunStatus.open, SurveyRun.closes_at <= now)
+    stmt = select(col(SurveyRun.id)).where(col(SurveyRun.status) == RunStatus.open, col(SurveyRun.closes_at) <= now)
     return list(session.exec(stmt.order_by(col(SurveyRun.id))).all())
 
 
@@ -183,11 +183,11 @@ class NewRecipient:
 
 
 def recipient_ids(*, session: Session, run_id: int) -> set[str]:
-    return set(session.exec(select(SurveyRecipient.user_id).where(SurveyRecipient.run_id == run_id)).all())
+    return set(session.exec(select(col(SurveyRecipient.user_id)).where(col(SurveyRecipient.run_id) == run_id)).all())
 
 
 def recipient_count(*, session: Session, run_id: int) -> int:
-    return session.exec(select(func.count()).select_from(SurveyRecipient).where(SurveyRecipient.run_id == run_id)).one()
+    return session.exec(select(func.count()).select_from(SurveyRecipient).where(col(SurveyRecipient.run_id) == run_id)).one()
 
 
 def add_recipients(*, session: Session, run_id: int, people: list[NewRecipient]) -> list[SurveyRecipient]:
@@ -212,14 +212,14 @@ def add_recipients(*, session: Session, run_id: int, people: list[NewRecipient])
 
 
 def get_recipient(*, session: Session, run_id: int, user_id: str, lock: bool = False) -> SurveyRecipient | None:
-    stmt = select(SurveyRecipient).where(SurveyRecipient.run_id == run_id, SurveyRecipient.user_id == user_id)
+    stmt = select(SurveyRecipient).where(col(SurveyRecipient.run_id) == run_id, col(SurveyRecipient.user_id) == user_id)
     if lock:
         stmt = stmt.with_for_update()
     return session.exec(stmt).first()
 
 
 def recipients_of(*, session: Session, run_id: int) -> list[SurveyRecipient]:
-    return list(session.exec(select(SurveyRecipient).where(SurveyRecipient.run_id == run_id).order_by(col(SurveyRecipient.id))).all())
+    return list(session.exec(select(SurveyRecipient).where(col(SurveyRecipient.run_id) == run_id).order_by(col(SurveyRecipient.id))).all())
 
 
 def dm_key(run_id: int, user_id: str, reminder: int = 0) -> str:
@@ -231,9 +231,9 @@ def mark_delivered(*, session: Session, run_id: int) -> int:
     """Note who has had their DM (its outbox message was sent): the response rate's base, and who
     may be reminded."""
     sent = (
-        select(OutboxMessage.id)
-        .where(OutboxMessage.dedupe_key == literal(f"survey:{run_id}:dm:") + SurveyRecipient.user_id)
-        .where(OutboxMessage.status == OutboxStatus.sent)
+        select(col(OutboxMessage.id))
+        .where(col(OutboxMessage.dedupe_key) == literal(f"survey:{run_id}:dm:") + col(SurveyRecipient.user_id))
+        .where(col(OutboxMessage.status) == OutboxStatus.sent)
     )
     result = session.exec(
         update(SurveyRecipient)
@@ -255,7 +255,7 @@ def cancel_pending(*, session: Session, run_id: int, user_id: str | None = None,
         which = col(OutboxMessage.dedupe_key).like(f"survey:{run_id}:%:%")
     result = session.exec(
         update(OutboxMessage)
-        .where(which, OutboxMessage.status == OutboxStatus.pending)
+        .where(which, col(OutboxMessage.status) == OutboxStatus.pending)
         .values(status=OutboxStatus.failed, last_error=reason[:255], claimed_until=None)
         .execution_options(synchronize_session=False)
     )
@@ -264,9 +264,9 @@ def cancel_pending(*, session: Session, run_id: int, user_id: str | None = None,
 
 def pending_runs_of(*, session: Session, user_id: str) -> list[int]:
     """Live runs that still hold an unsent DM or reminder for ``user_id``."""
-    recipient_runs = select(SurveyRecipient.run_id).where(SurveyRecipient.user_id == user_id)
+    recipient_runs = select(col(SurveyRecipient.run_id)).where(col(SurveyRecipient.user_id) == user_id)
     return list(session.exec(
-        select(SurveyRun.id).where(SurveyRun.status != RunStatus.closed, col(SurveyRun.id).in_(recipient_runs))
+        select(col(SurveyRun.id)).where(col(SurveyRun.status) != RunStatus.closed, col(SurveyRun.id).in_(recipient_runs))
     ).all())
 
 
@@ -275,9 +275,9 @@ def reminder_candidates(*, session: Session, run_id: int) -> list[SurveyRecipien
     is not known here (it is not stored in the clear): the reminder's outbox hook looks at send
     time and drops it for someone who did."""
     stmt = select(SurveyRecipient).where(
-        SurveyRecipient.run_id == run_id,
+        col(SurveyRecipient.run_id) == run_id,
         col(SurveyRecipient.delivered).is_(True),
-        SurveyRecipient.reminders < 2,
+        col(SurveyRecipient.reminders) < 2,
     )
     return list(session.exec(stmt.order_by(col(SurveyRecipient.id))).all())
 
@@ -286,7 +286,7 @@ def reminder_candidates(*, session: Session, run_id: int) -> list[SurveyRecipien
 
 
 def opted_out(*, session: Session, user_ids: set[str] | None = None) -> set[str]:
-    stmt = select(SurveyOptOut.user_id)
+    stmt = select(col(SurveyOptOut.user_id))
     if user_ids is not None:
         if not user_ids:
             return set()
@@ -308,8 +308,8 @@ def set_opt_out(*, session: Session, user_id: str, out: bool) -> bool:
 
 def active_users(*, session: Session, since: datetime) -> set[str]:
     """Everyone who used the bot since ``since``: reporters and the people who filed."""
-    reporters = session.exec(select(Reporter.user_id).where(Reporter.reported_at >= since)).all()
-    filers = session.exec(select(FrictionPoint.filed_by).where(FrictionPoint.created_at >= since)).all()
+    reporters = session.exec(select(col(Reporter.user_id)).where(col(Reporter.reported_at) >= since)).all()
+    filers = session.exec(select(col(FrictionPoint.filed_by)).where(col(FrictionPoint.created_at) >= since)).all()
     return {u for u in (*reporters, *filers) if u and u[:1] in ("U", "W")}
 
 
@@ -326,7 +326,7 @@ def get_followup(*, session: Session, followup_id: int) -> CsatFollowup | None:
 
 
 def answer_followup(*, session: Session, followup_id: int, user_id: str, score: int) -> CsatFollowup | None:
-    row = session.exec(select(CsatFollowup).where(CsatFollowup.id == followup_id).with_for_update()).first()
+    row = session.exec(select(CsatFollowup).where(col(CsatFollowup.id) == followup_id).with_for_update()).first()
     if row is None or row.user_id != user_id:
         return None
     row.score, row.answered_at = score, utcnow()
@@ -337,7 +337,7 @@ def answer_followup(*, session: Session, followup_id: int, user_id: str, score: 
 
 def followup_scores(*, session: Session, since: datetime) -> tuple[int, list[int]]:
     """(how many were asked since ``since``, the scores given)."""
-    rows = session.exec(select(CsatFollowup.score).where(CsatFollowup.asked_at >= since)).all()
+    rows = session.exec(select(col(CsatFollowup.score)).where(col(CsatFollowup.asked_at) >= since)).all()
     return len(rows), [s for s in rows if s is not None]
 
 
@@ -352,18 +352,19 @@ def forget_user(*, session: Session, user_id: str, slot_of: Callable[[int, str],
     follow-ups. Their opt-out is kept: someone who asked to be forgotten is not surveyed again."""
     removed = 0
     if slot_of is not None:
-        asked = select(SurveyRecipient.run_id).where(SurveyRecipient.user_id == user_id)
+        asked = select(col(SurveyRecipient.run_id)).where(col(SurveyRecipient.user_id) == user_id)
         for run_id, nonce in session.exec(
-            select(SurveyRun.id, SurveyRun.secret)
-            .where(SurveyRun.status != RunStatus.closed, col(SurveyRun.secret).is_not(None), col(SurveyRun.id).in_(asked))
+            select(col(SurveyRun.id), col(SurveyRun.secret))
+            .where(col(SurveyRun.status) != RunStatus.closed, col(SurveyRun.secret).is_not(None), col(SurveyRun.id).in_(asked))
         ).all():
-            removed += session.execute(delete(SurveySealed).where(
+            assert nonce is not None  # selected where the secret is set
+            removed += session.exec(delete(SurveySealed).where(
                 col(SurveySealed.run_id) == run_id, col(SurveySealed.slot) == slot_of(run_id, nonce))).rowcount
     return {
         "survey_responses_removed": removed,
-        "survey_names_removed": session.execute(
+        "survey_names_removed": session.exec(
             update(SurveyResponse).where(col(SurveyResponse.user_id) == user_id).values(user_id=None)
             .execution_options(synchronize_session=False)).rowcount,
-        "survey_recipient_entries_removed": session.execute(delete(SurveyRecipient).where(col(SurveyRecipient.user_id) == user_id)).rowcount,
-        "csat_followups_removed": session.execute(delete(CsatFollowup).where(col(CsatFollowup.user_id) == user_id)).rowcount,
+        "survey_recipient_entries_removed": session.exec(delete(SurveyRecipient).where(col(SurveyRecipient.user_id) == user_id)).rowcount,
+        "csat_followups_removed": session.exec(delete(CsatFollowup).where(col(CsatFollowup.user_id) == user_id)).rowcount,
     }

@@ -37,7 +37,7 @@ def store_event(*, session: Session, key: str, capability: str, user_id: str | N
     statement = insert_or_skip(session, UsageEvent).values(
         key=key, capability=capability, user_id=user_id, pending_email=email, at=at, outcome=outcome,
         duration_ms=duration_ms, subject=subject, received_at=utcnow(), settled=False)
-    return session.execute(statement.returning(UsageEvent.id)).scalar()
+    return session.execute(statement.returning(col(UsageEvent.id))).scalar()
 
 
 def store_events(*, session: Session, rows: list[dict]) -> int:
@@ -48,7 +48,7 @@ def store_events(*, session: Session, rows: list[dict]) -> int:
     values = [dict(key=r["key"], capability=r["capability"], user_id=r["user_id"], pending_email=r["email"], at=r["at"],
                    outcome=r["outcome"], duration_ms=r["duration_ms"], subject=r["subject"], received_at=now, settled=False)
               for r in rows]
-    return len(session.exec(insert_or_skip(session, UsageEvent).values(values).returning(UsageEvent.id)).all())
+    return len(session.exec(insert_or_skip(session, UsageEvent).values(values).returning(col(UsageEvent.id))).all())
 
 
 def unsettled(*, session: Session, limit: int = 500, ids: Sequence[int] | None = None) -> list[UsageEvent]:
@@ -84,24 +84,24 @@ def event_count(*, session: Session) -> int:
 
 
 def last_asked(*, session: Session, user_id: str) -> datetime | None:
-    at = session.scalar(select(func.max(UsageAsk.asked_at)).where(UsageAsk.user_id == user_id))
+    at = session.scalar(select(func.max(col(UsageAsk.asked_at))).where(col(UsageAsk.user_id) == user_id))
     return as_utc(at) if at else None
 
 
 def in_open_survey(*, session: Session, user_id: str) -> bool:
     """Whether a pulse-survey run that asks this person is still open (or still being sent)."""
-    return session.scalar(
-        select(func.count()).select_from(SurveyRecipient).join(SurveyRun, col(SurveyRun.id) == SurveyRecipient.run_id)
-        .where(SurveyRecipient.user_id == user_id, col(SurveyRun.status).in_([RunStatus.resolving, RunStatus.open]))
-    ) > 0
+    return (session.scalar(
+        select(func.count()).select_from(SurveyRecipient).join(SurveyRun, col(SurveyRun.id) == col(SurveyRecipient.run_id))
+        .where(col(SurveyRecipient.user_id) == user_id, col(SurveyRun.status).in_([RunStatus.resolving, RunStatus.open]))
+    ) or 0) > 0
 
 
 def window(*, session: Session, capability: str, week_start: datetime, closes_at: datetime, secret: str) -> UsageWindow:
     """The capability's window for the week starting ``week_start``, made if missing (with ``secret``)."""
     session.exec(insert_or_skip(session, UsageWindow).values(capability=capability, week_start=week_start, closes_at=closes_at,
                                                             status="open", secret=secret, answers=0))
-    return session.scalars(select(UsageWindow).where(UsageWindow.capability == capability,
-                                                     UsageWindow.week_start == week_start)).one()
+    return session.scalars(select(UsageWindow).where(col(UsageWindow.capability) == capability,
+                                                     col(UsageWindow.week_start) == week_start)).one()
 
 
 def add_ask(*, session: Session, event_id: int, window_id: int, user_id: str, capability: str, asked_at: datetime,
@@ -109,7 +109,7 @@ def add_ask(*, session: Session, event_id: int, window_id: int, user_id: str, ca
     """The ask for this event, or None if it was already made (a second settling of the same event)."""
     statement = insert_or_skip(session, UsageAsk).values(event_id=event_id, window_id=window_id, user_id=user_id,
                                                          capability=capability, asked_at=asked_at, deliver_at=deliver_at)
-    new = session.execute(statement.returning(UsageAsk.id)).scalar()
+    new = session.execute(statement.returning(col(UsageAsk.id))).scalar()
     return session.get(UsageAsk, new) if new is not None else None
 
 
@@ -118,7 +118,7 @@ def get_ask(*, session: Session, ask_id: int) -> UsageAsk | None:
 
 
 def get_window(*, session: Session, window_id: int, lock: bool = False) -> UsageWindow | None:
-    query = select(UsageWindow).where(UsageWindow.id == window_id)
+    query = select(UsageWindow).where(col(UsageWindow.id) == window_id)
     return session.scalars(query.with_for_update() if lock else query).first()
 
 
@@ -134,11 +134,11 @@ def seal_answer(*, session: Session, window_id: int, slot: str, sealed: str) -> 
 
 
 def sealed_of(*, session: Session, window_id: int) -> list[UsageSealed]:
-    return list(session.scalars(select(UsageSealed).where(UsageSealed.window_id == window_id)).all())
+    return list(session.scalars(select(UsageSealed).where(col(UsageSealed.window_id) == window_id)).all())
 
 
 def windows_due(*, session: Session, now: datetime) -> list[int]:
-    return list(session.scalars(select(UsageWindow.id).where(UsageWindow.status == "open", UsageWindow.closes_at <= now)
+    return list(session.scalars(select(col(UsageWindow.id)).where(col(UsageWindow.status) == "open", col(UsageWindow.closes_at) <= now)
                                 .order_by(col(UsageWindow.id))).all())
 
 
@@ -171,11 +171,11 @@ class WindowScore:
 
 def closed_scores(*, session: Session, since: datetime) -> list[WindowScore]:
     """Per closed window whose week starts at or after ``since``: its answer count and, when kept, the scores."""
-    wins = session.scalars(select(UsageWindow).where(UsageWindow.status == "closed", UsageWindow.week_start >= since)
+    wins = session.scalars(select(UsageWindow).where(col(UsageWindow.status) == "closed", col(UsageWindow.week_start) >= since)
                            .order_by(col(UsageWindow.week_start))).all()
     scores: dict[int, list[int]] = {}
     if wins:
-        for wid, score in session.exec(select(UsageAnswer.window_id, UsageAnswer.score)
+        for wid, score in session.execute(select(col(UsageAnswer.window_id), col(UsageAnswer.score))
                                        .where(col(UsageAnswer.window_id).in_([w.id for w in wins]))):
             scores.setdefault(wid, []).append(int(score))
     return [WindowScore(w.capability, as_utc(w.week_start), w.answers, tuple(sorted(scores.get(w.id, [])))) for w in wins]
@@ -183,17 +183,17 @@ def closed_scores(*, session: Session, since: datetime) -> list[WindowScore]:
 
 def comments(*, session: Session, since: datetime, limit: int = 50) -> list[tuple[str, int, str]]:
     """(capability, score, comment) of kept answers in closed windows since ``since``, lowest score first."""
-    rows = session.exec(
-        select(UsageWindow.capability, UsageAnswer.score, UsageAnswer.comment)
-        .join(UsageWindow, col(UsageWindow.id) == UsageAnswer.window_id)
-        .where(col(UsageAnswer.comment).is_not(None), UsageWindow.week_start >= since)
+    rows = session.execute(
+        select(col(UsageWindow.capability), col(UsageAnswer.score), col(UsageAnswer.comment))
+        .join(UsageWindow, col(UsageWindow.id) == col(UsageAnswer.window_id))
+        .where(col(UsageAnswer.comment).is_not(None), col(UsageWindow.week_start) >= since)
         .order_by(col(UsageAnswer.score), col(UsageAnswer.id)).limit(limit)
     ).all()
     return [(c, int(s), t) for c, s, t in rows]
 
 
 def asks_since(*, session: Session, since: datetime) -> int:
-    return int(session.scalar(select(func.count()).select_from(UsageAsk).where(UsageAsk.asked_at >= since)) or 0)
+    return int(session.scalar(select(func.count()).select_from(UsageAsk).where(col(UsageAsk.asked_at) >= since)) or 0)
 
 
 # ------------------------------------------------------------------ adoption
@@ -202,10 +202,10 @@ def asks_since(*, session: Session, since: datetime) -> int:
 def weekly_activity(*, session: Session, edges: Sequence[datetime]) -> list[tuple[str, int, int, int, int]]:
     """Per capability and week of ``edges`` (bucket index): ``(capability, bucket, active users,
     events, failed events)`` over events in ``[edges[0], edges[-1])`` with a known user."""
-    b = bucket(UsageEvent.at, edges).label("b")
+    b = bucket(col(UsageEvent.at), edges).label("b")
     inner = (select(col(UsageEvent.capability).label("c"), b, col(UsageEvent.user_id).label("u"), col(UsageEvent.outcome).label("o"))
-             .where(UsageEvent.at >= edges[0], UsageEvent.at < edges[-1], col(UsageEvent.user_id).is_not(None)).subquery("e"))
-    rows = session.exec(
+             .where(col(UsageEvent.at) >= edges[0], col(UsageEvent.at) < edges[-1], col(UsageEvent.user_id).is_not(None)).subquery("e"))
+    rows = session.execute(
         select(inner.c.c, inner.c.b, func.count(distinct(inner.c.u)), func.count(),
                func.sum(case((inner.c.o == "failed", 1), else_=0)))
         .group_by(inner.c.c, inner.c.b)
@@ -216,13 +216,13 @@ def weekly_activity(*, session: Session, edges: Sequence[datetime]) -> list[tupl
 def rolling_users(*, session: Session, edges: Sequence[datetime], span: int = 4) -> list[tuple[str, int, int]]:
     """Per capability and week of ``edges``: distinct users in that week and the ``span - 1`` before
     it (``edges`` must start ``span - 1`` weeks before the first week wanted): ``(capability, bucket, users)``."""
-    b = bucket(UsageEvent.at, edges)
+    b = bucket(col(UsageEvent.at), edges)
     act = (select(col(UsageEvent.capability).label("c"), b.label("b"), col(UsageEvent.user_id).label("u"))
-           .where(UsageEvent.at >= edges[0], UsageEvent.at < edges[-1], col(UsageEvent.user_id).is_not(None))
+           .where(col(UsageEvent.at) >= edges[0], col(UsageEvent.at) < edges[-1], col(UsageEvent.user_id).is_not(None))
            .distinct().subquery("act"))
     weeks = select(act.c.b.label("w")).distinct().subquery("weeks")
     x = act.alias("x")
-    rows = session.exec(
+    rows = session.execute(
         select(x.c.c, weeks.c.w, func.count(distinct(x.c.u)))
         .select_from(weeks).join(x, and_(x.c.b <= weeks.c.w, x.c.b > weeks.c.w - span))
         .group_by(x.c.c, weeks.c.w)
@@ -233,10 +233,10 @@ def rolling_users(*, session: Session, edges: Sequence[datetime], span: int = 4)
 def _firsts():
     """A subquery ``(c, u, first_cap, first_any)``: per capability and person, their first use of it
     and their first event of any capability."""
-    any_first = (select(col(UsageEvent.user_id).label("u"), func.min(UsageEvent.at).label("first_any"))
-                 .where(col(UsageEvent.user_id).is_not(None)).group_by(UsageEvent.user_id).subquery("anyf"))
-    cap_first = (select(col(UsageEvent.capability).label("c"), col(UsageEvent.user_id).label("u"), func.min(UsageEvent.at).label("first_cap"))
-                 .where(col(UsageEvent.user_id).is_not(None)).group_by(UsageEvent.capability, UsageEvent.user_id).subquery("capf"))
+    any_first = (select(col(UsageEvent.user_id).label("u"), func.min(col(UsageEvent.at)).label("first_any"))
+                 .where(col(UsageEvent.user_id).is_not(None)).group_by(col(UsageEvent.user_id)).subquery("anyf"))
+    cap_first = (select(col(UsageEvent.capability).label("c"), col(UsageEvent.user_id).label("u"), func.min(col(UsageEvent.at)).label("first_cap"))
+                 .where(col(UsageEvent.user_id).is_not(None)).group_by(col(UsageEvent.capability), col(UsageEvent.user_id)).subquery("capf"))
     return (select(cap_first.c.c, cap_first.c.u, cap_first.c.first_cap, any_first.c.first_any)
             .join(any_first, any_first.c.u == cap_first.c.u).subquery("firsts"))
 
@@ -246,7 +246,7 @@ def new_users(*, session: Session, edges: Sequence[datetime]) -> list[tuple[str,
     f = _firsts()
     b = bucket(f.c.first_cap, edges).label("b")
     inner = select(f.c.c, b).where(f.c.first_cap >= edges[0], f.c.first_cap < edges[-1]).subquery("n")
-    rows = session.exec(select(inner.c.c, inner.c.b, func.count()).group_by(inner.c.c, inner.c.b)).all()
+    rows = session.execute(select(inner.c.c, inner.c.b, func.count()).group_by(inner.c.c, inner.c.b)).all()
     return [(c, int(bk), int(n)) for c, bk, n in rows]
 
 
@@ -260,8 +260,8 @@ def time_to_first_use(*, session: Session, capability: str, start: datetime, end
 
 def users_ever(*, session: Session, before: datetime) -> dict[str, int]:
     """Per capability, the people who used it before ``before``."""
-    rows = session.exec(select(UsageEvent.capability, func.count(distinct(UsageEvent.user_id)))
-                        .where(UsageEvent.at < before, col(UsageEvent.user_id).is_not(None)).group_by(UsageEvent.capability)).all()
+    rows = session.execute(select(col(UsageEvent.capability), func.count(distinct(col(UsageEvent.user_id))))
+                        .where(col(UsageEvent.at) < before, col(UsageEvent.user_id).is_not(None)).group_by(col(UsageEvent.capability))).all()
     return {c: int(n) for c, n in rows}
 
 
@@ -271,9 +271,9 @@ def forget_user(*, session: Session, user_id: str) -> int:
     to its pseudonym): it is erased unread at close."""
     from storage.models import UsageAudienceMember
 
-    session.exec(delete(UsageAudienceMember).where(UsageAudienceMember.user_id == user_id))
-    session.exec(delete(UsageAsk).where(UsageAsk.user_id == user_id))
-    n = session.exec(delete(UsageEvent).where(UsageEvent.user_id == user_id)).rowcount
+    session.exec(delete(UsageAudienceMember).where(col(UsageAudienceMember.user_id) == user_id))
+    session.exec(delete(UsageAsk).where(col(UsageAsk.user_id) == user_id))
+    n = session.exec(delete(UsageEvent).where(col(UsageEvent.user_id) == user_id)).rowcount
     return int(n or 0)
 
 
@@ -302,16 +302,16 @@ def audience_active(*, session: Session, edges: Sequence[datetime]) -> list[tupl
     """Per capability and week: audience members who used it: ``(capability, bucket, people)``."""
     from storage.models import UsageAudienceMember
 
-    b = bucket(UsageEvent.at, edges).label("b")
+    b = bucket(col(UsageEvent.at), edges).label("b")
     inner = (select(col(UsageEvent.capability).label("c"), b, col(UsageEvent.user_id).label("u"))
-             .join(UsageAudienceMember, col(UsageAudienceMember.user_id) == UsageEvent.user_id)
-             .where(UsageEvent.at >= edges[0], UsageEvent.at < edges[-1]).subquery("e"))
-    rows = session.exec(select(inner.c.c, inner.c.b, func.count(distinct(inner.c.u))).group_by(inner.c.c, inner.c.b)).all()
+             .join(UsageAudienceMember, col(UsageAudienceMember.user_id) == col(UsageEvent.user_id))
+             .where(col(UsageEvent.at) >= edges[0], col(UsageEvent.at) < edges[-1]).subquery("e"))
+    rows = session.execute(select(inner.c.c, inner.c.b, func.count(distinct(inner.c.u))).group_by(inner.c.c, inner.c.b)).all()
     return [(c, int(bk), int(n)) for c, bk, n in rows]
 
 
 def active_between(*, session: Session, capability: str, start: datetime, end: datetime) -> int:
     """Distinct people who used ``capability`` in ``[start, end)``."""
-    return int(session.scalar(select(func.count(distinct(UsageEvent.user_id)))
-                              .where(UsageEvent.capability == capability, UsageEvent.at >= start, UsageEvent.at < end,
+    return int(session.scalar(select(func.count(distinct(col(UsageEvent.user_id))))
+                              .where(col(UsageEvent.capability) == capability, col(UsageEvent.at) >= start, col(UsageEvent.at) < end,
                                      col(UsageEvent.user_id).is_not(None))) or 0)

@@ -22,9 +22,10 @@ import bot.office_hours.blocks as office_hours
 import bot.surveys.blocks as surveys
 import bot.targets.blocks as targets
 import bot.triage.blocks as triage
-from bot import surveys as logic
 from bot.insight import service as ops
 from bot.policy import Policy
+from bot.runtime.listening import try_again
+from bot.surveys.results import compute_results, run_survey
 from bot.targets.compliance import Compliance
 from bot.targets.service import ClockKind, ClockState, Threshold
 from bot.text import mrkdwn, to_mrkdwn
@@ -122,7 +123,7 @@ def every_builder(text: str, note: str, key: str, policy: Policy | None = None, 
     choice = next((q.options[-1] for q in s.questions if q.kind == "choice"), "Docs")
     rows = [ResponseRow(f"r{i:02d}", "channel:C0SAFE1", f"U0SAFE{i}", text, answers(i % 11, 1 + i % 5, choice, note))
             for i in range(25)]
-    results = logic.compute_results(run, logic.run_survey(run), rows, {"channel:C0SAFE1": (25, 25)})
+    results = compute_results(run, run_survey(run), rows, {"channel:C0SAFE1": (25, 25)})
     start = NOW.astimezone(timezone(timedelta(hours=1)))
     return {
         "build_card": triage.build_card("FB-1", p, tax, "FB", ops.DuplicateSuggestion(2, 80, text)),
@@ -150,7 +151,7 @@ def every_builder(text: str, note: str, key: str, policy: Policy | None = None, 
         "build_thread_reply": intake.build_thread_reply("FB-1", "U0SAFE1"),
         "build_reports_list": intake.build_reports_list("FB", [p, q] * 10, heading="Your reports"),
         "build_usage": intake.build_usage("ticket", unknown=text, prefix="FB"),
-        "build_try_again": intake.build_try_again("your report", text),
+        "try_again": try_again("your report", text),
         "build_agenda": office_hours.build_agenda("FB", start, 30, "U0SAFE1", [p, q] * 20, [q, p] * 20),
         "build_host_dm": office_hours.build_host_dm("FB", start, "C0SAFE1", [p] * 40, [q] * 40),
         "build_summary": office_hours.build_summary("FB", start, "U0SAFE1", [p, q] * 20, [q] * 30),
@@ -237,7 +238,7 @@ def test_the_reported_pings_are_shown_as_text():
 def test_a_2400_character_xml_report_echoed_back_fits_3000():
     """Issue #13 item 6: shortened before escaping, the echo was 3,257 characters and Slack refused it."""
     xml = ("<item><name>a&b</name></item>" * 100)[:2400]
-    reply = intake.build_try_again("your report", xml)
+    reply = try_again("your report", xml)
     check_message(reply)
     section = reply["blocks"][0]["text"]["text"]
     assert len(section) <= 3000 and "&lt;item&gt;&lt;name&gt;a&amp;b" in section
@@ -281,6 +282,6 @@ def test_policy_text_is_shown_as_text_on_every_surface():
 def test_the_survey_chart_comment_is_text():
     policy, survey_fields = hostile_policy()
     run = run_row(**survey_fields)
-    results = logic.compute_results(run, logic.run_survey(run), [], {})
+    results = compute_results(run, run_survey(run), [], {})
     comment = surveys.chart_comment(results)  # files.uploadV2's initial_comment is mrkdwn
     assert not re.findall(r"<[^<>]*>", comment) and not PING.search(comment), comment

@@ -73,7 +73,7 @@ def pulse_at(*, session: Session, at: datetime) -> Pulse:
     """The pulse NPS and CSAT of the latest closed run (closed before ``at``) with such a question,
     and how many answered it. The score is None (not shown) when fewer than that survey's
     ``min_group`` answered: a thin run is not compared, nor replaced by an older one. No run: all None."""
-    from bot.surveys import results_for_run
+    from bot.surveys.results import results_for_run
     from storage.surveys import RunStatus, SurveyRun
 
     found: dict[str, tuple[float | None, int, int]] = {}

@@ -2,6 +2,7 @@
 (Apart from ``bot.insight.service`` because the insight blocks import that module.)"""
 
 import base64
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from sqlmodel import Session
@@ -42,7 +43,7 @@ def queue_digest(*, session: Session, occurrence: datetime, policy: Policy) -> N
     if not weekly.categories:
         return
     labels = [f"{w:%b %d}" for w in weekly.weeks]
-    series = {category_label(policy.taxonomy, c): values for c, values in weekly.categories.items()}
+    series: dict[str, Sequence[float | None]] = {category_label(policy.taxonomy, c): values for c, values in weekly.categories.items()}
     png = charts.line_chart("Friction score by area, per week", labels, series, y_label="score")
     day = f"{occurrence:%Y-%m-%d}"
     outbox.enqueue(

@@ -29,7 +29,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bot.references import format_ref
-from bot.surveys import nps_by_run
+from bot.surveys.results import nps_by_run
 from bot.triage.service import OPEN_STATUSES, SEVERITY_WEIGHT
 from storage import insight as stored
 from storage.insight import UNTAGGED, bucket  # noqa: F401  (UNTAGGED: the insight operations' name for "no category")
@@ -124,15 +124,16 @@ def friction_scores(*, session: Session, days: int = WINDOW_DAYS, now: datetime 
     area and per shown point."""
     window = Window.last(days, now)
     before = window.before()
-    span = {"start": before.start, "mid": window.start, "end": window.end}
+    start, mid, end = before.start, window.start, window.end  # the two windows, back to back
     people = stored.category_reporters(session=session, start=window.start, end=window.end)
     categories = [
         CategoryScore(category, nw1 + m1 / 60 / HOURS_PER_REPORTER, nw0 + m0 / 60 / HOURS_PER_REPORTER, points,
                       people.get(category, 0), m1 / 60)
-        for category, nw1, nw0, points, m1, m0 in stored.category_totals(session=session, **span, weights=_WEIGHT)
+        for category, nw1, nw0, points, m1, m0 in stored.category_totals(session=session, start=start, mid=mid, end=end, weights=_WEIGHT)
     ]
     categories.sort(key=lambda c: (-c.score, -c.previous, c.category))
-    rows = stored.top_points(session=session, **span, weights=_WEIGHT, statuses=sorted(OPEN_STATUSES), limit=limit)
+    rows = stored.top_points(session=session, start=start, mid=mid, end=end, weights=_WEIGHT, statuses=sorted(OPEN_STATUSES),
+                             limit=limit)
     areas = stored.categories_of(session=session, ids=[r[0] for r in rows])
     open_points = [
         PointScore(pid, n1 * w + m1 / 60 / HOURS_PER_REPORTER, n0 * w + m0 / 60 / HOURS_PER_REPORTER, n1, severity, status,
@@ -327,11 +328,14 @@ def _kept(session: Session, point: FrictionPoint, threshold: int) -> tuple[bool,
         return True, None  # nothing resembled it
     other = session.exec(
         select(FrictionPoint.text, FrictionPoint.status, FrictionPoint.duplicate_of_id)
-        .where(FrictionPoint.id == point.suggested_duplicate_id)
+        .where(col(FrictionPoint.id) == point.suggested_duplicate_id)
     ).first()
-    if (other is not None and other.status in OPEN_STATUSES and other.duplicate_of_id is None
-            and fuzz.token_set_ratio(similarity_text(point.text), similarity_text(other.text)) == point.suggested_similarity):
-        return True, _shown(point.suggested_duplicate_id, point.suggested_similarity, other.text, threshold)
+    if other is None:
+        return False, None
+    text, status, duplicate_of = other
+    if (status in OPEN_STATUSES and duplicate_of is None
+            and fuzz.token_set_ratio(similarity_text(point.text), similarity_text(text)) == point.suggested_similarity):
+        return True, _shown(point.suggested_duplicate_id, point.suggested_similarity, text, threshold)
     return False, None
 
 
@@ -491,7 +495,9 @@ def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator
                FrictionPoint.minutes_lost, FrictionPoint.kind, FrictionPoint.source,
                FrictionPoint.first_response_at, FrictionPoint.resolved_at, FrictionPoint.text)
     while True:
-        rows = session.exec(select(*columns).where(FrictionPoint.id > after).order_by(col(FrictionPoint.id)).limit(batch)).all()
+        # sqlmodel's select is typed for at most 4 columns; these are 10
+        rows = session.exec(select(*columns).where(col(FrictionPoint.id) > after)  # type: ignore[call-overload]
+                            .order_by(col(FrictionPoint.id)).limit(batch)).all()
         if not rows:
             return
         lo, hi = rows[0][0], rows[-1][0]
@@ -509,7 +515,7 @@ def export_rows(*, session: Session, prefix: str, batch: int = 2000) -> Iterator
         reporters = dict(
             session.exec(
                 select(Reporter.friction_point_id, func.count())
-                .where(Reporter.friction_point_id >= lo, Reporter.friction_point_id <= hi).group_by(Reporter.friction_point_id)
+                .where(Reporter.friction_point_id >= lo, Reporter.friction_point_id <= hi).group_by(col(Reporter.friction_point_id))
             ).all()
         )
         for pid, created, status, severity, minutes, kind, source, first, resolved, text in rows:

@@ -248,13 +248,6 @@ def build_usage(reaction: str, *, prefix: str, unknown: str | None = None) -> di
     return {"text": text, "blocks": [{"type": "section", "text": _text(text, "mrkdwn")}]}
 
 
-def build_try_again(what: str, text: str | None = None) -> dict:
-    msg = f":warning: I couldn't save {what} just now (our database did not answer). Please try again in a minute."
-    if text:
-        msg += f"\nWhat you wrote, so nothing is lost:\n>{mrkdwn(text, 2500)}"
-    return {"text": msg, "blocks": [{"type": "section", "text": _text(msg, "mrkdwn")}]}
-
-
 def build_added_to_report(ref: str) -> dict:
     """The reporter's one confirmation, in their DM thread, that their reply joined ``ref``."""
     msg = f":heavy_plus_sign: Added to *{ref}*; the platform team sees it on the report."

@@ -15,7 +15,7 @@ from bot.intake.service import CommandKind, parse_command, read_modal, suggest_c
 from bot.messages import message_text
 from bot.progress.stage import started_points
 from bot.runtime.context import Deps
-from bot.runtime.listening import answers_outage, try_again
+from bot.runtime.listening import UNREACHABLE, answers_outage, try_again
 from bot.runtime.slack_reads import Unread, fetch_message, remember_permalink
 from bot.text import from_slack
 from storage import friction
@@ -74,8 +74,8 @@ async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient, respo
         try:
             points = await deps.db.run(friction.reports_of, user_id=user)
             started = await deps.db.run(started_points, point_ids=[p.id for p in points])
-        except DatabaseUnavailable:
-            await respond(response_type="ephemeral", **try_again("your request"))
+        except DatabaseUnavailable:  # a read: nothing to save, only to say
+            await respond(response_type="ephemeral", text=f":warning: {UNREACHABLE}")
             return
         await respond(
             response_type="ephemeral",
@@ -87,8 +87,8 @@ async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient, respo
         handler = deps.commands[parsed.name]
         try:
             await handler(deps, user, parsed.text, respond, client, command.get("trigger_id", ""))
-        except DatabaseUnavailable:  # every subcommand's one answer to an outage (bot.runtime.listening)
-            await respond(response_type="ephemeral", **try_again("that"))
+        except DatabaseUnavailable:  # every subcommand's one answer to an outage, a read or a change alike
+            await respond(response_type="ephemeral", text=f":warning: {UNREACHABLE}")
         return
     text = from_slack(parsed.text)
     draft = new_draft(

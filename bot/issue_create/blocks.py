@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from bot.issue_create.ids import TRACKER_NAMES as NAMES
-from bot.issue_create.ids import Action, Block, Callback
+from bot.issue_create.ids import IssueAction, IssueBlock, IssueCallback
 from bot.text import link, mrkdwn, to_mrkdwn
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def _text(text: str, kind: str = "plain_text") -> dict:
 
 def build_create_button(point_id: int) -> dict:
     """The card's and App Home's "Create issue" button (host-only: the listener checks)."""
-    return {"type": "button", "action_id": Action.open, "text": _text("Create issue"), "value": str(point_id)}
+    return {"type": "button", "action_id": IssueAction.open, "text": _text("Create issue"), "value": str(point_id)}
 
 
 def project_label(tracker: str, project: str) -> str:
@@ -51,7 +51,7 @@ def build_issue_modal(d: "Draft", *, problem: str | None = None, title: str | No
     with ``problem`` on top). ``project``: the ``tracker:project`` chosen."""
     options = [_option(p.tracker, p.project) for p in d.projects][:100]
     chosen = project or (d.default.ident if d.default else None)
-    select = {"type": "static_select", "action_id": Action.project, "options": options}
+    select: dict = {"type": "static_select", "action_id": IssueAction.project, "options": options}
     initial = next((o for o in options if o["value"] == chosen), None)
     if initial:
         select["initial_option"] = initial
@@ -65,26 +65,26 @@ def build_issue_modal(d: "Draft", *, problem: str | None = None, title: str | No
         facts.append(f"{len(d.facts.duplicates)} merged duplicate(s)")
     blocks: list[dict] = []
     if problem:
-        blocks.append({"type": "section", "block_id": Block.problem, "text": _text(f":warning: {to_mrkdwn(problem)}", "mrkdwn")})
+        blocks.append({"type": "section", "block_id": IssueBlock.problem, "text": _text(f":warning: {to_mrkdwn(problem)}", "mrkdwn")})
     if d.linked:
         blocks.append({"type": "context", "elements": [_text("Already linked to " + to_mrkdwn(", ".join(d.linked)), "mrkdwn")]})
     blocks += [
         {"type": "context", "elements": [_text(" · ".join(facts), "mrkdwn")]},
-        {"type": "input", "block_id": Block.project, "label": _text("Tracker and project"), "element": select},
-        {"type": "input", "block_id": Block.title, "label": _text("Title"),
-         "element": {"type": "plain_text_input", "action_id": Action.title, "max_length": 255,
+        {"type": "input", "block_id": IssueBlock.project, "label": _text("Tracker and project"), "element": select},
+        {"type": "input", "block_id": IssueBlock.issue_title, "label": _text("Title"),
+         "element": {"type": "plain_text_input", "action_id": IssueAction.issue_title, "max_length": 255,
                      "initial_value": (title if title is not None else d.title)[:255]}},
-        {"type": "input", "block_id": Block.description, "label": _text("What got in the way"),
+        {"type": "input", "block_id": IssueBlock.description, "label": _text("What got in the way"),
          "hint": _text("Goes into the issue as text. The bot adds area, severity, time lost, how many people, "
                        "links to the Slack messages and merged duplicates."),
-         "element": {"type": "plain_text_input", "action_id": Action.description, "multiline": True, "max_length": MAX_DESCRIPTION,
+         "element": {"type": "plain_text_input", "action_id": IssueAction.description, "multiline": True, "max_length": MAX_DESCRIPTION,
                      "initial_value": (description if description is not None else d.description)[:MAX_DESCRIPTION]}},
-        {"type": "input", "block_id": Block.labels, "label": _text("Labels"), "optional": True,
+        {"type": "input", "block_id": IssueBlock.labels, "label": _text("Labels"), "optional": True,
          "hint": _text("Comma-separated."),
-         "element": {"type": "plain_text_input", "action_id": Action.labels, "max_length": 500,
+         "element": {"type": "plain_text_input", "action_id": IssueAction.labels, "max_length": 500,
                      **({"initial_value": labels if labels is not None else default_labels} if (labels or default_labels) else {})}},
     ]
-    return {"type": "modal", "callback_id": Callback.modal, "title": _text("Create issue"), "submit": _text("Create"),
+    return {"type": "modal", "callback_id": IssueCallback.modal, "title": _text("Create issue"), "submit": _text("Create"),
             "close": _text("Cancel"), "private_metadata": IssueMetadata(point_id=d.point_id).dump(), "blocks": blocks}
 
 

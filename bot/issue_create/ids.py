@@ -1,25 +1,26 @@
-"""The ids of the create-issue surfaces (card and App Home button, modal), in one place."""
+"""The ids of the create-issue surfaces (card and App Home button, modal), in one place. The title
+input's member is ``issue_title``: a member named ``title`` would hide ``str.title``."""
 
 from enum import StrEnum
 
 
-class Action(StrEnum):
+class IssueAction(StrEnum):
     open = "issue_create_open"  # the host-only "Create issue" button; value: the report's id
     project = "issue_create_project"
-    title = "issue_create_title"
+    issue_title = "issue_create_title"
     description = "issue_create_description"
     labels = "issue_create_labels"
 
 
-class Block(StrEnum):
+class IssueBlock(StrEnum):
     project = "issue_create_project"
-    title = "issue_create_title"
+    issue_title = "issue_create_title"
     description = "issue_create_description"
     labels = "issue_create_labels"
     problem = "issue_create_problem"
 
 
-class Callback(StrEnum):
+class IssueCallback(StrEnum):
     modal = "issue_create_modal"
 
 

@@ -13,19 +13,19 @@ the link either way).
 
 import logging
 from datetime import datetime, timezone
-from functools import partial
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.intake.blocks import build_try_again
 from bot.intake.service import first_word, flatten_state
 from bot.issue_create import service
 from bot.issue_create.blocks import IssueMetadata, build_done_view, build_issue_modal, build_note_view, build_working_view
-from bot.issue_create.ids import Action, Block, Callback
+from bot.issue_create.ids import IssueAction, IssueBlock, IssueCallback
 from bot.progress.service import UpdateRefused, record_host_update
 from bot.references import format_ref, parse_ref
+from bot.runtime.context import Deps, Subcommand
+from bot.runtime.listening import try_again
 from bot.runtime.slack_reads import read_deadline
 from bot.triage.service import TriageError
 from storage.database import DatabaseUnavailable
@@ -37,7 +37,7 @@ NO_PROJECTS = "No tracker projects are set: add them under issues.projects in th
 ACK_BUDGET = 2.0  # seconds the submission may spend on the host check before it acks
 
 
-async def _open_modal(deps, user: str, point_id: int | None, trigger_id: str, client: AsyncWebClient) -> str | None:
+async def _open_modal(deps: Deps, user: str, point_id: int | None, trigger_id: str, client: AsyncWebClient) -> str | None:
     """Open the form for ``point_id``; what to tell ``user`` instead, if anything."""
     if not await deps.hosts.is_host(user):
         return NOT_A_HOST
@@ -49,8 +49,8 @@ async def _open_modal(deps, user: str, point_id: int | None, trigger_id: str, cl
         d = await deps.db.run(service.draft, policy=deps.policy, point_id=point_id)
     except TriageError as exc:
         return str(exc)
-    except DatabaseUnavailable:
-        return build_try_again("the issue form")["text"]
+    except DatabaseUnavailable:  # (not answers_outage: from App Home this goes as a DM line)
+        return try_again("the issue form")["text"]
     try:
         await client.views_open(trigger_id=trigger_id, view=build_issue_modal(d))
     except SlackApiError as exc:
@@ -59,7 +59,7 @@ async def _open_modal(deps, user: str, point_id: int | None, trigger_id: str, cl
     return None
 
 
-async def on_open(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond, deps):
+async def on_open(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond, deps: Deps) -> None:
     """The card's or App Home's "Create issue" button."""
     await ack()
     value = action.get("value") or ""
@@ -73,32 +73,32 @@ async def on_open(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClien
 
 def _answers(view: dict) -> dict:
     values = flatten_state(view["state"]["values"])
-    return {"project": str(values.get(Block.project) or ""), "title": str(values.get(Block.title) or "").strip(),
-            "description": str(values.get(Block.description) or "").strip(), "labels": str(values.get(Block.labels) or "")}
+    return {"project": str(values.get(IssueBlock.project) or ""), "title": str(values.get(IssueBlock.issue_title) or "").strip(),
+            "description": str(values.get(IssueBlock.description) or "").strip(), "labels": str(values.get(IssueBlock.labels) or "")}
 
 
-async def on_submit(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClient, deps):
+async def on_submit(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClient, deps: Deps) -> None:
     """Checked and acked at once (see the module docstring); created after the ack."""
     user, answers = body["user"]["id"], _answers(view)
     point_id = IssueMetadata.load(view.get("private_metadata") or "").point_id
     project = deps.policy.issues.find(answers["project"])
     if project is None:
-        await ack(response_action="errors", errors={Block.project: "Pick a project from the list."})
+        await ack(response_action="errors", errors={IssueBlock.project: "Pick a project from the list."})
         return
     if not answers["title"]:
-        await ack(response_action="errors", errors={Block.title: "Give the issue a title."})
+        await ack(response_action="errors", errors={IssueBlock.issue_title: "Give the issue a title."})
         return
     with read_deadline(ACK_BUDGET):
         host = await deps.hosts.is_host(user)
     if not host:
-        await ack(response_action="errors", errors={Block.project: NOT_A_HOST})
+        await ack(response_action="errors", errors={IssueBlock.project: NOT_A_HOST})
         return
     ref = deps.ref(point_id)
     await ack(response_action="update", view=build_working_view(ref, project.tracker, project.project))
     labels = [ln.strip() for ln in answers["labels"].split(",") if ln.strip()][:20]
     try:
-        result = await deps.issue_creator.create(point_id=point_id, project=project, title=answers["title"],
-                                                 description=answers["description"], labels=labels, actor=user)
+        result = await deps.once(service.creator_for).create(point_id=point_id, project=project, title=answers["title"],
+                                                             description=answers["description"], labels=labels, actor=user)
     except TriageError as exc:
         result = service.Result(False, str(exc), busy=True)
     except DatabaseUnavailable:
@@ -109,6 +109,7 @@ async def on_submit(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClien
                                        "(the bot looks for it first, so no second issue is made).")
     if result.ok:
         deps.sender.wake()  # the card's redraw and the reporters' "linked" DMs
+        assert result.key is not None and result.url is not None  # an ok result names the linked issue
         shown = build_done_view(ref, result.key, result.url, result.message)
     elif result.busy:
         shown = build_note_view(result.message)
@@ -127,7 +128,7 @@ async def on_submit(ack: AsyncAck, body: dict, view: dict, client: AsyncWebClien
         await client.chat_postMessage(channel=user, text=text)
 
 
-async def issue_command(deps, user: str, args: str, respond: AsyncRespond, client: AsyncWebClient, trigger_id: str = "") -> None:
+async def issue_command(deps: Deps, user: str, args: str, respond: AsyncRespond, client: AsyncWebClient, trigger_id: str) -> None:
     """``/platform-feedback issue FB-12``: the same form as the card's button."""
     ref, _ = first_word(args)
     error = await _open_modal(deps, user, parse_ref(deps.policy.reference_prefix, ref), trigger_id, client)
@@ -135,7 +136,7 @@ async def issue_command(deps, user: str, args: str, respond: AsyncRespond, clien
         await respond(response_type="ephemeral", text=error)
 
 
-async def update_command(deps, user: str, args: str, respond: AsyncRespond, client: AsyncWebClient) -> None:
+async def update_command(deps: Deps, user: str, args: str, respond: AsyncRespond, client: AsyncWebClient, trigger_id: str) -> None:
     """``/platform-feedback update FB-12 <text>``: kept for the next daily batch to the reporters."""
     prefix = deps.policy.reference_prefix
     ref, text = first_word(args)
@@ -152,27 +153,15 @@ async def update_command(deps, user: str, args: str, respond: AsyncRespond, clie
     except UpdateRefused as exc:
         await respond(response_type="ephemeral", text=str(exc))
         return
-    except DatabaseUnavailable:
-        await respond(response_type="ephemeral", **build_try_again("your update"))
-        return
     hour = deps.policy.issues.progress.update_hour
     said = "Kept" if kept else "Already kept today"
     await respond(response_type="ephemeral", text=f"{said}: {format_ref(prefix, point_id)}'s reporters get it in the daily update at {hour:02d}:00 UTC.")
 
 
-def register(app: AsyncApp, deps) -> None:
-    """The wiring table: listeners with ``deps`` in their context, the subcommands, the job."""
-    from bot.progress import listeners as progress
+COMMANDS: dict[str, Subcommand] = {"issue": issue_command, "update": update_command}
 
-    async def with_deps(context, next):
-        context["deps"] = deps
-        await next()
 
-    deps.issue_creator = service.Creator(settings=deps.settings, policy=deps.policy, db=deps.db)
-    app.action(Action.open, middleware=[with_deps])(on_open)
-    app.view(Callback.modal, middleware=[with_deps])(on_submit)
-    command = partial(issue_command, deps)
-    command.wants_trigger = True  # bot.intake.listeners passes the slash command's trigger_id (a modal opens)
-    deps.commands["issue"] = command
-    deps.commands["update"] = partial(update_command, deps)
-    progress.register(app, deps)
+def register(app: AsyncApp) -> None:
+    """The wiring table: which Slack request each listener answers."""
+    app.action(IssueAction.open)(on_open)
+    app.view(IssueCallback.modal)(on_submit)

@@ -76,7 +76,8 @@ class IssuePolicy(_Strict):
     @field_validator("projects")
     @classmethod
     def _distinct(cls, projects: list[Project]) -> list[Project]:
-        seen, areas = set(), {}
+        seen: set[str] = set()
+        areas: dict[str, str] = {}  # area -> its default project
         for p in projects:
             if p.ident in seen:
                 raise ValueError(f"{p.ident} is listed twice")

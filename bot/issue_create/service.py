@@ -47,6 +47,7 @@ from bot.issue_create.ids import TRACKER_NAMES as NAMES
 from bot.issue_create.policy import Project
 from bot.policy import Policy
 from bot.references import format_ref
+from bot.runtime.context import Deps
 from bot.trackers import MODULES, IssueEvent, IssueRef, Outcome, Tracker
 from bot.trackers.base import Created, IssueDraft, PollRequest
 from bot.trackers.rate_limits import rate_limit_wait
@@ -231,6 +232,11 @@ def problem(tracker: str, project: str, status: int, answer: object, wait: float
         return f"{name} refused the issue: the project requires a field the bot does not fill{said}. Make it optional, or pick another project."
     http = f" (HTTP {status})" if status != 200 else ""  # GraphQL (Linear) refuses with 200 and ``errors``
     return f"{name} refused the issue{http}{said}: fix that, or pick another project."
+
+
+def creator_for(deps: Deps) -> "Creator":
+    """The app's one creator (``deps.once(creator_for)``), for the modal's listener."""
+    return Creator(settings=deps.settings, policy=deps.policy, db=deps.db)
 
 
 class Creator:

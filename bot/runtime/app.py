@@ -1,7 +1,6 @@
 """Builds the Bolt app and the HTTP server around it. Nothing runs at import time."""
 
 import contextlib
-import dataclasses
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -45,7 +44,6 @@ from bot.runtime.metrics import UNOBSERVED, ArrivalTime, Metrics, listener_name,
 from bot.runtime.outbox import OutboxSender
 from bot.runtime.replays import Replays
 from bot.runtime.respond import KeptAliveRespond
-from bot.runtime.scheduler import Scheduler
 from bot.runtime.settings import Settings
 from bot.runtime.signature_watch import SignatureWatch
 from bot.runtime.slack_reads import with_read_retries
@@ -106,6 +104,7 @@ def create_deps(settings: Settings, policy: Policy, db: Database, client: AsyncW
     metrics.watch_spool(deps.events.status)
     deps.events.on_unhandled = lambda body: count_unhandled(listener_name(body), deps)
     configure_hosts(settings)  # which tracker a pasted URL is on, by its host
+    handlers.prepare(deps)  # the features' outbox hooks and subcommands
     return deps
 
 
@@ -127,8 +126,7 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
             request_verification_enabled=not settings.socket_mode,
         )
     # The spool's replay goes through a twin of the app that runs each listener to its end before
-    # answering, so an event leaves the spool only once it was handled. Its subcommands go to a
-    # throwaway copy (the app's own are the ones that answer); it has no jobs.
+    # answering, so an event leaves the spool only once it was handled. Same listeners, same deps.
     replay = AsyncApp(client=deps.client, authorize=authorize, process_before_response=True, request_verification_enabled=False,
                       signing_secret=settings.slack_signing_secret or None)
     deps.events.replay = replay.async_dispatch
@@ -137,8 +135,8 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     _register(app, deps)
     keep_requests(app, deps.events)  # the serving app only: the replay finishes its rows itself
     check_handled(set(deps.commands))  # the help lists every subcommand, and each one listed answers
-    _register(replay, dataclasses.replace(deps, scheduler=Scheduler(), commands={}))
-    handlers.schedule(deps)  # every feature's jobs, on the serving app's scheduler only
+    _register(replay, deps)
+    handlers.schedule(deps)  # every feature's jobs (attaching listeners adds none)
     return app, deps
 
 

@@ -267,8 +267,8 @@ def _queued_since(*, session, after_id):
 async def _survey_send(name: str, *, now: bool) -> int:
     from slack_sdk.errors import SlackApiError
 
-    from bot.surveys import SurveyError
-    from bot.surveys.listeners import runner_for
+    from bot.surveys.runs import SurveyError
+    from bot.surveys.slack_reads import runner_for
     from storage import surveys as store
 
     db, app, deps = _build()
@@ -278,7 +278,7 @@ async def _survey_send(name: str, *, now: bool) -> int:
         print(f"platform-feedback: no survey named {name!r} in the team policy (surveys: {known}).", file=sys.stderr)
         return 2
     migrate_db(db)
-    runner = runner_for(deps)
+    runner = deps.once(runner_for)  # the app's one runner: its keys seal what it sends
     try:
         run = await runner.start(survey, started_by=None, deliver_now=now)
     except SurveyError as exc:

@@ -46,11 +46,6 @@ class Deps:
     metrics: Metrics = field(default_factory=Metrics)
     # Slash-command subcommands of other features, from the wiring table (handlers.COMMANDS)
     commands: dict[str, Subcommand] = field(default_factory=dict)
-    # Usage events' after-ack work: a bot.usage.settling.Settler, made by bot.usage.listeners.register
-    # (Any: the runtime sits below the features, tests/test_imports.py)
-    usage: Any = None
-    # Creating issues from cards (bot.issue_create.service.Creator), set by its register()
-    issue_creator: Any = None  # (Any: the runtime sits below the features, tests/test_imports.py)
 
     # A feature's per-app objects (bot.surveys' runner, bot.closing's deliveries, …): ``once``. Shared
     # by reference with the replay twin (dataclasses.replace), so both use the same one.

@@ -343,8 +343,8 @@ def _fill(*, session: Session, points: int, days: int, seed: int, now: datetime,
 
 def _surveys(db: Database, summary: DemoSummary, *, seed: int, now: datetime, days: int) -> None:
     try:
-        from bot import surveys as logic
         from bot.policy import Survey, SurveyAudience, SurveyQuestion
+        from bot.surveys import results as logic
         from storage import surveys as store
     except ImportError as exc:
         summary.survey_note = f"pulse surveys skipped (not available: {exc.name})"

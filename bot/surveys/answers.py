@@ -55,6 +55,11 @@ class Answering:
     comment: str | None = None
     content: dict | None = None  # what is sealed: {"a": {question id: {"score"|"choice"|"text": value}}, "c": comment}
 
+    def opened(self) -> tuple[SurveyRun, Survey, dict]:
+        """A saved state's run, survey and content (``_read`` gives a "saved" state all three)."""
+        assert self.run is not None and self.survey is not None and self.content is not None, self.status
+        return self.run, self.survey, self.content
+
 
 def _is_open(run: SurveyRun, now: datetime) -> bool:
     return run.status != RunStatus.closed and run.secret is not None and as_utc(run.closes_at) > now
@@ -62,11 +67,12 @@ def _is_open(run: SurveyRun, now: datetime) -> bool:
 
 def _show(state: Answering) -> Answering:
     """Fill in what the person sees of their own answers (to highlight and prefill)."""
-    answers = {q: store.SurveyAnswer(response_id="", question=q, **v) for q, v in state.content["a"].items()}
-    questions = state.survey.questions
+    _, survey, content = state.opened()
+    answers = {q: store.SurveyAnswer(response_id="", question=q, **v) for q, v in content["a"].items()}
+    questions = survey.questions
     state.chosen = {q.id: v for q in questions if (v := selected(q, answers.get(q.id))) is not None}
-    state.texts = {q.id: answers[q.id].text for q in questions if q.kind == "text" and q.id in answers and answers[q.id].text}
-    state.comment = state.content.get("c")
+    state.texts = {q.id: text for q in questions if q.kind == "text" and q.id in answers and (text := answers[q.id].text)}
+    state.comment = content.get("c")
     return state
 
 
@@ -77,14 +83,15 @@ def _read(session: Session, keys: Keys, run_id: int, user_id: str, now: datetime
     run = store.get_run(session=session, run_id=run_id)
     if run is None:
         return Answering("invalid"), None
-    if not _is_open(run, now):
+    secret = run.secret
+    if secret is None or not _is_open(run, now):
         return Answering("closed", run), None
     if store.get_recipient(session=session, run_id=run_id, user_id=user_id) is None:
         return Answering("not_yours", run), None
-    row = store.get_sealed(session=session, slot=keys.slot(run.id, run.secret, user_id), lock=lock)
-    content = {"a": {}, "c": None}
+    row = store.get_sealed(session=session, slot=keys.slot(run.id, secret, user_id), lock=lock)
+    content: dict | None = {"a": {}, "c": None}
     if row is not None:
-        content = keys.open(run.id, run.secret, user_id, row.sealed)
+        content = keys.open(run.id, secret, user_id, row.sealed)
         if content is None:  # the bot's secret changed since: what they gave stands
             return Answering("kept", run), None
     return Answering("saved", run, run_survey(run), content=content), row
@@ -100,9 +107,11 @@ def _answer(session: Session, keys: Keys, run_id: int, user_id: str, now: dateti
             return state
         if not change(state):
             return Answering("invalid", state.run)
-        slot = keys.slot(state.run.id, state.run.secret, user_id)
-        blob = keys.seal(state.run.id, state.run.secret, user_id, state.content)
-        if store.put_sealed(session=session, run_id=state.run.id, slot=slot, sealed=blob, row=row):
+        run, _, content = state.opened()
+        assert run.secret is not None  # _read saw it open
+        slot = keys.slot(run.id, run.secret, user_id)
+        blob = keys.seal(run.id, run.secret, user_id, content)
+        if store.put_sealed(session=session, run_id=run.id, slot=slot, sealed=blob, row=row):
             return _show(state)
     raise SurveyError("Your answer could not be saved just now. Please press it again.")
 
@@ -114,11 +123,12 @@ def record_answer(
     their pseudonym until the run closes)."""
 
     def change(state: Answering) -> bool:
-        question = next((q for q in state.survey.questions if q.id == question_id), None)
+        _, survey, content = state.opened()
+        question = next((q for q in survey.questions if q.id == question_id), None)
         value = read_button(question, raw) if question else None
         if value is None:
             return False
-        state.content["a"][question_id] = value
+        content["a"][question_id] = value
         return True
 
     return _answer(session, keys, run_id, user_id, now, change)
@@ -139,14 +149,15 @@ def record_texts(
     """The modal: free-text answers and the comment (empty clears them)."""
 
     def change(state: Answering) -> bool:
-        known = {q.id for q in state.survey.questions if q.kind == "text"}
+        _, survey, content = state.opened()
+        known = {q.id for q in survey.questions if q.kind == "text"}
         for qid, text in texts.items():
             if qid in known:
                 if text:
-                    state.content["a"][qid] = {"text": text}
+                    content["a"][qid] = {"text": text}
                 else:
-                    state.content["a"].pop(qid, None)
-        state.content["c"] = comment or None
+                    content["a"].pop(qid, None)
+        content["c"] = comment or None
         return True
 
     return _answer(session, keys, run_id, user_id, now, change)
@@ -171,11 +182,13 @@ def file_comment(*, session: Session, response_id: str, question_id: str | None,
         text = response.comment
     if not text:
         raise SurveyError("That comment is empty now (it was changed).")
+    assert run is not None  # a response's run (its foreign key)
     reporter = response.user_id if (not run.anonymous and response.user_id) else host
     draft = new_draft(
         taxonomy=policy.taxonomy, source=Source.survey, intake_key=f"survey:{response_id}:{question_id or 'comment'}",
         team_id=team_id, filed_by=host, reporter_id=reporter, text=text,
     )
     filed = file_report(session=session, draft=draft, prefix=policy.reference_prefix, triage_channel=policy.triage.channel)
+    assert filed is not None  # None only for a repeated event id, and none is given
     ref = format_ref(policy.reference_prefix, filed.point.id)
     return f"Filed {ref} from that comment." if filed.created else f"That comment is already {ref}."

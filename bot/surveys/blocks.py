@@ -230,6 +230,7 @@ def build_results(results: RunResults, *, command: str | None = None) -> dict:
         summary += f"\n*{results.score_name} {_score(results.score_name, results.score)}*"
         if results.change is not None:
             prev = results.previous
+            assert prev is not None  # a change is against the previous run
             arrow = ":arrow_up:" if results.change > 0 else ":arrow_down:" if results.change < 0 else ":left_right_arrow:"
             summary += f" {arrow} {results.change:+g} vs. the previous run ({_score(results.score_name, prev.score)})"
         elif results.previous is None:
@@ -282,7 +283,7 @@ def build_surveys_list(surveys: list[Survey], *, live: dict[str, datetime], next
     for s in surveys[:40]:
         schedule = f"`{s.schedule}` ({s.timezone})" if s.schedule else "sent by hand"
         extra = f" · open until {when(live[s.name])}" if s.name in live else ""
-        nxt = f" · next {when(next_runs[s.name])}" if next_runs.get(s.name) else ""
+        nxt = f" · next {when(at)}" if (at := next_runs.get(s.name)) else ""
         kinds = ", ".join(sorted({q.kind.upper() if q.kind in ('nps', 'csat') else q.kind for q in s.questions}))
         lines.append(f"• *{to_mrkdwn(s.name)}*: {to_mrkdwn(s.display_title)} · {kinds} · {schedule}{nxt}{extra} · "
                      f"{'anonymous' if s.anonymous else 'not anonymous'}")

@@ -51,7 +51,9 @@ def answer_csat(*, session: Session, followup_id: int, user_id: str, score: int)
     followup = store.answer_followup(session=session, followup_id=followup_id, user_id=user_id, score=score)
     if followup is None:
         return None
-    return followup, session.get(FrictionPoint, followup.friction_point_id)
+    point = session.get(FrictionPoint, followup.friction_point_id)
+    assert point is not None  # a follow-up's report (its foreign key)
+    return followup, point
 
 
 # ------------------------------------------------------------------ outbox hook (rendered when sent)
@@ -62,7 +64,7 @@ class CsatHook(Hook):
         self.policy = policy
 
     def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
-        followup = store.get_followup(session=session, followup_id=payload.get("followup")) if isinstance(payload.get("followup"), int) else None
+        followup = store.get_followup(session=session, followup_id=fid) if isinstance(fid := payload.get("followup"), int) else None
         if followup is None or followup.score is not None:
             return None
         point = session.get(FrictionPoint, followup.friction_point_id)

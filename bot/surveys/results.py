@@ -268,6 +268,7 @@ def survey_results_for_report(session: Session, *, csat_days: int = 90) -> dict:
         run = session.exec(
             select(SurveyRun).where(SurveyRun.survey == name, SurveyRun.status == RunStatus.closed).order_by(col(SurveyRun.id).desc())
         ).first()
+        assert run is not None  # its name was read from a closed run
         surveys.append(results_summary(results_for_run(session=session, run=run)))
     asked, scores = store.followup_scores(session=session, since=utcnow() - timedelta(days=csat_days))
     counts = Counter(scores)
@@ -288,12 +289,12 @@ def nps_by_run(*, session: Session, start: datetime, end: datetime) -> list[tupl
     [start, end), oldest first; runs whose results are withheld (too few answers) are left out.
     For ``bot.insight.service.nps_series``."""
     runs = session.exec(
-        select(SurveyRun).where(SurveyRun.status == RunStatus.closed, SurveyRun.closed_at >= start, SurveyRun.closed_at < end)
+        select(SurveyRun).where(SurveyRun.status == RunStatus.closed, col(SurveyRun.closed_at) >= start, col(SurveyRun.closed_at) < end)
         .order_by(col(SurveyRun.closed_at), col(SurveyRun.id))
     ).all()
     points = []
     for run in runs:
         results = results_for_run(session=session, run=run, with_previous=False)
-        if results.score_name == "NPS" and results.score is not None:
+        if results.score_name == "NPS" and results.score is not None and run.closed_at is not None:  # (closed: it is set)
             points.append((as_utc(run.closed_at), results.score, results.responses))
     return points

@@ -48,7 +48,7 @@ class ReadError(Exception):
 
 # ``read(method, **kwargs) -> response data``: a Web API read by the client's method name (e.g.
 # "users_info"), waiting out rate limits itself; raises ReadError, or SurveyError when it cannot
-# reach Slack at all (not installed). ``bot.surveys.listeners.slack_reads`` is the real one.
+# reach Slack at all (not installed). ``bot.surveys.slack_reads.slack_reads`` is the real one.
 Read = Callable[..., Awaitable[dict]]
 
 

@@ -52,7 +52,7 @@ def hold_until(session: Session, keys: dict[str, datetime]) -> None:
         for i in range(0, len(group), 500):
             session.exec(
                 update(OutboxMessage)
-                .where(col(OutboxMessage.dedupe_key).in_(group[i : i + 500]), OutboxMessage.status == OutboxStatus.pending)
+                .where(col(OutboxMessage.dedupe_key).in_(group[i : i + 500]), col(OutboxMessage.status) == OutboxStatus.pending)
                 .values(not_before=moment)
                 .execution_options(synchronize_session=False)
             )
@@ -166,7 +166,7 @@ class ReminderHook(Hook):
         self.policy, self.keys = policy, keys
 
     def prepare(self, session: Session, message: OutboxMessage, payload: dict) -> tuple[str, dict] | None:
-        run = store.get_run(session=session, run_id=payload.get("run")) if isinstance(payload.get("run"), int) else None
+        run = store.get_run(session=session, run_id=run_id) if isinstance(run_id := payload.get("run"), int) else None
         user = payload.get("channel")
         if run is None or run.status != RunStatus.open or not run.secret or not isinstance(user, str):
             return None
@@ -189,17 +189,17 @@ def _chart(session: Session, run: SurveyRun, results: RunResults) -> bytes | Non
                              {name: [score for _, score in history]}, y_label=name)
 
 
-def _unsealed(session: Session, keys: Keys, run: SurveyRun) -> list[NewResponse]:
+def _unsealed(session: Session, keys: Keys, run: SurveyRun, secret: str) -> list[NewResponse]:
     """The run's sealed answers, opened: each recipient's pseudonym finds theirs. A set that
     cannot be opened (the bot's secret changed during the run) is lost, and said so in the log
-    (a count, no name)."""
+    (a count, no name). ``secret``: the run's, which its pseudonyms derive from."""
     sealed = store.sealed_of_run(session=session, run_id=run.id)
     drafts, lost = [], 0
     for recipient in store.recipients_of(session=session, run_id=run.id):
-        blob = sealed.pop(keys.slot(run.id, run.secret, recipient.user_id), None)
+        blob = sealed.pop(keys.slot(run.id, secret, recipient.user_id), None)
         if blob is None:
             continue
-        content = keys.open(run.id, run.secret, recipient.user_id, blob)
+        content = keys.open(run.id, secret, recipient.user_id, blob)
         lost += content is None
         if content and (content.get("a") or content.get("c")):
             drafts.append(NewResponse(recipient.segment, None if run.anonymous else recipient.user_id, content.get("c"), content.get("a") or {}))
@@ -220,7 +220,7 @@ def close_and_report(*, session: Session, keys: Keys, run_id: int, policy: Polic
     survey = run_survey(run)
     store.mark_delivered(session=session, run_id=run_id)
     store.cancel_pending(session=session, run_id=run_id, reason="the survey closed")
-    drafts = _unsealed(session, keys, run) if run.secret else []
+    drafts = _unsealed(session, keys, run, run.secret) if run.secret else []
     mapping = segment_map(dict(Counter(d.segment for d in drafts)), survey.min_group)
     for draft in drafts:
         draft.segment = mapping.get(draft.segment)
@@ -244,10 +244,6 @@ def close_and_report(*, session: Session, keys: Keys, run_id: int, policy: Polic
                      "initial_comment": chart_comment(results), "content_b64": base64.b64encode(png).decode("ascii")},
         )
     return True
-
-
-def results_of_run(*, session: Session, run_id: int) -> RunResults:
-    return results_for_run(session=session, run=store.get_run(session=session, run_id=run_id))
 
 
 def overview(*, session: Session, user_id: str) -> tuple[dict[str, datetime], bool]:

@@ -95,6 +95,7 @@ def due_reminder(times: list[datetime], sent: int, now: datetime) -> int | None:
 
 def trigger_for(survey: Survey) -> CronTrigger:
     """The survey's schedule, weekdays read the cron way (``bot.cron``)."""
+    assert survey.schedule, survey.name  # only a scheduled survey has a trigger
     return cron.trigger(survey.schedule, timezone=survey.timezone)
 
 

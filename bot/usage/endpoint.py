@@ -25,12 +25,14 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from sqlmodel import Session
+from sqlmodel import Session, col
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from bot.runtime.context import Deps
 from bot.usage import csat, events, signing
+from bot.usage.slack_reads import settler_for
 from storage.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -123,7 +125,7 @@ def keep_many(*, session: Session, items: list[tuple[str, datetime, events.Usage
         first_of_sig.setdefault(sig[:80], i)
     rows = [{"signature": sig[:80], "expires_at": items[i][1]} for sig, i in first_of_sig.items()]
     new_sigs = set(session.execute(insert_or_skip(session, SeenRequest).values(rows).returning(SeenRequest.signature)).scalars())
-    session.execute(delete(SeenRequest).where(SeenRequest.expires_at < now))
+    session.execute(delete(SeenRequest).where(col(SeenRequest.expires_at) < now))
     fresh = [i for sig, i in first_of_sig.items() if sig in new_sigs]
     first_of_key: dict[str, int] = {}
     for i in fresh:
@@ -146,8 +148,8 @@ def keep_many(*, session: Session, items: list[tuple[str, datetime, events.Usage
     return out
 
 
-def routes(deps) -> list[Route]:
-    """The route on the serve app (``deps``: ``bot.runtime.context.Deps``; its ``usage`` settles after the answer)."""
+def routes(deps: Deps) -> list[Route]:
+    """The route on the serve app (``deps``: ``bot.runtime.context.Deps``; ``deps.once(settler_for)`` settles after the answer)."""
     settings = deps.settings
     secret = settings.usage_signing_secret
     limit = RateLimit(settings.usage_events_per_second)
@@ -183,8 +185,8 @@ def routes(deps) -> list[Route]:
         if outcome == "replay":
             return PlainTextResponse("replayed request (this signature was seen before): sign each request when it is sent",
                                      status_code=409)
-        if new is not None and deps.usage is not None and not writer.settled(event):
-            deps.usage.kick(new)
+        if new is not None and not writer.settled(event):
+            deps.once(settler_for).kick(new)
         return Response(json.dumps({"ok": True, "stored": outcome == "stored"}), status_code=202, media_type="application/json")
 
     return [Route(PATH, usage_event, methods=["POST"])]

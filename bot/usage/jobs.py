@@ -9,8 +9,12 @@ from functools import partial
 
 import anyio.to_thread
 
+from bot.runtime.context import Deps
 from bot.runtime.scheduler import Job, interval_slot, interval_trigger
+from bot.surveys.sealing import Keys
 from bot.usage import csat
+from bot.usage.adoption import AudienceRefresh
+from bot.usage.slack_reads import keys_for, settler_for, slack_read
 from storage.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -18,10 +22,10 @@ TICK_MINUTES = 1
 JOB = "usage.tick"
 
 
-async def tick(deps, keys, audience=None, now: datetime | None = None) -> tuple[int, list[int]]:
+async def tick(deps: Deps, keys: Keys, audience: AudienceRefresh | None = None, now: datetime | None = None) -> tuple[int, list[int]]:
     """Settle, refresh the audience (``bot.usage.adoption.AudienceRefresh``, at most hourly), close
     the windows due at ``now`` (default: the settler's clock). Returns (events settled, windows closed)."""
-    settler = deps.usage
+    settler = deps.once(settler_for)
     try:
         settled = await settler.settle()
         if audience is not None:
@@ -35,8 +39,13 @@ async def tick(deps, keys, audience=None, now: datetime | None = None) -> tuple[
     return settled, closed
 
 
-def schedule(deps, keys, audience=None) -> None:
-    """Every instance ticks at start, however late the loop gets to it, then every TICK_MINUTES."""
+def schedule(deps: Deps) -> None:
+    """Every instance ticks at start, however late the loop gets to it, then every TICK_MINUTES; or
+    say why it is off (no capabilities in the team policy)."""
+    if not deps.policy.usage.capabilities:
+        deps.scheduler.off[JOB] = "usage.capabilities is empty in the team policy"
+        return
+    keys, audience = deps.once(keys_for), AudienceRefresh(db=deps.db, policy=deps.policy, read=slack_read(deps.workspaces))
     deps.scheduler.add(Job(name=JOB, db=deps.db, work=None, occurrence_at=interval_slot(TICK_MINUTES),
                            each_instance=partial(tick, deps, keys, audience)),
                        interval_trigger(TICK_MINUTES), misfire_grace_seconds=None, at_start=True)

@@ -1,25 +1,20 @@
 """The moment-of-use question's buttons and modal, as module-level listeners, and ``register``:
-the wiring table (what the app listens to, the outbox hook, the minute's job)."""
+the wiring table. The sealing keys and the settler are the app's (``bot.usage.slack_reads``), the
+minute's job is ``bot.usage.jobs`` and the DM's outbox hook is in ``handlers.outbox_hooks``."""
 
 import json
-import logging
 import re
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.surveys.sealing import Keys
+from bot.runtime.context import Deps
+from bot.runtime.listening import answers_outage
 from bot.text import from_slack
-from bot.usage import answers, csat, jobs
-from bot.usage.adoption import AudienceRefresh
+from bot.usage import answers, csat
 from bot.usage.blocks import build_comment_modal, build_question, build_thanks
 from bot.usage.ids import COMMENT_INPUT, FILE_CHOICE, FILE_VALUE, UsageAction, UsageBlock, UsageCallback
-from bot.usage.settling import Read, Settler, SlackRefused
-from storage.database import DatabaseUnavailable
-
-log = logging.getLogger(__name__)
-TRY_AGAIN = "We couldn't save that just now. Please try again in a minute."
+from bot.usage.slack_reads import keys_for
 
 
 def _ask_id(value: object) -> int | None:
@@ -27,18 +22,15 @@ def _ask_id(value: object) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 12 else None
 
 
-async def on_score(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond, deps, keys: Keys):
+@answers_outage("your score")
+async def on_score(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond, deps: Deps) -> None:
     """A score button: sealed under the person's pseudonym (their id from the signed request)."""
     await ack()
     parts = str(action.get("value") or "").split("|")
     ask_id = _ask_id(parts[0])
     if ask_id is None or len(parts) != 2 or parts[1] not in {"1", "2", "3", "4", "5"}:
         return
-    try:
-        done = await deps.db.run(csat.record, keys=keys, ask_id=ask_id, user_id=body["user"]["id"], score=int(parts[1]))
-    except DatabaseUnavailable:
-        await respond(response_type="ephemeral", replace_original=False, text=TRY_AGAIN)
-        return
+    done = await deps.db.run(csat.record, keys=deps.once(keys_for), ask_id=ask_id, user_id=body["user"]["id"], score=int(parts[1]))
     if done.status == "closed":
         await respond(response_type="ephemeral", replace_original=False, text=build_thanks(closed=True))
     elif done.status == "ok":
@@ -47,17 +39,14 @@ async def on_score(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespon
             await respond(replace_original=True, **build_question(cap, ask_id, deps.policy.usage.csat.min_group, chosen=done.score))
 
 
-async def on_comment(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond, deps, keys: Keys):
+@answers_outage("your comment")
+async def on_comment(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond, deps: Deps) -> None:
     """"What got in the way?": the modal (with the choice to file it, after a low score)."""
     await ack()
     ask_id = _ask_id(action.get("value"))
     if ask_id is None:
         return
-    try:
-        status, capability, score = await deps.db.run(answers.score_of, keys=keys, ask_id=ask_id, user_id=body["user"]["id"])
-    except DatabaseUnavailable:
-        await respond(response_type="ephemeral", replace_original=False, text=TRY_AGAIN)
-        return
+    status, capability, score = await deps.db.run(answers.score_of, keys=deps.once(keys_for), ask_id=ask_id, user_id=body["user"]["id"])
     cap = deps.policy.usage.capability(capability)
     if status == "closed":
         await respond(response_type="ephemeral", replace_original=False, text=build_thanks(closed=True))
@@ -69,7 +58,8 @@ async def on_comment(ack: AsyncAck, body: dict, action: dict, client: AsyncWebCl
     await client.views_open(trigger_id=body["trigger_id"], view=build_comment_modal(cap, ask_id, low_score=low, area_label=area))
 
 
-async def on_comment_submitted(ack: AsyncAck, body: dict, view: dict, deps, keys: Keys):
+@answers_outage("your comment", block=UsageBlock.comment)
+async def on_comment_submitted(ack: AsyncAck, body: dict, view: dict, deps: Deps) -> None:
     """Stored before the ack (acked means kept); the modal stays open with the text when the database is down."""
     try:
         ask_id = int(json.loads(view.get("private_metadata") or "{}")["ask"])
@@ -81,13 +71,9 @@ async def on_comment_submitted(ack: AsyncAck, body: dict, view: dict, deps, keys
     chosen = ((values.get(UsageBlock.file) or {}).get(FILE_CHOICE) or {}).get("selected_options") or []
     file_it = any(o.get("value") == FILE_VALUE for o in chosen)
     user = body["user"]
-    try:
-        done, ref = await deps.db.run(answers.comment_and_file, keys=keys, policy=deps.policy, ask_id=ask_id, user_id=user["id"],
-                                      team_id=user.get("team_id") or (body.get("team") or {}).get("id") or "",
-                                      enterprise_id=(body.get("enterprise") or {}).get("id"), comment=comment, file_it=file_it)
-    except DatabaseUnavailable:
-        await ack(response_action="errors", errors={UsageBlock.comment: TRY_AGAIN})
-        return
+    done, ref = await deps.db.run(answers.comment_and_file, keys=deps.once(keys_for), policy=deps.policy, ask_id=ask_id, user_id=user["id"],
+                                  team_id=user.get("team_id") or (body.get("team") or {}).get("id") or "",
+                                  enterprise_id=(body.get("enterprise") or {}).get("id"), comment=comment, file_it=file_it)
     if done.status == "closed":
         await ack(response_action="errors", errors={UsageBlock.comment: build_thanks(closed=True)})
         return
@@ -99,41 +85,8 @@ async def on_comment_submitted(ack: AsyncAck, body: dict, view: dict, deps, keys
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": build_thanks(filed_ref=ref)}}]})
 
 
-def register(app: AsyncApp, deps) -> None:
-    """The wiring: listeners, the settler and the minute's job (the DM's outbox hook: ``handlers.outbox_hooks``)."""
-    keys = Keys.from_settings(deps.settings)
-    if deps.usage is None:
-        deps.usage = Settler(db=deps.db, policy=deps.policy.usage, read=slack_read(deps.workspaces))
-
-    # Bolt hands a listener the arguments its parameters name: each of these names them, and passes
-    # them on with what the module-level listener needs besides.
-    @app.action(re.compile(rf"^{UsageAction.score}:"))
-    async def score(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond):
-        await on_score(ack, body, action, respond, deps, keys)
-
-    @app.action(UsageAction.comment)
-    async def comment(ack: AsyncAck, body: dict, action: dict, client: AsyncWebClient, respond: AsyncRespond):
-        await on_comment(ack, body, action, client, respond, deps, keys)
-
-    @app.view(UsageCallback.comment_modal)
-    async def comment_submitted(ack: AsyncAck, body: dict, view: dict):
-        await on_comment_submitted(ack, body, view, deps, keys)
-
-    if deps.policy.usage.capabilities:
-        jobs.schedule(deps, keys, AudienceRefresh(db=deps.db, policy=deps.policy, read=slack_read(deps.workspaces)))
-    else:
-        deps.scheduler.off[jobs.JOB] = "usage.capabilities is empty in the team policy"
-
-
-def slack_read(workspaces) -> Read:
-    """``read`` through the bot's client (``Workspaces.client()``: its reads wait out a 429 already,
-    ``bot.runtime.slack_reads``); Slack's ``ok: false`` as ``SlackRefused``."""
-
-    async def read(method: str, **kwargs) -> dict:
-        client = await workspaces.client()
-        try:
-            return (await getattr(client, method)(**kwargs)).data
-        except SlackApiError as exc:
-            raise SlackRefused(exc.response.get("error") if exc.response is not None else None) from None
-
-    return read
+def register(app: AsyncApp) -> None:
+    """The wiring table: which Slack request each listener answers."""
+    app.action(re.compile(rf"^{UsageAction.score}:"))(on_score)
+    app.action(UsageAction.comment)(on_comment)
+    app.view(UsageCallback.comment_modal)(on_comment_submitted)

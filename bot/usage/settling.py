@@ -41,7 +41,7 @@ class SlackUnanswered(Exception):
 
 class SlackRefused(Exception):
     """Slack answered a read with ``ok: false``; ``error`` is its error code (``users_not_found``).
-    Raised by the ``read`` the surface gives (``bot.usage.listeners.slack_read``), so that this
+    Raised by the ``read`` the surface gives (``bot.usage.slack_reads.slack_read``), so that this
     module needs no Slack client."""
 
     def __init__(self, error: str | None):

@@ -17,7 +17,7 @@ from bot.focus import service as focus
 from bot.focus.jobs import JOB
 from bot.insight import service as insight
 from bot.policy import Closing, Focus, Hosts, Insight, Policy, Survey, Triage
-from bot.surveys.listeners import runner_for
+from bot.surveys.slack_reads import runner_for
 from bot.triage import service as triage
 from storage.focus import FocusItem, FocusPeriod
 from storage.models import FrictionPoint, OutboxMessage

@@ -9,7 +9,8 @@ import pytest
 from sqlmodel import Session, col, select
 
 from bot.insight import service as insight
-from bot.insight.listeners import JOB, digest_trigger, latest_occurrence
+from bot.insight.digest import JOB
+from bot.insight.jobs import digest_trigger, latest_occurrence
 from bot.policy import Hosts, Insight, Policy, Triage
 from bot.triage import service as triage
 from storage.models import ClosureNotice, FrictionPoint, FrictionTag, OutboxMessage, Reporter, ScheduledRun
@@ -374,6 +375,7 @@ def test_no_digest_job_without_a_channel_and_a_bad_zone_is_refused(fake_slack, d
 
     _app, deps = create_app(make_settings(fake_slack, db), Policy(), db)
     assert JOB not in deps.scheduler.jobs and "top" in deps.commands
+    assert deps.scheduler.off[JOB] == "insight.digest_channel is not set in the team policy"  # `jobs` says why
     (tmp_path / "policy.yml").write_text("insight:\n  digest_channel: C0DIGEST01\n  timezone: Mars/Olympus\n")
     with pytest.raises(ConfigError, match="insight.timezone: unknown time zone"):
         load_policy(tmp_path / "policy.yml")

@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import select
 
 from bot.issue_create import service
-from bot.issue_create.ids import Action, Block
+from bot.issue_create.ids import IssueAction, IssueBlock
 from bot.issue_create.policy import IssuePolicy, Project
 from bot.policy import Hosts, Policy, Triage
 from bot.triage import service as triage
@@ -82,7 +82,7 @@ def button(card: dict, action_id: str) -> dict:
 
 async def open_form(bot, point_id: int, user: str = HOST) -> dict:
     """Click the card's "Create issue"; the modal the bot opened."""
-    create = button(card_of(bot, point_id), Action.open)
+    create = button(card_of(bot, point_id), IssueAction.open)
     before = len(bot.fake.calls_to("views.open"))
     await bot.post(*interactive(block_actions([element_action(create)], block_id=f"triage_card:{point_id}:buttons", user=user,
                                               response_url=f"{bot.fake.url}/response_url/card", channel=TRIAGE)))
@@ -94,13 +94,15 @@ async def open_form(bot, point_id: int, user: str = HOST) -> dict:
 def values(view: dict, project: str, *, title: str | None = None, labels: str | None = None) -> dict:
     """state.values as Slack fills them from the form as opened (the prefill, or the host's edits)."""
     blocks = {b.get("block_id"): b for b in view["blocks"]}
-    option = next(o for o in blocks[Block.project]["element"]["options"] if o["value"] == project)
+    option = next(o for o in blocks[IssueBlock.project]["element"]["options"] if o["value"] == project)
     return {
-        Block.project: {Action.project: {"type": "static_select", "selected_option": option}},
-        Block.title: {Action.title: {"type": "plain_text_input", "value": title if title is not None else blocks[Block.title]["element"]["initial_value"]}},
-        Block.description: {Action.description: {"type": "plain_text_input", "value": blocks[Block.description]["element"]["initial_value"]}},
-        Block.labels: {Action.labels: {"type": "plain_text_input",
-                                       "value": labels if labels is not None else blocks[Block.labels]["element"].get("initial_value")}},
+        IssueBlock.project: {IssueAction.project: {"type": "static_select", "selected_option": option}},
+        IssueBlock.issue_title: {IssueAction.issue_title: {
+            "type": "plain_text_input", "value": title if title is not None else blocks[IssueBlock.issue_title]["element"]["initial_value"]}},
+        IssueBlock.description: {IssueAction.description: {
+            "type": "plain_text_input", "value": blocks[IssueBlock.description]["element"]["initial_value"]}},
+        IssueBlock.labels: {IssueAction.labels: {
+            "type": "plain_text_input", "value": labels if labels is not None else blocks[IssueBlock.labels]["element"].get("initial_value")}},
     }
 
 
@@ -259,7 +261,7 @@ async def test_a_403_is_answered_in_the_modal_and_nothing_is_linked(bot, tracker
     view = await open_form(bot, point_id)
     await submit(bot, view, project_ident("github"), title="Prod deploys fail")
     answer = shown(bot)
-    problem = next(b for b in answer["blocks"] if b.get("block_id") == Block.problem)["text"]["text"]
+    problem = next(b for b in answer["blocks"] if b.get("block_id") == IssueBlock.problem)["text"]["text"]
     assert "HTTP 403" in problem and "Resource not accessible" in problem and "acme/platform" in problem
     assert answer.get("submit") and "Prod deploys fail" in json.dumps(answer)  # the form again, the host's words kept
     assert not links(bot, point_id)
@@ -272,7 +274,7 @@ async def test_a_field_the_project_requires_is_answered_in_the_modal(bot, tracke
     trackers.script("jira", "create", 400, {"errorMessages": [], "errors": {"customfield_10042": "Team is required."}})
     view = await open_form(bot, point_id)
     await submit(bot, view, project_ident("jira"))
-    problem = next(b for b in shown(bot)["blocks"] if b.get("block_id") == Block.problem)["text"]["text"]
+    problem = next(b for b in shown(bot)["blocks"] if b.get("block_id") == IssueBlock.problem)["text"]["text"]
     assert "requires a field" in problem and "customfield_10042: Team is required." in problem
     assert not links(bot, point_id) and not trackers.issues["jira"]
 
@@ -293,11 +295,11 @@ async def test_only_hosts_see_the_form_and_the_subcommand_opens_it(bot, trackers
     await run(bot, f"issue FB-{point_id}", HOST)
     [opened] = bot.fake.calls_to("views.open")[before:]
     blocks = {b.get("block_id"): b for b in opened.body["view"]["blocks"]}
-    assert blocks[Block.title]["element"]["initial_value"] == "the wiki is out of date"
+    assert blocks[IssueBlock.issue_title]["element"]["initial_value"] == "the wiki is out of date"
 
 
 async def test_an_unconnected_tracker_says_which_setting_to_set(bot, trackers):
-    bot.deps.issue_creator.settings = bot.deps.settings.model_copy(update={"linear_api_key": None})
+    bot.deps.once(service.creator_for).settings = bot.deps.settings.model_copy(update={"linear_api_key": None})
     point_id = await file(bot, "search results are stale")
     view = await open_form(bot, point_id)
     await submit(bot, view, project_ident("linear"))

@@ -215,6 +215,7 @@ async def test_updates_turned_off_are_neither_read_nor_accepted(bot, progress):
     await run(bot, f"update FB-{point_id} soon", HOST)
     assert "turned off" in bot.fake.calls_to("response_url")[-1].body["text"]
     assert JOB not in bot.deps.scheduler.jobs
+    assert bot.deps.scheduler.off[JOB] == "issues.progress.updates is false in the team policy"  # `jobs` says why
     assert not update_dms(bot, USER)
 
 

@@ -12,7 +12,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import col, select
 
-from bot.insight.listeners import JOB as DIGEST
+from bot.insight.digest import JOB as DIGEST
 from bot.office_hours.service import job_name
 from bot.policy import Insight, OfficeHours, OfficeHoursSession, Policy, Survey, Triage
 from bot.runtime.app import create_app
@@ -165,7 +165,7 @@ CHANGES = [("Europe/Berlin", datetime(2026, 3, 29, tzinfo=UTC), datetime(2026, 1
 
 @pytest.mark.parametrize("zone,spring,autumn", CHANGES)
 def test_sessions_digests_and_catch_up_keep_local_time_through_both_2026_changes(zone, spring, autumn):
-    from bot.insight.listeners import digest_trigger, latest_occurrence
+    from bot.insight.jobs import digest_trigger, latest_occurrence
     from bot.office_hours import service as oh
 
     session = OfficeHoursSession(weekday="mon", time="09:00", timezone=zone, minutes=60, channel=OFFICE)

@@ -16,11 +16,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import update
 from sqlmodel import select
 
-from bot import surveys as logic
 from bot.policy import CsatFollowup, Hosts, Policy, Survey, Triage
 from bot.runtime.app import create_app
-from bot.surveys import CSAT_PURPOSE, SurveyRunner, job_name, queue_recipients
-from bot.surveys.listeners import runner_for
+from bot.surveys.csat import CSAT_PURPOSE
+from bot.surveys.results import nps_by_run, survey_results_for_report
+from bot.surveys.runner import SurveyRunner
+from bot.surveys.runs import job_name, queue_recipients
+from bot.surveys.slack_reads import runner_for
+from bot.surveys.timing import delivery_time, zone
 from bot.triage import service as triage
 from storage import surveys as store
 from storage.friction import FrictionDraft, file_friction
@@ -84,7 +87,8 @@ EVERYONE = set(ENGINEERS + GROUP_ONLY + [ACTIVE])
 
 
 def runner_of(bot) -> SurveyRunner:
-    return runner_for(bot.deps)
+    """The app's one runner (its listeners, jobs and the reminders' hook share it)."""
+    return bot.deps.once(runner_for)
 
 
 def opened(bot, run: SurveyRun, user: str) -> dict | None:
@@ -209,9 +213,9 @@ async def test_a_scheduled_run_asks_the_audience_once_each_at_their_own_hour(bot
     held = {json.loads(m.payload)["channel"]: m for m in rows(bot.db, OutboxMessage, OutboxMessage.dedupe_key.like("survey:%:dm:%"))}
     assert set(held) == set(recipients)
     for user, message in held.items():
-        expected = logic.delivery_time(run.started_at.replace(tzinfo=UTC), bot.fake.users[user]["tz"], 10)
+        expected = delivery_time(run.started_at.replace(tzinfo=UTC), bot.fake.users[user]["tz"], 10)
         assert message.not_before.replace(tzinfo=UTC) == expected, user
-        assert expected.astimezone(logic.zone(bot.fake.users[user]["tz"])).hour == 10
+        assert expected.astimezone(zone(bot.fake.users[user]["tz"])).hour == 10
     await bot.drain()
     assert survey_dms(bot) == []  # not their hour yet
 
@@ -236,7 +240,7 @@ async def test_two_instances_on_one_database_run_it_once(bot, fake_slack, db, po
     results = await asyncio.gather(bot.deps.scheduler.run(job_name(PULSE), occurrence), other.scheduler.run(job_name(PULSE), occurrence))
     assert sorted(results) == [False, True]
     await bot.settle()
-    mine, theirs = runner_of(bot), runner_for(other)
+    mine, theirs = runner_of(bot), other.once(runner_for)
     await asyncio.gather(mine.tick(), theirs.tick(), mine.tick())
     release_dms(db)
     await bot.settle()
@@ -428,11 +432,11 @@ async def test_closing_posts_results_with_segments_change_and_a_chart(bot):
     assert chart.method == "files.uploadV2"
     assert set(payload) == {"channel", "filename", "title", "initial_comment", "content_b64"} and payload["channel"] == PLATFORM
     assert base64.b64decode(payload["content_b64"]).startswith(b"\x89PNG")
-    summary = bot.db.transact(logic.survey_results_for_report)
+    summary = bot.db.transact(survey_results_for_report)
     [pulse] = summary["surveys"]
     assert pulse["score"] == 50.0 and pulse["previous_score"] == -100.0 and pulse["change"] == 150.0
     assert pulse["responses"] == 8 and pulse["comments"] == 1 and "Please fix" not in json.dumps(summary)
-    points = bot.db.transact(logic.nps_by_run, start=utcnow() - timedelta(days=1), end=second.closes_at + timedelta(days=1))
+    points = bot.db.transact(nps_by_run, start=utcnow() - timedelta(days=1), end=second.closes_at + timedelta(days=1))
     assert [(score, n) for _, score, n in points] == [(-100.0, 4), (50.0, 8)]
     from bot.insight import service as insight  # the loop numbers carry the NPS trend
     window = insight.Window(start=utcnow() - timedelta(days=1), end=second.closes_at + timedelta(days=1))
@@ -532,7 +536,7 @@ async def test_resolving_a_report_asks_its_reporter_whether_it_solved_the_proble
     assert rows(bot.db, CsatRow)[0].score == 4  # the stranger's click changed nothing
     reply = last_reply(bot)
     assert reply["replace_original"] is True and "Thanks, noted" in json.dumps(reply)
-    report = bot.db.transact(logic.survey_results_for_report)["csat_followup"]
+    report = bot.db.transact(survey_results_for_report)["csat_followup"]
     assert (report["asked"], report["answered"], report["average"]) == (1, 1, 4.0)
 
 

@@ -8,11 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot import surveys as logic
 from bot.policy import Policy, Survey
 from bot.runtime.config import load_policy
 from bot.runtime.settings import ConfigError
+from bot.surveys.answers import read_button, selected
 from bot.surveys.blocks import build_comment_modal, build_csat_dm, build_results, build_survey_dm, build_surveys_list
+from bot.surveys.results import compute_results, nps, question_result, run_survey, segment_map, shown_segments
+from bot.surveys.timing import delivery_time, due_reminder, latest_fire, reminder_times, trigger_for
 from storage.surveys import ResponseRow, SurveyRun
 from tests.blockkit import check_message, check_view
 
@@ -96,75 +98,75 @@ def test_the_commented_example_in_the_policy_file_is_valid():
 
 def test_delivery_hour_is_each_persons_own_and_follows_dst():
     start = at(2025, 3, 28, 0, 0)  # a Friday, 00:00 UTC; Berlin changes to summer time on Sunday 30 March
-    assert logic.delivery_time(start, "Europe/Berlin", 10) == at(2025, 3, 28, 9)  # 10:00 CET
-    assert logic.delivery_time(start, "America/Los_Angeles", 10) == at(2025, 3, 28, 17)  # 10:00 PDT, same day
-    assert logic.delivery_time(start, "Asia/Tokyo", 10) == at(2025, 3, 28, 1)  # it is 09:00 there: within the hour
-    assert logic.delivery_time(start, "Pacific/Auckland", 10) == at(2025, 3, 28, 21)  # 13:00 there: tomorrow 10:00 NZDT
-    assert logic.delivery_time(start, "Not/AZone", 10, fallback="Europe/Berlin") == at(2025, 3, 28, 9)
-    assert logic.delivery_time(start, None, 10) == at(2025, 3, 28, 10)
+    assert delivery_time(start, "Europe/Berlin", 10) == at(2025, 3, 28, 9)  # 10:00 CET
+    assert delivery_time(start, "America/Los_Angeles", 10) == at(2025, 3, 28, 17)  # 10:00 PDT, same day
+    assert delivery_time(start, "Asia/Tokyo", 10) == at(2025, 3, 28, 1)  # it is 09:00 there: within the hour
+    assert delivery_time(start, "Pacific/Auckland", 10) == at(2025, 3, 28, 21)  # 13:00 there: tomorrow 10:00 NZDT
+    assert delivery_time(start, "Not/AZone", 10, fallback="Europe/Berlin") == at(2025, 3, 28, 9)
+    assert delivery_time(start, None, 10) == at(2025, 3, 28, 10)
     sunday = at(2025, 3, 30, 0, 30)
-    assert logic.delivery_time(sunday, "Europe/Berlin", 10) == at(2025, 3, 30, 8)  # 10:00 CEST
-    assert logic.delivery_time(sunday, "Europe/Berlin", 2) == at(2025, 3, 30, 1)  # 02:00 does not exist: 03:00 CEST
+    assert delivery_time(sunday, "Europe/Berlin", 10) == at(2025, 3, 30, 8)  # 10:00 CEST
+    assert delivery_time(sunday, "Europe/Berlin", 2) == at(2025, 3, 30, 1)  # 02:00 does not exist: 03:00 CEST
 
 
 def test_reminders_never_more_than_two_and_never_too_close():
     dm, close = at(2025, 1, 6, 9), at(2025, 1, 13, 0)
-    assert logic.reminder_times(dm, close, remind_after_days=1, remind_before_close=True) == [at(2025, 1, 7, 9), at(2025, 1, 12, 9)]
-    assert logic.reminder_times(dm, close, remind_after_days=0, remind_before_close=True) == [at(2025, 1, 12, 9)]
-    assert logic.reminder_times(dm, close, remind_after_days=3, remind_before_close=False) == [at(2025, 1, 9, 9)]
+    assert reminder_times(dm, close, remind_after_days=1, remind_before_close=True) == [at(2025, 1, 7, 9), at(2025, 1, 12, 9)]
+    assert reminder_times(dm, close, remind_after_days=0, remind_before_close=True) == [at(2025, 1, 12, 9)]
+    assert reminder_times(dm, close, remind_after_days=3, remind_before_close=False) == [at(2025, 1, 9, 9)]
     short = at(2025, 1, 8, 0)  # a two-day survey: the day-1 reminder is also the last one
-    assert logic.reminder_times(dm, short, remind_after_days=1, remind_before_close=True) == [at(2025, 1, 7, 9)]
+    assert reminder_times(dm, short, remind_after_days=1, remind_before_close=True) == [at(2025, 1, 7, 9)]
     late = at(2025, 1, 6, 20)  # DM delivered late: no reminder fits before the close
-    assert logic.reminder_times(late, short, remind_after_days=1, remind_before_close=True) == []
+    assert reminder_times(late, short, remind_after_days=1, remind_before_close=True) == []
     times = [at(2025, 1, 7, 9), at(2025, 1, 12, 9)]
-    assert logic.due_reminder(times, 0, at(2025, 1, 7, 8)) is None
-    assert logic.due_reminder(times, 0, at(2025, 1, 7, 10)) == 1
-    assert logic.due_reminder(times, 1, at(2025, 1, 8)) is None
-    assert logic.due_reminder(times, 0, at(2025, 1, 12, 10)) == 2  # after an outage: only the latest
-    assert logic.due_reminder(times, 2, at(2025, 1, 12, 23)) is None
+    assert due_reminder(times, 0, at(2025, 1, 7, 8)) is None
+    assert due_reminder(times, 0, at(2025, 1, 7, 10)) == 1
+    assert due_reminder(times, 1, at(2025, 1, 8)) is None
+    assert due_reminder(times, 0, at(2025, 1, 12, 10)) == 2  # after an outage: only the latest
+    assert due_reminder(times, 2, at(2025, 1, 12, 23)) is None
 
 
 def test_the_latest_cron_firing_is_the_occurrence():
-    trigger = logic.trigger_for(survey(schedule="0 0 1 1,4,7,10 *", timezone="Europe/Berlin"))
-    assert logic.latest_fire(trigger, at(2025, 4, 1, 10)) == at(2025, 3, 31, 22)  # 1 April 00:00 CEST
-    assert logic.latest_fire(trigger, at(2025, 3, 31, 21, 59, 30)) == at(2025, 3, 31, 22)  # a few seconds early
-    assert logic.latest_fire(trigger, at(2025, 3, 20)) == at(2024, 12, 31, 23)
+    trigger = trigger_for(survey(schedule="0 0 1 1,4,7,10 *", timezone="Europe/Berlin"))
+    assert latest_fire(trigger, at(2025, 4, 1, 10)) == at(2025, 3, 31, 22)  # 1 April 00:00 CEST
+    assert latest_fire(trigger, at(2025, 3, 31, 21, 59, 30)) == at(2025, 3, 31, 22)  # a few seconds early
+    assert latest_fire(trigger, at(2025, 3, 20)) == at(2024, 12, 31, 23)
 
 
 # ------------------------------------------------------------------ scores, segments
 
 
 def test_nps_and_csat():
-    assert logic.nps([10, 9, 8, 7, 6, 0]) == round(100 * (2 - 2) / 6, 1) == 0
-    assert logic.nps([10, 10, 10, 3]) == 50.0
-    assert logic.nps([]) is None
+    assert nps([10, 9, 8, 7, 6, 0]) == round(100 * (2 - 2) / 6, 1) == 0
+    assert nps([10, 10, 10, 3]) == 50.0
+    assert nps([]) is None
     s = survey()
     answers = [SimpleNamespace(score=v, choice=None, text=None) for v in (5, 4, 4, 2)]
-    result = logic.question_result(s.questions[1], answers)
+    result = question_result(s.questions[1], answers)
     assert result.score == 3.75 and result.satisfied == 75.0 and result.distribution == {"1": 0, "2": 1, "3": 0, "4": 2, "5": 1}
-    nps = logic.question_result(s.questions[0], [SimpleNamespace(score=v) for v in (10, 9, 7, 3)])
-    assert (nps.score, nps.promoters, nps.passives, nps.detractors) == (25.0, 50.0, 25.0, 25.0)
+    nps_result = question_result(s.questions[0], [SimpleNamespace(score=v) for v in (10, 9, 7, 3)])
+    assert (nps_result.score, nps_result.promoters, nps_result.passives, nps_result.detractors) == (25.0, 50.0, 25.0, 25.0)
 
 
 def test_buttons_map_to_answers_and_back():
     s = survey()
-    assert logic.read_button(s.questions[0], "10") == {"score": 10}
-    assert logic.read_button(s.questions[0], "11") is None
-    assert logic.read_button(s.questions[1], "0") is None
-    assert logic.read_button(s.questions[2], "1") == {"choice": "Deploys"}
-    assert logic.read_button(s.questions[2], "3") is None
-    assert logic.read_button(s.questions[3], "x") is None
-    assert logic.selected(s.questions[2], SimpleNamespace(score=None, choice="Deploys")) == "1"
+    assert read_button(s.questions[0], "10") == {"score": 10}
+    assert read_button(s.questions[0], "11") is None
+    assert read_button(s.questions[1], "0") is None
+    assert read_button(s.questions[2], "1") == {"choice": "Deploys"}
+    assert read_button(s.questions[2], "3") is None
+    assert read_button(s.questions[3], "x") is None
+    assert selected(s.questions[2], SimpleNamespace(score=None, choice="Deploys")) == "1"
 
 
 def test_small_segments_are_hidden_and_so_is_whatever_would_give_them_away():
-    assert logic.shown_segments({"a": 7, "b": 5, "c": 2}, 5) == {"a"}  # c alone (2) would be total - a - b: hide b too
-    assert logic.shown_segments({"a": 7, "b": 5, "c": 6}, 5) == {"a", "b", "c"}
-    assert logic.shown_segments({"a": 7, "b": 5, None: 1}, 5) == {"a"}  # people in no segment count as hidden
-    assert logic.shown_segments({"a": 7, "b": 6, "c": 2, "d": 3}, 5) == {"a", "b"}  # 2 + 3 hidden = 5: enough
-    assert logic.shown_segments({"a": 4}, 5) == set()
-    assert logic.shown_segments({"a": 3, "b": 3}, 3) == {"a", "b"}
-    assert logic.segment_map({"a": 7, "b": 5, "c": 2}, 5) == {"a": "a", "b": None, "c": None}
+    assert shown_segments({"a": 7, "b": 5, "c": 2}, 5) == {"a"}  # c alone (2) would be total - a - b: hide b too
+    assert shown_segments({"a": 7, "b": 5, "c": 6}, 5) == {"a", "b", "c"}
+    assert shown_segments({"a": 7, "b": 5, None: 1}, 5) == {"a"}  # people in no segment count as hidden
+    assert shown_segments({"a": 7, "b": 6, "c": 2, "d": 3}, 5) == {"a", "b"}  # 2 + 3 hidden = 5: enough
+    assert shown_segments({"a": 4}, 5) == set()
+    assert shown_segments({"a": 3, "b": 3}, 3) == {"a", "b"}
+    assert segment_map({"a": 7, "b": 5, "c": 2}, 5) == {"a": "a", "b": None, "c": None}
 
 
 def run_row(**kw) -> SurveyRun:
@@ -191,15 +193,15 @@ def test_results_withhold_small_anonymous_runs_and_compare_with_the_previous_run
     rows = [ResponseRow(f"r{i}", "usergroup:S0A" if i < 5 else "usergroup:S0B", None, "more docs" if i == 0 else None,
                         answers(10 if i < 3 else 5, 4, "CI", "faster builds" if i == 1 else None)) for i in range(7)]
     recipients = {"usergroup:S0A": (10, 9), "usergroup:S0B": (5, 5)}
-    previous = logic.compute_results(run, logic.run_survey(run), rows[:5], recipients)
-    results = logic.compute_results(run, logic.run_survey(run), rows, recipients, previous=previous)
+    previous = compute_results(run, run_survey(run), rows[:5], recipients)
+    results = compute_results(run, run_survey(run), rows, recipients, previous=previous)
     assert results.responses == 7 and results.delivered == 14 and round(results.rate) == 50
-    assert results.score_name == "NPS" and results.score == logic.nps([10, 10, 10, 5, 5, 5, 5])
+    assert results.score_name == "NPS" and results.score == nps([10, 10, 10, 5, 5, 5, 5])
     assert results.change == round(results.score - previous.score, 1)
     assert [s.segment for s in results.segments] == []  # S0B has 2: hiding it alone would leave it as total - S0A
     assert results.hidden_segments == 7
     assert {c.text for c in results.comments} == {"more docs", "faster builds"} and all(c.user_id is None for c in results.comments)
-    few = logic.compute_results(run, logic.run_survey(run), rows[:4], recipients)
+    few = compute_results(run, run_survey(run), rows[:4], recipients)
     assert few.withheld and few.score is None and few.comments == [] and few.segments == []
 
 
@@ -228,7 +230,7 @@ def test_the_results_post_fits_slack_with_many_comments():
     run = run_row(anonymous=False)
     rows = [ResponseRow(f"r{i:02d}", f"channel:C0{i % 3}", f"U0DEV{i:05d}", "c & <d> " * 200, answers(i % 11, 1 + i % 5, "Docs", "f " * 500))
             for i in range(60)]
-    results = logic.compute_results(run, logic.run_survey(run), rows, {"channel:C00": (30, 30), "channel:C01": (30, 30), "channel:C02": (30, 30)})
+    results = compute_results(run, run_survey(run), rows, {"channel:C00": (30, 30), "channel:C01": (30, 30), "channel:C02": (30, 30)})
     post = build_results(results, command="/platform-feedback survey results pulse")
     check_message(post)
     text = json.dumps(post, ensure_ascii=False)

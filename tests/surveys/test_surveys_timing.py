@@ -9,8 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
-from bot import surveys as logic
 from bot.policy import Hosts, Policy, Survey
+from bot.surveys.runs import start_run
+from bot.surveys.sealing import Keys
+from bot.surveys.timing import closing_time, days_later, delivery_time, reminder_times
 from storage.surveys import SurveyRun
 
 UTC = timezone.utc
@@ -45,26 +47,26 @@ def survey(tz: str) -> Survey:
 @pytest.mark.parametrize(("tz", "opened", "first", "last", "closes"), CASES)
 def test_reminders_last_call_and_close_keep_the_local_hour_across_dst(tz, opened, first, last, closes):
     start = local(tz, *opened)
-    deliver = logic.delivery_time(start, tz, 10)
+    deliver = delivery_time(start, tz, 10)
     assert deliver == local(tz, *opened[:3], 10, 0)
-    closes_at = logic.closing_time(start, survey(tz))
+    closes_at = closing_time(start, survey(tz))
     assert closes_at == local(tz, *closes)
-    times = logic.reminder_times(deliver, closes_at, remind_after_days=1, remind_before_close=True, tz=tz)
+    times = reminder_times(deliver, closes_at, remind_after_days=1, remind_before_close=True, tz=tz)
     assert times == [local(tz, *first), local(tz, *last)]
 
 
 def test_a_time_that_does_not_exist_or_occurs_twice_is_read_one_way():
     # 02:30 on 29 March 2026 does not exist in Berlin: it reads as 03:30 CEST.
-    assert logic.days_later(local("Europe/Berlin", 2026, 3, 28, 2, 30), 1, "Europe/Berlin") == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    assert days_later(local("Europe/Berlin", 2026, 3, 28, 2, 30), 1, "Europe/Berlin") == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
     # 01:30 on 1 November 2026 occurs twice in New York: the first (EDT) one.
-    assert logic.days_later(local("America/New_York", 2026, 10, 31, 1, 30), 1, "America/New_York") == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+    assert days_later(local("America/New_York", 2026, 10, 31, 1, 30), 1, "America/New_York") == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("tz", "opened", "first", "last", "closes"), CASES)
 def test_a_run_started_before_a_dst_change_closes_at_its_local_hour(db, tz, opened, first, last, closes):
     policy = Policy(hosts=Hosts(users=["U0HOST0001"]), surveys=[survey(tz)])
     start = local(tz, *opened)
-    run = db.transact(logic.start_run, keys=logic.Keys(), survey=policy.surveys[0], policy=policy, occurrence=start, manual=True, now=start)
+    run = db.transact(start_run, keys=Keys(), survey=policy.surveys[0], policy=policy, occurrence=start, manual=True, now=start)
     with db.session() as s:
         stored = s.exec(select(SurveyRun).where(SurveyRun.id == run.id)).one()
     assert stored.closes_at.replace(tzinfo=UTC) == local(tz, *closes)

@@ -9,6 +9,7 @@ import pytest
 from sqlmodel import select
 
 from bot.usage import signing
+from bot.usage.slack_reads import settler_for
 from storage.models import SeenRequest, UsageEvent
 from tests.usage.helpers import USAGE_SECRET, event, signed_event, usage_policy
 
@@ -128,7 +129,7 @@ async def test_a_flood_from_one_address_gets_429_with_retry_after(fake_slack, db
     app, deps = create_app(settings, policy, db, client=AsyncWebClient(token=TOKEN, base_url=settings.slack_api_url))
     async with serving_bot(app, deps, fake_slack, db) as b:
         answers = [await post(b, *signed_event(event())) for _ in range(15)]
-        await deps.usage.idle()
+        await deps.once(settler_for).idle()
     codes = [r.status_code for r in answers]
     assert codes[:10] == [202] * 10  # the bucket holds two seconds' worth
     refused = [r for r in answers if r.status_code == 429]
@@ -158,7 +159,7 @@ async def test_an_email_is_looked_up_after_the_answer_and_not_kept(bot):
     assert r.status_code == 202
     r = await post(bot, *signed_event({"id": "e-2", "capability": "new-service", "email": "nobody@example.com"}))
     assert r.status_code == 202
-    await bot.deps.usage.idle()
+    await bot.deps.once(settler_for).idle()
     rows = stored(bot)
     assert [(e.key, e.user_id, e.pending_email, e.settled) for e in rows] == [("e-1", "U0DEV0007", None, True)]
     assert len(bot.fake.calls_to("users.lookupByEmail")) == 2

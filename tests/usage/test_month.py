@@ -28,6 +28,7 @@ from bot.runtime.app import create_app, create_web_app
 from bot.runtime.http_limits import uvicorn_options
 from bot.surveys.sealing import Keys
 from bot.usage import adoption, jobs
+from bot.usage.slack_reads import settler_for
 from bot.usage.weeks import week_start
 from storage.models import RunStatus, SurveyRecipient, SurveyRun, UsageAnswer, UsageAsk, UsageEvent, UsageWindow
 from tests.conftest import make_settings
@@ -153,7 +154,7 @@ async def test_a_month_of_usage(fake_slack, db):
     settings = make_settings(fake_slack, db, usage_signing_secret="usage-secret-for-tests-0123456789")
     app, deps = create_app(settings, policy, db, client=AsyncWebClient(token=TOKEN, base_url=settings.slack_api_url))
     clock = [start]
-    deps.usage.clock = lambda: clock[0]
+    deps.once(settler_for).clock = lambda: clock[0]
     with db.session() as s:  # U0DEV02's pulse survey stays open all month
         run = SurveyRun(survey="pulse", occurrence=start - timedelta(days=1), definition="{}", status=RunStatus.open,
                         closes_at=end + timedelta(days=60))
@@ -169,7 +170,7 @@ async def test_a_month_of_usage(fake_slack, db):
             body, headers = signed_event({**e, "at": e["at"].isoformat()})
             r = await http.post("/events/usage", content=body, headers=headers)
             assert r.status_code == 202, r.text
-            await deps.usage.idle()
+            await deps.once(settler_for).idle()
 
         # ---------------------------------------------------------- refused, nothing stored
         with db.session() as s:
@@ -186,7 +187,7 @@ async def test_a_month_of_usage(fake_slack, db):
             assert s.scalar(select(func.count()).select_from(UsageEvent)) == count + 1
             s.execute(delete(UsageEvent).where(UsageEvent.key == "forged"))
             s.commit()
-        await deps.usage.idle()
+        await deps.once(settler_for).idle()
 
         # ---------------------------------------------------------- the questions
         with db.session() as s:
@@ -237,7 +238,7 @@ async def test_a_month_of_usage(fake_slack, db):
             assert s.scalars(select(UsageAnswer)).all() == []
 
         # ---------------------------------------------------------- the month measured
-        await jobs.tick(deps, keys, adoption.AudienceRefresh(db=db, policy=policy, read=deps.usage.read),
+        await jobs.tick(deps, keys, adoption.AudienceRefresh(db=db, policy=policy, read=deps.once(settler_for).read),
                         now=end + timedelta(days=30))
         with db.session() as s:
             windows = {w.id: w for w in s.scalars(select(UsageWindow)).all()}
