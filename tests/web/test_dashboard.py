@@ -323,6 +323,10 @@ def chromium():
         context = p.chromium.launch_persistent_context(
             str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, viewport={"width": 1280, "height": 900},
         )
+        # Playwright's 30 s default: two busy loops beside the suite on 2 CPUs made the first page (its
+        # charts drawn in the chart process) take longer. The deadline is for a loaded machine.
+        context.set_default_timeout(WAIT_SECONDS * 1000)
+        context.set_default_navigation_timeout(WAIT_SECONDS * 1000)
         try:
             yield context
         finally:
