@@ -2,7 +2,6 @@
 StrEnum per kind, so a listener and its view cannot drift apart. A feature's own ids are in its
 ``bot/<feature>/ids.py``; ``tests/test_ids.py`` checks that no id of a kind is defined twice."""
 
-from enum import StrEnum
 from typing import Self
 
 from pydantic import BaseModel, ValidationError
@@ -43,13 +42,3 @@ class PointMetadata(Metadata):
     """A modal about one report (the triage modals, a target's question and answer)."""
 
     point_id: int
-
-
-class Callback(StrEnum):
-    target_reply = "target_reply"
-    target_ask = "target_ask"
-
-
-class Action(StrEnum):
-    target_reply = "target_reply_button"
-    target_ask = "target_ask_button"

@@ -3,6 +3,7 @@ do not collide). Outbox depth and age are read from the database at scrape time.
 
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from functools import cache
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -112,17 +113,31 @@ class _SpoolCollector:
 
 @cache
 def _known_ids() -> frozenset[str]:
-    """Every action and callback id the bot registers listeners for: the only ids a label may name."""
-    from bot.closing.ids import ClosingAction, ClosingCallback
-    from bot.help_channel.ids import RESOLVE_ACTION
-    from bot.ids import Action, Callback
-    from bot.intake.ids import IntakeAction, IntakeCallback
-    from bot.surveys.ids import SurveyAction, SurveyCallback
-    from bot.triage.ids import TriageAction, TriageCallback
-    from bot.usage.ids import UsageAction, UsageCallback
+    """Every action and callback id the bot registers listeners for: the only ids a label may name.
+    Found by name in each feature's ids module (``bot/<feature>/ids.py``): its StrEnums named
+    ``…Action`` or ``…Callback`` and its ``…_ACTION`` constants, so a new feature's ids are counted
+    without a list here to forget."""
+    import importlib
+    import pkgutil
 
-    return frozenset({*Action, *Callback, *SurveyAction, *SurveyCallback, *UsageAction, *UsageCallback, RESOLVE_ACTION,
-                      *IntakeAction, *IntakeCallback, *TriageAction, *TriageCallback, *ClosingAction, *ClosingCallback})
+    import bot
+
+    found: set[str] = set()
+    for package in pkgutil.iter_modules(bot.__path__):
+        if not package.ispkg:
+            continue
+        try:
+            module = importlib.import_module(f"bot.{package.name}.ids")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"bot.{package.name}.ids":
+                raise
+            continue
+        for name, value in vars(module).items():
+            if isinstance(value, type) and issubclass(value, StrEnum) and name.endswith(("Action", "Callback")):
+                found.update(value)
+            elif isinstance(value, str) and name.endswith(("_ACTION", "_CALLBACK")):
+                found.add(value)
+    return frozenset(found)
 
 
 KNOWN_EVENTS = frozenset({"message", "reaction_added", "app_home_opened", "app_mention", "tokens_revoked", "app_uninstalled"})

@@ -3,9 +3,9 @@ line a card or queue shows ("first response due in 2 h 10 m")."""
 
 from datetime import datetime
 
-from bot.ids import Action, Callback, PointMetadata
+from bot.ids import PointMetadata
 from bot.intake.blocks import _text
-from bot.targets.ids import ASK_BLOCK, ASK_INPUT, REPLY_BLOCK, REPLY_INPUT  # noqa: F401  (re-exported)
+from bot.targets.ids import ASK_BLOCK, ASK_INPUT, REPLY_BLOCK, REPLY_INPUT, TargetAction, TargetCallback  # noqa: F401  (re-exported)
 from bot.targets.service import ClockState, Threshold, describe, human
 from bot.text import link, mrkdwn
 
@@ -79,20 +79,20 @@ def build_breach_dm(ref: str, text: str, state: ClockState, now: datetime, *, pe
 
 
 def build_question_dm(ref: str, point_id: int, host: str, question: str) -> dict:
-    """A host's question to the reporter, with a Reply button (``Action.target_reply``)."""
+    """A host's question to the reporter, with a Reply button (``TargetAction.reply``)."""
     head = (f"<@{host}> has a question about your report *{ref}*:\n>{mrkdwn(question, 2500)}\n"
             "Answer with the button, or just reply here.")
     return {"text": f"A question about your report {ref}", "blocks": [
         {"type": "section", "text": _text(head, "mrkdwn")},
         {"type": "actions", "elements": [
-            {"type": "button", "action_id": Action.target_reply, "text": _text("Reply"), "value": str(point_id), "style": "primary"},
+            {"type": "button", "action_id": TargetAction.reply, "text": _text("Reply"), "value": str(point_id), "style": "primary"},
         ]},
     ]}
 
 
 def build_reply_modal(ref: str, point_id: int) -> dict:
     return {
-        "type": "modal", "callback_id": Callback.target_reply, "private_metadata": PointMetadata(point_id=point_id).dump(),
+        "type": "modal", "callback_id": TargetCallback.reply, "private_metadata": PointMetadata(point_id=point_id).dump(),
         "title": _text("Reply"), "submit": _text("Send"), "close": _text("Cancel"),
         "blocks": [{"type": "input", "block_id": REPLY_BLOCK, "label": _text(f"Your answer about {ref}"),
                     "element": {"type": "plain_text_input", "action_id": REPLY_INPUT, "multiline": True, "max_length": 2900}}],
@@ -102,9 +102,9 @@ def build_reply_modal(ref: str, point_id: int) -> dict:
 
 
 def build_ask_modal(ref: str, point_id: int) -> dict:
-    """The card's "Ask the reporter": the host's question (``Callback.target_ask``, metadata the point id)."""
+    """The card's "Ask the reporter": the host's question (``TargetCallback.ask``, metadata the point id)."""
     return {
-        "type": "modal", "callback_id": Callback.target_ask, "private_metadata": PointMetadata(point_id=point_id).dump(),
+        "type": "modal", "callback_id": TargetCallback.ask, "private_metadata": PointMetadata(point_id=point_id).dump(),
         "title": _text("Ask the reporter"), "submit": _text("Ask"), "close": _text("Cancel"),
         "blocks": [
             {"type": "section", "text": _text(f"*{ref}*: the reporter gets your question by DM; its response-target clocks "

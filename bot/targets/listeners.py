@@ -7,7 +7,7 @@ import logging
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.ids import Action, Callback, PointMetadata
+from bot.ids import PointMetadata
 from bot.intake.service import first_word
 from bot.references import format_ref, parse_ref
 from bot.runtime.context import Deps, Subcommand
@@ -15,6 +15,7 @@ from bot.runtime.listening import answers_outage
 from bot.runtime.slack_reads import read_deadline
 from bot.targets import alerts as target_alerts
 from bot.targets.blocks import ASK_BLOCK, ASK_INPUT, REPLY_BLOCK, REPLY_INPUT, build_ask_modal, build_reply_modal
+from bot.targets.ids import TargetAction, TargetCallback
 
 log = logging.getLogger(__name__)
 ACK_BUDGET = 2.0  # seconds the Ask modal's host check may take before it acks (Slack allows 3)
@@ -111,7 +112,7 @@ COMMANDS: dict[str, Subcommand] = {"ask": ask_command}
 
 def register(app: AsyncApp) -> None:
     """The wiring table: which Slack request each listener answers."""
-    app.action(Action.target_reply)(on_reply)
-    app.view(Callback.target_reply)(on_reply_submitted)
-    app.action(Action.target_ask)(on_ask)
-    app.view(Callback.target_ask)(on_ask_submitted)
+    app.action(TargetAction.reply)(on_reply)
+    app.view(TargetCallback.reply)(on_reply_submitted)
+    app.action(TargetAction.ask)(on_ask)
+    app.view(TargetCallback.ask)(on_ask_submitted)

@@ -3,12 +3,13 @@
 from datetime import timedelta
 
 from bot.home.ids import HomeAction
-from bot.ids import Action, PointMetadata
+from bot.ids import PointMetadata
 from bot.insight.service import DuplicateSuggestion
 from bot.intake.blocks import SEVERITY_LABELS, STATUS_LABELS, _option, _text
 from bot.issue_create.blocks import build_create_button
 from bot.policy import Taxonomy
 from bot.references import format_ref
+from bot.targets.ids import TargetAction
 from bot.text import link, mrkdwn, shorten, to_mrkdwn
 from bot.triage.ids import CARD_BLOCK, TRIAGE_INPUT_BLOCK, TriageAction, TriageCallback
 from bot.triage.service import Change, Headline
@@ -116,7 +117,7 @@ def build_card(ref: str, point: FrictionPoint, taxonomy: Taxonomy, prefix: str, 
                 {"type": "button", "action_id": TriageAction.link, "text": _text("Link issue"), "value": pid},
                 *([build_create_button(point.id)] if create_issue else []),
                 {"type": "button", "action_id": TriageAction.merge, "text": _text("Mark duplicate"), "value": pid},
-                {"type": "button", "action_id": Action.target_ask, "text": _text("Ask the reporter"), "value": pid},
+                {"type": "button", "action_id": TargetAction.ask, "text": _text("Ask the reporter"), "value": pid},
                 {"type": "button", "action_id": TriageAction.resolve, "text": _text("Resolve"), "value": pid, "style": "primary"},
                 {"type": "button", "action_id": TriageAction.decline, "text": _text("Won't fix"), "value": pid, "style": "danger"},
             ],

@@ -47,3 +47,16 @@ async def test_a_quick_request_is_a_quick_ack(bot):
     assert 0 < total <= took and buckets["+Inf"] == 1
     if took < 1.0:
         assert buckets["1.0"] == 1
+
+
+def test_every_features_buttons_and_forms_are_labelled_by_their_own_id():
+    """A label names the action or form (not "other") for every feature, those moved into their
+    own ids modules included: the known ids are found in bot/<feature>/ids.py, not listed by hand."""
+    from bot.runtime.metrics import listener_name
+
+    for action in ("focus_pick", "home_filter_status", "target_ask_button", "triage_assign_me", "help_channel_resolve",
+                   "closure_works", "survey_answer", "add_details"):
+        assert listener_name({"type": "block_actions", "actions": [{"action_id": action}]}) == f"action:{action}"
+    for callback in ("target_reply", "closure_still_broken", "friction_report"):
+        assert listener_name({"type": "view_submission", "view": {"callback_id": callback}}) == f"view:{callback}"
+    assert listener_name({"type": "block_actions", "actions": [{"action_id": "made_up_by_a_sender"}]}) == "action:other"
