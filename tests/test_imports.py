@@ -17,7 +17,7 @@ The layers, lowest first (docs/architecture.md draws them):
    the arrows between operations and Block Kit run one way per pair of modules (no circles): the
    operations that queue a message import its builders, the builders import the data types of
    the operations they render and never the reverse.
-4. a feature's surfaces: ``listeners``, ``jobs``, ``polling``, ``webhooks``, ``dashboard``.
+4. a feature's surfaces: ``listeners``, ``jobs``, ``polling``, ``webhooks``, ``endpoint``, ``dashboard``, ``slack_reads``.
 5. ``bot.web``: the dashboard's shell.
 6. ``handlers``: the wiring table.
 7. the runtime's top: the app factory, serving, workers, the CLI and what only it runs.
@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 ROOTS = ("bot", "handlers", "storage")
 SINGLE_HOMES = {"bot.ids", "bot.text", "bot.references", "bot.messages", "bot.emoji_names", "bot.slack_ids", "bot.commands", "bot.cron"}
-SURFACES = {"listeners", "jobs", "polling", "webhooks", "dashboard"}
+SURFACES = {"listeners", "jobs", "polling", "webhooks", "endpoint", "dashboard", "slack_reads"}
 RUNTIME_TOP = {"app", "serving", "workers", "cli", "usage_command", "check", "demo", "demo_focus", "report", "report_targets", "init_command", "name_lookup"}
 
 

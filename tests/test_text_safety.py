@@ -213,7 +213,7 @@ def test_every_builder_is_under_test():
     modules = (changelog, closing, focus, help_channel, home, insight, intake, office_hours, surveys, targets, triage)
     builders = {name for m in modules for name, f in inspect.getmembers(m, inspect.isfunction)
                 if name.startswith("build_") and f.__module__ == m.__name__}
-    assert builders == {name.split(" (")[0] for name in every_builder("a", "b", "GH-1")}
+    assert builders == {n for n in (name.split(" (")[0] for name in every_builder("a", "b", "GH-1")) if n.startswith("build_")}
 
 
 @PROPERTY

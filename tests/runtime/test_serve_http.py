@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -35,9 +36,20 @@ SERVE_TELLING_ITS_INTERPRETER = ("import logging, sys; logging.getLogger('bot.ru
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below Linux's ephemeral range (32768-60999, ip_local_port_range): a port the
+    kernel handed out for binding 0 is also one it hands out as the source port of other tests'
+    connections, and one taken that way while a killed ``serve`` restarts refused its bind
+    ("Address already in use", the chaos run)."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32767")
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> None:

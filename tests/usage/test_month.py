@@ -13,7 +13,6 @@ the month's), so ``at`` is never "in the future" and never over 400 days old, wh
 import asyncio
 import contextlib
 import json
-import socket
 from datetime import datetime, time, timedelta, timezone
 from statistics import median
 from zoneinfo import ZoneInfo
@@ -33,6 +32,7 @@ from bot.usage.weeks import week_start
 from storage.models import RunStatus, SurveyRecipient, SurveyRun, UsageAnswer, UsageAsk, UsageEvent, UsageWindow
 from tests.conftest import make_settings
 from tests.fake_slack import TOKEN
+from tests.runtime.test_serve_http import free_port
 from tests.slack_requests import block_actions, element_action, interactive
 from tests.usage.helpers import signed_event, usage_policy
 from tests.waiting import until
@@ -42,12 +42,6 @@ ZONES = {u: ("Europe/Berlin" if i % 2 else "America/New_York") for i, u in enume
 IN_A_SURVEY = "U0DEV02"  # a pulse survey of theirs is open all month: never asked
 AUDIENCE = PEOPLE[:10]
 WEEKS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def month_start() -> datetime:
