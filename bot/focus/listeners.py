@@ -98,27 +98,28 @@ def _subject_of(action: dict) -> focus.Subject | None:
         return None
 
 
+async def _on_subject(body: dict, action: dict, respond: AsyncRespond, deps: Deps, operation: Callable[..., Any], verb: str,
+                      **kwargs: Any) -> None:
+    """A Pick or Drop button: ``operation`` on the subject its value names."""
+    subject = _subject_of(action)
+    if subject is None:
+        await respond(response_type="ephemeral", replace_original=False, text=UNKNOWN)
+        return
+    await _change(deps, body["user"]["id"], respond, operation, f"{verb} {subject.kind} {subject.value}.", subject=subject, **kwargs)
+
+
 @answers_outage("that change")
 async def on_pick(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond, deps: Deps) -> None:
     """A candidate's Pick button."""
     await ack()
-    subject = _subject_of(action)
-    if subject is None:
-        await respond(response_type="ephemeral", replace_original=False, text=UNKNOWN)
-    else:
-        await _change(deps, body["user"]["id"], respond, focus.pick, f"Picked {subject.kind} {subject.value}.",
-                      actor=body["user"]["id"], subject=subject)
+    await _on_subject(body, action, respond, deps, focus.pick, "Picked", actor=body["user"]["id"])
 
 
 @answers_outage("that change")
 async def on_drop(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond, deps: Deps) -> None:
     """An item's Drop button."""
     await ack()
-    subject = _subject_of(action)
-    if subject is None:
-        await respond(response_type="ephemeral", replace_original=False, text=UNKNOWN)
-    else:
-        await _change(deps, body["user"]["id"], respond, focus.drop, f"Dropped {subject.kind} {subject.value}.", subject=subject)
+    await _on_subject(body, action, respond, deps, focus.drop, "Dropped")
 
 
 @answers_outage("that change")

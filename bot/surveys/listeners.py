@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.intake.service import flatten_state
 from bot.runtime.context import Deps, Subcommand
 from bot.runtime.listening import answers_outage
-from bot.surveys.answers import current_answers, file_comment, record_answer, record_texts, set_opt_out
+from bot.surveys.answers import Answering, current_answers, file_comment, record_answer, record_texts, set_opt_out
 from bot.surveys.blocks import (
     COMMENT_BLOCK,
     TEXT_BLOCK,
@@ -56,6 +56,16 @@ async def _tell(respond: AsyncRespond, message: dict | str) -> None:
 # ---------------------------------------------------------- answering
 
 
+async def _saved(respond: AsyncRespond, state: Answering) -> bool:
+    """True when the person's answers were read (``state.status`` "saved"); else they are told why
+    not: the survey closed, or their answers are kept from before (``KEPT``)."""
+    if state.status == "closed":
+        await _tell(respond, build_closed_notice())
+    elif state.status == "kept":
+        await _tell(respond, KEPT)
+    return state.status == "saved"
+
+
 @answers_outage("your answer")
 async def on_answer(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond, deps: Deps) -> None:
     """An answer button in the survey DM: sealed, and the DM shows it chosen."""
@@ -66,11 +76,7 @@ async def on_answer(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespo
     run_id, question_id, raw = int(parts[0]), parts[1], parts[2]
     keys = deps.once(runner_for).keys
     state = await deps.db.run(record_answer, keys=keys, run_id=run_id, user_id=body["user"]["id"], question_id=question_id, raw=raw)
-    if state.status == "closed":
-        await _tell(respond, build_closed_notice())
-    elif state.status == "kept":
-        await _tell(respond, KEPT)
-    elif state.status == "saved":
+    if await _saved(respond, state):
         assert state.run is not None and state.survey is not None  # a saved answer's run and survey were read
         dm = build_survey_dm(run_id=run_id, survey=state.survey, closes_at=as_utc(state.run.closes_at),
                              results_channel=results_channel(state.survey, deps.policy), chosen=state.chosen, texts=state.texts,
@@ -86,11 +92,7 @@ async def on_comment_button(ack: AsyncAck, body: dict, action: dict, client: Asy
     if not isinstance(value, str) or not value.isdigit():
         return
     state = await deps.db.run(current_answers, keys=deps.once(runner_for).keys, run_id=int(value), user_id=body["user"]["id"])
-    if state.status == "closed":
-        await _tell(respond, build_closed_notice())
-    elif state.status == "kept":
-        await _tell(respond, KEPT)
-    elif state.status == "saved":
+    if await _saved(respond, state):
         assert state.run is not None and state.survey is not None  # a saved answer's run and survey were read
         view = build_comment_modal(state.run.id, state.survey, texts=state.texts or {}, comment=state.comment)
         await client.views_open(trigger_id=body["trigger_id"], view=view)
