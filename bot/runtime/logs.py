@@ -60,4 +60,7 @@ def configure(*, secrets: Sequence[str] = (), json: bool | None = None, level: i
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # A library's warning (warnings.warn: SQLAlchemy's SAWarning, a DeprecationWarning) goes through
+    # the same handler: one JSON record, redacted, rather than two raw lines among the JSON ones.
+    logging.captureWarnings(True)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
