@@ -35,32 +35,19 @@ def build_closure_notice(
     if notice.outcome == "fixed":
         head = f":tada: *You reported this, and it's fixed.* {issue} was closed as done."
         text = f"You reported {ref}, and it's fixed: {mrkdwn(notice.key, 100)} was closed as done."
-        blocks = [
-            {"type": "section", "text": _text(head, "mrkdwn")},
-            {"type": "section", "text": _text(said, "mrkdwn")},
-            {
-                "type": "actions",
-                "block_id": FEEDBACK_BLOCK,
-                "elements": [
-                    {"type": "button", "action_id": ClosingAction.works, "text": _text("Works for me"), "value": str(notice.id), "style": "primary"},
-                    {"type": "button", "action_id": ClosingAction.broken, "text": _text("Still broken"), "value": str(notice.id)},
-                ],
-            },
+        buttons = [
+            {"type": "button", "action_id": ClosingAction.works, "text": _text("Works for me"), "value": str(notice.id), "style": "primary"},
+            {"type": "button", "action_id": ClosingAction.broken, "text": _text("Still broken"), "value": str(notice.id)},
         ]
     else:
         head = f"*About your report {ref}:* {to_mrkdwn(not_planned_message)}\nThe issue was {issue}."
         text = f"About your report {ref}: {mrkdwn(not_planned_message, 200)}"
-        blocks = [
-            {"type": "section", "text": _text(head, "mrkdwn")},
-            {"type": "section", "text": _text(said, "mrkdwn")},
-            {
-                "type": "actions",
-                "block_id": FEEDBACK_BLOCK,
-                "elements": [
-                    {"type": "button", "action_id": ClosingAction.broken, "text": _text("It still gets in my way"), "value": str(notice.id)},
-                ],
-            },
-        ]
+        buttons = [{"type": "button", "action_id": ClosingAction.broken, "text": _text("It still gets in my way"), "value": str(notice.id)}]
+    blocks = [
+        {"type": "section", "text": _text(head, "mrkdwn")},
+        {"type": "section", "text": _text(said, "mrkdwn")},
+        {"type": "actions", "block_id": FEEDBACK_BLOCK, "elements": buttons},
+    ]
     return {"text": text, "blocks": blocks}
 
 
