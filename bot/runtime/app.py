@@ -382,6 +382,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
             deps.scheduler.stop()
             await deps.sender.stop()
             await anyio.to_thread.run_sync(charts.stop)  # waits for the chart process to leave
+            await anyio.to_thread.run_sync(bot.closing.webhooks.READER.stop)  # and the tracker reader
             await deps.db.dispose_async()
             await session.close()
 
@@ -465,12 +466,13 @@ async def _ping(db: Database) -> None:
 
 def serving_web_app(app, deps):
     """The HTTP app of a process about to serve (``serve``, each ``--workers`` worker): its chart
-    process started now, not on the first dashboard load, and its interpreter set last, once
+    and tracker reader processes started now, not on the first dashboard load or large delivery, and its interpreter set last, once
     everything it keeps is built (``bot.runtime.interpreter``)."""
     from bot import charts
     from bot.runtime.interpreter import set_for_serving
 
     charts.warm_up()
+    bot.closing.webhooks.warm_up()
     web = create_web_app(app, deps)
     set_for_serving()
     return web

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from bot.trackers import github, gitlab, jira, linear
-from bot.trackers.base import IssueEvent, IssueRef, Malformed, Outcome, Tracker, TrackerModule
+from bot.trackers.base import Events, IssueEvent, IssueRef, Malformed, Outcome, Tracker, TrackerModule
 
 MODULES: dict[Tracker, TrackerModule] = {m.TRACKER: m for m in (github, gitlab, jira, linear)}
 # Tried in this order: Linear owns its host; GitLab's "/-/" paths before GitHub's; Jira's /browse/.
 _URL_ORDER = (linear, gitlab, github, jira)
 
-__all__ = ["MODULES", "IssueEvent", "IssueRef", "Malformed", "Outcome", "Tracker", "configure_hosts", "normalise", "parse_issue_url"]
+__all__ = ["MODULES", "IssueEvent", "IssueRef", "Malformed", "Outcome", "Tracker", "configure_hosts", "normalise", "parse_issue_url",
+           "read_delivery"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,13 @@ def _without_root(path: str) -> str:
         if path.startswith(root + "/"):
             return path[len(root):]
     return path
+
+
+def read_delivery(tracker: Tracker | str, body: bytes, headers: dict[str, str], policy) -> Events:
+    """``MODULES[tracker].read(body, headers, policy)``, by the tracker's name: a module-level
+    function of a light module, so a worker process can run it (``bot.closing.webhooks``). Raises
+    what the module's ``read`` raises (``Malformed`` and the rest, see there)."""
+    return MODULES[Tracker(tracker)].read(body, headers, policy)
 
 
 def normalise(tracker: Tracker | str, key: str) -> str:

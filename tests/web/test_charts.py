@@ -39,11 +39,11 @@ def test_same_chart_as_drawing_it_here():
 
 def test_a_worker_that_died_is_replaced():
     charts.warm_up().result(timeout=120)
-    [pid] = list(charts._executor()._processes)
+    [pid] = charts.WORKER.pids()
     os.kill(pid, signal.SIGKILL)
     svg = charts.svg_line_chart("After", ["a", "b"], {"x": [1.0, 2.0]})
     assert svg.startswith("<svg")
-    assert pid not in charts._executor()._processes
+    assert pid not in charts.WORKER.pids()
 
 
 def test_an_error_while_drawing_reaches_the_caller():
