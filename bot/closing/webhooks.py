@@ -19,7 +19,9 @@ A body larger than ``READ_ON_LOOP`` bytes is read in a worker process (``READER`
 are linear (``bot.trackers.markdown``), but a 64 KiB body costs 1–5 ms in single C calls (a regular
 expression's scan, ``json.loads``) that keep the interpreter lock whole, and a worker thread would
 make the acks wait that long behind it (bench/adversarial_bodies.py). A reader process that cannot
-be started or keeps dying: read in a worker thread, logged once.
+be started or keeps dying: read in a worker thread, logged once. A body not read within
+``READ_SECONDS``: the reader is ended (later deliveries get a fresh one), the body is answered 400
+and logged with its size and digest; none is known to take more than milliseconds.
 """
 
 import asyncio
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 5_000_000
 READ_ON_LOOP = 4096  # bytes: at most ~0.3 ms of reading (64 KiB naming 5,554 issues: 5 ms)
+READ_SECONDS = 10.0  # a body the reader has not read by then is refused (GitHub gives up on us at 10 s)
 READER = WorkerProcess("tracker-reader")
 _said_broken = False  # this process logged that its reader process is unavailable
 
@@ -61,7 +64,7 @@ async def read(tracker: str, body: bytes, headers, policy) -> Events:
         return read_delivery(tracker, body, headers, policy)
     plain = {k.lower(): v for k, v in headers.items()}
     try:
-        return await asyncio.to_thread(READER.call, read_delivery, tracker, body, plain, policy)
+        return await asyncio.to_thread(READER.call, read_delivery, tracker, body, plain, policy, timeout=READ_SECONDS)
     except BrokenProcessPool as exc:
         global _said_broken
         if not _said_broken:
@@ -104,6 +107,9 @@ def routes(deps: Deps) -> list[Route]:
                 return _answer(401, "invalid signature")
             try:
                 found = await read(tracker, body, request.headers, deps.policy)
+            except TimeoutError as exc:
+                log.error("%s delivery of %d bytes (sha256 %s…) refused: %s", tracker, len(body), hashlib.sha256(body).hexdigest()[:12], exc)
+                return _answer(400, f"{tracker} payload not read within {READ_SECONDS:g} s; refused")
             except (Malformed, ValueError, LookupError, TypeError, AttributeError, RecursionError) as exc:
                 return _answer(400, f"malformed {tracker} payload: {exc if isinstance(exc, Malformed) else type(exc).__name__}")
             if excess := getattr(found, "dropped", 0):

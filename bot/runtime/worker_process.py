@@ -21,6 +21,7 @@ import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -59,12 +60,34 @@ class WorkerProcess:
                 self._pool_pid = os.getpid()
             return self._pool
 
-    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """``fn(*args, **kwargs)`` in the process; blocks until it returns (or raises)."""
+    def call(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in the process; blocks until it returns (or raises). ``timeout``
+        seconds without an answer: the process is ended (the next call starts a fresh one, so one
+        runaway call does not hold up every later one) and ``TimeoutError`` raised."""
         try:
-            return self.executor().submit(fn, *args, **kwargs).result()
+            future = self.executor().submit(fn, *args, **kwargs)
+            return self._result(future, timeout)
         except BrokenProcessPool:  # the process was killed: one fresh one, once
-            return self.executor(fresh=True).submit(fn, *args, **kwargs).result()
+            return self._result(self.executor(fresh=True).submit(fn, *args, **kwargs), timeout)
+
+    def _result(self, future: Future, timeout: float | None) -> Any:
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            self._end(future)
+            raise TimeoutError(f"{self.name} process gave no answer within {timeout:g} s; ended") from None
+
+    def _end(self, late: Future) -> None:
+        """End the process running ``late`` (still this process's pool's): SIGKILL, as a runaway call
+        may not listen; the pool, broken, is replaced at the next call."""
+        with self._lock:
+            pool = self._pool
+            if pool is None or self._pool_pid != os.getpid() or late.done():
+                return
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def warm_up(self, module: str) -> Future:
         """Start the process now and import ``module`` there, so the first call does not wait for either."""

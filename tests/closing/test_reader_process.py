@@ -2,11 +2,13 @@
 interpreter once it is large (``bot.closing.webhooks.READ_ON_LOOP``): a 64 KiB body costs 1–5 ms in
 single C calls (a regular expression's scan) that a worker thread would hold the interpreter lock
 for, and every ack waits behind them. Read in the reader process instead; a reader killed is
-replaced; a reader that cannot run leaves the route answering (read in a thread, said once)."""
+replaced; a reader that cannot run leaves the route answering (read in a thread, said once); a
+body the reader does not read in time is refused, and the reader replaced for the next one."""
 
 import logging
 import os
 import signal
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
@@ -14,8 +16,10 @@ import pytest
 from bot.closing import webhooks
 from bot.trackers import github
 from tests import tracker_requests as tr
+from tests.closing import slow_reader
 from tests.closing.test_closing import deliver, file_and_link, notices_to, policy, settings_overrides  # noqa: F401
 from tests.slack_requests import USER
+from tests.waiting import WAIT_SECONDS, wait_for
 
 PADDING = " " * 65_000  # after the reference: the body is large, the reference still read
 
@@ -83,3 +87,40 @@ async def test_a_reader_that_cannot_run_leaves_the_route_answering(bot, monkeypa
     assert len(notices_to(bot, USER)) == 1  # the second delivery is the same closure
     said = [r for r in caplog.records if "reader process unavailable" in r.getMessage()]
     assert len(said) == 1
+
+
+def test_a_runaway_call_ends_the_process_and_the_next_call_gets_a_fresh_one():
+    worker = webhooks.READER
+    worker.warm_up("bot.trackers").result(timeout=WAIT_SECONDS)
+    [pid] = worker.pids()
+    with pytest.raises(TimeoutError):
+        worker.call(time.sleep, 60, timeout=0.5)
+    wait_for(lambda: not _alive(pid), what="the runaway reader ended")
+    assert worker.call(abs, -3, timeout=WAIT_SECONDS) == 3
+    assert pid not in worker.pids()
+
+
+async def test_a_body_not_read_in_time_is_refused_and_later_ones_are_read(bot, monkeypatch, caplog):
+    await file_and_link(bot, "deploy logs are truncated")
+    with monkeypatch.context() as m, caplog.at_level(logging.ERROR, logger="bot.closing.webhooks"):
+        m.setattr(webhooks, "READ_SECONDS", 0.5)
+        m.setattr(webhooks, "read_delivery", slow_reader.read_delivery)  # sleeps in the reader, then reads
+        resp = await deliver(bot, "github", *merged(83, "Fixes #42" + PADDING + "x"))
+    assert resp.status_code == 400 and "not read within" in resp.text
+    assert any("refused" in r.getMessage() for r in caplog.records)
+    assert notices_to(bot, USER) == []
+    resp = await deliver(bot, "github", *merged(84, "Fixes #42" + PADDING + "x"))
+    assert resp.status_code == 200, resp.text
+    assert len(notices_to(bot, USER)) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie not yet reaped counts as ended
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
