@@ -120,7 +120,8 @@ def test_two_capped_workers_answer_a_burst_about_twice_as_fast_as_one(tmp_path, 
         stack.callback(stop_process, one)
         bases = {"one": one_base, "two": stack.enter_context(serving(tmp_path / "two", fake, pg_url, args=("--workers", "2")))}
         for pid, cap in zip((one.pid, *worker_pids(tmp_path / "two" / "serve.log", 2)), caps, strict=False):
-            assert chart_process(pid) in cap.add(pid), "a serving process with its chart process"
+            moved = cap.add(pid)
+            assert helpers(pid) and set(helpers(pid)) <= set(moved), "a serving process with its helper processes"
         seconds = {"one": 0.0, "two": 0.0}
         answers_before = answered(fake) - filed(fake)
         for name in seconds:  # unmeasured: first requests import and connect what they need
@@ -153,9 +154,9 @@ def start_two_workers(tmp_path, fake, pg_url: str, out) -> subprocess.Popen:
 
 
 @pytest.mark.parametrize("order", ["ctrl-c", "sigterm-then-ctrl-c"])
-def test_ctrl_c_stops_the_workers_and_their_chart_processes_cleanly(tmp_path, pg_url, order):
+def test_ctrl_c_stops_the_workers_and_their_helper_processes_cleanly(tmp_path, pg_url, order):
     """A terminal's Ctrl-C signals the whole process group: the parent, each worker and each worker's
-    chart process; the parent sends each worker SIGTERM for it. Each must end by its owner's shutdown,
+    helper processes (charts, tracker reader); the parent sends each worker SIGTERM for it. Each must end by its owner's shutdown,
     the app's shutdown included, without a KeyboardInterrupt traceback or leaked semaphores, whichever
     of the two signals a worker takes first (uvicorn takes a SIGINT after a SIGTERM as "force quit":
     a CI run under load met that order once). ``sigterm-then-ctrl-c`` forces it: SIGTERM to the parent,
@@ -165,10 +166,10 @@ def test_ctrl_c_stops_the_workers_and_their_chart_processes_cleanly(tmp_path, pg
         proc = start_two_workers(tmp_path, fake, pg_url, out)
         try:
             workers = worker_pids(log, 2)
-            # Each worker's chart process started and done importing (idle): before that, a signal
+            # Each worker's helper processes started and done importing (idle): before that, a signal
             # stops the interpreter start-up itself, as it would any Python program.
-            wait_until(lambda: all(chart_process(w) and idle(chart_process(w)) for w in workers),
-                       timeout=START_SECONDS, what="each worker's chart process up and idle", log=log)
+            wait_until(lambda: all(helpers_up(w) for w in workers),
+                       timeout=START_SECONDS, what="each worker's helper processes up and idle", log=log)
             if order == "sigterm-then-ctrl-c":
                 os.kill(proc.pid, signal.SIGTERM)
                 wait_until(lambda: sum(r["message"] == "Shutting down" for r in records(log)) == 2,
@@ -194,12 +195,18 @@ def quiet(caps, *, timeout: float = 60) -> None:
     pytest.fail(f"the serving processes were still busy after {timeout} s")
 
 
-def chart_process(pid: int) -> int | None:
-    """The spawned chart process among ``pid``'s descendants (beside multiprocessing's resource tracker)."""
-    for p in subtree(pid)[1:]:
-        if "spawn_main" in open(f"/proc/{p}/cmdline").read():
-            return p
-    return None
+HELPERS = 2  # a serving process's spawned helpers (bot.runtime.worker_process): the charts, the tracker reader
+
+
+def helpers(pid: int) -> list[int]:
+    """The spawned helper processes among ``pid``'s descendants (beside multiprocessing's resource tracker)."""
+    return [p for p in subtree(pid)[1:] if "spawn_main" in open(f"/proc/{p}/cmdline").read()]
+
+
+def helpers_up(pid: int) -> bool:
+    """All of ``pid``'s helpers started and done importing (idle)."""
+    found = helpers(pid)
+    return len(found) == HELPERS and all(idle(p) for p in found)
 
 
 def idle(pid: int) -> bool:
@@ -221,7 +228,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_killed_serve_takes_its_workers_and_chart_processes_along(tmp_path, pg_url):
+def test_a_killed_serve_takes_its_workers_and_helper_processes_along(tmp_path, pg_url):
     """SIGKILL to ``serve --workers 2`` (a crash, a supervisor giving up): nothing stops its children,
     so each must notice its parent is gone and end. Left running, a worker keeps its SO_REUSEPORT
     socket and takes a share of the next serve's connections with the old code."""
@@ -231,8 +238,9 @@ def test_a_killed_serve_takes_its_workers_and_chart_processes_along(tmp_path, pg
         children: list[int] = []
         try:
             workers = worker_pids(log, 2)
-            wait_until(lambda: all(chart_process(w) for w in workers), timeout=START_SECONDS, what="each worker's chart process", log=log)
-            children = [*workers, *(chart_process(w) for w in workers)]
+            wait_until(lambda: all(len(helpers(w)) == HELPERS for w in workers), timeout=START_SECONDS,
+                       what="each worker's helper processes", log=log)
+            children = [*workers, *(p for w in workers for p in helpers(w))]
             proc.kill()
             proc.wait(timeout=WAIT_SECONDS)
             wait_for(lambda: not any(alive(p) for p in children), what="the killed parent's children to end", interval=0.2)
@@ -244,11 +252,12 @@ def test_a_killed_serve_takes_its_workers_and_chart_processes_along(tmp_path, pg
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_a_stopped_serve_ends_its_chart_process(tmp_path, pg_url):
-    """SIGTERM (a deploy, Ctrl-C in the foreground): the chart process leaves with its owner. It used
-    to stay behind, one orphan of ~120 MB per restart."""
+def test_a_stopped_serve_ends_its_helper_processes(tmp_path, pg_url):
+    """SIGTERM (a deploy, Ctrl-C in the foreground): the helper processes leave with their owner. The
+    chart process used to stay behind, one orphan of ~120 MB per restart."""
     with FakeSlackServer() as fake, serving(tmp_path, fake, pg_url, stop=False) as (_base, proc):
-        wait_until(lambda: chart_process(proc.pid), timeout=START_SECONDS, what="the chart process", log=tmp_path / "serve.log")
-        chart = chart_process(proc.pid)
+        wait_until(lambda: len(helpers(proc.pid)) == HELPERS, timeout=START_SECONDS, what="the helper processes",
+                   log=tmp_path / "serve.log")
+        started = helpers(proc.pid)
         stop_process(proc)
-    wait_for(lambda: not alive(chart), what="the chart process to end with its owner", interval=0.2)
+    wait_for(lambda: not any(alive(p) for p in started), what="the helper processes to end with their owner", interval=0.2)
