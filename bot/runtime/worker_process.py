@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -50,39 +50,49 @@ class WorkerProcess:
         self._pool: ProcessPoolExecutor | None = None
         self._pool_pid = 0
 
-    def executor(self, *, fresh: bool = False) -> ProcessPoolExecutor:
+    def executor(self, *, replacing: ProcessPoolExecutor | None = None) -> ProcessPoolExecutor:
+        """This process's pool, started if there is none; ``replacing``: a pool found broken, replaced
+        unless another call replaced it already (calls that met the same death make one new pool
+        between them, not one each, shutting each other's down)."""
         with self._lock:
-            if fresh or self._pool is None or self._pool_pid != os.getpid():
-                if self._pool is not None and self._pool_pid == os.getpid():
+            mine = self._pool is not None and self._pool_pid == os.getpid()
+            if not mine or (replacing is not None and self._pool is replacing):
+                if mine and self._pool is not None:
                     self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_in_worker, initargs=(os.getpid(),))
                 self._pool_pid = os.getpid()
+            assert self._pool is not None
             return self._pool
 
     def call(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in the process; blocks until it returns (or raises). ``timeout``
         seconds without an answer: the process is ended (the next call starts a fresh one, so one
         runaway call does not hold up every later one) and ``TimeoutError`` raised."""
+        pool = self.executor()
         try:
-            future = self.executor().submit(fn, *args, **kwargs)
-            return self._result(future, timeout)
-        except BrokenProcessPool:  # the process was killed: one fresh one, once
-            return self._result(self.executor(fresh=True).submit(fn, *args, **kwargs), timeout)
+            return self._run(pool, fn, args, kwargs, timeout)
+        except BrokenProcessPool:  # the process died (killed, out of memory, another call's timeout): a fresh one, once
+            return self._run(self.executor(replacing=pool), fn, args, kwargs, timeout)
 
-    def _result(self, future: Future, timeout: float | None) -> Any:
+    def _run(self, pool: ProcessPoolExecutor, fn: Callable[..., Any], args: tuple, kwargs: dict, timeout: float | None) -> Any:
+        try:
+            future = pool.submit(fn, *args, **kwargs)
+        except RuntimeError as exc:  # broken, or shut down meanwhile (another call's timeout, stop)
+            raise BrokenProcessPool(str(exc)) from exc
         try:
             return future.result(timeout)
         except FutureTimeout:
-            self._end(future)
+            self._end(pool, future)
             raise TimeoutError(f"{self.name} process gave no answer within {timeout:g} s; ended") from None
+        except CancelledError as exc:  # the pool was shut down with this call still queued
+            raise BrokenProcessPool(f"{self.name} process ended with the call queued") from exc
 
-    def _end(self, late: Future) -> None:
-        """End the process running ``late`` (still this process's pool's): SIGKILL, as a runaway call
-        may not listen; the pool, broken, is replaced at the next call."""
+    def _end(self, pool: ProcessPoolExecutor, late: Future) -> None:
+        """End ``pool``'s process, running ``late``, if it is still this process's pool: SIGKILL, as a
+        runaway call may not listen; the next call starts a fresh one."""
         with self._lock:
-            pool = self._pool
-            if pool is None or self._pool_pid != os.getpid() or late.done():
+            if self._pool is not pool or self._pool_pid != os.getpid() or late.done():
                 return
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.kill()

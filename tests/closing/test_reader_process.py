@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
@@ -124,3 +125,17 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+def test_calls_that_meet_one_death_share_one_fresh_process():
+    """Eight calls at once after the process was killed: each is answered, by one fresh process (each
+    used to start a pool of its own and shut down the one before it)."""
+    worker = webhooks.READER
+    worker.warm_up("bot.trackers").result(timeout=WAIT_SECONDS)
+    [pid] = worker.pids()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not _alive(pid), what="the reader killed")
+    with ThreadPoolExecutor(8) as callers:
+        answers = list(callers.map(lambda n: worker.call(abs, -n, timeout=WAIT_SECONDS), range(8)))
+    assert answers == list(range(8))
+    assert len(worker.pids()) == 1 and pid not in worker.pids()
