@@ -62,7 +62,7 @@ async def read(tracker: str, body: bytes, headers, policy) -> Events:
     """The delivery's events (``bot.trackers.read_delivery``), read off the event loop when large."""
     if len(body) <= READ_ON_LOOP:
         return read_delivery(tracker, body, headers, policy)
-    plain = {k.lower(): v for k, v in headers.items()}
+    plain = dict(headers)  # Starlette's names are lower case already; a plain dict pickles
     try:
         return await asyncio.to_thread(READER.call, read_delivery, tracker, body, plain, policy, timeout=READ_SECONDS)
     except BrokenProcessPool as exc:

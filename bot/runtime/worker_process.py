@@ -55,15 +55,14 @@ class WorkerProcess:
         unless another call replaced it already (calls that met the same death make one new pool
         between them, not one each, shutting each other's down)."""
         with self._lock:
-            mine = self._pool is not None and self._pool_pid == os.getpid()
-            if not mine or (replacing is not None and self._pool is replacing):
-                if mine and self._pool is not None:
-                    self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_in_worker, initargs=(os.getpid(),))
+            pool = self._pool if self._pool_pid == os.getpid() else None  # a forked child's is its parent's
+            if pool is None or pool is replacing:
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                pool = self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                        initializer=_in_worker, initargs=(os.getpid(),))
                 self._pool_pid = os.getpid()
-            assert self._pool is not None
-            return self._pool
+            return pool
 
     def call(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in the process; blocks until it returns (or raises). ``timeout``

@@ -19,6 +19,7 @@ from bot.trackers import github
 from tests import tracker_requests as tr
 from tests.closing import slow_reader
 from tests.closing.test_closing import deliver, file_and_link, notices_to, policy, settings_overrides  # noqa: F401
+from tests.runtime.test_serve_workers import alive
 from tests.slack_requests import USER
 from tests.waiting import WAIT_SECONDS, wait_for
 
@@ -96,7 +97,7 @@ def test_a_runaway_call_ends_the_process_and_the_next_call_gets_a_fresh_one():
     [pid] = worker.pids()
     with pytest.raises(TimeoutError):
         worker.call(time.sleep, 60, timeout=0.5)
-    wait_for(lambda: not _alive(pid), what="the runaway reader ended")
+    wait_for(lambda: not alive(pid), what="the runaway reader ended")
     assert worker.call(abs, -3, timeout=WAIT_SECONDS) == 3
     assert pid not in worker.pids()
 
@@ -115,18 +116,6 @@ async def test_a_body_not_read_in_time_is_refused_and_later_ones_are_read(bot, m
     assert len(notices_to(bot, USER)) == 1
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie not yet reaped counts as ended
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
 def test_calls_that_meet_one_death_share_one_fresh_process():
     """Eight calls at once after the process was killed: each is answered, by one fresh process (each
     used to start a pool of its own and shut down the one before it)."""
@@ -134,7 +123,7 @@ def test_calls_that_meet_one_death_share_one_fresh_process():
     worker.warm_up("bot.trackers").result(timeout=WAIT_SECONDS)
     [pid] = worker.pids()
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not _alive(pid), what="the reader killed")
+    wait_for(lambda: not alive(pid), what="the reader killed")
     with ThreadPoolExecutor(8) as callers:
         answers = list(callers.map(lambda n: worker.call(abs, -n, timeout=WAIT_SECONDS), range(8)))
     assert answers == list(range(8))
