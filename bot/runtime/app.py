@@ -140,16 +140,22 @@ def create_app(settings: Settings, policy: Policy, db: Database, client: AsyncWe
     return app, deps
 
 
-class _SameToken(logging.Filter):
-    """Bolt reads SLACK_BOT_TOKEN from the environment itself, then warns (once per app: the serving
-    app and its replay twin) that the client we give it wins, though that client holds the very
-    same token: a warning about nothing, at every start."""
+class _BoltNoise(logging.Filter):
+    """Two of Bolt's warnings that say nothing true here:
+
+    - Bolt reads SLACK_BOT_TOKEN from the environment itself, then warns (once per app: the serving
+      app and its replay twin) that the client we give it wins, though that client holds the very
+      same token: a warning about nothing, at every start.
+    - "Unhandled request (...)" with a suggested listener, for every request no listener answered:
+      the route logs a request nobody takes itself, once per kind (``count_unhandled``), and a
+      listener that only ran past Bolt's 3 s (``bot.runtime.late_answer``) was handled."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+        message = record.getMessage()
+        return message != warning_client_prioritized_and_token_skipped() and not message.startswith("Unhandled request (")
 
 
-logging.getLogger("slack_bolt.AsyncApp").addFilter(_SameToken())
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_BoltNoise())
 
 
 def _register(app: AsyncApp, deps: Deps) -> None:
@@ -328,14 +334,16 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         # listener runs, past the ack (bot.runtime.event_gate: hold, ListenerEnd).
         await deps.events.hold(bolt_request, key="request:" + request.headers.get("x-slack-signature", ""))
         try:
-            response = to_starlette_response(await app.async_dispatch(bolt_request))
+            answer = await app.async_dispatch(bolt_request)
         except (LookupError, TypeError, AttributeError, ValueError, RecursionError) as exc:
             # Bolt's own payload helpers assume Slack's shapes; a signed body without them lands here.
             log.warning("malformed Slack payload: %r", exc)
-            response = PlainTextResponse("malformed payload", status_code=400)
+            answer = BoltResponse(status=400, body="malformed payload")
         finally:
             await release_unstarted(deps.events, bolt_request)
-        await deps.events.acked(bolt_request, response.status_code)  # before the answer leaves: from now on it is kept
+        # Before the answer leaves: from now on it is kept (and a listener past Bolt's 3 s wait is acked).
+        answer = await deps.events.acked(bolt_request, answer)
+        response = to_starlette_response(answer)
         if response.status_code == 404:
             # Bolt's "unhandled request": signed, from Slack, and nothing here takes it. A 404 makes
             # Slack retry it and count it a failure (too many and it turns the app's events off).

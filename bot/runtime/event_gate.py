@@ -54,8 +54,9 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from bot.runtime.late_answer import LateAck, answer_late
 from bot.runtime.spool import HELD as HELD_STATE
-from bot.runtime.spool import LIVE, EventSpool, Spooled, SpoolFull, signature_holds
+from bot.runtime.spool import LIVE, UNANSWERED, EventSpool, Spooled, SpoolFull, signature_holds
 from storage.database import Database, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -174,9 +175,11 @@ class EventGate:
         """Before Bolt dispatches a person's command or interaction (``holds``): keep it, as Bolt
         parsed it (replayed in Socket Mode's shape), under ``key`` (unique per request: its
         signature, or its Socket Mode envelope id), and mark ``request.context`` for
-        ``release``. A spool that refuses it is logged; the request goes on as before."""
+        ``release``; its ack becomes a ``LateAck``. A spool that refuses it is logged; the request
+        goes on as before."""
         if not holds(request.body):
             return
+        request.context["ack"] = LateAck(request.context)
         headers = {"content-type": "application/json"}
         try:
             kept = await self._keep(key, json.dumps(request.body).encode(), headers, False, live=True, in_order=False, before_ack=True)
@@ -186,19 +189,30 @@ class EventGate:
         if kept is not None:
             request.context[HELD], request.context[HELD_KEY] = kept[0], key
 
-    async def acked(self, request: AsyncBoltRequest, status: int) -> None:
-        """The route is about to send Bolt's answer (``status``) to a held request: a 200 is Slack's
-        ack, after which the request must not be lost, so its copy turns ``live`` (replayed if the
-        process dies before its listener ends). Before this, a process that dies leaves it
-        ``held`` and it is dropped: Slack showed the person an error, and what they send again is
-        applied once. Nothing to do when its listener has ended already."""
+    async def acked(self, request: AsyncBoltRequest, response: BoltResponse) -> BoltResponse:
+        """The route is about to send Bolt's ``response`` to a held request; returns what to send.
+        A 200 is Slack's ack, after which the request must not be lost, so its copy turns ``live``
+        (replayed if the process dies before its listener ends). Before this, a process that dies
+        leaves it ``held`` and it is dropped: Slack showed the person an error, and what they send
+        again is applied once. Nothing to do when its listener has ended already.
+
+        A listener still running without an ack (past Bolt's 3 s wait: ``bot.runtime.late_answer``)
+        is acked all the same, with an empty 200 (Bolt's own answer then is its "unhandled" 404):
+        its answer goes to the response URL when it comes, or, if the process dies first, when the
+        replay has run it again (its copy is marked ``UNANSWERED``)."""
+        ack = request.context.get("ack")
+        late = bool(request.context.get(STARTED)) and isinstance(ack, LateAck) and await ack.answered(response)
+        if late:
+            log.warning("a %s took longer than Slack's 3 s: acked now, its answer goes to the response URL", _kind(request.body))
+            response = BoltResponse(status=200, body="")
         seq = request.context.get(HELD)
-        if seq is None or status != 200:
-            return
+        if seq is None or response.status != 200:
+            return response
         try:
-            await anyio.to_thread.run_sync(self.spool.acked, seq)
+            await anyio.to_thread.run_sync(self.spool.acked, seq, not late)
         except (OSError, sqlite3.Error) as exc:  # kept held: replayed only if this process lives on to release it
             log.warning("a %s acked without its spool mark: %s", _kind(request.body), exc)
+        return response
 
     async def release(self, request: AsyncBoltRequest) -> None:
         """Its listener has finished (or none took it): drop the request's copy, unless the
@@ -336,7 +350,10 @@ class EventGate:
                     log.error("spooled event %s dropped: its Slack signature does not hold", entry.event_id)
                     await anyio.to_thread.run_sync(self.spool.drop, entry.seq)
                     continue
-                await self._dispatch(self.request(entry.body, entry.headers))  # Bolt's error handler sees a listener's failure
+                request = self.request(entry.body, entry.headers)
+                response = await self._dispatch(request)  # Bolt's error handler sees a listener's failure
+                if entry.headers.get(UNANSWERED):  # its ack never reached the person: it goes now
+                    await answer_late(request.context, response)
                 if not await anyio.to_thread.run_sync(self.spool.finish, entry.seq):
                     self._pause()
                     break
@@ -449,7 +466,8 @@ class SpoolingSocketModeHandler(AsyncSocketModeHandler):
                 response = await self.app.async_dispatch(request)
             finally:
                 await release_unstarted(self.gate, request)
-            await self.gate.acked(request, response.status)  # before the answer leaves: from now on it is kept
+            # Before the answer leaves: from now on it is kept (and a listener past Bolt's 3 s wait is acked).
+            response = await self.gate.acked(request, response)
             await send_async_response(client, req, response, started)
             return
         await super().handle(client, req)

@@ -70,6 +70,9 @@ KEPT_HEADERS = ("content-type", "x-slack-request-timestamp", "x-slack-signature"
                 "events", "mac")
 RESERVE_BYTES = 256 * 1024  # a few hundred bookkeeping writes of SQLite's WAL (4 kB pages), however full the disk
 HELD, LIVE, WAITING, REPLAYING = "held", "live", "waiting", "replaying"
+# Marks a person's request acked without its listener's answer (``bot.runtime.late_answer``): a
+# replay sends that answer to the response URL. Set after the row was kept, so not in KEPT_HEADERS.
+UNANSWERED = "pf-unanswered"
 
 
 class SpoolFull(Exception):
@@ -323,10 +326,12 @@ class EventSpool:
             finally:
                 conn.execute("PRAGMA synchronous=FULL")
 
-    def acked(self, seq: int) -> None:
+    def acked(self, seq: int, answered: bool = True) -> None:
         """A ``held`` request was acknowledged: from now on it is ``live``, replayed if this process
-        dies before its listener ends. Written before the answer leaves (the caller's order), without
-        fsync: a process killed loses no OS buffer, and a power cut loses the answer too."""
+        dies before its listener ends; not ``answered``: acked without its listener's answer, which
+        the replay then sends (``UNANSWERED``). Written before the answer leaves (the caller's
+        order), without fsync: a process killed loses no OS buffer, and a power cut loses the answer too."""
+        mark = "" if answered else f", headers = json_set(headers, '$.\"{UNANSWERED}\"', '1')"
         with self._lock:
             conn = self._open(create=False)
             if conn is None:
@@ -334,7 +339,7 @@ class EventSpool:
             conn.execute("PRAGMA synchronous=NORMAL")
             try:
                 self._bookkeeping(conn, lambda c: c.execute(
-                    "UPDATE spooled_event SET state = 'live' WHERE seq = ? AND state = 'held' AND owner = ?", (seq, self.owner)))
+                    f"UPDATE spooled_event SET state = 'live'{mark} WHERE seq = ? AND state = 'held' AND owner = ?", (seq, self.owner)))
             finally:
                 conn.execute("PRAGMA synchronous=FULL")
 

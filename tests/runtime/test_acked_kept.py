@@ -12,8 +12,10 @@ import collections
 import concurrent.futures
 import contextlib
 import itertools
+import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import threading
@@ -127,13 +129,14 @@ def test_kill_9_right_after_the_acks_loses_nothing(tmp_path, request, backend):
             serve.stop()
     texts = sorted(p.text for p in stored)
     assert {"the runner image lacks git", "how do I rotate the deploy key?"} <= set(texts), texts
-    said = ""
-    if answer is not None and answer.status_code == 200:  # acked: it must say it was kept, and be
-        said = answer.json().get("text", "") if answer.headers.get("content-type", "").startswith("application/json") else answer.text
-        assert "FB-" in said or "try again" in said, f"a report acked with {said!r}: the person is told nothing"
-    # Exactly once: stored if its answer named it; never acked, Slack showed the person an error (they
-    # send it again), so it is not replayed from the spool either (issue #26: a one-line report filed twice).
-    assert texts.count("the deploy queue is stuck again") == (1 if "FB-" in said else 0), (said, texts)
+    sent = Sent("report", "the deploy queue is stuck again", answer)
+    # Exactly once: stored if its answer named it, or was empty (its listener past Bolt's 3 s: kept,
+    # and replayed after the restart); never acked, Slack showed the person an error (they send it
+    # again), so it is not replayed from the spool either (issue #26: a one-line report filed twice).
+    assert texts.count("the deploy queue is stuck again") == (1 if sent.acked else 0), (answer, texts)
+    if sent.late:
+        [point] = [p for p in stored if p.text == "the deploy queue is stuck again"]
+        assert told(fake, point.id), "a report acked past 3 s was never told its reference"
 
 
 def spool_empty(serve: Serve) -> bool:
@@ -193,12 +196,23 @@ class Sent:
     def acked(self) -> bool:
         if self.answer is None or self.answer.status_code not in (200, 202):
             return False
-        if self.kind == "report":  # acked as kept only when the answer names the reference
-            json_answer = self.answer.headers.get("content-type", "").startswith("application/json")
-            said = self.answer.json().get("text", "") if json_answer else self.answer.text
-            assert "FB-" in said or "try again" in said, f"report {self.key!r} acked with {said!r}"
-            return "FB-" in said
+        if self.kind == "report":  # kept when the answer names the reference, or is empty (see late)
+            said = self.said
+            assert "FB-" in said or "try again" in said or said == "", f"report {self.key!r} acked with {said!r}"
+            return "FB-" in said or said == ""
         return True
+
+    @property
+    def said(self) -> str:
+        assert self.answer is not None
+        json_answer = self.answer.headers.get("content-type", "").startswith("application/json")
+        return self.answer.json().get("text", "") if json_answer else self.answer.text
+
+    @property
+    def late(self) -> bool:
+        """A report acked empty: its listener ran past Bolt's 3 s, and its reference goes to the
+        response URL (``test_a_report_slower_than_bolt_s_3_s_…``)."""
+        return self.kind == "report" and self.acked and self.said == ""
 
 
 class Load:
@@ -375,8 +389,12 @@ def test_chaos_run_loses_no_acked_event_report_or_closure(tmp_path, request, bac
         deadline = time.monotonic() + 150
         while not all_kept() and time.monotonic() < deadline:
             time.sleep(0.25)
-        stored = [p.text for p in points(url)]
+        found = points(url)
+        stored = [p.text for p in found]
         lost = sorted(expected - set(stored))
+        ids = {p.text: p.id for p in found}
+        late = [s.key for s in acked if s.late]  # each one's reference sent to its response URL
+        untold = [key for key in late if key not in ids or not wait_until(lambda key=key: told(fake, ids[key]), 30)]
         unapplied = sorted(closed - resolved(url, texts))
         twice = [t for t, n in collections.Counter(stored).items() if n > 1]
         replies = collections.Counter(c.body.get("thread_ts") for c in fake.calls_to("chat.postMessage")
@@ -384,8 +402,62 @@ def test_chaos_run_loses_no_acked_event_report_or_closure(tmp_path, request, bac
         repeated = sum(n - 1 for n in replies.values())
     figures = (f"seed {CHAOS_SEED}: {len(load.sent)} sent, {len(acked)} acked ({len(closed)} closures), {len(lost)} lost, "
                f"{len(unapplied)} closures unapplied, {len(twice)} stored twice, {repeated} help replies repeated, "
+               f"{len(late)} reports acked past 3 s ({len(untold)} never told), "
                f"{kills} kills, load {os.getloadavg()}")
     print(figures)
-    assert not lost and not unapplied and not twice, f"{figures}; lost {lost[:5]} unapplied {unapplied}; log:\n{serve.tail()}"
+    assert not lost and not unapplied and not twice and not untold, \
+        f"{figures}; lost {lost[:5]} unapplied {unapplied} untold {untold[:5]}; log:\n{serve.tail()}"
     assert closed == {101, 102}, figures
     assert repeated <= 10 * kills, figures  # at most what was in flight at each kill
+
+
+def wait_until(check, timeout: float):
+    deadline = time.monotonic() + timeout
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return result
+
+
+def told(fake, point_id: int) -> list[str]:
+    """What was sent to response URLs naming report ``point_id``."""
+    words = [str(c.body.get("text", "")) + json.dumps(c.body.get("blocks", [])) for c in fake.calls_to("response_url")]
+    return [w for w in words if re.search(rf"\bFB-{point_id}\b", w)]
+
+
+def test_a_report_slower_than_bolt_s_3_s_is_acked_kept_and_its_reference_sent_after(tmp_path):
+    """Bolt waits 3 s for a listener's ack, then answers without it while the listener runs on
+    (slack_bolt/listener/asyncio_runner.py). A one-line report whose write waited longer (SQLite's
+    writer busy on a loaded host: the chaos run on CI) was answered 200 with nothing, its spool copy
+    left ``held`` (dropped at a restart), and its reference, acked after, went nowhere. Now: acked,
+    ``live`` in the spool, its reference sent to the response URL, by the listener when it gets
+    through, or by the replay after a kill -9. (SQLite: on PostgreSQL a write waits at most
+    ANSWER_SECONDS, 2.5 s, then answers "try again" itself.)"""
+    url = fresh_database(None, tmp_path, "sqlite")
+    with FakeSlackServer() as fake:
+        serve = Serve(tmp_path, fake.url, url)
+        serve.start()
+        try:
+            with WriteLock(url), concurrent.futures.ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(post, serve.base, *slash_command("the nightly build cache is empty", fake_url=fake.url))
+                answer = waiting.result(timeout=30)  # Bolt's 3 s, while the write waits for the lock
+                assert answer is not None and (answer.status_code, answer.text) == (200, ""), answer
+            # (The lock goes now: SQLite's busy timeout, 5 s from the write's start, would make it "try again".)
+            [first] = wait_for(lambda: points(url), timeout=30, what="the first report stored", serve=serve)
+            wait_for(lambda: told(fake, first.id), timeout=30, what="its reference sent to the response URL", serve=serve)
+
+            with WriteLock(url), concurrent.futures.ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(post, serve.base, *slash_command("the staging database is read-only", fake_url=fake.url))
+                answer = waiting.result(timeout=30)
+                assert answer is not None and (answer.status_code, answer.text) == (200, ""), answer
+                serve.kill_all()  # its listener still waits for the write lock: only a live spool copy keeps it
+            serve.start()
+            stored = wait_for(lambda: len(found := points(url)) == 2 and found, timeout=60, what="the second report stored after the restart",
+                              serve=serve)
+            wait_for(lambda: told(fake, stored[1].id), timeout=30, what="its reference sent by the replay", serve=serve)
+            wait_for(lambda: spool_empty(serve), timeout=60, what="the spool drained", serve=serve)
+        finally:
+            serve.stop()
+    assert [p.text for p in stored] == ["the nightly build cache is empty", "the staging database is read-only"]
+    assert len(told(fake, first.id)) == 1 and len(told(fake, stored[1].id)) == 1  # once each
+    assert serve.tail().count("no listener takes") == 0, serve.tail()  # not counted as unhandled
+

@@ -1,0 +1,88 @@
+"""A person's answer that comes after Bolt stopped waiting for it.
+
+Bolt waits ``ack_timeout`` (3 s) for a listener's ``ack()``; past that it gives up on the listener,
+which runs on (slack_bolt/listener/asyncio_runner.py: "await for the completion of ack()"), and
+answers without it (with our middlewares, its "unhandled request" 404). What the listener acks
+afterwards went nowhere: a one-line report filed after 3 s (SQLite's writer busy on a loaded host,
+the chaos run of issue #26) was stored, but its ack, the person's reference, was never shown, and
+the request's spool copy stayed ``held`` (dropped, not replayed, if the process then died).
+
+``LateAck`` is the ack of a person's command or interaction (``EventGate.hold`` puts it in the
+request's context): once the route has answered without it (``answered``), what the listener acks
+is sent to the request's response URL instead, the ephemeral message it would have been (Slack
+keeps a response URL for 30 minutes, five messages: https://docs.slack.dev/interactivity/handling-user-interaction).
+A form's answer (errors, another view) and a menu's options have no such way: logged.
+"""
+
+import json
+import logging
+
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackClientError
+
+log = logging.getLogger(__name__)
+# What a response URL takes of an ack's body (Bolt's ``_build_message``).
+MESSAGE_FIELDS = ("text", "blocks", "attachments", "response_type", "unfurl_links", "unfurl_media")
+
+
+def message_of(response: BoltResponse | None) -> dict | None:
+    """The message an ack's ``response`` carried (a 200 with text or blocks), shaped for a response
+    URL (ephemeral unless it said otherwise); None when it carried none or something only the
+    original answer can carry (a form's ``response_action``, a menu's ``options``)."""
+    if response is None or response.status != 200 or not response.body:
+        return None
+    try:
+        body = json.loads(response.body)
+    except ValueError:  # ack("words"): Bolt sends the bare text
+        body = {"text": response.body}
+    if not isinstance(body, dict) or not (body.get("text") or body.get("blocks") or body.get("attachments")):
+        return None
+    message = {k: body[k] for k in MESSAGE_FIELDS if k in body}
+    message.setdefault("response_type", "ephemeral")
+    return message
+
+
+async def answer_late(context: AsyncBoltContext, response: BoltResponse | None) -> None:
+    """Send what ``response`` (a listener's ack) says to the request's response URL; one log line
+    when there is no such URL, or the message cannot go that way, or Slack refuses it."""
+    if response is None or response.status != 200 or not response.body:
+        return  # an empty ack: nothing the person missed
+    message = message_of(response)
+    respond = context.respond if context.response_url else None
+    if message is None or respond is None:
+        log.warning("an answer came after Slack's 3 s and has no way to the person (%s)",
+                    "no response URL" if message is not None else "a form's or a menu's answer")
+        return
+    try:
+        await respond(message)
+    except (SlackClientError, OSError, TimeoutError, ValueError) as exc:  # aiohttp's errors are OSErrors
+        log.warning("an answer that came after Slack's 3 s could not be sent to its response URL: %s", exc)
+
+
+class LateAck(AsyncAck):
+    """Bolt's ``ack`` for a held request; what it acks after the route answered without it goes to
+    the response URL (``answer_late``)."""
+
+    def __init__(self, context: AsyncBoltContext):
+        super().__init__()
+        self.context = context
+        self.late = False
+
+    async def __call__(self, *args, **kwargs) -> BoltResponse:
+        response = await super().__call__(*args, **kwargs)
+        if self.late:
+            await answer_late(self.context, response)
+        return response
+
+    async def answered(self, sent: BoltResponse) -> bool:
+        """The route is about to answer with ``sent`` after a listener took the request: True if that
+        is not this ack's answer (Bolt stopped waiting). From then on what it acks goes to the
+        response URL; an ack that came in between goes there now."""
+        if self.late or (self.response is not None and sent is self.response):
+            return self.late
+        self.late = True
+        if self.response is not None:
+            await answer_late(self.context, self.response)
+        return True
