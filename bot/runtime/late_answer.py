@@ -63,12 +63,26 @@ async def answer_late(context: AsyncBoltContext, response: BoltResponse | None) 
 
 class LateAck(AsyncAck):
     """Bolt's ``ack`` for a held request; what it acks after the route answered without it goes to
-    the response URL (``answer_late``)."""
+    the response URL (``answer_late``). An ack, once made, stands: Bolt's runner sets
+    ``ack.response`` back to None when a listener that had acked then raises ("already
+    acknowledged": asyncio_runner.py), and, if that came before its wait loop looked, waited its
+    full 3 s and answered without the ack (a forged button value failing ``int()`` after ``ack()``:
+    3 s per request, and a command's acked message lost)."""
 
     def __init__(self, context: AsyncBoltContext):
+        self._response: BoltResponse | None = None
         super().__init__()
         self.context = context
         self.late = False
+
+    @property
+    def response(self) -> BoltResponse | None:
+        return self._response
+
+    @response.setter
+    def response(self, value: BoltResponse | None) -> None:
+        if value is not None or self._response is None:
+            self._response = value
 
     async def __call__(self, *args, **kwargs) -> BoltResponse:
         response = await super().__call__(*args, **kwargs)
