@@ -40,6 +40,7 @@ from bot.runtime.context import Deps
 from bot.runtime.event_gate import HELD, EventGate, NotKept, keep_requests, release_unstarted
 from bot.runtime.guard import BodyLimit, redact_access_log, signed_by_slack
 from bot.runtime.hosts import HostDirectory
+from bot.runtime.late_answer import dispatch
 from bot.runtime.metrics import UNOBSERVED, ArrivalTime, Metrics, listener_name, seconds_since_arrival
 from bot.runtime.outbox import OutboxSender
 from bot.runtime.replays import Replays
@@ -334,7 +335,7 @@ def create_web_app(app: AsyncApp, deps: Deps, *, run_background: bool = True) ->
         # listener runs, past the ack (bot.runtime.event_gate: hold, ListenerEnd).
         await deps.events.hold(bolt_request, key="request:" + request.headers.get("x-slack-signature", ""))
         try:
-            answer = await app.async_dispatch(bolt_request)
+            answer = await dispatch(app, bolt_request)  # at the listener's ack (bot.runtime.late_answer)
         except (LookupError, TypeError, AttributeError, ValueError, RecursionError) as exc:
             # Bolt's own payload helpers assume Slack's shapes; a signed body without them lands here.
             log.warning("malformed Slack payload: %r", exc)

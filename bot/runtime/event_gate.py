@@ -54,7 +54,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from bot.runtime.late_answer import LateAck, answer_late
+from bot.runtime.late_answer import LateAck, answer_late, dispatch
 from bot.runtime.spool import HELD as HELD_STATE
 from bot.runtime.spool import LIVE, UNANSWERED, EventSpool, Spooled, SpoolFull, signature_holds
 from storage.database import Database, DatabaseUnavailable
@@ -463,7 +463,7 @@ class SpoolingSocketModeHandler(AsyncSocketModeHandler):
             request = AsyncBoltRequest(mode="socket_mode", body=req.payload, headers=build_headers(req))
             await self.gate.hold(request, key=f"envelope:{req.envelope_id}")
             try:
-                response = await self.app.async_dispatch(request)
+                response = await dispatch(self.app, request)  # at the listener's ack
             finally:
                 await release_unstarted(self.gate, request)
             # Before the answer leaves: from now on it is kept (and a listener past Bolt's 3 s wait is acked).

@@ -14,11 +14,14 @@ keeps a response URL for 30 minutes, five messages: https://docs.slack.dev/inter
 A form's answer (errors, another view) and a menu's options have no such way: logged.
 """
 
+import asyncio
 import json
 import logging
 
+from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackClientError
 
@@ -74,6 +77,7 @@ class LateAck(AsyncAck):
         super().__init__()
         self.context = context
         self.late = False
+        self.made = asyncio.Event()  # set at the first ack (``dispatch``)
 
     @property
     def response(self) -> BoltResponse | None:
@@ -86,6 +90,7 @@ class LateAck(AsyncAck):
 
     async def __call__(self, *args, **kwargs) -> BoltResponse:
         response = await super().__call__(*args, **kwargs)
+        self.made.set()
         if self.late:
             await answer_late(self.context, response)
         return response
@@ -100,3 +105,36 @@ class LateAck(AsyncAck):
         if self.response is not None:
             await answer_late(self.context, self.response)
         return True
+
+
+_running: set[asyncio.Task] = set()  # dispatches answered at their ack, finishing in the background
+
+
+async def dispatch(app: AsyncApp, request: AsyncBoltRequest) -> BoltResponse:
+    """``app.async_dispatch(request)``, answered as soon as the listener acks (``LateAck.made``).
+
+    Bolt's runner looks for the ack every 10 ms (``await asyncio.sleep(0.01)``, asyncio_runner.py),
+    starting before the listener's task has run at all, so every command and click waited at
+    least one such sleep, and a busy loop's sleeps run late. What it returns at its next look is
+    this same ack response; the dispatch goes on in the background (its listener runs on past
+    the ack as before). Raises what the dispatch raises, when it ends first."""
+    task = asyncio.ensure_future(app.async_dispatch(request))
+    ack = request.context.get("ack")
+    if not isinstance(ack, LateAck):
+        return await task
+    acked = asyncio.ensure_future(ack.made.wait())
+    try:
+        await asyncio.wait({task, acked}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        acked.cancel()
+    if task.done() or ack.response is None:
+        return await task
+    _running.add(task)
+    task.add_done_callback(_ended)
+    return ack.response
+
+
+def _ended(task: asyncio.Task) -> None:
+    _running.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("a Slack request answered at its ack failed after: %r", exc)

@@ -251,14 +251,16 @@ class EventSpool:
         command is handled at once, ``in_order`` False: they wait for its answer). An event
         already held that is ``live`` or ``replaying`` goes back to ``waiting`` (its handler met
         the outage); one that waits stays as it is (Slack's retry). ``before_ack`` (with ``live``): a
-        person's request not yet acknowledged, state ``held`` until ``acked``. Raises SpoolFull past
+        person's request not yet acknowledged, state ``held`` until ``acked``; one held already is
+        left as it is (the same signed request again: a replay). Raises SpoolFull past
         ``max_bytes``, DiskFull when the disk has no room, OSError/sqlite3.Error if it refuses."""
         kept = json.dumps({k: v for k, v in headers.items() if k in KEPT_HEADERS})
 
         def write(conn: sqlite3.Connection) -> tuple[int, str] | None:
             if conn.execute("SELECT 1 FROM spooled_event WHERE event_id = ?", (event_id,)).fetchone():
-                conn.execute("UPDATE spooled_event SET state = 'waiting', owner = NULL, attempts = attempts + 1 "
-                             "WHERE event_id = ? AND state IN ('held', 'live', 'replaying')", (event_id,))
+                if not before_ack:  # (a person's request kept again is a replay of it: its copy stays as it is)
+                    conn.execute("UPDATE spooled_event SET state = 'waiting', owner = NULL, attempts = attempts + 1 "
+                                 "WHERE event_id = ? AND state IN ('held', 'live', 'replaying')", (event_id,))
                 return None
             size = conn.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM spooled_event").fetchone()[0]
             if size + len(body) > self.max_bytes:

@@ -1,9 +1,11 @@
 """``LateAck`` (bot.runtime.late_answer): an ack that comes after Bolt answered without it goes to
 the response URL; one in time goes nowhere else; through a real ``serve``, with kill -9 too."""
 
+import asyncio
 import concurrent.futures
 
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.listener import asyncio_runner
 from slack_bolt.response import BoltResponse
 
 from bot.runtime.late_answer import LateAck, message_of
@@ -11,6 +13,7 @@ from tests.fake_slack import FakeSlackServer
 from tests.runtime.test_acked_kept import WriteLock, fresh_database, points, post, spool_empty, told, wait_for
 from tests.serve_process import Serve
 from tests.slack_requests import block_actions, interactive, slash_command
+from tests.waiting import WAIT_SECONDS
 
 
 def context(with_url: bool = True) -> tuple[AsyncBoltContext, list]:
@@ -136,3 +139,30 @@ def test_a_report_slower_than_bolt_s_3_s_is_acked_kept_and_its_reference_sent_af
     assert len(told(fake, first.id)) == 1 and len(told(fake, stored[1].id)) == 1  # once each
     assert serve.tail().count("no listener takes") == 0, serve.tail()  # not counted as unhandled
 
+
+
+class _StalledSleep:
+    """``asyncio`` as Bolt's listener runner sees it, its ``sleep`` held until ``go`` is set: the
+    runner's look for the ack (every 10 ms) then never comes."""
+
+    def __init__(self):
+        self.go = asyncio.Event()
+
+    def __getattr__(self, name):
+        return getattr(asyncio, name)
+
+    async def sleep(self, _seconds):
+        await self.go.wait()
+
+
+async def test_a_command_is_answered_at_its_ack_not_at_bolt_s_next_look(bot, monkeypatch):
+    """Bolt looks for a listener's ack every 10 ms, the first look before the listener has run: each
+    command and click waited at least one such sleep (longer on a busy loop). Answered at the ack,
+    the answer comes with Bolt's looks stalled altogether."""
+    stalled = _StalledSleep()
+    monkeypatch.setattr(asyncio_runner, "asyncio", stalled)
+    try:
+        response = await asyncio.wait_for(bot.post(*slash_command("help", fake_url=bot.fake.url)), WAIT_SECONDS)
+    finally:
+        stalled.go.set()  # Bolt's dispatch ends in the background
+    assert response.status_code == 200 and "/platform-feedback" in response.text

@@ -67,6 +67,19 @@ def test_a_persons_request_is_replayed_only_once_acked(tmp_path):
     assert [spool.take().event_id, spool.take()] == ["request:b", None]
 
 
+
+def test_a_persons_request_kept_again_leaves_the_first_copy_as_it_is(tmp_path):
+    """The same signed request again (a replay, checked while it is kept) is not kept twice, and the
+    first copy, its listener running, stays ``live`` and its own: moved back to ``waiting``, it was
+    replayed after its listener had ended, and applied twice."""
+    spool = EventSpool(tmp_path / "s.spool", max_bytes=1_000_000)
+    body = b'{"command": "/platform-feedback"}'
+    first, _ = spool.keep(event_id="request:v0=1", body=body, headers={}, signed=False, live=True, in_order=False, before_ack=True)
+    spool.acked(first)
+    assert spool.keep(event_id="request:v0=1", body=body, headers={}, signed=False, live=True, in_order=False, before_ack=True) is None
+    assert spool.state_of(first) == "live" and spool.waiting() == 0
+    assert spool.finish(first, "live") and spool.held() == 0
+
 def test_a_replay_that_meets_the_outage_puts_the_event_back(tmp_path):
     spool = EventSpool(tmp_path / "s.spool", max_bytes=1_000_000)
     body, headers = signed_event("Ev1")
