@@ -210,6 +210,10 @@ class Database:
         still commit later (every write here is keyed to be safe to repeat)."""
         return await self._in_thread(partial(self.transact, fn, *args, **kwargs), self.answer_seconds)
 
+    async def run_read(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
+        """``read`` in a worker thread, with ``run``'s deadline."""
+        return await self._in_thread(partial(self.read, fn, *args, **kwargs), self.answer_seconds)
+
     async def run_within(self, seconds: float, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``run`` with its own deadline, on SQLite too: raises DatabaseUnavailable after
         ``seconds`` (the thread is left to finish or fail on its own). For a check that must not

@@ -98,6 +98,12 @@ class Deliveries:
             return False
         return True
 
+    def unmatched(self, tracker: str, events: list[IssueEvent]) -> None:
+        """A delivery whose events name no linked issue, answered without being recorded
+        (``closing.names_a_link``): counted and logged as an applied one would be."""
+        self.observe(tracker, "unmatched")
+        self._log_unmatched(tracker, [e.key for e in events])
+
     async def recover(self, *_args) -> int:
         """Apply what a stopped process recorded but did not apply. Returns how many were applied."""
         ids = await self.db.run(links.pending_deliveries, received_before=utcnow() - IN_FLIGHT, max_attempts=MAX_ATTEMPTS)

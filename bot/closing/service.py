@@ -455,6 +455,14 @@ def apply_delivery(*, session: Session, delivery_id: int) -> DeliveryResult | No
     return result
 
 
+def names_a_link(*, session: Session, events: list[IssueEvent]) -> bool:
+    """Whether applying ``events`` could change anything: one of them renames an issue, or some
+    link of their tracker has a key or id one names. One read (``Database.read``): an org-wide
+    webhook's merged PRs mostly name issues nobody linked, and such a delivery is answered without
+    being recorded (``bot.closing.webhooks``)."""
+    return any(e.outcome == Outcome.renamed for e in events) or bool(_known(session, events))
+
+
 def _known(session: Session, events: list[IssueEvent]) -> set[str]:
     """The keys and ids, of those the events name, that some link of their tracker has."""
     if not events:

@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot.closing import deliveries
+from bot.closing import service as closing
 from bot.runtime.context import Deps
 from bot.runtime.event_gate import NotKept
 from bot.runtime.spool import Spooled, delivery_mac
@@ -126,6 +127,10 @@ def routes(deps: Deps) -> list[Route]:
                              tracker, reason, detail)
                 return _answer(200, f"nothing to do: {detail}")
             try:
+                if not await deps.db.run_read(closing.names_a_link, events=found):
+                    # Nothing it names is linked (an org-wide hook's ordinary PRs): one read, no write.
+                    runner.unmatched(tracker, found)
+                    return _answer(200, "nothing to do: no linked report has the issues it names")
                 delivery = await deps.db.run(deliveries.record, tracker=tracker, body=body, events=found)
             except DatabaseUnavailable as exc:
                 return await spool(secret, body, found, exc)

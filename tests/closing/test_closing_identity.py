@@ -205,6 +205,8 @@ async def test_unmatched_deliveries_are_counted_and_logged_once_per_key(bot, cap
     assert 'pf_tracker_events_total{outcome="applied",tracker="github"} 1.0' in metrics
     logged = [r.getMessage() for r in caplog.records if "matches no linked report" in r.getMessage()]
     assert logged == ["github delivery for acme/platfrom#42 matches no linked report"]
+    with bot.db.session() as s:  # the unmatched ones answered after one read: only the applied one recorded
+        assert s.exec(select(func.count()).select_from(TrackerDelivery)).one() == 1
 
 
 async def test_nothing_is_recorded_for_a_delivery_that_says_nothing_we_read(bot):
