@@ -16,6 +16,7 @@ from tests.waiting import WAIT_SECONDS, until
 class FakeSocketMode:
     def __init__(self):
         self.acks: list[str] = []  # envelope ids acknowledged, in order
+        self.answers: dict[str, dict | None] = {}  # envelope id -> the payload its ack carried
         self.url = ""
         self._outgoing: asyncio.Queue = asyncio.Queue()
         self._runner: web.AppRunner | None = None
@@ -36,11 +37,12 @@ class FakeSocketMode:
     async def __aexit__(self, *exc) -> None:
         await self._runner.cleanup()
 
-    def push(self, payload: dict, *, retry_attempt: int = 0) -> str:
-        """Send an Events API envelope carrying ``payload`` (an event_callback body); its id."""
+    def push(self, payload: dict, *, retry_attempt: int = 0, kind: str = "events_api") -> str:
+        """Send an envelope of ``kind`` carrying ``payload`` (an event_callback body; a slash command's
+        fields for ``slash_commands``); its id."""
         envelope_id = str(uuid.uuid4())
-        self._outgoing.put_nowait({"envelope_id": envelope_id, "payload": payload, "type": "events_api",
-                                   "accepts_response_payload": False, "retry_attempt": retry_attempt,
+        self._outgoing.put_nowait({"envelope_id": envelope_id, "payload": payload, "type": kind,
+                                   "accepts_response_payload": kind != "events_api", "retry_attempt": retry_attempt,
                                    "retry_reason": "timeout" if retry_attempt else ""})
         return envelope_id
 
@@ -67,6 +69,7 @@ class FakeSocketMode:
                     data = json.loads(msg.data)
                     if "envelope_id" in data:
                         self.acks.append(data["envelope_id"])
+                        self.answers[data["envelope_id"]] = data.get("payload")
         finally:
             sender.cancel()
         return ws

@@ -3,17 +3,24 @@ the response URL; one in time goes nowhere else; through a real ``serve``, with 
 
 import asyncio
 import concurrent.futures
+import json
+from urllib.parse import parse_qsl
 
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.listener import asyncio_runner
 from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.runtime.event_gate import SpoolingSocketModeHandler
 from bot.runtime.late_answer import LateAck, message_of
+from storage.database import Database
 from tests.fake_slack import FakeSlackServer
+from tests.fake_socket_mode import FakeSocketMode
 from tests.runtime.test_acked_kept import WriteLock, fresh_database, points, post, spool_empty, told, wait_for
+from tests.runtime.test_outage import build
 from tests.serve_process import Serve
 from tests.slack_requests import block_actions, interactive, slash_command
-from tests.waiting import WAIT_SECONDS
+from tests.waiting import WAIT_SECONDS, until
 
 
 def context(with_url: bool = True) -> tuple[AsyncBoltContext, list]:
@@ -166,3 +173,34 @@ async def test_a_command_is_answered_at_its_ack_not_at_bolt_s_next_look(bot, mon
     finally:
         stalled.go.set()  # Bolt's dispatch ends in the background
     assert response.status_code == 200 and "/platform-feedback" in response.text
+
+
+async def test_over_socket_mode_a_command_is_answered_at_its_ack_and_a_slow_one_at_its_response_url(fake_slack, tmp_path):
+    """The same over Socket Mode (``SpoolingSocketModeHandler``): ``help`` acked with its usage, and
+    a report whose write waits past Bolt's 3 s acked empty, its reference sent to the response URL."""
+    db = Database(f"sqlite:///{tmp_path}/bot.db")
+    db.migrate()
+    app, deps = build(fake_slack, db, tmp_path / "events.spool")
+
+    def command(text: str) -> dict:
+        return dict(parse_qsl(slash_command(text, fake_url=fake_slack.url)[0]))
+
+    async with FakeSocketMode() as socket_slack:
+        handler = SpoolingSocketModeHandler(app, "xapp-1-A0APP0001-1-fake", gate=deps.events,
+                                            web_client=AsyncWebClient(base_url=socket_slack.url + "/api/"))
+        await handler.connect_async()
+        try:
+            await asyncio.wait_for(socket_slack.connected.wait(), WAIT_SECONDS)
+            usage = socket_slack.push(command("help"), kind="slash_commands")
+            await socket_slack.wait_for_acks(1)
+            assert "/platform-feedback" in json.dumps(socket_slack.answers[usage])
+            with WriteLock(db.url):
+                slow = socket_slack.push(command("the runners are slow"), kind="slash_commands")
+                await socket_slack.wait_for_acks(2)  # at Bolt's 3 s, the write still waiting for the lock
+            assert not socket_slack.answers[slow]
+            point = await until(lambda: points(db.url), what="the report stored")
+            await until(lambda: told(fake_slack, point[0].id), what="its reference sent to the response URL")
+        finally:
+            await handler.close_async()
+            await deps.events.stop()
+            db.dispose()
