@@ -3,7 +3,9 @@ SQLAlchemy installation store (on SQLite and PostgreSQL), and each message sent 
 the workspace it is meant for."""
 
 import contextlib
+import os
 import re
+import tempfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -54,6 +56,8 @@ def oauth_settings(fake_slack, db, *, allowed: str | None = ALLOWED) -> Settings
         slack_signing_secret=SIGNING_SECRET,
         slack_api_url=fake_slack.url + "/api/",
         database_url=db.url,
+        # Each instance its own spool, in a temporary directory (the default is the working directory's).
+        event_spool_path=os.path.join(tempfile.mkdtemp(prefix="pf-spool-"), "events.spool"),
     )
 
 
