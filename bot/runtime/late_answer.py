@@ -125,13 +125,20 @@ async def dispatch(app: AsyncApp, request: AsyncBoltRequest) -> BoltResponse:
     acked = asyncio.ensure_future(ack.made.wait())
     try:
         await asyncio.wait({task, acked}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the request itself went away: its listener still runs to its end
+        _in_background(task)
+        raise
     finally:
         acked.cancel()
     if task.done() or ack.response is None:
         return await task
+    _in_background(task)
+    return ack.response
+
+
+def _in_background(task: asyncio.Task) -> None:
     _running.add(task)
     task.add_done_callback(_ended)
-    return ack.response
 
 
 def _ended(task: asyncio.Task) -> None:
