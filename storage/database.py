@@ -7,6 +7,7 @@ answer it with "try again", never a 500.
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -155,6 +156,20 @@ def make_async_engine(url: str) -> AsyncEngine:
     return create_async_engine(parsed, pool_pre_ping=True, pool_timeout=POOL_SECONDS, connect_args={"connect_timeout": CONNECT_SECONDS})
 
 
+# Once the person a task serves has had their answer (a listener's ack: bot.runtime.late_answer),
+# nobody waits on its database calls, and a call given up on at ``answer_seconds`` may still commit:
+# "try again" would then be untrue and the retry a duplicate. From then on ``run`` waits
+# ``ANSWERED_SECONDS`` in that task (``person_answered``).
+ANSWERED_SECONDS = 15.0
+_answered: ContextVar[bool] = ContextVar("pf_person_answered", default=False)
+
+
+def person_answered() -> None:
+    """Mark the current task's person as answered (``ANSWERED_SECONDS``); tasks it starts from now
+    on inherit it."""
+    _answered.set(True)
+
+
 class Database:
     def __init__(self, url: str, *, answer_seconds: float | None = None, background_workers: int = 0,
                  idle_in_transaction_seconds: float = IDLE_IN_TRANSACTION_SECONDS):
@@ -206,13 +221,18 @@ class Database:
     async def run(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``transact`` in a worker thread, so the event loop never blocks on the database; for
         callers someone waits on (a Slack request, a webhook). Raises DatabaseUnavailable after
-        ``answer_seconds``: the thread is then left to finish or fail on its own, so the work may
-        still commit later (every write here is keyed to be safe to repeat)."""
-        return await self._in_thread(partial(self.transact, fn, *args, **kwargs), self.answer_seconds)
+        ``answer_seconds`` (``ANSWERED_SECONDS`` in a task whose person has had their answer): the
+        thread is then left to finish or fail on its own, so the work may still commit later (every
+        write here is keyed to be safe to repeat)."""
+        return await self._in_thread(partial(self.transact, fn, *args, **kwargs), self._deadline())
 
     async def run_read(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``read`` in a worker thread, with ``run``'s deadline."""
-        return await self._in_thread(partial(self.read, fn, *args, **kwargs), self.answer_seconds)
+        return await self._in_thread(partial(self.read, fn, *args, **kwargs), self._deadline())
+
+    def _deadline(self) -> float | None:
+        seconds = self.answer_seconds
+        return max(seconds, ANSWERED_SECONDS) if seconds is not None and _answered.get() else seconds
 
     async def run_within(self, seconds: float, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``run`` with its own deadline, on SQLite too: raises DatabaseUnavailable after

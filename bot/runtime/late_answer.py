@@ -25,6 +25,8 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackClientError
 
+from storage.database import person_answered
+
 log = logging.getLogger(__name__)
 # What a response URL takes of an ack's body (Bolt's ``_build_message``).
 MESSAGE_FIELDS = ("text", "blocks", "attachments", "response_type", "unfurl_links", "unfurl_media")
@@ -91,6 +93,7 @@ class LateAck(AsyncAck):
     async def __call__(self, *args, **kwargs) -> BoltResponse:
         response = await super().__call__(*args, **kwargs)
         self.made.set()
+        person_answered()  # the listener's later database calls keep nobody waiting (storage.database)
         if self.late:
             await answer_late(self.context, response)
         return response
