@@ -19,7 +19,7 @@ from bot.runtime.listening import UNREACHABLE, answers_outage, try_again
 from bot.runtime.slack_reads import Unread, fetch_message, remember_permalink
 from bot.text import from_slack
 from storage import friction
-from storage.database import DatabaseUnavailable
+from storage.database import ANSWERED_SECONDS, DatabaseUnavailable
 from storage.models import Source
 
 log = logging.getLogger(__name__)
@@ -28,12 +28,6 @@ FORM_NOT_OPENED = ("Slack did not let me open the form just now (`{error}`). Ple
                    "or type your report after it: `/platform-feedback the staging VPN drops every hour`.")
 SHORTCUT_NOT_OPENED = "Slack did not let me open the form just now (`{error}`). Please choose the shortcut on the message again."
 UNREAD_TEXT = "(Slack did not let the bot read this message; the link to it is on the report.)"
-# How long a one-line report's write may take. Past Slack's 3 s the command is acked empty and the
-# answer ("Filed as FB-n") goes to its response URL (bot.runtime.late_answer). It used to be the
-# database's 2.5 s: a write slower than that (a lock held on a busy PostgreSQL) was answered "try
-# again" and then committed anyway, so the person was told something untrue and their resend was
-# filed twice. A database that cannot be reached still answers at once ("try again", their words).
-FILING_SECONDS = 15.0
 
 
 def _code(exc: SlackApiError) -> str:
@@ -103,8 +97,11 @@ async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient, respo
     )
     # Acked means kept: a one-line report is stored before the ack, and the ack is its answer.
     # A process killed before that answers nothing, and Slack tells the person the command failed.
+    # Its write may take as long as one after an ack (ANSWERED_SECONDS): past Slack's 3 s the answer
+    # goes to the response URL (bot.runtime.late_answer). At the database's 2.5 s it used to say
+    # "try again" to a write that then committed anyway: untrue, and the resend was filed twice.
     try:
-        filed = await deps.db.run_within(FILING_SECONDS, file_report, draft=draft, **_filing(deps))
+        filed = await deps.db.run_within(ANSWERED_SECONDS, file_report, draft=draft, **_filing(deps))
         assert filed is not None  # None only for an event id seen before, and none is given
     except DatabaseUnavailable:
         await ack(response_type="ephemeral", **try_again("your report", text))  # their words quoted back: nothing is lost

@@ -121,10 +121,10 @@ async def dispatch(app: AsyncApp, request: AsyncBoltRequest) -> BoltResponse:
     least one such sleep, and a busy loop's sleeps run late. What it returns at its next look is
     this same ack response; the dispatch goes on in the background (its listener runs on past
     the ack as before). Raises what the dispatch raises, when it ends first."""
-    task = asyncio.ensure_future(app.async_dispatch(request))
     ack = request.context.get("ack")
     if not isinstance(ack, LateAck):
-        return await task
+        return await app.async_dispatch(request)
+    task = asyncio.ensure_future(app.async_dispatch(request))
     acked = asyncio.ensure_future(ack.made.wait())
     try:
         await asyncio.wait({task, acked}, return_when=asyncio.FIRST_COMPLETED)

@@ -31,6 +31,7 @@ from sqlmodel import select
 from storage.database import Database
 from storage.models import FrictionPoint, TrackerLink
 from tests import tracker_requests as tr
+from tests import waiting
 from tests.conftest import TABLES
 from tests.fake_slack import FakeSlackServer
 from tests.help_channel.test_help_channel import message
@@ -394,7 +395,7 @@ def test_chaos_run_loses_no_acked_event_report_or_closure(tmp_path, request, bac
         lost = sorted(expected - set(stored))
         ids = {p.text: p.id for p in found}
         late = [s.key for s in acked if s.late]  # each one's reference sent to its response URL
-        untold = [key for key in late if key not in ids or not wait_until(lambda key=key: told(fake, ids[key]), 30)]
+        untold = [key for key in late if key not in ids or not told_within(fake, ids[key], 30)]
         unapplied = sorted(closed - resolved(url, texts))
         twice = [t for t, n in collections.Counter(stored).items() if n > 1]
         replies = collections.Counter(c.body.get("thread_ts") for c in fake.calls_to("chat.postMessage")
@@ -411,11 +412,13 @@ def test_chaos_run_loses_no_acked_event_report_or_closure(tmp_path, request, bac
     assert repeated <= 10 * kills, figures  # at most what was in flight at each kill
 
 
-def wait_until(check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (result := check()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return result
+def told_within(fake, point_id: int, timeout: float) -> bool:
+    """Whether report ``point_id``'s reference reaches a response URL within ``timeout`` seconds."""
+    try:
+        waiting.wait_for(lambda: told(fake, point_id), what=f"FB-{point_id} told", timeout=timeout)
+    except AssertionError:
+        return False
+    return True
 
 
 def told(fake, point_id: int) -> list[str]:
