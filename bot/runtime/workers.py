@@ -1,8 +1,8 @@
 """``serve --workers N``: N serving processes on one port, and the parent that supervises them.
 
 Each worker is a spawned process that builds the whole app from the environment (``worker_app``:
-Bolt app, outbox sender, scheduler, chart process) and listens on its own socket bound with
-``SO_REUSEPORT``, so the kernel deals new connections out over the workers by hash. (uvicorn's own
+Bolt app, outbox sender, scheduler, chart process) and then listens on its own socket bound with
+``SO_REUSEPORT``, so the kernel deals new connections out over the workers ready to answer, by hash. (uvicorn's own
 ``--workers`` shares one socket: an idle worker's accept loop took every connection of a burst, and
 the other worker sat idle.) The sender and the scheduler already take turns through PostgreSQL
 (claimed outbox rows, ``scheduled_run``), so N of them deliver each message and run each job once.
@@ -63,7 +63,7 @@ class _WorkerServer(uvicorn.Server):
 
 
 def _leave(_signum, _frame) -> None:
-    """A worker's own SIGTERM handler, outside uvicorn's: before serving, and when uvicorn raises the
+    """A worker's own SIGTERM handler, outside uvicorn's: while the app is built, and when uvicorn raises the
     signal it caught again after serving. The worker ends by SystemExit(0), its exit handlers run
     (multiprocessing's finalizers release its semaphores), rather than killed by the signal."""
     raise SystemExit(0)
@@ -81,7 +81,13 @@ def _worker(host: str, port: int, parent: int) -> None:
     logs.configure(secrets=settings.secrets())
     config = uvicorn.Config("bot.runtime.workers:worker_app", factory=True, log_level="info", log_config=None,
                             **uvicorn_options(settings))
-    _WorkerServer(config).run(sockets=[listening_socket(host, port)])
+    config.load()  # the app, built under ``_leave``: uvicorn's own handler would let a SIGTERM wait for the build
+    # Bound here, listening only once the app has started: asyncio's ``create_server(sock=...)``
+    # calls ``listen()`` when uvicorn starts serving, after the app is built and its lifespan ran.
+    # A socket listening from here would be dealt its share of new connections (SO_REUSEPORT) while
+    # the app is built, seconds on a loaded machine, each left unanswered meanwhile (a tracker's
+    # delivery past its timeout) or reset if the start fails; the other workers answer them instead.
+    _WorkerServer(config).run(sockets=[listening_socket(host, port, listen=False)])
 
 
 def supervise(host: str, port: int, workers: int) -> int:
@@ -119,6 +125,8 @@ def supervise(host: str, port: int, workers: int) -> int:
                 wait = last_restart + RESTART_SECONDS - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
+                if stopping:  # asked to stop while waiting: no new worker nobody would stop
+                    continue
                 log.warning("worker %d exited with %s; starting another", proc.pid, proc.exitcode)
                 procs[i], last_restart = start(), time.monotonic()
     return 0

@@ -57,6 +57,39 @@ def test_two_workers_share_the_port_and_both_answer(tmp_path, pg_url):
     assert sum(r["message"] == "Application shutdown complete." for r in output) == 2
 
 
+def test_a_worker_still_starting_takes_no_connection(tmp_path, pg_url):
+    """A worker started again after a crash builds its app for seconds (imports on a loaded machine;
+    here made 30 s by ``tests/slow_start``). Its socket listened from the start, so the kernel dealt
+    it about half of the new connections, each waiting unanswered until the app was up: a tracker's
+    closure during a PostgreSQL outage went unanswered for its 10 s (CI's chaos run). The other
+    worker must answer every one of them meanwhile."""
+    flag = tmp_path / "slow-app"
+    slow = REPO / "tests" / "slow_start"
+    env = {"PYTHONPATH": f"{slow}{os.pathsep}{REPO}", "PF_TEST_SLOW_APP": str(flag)}
+    log = tmp_path / "serve.log"
+    with FakeSlackServer() as fake, serving(tmp_path, fake, pg_url, args=("--workers", "2"), env_extra=env, stop=False) as (base, proc):
+        first = worker_pids(log, 2)
+        flag.touch()  # from now on, a worker builds its app 30 s late
+        os.kill(first[0], signal.SIGKILL)
+
+        def started_again() -> list[int]:
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                return [p for p in map(int, f.read().split()) if p not in first and "spawn_main" in open(f"/proc/{p}/cmdline").read()]
+
+        restarted = wait_for(started_again, what="the worker started again", interval=0.05)
+        # It builds its app, 30 s late (with the bug, its socket listening meanwhile).
+        wait_for(lambda: all(os.path.exists(f"{flag}.{p}") for p in restarted), what="the new worker building its app")
+        unanswered = []
+        for _ in range(20):  # a connection each: the kernel deals them out by their ports
+            try:
+                httpx.get(base + "/healthz", timeout=5).raise_for_status()
+            except httpx.TimeoutException:
+                unanswered.append(1)
+        assert all(os.path.exists(f"{flag}.{p}") for p in restarted), "the new worker's app was built before all were tried"
+        assert not unanswered, f"{len(unanswered)} of 20 connections went to the worker still starting"
+        stop_process(proc)
+
+
 def test_workers_on_sqlite_are_refused_in_one_line(tmp_path):
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "SLACK_BOT_TOKEN": TOKEN,
            "SLACK_SIGNING_SECRET": SIGNING_SECRET, "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db"}
