@@ -844,3 +844,30 @@ async def test_a_message_queued_in_a_database_thread_goes_without_waiting_for_th
     finally:
         db.after_queue.clear()
         await s.stop()
+
+
+async def test_a_database_outage_is_said_once_while_it_lasts_and_once_when_it_ends(db, fake_slack, caplog):
+    """The sender polls every ``idle_seconds``; a 10 s outage logged one warning per poll per
+    process (CI's chaos run: some twenty lines), burying what else happened meanwhile."""
+    queue(db, 1)
+    s = sender(db, fake_slack, idle_seconds=0.01)
+    real, down, polls = db.run, {"now": True}, {"n": 0}
+
+    async def refusing(fn, /, *args, **kwargs):
+        if down["now"]:
+            polls["n"] += 1
+            raise DatabaseUnavailable("connection refused")
+        return await real(fn, *args, **kwargs)
+
+    s.db = type("RefusingDatabase", (), {"run": staticmethod(refusing), "after_queue": []})()
+    caplog.set_level("WARNING", logger="bot.runtime.outbox.sender")
+    s.start()
+    try:
+        await until(lambda: polls["n"] >= 5, what="five polls refused")
+        down["now"] = False
+        await until(lambda: [r.status for r in messages(db)] == ["sent"], what="the message sent")
+    finally:
+        await s.stop()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("outbox:")]
+    assert said == ["outbox: database unavailable: connection refused; sending again when it answers",
+                    "outbox: the database answers again; sending"], said

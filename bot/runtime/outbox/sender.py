@@ -116,6 +116,7 @@ class OutboxSender:
         self._running_loop: asyncio.AbstractEventLoop | None = None  # set by run_forever
         self._task: asyncio.Task | None = None
         self._in_flight: asyncio.Semaphore | None = None
+        self._unavailable = False  # said once while the database cannot be reached, not per poll
 
     @property
     def rates(self) -> dict[str, float]:
@@ -395,10 +396,10 @@ class OutboxSender:
             await session.close()
 
     async def _loop(self) -> None:
-        self._running_loop = asyncio.get_running_loop()
         """A batch at a time, except that the next is claimed as soon as every message of the one
         before is in flight or done: its last calls' round trips and records, and the next claim,
         would otherwise leave the pace idle at every batch boundary."""
+        self._running_loop = asyncio.get_running_loop()
         tail: asyncio.Task | None = None  # the batch before, finishing its last calls
         batch: asyncio.Task | None = None
         try:
@@ -430,11 +431,18 @@ class OutboxSender:
 
     async def _drain_logged(self, started: asyncio.Event) -> int:
         try:
-            return await self.drain_once(started)
+            sent = await self.drain_once(started)
         except DatabaseUnavailable as exc:
-            log.warning("outbox: database unavailable: %s", exc)
+            if not self._unavailable:
+                log.warning("outbox: database unavailable: %s; sending again when it answers", exc)
+            self._unavailable = True
         except Exception:  # a bug in one batch must not stop the sending for good
             log.exception("outbox: a batch failed")
+        else:
+            if self._unavailable:
+                log.warning("outbox: the database answers again; sending")
+            self._unavailable = False
+            return sent
         return 0
 
     def start(self) -> None:
