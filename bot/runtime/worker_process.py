@@ -27,12 +27,15 @@ from typing import Any
 
 
 def _in_worker(owner: int) -> None:
-    """In the worker: Ctrl-C in a terminal signals the whole process group, this worker too; the
-    process that owns it ends it (at its own shutdown), so SIGINT must not kill it mid-wait with a
-    KeyboardInterrupt traceback (and leaked semaphores) in the log. An owner that ends without
-    stopping it (killed) takes it along (``lifeline``)."""
-    from bot.runtime import lifeline
+    """In the worker: the lowest CPU priority (``bot.runtime.cpu``), so that on a busy machine a
+    burst of large deliveries or charts waits for the CPU rather than the acks. Ctrl-C in a
+    terminal signals the whole process group, this worker too; the process that owns it ends it (at
+    its own shutdown), so SIGINT must not kill it mid-wait with a KeyboardInterrupt traceback (and
+    leaked semaphores) in the log. An owner that ends without stopping it (killed) takes it along
+    (``lifeline``)."""
+    from bot.runtime import cpu, lifeline
 
+    cpu.lower_this_process()  # first: the threads started below inherit it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     lifeline.follow(owner)
 

@@ -128,3 +128,13 @@ def test_calls_that_meet_one_death_share_one_fresh_process():
         answers = list(callers.map(lambda n: worker.call(abs, -n, timeout=WAIT_SECONDS), range(8)))
     assert answers == list(range(8))
     assert len(worker.pids()) == 1 and pid not in worker.pids()
+
+
+def test_the_reader_process_runs_at_the_lowest_cpu_priority():
+    """Pure computation nobody waits on within an ack: on a busy machine the serving loop and the
+    database get the CPU first (``bot.runtime.cpu``); the bench's worst acks during hostile bursts
+    came from CPU contention, not from waiting on the reader."""
+    from bot.runtime import cpu
+
+    assert webhooks.READER.call(os.getpriority, os.PRIO_PROCESS, 0, timeout=WAIT_SECONDS) == cpu.NICE
+    assert os.getpriority(os.PRIO_PROCESS, 0) != cpu.NICE  # ... not this process
