@@ -2,13 +2,13 @@
 among 500 open 3,000-character reports (each card's duplicate check scores the new report against
 all of them), against the worst ack of the same run's idle stretches (goal: at most 1.3 times).
 
-    python -m bench.duplicate_ack [--database-url URL] [--open 500] [--rate 10] [--rounds 3]
+    python -m bench.duplicate_ack [--database sqlite|postgresql] [--open 500] [--rate 10] [--rounds 3]
                                   [--cards 3] [--gap 6]
 
-1. A fresh SQLite database in a temporary directory (or ``--database-url``, migrated, which should
-   be empty), seeded with ``--open`` open reports of 3,000 characters of words drawn from a
-   3,000-word vocabulary; their own duplicate suggestions kept ("nothing resembles it"), as the bot
-   keeps them when their cards were drawn.
+1. A fresh migrated database (``bench.report.fresh_database``; removed at the end), seeded with
+   ``--open`` open reports of 3,000 characters of words drawn from a 3,000-word vocabulary; their
+   own duplicate suggestions kept ("nothing resembles it"), as the bot keeps them when their cards
+   were drawn.
 2. Starts the tests' fake Slack in a process of its own, and ``platform-feedback serve`` on that
    database with a policy that has a triage channel and one host (the default duplicate
    threshold, 70).
@@ -24,16 +24,14 @@ all of them), against the worst ack of the same run's idle stretches (goal: at m
    the ratio of worst during cards / worst idle, non-200 answers and the load average before and
    after. Exit status 0 if the goal is met and every answer was a 200.
 
-Not run in CI. The temporary database is removed at the end.
+Not run in CI.
 """
 
 import argparse
 import asyncio
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -44,7 +42,7 @@ from sqlalchemy import text
 
 from bench.ack_during import figures, load
 from bench.ack_latency import POLICY, Requests, fake_slack_process
-from bench.report import load_average, serve_process
+from bench.report import fresh_database, load_average, serve_process
 from storage.database import Database
 from storage.models import FrictionPoint, Source
 from tests.fake_slack import TOKEN
@@ -108,15 +106,12 @@ async def drive(base: str, fake_url: str, db: Database, args, rng: random.Random
 
 
 async def main_async(args) -> int:
-    tmp = tempfile.mkdtemp(prefix="pf-bench-dup-")
-    url = args.database_url or f"sqlite:///{tmp}/bench.db"
-    db = Database(url)
     rng = random.Random(26)
     words = vocabulary(rng)
-    try:
-        db.migrate()
+    with fresh_database(args.database) as db:
+        url = db.url
         ids = seed(db, args.open, rng, words)
-        print(f"{len(ids)} open reports of 3,000 characters in {url.split('://')[0]}; {args.rate:g} acks a second", flush=True)
+        print(f"{len(ids)} open reports of 3,000 characters in {args.database}; {args.rate:g} acks a second", flush=True)
         before = load_average()
         with fake_slack_process() as (fake_url, answers):
             env = {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake_url + "/api/"}
@@ -126,9 +121,6 @@ async def main_async(args) -> int:
                     load(base, Requests(fake_url, ids, [1, 0, 1]), args.rate, stop),
                     drive(base, fake_url, db, args, rng, words, stop))
         after = load_average()
-    finally:
-        db.dispose()
-        shutil.rmtree(tmp, ignore_errors=True)
     by = figures(samples, stretches, kinds=("cards",))
     print(f"\n{'':<8}{'acks':>6}{'p50 ms':>9}{'p99 ms':>9}{'worst ms':>10}")
     for kind, seconds in by.items():
@@ -147,7 +139,7 @@ async def main_async(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.duplicate_ack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", help="an empty database to use instead of a temporary SQLite file")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--open", type=int, default=500, help="open reports to compare with (default 500)")
     parser.add_argument("--rate", type=float, default=10.0, help="acks a second (default 10)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of new cards (default 3)")
