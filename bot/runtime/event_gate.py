@@ -179,7 +179,7 @@ class EventGate:
         goes on as before."""
         if not holds(request.body):
             return
-        request.context["ack"] = LateAck(request.context)
+        request.context["ack"] = LateAck(request.context, request.body)
         headers = {"content-type": "application/json"}
         try:
             kept = await self._keep(key, json.dumps(request.body).encode(), headers, False, live=True, in_order=False, before_ack=True)
@@ -353,7 +353,7 @@ class EventGate:
                 request = self.request(entry.body, entry.headers)
                 response = await self._dispatch(request)  # Bolt's error handler sees a listener's failure
                 if entry.headers.get(UNANSWERED):  # its ack never reached the person: it goes now
-                    await answer_late(request.context, response)
+                    await answer_late(request.context, response, request.body)
                 if not await anyio.to_thread.run_sync(self.spool.finish, entry.seq):
                     self._pause()
                     break

@@ -11,7 +11,10 @@ the request's spool copy stayed ``held`` (dropped, not replayed, if the process 
 request's context): once the route has answered without it (``answered``), what the listener acks
 is sent to the request's response URL instead, the ephemeral message it would have been (Slack
 keeps a response URL for 30 minutes, five messages: https://docs.slack.dev/interactivity/handling-user-interaction).
-A form's answer (errors, another view) and a menu's options have no such way: logged.
+A form has no response URL, and Slack closed it at the empty answer: a late refusal (the form's
+errors, "cannot reach its database, try again") would leave the person believing it was saved, so
+it goes to them by DM, with what they typed quoted to send again (``form_message``). A form's late
+other answer (another view, "Thanks") and a menu's options have no way to the person: logged.
 """
 
 import asyncio
@@ -25,6 +28,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackClientError
 
+from bot.text import fit, to_mrkdwn
 from storage.database import person_answered
 
 log = logging.getLogger(__name__)
@@ -49,21 +53,48 @@ def message_of(response: BoltResponse | None) -> dict | None:
     return message
 
 
-async def answer_late(context: AsyncBoltContext, response: BoltResponse | None) -> None:
-    """Send what ``response`` (a listener's ack) says to the request's response URL; one log line
-    when there is no such URL, or the message cannot go that way, or Slack refuses it."""
+def form_message(body: dict, response: BoltResponse) -> dict | None:
+    """A form's late refusal as a direct message to the person who sent it: the form's title, its
+    errors, and each text they typed, quoted (inert, like all people's text: ``bot.text``). None
+    unless ``body`` is a form's submission (``view_submission``) and ``response`` its
+    ``response_action: errors``."""
+    if body.get("type") != "view_submission" or response.status != 200:
+        return None
+    try:
+        answer = json.loads(response.body)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or answer.get("response_action") != "errors":
+        return None
+    view = body.get("view") or {}
+    title = str((view.get("title") or {}).get("text") or "form")
+    errors = " ".join(str(e) for e in (answer.get("errors") or {}).values()) or "it was refused."
+    typed = [field["value"] for block in ((view.get("state") or {}).get("values") or {}).values() if isinstance(block, dict)
+             for field in block.values() if isinstance(field, dict) and isinstance(field.get("value"), str) and field["value"].strip()]
+    lines = [f"Your form “{to_mrkdwn(title)}” closed before it was saved. {to_mrkdwn(errors)}"]
+    if typed:
+        lines.append("What you wrote, to send again:")
+        lines += ["\n".join("> " + line for line in to_mrkdwn(text).splitlines()) for text in typed]
+    return {"text": fit("\n".join(lines))}
+
+
+async def answer_late(context: AsyncBoltContext, response: BoltResponse | None, body: dict | None = None) -> None:
+    """Send what ``response`` (a listener's ack to the request ``body``) says to the request's
+    response URL, or a form's refusal to the person by DM (``form_message``); one log line when
+    there is no such way, or Slack refuses it."""
     if response is None or response.status != 200 or not response.body:
         return  # an empty ack: nothing the person missed
-    message = message_of(response)
-    respond = context.respond if context.response_url else None
-    if message is None or respond is None:
-        log.warning("an answer came after Slack's 3 s and has no way to the person (%s)",
-                    "no response URL" if message is not None else "a form's or a menu's answer")
-        return
+    message, dm = message_of(response), form_message(body or {}, response)
     try:
-        await respond(message)
+        if message is not None and context.response_url and context.respond is not None:
+            await context.respond(message)
+        elif dm is not None and context.client is not None and context.user_id:
+            await context.client.chat_postMessage(channel=context.user_id, **dm)
+        else:
+            log.warning("an answer came after Slack's 3 s and has no way to the person (%s)",
+                        "no response URL" if message is not None else "a form's or a menu's answer")
     except (SlackClientError, OSError, TimeoutError, ValueError) as exc:  # aiohttp's errors are OSErrors
-        log.warning("an answer that came after Slack's 3 s could not be sent to its response URL: %s", exc)
+        log.warning("an answer that came after Slack's 3 s could not be sent to the person: %s", exc)
 
 
 class LateAck(AsyncAck):
@@ -74,10 +105,10 @@ class LateAck(AsyncAck):
     full 3 s and answered without the ack (a forged button value failing ``int()`` after ``ack()``:
     3 s per request, and a command's acked message lost)."""
 
-    def __init__(self, context: AsyncBoltContext):
+    def __init__(self, context: AsyncBoltContext, body: dict | None = None):
         self._response: BoltResponse | None = None
         super().__init__()
-        self.context = context
+        self.context, self.body = context, body or {}
         self.late = False
         self.made = asyncio.Event()  # set at the first ack (``dispatch``)
 
@@ -95,7 +126,7 @@ class LateAck(AsyncAck):
         self.made.set()
         person_answered()  # the listener's later database calls keep nobody waiting (storage.database)
         if self.late:
-            await answer_late(self.context, response)
+            await answer_late(self.context, response, self.body)
         return response
 
     async def answered(self, sent: BoltResponse) -> bool:
@@ -106,7 +137,7 @@ class LateAck(AsyncAck):
             return self.late
         self.late = True
         if self.response is not None:
-            await answer_late(self.context, self.response)
+            await answer_late(self.context, self.response, self.body)
         return True
 
 

@@ -16,13 +16,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.policy import Hosts, Policy
 from bot.runtime.event_gate import SpoolingSocketModeHandler
 from bot.runtime.late_answer import LateAck, message_of
+from bot.runtime.listening import UNREACHABLE
 from storage.database import ANSWER_SECONDS, Database
 from tests.fake_slack import FakeSlackServer
 from tests.fake_socket_mode import FakeSocketMode
 from tests.runtime.test_acked_kept import WriteLock, fresh_database, points, post, spool_empty, told, wait_for
 from tests.runtime.test_outage import build
 from tests.serve_process import Serve
-from tests.slack_requests import block_actions, interactive, slash_command
+from tests.slack_requests import USER, block_actions, interactive, modal_values, slash_command, view_submission
 from tests.waiting import WAIT_SECONDS, until
 
 
@@ -262,3 +263,27 @@ async def test_a_change_acked_first_waits_for_a_slow_write_rather_than_saying_tr
     [point] = points(bot.db.url)
     assert point.status == "resolved" and point.resolution_note == "warmed by a nightly job"
     assert not [c for c in bot.fake.calls_to("response_url") if "cannot reach" in json.dumps(c.body)]
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+async def test_a_form_refused_after_slack_closed_it_is_told_by_dm_with_what_was_typed(bot):
+    """A report form sent while another process holds SQLite's write lock: Bolt answers at its 3 s,
+    and Slack closes the form; the write gives up at SQLite's 5 s busy timeout and the listener
+    refuses the form ("cannot reach its database"), an answer with no way back (a form has no
+    response URL). It was logged only: the person saw the form close and took it as filed, their
+    words gone. Now they are told by DM, what they typed quoted to send again, inert."""
+    await bot.post(*slash_command("", fake_url=bot.fake.url))
+    await bot.settle()
+    view = bot.fake.calls_to("views.open")[-1].body["view"]
+    typed = "the <!channel> runner pool is empty\nsince monday <https://evil.example|https://ci.example>"
+    with WriteLock(bot.db.url):
+        response = await asyncio.wait_for(bot.post(*interactive(view_submission(view, modal_values(typed)))), WAIT_SECONDS)
+        assert (response.status_code, response.text) == (200, "")  # Slack closes the form
+        [dm] = await until(lambda: [c for c in bot.fake.calls_to("chat.postMessage") if c.body.get("channel") == USER],
+                           what="the person told by DM")
+    await bot.settle()
+    text = dm.body["text"]
+    assert UNREACHABLE in text and "closed before it was saved" in text, text
+    assert "> the @\u2060channel runner pool is empty\n> since monday https://ci.example (https://evil.example)" in text, text
+    assert "<!channel>" not in text and "<https://evil" not in text
+    assert points(bot.db.url) == []  # nothing filed: the DM is true
