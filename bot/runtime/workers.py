@@ -2,9 +2,9 @@
 
 Each worker is a spawned process that builds the whole app from the environment (``worker_app``:
 Bolt app, outbox sender, scheduler, chart process) and then listens on its own socket bound with
-``SO_REUSEPORT``, so the kernel deals new connections out over the workers ready to answer, by hash. (uvicorn's own
-``--workers`` shares one socket: an idle worker's accept loop took every connection of a burst, and
-the other worker sat idle.) The sender and the scheduler already take turns through PostgreSQL
+``SO_REUSEPORT``, so the kernel deals new connections out by hash over the workers ready to answer.
+(uvicorn's own ``--workers`` shares one socket: an idle worker's accept loop took every connection
+of a burst, and the other worker sat idle.) The sender and the scheduler already take turns through PostgreSQL
 (claimed outbox rows, ``scheduled_run``), so N of them deliver each message and run each job once.
 
 The parent forwards SIGTERM and SIGINT to the workers as SIGTERM (each shuts down gracefully, as a
@@ -63,8 +63,8 @@ class _WorkerServer(uvicorn.Server):
 
 
 def _leave(_signum, _frame) -> None:
-    """A worker's own SIGTERM handler, outside uvicorn's: while the app is built, and when uvicorn raises the
-    signal it caught again after serving. The worker ends by SystemExit(0), its exit handlers run
+    """A worker's own SIGTERM handler, outside uvicorn's: while the app is built, and when uvicorn
+    raises the signal it caught again after serving. The worker ends by SystemExit(0), its exit handlers run
     (multiprocessing's finalizers release its semaphores), rather than killed by the signal."""
     raise SystemExit(0)
 
