@@ -106,6 +106,7 @@ class EventGate:
         self._replaying = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._live: set[asyncio.Task] = set()
+        self._listening: set[asyncio.Task] = set()  # listeners of held requests, running (``ListenerStart``)
         self._resting_until = 0.0  # monotonic: after a replay met the outage again, wait a tick
         self._trouble: str | None = None  # why the last replay pass could not go on (logged once)
         # Called with the payload of an event no listener took (Bolt answered 404 after our ack):
@@ -131,6 +132,11 @@ class EventGate:
         if self.replay is None:
             raise RuntimeError("EventGate.replay is not set (bot.runtime.app.create_app sets it)")
         return await self.replay(request)
+
+    def listening(self, task: asyncio.Task) -> None:
+        """``task`` runs the listener of a held request: a graceful stop waits for it (``stop``)."""
+        self._listening.add(task)
+        task.add_done_callback(self._listening.discard)
 
     def handle_live(self, admitted: Admitted, body: bytes, headers: dict[str, str]) -> None:
         """After the ack: run the event's listener to its end, then drop its row."""
@@ -298,8 +304,9 @@ class EventGate:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        if self._live:  # events acked and being handled: let them finish (or stay spooled)
-            await asyncio.wait(set(self._live), timeout=STOP_SECONDS)
+        running = self._live | self._listening
+        if running:  # events and requests acked and being handled: let them finish (or stay spooled)
+            await asyncio.wait(running, timeout=STOP_SECONDS)
         await anyio.to_thread.run_sync(self.spool.close)
 
     async def _run(self) -> None:
@@ -390,17 +397,24 @@ class ListenerStart(AsyncListenerStartHandler):
     """Bolt's listener start handler, wrapped: marks that a listener took the request (one no
     listener or middleware took is released by the route itself, ``release_unstarted``)."""
 
-    def __init__(self, inner: AsyncListenerStartHandler):
-        self.inner = inner
+    def __init__(self, inner: AsyncListenerStartHandler, gate: "EventGate"):
+        self.inner, self.gate = inner, gate
 
     async def handle(self, request: AsyncBoltRequest, response: BoltResponse | None) -> None:
         request.context[STARTED] = True
+        task = asyncio.current_task()
+        if task is not None and request.context.get(HELD) is not None:
+            self.gate.listening(task)
         await self.inner.handle(request=request, response=response)
 
 
 class ListenerEnd(AsyncListenerCompletionHandler):
     """Bolt's listener completion handler, wrapped: the listener of a held request has finished
-    (after its ack: Bolt runs it on past the answer), so its copy in the spool goes."""
+    (after its ack: Bolt runs it on past the answer), so its copy in the spool goes. Not when its
+    task is being cancelled: Bolt calls this in a ``finally`` that a cancelled listener (the
+    process stopping with it still running: a deploy's SIGTERM while it waits for a lock) runs
+    too, and its copy went with it, acked and never done; it stays, and the replay after the
+    restart runs it again."""
 
     def __init__(self, inner: AsyncListenerCompletionHandler, gate: "EventGate"):
         self.inner, self.gate = inner, gate
@@ -409,7 +423,11 @@ class ListenerEnd(AsyncListenerCompletionHandler):
         try:
             await self.inner.handle(request=request, response=response)
         finally:
-            await self.gate.release(request)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                log.warning("a %s stopped before its listener ended: kept in the spool for the replay", _kind(request.body))
+            else:
+                await self.gate.release(request)
 
 
 def keep_requests(app, gate: EventGate) -> None:
@@ -418,7 +436,7 @@ def keep_requests(app, gate: EventGate) -> None:
     defaults to ``AsyncioListenerRunner``), so they are wrapped on the runner it made;
     tests/test_acked_kept.py fails if that stops working."""
     runner = app._async_listener_runner
-    runner.listener_start_handler = ListenerStart(runner.listener_start_handler)
+    runner.listener_start_handler = ListenerStart(runner.listener_start_handler, gate)
     runner.listener_completion_handler = ListenerEnd(runner.listener_completion_handler, gate)
 
 

@@ -194,11 +194,15 @@ def serve(*, no_migrate: bool, workers: int = 1) -> int:
 
         db.dispose()
         return supervise(settings.host, settings.port, workers)
+    from bot.runtime import lifeline
     from bot.runtime.app import serving_web_app
     from bot.runtime.http_limits import uvicorn_options
 
-    uvicorn.run(serving_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None,
-                **uvicorn_options(settings))
+    try:  # uvicorn ends by raising the signal it caught (SIGTERM: gone at once; Ctrl-C: KeyboardInterrupt)
+        uvicorn.run(serving_web_app(app, deps), host=settings.host, port=settings.port, log_level="info", log_config=None,
+                    **uvicorn_options(settings))
+    finally:
+        lifeline.end_past_stuck_calls()
     return 0
 
 

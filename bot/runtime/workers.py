@@ -87,7 +87,10 @@ def _worker(host: str, port: int, parent: int) -> None:
     # A socket listening from here would be dealt its share of new connections (SO_REUSEPORT) while
     # the app is built, seconds on a loaded machine, each left unanswered meanwhile (a tracker's
     # delivery past its timeout) or reset if the start fails; the other workers answer them instead.
-    _WorkerServer(config).run(sockets=[listening_socket(host, port, listen=False)])
+    try:
+        _WorkerServer(config).run(sockets=[listening_socket(host, port, listen=False)])
+    finally:  # SystemExit from ``_leave`` too: a stuck database call must not keep the worker
+        lifeline.end_past_stuck_calls()
 
 
 def supervise(host: str, port: int, workers: int) -> int:

@@ -4,6 +4,7 @@ the response URL; one in time goes nowhere else; through a real ``serve``, with 
 import asyncio
 import concurrent.futures
 import json
+import signal
 from urllib.parse import parse_qsl
 
 import psycopg
@@ -150,6 +151,35 @@ def test_a_report_slower_than_bolt_s_3_s_is_acked_kept_and_its_reference_sent_af
     assert len(told(fake, first.id)) == 1 and len(told(fake, stored[1].id)) == 1  # once each
     assert serve.tail().count("no listener takes") == 0, serve.tail()  # not counted as unhandled
 
+
+
+def test_a_deploy_s_sigterm_loses_no_report_still_waiting_for_its_write(tmp_path, request):
+    """``serve --workers 2`` on PostgreSQL, a one-line report acked empty at Bolt's 3 s while its
+    write waits for a lock, then SIGTERM (a deploy). Bolt's runner releases a request's spool copy
+    in a ``finally`` that the listener's cancellation at shutdown runs too: the copy went, the
+    report was never stored nor told (found attacking real processes). And a worker whose thread
+    still waited on the lock never ended. Now: the process ends on its own, the copy stays, and
+    after the restart the report is stored once and told once."""
+    url = fresh_database(request, tmp_path, "postgresql")
+    with FakeSlackServer() as fake:
+        serve = Serve(tmp_path, fake.url, url, args=("--workers", "2"))
+        serve.start()
+        try:
+            with WriteLock(url), concurrent.futures.ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(post, serve.base, *slash_command("the release train is stuck at QA", fake_url=fake.url))
+                answer = waiting.result(timeout=30)  # Bolt's 3 s, while the write waits for the lock
+                assert answer is not None and (answer.status_code, answer.text) == (200, ""), answer
+                serve.proc.send_signal(signal.SIGTERM)
+                serve.proc.wait(timeout=WAIT_SECONDS)  # ends on its own, the lock still held
+                serve.proc = None
+            assert points(url) == []
+            serve.start()
+            [point] = wait_for(lambda: points(url), timeout=60, what="the report stored after the restart", serve=serve)
+            wait_for(lambda: told(fake, point.id), timeout=30, what="its reference sent by the replay", serve=serve)
+            wait_for(lambda: spool_empty(serve), timeout=60, what="the spool drained", serve=serve)
+        finally:
+            serve.stop()
+    assert point.text == "the release train is stuck at QA" and len(told(fake, point.id)) == 1
 
 
 class _StalledSleep:
