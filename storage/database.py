@@ -63,6 +63,13 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached; the caller tells the user to try again."""
 
 
+class OutcomeUnknown(DatabaseUnavailable):
+    """The database stopped answering after a transaction's writes were sent: at its COMMIT (the
+    connection dropped before the server's reply) or past the caller's deadline (the abandoned
+    thread may still commit). It may have been written. "Try again" is untrue then, unless trying
+    again is safe: the caller repeats it only if the work is keyed to be safe to repeat."""
+
+
 # Seconds a person-facing call may wait for PostgreSQL: under Slack's 3 s ack window
 # (https://api.slack.com/apis/events-api#responding), with room for the response itself.
 ANSWER_SECONDS = 2.5
@@ -201,14 +208,24 @@ class Database:
         return Session(self.engine, expire_on_commit=False)
 
     def transact(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
-        """Run ``fn(session=..., ...)`` in one transaction: all of it is written, or none."""
-        with unavailable_as_one(), self.session() as session:
-            with session.begin():
-                result = fn(*args, session=session, **kwargs)
-            if session.info.pop(QUEUED, False):
-                for call in list(self.after_queue):
-                    call()
-            return result
+        """Run ``fn(session=..., ...)`` in one transaction: all of it is written, or none.
+        DatabaseUnavailable if the database cannot be reached; OutcomeUnknown if that happens at
+        the commit itself."""
+        committing = False
+        try:
+            with unavailable_as_one(), self.session() as session:
+                with session.begin():
+                    result = fn(*args, session=session, **kwargs)
+                    session.flush()  # what fails up to here was not written
+                    committing = True
+                if session.info.pop(QUEUED, False):
+                    for call in list(self.after_queue):
+                        call()
+                return result
+        except DatabaseUnavailable as exc:
+            if committing and not isinstance(exc, OutcomeUnknown):
+                raise OutcomeUnknown(f"at commit: {exc}") from exc
+            raise
 
     def read(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``fn(session=..., ...)`` in a transaction that only reads: on SQLite a deferred one,
@@ -224,7 +241,7 @@ class Database:
         ``answer_seconds`` (``ANSWERED_SECONDS`` in a task whose person has had their answer): the
         thread is then left to finish or fail on its own, so the work may still commit later (every
         write here is keyed to be safe to repeat)."""
-        return await self._in_thread(partial(self.transact, fn, *args, **kwargs), self._deadline())
+        return await self._in_thread(partial(self.transact, fn, *args, **kwargs), self._deadline(), writes=True)
 
     async def run_read(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``read`` in a worker thread, with ``run``'s deadline."""
@@ -239,7 +256,7 @@ class Database:
         ``seconds`` (the thread is left to finish or fail on its own). For a check that must not
         hold an ack, where cancelling ``run`` would wait for its thread: on SQLite up to the busy
         timeout (5 s) behind another process's write lock."""
-        return await self._in_thread(partial(self.transact, fn, *args, **kwargs), seconds)
+        return await self._in_thread(partial(self.transact, fn, *args, **kwargs), seconds, writes=True)
 
     def background(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``transact`` for work nobody waits on within seconds (scheduled jobs, the dashboard,
@@ -264,14 +281,16 @@ class Database:
         """Raise DatabaseUnavailable unless a ``SELECT 1`` answers within ``answer_seconds``."""
         await self._in_thread(self.ping, self.answer_seconds)
 
-    async def _in_thread(self, call: Callable[[], T], seconds: float | None) -> T:
+    async def _in_thread(self, call: Callable[[], T], seconds: float | None, *, writes: bool = False) -> T:
+        """``call()`` in a worker thread, given up on after ``seconds``: DatabaseUnavailable, or
+        OutcomeUnknown if it ``writes`` (the abandoned thread may still commit)."""
         if seconds is None:
             return await anyio.to_thread.run_sync(call)
         try:
             with anyio.fail_after(seconds):
                 return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
         except TimeoutError:
-            raise DatabaseUnavailable(f"no answer within {seconds:g} s") from None
+            raise (OutcomeUnknown if writes else DatabaseUnavailable)(f"no answer within {seconds:g} s") from None
 
     def ping(self) -> None:
         """One ``SELECT 1``; raises DatabaseUnavailable if the database cannot be reached."""

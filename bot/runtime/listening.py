@@ -43,6 +43,17 @@ def try_again(what: str, text: str | None = None) -> dict:
     return {"text": msg, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": msg}}]}
 
 
+def unsure(what: str, text: str | None = None) -> dict:
+    """An ephemeral message: the database stopped answering while ``what`` was being saved, so
+    whether it was is not known (``storage.database.OutcomeUnknown``); where to look before sending
+    it again. ``text``: what the person wrote, quoted back."""
+    msg = (f":warning: Our database stopped answering while saving {what}, so I can't tell whether it was saved. "
+           "In a minute, `/platform-feedback mine` lists your reports: send it again only if it is not there.")
+    if text:
+        msg += f"\nWhat you wrote:\n>{mrkdwn(text, 2500)}"
+    return {"text": msg, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": msg}}]}
+
+
 def answers_outage(what: str, *, block: str | None = None) -> Callable[[Listener], Listener]:
     """Decorate a listener whose work needs the database. When it raises ``DatabaseUnavailable`` the
     person is told once, in one line, and nothing half-done is left (the operation's transaction

@@ -100,6 +100,37 @@ async def test_database_down_tells_the_user_to_try_again_with_their_text(bot):
     assert "try again" in answer["text"] and "my text must not be lost" in answer["text"]
 
 
+async def test_a_report_whose_commit_reply_was_lost_is_answered_with_its_reference_and_filed_once(bot, monkeypatch):
+    """The connection dropped while COMMIT's reply was on its way (a proxy delaying PostgreSQL's
+    replies, cut at random): the report was written, and the answer was "couldn't save, try again",
+    whose resend files it twice. Now the write is repeated (its intake key finds it) and the answer
+    is its reference; if the database stays away, the answer says it may be saved and where to look."""
+    from bot.intake import listeners
+    from storage.database import OutcomeUnknown
+
+    real, lost = bot.deps.db.run_within, {"times": 1}
+
+    async def reply_lost(seconds, fn, /, *args, **kwargs):
+        result = await real(seconds, fn, *args, **kwargs)  # written ...
+        if lost["times"] and fn.__name__ == "file_report":
+            lost["times"] -= 1
+            raise OutcomeUnknown("at commit: server closed the connection unexpectedly")  # ... and the reply lost
+        return result
+
+    monkeypatch.setattr(bot.deps.db, "run_within", reply_lost)
+    answer = (await bot.post(*slash_command("the deploy bot ignores my PR", fake_url=bot.fake.url))).json()["text"]
+    assert "FB-1" in answer and "try again" not in answer, answer
+    assert [p.text for p in points(bot.db)] == ["the deploy bot ignores my PR"]
+
+    lost["times"] = 10**6  # the database gone for longer than the answer may wait
+    monkeypatch.setattr(listeners, "ANSWERED_SECONDS", 1.0)
+    answer = (await bot.post(*slash_command("and the cache is cold", fake_url=bot.fake.url))).json()["text"]
+    assert "can't tell whether it was saved" in answer and "/platform-feedback mine" in answer and "and the cache is cold" in answer
+    assert "try again" not in answer, answer
+    await bot.settle()
+    assert sorted(p.text for p in points(bot.db)) == ["and the cache is cold", "the deploy bot ignores my PR"]  # once each
+
+
 def test_help_lists_every_registered_subcommand(tmp_path):
     # One registry (issue #25, 6): every word a surface answers is in the help, with hosts' words apart,
     # and DMing the bot is named; a word with no handler, or a handler with no word, stops the start.

@@ -207,6 +207,37 @@ def test_unreachable_database_raises_database_unavailable():
         db.dispose()
 
 
+def test_a_connection_lost_at_commit_is_an_unknown_outcome_not_a_plain_outage(db):
+    """A connection that drops while COMMIT's reply is on its way (found through a proxy delaying
+    PostgreSQL's replies, cut at random): the transaction may be written. That is OutcomeUnknown,
+    so no caller says "not saved, try again" to it; a failure before the commit stays a plain
+    DatabaseUnavailable (nothing written)."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from storage.database import OutcomeUnknown
+
+    def lost(*_args):
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    def add(*, session):
+        session.add(ProcessedEvent(event_id="Ev0COMMIT1"))
+
+    def add_then_lose(*, session):
+        add(session=session)
+        lost()
+
+    event.listen(db.engine, "commit", lost)
+    try:
+        with pytest.raises(OutcomeUnknown, match="at commit"):
+            db.transact(add)
+    finally:
+        event.remove(db.engine, "commit", lost)
+    with pytest.raises(DatabaseUnavailable) as before:
+        db.transact(add_then_lose)
+    assert not isinstance(before.value, OutcomeUnknown)
+
+
 def test_background_work_leaves_the_database_servers_other_cpus_to_the_acks(pg_url):
     """The dashboard, the digest and other background work may not use PostgreSQL's parallel
     workers (unless DATABASE_BACKGROUND_WORKERS says so): on a small server they starved the
