@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 from multiprocessing.process import BaseProcess
 
@@ -101,6 +102,10 @@ def supervise(host: str, port: int, workers: int) -> int:
         listening_socket(host, port, listen=False).close()
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    # multiprocessing's resource tracker, a process the first worker's start makes, warns on stderr,
+    # outside the JSON log, about the semaphores of a worker that was killed (it frees them; the
+    # death is logged here). Its command line carries this process's -W options (sys.warnoptions).
+    sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -120,16 +125,14 @@ def supervise(host: str, port: int, workers: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("serving on %s:%d with %d worker processes: %s", host, port, workers, ", ".join(str(p.pid) for p in procs))
-    last_restart = 0.0
+    # Per worker: one that keeps dying is started again at most once every RESTART_SECONDS, and
+    # never holds up the start of another (both killed at once: both start again at once).
+    started = [0.0] * workers  # a first death is answered at once
     while any(p.is_alive() for p in procs) or not stopping:
         for i, proc in enumerate(procs):
-            proc.join(timeout=0.5)
-            if proc.exitcode is not None and not stopping:
-                wait = last_restart + RESTART_SECONDS - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                if stopping:  # asked to stop while waiting: no new worker nobody would stop
-                    continue
-                log.warning("worker %d exited with %s; starting another", proc.pid, proc.exitcode)
-                procs[i], last_restart = start(), time.monotonic()
+            proc.join(timeout=0.5 / workers)
+            if proc.exitcode is None or stopping or time.monotonic() < started[i] + RESTART_SECONDS:
+                continue
+            log.warning("worker %d exited with %s; starting another", proc.pid, proc.exitcode)
+            procs[i], started[i] = start(), time.monotonic()
     return 0

@@ -12,10 +12,12 @@ import sys
 import time
 import uuid
 from contextlib import ExitStack
+from datetime import datetime
 
 import httpx
 import pytest
 
+from bot.runtime.workers import RESTART_SECONDS
 from tests.cpu_caps import cpu_cap, subtree, worker_pids
 from tests.fake_slack import TOKEN, FakeSlackServer
 from tests.runtime.test_serve_http import REPO, START_SECONDS, free_port, serving, stop_process, stored_reference, wait_until
@@ -26,7 +28,14 @@ QUOTA, PERIOD_US = 0.2, 10_000  # a fifth of a CPU per serving process, counted 
 
 
 def records(log) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    """The log's JSON records; a line still being written is left for the next look."""
+    found = []
+    for line in log.read_text().splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            pass
+    return found
 
 
 async def file_all(base: str, texts: list[str], fake_url: str) -> list[tuple[int, str]]:
@@ -49,12 +58,22 @@ def test_two_workers_share_the_port_and_both_answer(tmp_path, pg_url):
         answers = asyncio.run(file_all(base, texts, fake.url))
         assert [status for status, _ in answers] == [200] * len(texts)
         assert all("FB-" in text for _, text in answers), answers  # every report answered with its reference
+        # A worker killed: started again, and the log stays one JSON object per line (the
+        # resource tracker's raw warning about the semaphores it left was not).
+        os.kill(worker_pids(log, 2)[0], signal.SIGKILL)
+        wait_until(lambda: sum(r["message"] == "Application startup complete." for r in records(log)) == 3,
+                   timeout=START_SECONDS, what="the worker started again", log=log)
     for text in texts:  # each stored exactly once
         stored_reference(pg_url, text)
     output = records(log)
     served = {r["process"] for r in output if "POST /slack/events" in r["message"]}
     assert len(served) == 2, f"one process answered every request: {served}"
-    assert sum(r["message"] == "Application shutdown complete." for r in output) == 2
+    assert sum(r["message"] == "Application shutdown complete." for r in output) == 2  # the killed one said nothing
+
+
+def _at(record: dict) -> float:
+    """A log record's time, in seconds (``bot.runtime.logs``: ``2026-12-07 23:31:58,648``)."""
+    return datetime.strptime(record["time"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 def test_a_worker_still_starting_takes_no_connection(tmp_path, pg_url):
@@ -62,7 +81,8 @@ def test_a_worker_still_starting_takes_no_connection(tmp_path, pg_url):
     here made 30 s by ``tests/slow_start``). Its socket listened from the start, so the kernel dealt
     it about half of the new connections, each waiting unanswered until the app was up: a tracker's
     closure during a PostgreSQL outage went unanswered for its 10 s (CI's chaos run). The other
-    worker must answer every one of them meanwhile."""
+    worker must answer every one of them meanwhile. And two workers dying at once are both started
+    again at once: the restart limit is each worker's own."""
     flag = tmp_path / "slow-app"
     slow = REPO / "tests" / "slow_start"
     env = {"PYTHONPATH": f"{slow}{os.pathsep}{REPO}", "PF_TEST_SLOW_APP": str(flag)}
@@ -87,6 +107,17 @@ def test_a_worker_still_starting_takes_no_connection(tmp_path, pg_url):
                 unanswered.append(1)
         assert all(os.path.exists(f"{flag}.{p}") for p in restarted), "the new worker's app was built before all were tried"
         assert not unanswered, f"{len(unanswered)} of 20 connections went to the worker still starting"
+        # Both killed at once (the out-of-memory killer): both are started again at once, the
+        # restart limit being each worker's own (one shared limit held the second back 5 s).
+        flag.unlink()
+        last = _at([r for r in records(log) if "starting another" in r["message"]][0])
+        wait_for(lambda: time.time() > last + RESTART_SECONDS, what="the restarted worker's own restart limit passed")
+        for pid in [first[1], *restarted]:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: len([r for r in records(log) if "starting another" in r["message"]]) == 3, timeout=START_SECONDS,
+                   what="both workers started again", log=log)
+        again = [_at(r) for r in records(log) if "starting another" in r["message"]][1:]
+        assert abs(again[1] - again[0]) < RESTART_SECONDS / 2, f"the second started {abs(again[1] - again[0]):.1f} s after the first"
         stop_process(proc)
 
 
