@@ -118,15 +118,19 @@ async def _file_once(deps: Deps, draft: FrictionDraft) -> Filed:
     """``file_report`` within ``ANSWERED_SECONDS``. A write whose outcome is unknown (the connection
     dropped at its COMMIT: "try again" would be untrue if it was written, and the resend a second
     report) is repeated while time is left: the draft's intake key (the command's trigger id)
-    makes a repeat find the report if it was written. OutcomeUnknown if time runs out first."""
+    makes a repeat find the report if it was written. OutcomeUnknown if time runs out first, or
+    if the database is gone once an attempt's outcome is unknown: "not saved" is not known then."""
     deadline = time.monotonic() + ANSWERED_SECONDS
-    pause = 0.25
+    pause, unknown = 0.25, None
     while True:
         try:
             filed = await deps.db.run_within(max(0.1, deadline - time.monotonic()), file_report, draft=draft, **_filing(deps))
-        except OutcomeUnknown:
+        except DatabaseUnavailable as exc:
+            unknown = exc if isinstance(exc, OutcomeUnknown) else unknown
+            if unknown is None:
+                raise  # nothing of it written: "try again" is true
             if time.monotonic() + pause >= deadline:
-                raise
+                raise unknown from exc
             await asyncio.sleep(pause)  # the database coming back after a cut
             pause = min(2 * pause, 2.0)
             continue

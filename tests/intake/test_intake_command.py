@@ -106,7 +106,7 @@ async def test_a_report_whose_commit_reply_was_lost_is_answered_with_its_referen
     whose resend files it twice. Now the write is repeated (its intake key finds it) and the answer
     is its reference; if the database stays away, the answer says it may be saved and where to look."""
     from bot.intake import listeners
-    from storage.database import OutcomeUnknown
+    from storage.database import DatabaseUnavailable, OutcomeUnknown
 
     real, lost = bot.deps.db.run_within, {"times": 1}
 
@@ -129,6 +129,18 @@ async def test_a_report_whose_commit_reply_was_lost_is_answered_with_its_referen
     assert "try again" not in answer, answer
     await bot.settle()
     assert sorted(p.text for p in points(bot.db)) == ["and the cache is cold", "the deploy bot ignores my PR"]  # once each
+
+    lost["times"], refused = 1, {"on": False}  # the reply lost, then the database refusing: still not "not saved"
+
+    async def then_refused(seconds, fn, /, *args, **kwargs):
+        if refused["on"] and fn.__name__ == "file_report":
+            raise DatabaseUnavailable("connection refused")
+        refused["on"] = fn.__name__ == "file_report"
+        return await reply_lost(seconds, fn, *args, **kwargs)
+
+    monkeypatch.setattr(bot.deps.db, "run_within", then_refused)
+    answer = (await bot.post(*slash_command("the runners are gone", fake_url=bot.fake.url))).json()["text"]
+    assert "can't tell whether it was saved" in answer and "try again" not in answer, answer
 
 
 def test_help_lists_every_registered_subcommand(tmp_path):
