@@ -3,6 +3,7 @@ the response URL; one in time goes nowhere else; through a real ``serve``, with 
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import signal
 from urllib.parse import parse_qsl
@@ -114,6 +115,16 @@ async def test_a_listener_that_acked_then_failed_is_answered_with_its_ack_at_onc
     assert [r.getMessage() for r in caplog.records if r.name == "slack_bolt.AsyncApp" and "ack()" in r.getMessage()] == []
 
 
+@contextlib.contextmanager
+def acked_empty(serve: Serve, fake, url: str, text: str):
+    """A one-line report ``text`` sent while ``url``'s write lock is held: acked empty at Bolt's 3 s,
+    its write still waiting; the lock held until the block ends."""
+    with WriteLock(url), concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(post, serve.base, *slash_command(text, fake_url=fake.url)).result(timeout=30)
+        assert answer is not None and (answer.status_code, answer.text) == (200, ""), answer
+        yield
+
+
 def test_a_report_slower_than_bolt_s_3_s_is_acked_kept_and_its_reference_sent_after(tmp_path):
     """Bolt waits 3 s for a listener's ack, then answers without it while the listener runs on
     (slack_bolt/listener/asyncio_runner.py). A one-line report whose write waited longer (SQLite's
@@ -127,18 +138,13 @@ def test_a_report_slower_than_bolt_s_3_s_is_acked_kept_and_its_reference_sent_af
         serve = Serve(tmp_path, fake.url, url)
         serve.start()
         try:
-            with WriteLock(url), concurrent.futures.ThreadPoolExecutor(1) as pool:
-                waiting = pool.submit(post, serve.base, *slash_command("the nightly build cache is empty", fake_url=fake.url))
-                answer = waiting.result(timeout=30)  # Bolt's 3 s, while the write waits for the lock
-                assert answer is not None and (answer.status_code, answer.text) == (200, ""), answer
+            with acked_empty(serve, fake, url, "the nightly build cache is empty"):
+                pass
             # (The lock goes now: SQLite's busy timeout, 5 s from the write's start, would make it "try again".)
             [first] = wait_for(lambda: points(url), timeout=30, what="the first report stored", serve=serve)
             wait_for(lambda: told(fake, first.id), timeout=30, what="its reference sent to the response URL", serve=serve)
 
-            with WriteLock(url), concurrent.futures.ThreadPoolExecutor(1) as pool:
-                waiting = pool.submit(post, serve.base, *slash_command("the staging database is read-only", fake_url=fake.url))
-                answer = waiting.result(timeout=30)
-                assert answer is not None and (answer.status_code, answer.text) == (200, ""), answer
+            with acked_empty(serve, fake, url, "the staging database is read-only"):
                 serve.kill_all()  # its listener still waits for the write lock: only a live spool copy keeps it
             serve.start()
             stored = wait_for(lambda: len(found := points(url)) == 2 and found, timeout=60, what="the second report stored after the restart",
@@ -165,10 +171,7 @@ def test_a_deploy_s_sigterm_loses_no_report_still_waiting_for_its_write(tmp_path
         serve = Serve(tmp_path, fake.url, url, args=("--workers", "2"))
         serve.start()
         try:
-            with WriteLock(url), concurrent.futures.ThreadPoolExecutor(1) as pool:
-                waiting = pool.submit(post, serve.base, *slash_command("the release train is stuck at QA", fake_url=fake.url))
-                answer = waiting.result(timeout=30)  # Bolt's 3 s, while the write waits for the lock
-                assert answer is not None and (answer.status_code, answer.text) == (200, ""), answer
+            with acked_empty(serve, fake, url, "the release train is stuck at QA"):
                 serve.proc.send_signal(signal.SIGTERM)
                 serve.proc.wait(timeout=WAIT_SECONDS)  # ends on its own, the lock still held
                 serve.proc = None
