@@ -5,6 +5,8 @@
 answer it with "try again", never a 500.
 """
 
+import asyncio
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -257,6 +259,27 @@ class Database:
         hold an ack, where cancelling ``run`` would wait for its thread: on SQLite up to the busy
         timeout (5 s) behind another process's write lock."""
         return await self._in_thread(partial(self.transact, fn, *args, **kwargs), seconds, writes=True)
+
+    async def run_repeating(self, seconds: float, fn: Callable[..., T], /, *args, **kwargs) -> T:
+        """``run_within`` for work keyed to be safe to repeat (a report's intake key): an attempt
+        whose outcome is unknown (``OutcomeUnknown``: its COMMIT's reply lost) is repeated, as the
+        database comes back, until ``seconds`` have passed; a repeat finds what the first wrote.
+        Raises DatabaseUnavailable when nothing was written (so "try again" is true), and
+        OutcomeUnknown when time ran out after an unknown outcome, even if the last attempt was
+        refused outright."""
+        deadline = time.monotonic() + seconds
+        pause, unknown = 0.25, None
+        while True:
+            try:
+                return await self.run_within(max(0.1, deadline - time.monotonic()), fn, *args, **kwargs)
+            except DatabaseUnavailable as exc:
+                unknown = exc if isinstance(exc, OutcomeUnknown) else unknown
+                if unknown is None:
+                    raise
+                if time.monotonic() + pause >= deadline:
+                    raise unknown from exc
+                await asyncio.sleep(pause)  # the database coming back after a cut
+                pause = min(2 * pause, 2.0)
 
     def background(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
         """``transact`` for work nobody waits on within seconds (scheduled jobs, the dashboard,

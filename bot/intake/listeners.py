@@ -1,8 +1,6 @@
 """Intake: the slash command, the message shortcut, the report modal and the :ticket: reaction."""
 
-import asyncio
 import logging
-import time
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
@@ -22,7 +20,6 @@ from bot.runtime.slack_reads import Unread, fetch_message, remember_permalink
 from bot.text import from_slack
 from storage import friction
 from storage.database import ANSWERED_SECONDS, DatabaseUnavailable, OutcomeUnknown
-from storage.friction import Filed, FrictionDraft
 from storage.models import Source
 
 log = logging.getLogger(__name__)
@@ -104,7 +101,9 @@ async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient, respo
     # goes to the response URL (bot.runtime.late_answer). At the database's 2.5 s it used to say
     # "try again" to a write that then committed anyway: untrue, and the resend was filed twice.
     try:
-        filed = await _file_once(deps, draft)
+        # Keyed by the command's trigger id: a repeat after a lost COMMIT reply finds it if written.
+        filed = await deps.db.run_repeating(ANSWERED_SECONDS, file_report, draft=draft, **_filing(deps))
+        assert filed is not None  # None only for an event id seen before, and none is given
     except OutcomeUnknown:
         await ack(response_type="ephemeral", **unsure("your report", text))
         return
@@ -112,30 +111,6 @@ async def on_command(ack: AsyncAck, command: dict, client: AsyncWebClient, respo
         await ack(response_type="ephemeral", **try_again("your report", text))  # their words quoted back: nothing is lost
         return
     await ack(response_type="ephemeral", **build_filed_message(deps.ref(filed.point.id), filed.point, with_details_button=True))
-
-
-async def _file_once(deps: Deps, draft: FrictionDraft) -> Filed:
-    """``file_report`` within ``ANSWERED_SECONDS``. A write whose outcome is unknown (the connection
-    dropped at its COMMIT: "try again" would be untrue if it was written, and the resend a second
-    report) is repeated while time is left: the draft's intake key (the command's trigger id)
-    makes a repeat find the report if it was written. OutcomeUnknown if time runs out first, or
-    if the database is gone once an attempt's outcome is unknown: "not saved" is not known then."""
-    deadline = time.monotonic() + ANSWERED_SECONDS
-    pause, unknown = 0.25, None
-    while True:
-        try:
-            filed = await deps.db.run_within(max(0.1, deadline - time.monotonic()), file_report, draft=draft, **_filing(deps))
-        except DatabaseUnavailable as exc:
-            unknown = exc if isinstance(exc, OutcomeUnknown) else unknown
-            if unknown is None:
-                raise  # nothing of it written: "try again" is true
-            if time.monotonic() + pause >= deadline:
-                raise unknown from exc
-            await asyncio.sleep(pause)  # the database coming back after a cut
-            pause = min(2 * pause, 2.0)
-            continue
-        assert filed is not None  # None only for an event id seen before, and none is given
-        return filed
 
 
 async def on_message_shortcut(ack: AsyncAck, shortcut: dict, client: AsyncWebClient, respond: AsyncRespond, deps: Deps) -> None:

@@ -1,6 +1,6 @@
 """CPU-heavy work that nobody waits on within the ack (the triage card's duplicate scoring) runs in
 one thread of its own at the lowest scheduling priority, so the serving thread, which answers
-Slack's acks, gets the CPU first; so do the helper processes (``lower_this_process``).
+Slack's acks, gets the CPU first; so do the helper processes (``lower_this_thread``).
 
 Linux schedules each thread as a task with its own nice value: ``os.setpriority(PRIO_PROCESS,
 native thread id, 19)`` lowers this thread alone (setpriority(2), "Linux notes"; elsewhere the
@@ -23,27 +23,24 @@ _pool: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 
 
-def _lower_priority() -> None:
+def lower_this_thread() -> None:
+    """Put the calling thread, and every thread it starts from now on (they inherit it), at
+    ``NICE``: the scoring pool's thread, and the main thread of a helper process of pure
+    computation (``bot.runtime.worker_process``: charts, reading large tracker deliveries), called
+    first thing in it. Such work holds no database lock and its caller waits for it in a thread,
+    so at the lowest priority it costs the acks nothing when the machine's CPUs are all busy; idle
+    CPUs still run it at full speed."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
     except (OSError, AttributeError):  # not Linux, or not allowed: the process's priority
         pass
 
 
-def lower_this_process() -> None:
-    """Put the calling thread, and every thread it starts from now on (they inherit it), at
-    ``NICE``: for a helper process of pure computation (``bot.runtime.worker_process``: charts,
-    reading large tracker deliveries), called first thing in it. Such a process holds no database
-    lock and its caller waits for it in a thread, so at the lowest priority it costs the acks
-    nothing when the machine's CPUs are all busy; idle CPUs still run it at full speed."""
-    _lower_priority()
-
-
 def pool() -> ThreadPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pf-low-cpu", initializer=_lower_priority)
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pf-low-cpu", initializer=lower_this_thread)
         return _pool
 
 

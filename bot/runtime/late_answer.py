@@ -40,17 +40,23 @@ def message_of(response: BoltResponse | None) -> dict | None:
     """The message an ack's ``response`` carried (a 200 with text or blocks), shaped for a response
     URL (ephemeral unless it said otherwise); None when it carried none or something only the
     original answer can carry (a form's ``response_action``, a menu's ``options``)."""
-    if response is None or response.status != 200 or not response.body:
-        return None
-    try:
-        body = json.loads(response.body)
-    except ValueError:  # ack("words"): Bolt sends the bare text
-        body = {"text": response.body}
-    if not isinstance(body, dict) or not (body.get("text") or body.get("blocks") or body.get("attachments")):
+    body = _acked(response)
+    if not (body.get("text") or body.get("blocks") or body.get("attachments")):
         return None
     message = {k: body[k] for k in MESSAGE_FIELDS if k in body}
     message.setdefault("response_type", "ephemeral")
     return message
+
+
+def _acked(response: BoltResponse | None) -> dict:
+    """What an ack's ``response`` carried, as a dict ({} for none, or not a 200)."""
+    if response is None or response.status != 200 or not response.body:
+        return {}
+    try:
+        body = json.loads(response.body)
+    except ValueError:  # ack("words"): Bolt sends the bare text
+        return {"text": response.body}
+    return body if isinstance(body, dict) else {}
 
 
 def form_message(body: dict, response: BoltResponse) -> dict | None:
@@ -58,13 +64,8 @@ def form_message(body: dict, response: BoltResponse) -> dict | None:
     errors, and each text they typed, quoted (inert, like all people's text: ``bot.text``). None
     unless ``body`` is a form's submission (``view_submission``) and ``response`` its
     ``response_action: errors``."""
-    if body.get("type") != "view_submission" or response.status != 200:
-        return None
-    try:
-        answer = json.loads(response.body)
-    except ValueError:
-        return None
-    if not isinstance(answer, dict) or answer.get("response_action") != "errors":
+    answer = _acked(response)
+    if body.get("type") != "view_submission" or answer.get("response_action") != "errors":
         return None
     view = body.get("view") or {}
     title = str((view.get("title") or {}).get("text") or "form")

@@ -37,20 +37,22 @@ def with_deps(app: AsyncApp, deps: Deps) -> None:
 def try_again(what: str, text: str | None = None) -> dict:
     """An ephemeral message: ``what`` (e.g. "your answer") was not saved because the database did not
     answer; try again in a minute. ``text``: what the person wrote, quoted back so nothing is lost."""
-    msg = f":warning: I couldn't save {what} just now (our database did not answer). Please try again in a minute."
-    if text:
-        msg += f"\nWhat you wrote, so nothing is lost:\n>{mrkdwn(text, 2500)}"
-    return {"text": msg, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": msg}}]}
+    return _warning(f"I couldn't save {what} just now (our database did not answer). Please try again in a minute.",
+                    text, "What you wrote, so nothing is lost:")
 
 
 def unsure(what: str, text: str | None = None) -> dict:
     """An ephemeral message: the database stopped answering while ``what`` was being saved, so
     whether it was is not known (``storage.database.OutcomeUnknown``); where to look before sending
     it again. ``text``: what the person wrote, quoted back."""
-    msg = (f":warning: Our database stopped answering while saving {what}, so I can't tell whether it was saved. "
-           "In a minute, `/platform-feedback mine` lists your reports: send it again only if it is not there.")
-    if text:
-        msg += f"\nWhat you wrote:\n>{mrkdwn(text, 2500)}"
+    return _warning(f"Our database stopped answering while saving {what}, so I can't tell whether it was saved. "
+                    "In a minute, `/platform-feedback mine` lists your reports: send it again only if it is not there.",
+                    text, "What you wrote:")
+
+
+def _warning(said: str, text: str | None, lead: str) -> dict:
+    """``said`` as a warning, with ``text`` (a person's words, inert) quoted under ``lead``."""
+    msg = f":warning: {said}" + (f"\n{lead}\n>{mrkdwn(text, 2500)}" if text else "")
     return {"text": msg, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": msg}}]}
 
 

@@ -35,7 +35,7 @@ def _in_worker(owner: int) -> None:
     (``lifeline``)."""
     from bot.runtime import cpu, lifeline
 
-    cpu.lower_this_process()  # first: the threads started below inherit it
+    cpu.lower_this_thread()  # first: the threads started below inherit it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     lifeline.follow(owner)
 

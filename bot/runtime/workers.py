@@ -4,8 +4,9 @@ Each worker is a spawned process that builds the whole app from the environment 
 Bolt app, outbox sender, scheduler, chart process) and then listens on its own socket bound with
 ``SO_REUSEPORT``, so the kernel deals new connections out by hash over the workers ready to answer.
 (uvicorn's own ``--workers`` shares one socket: an idle worker's accept loop took every connection
-of a burst, and the other worker sat idle.) The sender and the scheduler already take turns through PostgreSQL
-(claimed outbox rows, ``scheduled_run``), so N of them deliver each message and run each job once.
+of a burst, and the other worker sat idle.) The sender and the scheduler already take turns through
+PostgreSQL (claimed outbox rows, ``scheduled_run``), so N of them deliver each message and run each
+job once.
 
 The parent forwards SIGTERM and SIGINT to the workers as SIGTERM (each shuts down gracefully, as a
 single ``serve`` does), starts a worker again if one dies on its own (at most once every
@@ -14,6 +15,7 @@ single ``serve`` does), starts a worker again if one dies on its own (at most on
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -65,8 +67,9 @@ class _WorkerServer(uvicorn.Server):
 
 def _leave(_signum, _frame) -> None:
     """A worker's own SIGTERM handler, outside uvicorn's: while the app is built, and when uvicorn
-    raises the signal it caught again after serving. The worker ends by SystemExit(0), its exit handlers run
-    (multiprocessing's finalizers release its semaphores), rather than killed by the signal."""
+    raises the signal it caught again after serving. The worker ends by SystemExit(0), its exit
+    handlers run (multiprocessing's finalizers release its semaphores), rather than killed by the
+    signal."""
     raise SystemExit(0)
 
 
@@ -129,8 +132,9 @@ def supervise(host: str, port: int, workers: int) -> int:
     # never holds up the start of another (both killed at once: both start again at once).
     started = [0.0] * workers  # a first death is answered at once
     while any(p.is_alive() for p in procs) or not stopping:
+        # Until one of the running ones ends (or half a second: a dead one's restart may be due).
+        multiprocessing.connection.wait([p.sentinel for p in procs if p.exitcode is None], timeout=0.5)
         for i, proc in enumerate(procs):
-            proc.join(timeout=0.5 / workers)
             if proc.exitcode is None or stopping or time.monotonic() < started[i] + RESTART_SECONDS:
                 continue
             log.warning("worker %d exited with %s; starting another", proc.pid, proc.exitcode)
